@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import datetime
+
+from llmserver.domain.ports import CachedCompletion
+
+
+class MemoryCompletionCache:
+    """The durable-cache port kept in process memory (lost on restart)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[str, CachedCompletion] = OrderedDict()
+        self._max = max_entries
+
+    async def get(self, key: str, now: datetime) -> CachedCompletion | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires_at <= now:
+            return None
+        entry = replace(entry, hit_count=entry.hit_count + 1)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        return entry
+
+    async def put(self, entry: CachedCompletion) -> None:
+        self._entries[entry.key] = entry
+        self._entries.move_to_end(entry.key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def purge_expired(self, now: datetime) -> int:
+        expired = [k for k, e in self._entries.items() if e.expires_at <= now]
+        for key in expired:
+            del self._entries[key]
+        return len(expired)
+
+
+class MemoryHotCache:
+    """A bounded LRU with per-entry TTL, in front of the durable cache."""
+
+    def __init__(self, max_entries: int = 2_048) -> None:
+        self._entries: OrderedDict[str, tuple[float, CachedCompletion]] = OrderedDict()
+        self._max = max_entries
+
+    async def get(self, key: str) -> CachedCompletion | None:
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        deadline, entry = item
+        if deadline <= time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
+        self._entries[entry.key] = (time.monotonic() + ttl_seconds, entry)
+        self._entries.move_to_end(entry.key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)

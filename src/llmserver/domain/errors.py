@@ -1,0 +1,211 @@
+"""Domain errors. Each carries what the HTTP layer needs for a precise answer.
+
+The app layer maps ``kind`` to a status code and OpenAI error body in one place
+(``llmserver.app.errors``); nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from llmserver.domain.ratelimit import RateDecision
+
+
+class ErrorKind(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    OVERLOADED = "overloaded"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    UPSTREAM = "upstream"
+    CANCELLED = "cancelled"
+
+
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_REQUEST: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.QUOTA_EXCEEDED: 429,
+    ErrorKind.OVERLOADED: 503,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.TIMEOUT: 504,
+    ErrorKind.UPSTREAM: 502,
+    ErrorKind.CANCELLED: 499,
+}
+"""The status each kind of refusal answers with. It is part of the OpenAI contract the
+domain implements, and request-log rows record it, so it lives here."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    kind: ErrorKind = ErrorKind.INVALID_REQUEST
+    code: str = "invalid_request"
+    rate: RateDecision | None = None
+    """The key's rate-limit state when known, so refusals carry the rate headers too."""
+
+    @property
+    def status(self) -> int:
+        return STATUS_BY_KIND[self.kind]
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(GatewayError):
+    kind = ErrorKind.INVALID_REQUEST
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param)
+        if code is not None:
+            self.code = code
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+    def __init__(self, *, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"This model's maximum context length is {context_length} tokens. "
+            f"The request has {prompt_tokens} prompt tokens and asks for up to {max_tokens} "
+            f"completion tokens ({prompt_tokens + max_tokens} in total). "
+            "Shorten the prompt or lower max_tokens.",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+
+
+class AuthReason(StrEnum):
+    MISSING = "missing_api_key"
+    MALFORMED = "malformed_api_key"
+    INVALID = "invalid_api_key"
+    REVOKED = "revoked_api_key"
+    EXPIRED = "expired_api_key"
+
+
+_AUTH_MESSAGES = {
+    AuthReason.MISSING: "No API key provided. Send it as 'Authorization: Bearer <key>' "
+    "or in the 'X-API-Key' header.",
+    AuthReason.MALFORMED: "The API key is malformed: expected 'llms_<prefix>_<secret>'.",
+    AuthReason.INVALID: "Incorrect API key provided.",
+    AuthReason.REVOKED: "This API key has been revoked.",
+    AuthReason.EXPIRED: "This API key has expired.",
+}
+
+
+class Unauthenticated(GatewayError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+    def __init__(self, reason: AuthReason) -> None:
+        super().__init__(_AUTH_MESSAGES[reason])
+        self.reason = reason
+        self.code = reason.value
+
+
+class Forbidden(GatewayError):
+    kind = ErrorKind.FORBIDDEN
+    code = "permission_denied"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"This API key may not use the model '{model}'.", param="model")
+
+
+class ModelNotFound(GatewayError):
+    kind = ErrorKind.NOT_FOUND
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist.", param="model")
+        self.model = model
+
+
+class NotFound(GatewayError):
+    kind = ErrorKind.NOT_FOUND
+    code = "not_found"
+
+
+class RateLimited(GatewayError):
+    kind = ErrorKind.RATE_LIMITED
+    code = "rate_limit_exceeded"
+
+    def __init__(self, *, limit: int, retry_after: float) -> None:
+        super().__init__(
+            f"Rate limit reached: {limit} requests per minute. Try again in {retry_after:.3f}s."
+        )
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(GatewayError):
+    kind = ErrorKind.QUOTA_EXCEEDED
+    code = "insufficient_quota"
+
+    def __init__(self, *, needed: int, remaining: int, quota: int, reset_at: datetime) -> None:
+        super().__init__(
+            f"Monthly token quota exceeded: this request may use up to {needed} tokens but "
+            f"{remaining} of {quota} are left. The quota resets at {reset_at.isoformat()}."
+        )
+        self.needed = needed
+        self.remaining = remaining
+        self.quota = quota
+        self.reset_at = reset_at
+
+
+class Overloaded(GatewayError):
+    """The model's queue is full; the client should retry later."""
+
+    kind = ErrorKind.OVERLOADED
+    code = "model_overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(GatewayError):
+    """A dependency the request needs (a model, a store) is not ready."""
+
+    kind = ErrorKind.UNAVAILABLE
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class GenerationTimeout(GatewayError):
+    kind = ErrorKind.TIMEOUT
+    code = "timeout"
+
+
+class UpstreamError(GatewayError):
+    """A remote backend failed or answered something unusable."""
+
+    kind = ErrorKind.UPSTREAM
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+
+
+class Cancelled(GatewayError):
+    """The client went away before the answer was complete."""
+
+    kind = ErrorKind.CANCELLED
+    code = "client_closed_request"

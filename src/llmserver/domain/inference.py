@@ -1,0 +1,88 @@
+"""Value types shared by the gateway and every inference backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Either a chat conversation or a raw completion prompt, never both."""
+
+    messages: tuple[ChatMessage, ...] | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.text is None):
+            raise ValueError("a Prompt holds exactly one of messages or text")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling parameters after the model's defaults have been applied."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of generated text, in order. Never splits a UTF-8 character."""
+
+    text: str
+    tokens: int = 1
+    """How many generated tokens this delta covers (for charging cancelled streams)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last event of every stream: why it ended and the exact token counts."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    """What readiness and metrics need to know about one loaded model."""
+
+    model_id: str
+    ready: bool
+    error: str | None = None
+    queue_depth: int = 0
+    details: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,127 @@
+"""API keys: generation, keyed hashing, roles and the key record.
+
+A key reads ``llms_<prefix>_<secret>``. The prefix is public (it identifies the key in
+logs and admin listings); only an HMAC-SHA256 of the whole key under the server secret
+is ever stored, and verification compares digests in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from llmserver.domain.errors import AuthReason, Unauthenticated
+
+KEY_SCHEME = "llms"
+PREFIX_CHARS = 12
+SECRET_BYTES = 32
+MIN_SERVER_SECRET_CHARS = 32
+_PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+    PLAYGROUND = "playground"
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSpec:
+    """A role and the limits a new key of that role gets when none are given."""
+
+    name: Role
+    description: str
+    default_rpm: int | None
+    default_quota_tokens: int | None
+
+
+DEFAULT_ROLES: tuple[RoleSpec, ...] = (
+    RoleSpec(Role.ADMIN, "Full access, including the admin API.", None, None),
+    RoleSpec(Role.USER, "Inference API only.", 60, 1_000_000),
+    RoleSpec(
+        Role.PLAYGROUND, "Inference API for the browser playground, tight limits.", 10, 100_000
+    ),
+)
+
+
+def role_spec(role: Role) -> RoleSpec:
+    return next(spec for spec in DEFAULT_ROLES if spec.name is role)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    key_hash: str
+    role: Role
+    created_at: datetime
+    quota_tokens: int | None = None
+    rpm_limit: int | None = None
+    allowed_models: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def may_use(self, model_id: str) -> bool:
+        return not self.allowed_models or model_id in self.allowed_models
+
+    def revoked(self, at: datetime) -> ApiKey:
+        return replace(self, revoked_at=at)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A freshly generated key: the plaintext exists only here, to be shown once."""
+
+    plaintext: str
+    prefix: str
+
+
+class WeakServerSecret(ValueError):
+    pass
+
+
+class KeyHasher:
+    """Keyed hashing of API keys with the server secret."""
+
+    def __init__(self, server_secret: str) -> None:
+        if len(server_secret) < MIN_SERVER_SECRET_CHARS:
+            raise WeakServerSecret(
+                f"the server secret must be at least {MIN_SERVER_SECRET_CHARS} characters"
+            )
+        self._secret = server_secret.encode()
+
+    def hash(self, plaintext: str) -> str:
+        return hmac.new(self._secret, plaintext.encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, plaintext: str, key_hash: str) -> bool:
+        return hmac.compare_digest(self.hash(plaintext), key_hash)
+
+
+def generate_key() -> IssuedKey:
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_CHARS))
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    return IssuedKey(plaintext=f"{KEY_SCHEME}_{prefix}_{secret}", prefix=prefix)
+
+
+def parse_prefix(plaintext: str) -> str:
+    """Return the public prefix of a presented key, or refuse it as malformed."""
+    parts = plaintext.split("_", 2)
+    if (
+        len(parts) != 3
+        or parts[0] != KEY_SCHEME
+        or len(parts[1]) != PREFIX_CHARS
+        or not all(c in _PREFIX_ALPHABET for c in parts[1])
+        or len(parts[2]) < 16
+    ):
+        raise Unauthenticated(AuthReason.MALFORMED)
+    return parts[1]
+
+
+def generate_server_secret() -> str:
+    return secrets.token_urlsafe(48)

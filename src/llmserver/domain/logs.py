@@ -1,0 +1,43 @@
+"""The request log row: one per API request, written behind the response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class CacheStatus(StrEnum):
+    HIT = "HIT"
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLog:
+    request_id: str
+    created_at: datetime
+    route: str
+    status: int
+    latency_ms: float
+    key_id: str | None = None
+    key_prefix: str | None = None
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_status: CacheStatus | None = None
+    error_code: str | None = None
+    stream: bool = False
+    body: str | None = None
+    """The request body, only when body logging is switched on."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    key_id: str | None = None
+    model: str | None = None
+    status: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0

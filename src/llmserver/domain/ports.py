@@ -1,0 +1,168 @@
+"""The ports: what the domain core needs from the outside world.
+
+Each is a small ``typing.Protocol``; adapters (memory, SQL, Redis, inference) implement
+them and the app's composition root picks which. Every storage port has one contract
+test suite (``tests/contract``) that runs over every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from llmserver.domain.inference import (
+    BackendStatus,
+    Completion,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    StreamEvent,
+)
+from llmserver.domain.keys import ApiKey
+from llmserver.domain.logs import LogQuery, RequestLog
+from llmserver.domain.quota import ReservationResult, UsageRecord
+from llmserver.domain.ratelimit import RateDecision
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float: ...
+
+
+class KeyStore(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def find_by_prefix(self, prefix: str) -> ApiKey | None: ...
+
+    async def list(self) -> Sequence[ApiKey]: ...
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Mark revoked (idempotent: the first revocation time is kept)."""
+        ...
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        """Record last use."""
+        ...
+
+
+class UsageStore(Protocol):
+    async def reserve(
+        self, key_id: str, period: str, tokens: int, quota: int | None
+    ) -> ReservationResult:
+        """Atomically add ``tokens`` to reserved iff used + reserved + tokens <= quota."""
+        ...
+
+    async def settle(
+        self, key_id: str, period: str, reserved: int, used: int, *, cache_hit: bool = False
+    ) -> None:
+        """Move a reservation to used (``used`` <= ``reserved``) and count the request."""
+        ...
+
+    async def release(self, key_id: str, period: str, reserved: int) -> None: ...
+
+    async def get(self, key_id: str, period: str) -> UsageRecord: ...
+
+    async def list(
+        self, *, key_id: str | None = None, period: str | None = None
+    ) -> Sequence[UsageRecord]: ...
+
+
+class RateLimitStore(Protocol):
+    async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
+        """Decide and, if admitted, record one request, atomically per bucket."""
+        ...
+
+
+class RequestLogSink(Protocol):
+    async def write(self, rows: Sequence[RequestLog]) -> None: ...
+
+
+class RequestLogReader(Protocol):
+    async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
+        """Rows matching the query (newest first) and the total count."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCompletion:
+    key: str
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    created_at: datetime
+    expires_at: datetime
+    hit_count: int = 0
+
+    def completion(self) -> Completion:
+        return Completion(
+            text=self.text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            finish_reason=self.finish_reason,
+        )
+
+
+class CompletionCache(Protocol):
+    """The durable, deduplicating response cache."""
+
+    async def get(self, key: str, now: datetime) -> CachedCompletion | None:
+        """A live entry (expired ones are ignored); counts the hit."""
+        ...
+
+    async def put(self, entry: CachedCompletion) -> None:
+        """Store or replace the entry for ``entry.key``."""
+        ...
+
+    async def purge_expired(self, now: datetime) -> int: ...
+
+
+class HotCache(Protocol):
+    """A fast TTL cache in front of the durable one (in-process or Redis)."""
+
+    async def get(self, key: str) -> CachedCompletion | None: ...
+
+    async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None: ...
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """One loaded model. Implementations batch concurrent calls internally."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt tokens after the chat template, exactly as the model will see them.
+
+        Backends that cannot tokenize (remote HTTP) return an upper bound.
+        """
+        ...
+
+    async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion: ...
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        """Text deltas in order, then exactly one StreamEnd. Closing it early cancels."""
+        ...
+
+    def status(self) -> BackendStatus: ...
+
+    async def close(self) -> None: ...
+
+
+class ModelBackends(Protocol):
+    """The loaded backends, by model id (the MultiModelManager implements this)."""
+
+    def backend(self, model_id: str) -> InferenceBackend:
+        """The ready backend, or raise ``Unavailable`` naming the load error."""
+        ...
+
+    def statuses(self) -> Sequence[BackendStatus]: ...

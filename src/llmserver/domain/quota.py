@@ -1,0 +1,73 @@
+"""Monthly token quotas: calendar months in UTC, reserve -> settle | release.
+
+A request reserves an upper bound of what it may use (prompt tokens + max_tokens) before
+any inference. The store admits the reservation only if used + reserved + asked fits the
+quota, atomically, so concurrent requests can never spend past it. Afterwards the
+reservation is settled to the real usage (never more than reserved) or released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def period_of(at: datetime) -> str:
+    """The quota period (``YYYY-MM``, UTC) that an instant belongs to."""
+    utc = at.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"
+
+
+def period_start(period: str) -> datetime:
+    year, month = (int(part) for part in period.split("-"))
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def period_reset_at(period: str) -> datetime:
+    """The first instant of the next period."""
+    start = period_start(period)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    key_id: str
+    period: str
+    used_tokens: int = 0
+    reserved_tokens: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+
+    def remaining(self, quota: int) -> int:
+        return max(0, quota - self.used_tokens - self.reserved_tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationResult:
+    """Outcome of an atomic reservation attempt, with the record as it now stands."""
+
+    admitted: bool
+    record: UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A held reservation, handed back to settle or release it."""
+
+    key_id: str
+    period: str
+    tokens: int
+
+
+def fits(record: UsageRecord, tokens: int, quota: int | None) -> bool:
+    """The single admission rule every UsageStore implements (in SQL, Lua or Python)."""
+    if quota is None:
+        return True
+    return record.used_tokens + record.reserved_tokens + tokens <= quota
+
+
+def settle_amount(reserved: int, actual: int) -> int:
+    """What a settled request is charged: its real usage, capped at what it reserved."""
+    return max(0, min(reserved, actual))

@@ -1,0 +1,64 @@
+"""Requests-per-minute limiting: a sliding-window log.
+
+Why a log and not GCRA: the promise is "never more than N requests in any 60-second
+window, whatever the arrival pattern". GCRA with a burst of N admits N at once and then
+one more every 60/N s, so a window can hold more than N; GCRA without burst refuses
+bursts entirely. The log admits a request at ``t`` iff fewer than N admitted requests lie
+in ``(t - 60, t]``: exactly N in any window, bursts up to N allowed, and the retry-after
+is exact (the moment the oldest admitted request leaves the window). Its state is at most
+N timestamps per key, which stays small for per-minute limits.
+
+The pure decision lives here; stores keep the timestamps (in memory, or in a Redis sorted
+set through a Lua script that implements the same rule atomically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WINDOW_MS = 60_000
+"""Time is counted in integer milliseconds so that retry-after arithmetic is exact."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    admitted: bool
+    limit: int
+    remaining: int
+    retry_after_ms: int
+    """Milliseconds until a request would be admitted (0 when admitted)."""
+    reset_after_ms: int
+    """Milliseconds until the window has room again for a full burst."""
+
+    @property
+    def retry_after(self) -> float:
+        return self.retry_after_ms / 1000
+
+
+def live(timestamps: Sequence[int], now_ms: int) -> list[int]:
+    """Admitted timestamps still inside the window ``(now - 60 s, now]``."""
+    return [ts for ts in timestamps if ts > now_ms - WINDOW_MS]
+
+
+def decide(timestamps: Sequence[int], now_ms: int, limit: int) -> RateDecision:
+    """Decide on a request at ``now_ms`` given the key's admitted timestamps (any order)."""
+    window = sorted(live(timestamps, now_ms))
+    if len(window) < limit:
+        newest_window = [*window, now_ms]
+        return RateDecision(
+            admitted=True,
+            limit=limit,
+            remaining=limit - len(newest_window),
+            retry_after_ms=0,
+            reset_after_ms=newest_window[-1] + WINDOW_MS - now_ms,
+        )
+    # Admissible once all but limit-1 of the window's requests have expired.
+    blocker = window[len(window) - limit]
+    return RateDecision(
+        admitted=False,
+        limit=limit,
+        remaining=0,
+        retry_after_ms=blocker + WINDOW_MS - now_ms,
+        reset_after_ms=window[-1] + WINDOW_MS - now_ms,
+    )

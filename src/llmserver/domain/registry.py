@@ -1,0 +1,119 @@
+"""The model registry: which models exist, under which names, served by which backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from llmserver.domain.errors import ModelNotFound
+
+
+class BackendKind(StrEnum):
+    TORCH = "torch"
+    MLX = "mlx"
+    HTTP = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDefaults:
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    id: str
+    backend: BackendKind
+    source: str
+    """A hub id, a local directory, or (for ``http``) the upstream base URL."""
+    aliases: tuple[str, ...] = ()
+    revision: str = "main"
+    context_length: int = 4096
+    device: str = "auto"
+    dtype: str = "auto"
+    defaults: ModelDefaults = field(default_factory=ModelDefaults)
+    upstream_model: str | None = None
+    """For ``http``: the model name the upstream knows (defaults to ``id``)."""
+    api_key_env: str | None = None
+    """For ``http``: the environment variable holding the upstream API key."""
+    owned_by: str = "llmserver"
+
+
+DEMO_MODEL_ID = "demo-tiny-llama"
+
+
+def profile_models(profile: str, *, demo_model_dir: str) -> tuple[ModelSpec, ...]:
+    """The models a named profile serves."""
+    profiles: dict[str, tuple[ModelSpec, ...]] = {
+        "demo": (
+            ModelSpec(
+                id=DEMO_MODEL_ID,
+                aliases=("demo",),
+                backend=BackendKind.TORCH,
+                source=demo_model_dir,
+                revision="demo-v1",
+                context_length=512,
+                device="cpu",
+                dtype="float32",
+                defaults=ModelDefaults(max_tokens=64),
+            ),
+        ),
+        "cpu": (
+            ModelSpec(
+                id="meta-llama/Llama-3.2-1B-Instruct",
+                aliases=("llama-3.2-1b",),
+                backend=BackendKind.TORCH,
+                source="meta-llama/Llama-3.2-1B-Instruct",
+                context_length=8192,
+                device="cpu",
+                dtype="bfloat16",
+            ),
+        ),
+        "local": (
+            ModelSpec(
+                id="mlx-community/Meta-Llama-3.1-8B-Instruct-4bit",
+                aliases=("llama-3.1-8b",),
+                backend=BackendKind.MLX,
+                source="mlx-community/Meta-Llama-3.1-8B-Instruct-4bit",
+                context_length=8192,
+            ),
+        ),
+        "none": (),
+    }
+    if profile not in profiles:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(profiles)}")
+    return profiles[profile]
+
+
+PROFILES = ("demo", "cpu", "local", "none")
+
+
+class ModelRegistry:
+    """Resolves a requested model name (id or alias) to its spec."""
+
+    def __init__(self, specs: Iterable[ModelSpec]) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        self._names: dict[str, str] = {}
+        for spec in specs:
+            if spec.id in self._specs:
+                raise ValueError(f"model {spec.id!r} is configured twice")
+            self._specs[spec.id] = spec
+            for name in (spec.id, *spec.aliases):
+                if name in self._names and self._names[name] != spec.id:
+                    raise ValueError(f"model name {name!r} is used by two models")
+                self._names[name] = spec.id
+
+    def resolve(self, name: str) -> ModelSpec:
+        model_id = self._names.get(name)
+        if model_id is None:
+            raise ModelNotFound(name)
+        return self._specs[model_id]
+
+    def all(self) -> tuple[ModelSpec, ...]:
+        return tuple(self._specs.values())
+
+    @property
+    def by_id(self) -> Mapping[str, ModelSpec]:
+        return self._specs
