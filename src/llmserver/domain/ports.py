@@ -166,3 +166,47 @@ class ModelBackends(Protocol):
         ...
 
     def statuses(self) -> Sequence[BackendStatus]: ...
+
+
+class Telemetry(Protocol):
+    """Events of the use case that operators watch (metrics implement this)."""
+
+    def cache_lookup(self, layer: str, hit: bool) -> None:
+        """``layer`` is ``hot`` or ``durable``."""
+        ...
+
+    def refused(self, cause: str) -> None:
+        """A request refused by policy: ``rpm``, ``quota``, ``queue_full``, ..."""
+        ...
+
+    def tokens(self, model: str, prompt: int, completion: int) -> None: ...
+
+    def first_token(self, model: str, seconds: float) -> None: ...
+
+    def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
+        """A finished generation (for time per output token)."""
+        ...
+
+    def backend_error(self, model: str, kind: str) -> None: ...
+
+
+class NullTelemetry:
+    """Telemetry that records nothing (unit tests, tools)."""
+
+    def cache_lookup(self, layer: str, hit: bool) -> None:
+        pass
+
+    def refused(self, cause: str) -> None:
+        pass
+
+    def tokens(self, model: str, prompt: int, completion: int) -> None:
+        pass
+
+    def first_token(self, model: str, seconds: float) -> None:
+        pass
+
+    def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
+        pass
+
+    def backend_error(self, model: str, kind: str) -> None:
+        pass
