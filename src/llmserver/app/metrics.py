@@ -1,0 +1,346 @@
+"""Prometheus metrics for LLM Server.
+
+Every metric lives in the registry a :class:`Metrics` owns (never the process-global default
+registry), so several apps and tests coexist in one process. Names are under ``llmserver_``
+and every label value passes through a bounded mapping: label values are model ids from the
+configured set, route templates, status classes (``2xx``), cache layers and a small set of
+causes and kinds. A value outside the known set, or beyond a per-label cap, is folded into
+``other``, so no request field can grow the series count.
+
+Multi-worker deployments: the default deployment runs one process per port behind nginx and
+Prometheus scrapes each port. For several workers on one port, start the server with
+``PROMETHEUS_MULTIPROC_DIR`` pointing at an empty directory (prometheus-client chooses its
+file-backed values at import time from that variable) and pass the same directory as
+``multiprocess_dir``; ``render`` then merges every worker's files. Values read at scrape time
+(queue depth, request-log batcher, process metrics) describe the worker that answers the
+scrape, since only it can see them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+OTHER = "other"
+"""The label value every unknown or over-the-cap value is folded into."""
+
+CACHE_LAYERS = frozenset({"hot", "durable"})
+
+_FREE_LABEL_LIMIT = 32
+"""Distinct values a label without a known value set may take before folding into ``other``
+(routes, refusal causes, error kinds, Redis components: each a short, code-defined list)."""
+
+# LLM requests span a cached reply (a few ms) to a long generation (minutes on CPU).
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TOKEN_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Every name here is a classic one, so the 0.0.4 text format (which Prometheus 2 and 3 and
+# every other scraper understand) loses nothing against prometheus-client's 1.0.0 default.
+_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+QueueDepthSource = Callable[[], Mapping[str, int]]
+BatcherSource = Callable[[], tuple[int, float]]
+
+
+class _BoundedLabel:
+    """Maps free-form label values onto a bounded set.
+
+    With ``allowed``, exactly those values pass. Without, the first ``limit`` distinct values
+    pass: enough for code-defined names, and a hard stop if a caller ever passes data.
+    """
+
+    def __init__(self, allowed: Iterable[str] | None = None, limit: int = _FREE_LABEL_LIMIT):
+        self._fixed = allowed is not None
+        self._seen: set[str] = set(allowed or ())
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if self._fixed:
+            return OTHER
+        with self._lock:
+            if len(self._seen) >= self._limit:
+                return OTHER
+            self._seen.add(value)
+        return value
+
+
+def status_class(status: int) -> str:
+    """``404`` -> ``4xx``; anything outside 100..599 is ``other``."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
+
+
+@dataclass(slots=True)
+class _ScrapeSources:
+    queue_depth: QueueDepthSource | None = None
+    batcher: BatcherSource | None = None
+
+
+class _ScrapeTimeCollector(Collector):
+    """Gauges read from their owners when Prometheus scrapes, so they are exact, not polled."""
+
+    def __init__(self, sources: _ScrapeSources, model_label: _BoundedLabel) -> None:
+        self._sources = sources
+        self._model = model_label
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "llmserver_model_queue_depth",
+            "Requests waiting for or in generation, per model.",
+            labels=["model"],
+        )
+        if self._sources.queue_depth is not None:
+            by_label: dict[str, int] = {}
+            for model, n in self._sources.queue_depth().items():
+                label = self._model(model)
+                by_label[label] = by_label.get(label, 0) + n
+            for label, n in sorted(by_label.items()):
+                depth.add_metric([label], n)
+        yield depth
+
+        size = GaugeMetricFamily(
+            "llmserver_request_log_queue_size",
+            "Request-log rows waiting for the batcher to write them.",
+        )
+        last = GaugeMetricFamily(
+            "llmserver_request_log_last_flush_duration_seconds",
+            "Duration of the request-log batcher's latest flush.",
+        )
+        if self._sources.batcher is not None:
+            queued, last_flush = self._sources.batcher()
+            size.add_metric([], queued)
+            last.add_metric([], last_flush)
+        yield size
+        yield last
+
+
+class Metrics:
+    """The app's Prometheus metrics; implements the domain ``Telemetry`` port."""
+
+    def __init__(
+        self,
+        *,
+        allowed_models: Iterable[str],
+        multiprocess_dir: str | None = None,
+    ) -> None:
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise ValueError(
+                "multiprocess metrics need PROMETHEUS_MULTIPROC_DIR in the environment before "
+                "prometheus_client is imported (it picks file-backed values at import time)"
+            )
+        self._multiprocess_dir = multiprocess_dir
+        self._model = _BoundedLabel(allowed_models)
+        self._route = _BoundedLabel()
+        self._cause = _BoundedLabel()
+        self._kind = _BoundedLabel()
+        self._component = _BoundedLabel()
+        self._layer = _BoundedLabel(CACHE_LAYERS)
+        self._sources = _ScrapeSources()
+        self._scrape_time = _ScrapeTimeCollector(self._sources, self._model)
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._requests_in_flight = Gauge(
+            "llmserver_http_requests_in_flight",
+            "HTTP requests being served.",
+            ["route"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._request_duration = Histogram(
+            "llmserver_http_request_duration_seconds",
+            "HTTP request latency, until the last byte of the response (streams included).",
+            ["route", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._first_token = Histogram(
+            "llmserver_time_to_first_token_seconds",
+            "Time from the request reaching the backend to its first generated token.",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self._per_token = Histogram(
+            "llmserver_time_per_output_token_seconds",
+            "Generation time divided by completion tokens, per finished generation.",
+            ["model"],
+            buckets=TOKEN_TIME_BUCKETS,
+            registry=r,
+        )
+        self._generation = Histogram(
+            "llmserver_generation_duration_seconds",
+            "Wall time of a finished generation.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._prompt_tokens = Counter(
+            "llmserver_prompt_tokens",
+            "Prompt tokens of served requests (cache hits included).",
+            ["model"],
+            registry=r,
+        )
+        self._completion_tokens = Counter(
+            "llmserver_completion_tokens",
+            "Completion tokens of served requests (cache hits included).",
+            ["model"],
+            registry=r,
+        )
+        self._cache_lookups = Counter(
+            "llmserver_cache_lookups",
+            "Response-cache lookups by layer and result (hit or miss).",
+            ["layer", "result"],
+            registry=r,
+        )
+        self._refused = Counter(
+            "llmserver_requests_refused",
+            "Requests refused by policy: rpm, quota, queue_full, ...",
+            ["cause"],
+            registry=r,
+        )
+        self._backend_errors = Counter(
+            "llmserver_backend_errors",
+            "Inference backend failures by model and kind.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self._model_load = Gauge(
+            "llmserver_model_load_duration_seconds",
+            "Duration of the model's latest load attempt.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._model_loaded = Gauge(
+            "llmserver_model_loaded",
+            "1 when the model is loaded and serving (in every live worker), else 0.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self._flush = Histogram(
+            "llmserver_request_log_flush_duration_seconds",
+            "Duration of request-log batch writes.",
+            buckets=FLUSH_BUCKETS,
+            registry=r,
+        )
+        self._redis_errors = Counter(
+            "llmserver_redis_errors",
+            "Redis failures (the component falls back or refuses, see the logs).",
+            ["component"],
+            registry=r,
+        )
+        if multiprocess_dir is None:
+            r.register(self._scrape_time)
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+    # The domain Telemetry port.
+
+    def cache_lookup(self, layer: str, hit: bool) -> None:
+        self._cache_lookups.labels(self._layer(layer), "hit" if hit else "miss").inc()
+
+    def refused(self, cause: str) -> None:
+        self._refused.labels(self._cause(cause)).inc()
+
+    def tokens(self, model: str, prompt: int, completion: int) -> None:
+        label = self._model(model)
+        self._prompt_tokens.labels(label).inc(prompt)
+        self._completion_tokens.labels(label).inc(completion)
+
+    def first_token(self, model: str, seconds: float) -> None:
+        self._first_token.labels(self._model(model)).observe(seconds)
+
+    def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
+        label = self._model(model)
+        self._generation.labels(label).observe(seconds)
+        if completion_tokens > 0:
+            self._per_token.labels(label).observe(seconds / completion_tokens)
+
+    def backend_error(self, model: str, kind: str) -> None:
+        self._backend_errors.labels(self._model(model), self._kind(kind)).inc()
+
+    # HTTP, models, request log, Redis.
+
+    def request_started(self, route: str) -> None:
+        self._requests_in_flight.labels(self._route(route)).inc()
+
+    def request_finished(self, route: str, status: int, seconds: float) -> None:
+        label = self._route(route)
+        self._requests_in_flight.labels(label).dec()
+        self._request_duration.labels(label, status_class(status)).observe(seconds)
+
+    def model_loaded(self, model: str, seconds: float, loaded: bool) -> None:
+        label = self._model(model)
+        self._model_load.labels(label).set(seconds)
+        self._model_loaded.labels(label).set(1 if loaded else 0)
+
+    def set_queue_depth_source(self, source: QueueDepthSource) -> None:
+        self._sources.queue_depth = source
+
+    def set_batcher_source(self, source: BatcherSource) -> None:
+        self._sources.batcher = source
+
+    def observe_flush(self, seconds: float) -> None:
+        self._flush.observe(seconds)
+
+    def redis_error(self, component: str) -> None:
+        self._redis_errors.labels(self._component(component)).inc()
+
+    # Exposition.
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), _CONTENT_TYPE
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        merged.register(self._scrape_time)
+        ProcessCollector(registry=merged)
+        return generate_latest(merged), _CONTENT_TYPE
+
+    def close(self) -> None:
+        """Drop this worker's live gauges from the shared files (multiprocess mode); call
+        at app shutdown so an exited worker stops counting as in flight or loaded."""
+        if self._multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self._multiprocess_dir)  # type: ignore[no-untyped-call]
