@@ -1,0 +1,274 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { KeyPanel } from "./components/KeyPanel";
+import { Message, type Turn } from "./components/Message";
+import { ParamsPanel } from "./components/ParamsPanel";
+import { listModels, streamChat, type ModelInfo } from "./lib/api";
+import type { UiConfig } from "./lib/config";
+import { ApiError, describeError } from "./lib/errors";
+import { activeKey, forgetUserKey, loadUserKey, saveUserKey, sessionStore } from "./lib/keys";
+import {
+  buildChatRequest,
+  curlCommand,
+  DEFAULT_PARAMS,
+  parseStopSequences,
+  type ChatMessage,
+  type Params,
+} from "./lib/request";
+
+type ModelsState =
+  | { state: "idle" }
+  | { state: "loading" }
+  | { state: "ready"; models: ModelInfo[] }
+  | { state: "error"; error: ApiError };
+
+/** The turns a new request carries: everything except failed exchanges. */
+function history(turns: Turn[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  for (let i = 0; i < turns.length; i++) {
+    const turn = turns[i]!;
+    const reply = turns[i + 1];
+    if (turn.role === "user" && reply?.status === "error") {
+      i++;
+      continue;
+    }
+    if (turn.status === "error" || !turn.content) continue;
+    messages.push({ role: turn.role, content: turn.content });
+  }
+  return messages;
+}
+
+export function App({ config }: { config: UiConfig }) {
+  const storage = useMemo(sessionStore, []);
+  const [userKey, setUserKey] = useState<string | null>(() => loadUserKey(storage));
+  const key = activeKey(userKey, config.uiKey);
+  const [models, setModels] = useState<ModelsState>({ state: "idle" });
+  const [model, setModel] = useState("");
+  const [systemPrompt, setSystemPrompt] = useState("");
+  const [params, setParams] = useState<Params>(DEFAULT_PARAMS);
+  const [stopText, setStopText] = useState("");
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const [prompt, setPrompt] = useState("");
+  const [settingsOpen, setSettingsOpen] = useState(false);
+  const abortRef = useRef<AbortController | null>(null);
+  const nextId = useRef(1);
+  const endRef = useRef<HTMLDivElement>(null);
+  const streaming = turns.some((t) => t.status === "streaming");
+
+  const loadModels = useCallback(
+    (signal?: AbortSignal) => {
+      if (!key.key) {
+        setModels({ state: "idle" });
+        return;
+      }
+      setModels({ state: "loading" });
+      listModels(config.apiBase, key.key, signal)
+        .then((list) => {
+          setModels({ state: "ready", models: list });
+          setModel((current) => (list.some((m) => m.id === current) ? current : (list[0]?.id ?? "")));
+        })
+        .catch((error: unknown) => {
+          if (signal?.aborted) return;
+          setModels({ state: "error", error: error instanceof ApiError ? error : new ApiError(0, { message: String(error) }) });
+        });
+    },
+    [config.apiBase, key.key],
+  );
+
+  useEffect(() => {
+    const controller = new AbortController();
+    loadModels(controller.signal);
+    return () => controller.abort();
+  }, [loadModels]);
+
+  useEffect(() => {
+    endRef.current?.scrollIntoView({ block: "end" });
+  }, [turns]);
+
+  const update = (id: number, change: (turn: Turn) => Turn) =>
+    setTurns((all) => all.map((t) => (t.id === id ? change(t) : t)));
+
+  async function send(text: string, base: Turn[]) {
+    if (!text.trim() || !model || streaming) return;
+    const userTurn: Turn = { id: nextId.current++, role: "user", content: text, status: "done" };
+    const replyId = nextId.current++;
+    const request = buildChatRequest(
+      model,
+      systemPrompt,
+      [...history(base), { role: "user", content: text }],
+      { ...params, stop: parseStopSequences(stopText) },
+    );
+    const curl = curlCommand(new URL(`${config.apiBase}/chat/completions`, window.location.href).href, request);
+    setTurns([...base, userTurn, { id: replyId, role: "assistant", content: "", status: "streaming", curl }]);
+    setPrompt("");
+    const controller = new AbortController();
+    abortRef.current = controller;
+    try {
+      const stats = await streamChat(
+        config.apiBase,
+        key.key,
+        request,
+        { onDelta: (delta) => update(replyId, (t) => ({ ...t, content: t.content + delta })) },
+        controller.signal,
+      );
+      update(replyId, (t) => ({ ...t, status: stats.stopped ? "stopped" : "done", stats }));
+    } catch (error) {
+      if (controller.signal.aborted) {
+        update(replyId, (t) => ({ ...t, status: "stopped" }));
+      } else {
+        const apiError = error instanceof ApiError ? error : new ApiError(0, { message: String(error) });
+        update(replyId, (t) => ({ ...t, status: "error", error: apiError, errorAt: Date.now() }));
+      }
+    } finally {
+      abortRef.current = null;
+    }
+  }
+
+  function retry(replyId: number) {
+    const index = turns.findIndex((t) => t.id === replyId);
+    const userTurn = turns[index - 1];
+    if (index < 1 || !userTurn) return;
+    void send(userTurn.content, turns.slice(0, index - 1));
+  }
+
+  function reset() {
+    abortRef.current?.abort();
+    setTurns([]);
+  }
+
+  const modelsError = models.state === "error" ? describeError(models.error) : null;
+  const lastTurn = turns[turns.length - 1];
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <div className="brand">
+          <img src={`${import.meta.env.BASE_URL}favicon.svg`} alt="" width={24} height={24} />
+          <span>
+            LLM Server <span className="muted">Playground</span>
+          </span>
+        </div>
+        <div className="model-picker">
+          <label htmlFor="model" className="sr-only">
+            Model
+          </label>
+          <select
+            id="model"
+            value={model}
+            onChange={(e) => setModel(e.target.value)}
+            disabled={models.state !== "ready" || models.models.length === 0}
+            data-testid="model-select"
+          >
+            {models.state === "ready" && models.models.length > 0 ? (
+              models.models.map((m) => (
+                <option key={m.id} value={m.id}>
+                  {m.id}
+                </option>
+              ))
+            ) : (
+              <option value="">
+                {models.state === "loading" ? "Loading models…" : key.key ? "No models" : "Enter a key to list models"}
+              </option>
+            )}
+          </select>
+          <button type="button" className="ghost icon" title="Reload models" aria-label="Reload models" onClick={() => loadModels()} disabled={!key.key}>
+            ↻
+          </button>
+        </div>
+        <button
+          type="button"
+          className="ghost settings-toggle"
+          aria-expanded={settingsOpen}
+          onClick={() => setSettingsOpen(!settingsOpen)}
+        >
+          {settingsOpen ? "Close settings" : "Settings"}
+        </button>
+      </header>
+      <div className="layout">
+        <aside className={`sidebar ${settingsOpen ? "open" : ""}`}>
+          <KeyPanel
+            active={key}
+            onSave={(value) => setUserKey(saveUserKey(storage, value))}
+            onForget={() => {
+              forgetUserKey(storage);
+              setUserKey(null);
+            }}
+          />
+          {modelsError && models.state === "error" && (
+            <div className="error-card compact" role="alert" data-testid="models-error">
+              <strong>Could not list models: {modelsError.title}</strong>
+              <p>{models.error.message}</p>
+              {modelsError.hint && <p className="hint">{modelsError.hint}</p>}
+            </div>
+          )}
+          <ParamsPanel
+            systemPrompt={systemPrompt}
+            onSystemPrompt={setSystemPrompt}
+            params={params}
+            stopText={stopText}
+            onParams={setParams}
+            onStopText={setStopText}
+          />
+        </aside>
+        <main className="chat">
+          <div className="messages" aria-live="polite">
+            {turns.length === 0 ? (
+              <div className="empty">
+                <h1>Try a model</h1>
+                <p>
+                  {key.key
+                    ? "Pick a model above, write a message below and watch the reply stream in."
+                    : "Paste an API key in Settings, pick a model, and send a message."}
+                </p>
+              </div>
+            ) : (
+              turns.map((turn) => (
+                <Message
+                  key={turn.id}
+                  turn={turn}
+                  onRetry={turn.status === "error" && turn === lastTurn && !streaming ? () => retry(turn.id) : undefined}
+                />
+              ))
+            )}
+            <div ref={endRef} />
+          </div>
+          <form
+            className="composer"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void send(prompt, turns);
+            }}
+          >
+            <textarea
+              aria-label="Message"
+              placeholder={model ? `Message ${model}…  (Enter to send, Shift+Enter for a new line)` : "Message…"}
+              rows={2}
+              value={prompt}
+              onChange={(e) => setPrompt(e.target.value)}
+              onKeyDown={(e) => {
+                if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+                  e.preventDefault();
+                  void send(prompt, turns);
+                }
+              }}
+              data-testid="prompt"
+            />
+            <div className="composer-actions">
+              <button type="button" className="ghost" onClick={reset} disabled={turns.length === 0} data-testid="reset">
+                New chat
+              </button>
+              {streaming ? (
+                <button type="button" className="danger" onClick={() => abortRef.current?.abort()} data-testid="stop">
+                  Stop
+                </button>
+              ) : (
+                <button type="submit" className="primary" disabled={!prompt.trim() || !model} data-testid="send">
+                  Send
+                </button>
+              )}
+            </div>
+          </form>
+        </main>
+      </div>
+    </div>
+  );
+}
