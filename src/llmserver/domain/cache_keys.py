@@ -36,8 +36,9 @@ def canonical_request(
         "revision": revision,
         "params": {
             "max_tokens": params.max_tokens,
-            "temperature": float(params.temperature),
-            "top_p": float(params.top_p),
+            # ``+ 0.0`` folds -0.0 into 0.0: equal parameters must give equal keys.
+            "temperature": float(params.temperature) + 0.0,
+            "top_p": float(params.top_p) + 0.0,
             "stop": list(params.stop),
             "seed": params.seed,
         },

@@ -3,21 +3,27 @@
 authenticate -> authorise model -> RPM -> count tokens / context check -> quota reserve
 -> hot cache -> durable cache -> single-flight -> inference -> settle -> log -> cache store
 
-Streaming runs the same checks eagerly (so refusals become proper HTTP answers before the
-first byte) and settles in the stream's ``finally``, so a client that disconnects is
-charged only for the tokens it was sent.
+Every admitted request holds a quota reservation that is closed exactly once: settled to
+its real usage on success, released when it fails, settled to what was sent when a stream
+is cut short. Every request writes exactly one log row.
+
+Streaming runs the same checks and starts the stream before ``open_stream`` returns, so
+refusals and errors before the first token become proper HTTP answers, and the stream's
+``finally`` settles even if the caller never iterates or closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
 from llmserver.domain.errors import (
+    STATUS_BY_KIND,
     AuthReason,
     Cancelled,
     ContextLengthExceeded,
@@ -25,9 +31,11 @@ from llmserver.domain.errors import (
     GatewayError,
     InvalidRequest,
     ModelNotAllowed,
+    Overloaded,
     QuotaExceeded,
     RateLimited,
     Unauthenticated,
+    UpstreamError,
 )
 from llmserver.domain.inference import (
     Completion,
@@ -45,9 +53,12 @@ from llmserver.domain.ports import (
     Clock,
     CompletionCache,
     HotCache,
+    InferenceBackend,
     KeyStore,
     ModelBackends,
+    NullTelemetry,
     RateLimitStore,
+    Telemetry,
     UsageStore,
 )
 from llmserver.domain.quota import Reservation, period_of, period_reset_at, settle_amount
@@ -103,7 +114,7 @@ class Outcome:
 
 @dataclass(slots=True)
 class StreamSession:
-    """An admitted streaming request: iterate ``events`` to run it."""
+    """An admitted streaming request: iterate ``events`` to run it, close it to stop."""
 
     model: ModelSpec
     cache_status: CacheStatus
@@ -116,14 +127,102 @@ LogSubmit = Callable[[RequestLog], None]
 """Hands a request-log row to the write-behind batcher; must not block."""
 
 
+def generation_params(spec: ModelSpec, request: CompletionRequest) -> GenerationParams:
+    """The request's sampling parameters with the model's defaults filled in."""
+    max_tokens = spec.defaults.max_tokens if request.max_tokens is None else request.max_tokens
+    if max_tokens < 1:
+        raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
+    return GenerationParams(
+        max_tokens=max_tokens,
+        temperature=(
+            spec.defaults.temperature if request.temperature is None else request.temperature
+        ),
+        top_p=spec.defaults.top_p if request.top_p is None else request.top_p,
+        stop=request.stop,
+        seed=request.seed,
+    )
+
+
+_REFUSAL_CAUSES: tuple[tuple[type[GatewayError], str], ...] = (
+    (RateLimited, "rpm"),
+    (QuotaExceeded, "quota"),
+    (ContextLengthExceeded, "context_length"),
+    (Overloaded, "queue_full"),
+)
+
+
+def _refusal_cause(exc: BaseException) -> str | None:
+    return next((cause for kind, cause in _REFUSAL_CAUSES if isinstance(exc, kind)), None)
+
+
+def _status_and_code(exc: BaseException) -> tuple[int, str]:
+    """What a failed request's log row records."""
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.code
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        # The client went away: the task was cancelled or the stream closed.
+        return STATUS_BY_KIND[Cancelled.kind], Cancelled.code
+    return 500, type(exc).__name__
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request on its way through the gateway: what its log row needs."""
+
+    request_id: str
+    principal: Principal
+    request: CompletionRequest
+    started: float
+    stream: bool
+    spec: ModelSpec | None = None
+
+
 @dataclass(slots=True)
 class _Admission:
     spec: ModelSpec
+    backend: InferenceBackend
     params: GenerationParams
     prompt_tokens: int
     reservation: Reservation | None
+    """``None`` once settled or released, so it is closed at most once."""
     rate: RateDecision | None
     cache_key: str | None
+    admitted_at: float
+    cache_status: CacheStatus = CacheStatus.BYPASS
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One inference shared by identical concurrent requests."""
+
+    task: asyncio.Task[Completion]
+    waiters: int = 0
+
+
+class _Events:
+    """A started stream: the event already fetched by ``open_stream``, then the rest."""
+
+    def __init__(self, first: StreamEvent, rest: AsyncGenerator[StreamEvent, None]) -> None:
+        self._first: StreamEvent | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await anext(self._rest)
+
+    async def aclose(self) -> None:
+        self._first = None
+        await self._rest.aclose()
+
+
+async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
+    yield TextDelta(cached.text, cached.completion_tokens)
+    yield StreamEnd(cached.finish_reason, cached.prompt_tokens, cached.completion_tokens)
 
 
 class Gateway:
@@ -141,6 +240,7 @@ class Gateway:
         clock: Clock,
         log: LogSubmit,
         policy: GatewayPolicy | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._keys = keys
         self._hasher = hasher
@@ -153,7 +253,8 @@ class Gateway:
         self._clock = clock
         self._log = log
         self._policy = policy or GatewayPolicy()
-        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._telemetry: Telemetry = telemetry or NullTelemetry()
+        self._inflight: dict[str, _Flight] = {}
 
     @property
     def registry(self) -> ModelRegistry:
@@ -198,95 +299,66 @@ class Gateway:
     async def complete(
         self, principal: Principal, request: CompletionRequest, request_id: str
     ) -> Outcome:
-        started = time.perf_counter()
+        call = _Call(request_id, principal, request, self._clock.monotonic(), stream=False)
         created = self._clock.now()
         admission: _Admission | None = None
-        cache_status = CacheStatus.BYPASS
         try:
-            admission = await self._admit(principal, request)
-            completion, cache_status = await self._answer(admission, request)
-            await self._settle(admission, completion.total_tokens, cache_status)
-            self._write_log(
-                request_id,
-                principal,
-                request,
-                admission.spec,
-                200,
-                started,
-                completion,
-                cache_status=cache_status,
-            )
-            return Outcome(completion, admission.spec, cache_status, admission.rate, created)
+            admission = await self._admit(call)
+            completion = await self._answer(admission, request.prompt)
+            await self._settle(admission, completion.total_tokens)
         except BaseException as exc:
-            if admission is not None and admission.reservation is not None:
-                await self._release(admission.reservation)
-            self._log_failure(request_id, principal, request, admission, started, exc)
+            await self._fail(call, admission, exc)
             raise
+        self._succeed(call, admission, completion)
+        return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)
 
     async def open_stream(
         self, principal: Principal, request: CompletionRequest, request_id: str
     ) -> StreamSession:
-        started = time.perf_counter()
+        call = _Call(request_id, principal, request, self._clock.monotonic(), stream=True)
         created = self._clock.now()
         try:
-            admission = await self._admit(principal, request)
+            admission = await self._admit(call)
         except BaseException as exc:
-            self._log_failure(request_id, principal, request, None, started, exc)
+            await self._fail(call, None, exc)
             raise
-        cached: Completion | None = None
-        if admission.cache_key is not None:
-            try:
-                cached = await self._lookup(admission.cache_key)
-            except BaseException:
-                await self._release_if_held(admission)
-                raise
-        status = CacheStatus.HIT if cached else self._miss_status(admission)
-        events = self._run_stream(
-            admission, request, request_id, principal, started, cached, status
+        rest = self._run_stream(call, admission)
+        # Once started, the generator's own handlers settle and log on every path,
+        # including a session that is dropped without being iterated or closed.
+        first = await anext(rest)
+        return StreamSession(
+            admission.spec, admission.cache_status, admission.rate, created, _Events(first, rest)
         )
-        return StreamSession(admission.spec, status, admission.rate, created, events)
 
     # -- steps -----------------------------------------------------------------------
 
-    async def _admit(self, principal: Principal, request: CompletionRequest) -> _Admission:
-        spec = self.model_for(principal, request.model)
-        params = self._params(spec, request)
+    async def _admit(self, call: _Call) -> _Admission:
+        principal, request = call.principal, call.request
+        spec = call.spec = self.model_for(principal, request.model)
+        params = generation_params(spec, request)
         rate = await self._check_rate(principal)
-        backend = self._backends.backend(spec.id)
-        prompt_tokens = await backend.count_tokens(request.prompt)
-        if prompt_tokens + params.max_tokens > spec.context_length:
-            raise ContextLengthExceeded(
-                prompt_tokens=prompt_tokens,
-                max_tokens=params.max_tokens,
-                context_length=spec.context_length,
-            )
         try:
+            with self._backend_errors(spec.id):
+                backend = self._backends.backend(spec.id)
+                prompt_tokens = await backend.count_tokens(request.prompt)
+            if prompt_tokens + params.max_tokens > spec.context_length:
+                raise ContextLengthExceeded(
+                    prompt_tokens=prompt_tokens,
+                    max_tokens=params.max_tokens,
+                    context_length=spec.context_length,
+                )
+            key = None
+            if is_cacheable(params, self._policy.cache, opted_out=not request.use_cache):
+                key = cache_key(
+                    model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
+                )
+            # Last step: nothing after the reservation may fail before it is handed over.
             reservation = await self._reserve(principal, prompt_tokens + params.max_tokens)
         except GatewayError as exc:
             exc.rate = rate
             raise
-        key = None
-        if is_cacheable(params, self._policy.cache, opted_out=not request.use_cache):
-            key = cache_key(
-                model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
-            )
-        return _Admission(spec, params, prompt_tokens, reservation, rate, key)
-
-    @staticmethod
-    def _params(spec: ModelSpec, request: CompletionRequest) -> GenerationParams:
-        max_tokens = spec.defaults.max_tokens if request.max_tokens is None else request.max_tokens
-        if max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
-        temperature = (
-            spec.defaults.temperature if request.temperature is None else request.temperature
-        )
-        top_p = spec.defaults.top_p if request.top_p is None else request.top_p
-        return GenerationParams(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=request.stop,
-            seed=request.seed,
+        return _Admission(
+            spec, backend, params, prompt_tokens, reservation, rate, key, self._clock.monotonic()
         )
 
     async def _check_rate(self, principal: Principal) -> RateDecision | None:
@@ -301,7 +373,7 @@ class Gateway:
             raise error
         return decision
 
-    async def _reserve(self, principal: Principal, tokens: int) -> Reservation | None:
+    async def _reserve(self, principal: Principal, tokens: int) -> Reservation:
         quota = principal.key.quota_tokens
         period = period_of(self._clock.now())
         result = await self._usage.reserve(principal.key.id, period, tokens, quota)
@@ -315,19 +387,19 @@ class Gateway:
             )
         return Reservation(principal.key.id, period, tokens)
 
-    def _miss_status(self, admission: _Admission) -> CacheStatus:
-        return CacheStatus.MISS if admission.cache_key is not None else CacheStatus.BYPASS
-
     async def _lookup(self, key: str) -> Completion | None:
         if self._hot is not None:
             hot = await self._hot.get(key)
+            self._telemetry.cache_lookup("hot", hot is not None)
             if hot is not None:
                 return hot.completion()
-        entry = await self._cache.get(key, self._clock.now())
+        now = self._clock.now()
+        entry = await self._cache.get(key, now)
+        self._telemetry.cache_lookup("durable", entry is not None)
         if entry is None:
             return None
         if self._hot is not None:
-            remaining = int((entry.expires_at - self._clock.now()).total_seconds())
+            remaining = int((entry.expires_at - now).total_seconds())
             if remaining > 0:
                 await self._hot.put(entry, remaining)
         return entry.completion()
@@ -349,44 +421,75 @@ class Gateway:
         if self._hot is not None:
             await self._hot.put(entry, self._policy.cache.ttl_seconds)
 
-    async def _answer(
-        self, admission: _Admission, request: CompletionRequest
-    ) -> tuple[Completion, CacheStatus]:
+    async def _answer(self, admission: _Admission, prompt: Prompt) -> Completion:
         key = admission.cache_key
         if key is None:
-            return await self._infer(admission, request), CacheStatus.BYPASS
+            return await self._generate(admission, prompt)
         cached = await self._lookup(key)
         if cached is not None:
-            return cached, CacheStatus.HIT
-        leader = self._inflight.get(key)
-        if leader is not None:
-            # Identical request already running: share its answer (deduplicated -> HIT).
-            return await asyncio.shield(leader), CacheStatus.HIT
-        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            completion = await self._infer(admission, request)
-            await self._store(admission, completion)
-        except BaseException as exc:
-            future.set_exception(exc)
-            # Followers see the error; nobody else awaits it if there were none.
-            future.exception()
-            raise
+            admission.cache_status = CacheStatus.HIT
+            return cached
+        return await self._share(key, admission, prompt)
+
+    async def _share(self, key: str, admission: _Admission, prompt: Prompt) -> Completion:
+        """Join the running inference for ``key``, or start it.
+
+        The inference runs in its own task so that the request that started it can go
+        away without failing the others; it is cancelled when nobody waits any more.
+        """
+        flight = self._inflight.get(key)
+        if flight is None:
+            admission.cache_status = CacheStatus.MISS
+            flight = _Flight(asyncio.create_task(self._generate_and_store(admission, prompt)))
+            self._inflight[key] = flight
+            flight.task.add_done_callback(partial(self._land, key, flight))
         else:
-            future.set_result(completion)
+            # Served an answer it did not pay inference for: a (deduplicated) hit.
+            admission.cache_status = CacheStatus.HIT
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
         finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                self._land(key, flight)
+                flight.task.cancel()
+
+    def _land(self, key: str, flight: _Flight, *_: object) -> None:
+        if self._inflight.get(key) is flight:
             del self._inflight[key]
-        return completion, CacheStatus.MISS
 
-    async def _infer(self, admission: _Admission, request: CompletionRequest) -> Completion:
-        backend = self._backends.backend(admission.spec.id)
-        return await backend.generate(request.prompt, admission.params)
+    async def _generate_and_store(self, admission: _Admission, prompt: Prompt) -> Completion:
+        completion = await self._generate(admission, prompt)
+        await self._store(admission, completion)
+        return completion
 
-    async def _settle(self, admission: _Admission, tokens: int, status: CacheStatus) -> None:
-        reservation = admission.reservation
+    async def _generate(self, admission: _Admission, prompt: Prompt) -> Completion:
+        started = self._clock.monotonic()
+        with self._backend_errors(admission.spec.id):
+            completion = await admission.backend.generate(prompt, admission.params)
+        self._telemetry.generation(
+            admission.spec.id, self._clock.monotonic() - started, completion.completion_tokens
+        )
+        return completion
+
+    @contextmanager
+    def _backend_errors(self, model: str) -> Iterator[None]:
+        """Count the backend's failures; a full queue is a refusal, not a failure."""
+        try:
+            yield
+        except Overloaded:
+            raise
+        except Exception as exc:
+            kind = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
+            self._telemetry.backend_error(model, kind)
+            raise
+
+    async def _settle(self, admission: _Admission, tokens: int) -> None:
+        reservation, admission.reservation = admission.reservation, None
         if reservation is None:
             return
-        hit = status is CacheStatus.HIT
+        hit = admission.cache_status is CacheStatus.HIT
         charged = 0 if hit and not self._policy.cache_hits_count_against_quota else tokens
         await self._usage.settle(
             reservation.key_id,
@@ -396,170 +499,131 @@ class Gateway:
             cache_hit=hit,
         )
 
-    async def _release(self, reservation: Reservation) -> None:
-        await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
-
-    async def _release_if_held(self, admission: _Admission) -> None:
-        if admission.reservation is not None:
-            await self._release(admission.reservation)
+    async def _release(self, admission: _Admission) -> None:
+        reservation, admission.reservation = admission.reservation, None
+        if reservation is not None:
+            await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
 
     async def _run_stream(
-        self,
-        admission: _Admission,
-        request: CompletionRequest,
-        request_id: str,
-        principal: Principal,
-        started: float,
-        cached: Completion | None,
-        status: CacheStatus,
-    ) -> AsyncIterator[StreamEvent]:
-        produced_tokens = 0
+        self, call: _Call, admission: _Admission
+    ) -> AsyncGenerator[StreamEvent, None]:
+        produced = 0
         text: list[str] = []
-        end: StreamEnd | None = None
-        failure: BaseException | None = None
         try:
+            key = admission.cache_key
+            cached = await self._lookup(key) if key is not None else None
             if cached is not None:
-                yield TextDelta(cached.text, cached.completion_tokens)
-                end = StreamEnd(
-                    cached.finish_reason, cached.prompt_tokens, cached.completion_tokens
-                )
-                yield end
-                return
-            backend = self._backends.backend(admission.spec.id)
-            events = backend.stream(request.prompt, admission.params)
+                admission.cache_status = CacheStatus.HIT
+                events = _replay(cached)
+            else:
+                admission.cache_status = CacheStatus.BYPASS if key is None else CacheStatus.MISS
+                events = admission.backend.stream(call.request.prompt, admission.params)
+            stream_started = self._clock.monotonic()
             try:
-                async for event in events:
+                end: StreamEnd | None = None
+                while end is None:
+                    with self._backend_errors(admission.spec.id):
+                        event = await anext(events, None)
+                        if event is None:
+                            raise UpstreamError("The model's stream ended without a final event.")
                     if isinstance(event, TextDelta):
-                        produced_tokens += event.tokens
+                        if cached is None and not text:
+                            self._telemetry.first_token(
+                                admission.spec.id, self._clock.monotonic() - admission.admitted_at
+                            )
+                        produced += event.tokens
                         text.append(event.text)
                     else:
                         end = event
+                        if cached is None:
+                            self._telemetry.generation(
+                                admission.spec.id,
+                                self._clock.monotonic() - stream_started,
+                                end.completion_tokens,
+                            )
                     yield event
             finally:
-                await events.aclose()  # type: ignore[attr-defined]
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            await self._finish_stream(
-                admission,
-                request,
-                request_id,
-                principal,
-                started,
-                status,
-                end,
-                produced_tokens,
-                "".join(text),
-                failure,
-            )
-
-    async def _finish_stream(
-        self,
-        admission: _Admission,
-        request: CompletionRequest,
-        request_id: str,
-        principal: Principal,
-        started: float,
-        status: CacheStatus,
-        end: StreamEnd | None,
-        produced_tokens: int,
-        text: str,
-        failure: BaseException | None,
-    ) -> None:
-        if end is not None:
+                close = getattr(events, "aclose", None)
+                if close is not None:
+                    await close()
             completion = Completion(
-                text, end.prompt_tokens, end.completion_tokens, end.finish_reason
+                "".join(text), end.prompt_tokens, end.completion_tokens, end.finish_reason
             )
-            await self._settle(admission, completion.total_tokens, status)
-            if admission.cache_key is not None and status is CacheStatus.MISS:
+            await self._settle(admission, completion.total_tokens)
+            if admission.cache_status is CacheStatus.MISS:
                 await self._store(admission, completion)
-            self._write_log(
-                request_id,
-                principal,
-                request,
-                admission.spec,
-                200,
-                started,
-                completion,
-                cache_status=status,
-                stream=True,
-            )
-            return
-        # Cut short (client gone, timeout, backend failure): charge what was produced.
-        await self._settle(admission, admission.prompt_tokens + produced_tokens, CacheStatus.MISS)
-        error = failure if isinstance(failure, GatewayError) else Cancelled("stream cut short")
-        self._write_log(
-            request_id,
-            principal,
-            request,
-            admission.spec,
-            error.status,
-            started,
-            Completion("", admission.prompt_tokens, produced_tokens, FinishReason.STOP),
-            cache_status=status,
-            error_code=error.code,
-            stream=True,
-        )
+        except BaseException as exc:
+            # Cut short. A failure before anything was sent costs nothing, like a failed
+            # non-streaming request; otherwise the client pays for what it was sent.
+            sent = isinstance(exc, asyncio.CancelledError | GeneratorExit) or produced > 0
+            charge = admission.prompt_tokens + produced if sent else None
+            sent_so_far = Completion("", admission.prompt_tokens, produced, FinishReason.STOP)
+            await self._fail(call, admission, exc, charge=charge, completion=sent_so_far)
+            raise
+        self._succeed(call, admission, completion)
 
-    # -- logging ---------------------------------------------------------------------
+    # -- outcomes --------------------------------------------------------------------
+
+    def _succeed(self, call: _Call, admission: _Admission, completion: Completion) -> None:
+        self._telemetry.tokens(
+            admission.spec.id, completion.prompt_tokens, completion.completion_tokens
+        )
+        self._write_log(call, 200, completion, admission.cache_status)
+
+    async def _fail(
+        self,
+        call: _Call,
+        admission: _Admission | None,
+        exc: BaseException,
+        *,
+        charge: int | None = None,
+        completion: Completion | None = None,
+    ) -> None:
+        """Close the reservation (release, or settle to ``charge``) and log the failure."""
+        try:
+            if admission is not None:
+                if charge is None:
+                    await self._release(admission)
+                else:
+                    await self._settle(admission, charge)
+        finally:
+            cause = _refusal_cause(exc)
+            if cause is not None:
+                self._telemetry.refused(cause)
+            status, code = _status_and_code(exc)
+            self._write_log(
+                call,
+                status,
+                completion,
+                admission.cache_status if admission is not None else None,
+                error_code=code,
+            )
 
     def _write_log(
         self,
-        request_id: str,
-        principal: Principal | None,
-        request: CompletionRequest,
-        spec: ModelSpec | None,
+        call: _Call,
         status: int,
-        started: float,
         completion: Completion | None,
+        cache_status: CacheStatus | None,
         *,
-        cache_status: CacheStatus | None = None,
         error_code: str | None = None,
-        stream: bool = False,
     ) -> None:
+        principal = call.principal
         self._log(
             RequestLog(
-                request_id=request_id,
+                request_id=call.request_id,
                 created_at=self._clock.now(),
-                route=request.route,
+                route=call.request.route,
                 status=status,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                key_id=principal.key.id if principal else None,
-                key_prefix=principal.key.prefix if principal else None,
-                model=spec.id if spec else request.model,
+                latency_ms=(self._clock.monotonic() - call.started) * 1000,
+                key_id=principal.key.id,
+                key_prefix=principal.key.prefix,
+                model=call.spec.id if call.spec is not None else call.request.model,
                 prompt_tokens=completion.prompt_tokens if completion else 0,
                 completion_tokens=completion.completion_tokens if completion else 0,
                 cache_status=cache_status,
                 error_code=error_code,
-                stream=stream,
-                body=request.body,
+                stream=call.stream,
+                body=call.request.body,
             )
-        )
-
-    def _log_failure(
-        self,
-        request_id: str,
-        principal: Principal,
-        request: CompletionRequest,
-        admission: _Admission | None,
-        started: float,
-        exc: BaseException,
-    ) -> None:
-        error = exc if isinstance(exc, GatewayError) else None
-        if error is None and not isinstance(exc, asyncio.CancelledError | Exception):
-            return
-        status = (
-            error.status if error else (499 if isinstance(exc, asyncio.CancelledError) else 500)
-        )
-        code = error.code if error else type(exc).__name__
-        self._write_log(
-            request_id,
-            principal,
-            request,
-            admission.spec if admission else None,
-            status,
-            started,
-            None,
-            error_code=code,
         )

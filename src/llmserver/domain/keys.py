@@ -20,7 +20,12 @@ KEY_SCHEME = "llms"
 PREFIX_CHARS = 12
 SECRET_BYTES = 32
 MIN_SERVER_SECRET_CHARS = 32
+MIN_SERVER_SECRET_DISTINCT = 10
+"""A long secret made of a few repeated characters ("aaaa...", "changeme" x 4) is weak."""
+MIN_KEY_SECRET_CHARS = 16
 _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_SECRET_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+"""What ``secrets.token_urlsafe`` produces."""
 
 
 class Role(StrEnum):
@@ -67,6 +72,12 @@ class ApiKey:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        if self.rpm_limit is not None and self.rpm_limit < 1:
+            raise ValueError("rpm_limit must be at least 1 (or None for no limit)")
+        if self.quota_tokens is not None and self.quota_tokens < 0:
+            raise ValueError("quota_tokens must not be negative (or None for no quota)")
+
     def may_use(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
 
@@ -90,14 +101,22 @@ class KeyHasher:
     """Keyed hashing of API keys with the server secret."""
 
     def __init__(self, server_secret: str) -> None:
-        if len(server_secret) < MIN_SERVER_SECRET_CHARS:
+        if (
+            len(server_secret) < MIN_SERVER_SECRET_CHARS
+            or len(set(server_secret)) < MIN_SERVER_SECRET_DISTINCT
+        ):
             raise WeakServerSecret(
-                f"the server secret must be at least {MIN_SERVER_SECRET_CHARS} characters"
+                f"the server secret must be at least {MIN_SERVER_SECRET_CHARS} characters "
+                f"with at least {MIN_SERVER_SECRET_DISTINCT} different ones; "
+                "generate one with generate_server_secret()"
             )
-        self._secret = server_secret.encode()
+        self._secret = server_secret.encode("utf-8", "surrogatepass")
 
     def hash(self, plaintext: str) -> str:
-        return hmac.new(self._secret, plaintext.encode(), hashlib.sha256).hexdigest()
+        # surrogatepass keeps hashing total for any str a header decoder may hand over;
+        # it encodes every valid string exactly as strict UTF-8 does.
+        message = plaintext.encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def verify(self, plaintext: str, key_hash: str) -> bool:
         return hmac.compare_digest(self.hash(plaintext), key_hash)
@@ -116,8 +135,9 @@ def parse_prefix(plaintext: str) -> str:
         len(parts) != 3
         or parts[0] != KEY_SCHEME
         or len(parts[1]) != PREFIX_CHARS
-        or not all(c in _PREFIX_ALPHABET for c in parts[1])
-        or len(parts[2]) < 16
+        or not set(parts[1]) <= set(_PREFIX_ALPHABET)
+        or len(parts[2]) < MIN_KEY_SECRET_CHARS
+        or not set(parts[2]) <= _SECRET_ALPHABET
     ):
         raise Unauthenticated(AuthReason.MALFORMED)
     return parts[1]

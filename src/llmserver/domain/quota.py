@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 
 def period_of(at: datetime) -> str:
     """The quota period (``YYYY-MM``, UTC) that an instant belongs to."""
+    if at.tzinfo is None:
+        # ``astimezone`` would read a naive value as the server's local time.
+        raise ValueError("period_of needs a timezone-aware datetime")
     utc = at.astimezone(UTC)
     return f"{utc.year:04d}-{utc.month:02d}"
 

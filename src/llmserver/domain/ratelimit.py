@@ -43,15 +43,16 @@ def live(timestamps: Sequence[int], now_ms: int) -> list[int]:
 
 def decide(timestamps: Sequence[int], now_ms: int, limit: int) -> RateDecision:
     """Decide on a request at ``now_ms`` given the key's admitted timestamps (any order)."""
+    if limit < 1:
+        raise ValueError("an RPM limit admits at least one request")
     window = sorted(live(timestamps, now_ms))
     if len(window) < limit:
-        newest_window = [*window, now_ms]
         return RateDecision(
             admitted=True,
             limit=limit,
-            remaining=limit - len(newest_window),
+            remaining=limit - len(window) - 1,
             retry_after_ms=0,
-            reset_after_ms=newest_window[-1] + WINDOW_MS - now_ms,
+            reset_after_ms=max([*window, now_ms]) + WINDOW_MS - now_ms,
         )
     # Admissible once all but limit-1 of the window's requests have expired.
     blocker = window[len(window) - limit]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -40,23 +41,26 @@ class MemoryCompletionCache:
 class MemoryHotCache:
     """A bounded LRU with per-entry TTL, in front of the durable cache."""
 
-    def __init__(self, max_entries: int = 2_048) -> None:
+    def __init__(
+        self, max_entries: int = 2_048, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._entries: OrderedDict[str, tuple[float, CachedCompletion]] = OrderedDict()
         self._max = max_entries
+        self._monotonic = monotonic
 
     async def get(self, key: str) -> CachedCompletion | None:
         item = self._entries.get(key)
         if item is None:
             return None
         deadline, entry = item
-        if deadline <= time.monotonic():
+        if deadline <= self._monotonic():
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
         return entry
 
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
-        self._entries[entry.key] = (time.monotonic() + ttl_seconds, entry)
+        self._entries[entry.key] = (self._monotonic() + ttl_seconds, entry)
         self._entries.move_to_end(entry.key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
