@@ -1,0 +1,169 @@
+"""Fakes for the gateway's non-storage ports (the storage ports use the memory adapters)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from llmserver.domain.errors import Unavailable
+from llmserver.domain.inference import (
+    BackendStatus,
+    Completion,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)) -> None:
+        self._now = start
+        self._monotonic = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._monotonic += seconds
+
+
+def words(prompt: Prompt) -> int:
+    """The fake tokenizer: one token per whitespace-separated word."""
+    if prompt.messages is not None:
+        return sum(len(m.content.split()) for m in prompt.messages)
+    assert prompt.text is not None
+    return len(prompt.text.split())
+
+
+@dataclass
+class FakeBackend:
+    """An InferenceBackend answering ``reply`` (one token per word).
+
+    ``gate``: when set, generation waits for it (a slow backend); ``error``: raised by
+    ``generate`` and at the start of ``stream``; ``fail_after``: a stream raises
+    ``stream_error`` after that many deltas; ``clock``/``token_seconds``: each generated
+    token advances the clock.
+    """
+
+    model_id: str
+    reply: str = "the answer is forty two"
+    gate: asyncio.Event | None = None
+    error: BaseException | None = None
+    fail_after: int | None = None
+    stream_error: BaseException = field(default_factory=lambda: RuntimeError("GPU on fire"))
+    clock: FakeClock | None = None
+    token_seconds: float = 0.0
+    generate_calls: int = 0
+    stream_calls: int = 0
+    cancelled: int = 0
+    streams_closed: int = 0
+    seen_params: list[GenerationParams] = field(default_factory=list)
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        return words(prompt)
+
+    def _tokens(self, params: GenerationParams) -> list[str]:
+        return self.reply.split()[: params.max_tokens]
+
+    def _tick(self, tokens: int) -> None:
+        if self.clock is not None:
+            self.clock.advance(tokens * self.token_seconds)
+
+    async def _wait(self) -> None:
+        if self.gate is not None:
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        self.generate_calls += 1
+        self.seen_params.append(params)
+        await self._wait()
+        if self.error is not None:
+            raise self.error
+        tokens = self._tokens(params)
+        self._tick(len(tokens))
+        finish = FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
+        return Completion(" ".join(tokens), words(prompt), len(tokens), finish)
+
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        self.stream_calls += 1
+        self.seen_params.append(params)
+        try:
+            if self.error is not None:
+                raise self.error
+            tokens = self._tokens(params)
+            for index, token in enumerate(tokens):
+                if index == self.fail_after:
+                    raise self.stream_error
+                await self._wait()
+                self._tick(1)
+                yield TextDelta(token if index == 0 else f" {token}")
+            finish = (
+                FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
+            )
+            yield StreamEnd(finish, words(prompt), len(tokens))
+        finally:
+            self.streams_closed += 1
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(self.model_id, ready=True)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeBackends:
+    """ModelBackends over a fixed set of fake backends."""
+
+    def __init__(self, *backends: FakeBackend) -> None:
+        self._by_id = {b.model_id: b for b in backends}
+
+    def backend(self, model_id: str) -> FakeBackend:
+        if model_id not in self._by_id:
+            raise Unavailable(f"The model '{model_id}' is not loaded.")
+        return self._by_id[model_id]
+
+    def statuses(self) -> Sequence[BackendStatus]:
+        return [b.status() for b in self._by_id.values()]
+
+
+@dataclass
+class RecordingTelemetry:
+    """Telemetry that keeps every event as a tuple, in order."""
+
+    events: list[tuple[object, ...]] = field(default_factory=list)
+
+    def of(self, name: str) -> list[tuple[object, ...]]:
+        return [event[1:] for event in self.events if event[0] == name]
+
+    def cache_lookup(self, layer: str, hit: bool) -> None:
+        self.events.append(("cache_lookup", layer, hit))
+
+    def refused(self, cause: str) -> None:
+        self.events.append(("refused", cause))
+
+    def tokens(self, model: str, prompt: int, completion: int) -> None:
+        self.events.append(("tokens", model, prompt, completion))
+
+    def first_token(self, model: str, seconds: float) -> None:
+        self.events.append(("first_token", model, seconds))
+
+    def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
+        self.events.append(("generation", model, seconds, completion_tokens))
+
+    def backend_error(self, model: str, kind: str) -> None:
+        self.events.append(("backend_error", model, kind))

@@ -1,0 +1,389 @@
+"""The non-streaming use case: policy refusals, caching, single-flight, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from llmserver.domain.cache_keys import CachePolicy
+from llmserver.domain.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    Overloaded,
+    QuotaExceeded,
+    RateLimited,
+    Unavailable,
+)
+from llmserver.domain.gateway import GatewayPolicy, Outcome, Principal
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.logs import CacheStatus
+
+from .world import MODEL, World, ask, wait_until
+
+PROMPT_TOKENS = 5  # "what is six times seven"
+REPLY_TOKENS = 5  # "the answer is forty two"
+
+
+async def test_a_completion_is_answered_settled_and_logged() -> None:
+    world = World()
+    principal = await world.principal()
+    outcome = await world.gateway.complete(principal, ask(temperature=0.7), "r1")
+
+    assert outcome.completion.text == "the answer is forty two"
+    assert outcome.completion.finish_reason is FinishReason.STOP
+    assert outcome.cache_status is CacheStatus.BYPASS
+    assert outcome.created == world.clock.now()
+    usage = await world.usage_of(principal)
+    assert (usage.used_tokens, usage.reserved_tokens, usage.requests) == (10, 0, 1)
+    [row] = world.logs
+    assert (row.request_id, row.status, row.key_id, row.model) == (
+        "r1",
+        200,
+        principal.key.id,
+        MODEL,
+    )
+    assert (row.prompt_tokens, row.completion_tokens, row.cache_status) == (
+        5,
+        5,
+        CacheStatus.BYPASS,
+    )
+    assert (row.error_code, row.stream) == (None, False)
+    assert world.telemetry.of("tokens") == [(MODEL, 5, 5)]
+    assert [e[0] for e in world.telemetry.of("generation")] == [MODEL]
+
+
+async def test_model_defaults_fill_what_the_request_leaves_out() -> None:
+    world = World()
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(use_cache=False), "r1")
+    await world.gateway.complete(principal, ask(max_tokens=3, top_p=0.5, seed=7), "r2")
+    defaults, explicit = world.backend.seen_params
+    assert (defaults.max_tokens, defaults.temperature, defaults.top_p) == (8, 0.0, 1.0)
+    assert (explicit.max_tokens, explicit.top_p, explicit.seed) == (3, 0.5, 7)
+
+
+async def test_max_tokens_below_one_is_an_invalid_request() -> None:
+    world = World()
+    principal = await world.principal()
+    with pytest.raises(InvalidRequest) as caught:
+        await world.gateway.complete(principal, ask(max_tokens=0), "r1")
+    assert caught.value.param == "max_tokens"
+    assert world.logs[0].status == 400
+
+
+# -- refusals -------------------------------------------------------------------------
+
+
+async def test_rpm_refusal_carries_an_exact_retry_after() -> None:
+    world = World()
+    principal = await world.principal(rpm_limit=2)
+    first = await world.gateway.complete(principal, ask(use_cache=False), "r1")
+    assert first.rate is not None
+    assert (first.rate.limit, first.rate.remaining) == (2, 1)
+    world.clock.advance(10)
+    await world.gateway.complete(principal, ask(use_cache=False), "r2")
+    world.clock.advance(5)
+
+    with pytest.raises(RateLimited) as caught:
+        await world.gateway.complete(principal, ask(use_cache=False), "r3")
+    assert caught.value.retry_after == 45.0
+    assert caught.value.rate is not None
+    assert caught.value.rate.remaining == 0
+    assert world.backend.generate_calls == 2
+    assert world.telemetry.of("refused") == [("rpm",)]
+    assert (world.logs[-1].status, world.logs[-1].error_code) == (429, "rate_limit_exceeded")
+
+    world.clock.advance(45)
+    await world.gateway.complete(principal, ask(use_cache=False), "r4")
+    assert world.backend.generate_calls == 3
+
+
+async def test_quota_refusal_says_what_is_left_and_when_it_resets() -> None:
+    world = World()
+    principal = await world.principal(quota_tokens=20, rpm_limit=100)
+    await world.gateway.complete(principal, ask(use_cache=False), "r1")  # uses 10 of 20
+    with pytest.raises(QuotaExceeded) as caught:
+        await world.gateway.complete(principal, ask(use_cache=False), "r2")  # needs 5 + 8
+
+    error = caught.value
+    assert (error.needed, error.remaining, error.quota) == (13, 10, 20)
+    assert error.reset_at == datetime(2026, 4, 1, tzinfo=UTC)
+    assert error.rate is not None
+    assert world.backend.generate_calls == 1
+    assert world.telemetry.of("refused") == [("quota",)]
+    assert (world.logs[-1].status, world.logs[-1].error_code) == (429, "insufficient_quota")
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+
+    fits = await world.gateway.complete(principal, ask(use_cache=False, max_tokens=5), "r3")
+    assert fits.completion.total_tokens == 10
+    assert (await world.usage_of(principal)).used_tokens == 20
+
+
+async def test_a_prompt_too_long_for_the_context_is_refused_before_reserving() -> None:
+    world = World()
+    principal = await world.principal()
+    with pytest.raises(ContextLengthExceeded) as caught:
+        await world.gateway.complete(principal, ask("word " * 57), "r1")  # 57 + 8 > 64
+    assert (caught.value.prompt_tokens, caught.value.context_length) == (57, 64)
+    assert world.backend.generate_calls == 0
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+    assert world.telemetry.of("refused") == [("context_length",)]
+    assert world.logs[0].error_code == "context_length_exceeded"
+    await world.gateway.complete(principal, ask("word " * 56), "r2")
+
+
+async def test_a_full_backend_queue_is_refused_and_releases_the_reservation() -> None:
+    world = World()
+    world.backend.error = Overloaded("queue full", retry_after=2)
+    principal = await world.principal()
+    with pytest.raises(Overloaded):
+        await world.gateway.complete(principal, ask(), "r1")
+    usage = await world.usage_of(principal)
+    assert (usage.used_tokens, usage.reserved_tokens, usage.requests) == (0, 0, 0)
+    assert world.telemetry.of("refused") == [("queue_full",)]
+    assert world.telemetry.of("backend_error") == []
+    assert (world.logs[0].status, world.logs[0].error_code) == (503, "model_overloaded")
+
+
+async def test_a_backend_failure_releases_and_is_counted_by_kind() -> None:
+    world = World()
+    world.backend.error = RuntimeError("CUDA error")
+    principal = await world.principal()
+    with pytest.raises(RuntimeError):
+        await world.gateway.complete(principal, ask(), "r1")
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+    assert world.telemetry.of("backend_error") == [(MODEL, "RuntimeError")]
+    assert world.telemetry.of("tokens") == []
+    [row] = world.logs
+    assert (row.status, row.error_code, row.cache_status) == (500, "RuntimeError", CacheStatus.MISS)
+    # A failure is not cached: the next identical request runs inference again.
+    world.backend.error = None
+    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.MISS
+
+
+async def test_a_model_that_is_not_loaded_is_unavailable() -> None:
+    world = World()
+    principal = await world.principal()
+    with pytest.raises(Unavailable):
+        await world.gateway.complete(principal, ask(model="other-model"), "r1")
+    assert world.telemetry.of("backend_error") == [("other-model", "service_unavailable")]
+    assert world.logs[0].status == 503
+
+
+async def test_a_cancelled_request_releases_its_reservation() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    principal = await world.principal()
+    task = asyncio.create_task(world.gateway.complete(principal, ask(use_cache=False), "r1"))
+    await wait_until(lambda: world.backend.generate_calls == 1)
+    assert (await world.usage_of(principal)).reserved_tokens == 13
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert world.backend.cancelled == 1
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+    [row] = world.logs
+    assert (row.status, row.error_code) == (499, "client_closed_request")
+
+
+# -- caching ----------------------------------------------------------------------------
+
+
+async def test_a_deterministic_request_misses_then_hits_the_hot_cache() -> None:
+    world = World()
+    principal = await world.principal()
+    miss = await world.gateway.complete(principal, ask(), "r1")
+    hit = await world.gateway.complete(principal, ask(), "r2")
+
+    assert (miss.cache_status, hit.cache_status) == (CacheStatus.MISS, CacheStatus.HIT)
+    assert hit.completion == miss.completion
+    assert world.backend.generate_calls == 1
+    assert world.telemetry.of("cache_lookup") == [
+        ("hot", False),
+        ("durable", False),
+        ("hot", True),
+    ]
+    assert [row.cache_status for row in world.logs] == [CacheStatus.MISS, CacheStatus.HIT]
+    # Hits are free by default but counted.
+    usage = await world.usage_of(principal)
+    assert (usage.used_tokens, usage.requests, usage.cache_hits) == (10, 2, 1)
+    assert world.telemetry.of("tokens") == [(MODEL, 5, 5), (MODEL, 5, 5)]
+
+
+async def test_the_durable_cache_answers_and_refills_the_hot_cache() -> None:
+    world = World()
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), "r1")
+    # A fresh process: the hot cache is empty, the durable cache still holds the answer.
+    restarted = World(cache=world.cache, keys=world.keys, usage=world.usage, clock=world.clock)
+    second = await restarted.gateway.complete(principal, ask(), "r2")
+    third = await restarted.gateway.complete(principal, ask(), "r3")
+
+    assert (second.cache_status, third.cache_status) == (CacheStatus.HIT, CacheStatus.HIT)
+    assert restarted.backend.generate_calls == 0
+    assert restarted.telemetry.of("cache_lookup") == [
+        ("hot", False),
+        ("durable", True),
+        ("hot", True),
+    ]
+
+
+async def test_without_a_hot_cache_only_the_durable_layer_is_asked() -> None:
+    world = World(hot=False)
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), "r1")
+    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.HIT
+    assert world.telemetry.of("cache_lookup") == [("durable", False), ("durable", True)]
+
+
+async def test_expired_entries_are_not_served() -> None:
+    world = World(hot=False, policy=GatewayPolicy(cache=CachePolicy(ttl_seconds=60)))
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), "r1")
+    world.clock.advance(60)
+    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.MISS
+
+
+async def test_cache_hits_can_be_charged_by_policy() -> None:
+    world = World(policy=GatewayPolicy(cache_hits_count_against_quota=True))
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), "r1")
+    await world.gateway.complete(principal, ask(), "r2")
+    usage = await world.usage_of(principal)
+    assert (usage.used_tokens, usage.cache_hits) == (20, 1)
+
+
+@pytest.mark.parametrize(
+    "request_fields",
+    [
+        {"use_cache": False},
+        {"temperature": 0.8},
+        {"temperature": 0.8, "seed": None},
+    ],
+    ids=["opted-out", "sampled", "sampled-without-seed"],
+)
+async def test_opted_out_or_non_deterministic_requests_bypass_the_cache(
+    request_fields: dict[str, object],
+) -> None:
+    world = World()
+    principal = await world.principal()
+    for request_id in ("r1", "r2"):
+        outcome = await world.gateway.complete(principal, ask(**request_fields), request_id)
+        assert outcome.cache_status is CacheStatus.BYPASS
+    assert world.backend.generate_calls == 2
+    assert world.telemetry.of("cache_lookup") == []
+
+
+async def test_a_sampled_request_with_a_seed_is_cached() -> None:
+    world = World()
+    principal = await world.principal()
+    first = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), "r1")
+    second = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), "r2")
+    other_seed = await world.gateway.complete(principal, ask(temperature=0.8, seed=2), "r3")
+    assert [first.cache_status, second.cache_status, other_seed.cache_status] == [
+        CacheStatus.MISS,
+        CacheStatus.HIT,
+        CacheStatus.MISS,
+    ]
+
+
+async def test_caching_can_be_switched_off_by_policy() -> None:
+    world = World(policy=GatewayPolicy(cache=CachePolicy(enabled=False)))
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), "r1")
+    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.BYPASS
+
+
+# -- single-flight ----------------------------------------------------------------------
+
+
+async def start_identical(world: World, principals: list[Principal]) -> list[asyncio.Task[Outcome]]:
+    tasks: list[asyncio.Task[Outcome]] = [
+        asyncio.create_task(world.gateway.complete(p, ask(), f"r{i}"))
+        for i, p in enumerate(principals)
+    ]
+    await wait_until(lambda: world.backend.generate_calls >= 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return tasks
+
+
+async def test_identical_concurrent_requests_share_one_inference() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    principals = [await world.principal() for _ in range(6)]
+    tasks = await start_identical(world, principals)
+    assert world.backend.generate_calls == 1
+    world.backend.gate.set()
+    outcomes = await asyncio.gather(*tasks)
+
+    assert world.backend.generate_calls == 1
+    assert {o.completion.text for o in outcomes} == {"the answer is forty two"}
+    statuses = sorted(o.cache_status for o in outcomes)
+    assert statuses == [CacheStatus.HIT] * 5 + [CacheStatus.MISS]
+    for principal in principals:
+        usage = await world.usage_of(principal)
+        assert usage.reserved_tokens == 0
+        assert usage.requests == 1
+    assert sum([(await world.usage_of(p)).used_tokens for p in principals]) == 10
+    assert len(world.logs) == 6
+    assert len(world.telemetry.of("generation")) == 1
+    assert world.gateway._inflight == {}
+
+
+async def test_a_leader_failure_reaches_every_follower_and_releases_all() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    world.backend.error = RuntimeError("boom")
+    principals = [await world.principal() for _ in range(4)]
+    tasks = await start_identical(world, principals)
+    world.backend.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert world.backend.generate_calls == 1
+    assert world.telemetry.of("backend_error") == [(MODEL, "RuntimeError")]
+    for principal in principals:
+        usage = await world.usage_of(principal)
+        assert (usage.reserved_tokens, usage.used_tokens) == (0, 0)
+    assert sorted(row.status for row in world.logs) == [500] * 4
+    assert world.gateway._inflight == {}
+
+
+async def test_followers_still_get_the_answer_when_the_leader_goes_away() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    principals = [await world.principal() for _ in range(3)]
+    leader, *followers = await start_identical(world, principals)
+    leader.cancel()
+    await asyncio.sleep(0)
+    world.backend.gate.set()
+    outcomes = await asyncio.gather(*followers)
+
+    assert leader.cancelled()
+    assert world.backend.cancelled == 0
+    assert all(o.completion.text == "the answer is forty two" for o in outcomes)
+    assert (await world.usage_of(principals[0])).reserved_tokens == 0
+    assert sorted(row.status for row in world.logs) == [200, 200, 499]
+
+
+async def test_the_shared_inference_stops_when_every_waiter_goes_away() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    principals = [await world.principal() for _ in range(3)]
+    tasks = await start_identical(world, principals)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await wait_until(lambda: world.backend.cancelled == 1)
+
+    assert world.gateway._inflight == {}
+    for principal in principals:
+        assert (await world.usage_of(principal)).reserved_tokens == 0
+    # Nothing half-done was cached: a new request runs inference again.
+    world.backend.gate.set()
+    outcome = await world.gateway.complete(principals[0], ask(), "again")
+    assert outcome.cache_status is CacheStatus.MISS
+    assert world.backend.generate_calls == 2

@@ -1,0 +1,108 @@
+"""A gateway wired to memory adapters and fakes, with helpers to issue keys and ask."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from llmserver.adapters.memory import (
+    MemoryCompletionCache,
+    MemoryHotCache,
+    MemoryKeyStore,
+    MemoryRateLimitStore,
+    MemoryUsageStore,
+)
+from llmserver.domain.gateway import CompletionRequest, Gateway, GatewayPolicy, Principal
+from llmserver.domain.inference import ChatMessage, Prompt
+from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
+from llmserver.domain.logs import RequestLog
+from llmserver.domain.quota import UsageRecord, period_of
+from llmserver.domain.registry import BackendKind, ModelDefaults, ModelRegistry, ModelSpec
+
+from .fakes import FakeBackend, FakeBackends, FakeClock, RecordingTelemetry
+
+SERVER_SECRET = "unit-test-server-secret-0123456789abcdef"
+MODEL = "fake-model"
+OTHER_MODEL = "other-model"
+SPEC = ModelSpec(
+    id=MODEL,
+    aliases=("fake",),
+    backend=BackendKind.TORCH,
+    source="/nowhere",
+    revision="r1",
+    context_length=64,
+    defaults=ModelDefaults(max_tokens=8, temperature=0.0),
+)
+OTHER_SPEC = ModelSpec(id=OTHER_MODEL, backend=BackendKind.HTTP, source="http://upstream")
+
+
+def ask(text: str = "what is six times seven", **overrides: Any) -> CompletionRequest:
+    prompt = Prompt(messages=(ChatMessage("user", text),))
+    return CompletionRequest(**{"model": MODEL, "prompt": prompt, **overrides})
+
+
+@dataclass
+class World:
+    hot: bool = True
+    policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+    clock: FakeClock = field(default_factory=FakeClock)
+    keys: MemoryKeyStore = field(default_factory=MemoryKeyStore)
+    usage: MemoryUsageStore = field(default_factory=MemoryUsageStore)
+    limiter: MemoryRateLimitStore = field(default_factory=MemoryRateLimitStore)
+    cache: MemoryCompletionCache = field(default_factory=MemoryCompletionCache)
+    telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
+    logs: list[RequestLog] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.hasher = KeyHasher(SERVER_SECRET)
+        self.backend = FakeBackend(MODEL, clock=self.clock)
+        self.hot_cache = MemoryHotCache(monotonic=self.clock.monotonic) if self.hot else None
+        self.gateway = Gateway(
+            keys=self.keys,
+            hasher=self.hasher,
+            usage=self.usage,
+            limiter=self.limiter,
+            cache=self.cache,
+            hot_cache=self.hot_cache,
+            registry=ModelRegistry([SPEC, OTHER_SPEC]),
+            backends=FakeBackends(self.backend),
+            clock=self.clock,
+            log=self.logs.append,
+            policy=self.policy,
+            telemetry=self.telemetry,
+        )
+        self._ids = itertools.count(1)
+
+    async def issue(self, **fields: Any) -> tuple[str, ApiKey]:
+        issued = generate_key()
+        key = ApiKey(
+            id=f"key-{next(self._ids)}",
+            name="test",
+            prefix=issued.prefix,
+            key_hash=self.hasher.hash(issued.plaintext),
+            role=Role.USER,
+            created_at=self.clock.now(),
+        )
+        key = replace(key, **fields)
+        await self.keys.add(key)
+        return issued.plaintext, key
+
+    async def principal(self, **fields: Any) -> Principal:
+        plaintext, _ = await self.issue(**fields)
+        return await self.gateway.authenticate(plaintext)
+
+    async def usage_of(self, principal: Principal, at: datetime | None = None) -> UsageRecord:
+        return await self.usage.get(principal.key.id, period_of(at or self.clock.now()))
+
+
+async def wait_until(condition: Callable[[], bool], *, rounds: int = 100) -> None:
+    """Let other tasks run until ``condition()`` holds (bounded, no wall-clock timing)."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
