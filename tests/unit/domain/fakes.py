@@ -52,8 +52,9 @@ class FakeBackend:
 
     ``gate``: when set, generation waits for it (a slow backend); ``error``: raised by
     ``generate`` and at the start of ``stream``; ``fail_after``: a stream raises
-    ``stream_error`` after that many deltas; ``clock``/``token_seconds``: each generated
-    token advances the clock.
+    ``stream_error`` after that many deltas; ``send_end=False``: a broken stream that
+    stops without its StreamEnd; ``clock``/``token_seconds``: each generated token
+    advances the clock.
     """
 
     model_id: str
@@ -62,8 +63,10 @@ class FakeBackend:
     error: BaseException | None = None
     fail_after: int | None = None
     stream_error: BaseException = field(default_factory=lambda: RuntimeError("GPU on fire"))
+    send_end: bool = True
     clock: FakeClock | None = None
     token_seconds: float = 0.0
+    waits: int = 0
     generate_calls: int = 0
     stream_calls: int = 0
     cancelled: int = 0
@@ -82,6 +85,7 @@ class FakeBackend:
 
     async def _wait(self) -> None:
         if self.gate is not None:
+            self.waits += 1
             try:
                 await self.gate.wait()
             except asyncio.CancelledError:
@@ -115,7 +119,8 @@ class FakeBackend:
             finish = (
                 FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
             )
-            yield StreamEnd(finish, words(prompt), len(tokens))
+            if self.send_end:
+                yield StreamEnd(finish, words(prompt), len(tokens))
         finally:
             self.streams_closed += 1
 
