@@ -1,0 +1,164 @@
+"""Every error leaves the server in OpenAI's shape, mapped here and only here.
+
+``{"error": {"message", "type", "param", "code"}}`` with the precise status, plus
+``Retry-After`` and rate-limit headers where the client needs them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from llmserver.domain.errors import (
+    GatewayError,
+    GenerationTimeout,
+    Overloaded,
+    QuotaExceeded,
+    RateLimited,
+    Unavailable,
+)
+from llmserver.domain.ratelimit import RateDecision
+
+log = structlog.get_logger("llmserver.errors")
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    499: "client_closed_request",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    error_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorBody]:
+    detail = ErrorDetail(
+        message=message,
+        type=error_type or _TYPE_BY_STATUS.get(status, "server_error"),
+        param=param,
+        code=code,
+    )
+    return Response(ErrorBody(detail), status_code=status, headers=headers or {})
+
+
+def rate_headers(decision: RateDecision | None) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit)."""
+    if decision is None:
+        return {}
+    return {
+        "x-ratelimit-limit-requests": str(decision.limit),
+        "x-ratelimit-remaining-requests": str(decision.remaining),
+        "x-ratelimit-reset-requests": f"{decision.reset_after_ms / 1000:.3f}s",
+    }
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    # Retry-After takes whole seconds; round up so a client that obeys it is admitted.
+    return {
+        "retry-after": str(max(1, math.ceil(seconds))),
+        "retry-after-ms": str(int(seconds * 1000)),
+    }
+
+
+def gateway_error_response(exc: GatewayError) -> Response[ErrorBody]:
+    headers = rate_headers(exc.rate)
+    error_type: str | None = None
+    if isinstance(exc, RateLimited | Overloaded | Unavailable):
+        headers.update(retry_after_header(exc.retry_after))
+    if isinstance(exc, QuotaExceeded):
+        error_type = "insufficient_quota"
+        headers["x-quota-remaining-tokens"] = str(exc.remaining)
+        headers["x-quota-reset"] = exc.reset_at.isoformat()
+    if isinstance(exc, GenerationTimeout):
+        error_type = "timeout_error"
+    return error_response(
+        exc.status,
+        exc.message,
+        code=exc.code,
+        param=exc.param,
+        error_type=error_type,
+        headers=headers,
+    )
+
+
+def _note_error(request: Request[Any, Any, Any], code: str | None) -> None:
+    request.scope.setdefault("state", {})["error_code"] = code
+
+
+def handle_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    _note_error(request, exc.code)
+    return gateway_error_response(exc)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, NotFoundException):
+        message = f"No route for {request.method} {request.url.path}."
+        code = "not_found"
+    elif status == 413:
+        message = "The request body is larger than the server accepts."
+        code = "request_too_large"
+    elif status == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+        code = "method_not_allowed"
+    else:
+        message = exc.detail
+        code = None
+    _note_error(request, code)
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    return error_response(status, message, code=code, headers=headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error(
+        "unhandled_error",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        exc_info=exc,
+    )
+    _note_error(request, "internal_error")
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "The server had an error while processing your request.",
+        code="internal_error",
+        error_type="server_error",
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    GatewayError: handle_gateway_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

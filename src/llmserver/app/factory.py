@@ -1,0 +1,299 @@
+"""The composition root: the one place that knows which adapter serves which port.
+
+``create_app(settings)`` builds a Litestar app whose lifespan opens the stores, starts the
+request-log batcher, loads the models (in the background, so ``/healthz`` answers and
+``/readyz`` reports progress) and closes everything in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from llmserver import __version__
+from llmserver.adapters.clock import SystemClock
+from llmserver.adapters.log_batcher import RequestLogBatcher
+from llmserver.adapters.memory import MemoryHotCache, MemoryRateLimitStore
+from llmserver.adapters.sql.database import SqlDatabase
+from llmserver.app.auth import authenticate_admin
+from llmserver.app.errors import EXCEPTION_HANDLERS
+from llmserver.app.logging import AccessLogMiddleware, configure_logging
+from llmserver.app.metrics import Metrics
+from llmserver.app.routes.admin import admin_router
+from llmserver.app.routes.health import healthz, readyz
+from llmserver.app.routes.openai.routes import openai_router
+from llmserver.app.routes.ui import ui_router
+from llmserver.app.services import STATE_KEY, ReadinessCheck, Services, services_of
+from llmserver.app.settings import Settings
+from llmserver.domain.cache_keys import CachePolicy
+from llmserver.domain.gateway import Gateway, GatewayPolicy
+from llmserver.domain.keys import KeyHasher
+from llmserver.domain.ports import Clock, HotCache, ModelBackends, RateLimitStore
+from llmserver.domain.registry import ModelRegistry, ModelSpec, profile_models
+
+log = structlog.get_logger("llmserver")
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Replacements for adapters, for tests and benchmarks (e.g. an instant backend)."""
+
+    backends: ModelBackends | None = None
+    specs: Sequence[ModelSpec] | None = None
+    clock: Clock | None = None
+
+
+def model_specs(settings: Settings) -> list[ModelSpec]:
+    specs = list(profile_models(settings.profile, demo_model_dir=settings.demo_model_dir))
+    if settings.models_file:
+        from llmserver.adapters.inference.model_config import load_model_config
+
+        specs.extend(load_model_config(Path(settings.models_file)))
+    return specs
+
+
+async def _check(name: str, probe: Any) -> tuple[bool, str | None]:
+    try:
+        return await probe()  # type: ignore[no-any-return]
+    except Exception as exc:  # readiness reports every failure instead of raising
+        return False, f"{name} unreachable: {type(exc).__name__}: {exc}"
+
+
+def _database_check(database: SqlDatabase) -> ReadinessCheck:
+    async def probe() -> tuple[bool, str | None]:
+        current, head = await database.migration_state()
+        if current != head:
+            return False, f"schema at {current}, code expects {head}: run `llmserver migrate`"
+        return True, None
+
+    return lambda: _check("database", probe)
+
+
+def _redis_check(ping: Any) -> ReadinessCheck:
+    async def probe() -> tuple[bool, str | None]:
+        await ping()
+        return True, None
+
+    return lambda: _check("redis", probe)
+
+
+def _models_check(backends: ModelBackends) -> ReadinessCheck:
+    async def probe() -> tuple[bool, str | None]:
+        statuses = backends.statuses()
+        broken = [f"{s.model_id}: {s.error or 'loading'}" for s in statuses if not s.ready]
+        return (not broken, "; ".join(broken) or None)
+
+    return lambda: _check("models", probe)
+
+
+def _bootstrap_hint(count: int) -> None:
+    if count == 0:
+        log.warning(
+            "no_api_keys",
+            hint="create the first admin key with `make seed-key` "
+            "(or `llmserver keys create --name admin --role admin`)",
+        )
+
+
+@asynccontextmanager
+async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        clock = overrides.clock or SystemClock()
+        hasher = KeyHasher(settings.require_server_secret())
+        specs = list(overrides.specs) if overrides.specs is not None else model_specs(settings)
+        registry = ModelRegistry(specs)
+        metrics = Metrics(allowed_models=[s.id for s in specs])
+        stack.callback(metrics.close)
+
+        database = SqlDatabase.from_url(settings.database_url)
+        stack.push_async_callback(database.dispose)
+        checks: dict[str, ReadinessCheck] = {"database": _database_check(database)}
+
+        limiter: RateLimitStore = MemoryRateLimitStore()
+        hot: HotCache | None = MemoryHotCache() if settings.hot_cache else None
+        if settings.redis_url:
+            from llmserver.adapters.redis import RedisStores
+
+            redis = RedisStores.from_url(
+                settings.redis_url, failure_policy=settings.redis_failure_policy.value
+            )
+            stack.push_async_callback(redis.close)
+            limiter = redis.limiter
+            if settings.hot_cache:
+                hot = redis.hot_cache
+            checks["redis"] = _redis_check(redis.ping)
+
+        batcher = RequestLogBatcher(
+            database.logs,
+            flush_interval_ms=settings.log_flush_ms,
+            max_batch_rows=settings.log_batch_rows,
+            max_queue=settings.log_queue_max,
+            on_flush=metrics.observe_flush,
+        )
+        await batcher.start()
+        stack.push_async_callback(batcher.close)
+        metrics.set_batcher_source(lambda: (batcher.queue_size, batcher.last_flush_seconds))
+
+        backends = overrides.backends
+        if backends is None:
+            backends = await _start_models(stack, specs, settings, metrics)
+        checks["models"] = _models_check(backends)
+        metrics.set_queue_depth_source(
+            lambda: {s.model_id: s.queue_depth for s in backends.statuses()}
+        )
+
+        gateway = Gateway(
+            keys=database.keys,
+            hasher=hasher,
+            usage=database.usage,
+            limiter=limiter,
+            cache=database.cache,
+            hot_cache=hot,
+            registry=registry,
+            backends=backends,
+            clock=clock,
+            log=batcher.submit,
+            telemetry=metrics,
+            policy=GatewayPolicy(
+                cache=CachePolicy(enabled=settings.cache_enabled, ttl_seconds=settings.cache_ttl_s),
+                cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
+            ),
+        )
+        app.state[STATE_KEY] = Services(
+            settings=settings,
+            gateway=gateway,
+            keys=database.keys,
+            usage=database.usage,
+            logs=database.logs,
+            backends=backends,
+            hasher=hasher,
+            clock=clock,
+            metrics=metrics,
+            started_at=int(time.time()),
+            checks=checks,
+        )
+        try:
+            _bootstrap_hint(len(await database.keys.list()))
+        except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
+            log.warning("key_store_unavailable", error=f"{type(exc).__name__}: {exc}")
+        log.info("started", version=__version__, models=[s.id for s in specs])
+        try:
+            yield
+        finally:
+            log.info("shutting_down", queued_log_rows=batcher.queue_size)
+
+
+async def _start_models(
+    stack: AsyncExitStack, specs: Sequence[ModelSpec], settings: Settings, metrics: Metrics
+) -> ModelBackends:
+    from llmserver.adapters.inference.manager import MultiModelManager
+
+    manager = MultiModelManager(
+        specs,
+        torch_threads=settings.torch_threads,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        request_timeout_s=settings.request_timeout_s,
+    )
+
+    def progress(event: str, **fields: Any) -> None:
+        log.info(event, **fields)
+        if event == "model_loaded":
+            metrics.model_loaded(fields["model"], fields["seconds"], True)
+        elif event == "model_load_failed":
+            metrics.model_loaded(fields["model"], fields.get("seconds", 0.0), False)
+
+    loading = asyncio.create_task(manager.load_all(progress=progress))
+
+    async def stop() -> None:
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await manager.close()
+
+    stack.push_async_callback(stop)
+    return manager
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services = services_of(request)
+    if services.settings.metrics_require_key:
+        await authenticate_admin(request)
+    assert services.metrics is not None
+    body, content_type = services.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def create_app(settings: Settings, overrides: Overrides | None = None) -> Litestar:
+    configure_logging(settings.log_format, settings.log_level)
+    chosen = overrides or Overrides()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with _lifespan(app, settings, chosen):
+            yield
+
+    cors = (
+        CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id"],
+            expose_headers=[
+                "x-request-id",
+                "x-cache",
+                "retry-after",
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        )
+        if settings.cors_origins
+        else None
+    )
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics_endpoint,
+            openai_router(),
+            admin_router(),
+            ui_router(Path(settings.ui_dist_dir), settings.ui_key),
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=cors,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="LLM Server",
+            version=__version__,
+            path="/openapi",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+    )
+    return app
+
+
+def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
+    """The Litestar app wrapped in the access-log / request-id middleware.
+
+    The wrapper sits outside Litestar so that every request gets an id and an access line,
+    404s and body-size refusals included.
+    """
+    app = create_app(settings, overrides)
+
+    def metrics() -> Metrics | None:
+        services: Services | None = app.state.get(STATE_KEY)
+        return services.metrics if services is not None else None
+
+    return AccessLogMiddleware(app, metrics)

@@ -1,0 +1,149 @@
+"""structlog configuration and the request-id / access-log middleware.
+
+JSON lines on stdout by default; human-readable console output when attached to a TTY
+(or ``LLMSERVER_LOG_FORMAT=console``). Nothing here ever logs a key secret or a prompt:
+the access line carries the key *prefix* only, and bodies only when body logging is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from litestar.enums import ScopeType
+
+from llmserver.app.settings import LogFormat
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from llmserver.app.metrics import Metrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+_MAX_REQUEST_ID = 128
+
+
+def configure_logging(fmt: LogFormat, level: str) -> None:
+    console = fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and sys.stdout.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+
+
+def clean_request_id(raw: bytes | None) -> str:
+    """Honour a caller's request id if it is printable and short, else make one."""
+    if raw:
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+class AccessLogMiddleware:
+    """Raw ASGI middleware: request id in, request id out, one access line per request.
+
+    Raw ASGI rather than Litestar's middleware classes keeps the per-request cost to a
+    few dictionary operations, which matters for the gateway-overhead benchmark.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = structlog.get_logger("llmserver.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = clean_request_id(headers.get(REQUEST_ID_HEADER))
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        route = scope.get("path", "")
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        metrics = self.metrics()
+        if metrics is not None:
+            metrics.request_started(route_label(route))
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            state = scope.get("state", {})
+            if metrics is not None:
+                metrics.request_finished(route_label(route), status, elapsed)
+            self.log.info(
+                "request",
+                request_id=request_id,
+                method=scope.get("method"),
+                path=route,
+                status=status,
+                latency_ms=round(elapsed * 1000, 2),
+                key_prefix=state.get("key_prefix"),
+                role=state.get("role"),
+                model=state.get("model"),
+                prompt_tokens=state.get("prompt_tokens"),
+                completion_tokens=state.get("completion_tokens"),
+                cache=state.get("cache_status"),
+                error_code=state.get("error_code"),
+            )
+
+
+_KNOWN_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+
+
+_ADMIN_SECTIONS = frozenset({"keys", "usage", "logs", "roles"})
+
+
+def route_label(path: str) -> str:
+    """A bounded route label for metrics: raw paths carry ids and arbitrary junk."""
+    for known in _KNOWN_ROUTES:
+        if path == known:
+            return known
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
+    if path.startswith("/admin/"):
+        section = path.split("/")[2]
+        return "/admin/" + section if section in _ADMIN_SECTIONS else "other"
+    if path.startswith("/ui"):
+        return "/ui"
+    return "other"

@@ -1,0 +1,126 @@
+"""Admin handlers. Every one authenticates an admin key first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, delete, get, post
+from litestar.params import Parameter
+
+from llmserver.app.auth import authenticate_admin
+from llmserver.app.routes.admin import views as v
+from llmserver.app.routes.openai.serving import decode
+from llmserver.app.services import Services, services_of
+from llmserver.domain.errors import NotFound
+from llmserver.domain.keys import DEFAULT_ROLES, ApiKey
+from llmserver.domain.logs import LogQuery
+from llmserver.domain.quota import period_of
+
+_CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
+
+
+async def _admin(request: Request[Any, Any, Any]) -> Services:
+    await authenticate_admin(request)
+    return services_of(request)
+
+
+async def _find_key(services: Services, id_or_prefix: str) -> ApiKey:
+    key = await services.keys.get(id_or_prefix) or await services.keys.find_by_prefix(id_or_prefix)
+    if key is None:
+        raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
+    return key
+
+
+@post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
+async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
+    services = await _admin(request)
+    body: v.CreateKey = decode(_CREATE_DECODER, await request.body())
+    key, plaintext = await services.key_admin.create(
+        name=body.name,
+        role=body.role,
+        quota_tokens=body.quota_tokens,
+        rpm_limit=body.rpm_limit,
+        allowed_models=tuple(body.allowed_models),
+        expires_in=body.expires_in,
+    )
+    return v.CreatedKey(key=plaintext, details=v.KeyView.of(key))
+
+
+@get("/keys", summary="List API keys (never their secrets)")
+async def list_keys(request: Request[Any, Any, Any]) -> v.KeyList:
+    services = await _admin(request)
+    return v.KeyList([v.KeyView.of(k) for k in await services.keys.list()])
+
+
+@get("/keys/{key_id:str}", summary="Show one API key")
+async def show_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
+    services = await _admin(request)
+    return v.KeyView.of(await _find_key(services, key_id))
+
+
+@delete("/keys/{key_id:str}", status_code=200, summary="Revoke an API key")
+async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
+    services = await _admin(request)
+    key = await _find_key(services, key_id)
+    revoked = await services.keys.revoke(key.id, services.clock.now())
+    assert revoked is not None
+    return v.KeyView.of(revoked)
+
+
+@get("/usage", summary="Token usage per key and month")
+async def usage(
+    request: Request[Any, Any, Any],
+    key_id: str | None = None,
+    period: Annotated[
+        str | None, Parameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    ] = None,
+) -> v.UsageList:
+    services = await _admin(request)
+    if key_id is not None:
+        key_id = (await _find_key(services, key_id)).id
+    chosen = period or (None if key_id else period_of(services.clock.now()))
+    records = await services.usage.list(key_id=key_id, period=chosen)
+    return v.UsageList([v.UsageView.of(r) for r in records])
+
+
+@get("/logs", summary="Request logs, newest first, with filters")
+async def logs(
+    request: Request[Any, Any, Any],
+    key_id: str | None = None,
+    model: str | None = None,
+    status: Annotated[int | None, Parameter(ge=100, le=599)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> v.LogPage:
+    services = await _admin(request)
+    rows, total = await services.logs.query(
+        LogQuery(
+            key_id=key_id,
+            model=model,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return v.LogPage([v.LogView.of(r) for r in rows], total, limit, offset)
+
+
+@get("/roles", summary="Roles and their default limits")
+async def roles(request: Request[Any, Any, Any]) -> v.RoleList:
+    await _admin(request)
+    return v.RoleList([v.RoleView.of(spec) for spec in DEFAULT_ROLES])
+
+
+def admin_router() -> Router:
+    return Router(
+        path="/admin",
+        route_handlers=[create_key, list_keys, show_key, revoke_key, usage, logs, roles],
+        tags=["Admin"],
+        security=[{"BearerToken": []}],
+    )

@@ -1,0 +1,148 @@
+"""Admin API bodies. A key's secret appears only in ``CreatedKey``, once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from llmserver.domain.keys import ApiKey, Role, RoleSpec
+from llmserver.domain.logs import RequestLog
+from llmserver.domain.quota import UsageRecord
+
+
+class KeyView(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    prefix: str
+    role: str
+    quota_tokens: int | None
+    rpm_limit: int | None
+    allowed_models: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyView:
+        return cls(
+            id=key.id,
+            name=key.name,
+            prefix=key.prefix,
+            role=key.role.value,
+            quota_tokens=key.quota_tokens,
+            rpm_limit=key.rpm_limit,
+            allowed_models=list(key.allowed_models),
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+        )
+
+
+class CreatedKey(msgspec.Struct, frozen=True):
+    key: str
+    """The secret API key. Shown only in this response; store it now."""
+    details: KeyView
+
+
+class KeyList(msgspec.Struct, frozen=True):
+    data: list[KeyView]
+    object: str = "list"
+
+
+class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    role: Role = Role.USER
+    quota_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    rpm_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    allowed_models: list[str] = []
+    expires_in: str | None = None
+    """A duration such as ``30d``, ``12h`` or ``90m``."""
+
+
+class UsageView(msgspec.Struct, frozen=True):
+    key_id: str
+    period: str
+    used_tokens: int
+    reserved_tokens: int
+    requests: int
+    cache_hits: int
+
+    @classmethod
+    def of(cls, record: UsageRecord) -> UsageView:
+        return cls(
+            record.key_id,
+            record.period,
+            record.used_tokens,
+            record.reserved_tokens,
+            record.requests,
+            record.cache_hits,
+        )
+
+
+class UsageList(msgspec.Struct, frozen=True):
+    data: list[UsageView]
+    object: str = "list"
+
+
+class LogView(msgspec.Struct, frozen=True):
+    request_id: str
+    created_at: datetime
+    route: str
+    status: int
+    latency_ms: float
+    key_id: str | None
+    key_prefix: str | None
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cache_status: str | None
+    error_code: str | None
+    stream: bool
+    body: str | None
+
+    @classmethod
+    def of(cls, row: RequestLog) -> LogView:
+        return cls(
+            row.request_id,
+            row.created_at,
+            row.route,
+            row.status,
+            row.latency_ms,
+            row.key_id,
+            row.key_prefix,
+            row.model,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cache_status.value if row.cache_status else None,
+            row.error_code,
+            row.stream,
+            row.body,
+        )
+
+
+class LogPage(msgspec.Struct, frozen=True):
+    data: list[LogView]
+    total: int
+    limit: int
+    offset: int
+    object: str = "list"
+
+
+class RoleView(msgspec.Struct, frozen=True):
+    name: str
+    description: str
+    default_rpm: int | None
+    default_quota_tokens: int | None
+
+    @classmethod
+    def of(cls, spec: RoleSpec) -> RoleView:
+        return cls(spec.name.value, spec.description, spec.default_rpm, spec.default_quota_tokens)
+
+
+class RoleList(msgspec.Struct, frozen=True):
+    data: list[RoleView]
+    object: str = "list"

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: protocol (msgspec structs), serving (translation), routes."""

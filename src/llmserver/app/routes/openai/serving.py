@@ -1,0 +1,221 @@
+"""Translation between the OpenAI protocol and the domain's use case."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from llmserver.app.routes.openai import protocol as p
+from llmserver.domain.errors import GatewayError, InvalidRequest
+from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
+from llmserver.domain.inference import ChatMessage, Prompt, StreamEnd, TextDelta
+
+MAX_STOP_SEQUENCES = 4
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """Decode a request body, turning every failure into a 400 that names the field."""
+    if not body.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        found = _PATH.search(text) or _MISSING.search(text)
+        param = found.group(1) if found else None
+        raise InvalidRequest(f"Invalid request body: {text}", param=param or None) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+
+
+def _stops(stop: p.StopValue | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise InvalidRequest(
+            f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param="stop"
+        )
+    if any(not s for s in stops):
+        raise InvalidRequest("Stop sequences must not be empty.", param="stop")
+    return stops
+
+
+def _check_common(body: p._Sampling) -> None:
+    if body.n not in (None, 1):
+        raise InvalidRequest("Only n=1 is supported.", param="n")
+
+
+def _message_text(message: p.Message, index: int) -> str:
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if part.type != "text" or part.text is None:
+            raise InvalidRequest(
+                f"Content parts of type '{part.type}' are not supported; send text.",
+                param=f"messages[{index}].content",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def chat_request(
+    body: p.ChatCompletionRequest, *, use_cache: bool, raw: str | None
+) -> CompletionRequest:
+    _check_common(body)
+    messages = tuple(
+        ChatMessage(role="system" if m.role == "developer" else m.role, content=_message_text(m, i))
+        for i, m in enumerate(body.messages)
+    )
+    return CompletionRequest(
+        model=body.model,
+        prompt=Prompt(messages=messages),
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=_stops(body.stop),
+        seed=body.seed,
+        use_cache=use_cache and body.cache is not False,
+        route="/v1/chat/completions",
+        body=raw,
+    )
+
+
+def text_request(
+    body: p.CompletionRequest, *, use_cache: bool, raw: str | None
+) -> CompletionRequest:
+    _check_common(body)
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    return CompletionRequest(
+        model=body.model,
+        prompt=Prompt(text=prompt),
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=_stops(body.stop),
+        seed=body.seed,
+        use_cache=use_cache and body.cache is not False,
+        route="/v1/completions",
+        body=raw,
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> p.Usage:
+    return p.Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def chat_response(outcome: Outcome) -> p.ChatCompletion:
+    c = outcome.completion
+    return p.ChatCompletion(
+        id=new_id("chatcmpl"),
+        created=int(outcome.created.timestamp()),
+        model=outcome.model.id,
+        choices=[
+            p.ChatChoice(
+                index=0,
+                message=p.AssistantMessage(role="assistant", content=c.text),
+                finish_reason=c.finish_reason.value,
+            )
+        ],
+        usage=_usage(c.prompt_tokens, c.completion_tokens),
+    )
+
+
+def text_response(outcome: Outcome) -> p.TextCompletion:
+    c = outcome.completion
+    return p.TextCompletion(
+        id=new_id("cmpl"),
+        created=int(outcome.created.timestamp()),
+        model=outcome.model.id,
+        choices=[p.TextChoice(index=0, text=c.text, finish_reason=c.finish_reason.value)],
+        usage=_usage(c.prompt_tokens, c.completion_tokens),
+    )
+
+
+def _sse(payload: msgspec.Struct | dict[str, Any]) -> bytes:
+    return b"data: " + p.ENCODER.encode(payload) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+async def sse_events(
+    session: StreamSession,
+    *,
+    chat: bool,
+    include_usage: bool,
+    state: dict[str, Any],
+) -> AsyncIterator[bytes]:
+    """Render a stream session as OpenAI SSE chunks. Closing this closes the session."""
+    completion_id = new_id("chatcmpl" if chat else "cmpl")
+    created = int(session.created.timestamp())
+    model = session.model.id
+
+    def chunk(text: str | None, finish: str | None, *, role: bool = False) -> bytes:
+        if chat:
+            delta = p.Delta(role="assistant" if role else None, content=text)
+            return _sse(
+                p.ChatCompletionChunk(
+                    completion_id, created, model, [p.ChunkChoice(0, delta, finish)]
+                )
+            )
+        return _sse(
+            p.TextCompletion(completion_id, created, model, [p.TextChoice(0, text or "", finish)])
+        )
+
+    events = session.events
+    try:
+        if chat:
+            yield chunk("", None, role=True)
+        async for event in events:
+            if isinstance(event, TextDelta):
+                if event.text:
+                    yield chunk(event.text, None)
+            elif isinstance(event, StreamEnd):
+                state["prompt_tokens"] = event.prompt_tokens
+                state["completion_tokens"] = event.completion_tokens
+                yield chunk(None if chat else "", event.finish_reason.value)
+                if include_usage:
+                    usage = _usage(event.prompt_tokens, event.completion_tokens)
+                    if chat:
+                        yield _sse(
+                            p.ChatCompletionChunk(completion_id, created, model, [], usage=usage)
+                        )
+                    else:
+                        yield _sse(p.TextCompletion(completion_id, created, model, [], usage=usage))
+        yield DONE
+    except GatewayError as exc:
+        # Headers are gone; OpenAI clients read an error object inside the stream.
+        state["error_code"] = exc.code
+        yield _sse(
+            {
+                "error": {
+                    "message": exc.message,
+                    "type": "server_error",
+                    "param": None,
+                    "code": exc.code,
+                }
+            }
+        )
+        yield DONE
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def now_seconds() -> int:
+    return int(time.time())

@@ -1,0 +1,49 @@
+"""The services one running app holds, built once at start-up by the factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmserver.domain.gateway import Gateway
+from llmserver.domain.ports import KeyStore, ModelBackends, RequestLogReader, UsageStore
+
+if TYPE_CHECKING:
+    from litestar import Request
+
+    from llmserver.app.metrics import Metrics
+    from llmserver.app.settings import Settings
+    from llmserver.domain.keys import KeyHasher
+    from llmserver.domain.ports import Clock
+
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str | None]]]
+"""Returns (ready, detail). Must not raise: a failure is a not-ready answer."""
+
+STATE_KEY = "llmserver"
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    gateway: Gateway
+    keys: KeyStore
+    usage: UsageStore
+    logs: RequestLogReader
+    backends: ModelBackends
+    hasher: KeyHasher
+    clock: Clock
+    metrics: Metrics | None
+    started_at: int
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+    async def readiness(self) -> dict[str, tuple[bool, str | None]]:
+        names = list(self.checks)
+        results = await asyncio.gather(*(self.checks[name]() for name in names))
+        return dict(zip(names, results, strict=True))
+
+
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    services: Services = request.app.state[STATE_KEY]
+    return services

@@ -1,0 +1,175 @@
+"""The ``llmserver`` command: serve, migrate, keys, demo-model, init-env."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llmserver import __version__
+from llmserver.app.settings import Settings, SettingsError, load_settings, unknown_variables
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _Context:
+    """What subcommands read lazily from the environment (``ctx.obj``)."""
+
+    @property
+    def settings(self) -> Settings:
+        return _settings()
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def server_secret(self) -> str:
+        try:
+            return self.settings.require_server_secret()
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmserver")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """LLM Server: an OpenAI-compatible gateway with keys, quotas, rate limits and a cache.
+
+    Configuration comes from LLMSERVER_* environment variables, .env and .env.local
+    (see .env.example). Start with `llmserver init-env`, `llmserver migrate`,
+    `llmserver serve`.
+    """
+    ctx.obj = _Context()
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default: LLMSERVER_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default: LLMSERVER_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the API server (one process; run several behind nginx to scale out)."""
+    import uvicorn
+
+    from llmserver.app.factory import asgi_app
+
+    settings = _settings()
+    try:
+        settings.require_server_secret()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in unknown_variables():
+        click.echo(f"warning: {name} is not a known setting (typo?)", err=True)
+    uvicorn.run(
+        asgi_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_drain_s),
+        server_header=False,
+    )
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def migrate(revision: str) -> None:
+    """Upgrade the database schema (creates the SQLite file if needed)."""
+    from llmserver.adapters.sql.migrate import upgrade
+
+    settings = _settings()
+    _ensure_sqlite_dir(settings)
+    asyncio.run(upgrade(settings.database_url, revision, progress=_progress))
+    click.echo(f"database at {revision}")
+
+
+@main.command()
+@click.option("--revision", default="-1", show_default=True, help="Target revision.")
+def downgrade(revision: str) -> None:
+    """Downgrade the database schema."""
+    from llmserver.adapters.sql.migrate import downgrade as run_downgrade
+
+    asyncio.run(run_downgrade(_settings().database_url, revision, progress=_progress))
+
+
+@main.command()
+@click.option("-m", "--message", required=True, help="What the migration changes.")
+def revision(message: str) -> None:
+    """Autogenerate a new migration from the models."""
+    from llmserver.adapters.sql.migrate import revision as make_revision
+
+    settings = _settings()
+    _ensure_sqlite_dir(settings)
+    asyncio.run(make_revision(settings.database_url, message))
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _ensure_sqlite_dir(settings: Settings) -> None:
+    if settings.is_sqlite:
+        path = settings.database_url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@main.group("demo-model")
+def demo_model() -> None:
+    """The offline demo model (random weights: it emits random text)."""
+
+
+@demo_model.command("build")
+@click.option("--dir", "target", default=None, help="Target directory (LLMSERVER_DEMO_MODEL_DIR).")
+@click.option("--size", type=click.Choice(["tiny", "bench"]), default="tiny", show_default=True)
+def demo_model_build(target: str | None, size: str) -> None:
+    """Build the demo model offline, deterministically (skipped when already built)."""
+    from llmserver.adapters.inference.demo_model import build_demo_model
+
+    path = Path(target or _settings().demo_model_dir)
+    built = build_demo_model(path, size=size, progress=_progress)  # type: ignore[arg-type]
+    click.echo(str(built))
+
+
+@main.command("init-env")
+@click.option("--path", default=".env.local", show_default=True)
+def init_env(path: str) -> None:
+    """Create .env.local with a fresh server secret if none is configured yet."""
+    from llmserver.domain.keys import generate_server_secret
+
+    target = Path(path)
+    existing = target.read_text() if target.exists() else ""
+    if "LLMSERVER_SERVER_SECRET=" in existing:
+        click.echo(f"{path}: server secret already set")
+        return
+    with target.open("a") as handle:
+        if existing and not existing.endswith("\n"):
+            handle.write("\n")
+        handle.write(f"LLMSERVER_SERVER_SECRET={generate_server_secret()}\n")
+    target.chmod(0o600)
+    click.echo(f"{path}: generated LLMSERVER_SERVER_SECRET")
+
+
+def _register_keys() -> None:
+    from llmserver.cli_keys import keys
+
+    main.add_command(keys)
+
+
+_register_keys()
+
+
+def run(argv: list[str] | None = None) -> Any:
+    return main.main(args=argv, prog_name="llmserver")
+
+
+if __name__ == "__main__":
+    sys.exit(run())
