@@ -56,7 +56,8 @@ def test_text_completion(live_server) -> None:  # type: ignore[no-untyped-def]
         model=MODEL, prompt=unique_prompt(), max_tokens=6, temperature=0.5
     )
     assert reply.object == "text_completion"
-    assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 6
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 6
     assert isinstance(reply.choices[0].text, str)
 
 
@@ -188,6 +189,7 @@ def test_langchain_chat_openai_invoke_and_stream(live_server) -> None:  # type: 
     )
     message = chat.invoke("Hello there")
     assert isinstance(message.content, str)
-    assert message.usage_metadata is not None and message.usage_metadata["output_tokens"] > 0
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] > 0
     pieces = list(chat.stream("Tell me more"))
     assert len(pieces) >= 2
