@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.ports import CachedCompletion
+
+log = structlog.get_logger(__name__)
+
+
+class _Entry(msgspec.Struct, frozen=True, array_like=True):
+    """The stored form: a compact msgpack array (field order is the format)."""
+
+    key: str
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    created_at: datetime
+    expires_at: datetime
+    hit_count: int
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(_Entry).decode
+
+
+class RedisHotCache:
+    """``HotCache`` in Redis, shared by every gateway process.
+
+    A cache in front of a cache must never fail a request: any Redis error (or an
+    undecodable value) is logged, counted in ``errors``, and answered as a miss.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "llmserver:hot:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self.errors = 0
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        self.errors += 1
+        log.warning("hot_cache_error", operation=operation, error=repr(exc))
+
+    async def get(self, key: str) -> CachedCompletion | None:
+        try:
+            raw = await self._client.get(self._prefix + key)
+            if raw is None:
+                return None
+            # Values are msgpack bytes: the client must not decode responses.
+            entry = _decode(cast(bytes, raw))
+        except (aioredis.RedisError, OSError, msgspec.DecodeError) as exc:
+            self._failed("get", exc)
+            return None
+        return CachedCompletion(
+            key=entry.key,
+            model=entry.model,
+            text=entry.text,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            finish_reason=FinishReason(entry.finish_reason),
+            created_at=entry.created_at,
+            expires_at=entry.expires_at,
+            hit_count=entry.hit_count,
+        )
+
+    async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
+        value = _encode(
+            _Entry(
+                key=entry.key,
+                model=entry.model,
+                text=entry.text,
+                prompt_tokens=entry.prompt_tokens,
+                completion_tokens=entry.completion_tokens,
+                finish_reason=entry.finish_reason.value,
+                created_at=entry.created_at,
+                expires_at=entry.expires_at,
+                hit_count=entry.hit_count,
+            )
+        )
+        try:
+            await self._client.set(self._prefix + entry.key, value, ex=ttl_seconds)
+        except (aioredis.RedisError, OSError) as exc:
+            self._failed("put", exc)

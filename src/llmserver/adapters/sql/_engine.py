@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from llmserver.adapters.sql._dialect import SUPPORTED_DIALECTS
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; the busy timeout makes concurrent
+    # writers (several connections or processes) wait for the lock instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine for a ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URL."""
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_DIALECTS:
+        raise ValueError(
+            f"unsupported database URL scheme {backend!r}: use postgresql+asyncpg:// "
+            "or sqlite+aiosqlite:///path"
+        )
+    if backend == "sqlite":
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre_ping replaces connections a database restart has broken instead of failing
+    # the first request (or log flush) after it.
+    return create_async_engine(url, echo=echo, pool_pre_ping=True)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from llmserver.adapters.sql._engine import create_engine
+from llmserver.adapters.sql.cache import SqlCompletionCache
+from llmserver.adapters.sql.keys import SqlKeyStore
+from llmserver.adapters.sql.logs import SqlRequestLogStore
+from llmserver.adapters.sql.migrate import current_revision, head_revision
+from llmserver.adapters.sql.usage import SqlUsageStore
+
+
+class SqlDatabase:
+    """One engine and the four stores on it; built once by the composition root."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.keys = SqlKeyStore(self.sessions)
+        self.usage = SqlUsageStore(engine)
+        self.logs = SqlRequestLogStore(engine)
+        self.cache = SqlCompletionCache(engine)
+
+    @classmethod
+    def from_url(cls, url: str, *, echo: bool = False) -> SqlDatabase:
+        return cls(create_engine(url, echo=echo))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def migration_state(self) -> tuple[str | None, str | None]:
+        """``(current revision of the database, head revision of the code)``."""
+        async with self.engine.connect() as conn:
+            current = await conn.run_sync(current_revision)
+        return current, head_revision()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

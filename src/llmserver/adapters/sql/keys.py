@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from advanced_alchemy.exceptions import IntegrityError
+from advanced_alchemy.filters import OrderBy
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from llmserver.adapters.sql.models import ApiKeyModel
+from llmserver.domain.keys import ApiKey, Role
+
+
+class ApiKeyRepository(SQLAlchemyAsyncRepository[ApiKeyModel]):
+    model_type = ApiKeyModel
+
+
+def _to_domain(row: ApiKeyModel) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        key_hash=row.key_hash,
+        role=Role(row.role),
+        created_at=row.created_at,
+        quota_tokens=row.quota_tokens,
+        rpm_limit=row.rpm_limit,
+        allowed_models=tuple(row.allowed_models),
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def _to_row(key: ApiKey) -> ApiKeyModel:
+    return ApiKeyModel(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        key_hash=key.key_hash,
+        role=key.role.value,
+        created_at=key.created_at,
+        quota_tokens=key.quota_tokens,
+        rpm_limit=key.rpm_limit,
+        allowed_models=list(key.allowed_models),
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+class SqlKeyStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def add(self, key: ApiKey) -> None:
+        async with self._sessions() as session:
+            try:
+                await ApiKeyRepository(session=session, auto_commit=True).add(_to_row(key))
+            except IntegrityError as exc:  # only the id and the prefix are unique
+                raise ValueError(
+                    f"a key with id {key.id!r} or prefix {key.prefix!r} exists"
+                ) from exc
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        async with self._sessions() as session:
+            row = await ApiKeyRepository(session=session).get_one_or_none(id=key_id)
+            return None if row is None else _to_domain(row)
+
+    async def find_by_prefix(self, prefix: str) -> ApiKey | None:
+        async with self._sessions() as session:
+            row = await ApiKeyRepository(session=session).get_one_or_none(prefix=prefix)
+            return None if row is None else _to_domain(row)
+
+    async def list(self) -> Sequence[ApiKey]:
+        async with self._sessions() as session:
+            rows = await ApiKeyRepository(session=session).get_many(
+                OrderBy("created_at", "asc"), OrderBy("id", "asc")
+            )
+            return [_to_domain(row) for row in rows]
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        async with self._sessions.begin() as session:
+            # The WHERE keeps the first revocation time: revoking twice changes nothing.
+            await session.execute(
+                update(ApiKeyModel)
+                .where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+            row = await ApiKeyRepository(session=session).get_one_or_none(id=key_id)
+            return None if row is None else _to_domain(row)
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ApiKeyModel).where(ApiKeyModel.id == key_id).values(last_used_at=at)
+            )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Row, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from llmserver.adapters.sql.models import RequestLogModel
+from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
+
+_T: Table = RequestLogModel.__table__  # type: ignore[assignment]
+
+
+def _to_domain(row: Row[Any]) -> RequestLog:
+    values = row._asdict()
+    status = values["cache_status"]
+    values["cache_status"] = None if status is None else CacheStatus(status)
+    return RequestLog(**values)
+
+
+class SqlRequestLogStore:
+    """Request-log sink (batched multi-row INSERT) and reader."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, rows: Sequence[RequestLog]) -> None:
+        if not rows:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(_T), [asdict(row) for row in rows])
+
+    async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
+        conditions: list[Any] = []
+        if query.key_id is not None:
+            conditions.append(_T.c.key_id == query.key_id)
+        if query.model is not None:
+            conditions.append(_T.c.model == query.model)
+        if query.status is not None:
+            conditions.append(_T.c.status == query.status)
+        if query.since is not None:
+            conditions.append(_T.c.created_at >= query.since)
+        if query.until is not None:
+            conditions.append(_T.c.created_at < query.until)
+        page = (
+            select(*(c for c in _T.c if c.name != "id"))
+            .where(*conditions)
+            .order_by(_T.c.created_at.desc(), _T.c.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count = select(func.count()).select_from(_T).where(*conditions)
+        async with self._engine.connect() as conn:
+            rows = [_to_domain(row) for row in await conn.execute(page)]
+            total = (await conn.execute(count)).scalar_one()
+        return rows, total

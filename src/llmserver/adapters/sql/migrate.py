@@ -1,0 +1,87 @@
+"""Schema migrations: a Python API over Alembic, with no ``alembic.ini`` needed.
+
+The Alembic scripts live in ``migrations/`` at the repository root (a wheel ships them
+as ``llmserver/migrations``). Commands run on one async engine; Alembic itself is
+synchronous, so it runs inside ``AsyncConnection.run_sync`` and ``env.py`` uses the
+connection it is handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from llmserver.adapters.sql._engine import create_engine
+
+Progress = Callable[[str], None]
+
+
+def script_location() -> Path:
+    here = Path(__file__).resolve()
+    packaged = here.parents[2] / "migrations"
+    return packaged if packaged.is_dir() else here.parents[4] / "migrations"
+
+
+def _config(connection: Connection | None = None, progress: Progress | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.attributes["connection"] = connection
+    config.attributes["progress"] = progress
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def _run(
+    url: str, progress: Progress | None, alembic_command: Callable[[Config], Any]
+) -> Any:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(
+                lambda sync_conn: alembic_command(_config(sync_conn, progress))
+            )
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str, revision: str = "head", progress: Progress | None = None) -> None:
+    await _run(url, progress, lambda config: command.upgrade(config, revision))
+
+
+async def downgrade(url: str, revision: str = "-1", progress: Progress | None = None) -> None:
+    await _run(url, progress, lambda config: command.downgrade(config, revision))
+
+
+async def revision(
+    url: str, message: str, *, autogenerate: bool = True, version_path: Path | None = None
+) -> Path:
+    """Write a new revision script (compared against the database at ``url`` when
+    autogenerating, so migrate that database to head first) and return its path."""
+
+    def make(config: Config) -> Path:
+        script = command.revision(
+            config,
+            message=message,
+            autogenerate=autogenerate,
+            version_path=None if version_path is None else str(version_path),
+        )
+        assert script is not None
+        assert not isinstance(script, list)
+        return Path(script.path)
+
+    result: Path = await _run(url, None, make)
+    return result

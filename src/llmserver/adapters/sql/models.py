@@ -1,0 +1,108 @@
+"""The relational schema: one ORM model per table.
+
+Datetimes use advanced-alchemy's ``DateTimeUTC``: stored as UTC, always read back
+timezone-aware, identically on Postgres (``timestamptz``) and SQLite (text). JSON columns
+are ``jsonb`` on Postgres, ``JSON`` elsewhere.
+
+``usage`` and ``request_logs`` carry a key id without a foreign key on purpose: both are
+written on the request path (a foreign-key check per row costs an index probe on the
+hottest tables) and log rows must outlive any key they mention.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from advanced_alchemy.base import create_registry
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# advanced-alchemy's own ``JsonB`` fails to attach to a table under SQLAlchemy 2.1
+# (it calls the removed ``util.portable_instancemethod``), hence this equivalent.
+JsonB = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY, Postgres should use a bigint.
+_BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Our own registry (advanced-alchemy's naming convention, not its global metadata),
+    so Alembic sees exactly these tables."""
+
+    registry = create_registry()
+
+
+class RoleModel(Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    description: Mapped[str] = mapped_column(String(500))
+    default_rpm: Mapped[int | None] = mapped_column(Integer)
+    default_quota_tokens: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ApiKeyModel(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32), ForeignKey("roles.name"))
+    quota_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    allowed_models: Mapped[list[str]] = mapped_column(JsonB)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class UsageModel(Base):
+    __tablename__ = "usage"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RequestLogModel(Base):
+    __tablename__ = "request_logs"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(200))
+    status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cache_status: Mapped[str | None] = mapped_column(String(8))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    body: Mapped[str | None] = mapped_column(Text)
+
+
+class CompletionCacheModel(Base):
+    __tablename__ = "completion_cache"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    response: Mapped[dict[str, Any]] = mapped_column(JsonB)
+    """``{"text": ..., "finish_reason": ...}``: the answer as it is replayed."""
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    hit_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+metadata = Base.metadata

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Table, case, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from llmserver.adapters.sql._dialect import upsert_insert
+from llmserver.adapters.sql.models import UsageModel
+from llmserver.domain.quota import ReservationResult, UsageRecord
+
+_T: Table = UsageModel.__table__  # type: ignore[assignment]
+
+
+def _record(row: Row[Any]) -> UsageRecord:
+    return UsageRecord(
+        key_id=row.key_id,
+        period=row.period,
+        used_tokens=row.used_tokens,
+        reserved_tokens=row.reserved_tokens,
+        requests=row.requests,
+        cache_hits=row.cache_hits,
+    )
+
+
+def _row_of(key_id: str, period: str) -> Any:
+    return (_T.c.key_id == key_id) & (_T.c.period == period)
+
+
+def _released(reserved: int) -> Any:
+    """``max(0, reserved_tokens - reserved)`` in SQL."""
+    return case((_T.c.reserved_tokens > reserved, _T.c.reserved_tokens - reserved), else_=0)
+
+
+class SqlUsageStore:
+    """Usage counters where every change is one SQL statement on the row.
+
+    ``reserve`` admits with a single conditional UPDATE: the database serialises
+    concurrent updates of a row and re-checks the WHERE against the latest version, so
+    no interleaving of requests, connections or processes can spend past the quota.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    def _zero_row(self, key_id: str, period: str, **values: int) -> Any:
+        zeros = {"reserved_tokens": 0, "used_tokens": 0, "requests": 0, "cache_hits": 0}
+        return upsert_insert(self._dialect, _T, key_id=key_id, period=period, **(zeros | values))
+
+    async def reserve(
+        self, key_id: str, period: str, tokens: int, quota: int | None
+    ) -> ReservationResult:
+        admit = (
+            update(_T)
+            .where(_row_of(key_id, period))
+            .values(reserved_tokens=_T.c.reserved_tokens + tokens)
+            .returning(*_T.c)
+        )
+        if quota is not None:
+            admit = admit.where(_T.c.used_tokens + _T.c.reserved_tokens + tokens <= quota)
+        async with self._engine.begin() as conn:
+            await conn.execute(self._zero_row(key_id, period).on_conflict_do_nothing())
+            admitted = (await conn.execute(admit)).one_or_none()
+            if admitted is not None:
+                return ReservationResult(True, _record(admitted))
+            current = (await conn.execute(select(_T).where(_row_of(key_id, period)))).one()
+            return ReservationResult(False, _record(current))
+
+    async def settle(
+        self, key_id: str, period: str, reserved: int, used: int, *, cache_hit: bool = False
+    ) -> None:
+        hit = int(cache_hit)
+        stmt = self._zero_row(
+            key_id, period, used_tokens=used, requests=1, cache_hits=hit
+        ).on_conflict_do_update(
+            index_elements=[_T.c.key_id, _T.c.period],
+            set_={
+                "reserved_tokens": _released(reserved),
+                "used_tokens": _T.c.used_tokens + used,
+                "requests": _T.c.requests + 1,
+                "cache_hits": _T.c.cache_hits + hit,
+            },
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def release(self, key_id: str, period: str, reserved: int) -> None:
+        stmt = self._zero_row(key_id, period).on_conflict_do_update(
+            index_elements=[_T.c.key_id, _T.c.period],
+            set_={"reserved_tokens": _released(reserved)},
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def get(self, key_id: str, period: str) -> UsageRecord:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(_T).where(_row_of(key_id, period)))).one_or_none()
+        return UsageRecord(key_id, period) if row is None else _record(row)
+
+    async def list(
+        self, *, key_id: str | None = None, period: str | None = None
+    ) -> Sequence[UsageRecord]:
+        stmt = select(_T).order_by(_T.c.period, _T.c.key_id)
+        if key_id is not None:
+            stmt = stmt.where(_T.c.key_id == key_id)
+        if period is not None:
+            stmt = stmt.where(_T.c.period == period)
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in await conn.execute(stmt)]

@@ -1,0 +1,140 @@
+"""Adapters under contract: every storage port fixture is parametrised over its adapters,
+so each suite is written once and runs against memory, SQLite, Postgres and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import delete
+
+from llmserver.adapters.memory import (
+    MemoryCompletionCache,
+    MemoryHotCache,
+    MemoryKeyStore,
+    MemoryRateLimitStore,
+    MemoryRequestLogStore,
+    MemoryUsageStore,
+)
+from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore
+from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
+from llmserver.adapters.sql.models import metadata
+from llmserver.domain.ports import (
+    CompletionCache,
+    HotCache,
+    KeyStore,
+    RateLimitStore,
+    UsageStore,
+)
+
+SQL = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DURABLE = ["memory", *SQL]
+FAST = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_url(postgres_url: str) -> str:
+    asyncio.run(migrate.upgrade(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "contract.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    asyncio.run(migrate.upgrade(url))
+    return url
+
+
+async def _empty(db: SqlDatabase) -> None:
+    async with db.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table.name != "roles":
+                await conn.execute(delete(table))
+
+
+@pytest.fixture
+async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[SqlDatabase]:
+    db = SqlDatabase.from_url(migrated_sqlite_url)
+    await _empty(db)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def postgres_db(migrated_postgres_url: str) -> AsyncIterator[SqlDatabase]:
+    db = SqlDatabase.from_url(migrated_postgres_url)
+    await _empty(db)
+    yield db
+    await db.dispose()
+
+
+def _sql_db(request: pytest.FixtureRequest) -> SqlDatabase:
+    """The emptied database the test's parameter names ("sqlite" or "postgres")."""
+    db: SqlDatabase = request.getfixturevalue(f"{request.param}_db")
+    return db
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"llmtest:{secrets.token_hex(6)}:"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(params=DURABLE)
+def key_store(request: pytest.FixtureRequest) -> KeyStore:
+    if request.param == "memory":
+        return MemoryKeyStore()
+    return _sql_db(request).keys
+
+
+@pytest.fixture(params=DURABLE)
+def usage_store(request: pytest.FixtureRequest) -> UsageStore:
+    if request.param == "memory":
+        return MemoryUsageStore()
+    return _sql_db(request).usage
+
+
+@pytest.fixture(params=DURABLE)
+def log_store(request: pytest.FixtureRequest) -> MemoryRequestLogStore | SqlRequestLogStore:
+    if request.param == "memory":
+        return MemoryRequestLogStore()
+    return _sql_db(request).logs
+
+
+@pytest.fixture(params=DURABLE)
+def completion_cache(request: pytest.FixtureRequest) -> CompletionCache:
+    if request.param == "memory":
+        return MemoryCompletionCache()
+    return _sql_db(request).cache
+
+
+@pytest.fixture(params=FAST)
+def rate_limit_store(request: pytest.FixtureRequest) -> RateLimitStore:
+    if request.param == "memory":
+        return MemoryRateLimitStore()
+    return RedisRateLimitStore(
+        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
+    )
+
+
+@pytest.fixture(params=FAST)
+def hot_cache(request: pytest.FixtureRequest) -> HotCache:
+    if request.param == "memory":
+        return MemoryHotCache()
+    return RedisHotCache(
+        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
+    )

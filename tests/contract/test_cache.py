@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.ports import CachedCompletion, CompletionCache
+
+NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def entry(
+    key: str = "k1", ttl: timedelta = timedelta(hours=1), **changes: object
+) -> CachedCompletion:
+    base = CachedCompletion(
+        key=key,
+        model="tiny",
+        text="Hello, wörld ✓",
+        prompt_tokens=12,
+        completion_tokens=5,
+        finish_reason=FinishReason.LENGTH,
+        created_at=NOW,
+        expires_at=NOW + ttl,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_a_live_entry_round_trips_and_counts_hits(completion_cache: CompletionCache) -> None:
+    await completion_cache.put(entry())
+
+    first = await completion_cache.get("k1", NOW)
+    second = await completion_cache.get("k1", NOW + timedelta(minutes=59))
+
+    assert first == replace(entry(), hit_count=1)
+    assert second is not None
+    assert second.hit_count == 2
+    assert first.completion().text == "Hello, wörld ✓"
+
+
+async def test_missing_and_expired_entries_are_ignored(completion_cache: CompletionCache) -> None:
+    await completion_cache.put(entry(ttl=timedelta(seconds=10)))
+
+    assert await completion_cache.get("other", NOW) is None
+    assert await completion_cache.get("k1", NOW + timedelta(seconds=10)) is None
+
+
+async def test_put_replaces_the_entry(completion_cache: CompletionCache) -> None:
+    await completion_cache.put(entry())
+    await completion_cache.get("k1", NOW)
+
+    await completion_cache.put(entry(text="new", finish_reason=FinishReason.STOP))
+
+    got = await completion_cache.get("k1", NOW)
+    assert got is not None
+    assert (got.text, got.finish_reason, got.hit_count) == ("new", FinishReason.STOP, 1)
+
+
+async def test_purge_removes_only_expired_entries(completion_cache: CompletionCache) -> None:
+    await completion_cache.put(entry("old", ttl=timedelta(seconds=1)))
+    await completion_cache.put(entry("older", ttl=timedelta(seconds=0)))
+    await completion_cache.put(entry("live"))
+
+    purged = await completion_cache.purge_expired(NOW + timedelta(seconds=1))
+
+    assert purged == 2
+    assert await completion_cache.purge_expired(NOW + timedelta(seconds=1)) == 0
+    assert await completion_cache.get("live", NOW) is not None

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.ports import CachedCompletion, HotCache
+
+NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
+ENTRY = CachedCompletion(
+    key="k1",
+    model="tiny",
+    text="Hello ✓",
+    prompt_tokens=3,
+    completion_tokens=2,
+    finish_reason=FinishReason.STOP,
+    created_at=NOW,
+    expires_at=NOW + timedelta(days=1),
+    hit_count=4,
+)
+
+
+async def test_an_entry_round_trips(hot_cache: HotCache) -> None:
+    await hot_cache.put(ENTRY, ttl_seconds=60)
+
+    assert await hot_cache.get("k1") == ENTRY
+    assert await hot_cache.get("k2") is None
+
+
+async def test_an_entry_expires_after_its_ttl(hot_cache: HotCache) -> None:
+    await hot_cache.put(ENTRY, ttl_seconds=1)
+
+    await asyncio.sleep(1.1)
+
+    assert await hot_cache.get("k1") is None

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from llmserver.adapters.memory import MemoryRequestLogStore
+from llmserver.adapters.sql import SqlRequestLogStore
+from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
+
+T0 = datetime(2026, 3, 14, 12, 0, 0, 250000, tzinfo=UTC)
+Store = MemoryRequestLogStore | SqlRequestLogStore
+
+
+def row(n: int, **changes: object) -> RequestLog:
+    fields: dict[str, object] = {
+        "request_id": f"req-{n}",
+        "created_at": T0 + timedelta(seconds=n),
+        "route": "/v1/chat/completions",
+        "status": 200,
+        "latency_ms": 12.5 + n,
+        "key_id": "key-a" if n % 2 else "key-b",
+        "key_prefix": "abcdefabcdef",
+        "model": "tiny" if n % 3 else "demo",
+    }
+    return RequestLog(**(fields | changes))  # type: ignore[arg-type]
+
+
+async def test_rows_round_trip_with_every_field(log_store: Store) -> None:
+    full = row(
+        1,
+        prompt_tokens=10,
+        completion_tokens=20,
+        cache_status=CacheStatus.HIT,
+        error_code=None,
+        stream=True,
+        body='{"messages": []}',
+    )
+    bare = row(
+        2, key_id=None, key_prefix=None, model=None, status=401, error_code="invalid_api_key"
+    )
+
+    await log_store.write([full, bare])
+    rows, total = await log_store.query(LogQuery())
+
+    assert total == 2
+    assert list(rows) == [bare, full]
+
+
+async def test_newest_first_with_pagination(log_store: Store) -> None:
+    await log_store.write([row(n) for n in range(10)])
+    await log_store.write([])
+
+    page, total = await log_store.query(LogQuery(limit=3, offset=2))
+    beyond, total_beyond = await log_store.query(LogQuery(limit=3, offset=20))
+
+    assert total == total_beyond == 10
+    assert [r.request_id for r in page] == ["req-7", "req-6", "req-5"]
+    assert list(beyond) == []
+
+
+async def test_filters_combine(log_store: Store) -> None:
+    await log_store.write([row(n, status=429 if n in (3, 5) else 200) for n in range(12)])
+
+    by_key, n_key = await log_store.query(LogQuery(key_id="key-a"))
+    by_model, n_model = await log_store.query(LogQuery(model="demo", key_id="key-b"))
+    by_status, _ = await log_store.query(LogQuery(status=429))
+    by_time, n_time = await log_store.query(
+        LogQuery(since=T0 + timedelta(seconds=4), until=T0 + timedelta(seconds=7))
+    )
+
+    assert n_key == 6
+    assert all(r.key_id == "key-a" for r in by_key)
+    assert [r.request_id for r in by_model] == ["req-6", "req-0"]
+    assert n_model == 2
+    assert [r.request_id for r in by_status] == ["req-5", "req-3"]
+    # since is inclusive, until exclusive
+    assert [r.request_id for r in by_time] == ["req-6", "req-5", "req-4"]
+    assert n_time == 3

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import asyncio
+
+from llmserver.domain.ports import UsageStore
+from llmserver.domain.quota import UsageRecord
+
+P = "2026-03"
+
+
+async def test_reservations_are_admitted_while_they_fit(usage_store: UsageStore) -> None:
+    first = await usage_store.reserve("k", P, 60, 100)
+    second = await usage_store.reserve("k", P, 40, 100)
+    refused = await usage_store.reserve("k", P, 1, 100)
+
+    assert first.admitted
+    assert first.record == UsageRecord("k", P, reserved_tokens=60)
+    assert second.admitted
+    assert second.record.reserved_tokens == 100
+    assert not refused.admitted
+    assert refused.record == UsageRecord("k", P, reserved_tokens=100)
+
+
+async def test_a_reservation_larger_than_the_quota_is_refused_on_a_fresh_key(
+    usage_store: UsageStore,
+) -> None:
+    result = await usage_store.reserve("k", P, 101, 100)
+
+    assert not result.admitted
+    assert result.record == UsageRecord("k", P)
+
+
+async def test_no_quota_means_unlimited(usage_store: UsageStore) -> None:
+    result = await usage_store.reserve("k", P, 10**12, None)
+
+    assert result.admitted
+    assert result.record.reserved_tokens == 10**12
+
+
+async def test_settle_moves_the_reservation_to_used_and_counts_the_request(
+    usage_store: UsageStore,
+) -> None:
+    await usage_store.reserve("k", P, 50, 100)
+
+    await usage_store.settle("k", P, 50, 30)
+    await usage_store.settle("k", P, 0, 0, cache_hit=True)
+
+    assert await usage_store.get("k", P) == UsageRecord(
+        "k", P, used_tokens=30, reserved_tokens=0, requests=2, cache_hits=1
+    )
+    # Released headroom is reusable: 100 - 30 used.
+    assert (await usage_store.reserve("k", P, 70, 100)).admitted
+
+
+async def test_release_returns_the_reservation(usage_store: UsageStore) -> None:
+    await usage_store.reserve("k", P, 80, 100)
+
+    await usage_store.release("k", P, 80)
+    await usage_store.release("k", P, 5)  # never below zero
+
+    assert await usage_store.get("k", P) == UsageRecord("k", P)
+
+
+async def test_settle_and_release_on_an_unseen_row_count_from_zero(
+    usage_store: UsageStore,
+) -> None:
+    await usage_store.settle("a", P, 10, 4)
+    await usage_store.release("b", P, 10)
+
+    assert await usage_store.get("a", P) == UsageRecord("a", P, used_tokens=4, requests=1)
+    assert await usage_store.get("b", P) == UsageRecord("b", P)
+
+
+async def test_periods_and_keys_are_separate_and_listed_in_order(
+    usage_store: UsageStore,
+) -> None:
+    await usage_store.settle("b", "2026-04", 0, 1)
+    await usage_store.settle("a", "2026-04", 0, 2)
+    await usage_store.settle("a", "2026-03", 0, 3)
+
+    listed = await usage_store.list()
+    assert [(r.period, r.key_id, r.used_tokens) for r in listed] == [
+        ("2026-03", "a", 3),
+        ("2026-04", "a", 2),
+        ("2026-04", "b", 1),
+    ]
+    assert [r.period for r in await usage_store.list(key_id="a")] == ["2026-03", "2026-04"]
+    assert [r.key_id for r in await usage_store.list(period="2026-04")] == ["a", "b"]
+    assert await usage_store.get("c", P) == UsageRecord("c", P)
+
+
+async def test_concurrent_reservations_never_exceed_the_quota(usage_store: UsageStore) -> None:
+    quota, tokens, attempts = 100, 7, 50
+
+    results = await asyncio.gather(
+        *(usage_store.reserve("k", P, tokens, quota) for _ in range(attempts))
+    )
+
+    admitted = sum(r.admitted for r in results)
+    assert admitted == quota // tokens
+    assert (await usage_store.get("k", P)).reserved_tokens == admitted * tokens
