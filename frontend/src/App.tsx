@@ -21,6 +21,12 @@ type ModelsState =
   | { state: "ready"; models: ModelInfo[] }
   | { state: "error"; error: ApiError };
 
+const SUGGESTIONS = [
+  "Explain server-sent events in two sentences.",
+  "Write a haiku about caching.",
+  "List three uses of a rate limiter.",
+];
+
 /** The turns a new request carries: everything except failed exchanges. */
 function history(turns: Turn[]): ChatMessage[] {
   const messages: ChatMessage[] = [];
@@ -180,13 +186,14 @@ export function App({ config }: { config: UiConfig }) {
           aria-expanded={settingsOpen}
           onClick={() => setSettingsOpen(!settingsOpen)}
         >
-          {settingsOpen ? "Close settings" : "Settings"}
+          {settingsOpen ? "Done" : "Settings"}
         </button>
       </header>
       <div className="layout">
         <aside className={`sidebar ${settingsOpen ? "open" : ""}`}>
           <KeyPanel
             active={key}
+            rejected={models.state === "error" && (models.error.status === 401 || models.error.status === 403)}
             onSave={(value) => setUserKey(saveUserKey(storage, value))}
             onForget={() => {
               forgetUserKey(storage);
@@ -219,6 +226,13 @@ export function App({ config }: { config: UiConfig }) {
                     ? "Pick a model above, write a message below and watch the reply stream in."
                     : "Paste an API key in Settings, pick a model, and send a message."}
                 </p>
+                <div className="suggestions">
+                  {SUGGESTIONS.map((text) => (
+                    <button key={text} type="button" onClick={() => setPrompt(text)}>
+                      {text}
+                    </button>
+                  ))}
+                </div>
               </div>
             ) : (
               turns.map((turn) => (

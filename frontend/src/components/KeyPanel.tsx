@@ -3,11 +3,13 @@ import { looksLikeKey, maskKey, type ActiveKey } from "../lib/keys";
 
 interface Props {
   active: ActiveKey;
+  /** The server refused the key (401/403 on the model list). */
+  rejected: boolean;
   onSave(key: string): void;
   onForget(): void;
 }
 
-export function KeyPanel({ active, onSave, onForget }: Props) {
+export function KeyPanel({ active, rejected, onSave, onForget }: Props) {
   const [draft, setDraft] = useState("");
   const warning = draft.trim() && !looksLikeKey(draft) ? "This does not look like an LLM Server key (llms_…)." : "";
 
@@ -21,29 +23,26 @@ export function KeyPanel({ active, onSave, onForget }: Props) {
     <section className="panel">
       <h2>API key</h2>
       <div className="key-status" data-testid="key-status">
+        <span className={`dot ${active.source === "none" ? "warn" : rejected ? "bad" : "ok"}`} />
         {active.source === "user" && (
           <>
-            <span className="dot ok" />
             <span>
-              Your key <code>{maskKey(active.key!)}</code>, kept for this tab only.
+              <code>{maskKey(active.key!)}</code>
+              <br />
+              <span className="muted-text">{rejected ? "Refused by the server" : "Your key, this tab only"}</span>
             </span>
-            <button type="button" className="link" onClick={onForget}>
+            <button type="button" className="ghost small" onClick={onForget}>
               Forget
             </button>
           </>
         )}
         {active.source === "config" && (
-          <>
-            <span className="dot ok" />
-            <span>Using the playground key provided by this server.</span>
-          </>
+          <span>
+            Playground key provided by this server
+            {rejected && <span className="muted-text"> (refused)</span>}
+          </span>
         )}
-        {active.source === "none" && (
-          <>
-            <span className="dot warn" />
-            <span>No key yet. Paste one to start.</span>
-          </>
-        )}
+        {active.source === "none" && <span>No key yet. Paste one to start.</span>}
       </div>
       <div className="key-entry">
         <input

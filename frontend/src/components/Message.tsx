@@ -103,6 +103,8 @@ export function Message({ turn, onRetry }: Props) {
           {turn.content}
           {turn.status === "streaming" && <span className="cursor" aria-hidden="true" />}
         </div>
+      ) : turn.status === "stopped" ? (
+        <div className="bubble empty-reply">Stopped before any text arrived.</div>
       ) : null}
       {error && turn.error && (
         <div className="error-card" role="alert" data-testid="error">
@@ -122,7 +124,11 @@ export function Message({ turn, onRetry }: Props) {
       )}
       {turn.status !== "streaming" && (
         <div className="meta">
-          {turn.stats && <Usage stats={turn.stats} status={turn.status} />}
+          {turn.stats ? (
+            <Usage stats={turn.stats} status={turn.status} />
+          ) : (
+            turn.status === "stopped" && <span className="chip stopped">stopped</span>
+          )}
           <div className="actions">
             {turn.content && <CopyButton text={turn.content} label="Copy reply" testId="copy-reply" />}
             {turn.curl && (

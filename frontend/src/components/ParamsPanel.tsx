@@ -89,7 +89,7 @@ export function ParamsPanel({ systemPrompt, onSystemPrompt, params, stopText, on
             placeholder={"one per line, \\n for a newline"}
             value={stopText}
             onChange={(e) => onStopText(e.target.value)}
-            data-testid="stop"
+            data-testid="stop-sequences"
           />
         </label>
       </section>

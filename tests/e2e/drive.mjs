@@ -1,0 +1,161 @@
+// Drives the playground in headless Debian Chromium through playwright-core.
+//
+//   node tests/e2e/drive.mjs --url http://127.0.0.1:8000 --key llms_... --out tests/e2e/artifacts
+//
+// Prints one JSON object with what it observed; exits non-zero with a message on the first
+// failed expectation. pytest (test_playground.py) runs it and asserts on the JSON as well.
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+// playwright-core is a devDependency of the frontend; resolve it from there.
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const { chromium } = createRequire(join(root, "frontend/package.json"))("playwright-core");
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: "string" },
+    key: { type: "string" },
+    out: { type: "string", default: join(root, "tests/e2e/artifacts") },
+    model: { type: "string" },
+    prompt: { type: "string", default: "Tell me a story about a lighthouse keeper." },
+    chromium: { type: "string", default: "/usr/bin/chromium" },
+  },
+});
+if (!opts.url || !opts.key) throw new Error("--url and --key are required");
+
+function expect(condition, message) {
+  if (!condition) throw new Error(`expectation failed: ${message}`);
+}
+
+const TIMEOUT = 60_000;
+const result = { console: [], screenshots: [] };
+const browser = await chromium.launch({
+  executablePath: opts.chromium,
+  // launch() gives every run a fresh throwaway profile. Keep Chromium from phoning home or
+  // updating itself: the test machine may be offline.
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  timeout: TIMEOUT,
+});
+
+async function shot(page, name) {
+  const path = join(opts.out, `${name}.png`);
+  await page.screenshot({ path, fullPage: false });
+  result.screenshots.push(path);
+}
+
+/** The last assistant turn's reply length at every DOM change, recorded inside the page. */
+async function watchReply(page) {
+  await page.evaluate(() => {
+    window.__replyLengths = [];
+    const record = () => {
+      const turns = document.querySelectorAll('[data-testid="assistant-turn"]');
+      const turn = turns[turns.length - 1];
+      if (!turn) return;
+      const reply = turn.querySelector('[data-testid="reply"]');
+      window.__replyLengths.push({ length: reply ? reply.textContent.length : 0, status: turn.dataset.status });
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+}
+
+async function lastTurnDone(page) {
+  const turn = page.getByTestId("assistant-turn").last();
+  await turn.and(page.locator('[data-status="done"], [data-status="stopped"], [data-status="error"]')).waitFor({ timeout: TIMEOUT });
+  return turn;
+}
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "light" });
+  const page = await context.newPage();
+  page.on("console", (msg) => result.console.push(`${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (error) => result.console.push(`pageerror: ${error.message}`));
+  const requests = [];
+  page.on("request", (request) => requests.push(request.url()));
+
+  await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
+  await shot(page, "01-empty");
+
+  // Enter the key; the model list loads with it.
+  await page.getByTestId("api-key-input").fill(opts.key);
+  await page.getByTestId("save-key").click();
+  await page.getByTestId("key-status").getByText("Your key, this tab only").waitFor({ timeout: TIMEOUT });
+  const select = page.getByTestId("model-select");
+  await page.waitForFunction(() => {
+    const el = document.querySelector('[data-testid="model-select"]');
+    return el && !el.disabled && el.options.length > 0 && el.value !== "";
+  }, null, { timeout: TIMEOUT });
+  result.models = await select.locator("option").allTextContents();
+  if (opts.model) await select.selectOption(opts.model);
+  result.model = await select.inputValue();
+
+  // Send a prompt and watch the reply grow.
+  await page.getByTestId("system-prompt").fill("You are a concise assistant.");
+  await page.getByTestId("prompt").fill(opts.prompt);
+  await watchReply(page);
+  await page.getByTestId("send").click();
+  const turn = await lastTurnDone(page);
+  result.status = await turn.getAttribute("data-status");
+  result.lengths = await page.evaluate(() => window.__replyLengths);
+  result.reply = await turn.getByTestId("reply").textContent();
+  result.usage = await turn.getByTestId("usage").innerText();
+  expect(result.status === "done", `reply finished as ${result.status}`);
+
+  // The curl command carries the variable, never the key.
+  await turn.getByTestId("show-curl").click();
+  result.curl = await turn.getByTestId("curl").textContent();
+  await shot(page, "02-reply-desktop");
+
+  // The key lives in sessionStorage, nowhere in the URL or console.
+  result.sessionKeyStored = (await page.evaluate(() => sessionStorage.getItem("llmserver.apiKey"))) === opts.key;
+  result.localStorageEmpty = (await page.evaluate(() => localStorage.length)) === 0;
+  result.keyInUrl = [page.url(), ...requests].some((u) => u.includes(opts.key));
+  result.keyInConsole = result.console.some((line) => line.includes(opts.key));
+
+  // Stop: a long reply, cancelled after its first tokens.
+  await page.getByTestId("prompt").fill("Write a very long essay about the sea.");
+  await page.getByTestId("max-tokens").fill("4000");
+  await page.getByTestId("send").click();
+  await page.getByTestId("stop").click({ timeout: TIMEOUT });
+  const stopped = await lastTurnDone(page);
+  result.stopStatus = await stopped.getAttribute("data-status");
+  await page.getByTestId("max-tokens").fill("256");
+
+  // Phone width, dark scheme.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.locator(".messages").evaluate((el) => el.scrollTo(0, el.scrollHeight));
+  await shot(page, "03-phone-dark");
+  await page.getByRole("button", { name: "Settings" }).click();
+  await shot(page, "04-phone-settings");
+  await page.getByRole("button", { name: "Done" }).click();
+
+  // Reset clears the conversation.
+  await page.getByTestId("reset").click();
+  result.turnsAfterReset = await page.getByTestId("assistant-turn").count();
+
+  // A bad key is explained as a 401.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.getByRole("button", { name: "Forget" }).click();
+  await page.getByTestId("api-key-input").fill("llms_aaaaaaaaaaaa_notarealkey");
+  await page.getByTestId("save-key").click();
+  await page.getByTestId("models-error").waitFor({ timeout: TIMEOUT });
+  result.badKeyError = await page.getByTestId("models-error").innerText();
+  await shot(page, "05-bad-key");
+
+  await context.close();
+  console.log(JSON.stringify(result));
+} finally {
+  await browser.close();
+}
