@@ -20,6 +20,7 @@ const { values: opts } = parseArgs({
     out: { type: "string", default: join(root, "tests/e2e/artifacts") },
     model: { type: "string" },
     prompt: { type: "string", default: "Tell me a story about a lighthouse keeper." },
+    "max-tokens": { type: "string", default: "200" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
 });
@@ -101,6 +102,7 @@ try {
 
   // Send a prompt and watch the reply grow.
   await page.getByTestId("system-prompt").fill("You are a concise assistant.");
+  await page.getByTestId("max-tokens").fill(opts["max-tokens"]);
   await page.getByTestId("prompt").fill(opts.prompt);
   await watchReply(page);
   await page.getByTestId("send").click();
@@ -122,13 +124,24 @@ try {
   result.keyInUrl = [page.url(), ...requests].some((u) => u.includes(opts.key));
   result.keyInConsole = result.console.some((line) => line.includes(opts.key));
 
-  // Stop: a long reply, cancelled after its first tokens.
+  // Stop: a long reply, cancelled after its first tokens. The download is throttled so the
+  // reply is still streaming when Stop is clicked, however fast the model is.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false, latency: 0, downloadThroughput: 1500, uploadThroughput: -1,
+  });
   await page.getByTestId("prompt").fill("Write a very long essay about the sea.");
-  await page.getByTestId("max-tokens").fill("4000");
+  await page.getByTestId("max-tokens").fill("400");
   await page.getByTestId("send").click();
-  await page.getByTestId("stop").click({ timeout: TIMEOUT });
+  await page.getByTestId("assistant-turn").last().getByTestId("reply").filter({ hasText: /\S/ }).waitFor({ timeout: TIMEOUT });
+  await page.getByRole("button", { name: "Stop" }).click({ timeout: TIMEOUT });
   const stopped = await lastTurnDone(page);
   result.stopStatus = await stopped.getAttribute("data-status");
+  result.stoppedReply = await stopped.getByTestId("reply").textContent();
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+  });
   await page.getByTestId("max-tokens").fill("256");
 
   // Phone width, dark scheme.
