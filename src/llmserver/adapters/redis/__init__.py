@@ -3,5 +3,12 @@
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.failure import FailurePolicy, GuardedRateLimitStore
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
+from llmserver.adapters.redis.stores import RedisStores
 
-__all__ = ["FailurePolicy", "GuardedRateLimitStore", "RedisHotCache", "RedisRateLimitStore"]
+__all__ = [
+    "FailurePolicy",
+    "GuardedRateLimitStore",
+    "RedisHotCache",
+    "RedisRateLimitStore",
+    "RedisStores",
+]

@@ -1,0 +1,175 @@
+"""Request logs written behind the response, in batches.
+
+``submit`` is a plain O(1) append (no await, no database round trip on the request);
+a background task writes the queue to the sink every ``flush_interval_ms`` or as soon
+as ``max_batch_rows`` are waiting.
+
+Nothing is dropped silently:
+
+* A failing sink (database restarting, network blip) keeps the rows queued and retries
+  with exponential backoff, in order, until the write succeeds.
+* The queue is bounded by ``max_queue``. When it is full, ``submit`` refuses the row and
+  returns ``False``; the refusal is counted in ``rejected_rows`` and logged once per
+  episode of pressure. Callers that can wait use ``await submit_wait(row)``, which blocks
+  until there is room (true back-pressure).
+* ``close`` flushes everything still queued; if the sink stays down past its timeout it
+  reports (logs and returns) how many rows could not be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
+
+import structlog
+
+from llmserver.domain.logs import RequestLog
+from llmserver.domain.ports import RequestLogSink
+
+log = structlog.get_logger(__name__)
+
+
+class RequestLogBatcher:
+    def __init__(
+        self,
+        sink: RequestLogSink,
+        *,
+        flush_interval_ms: int = 250,
+        max_batch_rows: int = 500,
+        max_queue: int = 10_000,
+        retry_initial_ms: int = 100,
+        retry_max_ms: int = 5_000,
+        on_flush: Callable[[float], None] | None = None,
+    ) -> None:
+        if not 0 < max_batch_rows <= max_queue:
+            raise ValueError("need 0 < max_batch_rows <= max_queue")
+        self._sink = sink
+        self._interval = flush_interval_ms / 1000
+        self._max_batch = max_batch_rows
+        self._max_queue = max_queue
+        self._retry_initial = retry_initial_ms / 1000
+        self._retry_max = retry_max_ms / 1000
+        self._on_flush = on_flush
+        self._queue: deque[RequestLog] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._under_pressure = False
+        self.last_flush_seconds: float | None = None
+        """Duration of the latest successful write, for the metrics."""
+        self.flushed_rows = 0
+        self.flush_failures = 0
+        self.rejected_rows = 0
+
+    @property
+    def queue_size(self) -> int:
+        return len(self._queue)
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self._max_queue
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="request-log-batcher")
+
+    def submit(self, row: RequestLog) -> bool:
+        """Queue a row without waiting. ``False`` means it was refused (queue full or
+        batcher closed) and counted in ``rejected_rows``."""
+        if self._closing or self.full:
+            self._reject()
+            return False
+        self._append(row)
+        return True
+
+    async def submit_wait(self, row: RequestLog) -> None:
+        """Queue a row, waiting while the queue is full."""
+        while self.full and not self._closing:
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
+        if self._closing:
+            self._reject()
+            return
+        self._append(row)
+
+    def _append(self, row: RequestLog) -> None:
+        self._queue.append(row)
+        self._under_pressure = False
+        if len(self._queue) >= self._max_batch:
+            self._wake.set()
+
+    def _reject(self) -> None:
+        self.rejected_rows += 1
+        if not self._under_pressure:
+            self._under_pressure = True
+            log.warning(
+                "request_log_rejected",
+                reason="closed" if self._closing else "queue_full",
+                queue_size=len(self._queue),
+                rejected_total=self.rejected_rows,
+            )
+
+    async def close(self, timeout_s: float = 30.0) -> int:
+        """Stop accepting rows, flush the queue, and return how many rows could not be
+        written within ``timeout_s`` (0 unless the sink stayed down)."""
+        self._closing = True
+        self._wake.set()
+        self._room.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        lost = len(self._queue)
+        if lost:
+            log.error("request_logs_unwritten_at_shutdown", rows=lost)
+        return lost
+
+    async def _run(self) -> None:
+        while True:
+            if not self._closing and len(self._queue) < self._max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                self._wake.clear()
+            if self._queue:
+                await self._drain()
+            elif self._closing:
+                return
+
+    async def _drain(self) -> None:
+        """Write every queued row, one batch at a time, retrying failed batches."""
+        delay = self._retry_initial
+        while self._queue:
+            batch = list(islice(self._queue, self._max_batch))
+            started = time.perf_counter()
+            try:
+                await self._sink.write(batch)
+            except Exception as exc:  # any sink failure: keep the rows, back off, retry
+                self.flush_failures += 1
+                log.warning(
+                    "request_log_flush_failed",
+                    queued=len(self._queue),
+                    retry_in_s=delay,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            elapsed = time.perf_counter() - started
+            for _ in batch:
+                self._queue.popleft()
+            delay = self._retry_initial
+            self.flushed_rows += len(batch)
+            self.last_flush_seconds = elapsed
+            if self._on_flush is not None:
+                self._on_flush(elapsed)
+            if not self.full:
+                self._room.set()

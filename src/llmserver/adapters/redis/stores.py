@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from llmserver.adapters.redis.cache import RedisHotCache
+from llmserver.adapters.redis.failure import FailurePolicy, GuardedRateLimitStore
+from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
+
+
+class RedisStores:
+    """The Redis-backed stores on one client, built once by the composition root.
+
+    ``limiter`` applies the failure policy; ``hot_cache`` treats every error as a miss.
+    Their ``failures`` / ``errors`` counters are what the metrics read.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        failure_policy: FailurePolicy | str,
+        prefix: str = "llmserver:",
+    ) -> None:
+        self.client = client
+        self.limiter = GuardedRateLimitStore(
+            RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy
+        )
+        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:")
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        failure_policy: FailurePolicy | str,
+        prefix: str = "llmserver:",
+        timeout_s: float = 0.5,
+    ) -> RedisStores:
+        # Short timeouts and a single immediate retry (which replaces a pooled connection
+        # a Redis restart has closed): an unreachable Redis must cost a request
+        # milliseconds before the failure policy decides, not seconds of backoff.
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+        return cls(client, failure_policy=failure_policy, prefix=prefix)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        await self.client.aclose()

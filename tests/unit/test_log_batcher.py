@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from llmserver.adapters.log_batcher import RequestLogBatcher
+from llmserver.adapters.memory import MemoryRequestLogStore
+from llmserver.domain.logs import LogQuery, RequestLog
+
+T0 = datetime(2026, 3, 14, tzinfo=UTC)
+
+
+def row(n: int) -> RequestLog:
+    return RequestLog(
+        request_id=f"req-{n}", created_at=T0, route="/v1/completions", status=200, latency_ms=1.0
+    )
+
+
+class RecordingSink:
+    """A sink that can be made to fail or to block, and signals every write."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.failures = failures
+        self.written = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def write(self, rows: Sequence[RequestLog]) -> None:
+        await self.gate.wait()
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database restarting")
+        self.batches.append([r.request_id for r in rows])
+        self.written.set()
+
+    @property
+    def ids(self) -> list[str]:
+        return [request_id for batch in self.batches for request_id in batch]
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval() -> None:
+    sink = RecordingSink()
+    batcher = RequestLogBatcher(sink, flush_interval_ms=600_000, max_batch_rows=5)
+    await batcher.start()
+
+    for n in range(5):
+        assert batcher.submit(row(n))
+    await asyncio.wait_for(sink.written.wait(), 10)
+
+    assert sink.batches == [[f"req-{n}" for n in range(5)]]
+    assert batcher.queue_size == 0
+    assert batcher.last_flush_seconds is not None
+    await batcher.close()
+
+
+async def test_a_partial_batch_is_written_after_the_interval() -> None:
+    sink = RecordingSink()
+    flushes: list[float] = []
+    batcher = RequestLogBatcher(sink, flush_interval_ms=5, on_flush=flushes.append)
+    await batcher.start()
+
+    batcher.submit(row(1))
+    await asyncio.wait_for(sink.written.wait(), 10)
+
+    assert sink.ids == ["req-1"]
+    assert len(flushes) == 1
+    await batcher.close()
+
+
+async def test_failed_writes_keep_the_rows_and_retry_in_order() -> None:
+    sink = RecordingSink(failures=3)
+    batcher = RequestLogBatcher(
+        sink, flush_interval_ms=1, max_batch_rows=2, retry_initial_ms=1, retry_max_ms=2
+    )
+    await batcher.start()
+
+    for n in range(5):
+        batcher.submit(row(n))
+    assert await batcher.close() == 0
+
+    assert sink.ids == [f"req-{n}" for n in range(5)]
+    assert batcher.flush_failures == 3
+    assert batcher.flushed_rows == 5
+
+
+async def test_a_full_queue_refuses_and_counts_and_submit_wait_waits_for_room() -> None:
+    sink = RecordingSink()
+    sink.gate.clear()  # the database hangs
+    batcher = RequestLogBatcher(sink, flush_interval_ms=1, max_batch_rows=2, max_queue=4)
+    await batcher.start()
+    for n in range(4):
+        assert batcher.submit(row(n))
+
+    assert batcher.full
+    assert not batcher.submit(row(99))
+    assert batcher.rejected_rows == 1
+    waiting = asyncio.create_task(batcher.submit_wait(row(4)))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+
+    sink.gate.set()
+    await asyncio.wait_for(waiting, 10)
+    await batcher.close()
+
+    assert sink.ids == [f"req-{n}" for n in range(5)]
+
+
+async def test_close_flushes_everything_and_refuses_later_rows() -> None:
+    store = MemoryRequestLogStore()
+    batcher = RequestLogBatcher(store, flush_interval_ms=600_000, max_batch_rows=100)
+    await batcher.start()
+    for n in range(250):
+        batcher.submit(row(n))
+
+    assert await batcher.close() == 0
+
+    assert (await store.query(LogQuery(limit=1)))[1] == 250
+    assert not batcher.submit(row(251))
+    assert batcher.rejected_rows == 1
+
+
+async def test_close_reports_rows_a_dead_sink_never_took() -> None:
+    sink = RecordingSink(failures=10**9)
+    batcher = RequestLogBatcher(sink, flush_interval_ms=1, retry_initial_ms=1, retry_max_ms=1)
+    await batcher.start()
+    for n in range(3):
+        batcher.submit(row(n))
+
+    assert await batcher.close(timeout_s=0.05) == 3
+
+
+def test_batch_size_must_fit_the_queue() -> None:
+    with pytest.raises(ValueError, match="max_batch_rows"):
+        RequestLogBatcher(MemoryRequestLogStore(), max_batch_rows=10, max_queue=5)
