@@ -1,0 +1,65 @@
+"""Several worker processes sharing one PROMETHEUS_MULTIPROC_DIR render merged metrics.
+
+prometheus-client picks file-backed values when it is imported, so each worker is a real
+subprocess started with the variable set, as ``llmserver serve`` workers would be.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys
+    from llmserver.app.metrics import Metrics
+
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    metrics = Metrics(allowed_models={"demo"}, multiprocess_dir=directory)
+    for _ in range(int(sys.argv[1])):
+        metrics.request_started("/v1/chat/completions")
+        metrics.request_finished("/v1/chat/completions", 200, 0.1)
+        metrics.tokens("demo", prompt=2, completion=3)
+    metrics.request_started("/v1/chat/completions")  # still in flight when this worker stops
+    metrics.model_loaded("demo", 1.0, loaded=True)
+    if sys.argv[2] == "exit-cleanly":
+        metrics.close()
+    else:
+        sys.stdout.buffer.write(metrics.render()[0])
+    """
+)
+
+
+def run_worker(env: dict[str, str], requests: int, mode: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(requests), mode],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.decode()
+
+
+def test_workers_sharing_a_directory_render_merged_values(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    run_worker(env, 3, "exit-cleanly")
+    body = run_worker(env, 4, "render")
+
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
+    route = (("route", "/v1/chat/completions"),)
+    count = (("route", "/v1/chat/completions"), ("status_class", "2xx"))
+    assert found["llmserver_http_request_duration_seconds_count", count] == 7
+    assert found["llmserver_prompt_tokens_total", (("model", "demo"),)] == 14
+    # The worker that exited cleanly no longer counts as in flight.
+    assert found["llmserver_http_requests_in_flight", route] == 1
+    assert found["llmserver_model_loaded", (("model", "demo"),)] == 1
