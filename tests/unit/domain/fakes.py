@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar, cast
 
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.inference import (
@@ -18,6 +19,8 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -51,16 +54,17 @@ class FakeBackend:
     """An InferenceBackend answering ``reply`` (one token per word).
 
     ``gate``: when set, generation waits for it (a slow backend); ``error``: raised by
-    ``generate`` and at the start of ``stream``; ``fail_after``: a stream raises
-    ``stream_error`` after that many deltas; ``send_end=False``: a broken stream that
-    stops without its StreamEnd; ``clock``/``token_seconds``: each generated token
-    advances the clock.
+    ``generate`` and at the start of ``stream`` for prompts where ``fails(prompt)``;
+    ``fail_after``: a stream raises ``stream_error`` after that many deltas;
+    ``send_end=False``: a broken stream that stops without its StreamEnd;
+    ``clock``/``token_seconds``: each generated token advances the clock.
     """
 
     model_id: str
     reply: str = "the answer is forty two"
     gate: asyncio.Event | None = None
     error: BaseException | None = None
+    fails: Callable[[Prompt], bool] = lambda _: True
     fail_after: int | None = None
     stream_error: BaseException = field(default_factory=lambda: RuntimeError("GPU on fire"))
     send_end: bool = True
@@ -96,7 +100,7 @@ class FakeBackend:
         self.generate_calls += 1
         self.seen_params.append(params)
         await self._wait()
-        if self.error is not None:
+        if self.error is not None and self.fails(prompt):
             raise self.error
         tokens = self._tokens(params)
         self._tick(len(tokens))
@@ -107,7 +111,7 @@ class FakeBackend:
         self.stream_calls += 1
         self.seen_params.append(params)
         try:
-            if self.error is not None:
+            if self.error is not None and self.fails(prompt):
                 raise self.error
             tokens = self._tokens(params)
             for index, token in enumerate(tokens):
@@ -172,3 +176,16 @@ class RecordingTelemetry:
 
     def backend_error(self, model: str, kind: str) -> None:
         self.events.append(("backend_error", model, kind))
+
+
+def run_now(awaitable: Coroutine[object, object, T]) -> T:
+    """Run a coroutine that never suspends (the memory adapters) without an event loop.
+
+    Property tests call the stores thousands of times; a loop per example would dominate.
+    """
+    try:
+        awaitable.send(None)
+    except StopIteration as done:
+        return cast("T", done.value)
+    awaitable.close()
+    raise AssertionError("the coroutine suspended; run it on an event loop")
