@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
+from llmserver.domain.errors import InvalidRequest, NotFound
+from llmserver.domain.key_admin import KeyAdmin, KeyState, key_state, parse_duration
+from llmserver.domain.keys import KeyHasher, Role, parse_prefix
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self._now = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def keys() -> MemoryKeyStore:
+    return MemoryKeyStore()
+
+
+@pytest.fixture
+def usage() -> MemoryUsageStore:
+    return MemoryUsageStore()
+
+
+@pytest.fixture
+def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
+    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock)
+
+
+async def test_create_stores_only_the_hash_and_returns_the_plaintext_once(
+    admin: KeyAdmin, keys: MemoryKeyStore, clock: FakeClock
+) -> None:
+    key, plaintext = await admin.create(name="ci", allowed_models=["tiny", " demo ", "tiny"])
+
+    assert parse_prefix(plaintext) == key.prefix
+    assert KeyHasher(SECRET).verify(plaintext, key.key_hash)
+    assert plaintext not in repr(key)
+    assert await keys.get(key.id) == key
+    assert key.created_at == clock.now()
+    assert key.allowed_models == ("tiny", "demo")
+    assert key.expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("role", "quota", "rpm"),
+    [(Role.ADMIN, None, None), (Role.USER, 1_000_000, 60), (Role.PLAYGROUND, 100_000, 10)],
+)
+async def test_limits_default_to_the_role(
+    admin: KeyAdmin, role: Role, quota: int | None, rpm: int | None
+) -> None:
+    key, _ = await admin.create(name="k", role=role.value)
+
+    assert (key.role, key.quota_tokens, key.rpm_limit) == (role, quota, rpm)
+
+
+async def test_given_limits_and_expiry_win(admin: KeyAdmin, clock: FakeClock) -> None:
+    key, _ = await admin.create(name="k", quota_tokens=0, rpm_limit=5, expires_in="12h")
+
+    assert (key.quota_tokens, key.rpm_limit) == (0, 5)
+    assert key.expires_at == clock.now() + timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        (" 90m", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "0d", "-1d", "1y", "1.5h"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(InvalidRequest, match="Invalid duration") as info:
+        parse_duration(text)
+    assert info.value.param == "expires_in"
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"name": " "}, "name"),
+        ({"role": "root"}, "role"),
+        ({"quota_tokens": -1}, "quota_tokens"),
+        ({"rpm_limit": -1}, "rpm_limit"),
+    ],
+)
+async def test_invalid_requests_name_their_parameter(
+    admin: KeyAdmin, changes: dict[str, object], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        await admin.create(**({"name": "k"} | changes))  # type: ignore[arg-type]
+    assert info.value.param == param
+
+
+async def test_find_and_revoke_by_id_or_prefix(admin: KeyAdmin, clock: FakeClock) -> None:
+    key, _ = await admin.create(name="k")
+
+    assert await admin.find(key.id) == key
+    assert await admin.find(key.prefix) == key
+    clock.advance(60)
+    revoked = await admin.revoke(key.prefix)
+
+    assert revoked.revoked_at == clock.now()
+    assert key_state(revoked, clock.now()) is KeyState.REVOKED
+    with pytest.raises(NotFound):
+        await admin.find("missing")
+    with pytest.raises(NotFound):
+        await admin.revoke("missing")
+
+
+async def test_key_states(admin: KeyAdmin, clock: FakeClock) -> None:
+    key, _ = await admin.create(name="k", expires_in="1h")
+
+    assert key_state(key, clock.now()) is KeyState.ACTIVE
+    clock.advance(3600)
+    assert key_state(key, clock.now()) is KeyState.EXPIRED
+
+
+async def test_usage_per_key_and_period(admin: KeyAdmin, usage: MemoryUsageStore) -> None:
+    a, _ = await admin.create(name="a")
+    b, _ = await admin.create(name="b")
+    await usage.settle(a.id, "2026-03", 0, 10)
+    await usage.settle(b.id, "2026-03", 0, 20)
+    await usage.settle(a.id, "2026-04", 0, 30)
+
+    assert [r.used_tokens for r in await admin.usage(a.prefix)] == [10, 30]
+    assert [r.used_tokens for r in await admin.usage(period="2026-03")] == [10, 20]
+    assert len(await admin.usage()) == 3
+    with pytest.raises(InvalidRequest, match="YYYY-MM"):
+        await admin.usage(period="2026-13")
+
+
+async def test_a_prefix_collision_draws_a_new_key(
+    admin: KeyAdmin, keys: MemoryKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = await admin.create(name="first")
+    real_add = keys.add
+    calls = 0
+
+    async def add_colliding_once(key: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("exists")
+        await real_add(key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keys, "add", add_colliding_once)
+    second, _ = await admin.create(name="second")
+
+    assert calls == 2
+    assert [k.name for k in await admin.list()] == ["first", "second"]
+    assert second.id != first.id
+
+
+async def test_first_admin_is_created_only_on_an_empty_store(admin: KeyAdmin) -> None:
+    created = await admin.create_first_admin()
+
+    assert created is not None
+    assert created[0].role is Role.ADMIN
+    assert await admin.create_first_admin() is None
