@@ -17,6 +17,9 @@ const { values: opts } = parseArgs({
   options: {
     url: { type: "string" },
     key: { type: "string" },
+    // "full": paste --key and go through every feature. "operator-key": the server injects
+    // the key through config.js (LLMSERVER_UI_KEY); --key is that key, never typed in.
+    scenario: { type: "string", default: "full" },
     out: { type: "string", default: join(root, "tests/e2e/artifacts") },
     model: { type: "string" },
     prompt: { type: "string", default: "Tell me a story about a lighthouse keeper." },
@@ -76,6 +79,18 @@ async function lastTurnDone(page) {
   return turn;
 }
 
+async function operatorKeyScenario(page) {
+  await page.getByTestId("key-status").getByText("provided by this server").waitFor({ timeout: TIMEOUT });
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-select"]')?.value, null, { timeout: TIMEOUT });
+  await page.getByTestId("prompt").fill("Hello from the operator's key.");
+  await page.getByTestId("send").click();
+  const turn = await lastTurnDone(page);
+  result.status = await turn.getAttribute("data-status");
+  result.usage = await turn.getByTestId("usage").innerText();
+  result.storageEmpty = await page.evaluate(() => sessionStorage.length === 0 && localStorage.length === 0);
+  await shot(page, "06-operator-key");
+}
+
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "light" });
   const page = await context.newPage();
@@ -85,6 +100,15 @@ try {
   page.on("request", (request) => requests.push(request.url()));
 
   await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
+  if (opts.scenario === "operator-key") await operatorKeyScenario(page);
+  else await fullScenario(context, page, requests);
+  await context.close();
+  console.log(JSON.stringify(result));
+} finally {
+  await browser.close();
+}
+
+async function fullScenario(context, page, requests) {
   await shot(page, "01-empty");
 
   // Enter the key; the model list loads with it.
@@ -166,9 +190,4 @@ try {
   await page.getByTestId("models-error").waitFor({ timeout: TIMEOUT });
   result.badKeyError = await page.getByTestId("models-error").innerText();
   await shot(page, "05-bad-key");
-
-  await context.close();
-  console.log(JSON.stringify(result));
-} finally {
-  await browser.close();
 }

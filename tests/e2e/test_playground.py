@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from livesupport import free_port, start_server, stop_server
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "e2e" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,10 +36,11 @@ def _requirements() -> str | None:
     return None
 
 
-def drive(base_url: str, key: str) -> dict[str, Any]:
+def drive(base_url: str, key: str, scenario: str = "full") -> dict[str, Any]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    script = str(REPO / "tests/e2e/drive.mjs")
     done = subprocess.run(
-        ["node", str(REPO / "tests/e2e/drive.mjs"), "--url", base_url, "--key", key],
+        ["node", script, "--url", base_url, "--key", key, "--scenario", scenario],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -51,10 +54,14 @@ def drive(base_url: str, key: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def report(live_server: Any) -> dict[str, Any]:
+def browser_ready() -> None:
     missing = _requirements()
     if missing:
         pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def report(browser_ready: None, live_server: Any) -> dict[str, Any]:
     return drive(live_server.base_url, live_server.playground_key)
 
 
@@ -122,3 +129,20 @@ def test_screenshots_saved(report: dict[str, Any]) -> None:
     for shot in shots:
         assert shot.parent == ARTIFACTS
         assert shot.stat().st_size > 5_000
+
+
+def test_operator_key_needs_no_typing(
+    browser_ready: None, live_server: Any, tmp_path: Path
+) -> None:
+    """A server started with LLMSERVER_UI_KEY serves a page that works without a pasted key."""
+    env = {**live_server.env, "LLMSERVER_UI_KEY": live_server.playground_key}
+    port = free_port()
+    process = start_server(env, tmp_path / "server.log", port)
+    try:
+        report = drive(f"http://127.0.0.1:{port}", live_server.playground_key, "operator-key")
+    finally:
+        stop_server(process)
+    assert report["status"] == "done"
+    assert "completion" in report["usage"]
+    # The injected key is used, not copied into the browser's storage.
+    assert report["storageEmpty"]

@@ -67,9 +67,11 @@ export interface ErrorView {
   hint: string;
 }
 
-/** What to tell the user, per status: the server message is shown as well, under this. */
+/**
+ * What to tell the user, per status: the server message is shown as well, and the page
+ * counts `retryAfter` down next to it.
+ */
 export function describeError(error: ApiError): ErrorView {
-  const retry = error.retryAfter === null ? "" : ` Retry in ${formatSeconds(error.retryAfter)}.`;
   switch (error.status) {
     case 401:
       return { title: "Not authenticated (401)", hint: "Check the API key in Settings: it is missing, mistyped, expired or revoked." };
@@ -77,10 +79,10 @@ export function describeError(error: ApiError): ErrorView {
       return { title: "Forbidden (403)", hint: "This key may not use this model or endpoint. Ask an admin to widen its permissions." };
     case 429:
       return error.code === "insufficient_quota"
-        ? { title: "Quota exhausted (429)", hint: `This key has used its token quota for the period.${retry}` }
-        : { title: "Rate limited (429)", hint: `Too many requests for this key.${retry}` };
+        ? { title: "Quota exhausted (429)", hint: "This key has used its token quota for the period." }
+        : { title: "Rate limited (429)", hint: "Too many requests for this key: wait, then retry." };
     case 503:
-      return { title: "Service unavailable (503)", hint: `The model is loading or the server is overloaded.${retry}` };
+      return { title: "Service unavailable (503)", hint: "The model is loading or the server is overloaded." };
     case 0:
       return { title: "Network error", hint: "The server could not be reached." };
     default:

@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { buildChatRequest, curlCommand, DEFAULT_PARAMS, parseStopSequences } from "./request";
-import { errorFromResponse, parseRetryAfter, describeError } from "./errors";
+import { describeError, errorFromResponse, formatSeconds, parseRetryAfter } from "./errors";
 
 describe("buildChatRequest", () => {
   it("streams with usage and puts the system prompt first", () => {
@@ -53,7 +53,7 @@ describe("errors", () => {
     const body = JSON.stringify({ error: { message: "Slow down", type: "rate_limit_error", param: null, code: "rate_limit_exceeded" } });
     const error = errorFromResponse(429, headers, body);
     expect(error).toMatchObject({ status: 429, message: "Slow down", code: "rate_limit_exceeded", retryAfter: 12, requestId: "req-1" });
-    expect(describeError(error).hint).toContain("Retry in 12 s");
+    expect(describeError(error).title).toBe("Rate limited (429)");
   });
 
   it("explains a quota 429 differently from a rate limit", () => {
@@ -64,6 +64,13 @@ describe("errors", () => {
   it("falls back to a status message for non-JSON bodies", () => {
     expect(errorFromResponse(503, new Headers(), "<html>Bad gateway</html>").message).toBe("The server is unavailable or overloaded.");
     expect(errorFromResponse(401, new Headers(), "").message).toBe("The API key is missing or invalid.");
+  });
+
+  it("formats retry times for people", () => {
+    expect(formatSeconds(12)).toBe("12 s");
+    expect(formatSeconds(0.2)).toBe("1 s");
+    expect(formatSeconds(90)).toBe("1 min 30 s");
+    expect(formatSeconds(120)).toBe("2 min");
   });
 
   it("parses retry-after as seconds or an HTTP date", () => {

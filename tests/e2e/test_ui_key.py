@@ -1,0 +1,26 @@
+"""LLMSERVER_UI_KEY is published to every visitor of /ui, so it must not be an admin key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livesupport import free_port, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_server_refuses_an_admin_key_as_playground_key(live_server: Any, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    env = {**live_server.env, "LLMSERVER_UI_KEY": live_server.admin_key}
+    started: list[Any] = []
+    with pytest.raises(RuntimeError, match="server exited"):
+        started.append(start_server(env, log, free_port()))
+    # Only reached in failure: do not leave a wrongly started server running.
+    for process in started:
+        stop_server(process)
+    text = log.read_text()
+    assert "LLMSERVER_UI_KEY" in text
+    assert live_server.admin_key not in text
