@@ -16,11 +16,13 @@ def test_server_refuses_an_admin_key_as_playground_key(live_server: Any, tmp_pat
     log = tmp_path / "server.log"
     env = {**live_server.env, "LLMSERVER_UI_KEY": live_server.admin_key}
     started: list[Any] = []
-    with pytest.raises(RuntimeError, match="server exited"):
-        started.append(start_server(env, log, free_port()))
-    # Only reached in failure: do not leave a wrongly started server running.
-    for process in started:
-        stop_server(process)
+    try:
+        with pytest.raises(RuntimeError, match="server exited"):
+            started.append(start_server(env, log, free_port()))
+    finally:
+        # Only when the check is missing: do not leave a wrongly started server running.
+        for process in started:
+            stop_server(process)
     text = log.read_text()
     assert "LLMSERVER_UI_KEY" in text
     assert live_server.admin_key not in text
