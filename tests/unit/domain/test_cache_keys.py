@@ -1,0 +1,167 @@
+"""Cache keys: invariant under ordering and defaults, sensitive to every field."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import fields, replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
+from llmserver.domain.gateway import generation_params
+from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
+
+from .world import SPEC, ask
+
+texts = st.text(max_size=20)
+messages = st.lists(
+    st.builds(ChatMessage, role=st.sampled_from(["system", "user", "assistant"]), content=texts),
+    min_size=1,
+    max_size=4,
+).map(tuple)
+prompts = st.one_of(
+    st.builds(Prompt, messages=messages),
+    st.builds(Prompt, text=texts),
+)
+params = st.builds(
+    GenerationParams,
+    max_tokens=st.integers(1, 4096),
+    temperature=st.floats(0, 2, allow_nan=False),
+    top_p=st.floats(0, 1, allow_nan=False),
+    stop=st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
+    seed=st.none() | st.integers(0, 2**32),
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "model_id": draw(st.text(min_size=1, max_size=20)),
+        "revision": draw(texts),
+        "prompt": draw(prompts),
+        "params": draw(params),
+    }
+
+
+@given(request=requests(), seed=st.integers())
+def test_the_order_fields_are_given_in_does_not_matter(request: dict[str, Any], seed: int) -> None:
+    fields = list(vars_of(request["params"]).items())
+    random.Random(seed).shuffle(fields)
+    shuffled = {**request, "params": GenerationParams(**dict(fields))}
+    keyword_order = list(shuffled.items())
+    random.Random(seed).shuffle(keyword_order)
+    assert cache_key(**dict(keyword_order)) == cache_key(**request)
+
+
+def vars_of(p: GenerationParams) -> dict[str, Any]:
+    return {f.name: getattr(p, f.name) for f in fields(p)}
+
+
+@given(
+    explicit=st.fixed_dictionaries(
+        {},
+        optional={
+            "max_tokens": st.just(SPEC.defaults.max_tokens),
+            "temperature": st.sampled_from([0, 0.0, -0.0]),
+            "top_p": st.sampled_from([1, 1.0]),
+        },
+    )
+)
+def test_an_absent_parameter_equals_its_default(explicit: dict[str, Any]) -> None:
+    absent = generation_params(SPEC, ask())
+    given_explicitly = generation_params(SPEC, ask(**explicit))
+    key = {"model_id": SPEC.id, "revision": SPEC.revision, "prompt": ask().prompt}
+    assert cache_key(**key, params=absent) == cache_key(**key, params=given_explicitly)
+
+
+PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "max_tokens": st.integers(1, 4096),
+    "temperature": st.floats(0, 2, allow_nan=False),
+    "top_p": st.floats(0, 1, allow_nan=False),
+    "stop": st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
+    "seed": st.none() | st.integers(0, 2**32),
+}
+
+
+def mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
+    """``request`` with exactly one field changed: a top-level one, a parameter, or one
+    message's role or content (or the raw prompt text)."""
+    prompt: Prompt = request["prompt"]
+    parts = ["model_id", "revision", "prompt", *PARAM_VALUES]
+    part = data.draw(st.sampled_from(parts))
+    if part in PARAM_VALUES:
+        old = getattr(request["params"], part)
+        new = data.draw(PARAM_VALUES[part].filter(lambda v: v != old))
+        return {**request, "params": replace(request["params"], **{part: new})}
+    if part != "prompt":
+        return {**request, part: data.draw(texts.filter(lambda v: v != request[part]))}
+    if prompt.messages is None:
+        return {
+            **request,
+            "prompt": Prompt(text=data.draw(texts.filter(lambda v: v != prompt.text))),
+        }
+    chosen = list(prompt.messages)
+    index = data.draw(st.integers(0, len(chosen) - 1))
+    field = data.draw(st.sampled_from(["role", "content"]))
+    old = getattr(chosen[index], field)
+    chosen[index] = replace(chosen[index], **{field: data.draw(texts.filter(lambda v: v != old))})
+    return {**request, "prompt": Prompt(messages=tuple(chosen))}
+
+
+@given(data=st.data(), request=requests())
+def test_any_change_to_any_field_changes_the_key(
+    data: st.DataObject, request: dict[str, Any]
+) -> None:
+    assert cache_key(**mutate(request, data)) != cache_key(**request)
+
+
+def test_adding_a_message_changes_the_key() -> None:
+    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    one = Prompt(messages=(ChatMessage("user", "hi"),))
+    two = Prompt(messages=(ChatMessage("system", ""), ChatMessage("user", "hi")))
+    assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)
+
+
+def test_a_chat_and_a_text_prompt_with_the_same_words_differ() -> None:
+    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    chat = cache_key(**common, prompt=Prompt(messages=(ChatMessage("user", "hi"),)))
+    assert chat != cache_key(**common, prompt=Prompt(text="hi"))
+
+
+def test_message_boundaries_are_part_of_the_key() -> None:
+    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    one = Prompt(messages=(ChatMessage("user", "ab"),))
+    two = Prompt(messages=(ChatMessage("user", "a"), ChatMessage("user", "b")))
+    assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)
+
+
+def test_a_key_is_a_sha256_hex_digest() -> None:
+    key = cache_key(model_id="m", revision="r", prompt=Prompt(text="x"), params=GenerationParams())
+    assert len(key) == 64
+    assert int(key, 16) >= 0
+
+
+# -- which requests are cached -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("temperature", "seed", "policy", "opted_out", "cacheable"),
+    [
+        (0.0, None, CachePolicy(), False, True),
+        (0.0, 3, CachePolicy(), False, True),
+        (0.7, None, CachePolicy(), False, False),
+        (0.7, 3, CachePolicy(), False, True),
+        (0.7, 3, CachePolicy(cache_sampled_with_seed=False), False, False),
+        (0.0, None, CachePolicy(cache_sampled_with_seed=False), False, True),
+        (0.0, None, CachePolicy(), True, False),
+        (0.0, None, CachePolicy(enabled=False), False, False),
+    ],
+)
+def test_only_reproducible_requests_are_cacheable(
+    temperature: float, seed: int | None, policy: CachePolicy, opted_out: bool, cacheable: bool
+) -> None:
+    params = GenerationParams(temperature=temperature, seed=seed)
+    assert is_cacheable(params, policy, opted_out=opted_out) is cacheable
