@@ -75,6 +75,11 @@ function Usage({ stats, status }: { stats: ReplyStats; status: TurnStatus }) {
           <span className="chip-name">cache</span> {stats.cache}
         </span>
       )}
+      {stats.rateLimit && (
+        <span className="chip" title="Requests left this minute for this key">
+          <span className="chip-name">rate</span> {stats.rateLimit.remaining}/{stats.rateLimit.limit}
+        </span>
+      )}
       {status === "stopped" && <span className="chip stopped">stopped</span>}
       {stats.finishReason === "length" && <span className="chip stopped">hit max tokens</span>}
     </div>

@@ -31,7 +31,9 @@ afterEach(() => vi.unstubAllGlobals());
 describe("streamChat", () => {
   it("streams deltas and reports usage, timings and the cache header", async () => {
     const body = sse(delta("Hel"), delta("lo"), { choices: [{ delta: {}, finish_reason: "stop" }] }, { choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } }, "[DONE]");
-    const fetchMock = vi.fn(async () => new Response(body, { headers: { "x-cache": "MISS", "x-request-id": "r1" } }));
+    const fetchMock = vi.fn(async () => new Response(body, {
+        headers: { "x-cache": "MISS", "x-request-id": "r1", "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59" },
+      }));
     vi.stubGlobal("fetch", fetchMock);
     let clock = 0;
     const seen: string[] = [];
@@ -43,6 +45,7 @@ describe("streamChat", () => {
       ttftMs: 10,
       cache: "MISS",
       requestId: "r1",
+      rateLimit: { remaining: 59, limit: 60 },
       finishReason: "stop",
       stopped: false,
     });
@@ -88,6 +91,7 @@ describe("streamChat", () => {
     expect(stats.stopped).toBe(true);
     expect(stats.cache).toBe("BYPASS");
     expect(stats.usage).toBeNull();
+    expect(stats.rateLimit).toBeNull();
   });
 
   it("rejects with the abort when stopped before the response", async () => {

@@ -39,6 +39,8 @@ export interface ReplyStats {
   /** The X-Cache header: HIT, MISS or BYPASS. */
   cache: string | null;
   requestId: string | null;
+  /** Requests left this minute for the key, from `x-ratelimit-*-requests` (absent: no limit). */
+  rateLimit: { remaining: number; limit: number } | null;
   finishReason: string | null;
   /** The user stopped the stream; the figures cover what arrived until then. */
   stopped: boolean;
@@ -83,6 +85,7 @@ export async function streamChat(
     ttftMs: null,
     cache: response.headers.get("x-cache"),
     requestId: response.headers.get("x-request-id"),
+    rateLimit: rateLimitOf(response.headers),
     finishReason: null,
     stopped: false,
   };
@@ -121,6 +124,13 @@ async function consume(
         break;
     }
   }
+}
+
+function rateLimitOf(headers: Headers): ReplyStats["rateLimit"] {
+  const limit = Number(headers.get("x-ratelimit-limit-requests"));
+  const remaining = Number(headers.get("x-ratelimit-remaining-requests"));
+  if (!headers.has("x-ratelimit-limit-requests") || !Number.isFinite(limit) || !Number.isFinite(remaining)) return null;
+  return { remaining, limit };
 }
 
 function statusOfStreamError(code: string | null): number {
