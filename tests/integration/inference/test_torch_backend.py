@@ -1,0 +1,231 @@
+"""The torch backend on the tiny demo model: exactness, sampling, batching, admission."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+
+from llmserver.domain.errors import (
+    ContextLengthExceeded,
+    GenerationTimeout,
+    Overloaded,
+    Unavailable,
+)
+from llmserver.domain.inference import (
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+from llmserver.domain.registry import ModelSpec
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+CHAT = Prompt(messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there")))
+TEXT = Prompt(text="Once upon a time")
+LONG = GenerationParams(max_tokens=480, temperature=1.0, seed=1)
+
+MakeBackend = Callable[..., TorchBackend]
+
+
+@pytest.fixture
+async def make_backend(demo_spec: ModelSpec) -> AsyncIterator[MakeBackend]:
+    made: list[TorchBackend] = []
+
+    def make(**options: object) -> TorchBackend:
+        settings: dict[str, object] = {
+            "threads": None,
+            "max_batch_size": 8,
+            "max_queue": 16,
+            "request_timeout_s": 60.0,
+        }
+        settings.update(options)
+        backend = TorchBackend(demo_spec, **settings)  # type: ignore[arg-type]
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()
+
+
+@pytest.fixture
+def backend(make_backend: MakeBackend) -> TorchBackend:
+    return make_backend()
+
+
+async def collect(stream: AsyncIterator[StreamEvent]) -> tuple[list[TextDelta], StreamEnd]:
+    deltas: list[TextDelta] = []
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            deltas.append(event)
+        else:
+            return deltas, event
+    raise AssertionError("no StreamEnd")
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def first_event(
+    backend: TorchBackend, params: GenerationParams
+) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+    """A stream that has started generating (its first event has arrived)."""
+    stream = backend.stream(TEXT, params)
+    await anext(stream)
+    try:
+        yield stream
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("prompt", [CHAT, TEXT], ids=["chat", "text"])
+async def test_greedy_equals_model_generate(backend: TorchBackend, prompt: Prompt) -> None:
+    ids = backend._encode(prompt)
+    out = backend.model.generate(torch.tensor([ids]), max_new_tokens=48, do_sample=False)
+    expected_ids = out[0, len(ids) :].tolist()
+    completion = await backend.generate(prompt, GenerationParams(max_tokens=48, temperature=0))
+    assert completion.text == backend.tokenizer.decode(expected_ids, skip_special_tokens=True)
+    assert completion.completion_tokens == len(expected_ids)
+
+
+async def test_prompt_tokens_are_exact(backend: TorchBackend) -> None:
+    expected = backend.tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    assert await backend.count_tokens(CHAT) == len(expected)
+    _, end = await collect(backend.stream(CHAT, GenerationParams(max_tokens=5)))
+    assert end.prompt_tokens == len(expected)
+    assert await backend.count_tokens(TEXT) == len(backend.tokenizer("Once upon a time").input_ids)
+
+
+async def test_length_finish_counts_every_token(backend: TorchBackend) -> None:
+    deltas, end = await collect(backend.stream(CHAT, GenerationParams(max_tokens=17, seed=3)))
+    assert end.finish_reason is FinishReason.LENGTH
+    assert end.completion_tokens == 17
+    assert sum(d.tokens for d in deltas) <= 17
+    assert all(d.text for d in deltas)
+
+
+async def test_same_seed_same_text(backend: TorchBackend) -> None:
+    params = GenerationParams(max_tokens=40, temperature=1.0, seed=42)
+    first = await backend.generate(CHAT, params)
+    again = await backend.generate(CHAT, params)
+    other = await backend.generate(CHAT, GenerationParams(max_tokens=40, seed=43))
+    assert first == again
+    assert other.text != first.text
+
+
+async def test_seed_reproduces_inside_a_batch(backend: TorchBackend) -> None:
+    alone = [
+        await backend.generate(CHAT, GenerationParams(max_tokens=32, seed=s)) for s in range(4)
+    ]
+    together = await asyncio.gather(
+        *(backend.generate(CHAT, GenerationParams(max_tokens=32, seed=s)) for s in range(4))
+    )
+    assert [c.text for c in together] == [c.text for c in alone]
+
+
+async def test_stop_string_across_token_boundaries(backend: TorchBackend) -> None:
+    params = GenerationParams(max_tokens=60, temperature=1.0, seed=5)
+    deltas, _ = await collect(backend.stream(CHAT, params))
+    # A stop string straddling two deltas (so two tokens) of the unconstrained output.
+    joint = next(i for i in range(1, len(deltas)) if len(deltas[i - 1].text + deltas[i].text) > 3)
+    before = "".join(d.text for d in deltas[: joint - 1])
+    stop = deltas[joint - 1].text[-2:] + deltas[joint].text[:2]
+    full = before + deltas[joint - 1].text + deltas[joint].text
+    expected = full[: full.find(stop)]
+
+    stopped, end = await collect(backend.stream(CHAT, replace(params, stop=(stop, "never-seen"))))
+    assert end.finish_reason is FinishReason.STOP
+    text = "".join(d.text for d in stopped)
+    assert text == expected
+    assert stop not in text
+
+
+async def test_concurrent_requests_are_batched(backend: TorchBackend) -> None:
+    results = await asyncio.gather(
+        *(backend.generate(TEXT, GenerationParams(max_tokens=40, seed=i)) for i in range(4))
+    )
+    assert all(r.completion_tokens == 40 for r in results)
+    assert backend.max_rows_per_step > 1
+    assert backend.status().details["max_rows_per_step"] == str(backend.max_rows_per_step)
+
+
+async def test_full_queue_is_refused_and_reported(make_backend: MakeBackend) -> None:
+    backend = make_backend(max_batch_size=1, max_queue=1)
+    async with first_event(backend, LONG):
+        waiting = asyncio.create_task(backend.generate(TEXT, GenerationParams(max_tokens=3)))
+        await wait_until(lambda: backend.status().queue_depth == 1)
+        with pytest.raises(Overloaded, match="busy"):
+            await backend.generate(TEXT, GenerationParams(max_tokens=3))
+    # Closing the running stream frees the only row, so the waiting request runs.
+    assert (await waiting).completion_tokens == 3
+
+
+async def test_cancelled_waiting_request_frees_its_queue_slot(make_backend: MakeBackend) -> None:
+    backend = make_backend(max_batch_size=1, max_queue=1)
+    async with first_event(backend, LONG):
+        waiting = asyncio.create_task(backend.generate(TEXT, GenerationParams(max_tokens=3)))
+        await wait_until(lambda: backend.status().queue_depth == 1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert backend.status().queue_depth == 0
+        replacement = asyncio.create_task(backend.generate(TEXT, GenerationParams(max_tokens=3)))
+        await wait_until(lambda: backend.status().queue_depth == 1)
+    assert (await replacement).completion_tokens == 3
+
+
+async def test_closed_stream_leaves_the_batch(backend: TorchBackend) -> None:
+    async with first_event(backend, LONG):
+        await wait_until(lambda: backend.status().details["active"] == "1")
+    await wait_until(lambda: backend.status().details["active"] == "0")
+    steps = backend.steps
+    await asyncio.sleep(0.05)
+    assert backend.steps == steps
+
+
+async def test_timeout_stops_generation(make_backend: MakeBackend) -> None:
+    backend = make_backend(request_timeout_s=0.05)
+    with pytest.raises(GenerationTimeout, match=r"longer than 0\.05s"):
+        await backend.generate(TEXT, LONG)
+    await wait_until(lambda: backend.status().details["active"] == "0")
+
+
+async def test_context_length_is_enforced(backend: TorchBackend) -> None:
+    with pytest.raises(ContextLengthExceeded):
+        await backend.generate(TEXT, GenerationParams(max_tokens=600))
+
+
+async def test_closed_backend_refuses(backend: TorchBackend) -> None:
+    await backend.close()
+    assert not backend.status().ready
+    with pytest.raises(Unavailable):
+        await backend.generate(TEXT, GenerationParams(max_tokens=3))
+
+
+def test_unavailable_device_is_a_clear_error(demo_spec: ModelSpec) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        TorchBackend(replace(demo_spec, device="cuda"))
