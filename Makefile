@@ -84,7 +84,8 @@ fmt: $(STAMP) ## Format and auto-fix
 	@$(BIN)/ruff check --fix src tests bench migrations
 
 bench: $(STAMP) test-services ## Run the benchmarks; tables printed and written to bench/results/
-	@$(BIN)/python -m bench
+	@scripts/install-bench-tools.sh
+	@$(BIN)/python -m bench $(BENCH)
 
 soak: $(STAMP) test-services ## Heavier reliability runs (replicas, faults)
 	@LLMSERVER_SOAK=1 $(BIN)/pytest tests/integration/reliability -m "slow or not slow" $(PYTEST_ARGS)

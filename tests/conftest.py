@@ -54,27 +54,20 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-# --- A live LLM Server process on the demo model (the lead's section) -----------------
+# --- A live LLM Server process on the demo model ---------------------------------------
 
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import httpx  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-TEST_SECRET = "live-server-test-secret-" + "x" * 24
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from livesupport import (  # noqa: E402
+    TEST_SECRET,
+    LiveServer,
+    free_port,
+    issue_keys,
+    migrate,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -83,142 +76,6 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from llmserver.adapters.inference.demo_model import build_demo_model
 
     return build_demo_model(tmp_path_factory.mktemp("models") / "demo-tiny-llama", size="tiny")
-
-
-@dataclass
-class IssuedKeys:
-    admin: str
-    user: str
-    playground: str
-    revoked: str
-    ids: dict[str, str] = field(default_factory=dict)
-
-
-async def _issue_keys(database_url: str, secret: str) -> IssuedKeys:
-    from llmserver.adapters.sql.database import SqlDatabase
-    from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
-
-    hasher = KeyHasher(secret)
-    database = SqlDatabase.from_url(database_url)
-    now = datetime.now(UTC)
-    plain: dict[str, str] = {}
-    ids: dict[str, str] = {}
-    try:
-        for name, role, rpm, quota in (
-            ("admin", Role.ADMIN, None, None),
-            ("user", Role.USER, 600, 5_000_000),
-            ("playground", Role.PLAYGROUND, 600, 1_000_000),
-            ("revoked", Role.USER, None, None),
-        ):
-            issued = generate_key()
-            key = ApiKey(
-                id=uuid.uuid4().hex,
-                name=f"test-{name}",
-                prefix=issued.prefix,
-                key_hash=hasher.hash(issued.plaintext),
-                role=role,
-                created_at=now,
-                rpm_limit=rpm,
-                quota_tokens=quota,
-            )
-            await database.keys.add(key)
-            if name == "revoked":
-                await database.keys.revoke(key.id, now)
-            plain[name] = issued.plaintext
-            ids[name] = key.id
-    finally:
-        await database.dispose()
-    return IssuedKeys(ids=ids, **plain)
-
-
-@dataclass
-class LiveServer:
-    base_url: str
-    keys: IssuedKeys
-    database_url: str
-    log_path: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-
-    @property
-    def admin_key(self) -> str:
-        return self.keys.admin
-
-    @property
-    def user_key(self) -> str:
-        return self.keys.user
-
-    @property
-    def playground_key(self) -> str:
-        return self.keys.playground
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def server_env(database_url: str, demo_model_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
-    env.update(
-        {
-            "LLMSERVER_ENV": "test",
-            "LLMSERVER_SERVER_SECRET": TEST_SECRET,
-            "LLMSERVER_DATABASE_URL": database_url,
-            "LLMSERVER_DEMO_MODEL_DIR": str(demo_model_dir),
-            "LLMSERVER_LOG_FORMAT": "json",
-            "LLMSERVER_LOG_FLUSH_MS": "50",
-            "LLMSERVER_UI_DIST_DIR": str(REPO / "frontend" / "dist"),
-            "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def start_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    url = f"http://127.0.0.1:{port}/readyz"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"server not ready within 120 s:\n{log_path.read_text()}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def migrate(database_url: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "llmserver.cli", "migrate"],
-        env=env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -230,7 +87,7 @@ def live_server(
     database_url = f"sqlite+aiosqlite:///{root / 'llmserver.db'}"
     env = server_env(database_url, demo_model_dir)
     migrate(database_url, env)
-    keys = asyncio.run(_issue_keys(database_url, TEST_SECRET))
+    keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
     port = free_port()
     log_path = root / "server.log"
     process = start_server(env, log_path, port)

@@ -8,6 +8,7 @@ request-log batcher, loads the models (in the background, so ``/healthz`` answer
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,7 +39,8 @@ from llmserver.app.services import STATE_KEY, ReadinessCheck, Services, services
 from llmserver.app.settings import Settings
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
-from llmserver.domain.keys import KeyHasher
+from llmserver.domain.key_admin import KeyAdmin
+from llmserver.domain.keys import KeyHasher, Role
 from llmserver.domain.ports import Clock, HotCache, ModelBackends, RateLimitStore
 from llmserver.domain.registry import ModelRegistry, ModelSpec, profile_models
 
@@ -97,13 +99,34 @@ def _models_check(backends: ModelBackends) -> ReadinessCheck:
     return lambda: _check("models", probe)
 
 
-def _bootstrap_hint(count: int) -> None:
-    if count == 0:
-        log.warning(
-            "no_api_keys",
-            hint="create the first admin key with `make seed-key` "
-            "(or `llmserver keys create --name admin --role admin`)",
-        )
+async def _bootstrap(key_admin: KeyAdmin, settings: Settings) -> None:
+    """On a store with no keys at all: create the first admin key if asked, else say how."""
+    try:
+        if settings.bootstrap_admin:
+            created = await key_admin.create_first_admin()
+            if created is not None:
+                key, plaintext = created
+                log.info("first_admin_key_created", key_prefix=key.prefix)
+                # The secret goes to the terminal once, never through the logger.
+                print_secret(
+                    "\n  First admin API key (shown once, store it now):\n"
+                    f"    {plaintext}\n"
+                    "  Try: curl -H 'Authorization: Bearer <key>' http://HOST:PORT/v1/models\n"
+                )
+            return
+        if not await key_admin.list():
+            log.warning(
+                "no_api_keys",
+                hint="create the first admin key with `make seed-key` "
+                "(or `llmserver keys create --name admin --role admin`)",
+            )
+    except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
+        log.warning("key_store_unavailable", error=f"{type(exc).__name__}: {exc}")
+
+
+def print_secret(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 @asynccontextmanager
@@ -143,7 +166,7 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         )
         await batcher.start()
         stack.push_async_callback(batcher.close)
-        metrics.set_batcher_source(lambda: (batcher.queue_size, batcher.last_flush_seconds))
+        metrics.set_batcher_source(lambda: (batcher.queue_size, batcher.last_flush_seconds or 0.0))
 
         backends = overrides.backends
         if backends is None:
@@ -170,9 +193,12 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
                 cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
             ),
         )
+        key_admin = KeyAdmin(database.keys, database.usage, hasher, clock)
+        await _check_ui_key(settings, gateway)
         app.state[STATE_KEY] = Services(
             settings=settings,
             gateway=gateway,
+            key_admin=key_admin,
             keys=database.keys,
             usage=database.usage,
             logs=database.logs,
@@ -182,16 +208,33 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             metrics=metrics,
             started_at=int(time.time()),
             checks=checks,
+            log_queue_full=lambda: batcher.full,
         )
-        try:
-            _bootstrap_hint(len(await database.keys.list()))
-        except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
-            log.warning("key_store_unavailable", error=f"{type(exc).__name__}: {exc}")
+        await _bootstrap(key_admin, settings)
         log.info("started", version=__version__, models=[s.id for s in specs])
         try:
             yield
         finally:
             log.info("shutting_down", queued_log_rows=batcher.queue_size)
+
+
+class UiKeyRefused(RuntimeError):
+    pass
+
+
+async def _check_ui_key(settings: Settings, gateway: Gateway) -> None:
+    """The key injected into /ui is visible to anyone who opens the page: never an admin's."""
+    if settings.ui_key is None:
+        return
+    try:
+        principal = await gateway.authenticate(settings.ui_key)
+    except Exception as exc:
+        raise UiKeyRefused(f"LLMSERVER_UI_KEY is not a usable key: {exc}") from None
+    if principal.key.role not in (Role.PLAYGROUND, Role.USER):
+        raise UiKeyRefused(
+            "LLMSERVER_UI_KEY must be a key with the playground or user role, "
+            f"not {principal.key.role.value}: it is visible to everyone who opens /ui."
+        )
 
 
 async def _start_models(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmserver.domain.gateway import Gateway
+from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.ports import KeyStore, ModelBackends, RequestLogReader, UsageStore
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ STATE_KEY = "llmserver"
 class Services:
     settings: Settings
     gateway: Gateway
+    key_admin: KeyAdmin
     keys: KeyStore
     usage: UsageStore
     logs: RequestLogReader
@@ -37,6 +39,7 @@ class Services:
     metrics: Metrics | None
     started_at: int
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    log_queue_full: Callable[[], bool] = lambda: False
 
     async def readiness(self) -> dict[str, tuple[bool, str | None]]:
         names = list(self.checks)

@@ -123,7 +123,7 @@ class StreamSession:
     events: AsyncIterator[StreamEvent]
 
 
-LogSubmit = Callable[[RequestLog], None]
+LogSubmit = Callable[[RequestLog], object]
 """Hands a request-log row to the write-behind batcher; must not block."""
 
 

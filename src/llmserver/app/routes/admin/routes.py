@@ -13,8 +13,7 @@ from llmserver.app.auth import authenticate_admin
 from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
-from llmserver.domain.errors import NotFound
-from llmserver.domain.keys import DEFAULT_ROLES, ApiKey
+from llmserver.domain.keys import DEFAULT_ROLES
 from llmserver.domain.logs import LogQuery
 from llmserver.domain.quota import period_of
 
@@ -24,13 +23,6 @@ _CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
 async def _admin(request: Request[Any, Any, Any]) -> Services:
     await authenticate_admin(request)
     return services_of(request)
-
-
-async def _find_key(services: Services, id_or_prefix: str) -> ApiKey:
-    key = await services.keys.get(id_or_prefix) or await services.keys.find_by_prefix(id_or_prefix)
-    if key is None:
-        raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
-    return key
 
 
 @post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
@@ -51,22 +43,19 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
 @get("/keys", summary="List API keys (never their secrets)")
 async def list_keys(request: Request[Any, Any, Any]) -> v.KeyList:
     services = await _admin(request)
-    return v.KeyList([v.KeyView.of(k) for k in await services.keys.list()])
+    return v.KeyList([v.KeyView.of(k) for k in await services.key_admin.list()])
 
 
 @get("/keys/{key_id:str}", summary="Show one API key")
 async def show_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     services = await _admin(request)
-    return v.KeyView.of(await _find_key(services, key_id))
+    return v.KeyView.of(await services.key_admin.find(key_id))
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke an API key")
 async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     services = await _admin(request)
-    key = await _find_key(services, key_id)
-    revoked = await services.keys.revoke(key.id, services.clock.now())
-    assert revoked is not None
-    return v.KeyView.of(revoked)
+    return v.KeyView.of(await services.key_admin.revoke(key_id))
 
 
 @get("/usage", summary="Token usage per key and month")
@@ -78,10 +67,8 @@ async def usage(
     ] = None,
 ) -> v.UsageList:
     services = await _admin(request)
-    if key_id is not None:
-        key_id = (await _find_key(services, key_id)).id
     chosen = period or (None if key_id else period_of(services.clock.now()))
-    records = await services.usage.list(key_id=key_id, period=chosen)
+    records = await services.key_admin.usage(key_id, chosen)
     return v.UsageList([v.UsageView.of(r) for r in records])
 
 

@@ -12,6 +12,7 @@ from llmserver.app.errors import rate_headers
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
 from llmserver.app.services import services_of
+from llmserver.domain.errors import Overloaded
 from llmserver.domain.gateway import Outcome, StreamSession
 from llmserver.domain.registry import ModelSpec
 
@@ -34,6 +35,10 @@ def _headers(cache_status: str, rate: Any) -> dict[str, str]:
 async def _run(request: Request[Any, Any, Any], *, chat: bool) -> Response[Any] | Stream:
     services = services_of(request)
     principal = await authenticate(request)
+    if services.log_queue_full():
+        # Back-pressure instead of dropping request-log rows: refuse new work until the
+        # batcher catches up (the database is slow or down).
+        raise Overloaded("The request log is backed up; retry shortly.", retry_after=1.0)
     raw = await request.body()
     body: p.ChatCompletionRequest | p.CompletionRequest = serving.decode(
         p.CHAT_DECODER if chat else p.COMPLETION_DECODER, raw

@@ -1,0 +1,24 @@
+"""`python -m bench [gateway|inference ...]`: run the benchmarks, print tables, save results."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = {"gateway": "bench.gateway_bench", "inference": "bench.inference_bench"}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(BENCHES)
+    unmet = []
+    for name in chosen:
+        print(f"== benchmark: {name}", flush=True)
+        targets = importlib.import_module(BENCHES[name]).run()
+        unmet += [t.name for t in targets if not t.met]
+    if unmet:
+        print("targets not met: " + "; ".join(unmet), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,160 @@
+"""Starting real LLM Server processes for tests (used by tests/conftest.py fixtures)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_SECRET = "live-server-test-secret-" + "x" * 24
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class IssuedKeys:
+    admin: str
+    user: str
+    playground: str
+    revoked: str
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+async def issue_keys(database_url: str, secret: str) -> IssuedKeys:
+    from llmserver.adapters.sql.database import SqlDatabase
+    from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
+
+    hasher = KeyHasher(secret)
+    database = SqlDatabase.from_url(database_url)
+    now = datetime.now(UTC)
+    plain: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    try:
+        for name, role, rpm, quota in (
+            ("admin", Role.ADMIN, None, None),
+            ("user", Role.USER, 600, 5_000_000),
+            ("playground", Role.PLAYGROUND, 600, 1_000_000),
+            ("revoked", Role.USER, None, None),
+        ):
+            issued = generate_key()
+            key = ApiKey(
+                id=uuid.uuid4().hex,
+                name=f"test-{name}",
+                prefix=issued.prefix,
+                key_hash=hasher.hash(issued.plaintext),
+                role=role,
+                created_at=now,
+                rpm_limit=rpm,
+                quota_tokens=quota,
+            )
+            await database.keys.add(key)
+            if name == "revoked":
+                await database.keys.revoke(key.id, now)
+            plain[name] = issued.plaintext
+            ids[name] = key.id
+    finally:
+        await database.dispose()
+    return IssuedKeys(ids=ids, **plain)
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    keys: IssuedKeys
+    database_url: str
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def admin_key(self) -> str:
+        return self.keys.admin
+
+    @property
+    def user_key(self) -> str:
+        return self.keys.user
+
+    @property
+    def playground_key(self) -> str:
+        return self.keys.playground
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def server_env(database_url: str, demo_model_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    env.update(
+        {
+            "LLMSERVER_ENV": "test",
+            "LLMSERVER_SERVER_SECRET": TEST_SECRET,
+            "LLMSERVER_DATABASE_URL": database_url,
+            "LLMSERVER_DEMO_MODEL_DIR": str(demo_model_dir),
+            "LLMSERVER_LOG_FORMAT": "json",
+            "LLMSERVER_LOG_FLUSH_MS": "50",
+            "LLMSERVER_UI_DIST_DIR": str(REPO / "frontend" / "dist"),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    url = f"http://127.0.0.1:{port}/readyz"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"server not ready within 120 s:\n{log_path.read_text()}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def migrate(database_url: str, env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "llmserver.cli", "migrate"],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
