@@ -224,7 +224,7 @@ export function App({ config }: { config: UiConfig }) {
                 <p>
                   {key.key
                     ? "Pick a model above, write a message below and watch the reply stream in."
-                    : "Paste an API key in Settings, pick a model, and send a message."}
+                    : "Paste an API key, pick a model, and send a message."}
                 </p>
                 <div className="suggestions">
                   {SUGGESTIONS.map((text) => (
