@@ -97,12 +97,16 @@ def wrk(port: int, key: str, *, unique: bool, duration: int = DURATION_S) -> dic
         text=True,
         check=True,
     ).stdout
-    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    line = next(row for row in out.splitlines() if row.startswith("WRK_JSON "))
     result: dict[str, float] = json.loads(line.removeprefix("WRK_JSON "))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     if result["non2xx"] or result["socket_errors"]:
         raise RuntimeError(f"benchmark requests failed: {result}")
     return result
+
+
+def describe(r: dict[str, float]) -> str:
+    return f"{r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms"
 
 
 def run() -> list[Target]:
@@ -149,10 +153,10 @@ def run() -> list[Target]:
         Target("cache-hit p50 / bare p50", hit["p50_us"] / base["p50_us"], 1.5, "<="),
     ]
     measurements = {
-        "bare route": f"{base['rps']:.0f} req/s, p50 {base['p50_us'] / 1000:.2f} ms, p99 {base['p99_us'] / 1000:.2f} ms",
-        "gateway, cache miss": f"{miss['rps']:.0f} req/s, p50 {miss['p50_us'] / 1000:.2f} ms, p99 {miss['p99_us'] / 1000:.2f} ms",
-        "gateway, cache hit": f"{hit['rps']:.0f} req/s, p50 {hit['p50_us'] / 1000:.2f} ms, p99 {hit['p99_us'] / 1000:.2f} ms",
-        "load": f"wrk 2 threads, {CONNECTIONS} connections, {DURATION_S} s per scenario, same machine",
+        "bare route": describe(base),
+        "gateway, cache miss": describe(miss),
+        "gateway, cache hit": describe(hit),
+        "load": f"wrk 2 threads, {CONNECTIONS} connections, {DURATION_S} s each, same machine",
     }
     save(
         "gateway",

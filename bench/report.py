@@ -29,7 +29,8 @@ class Target:
 def machine() -> str:
     import os
 
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {python}"
 
 
 def progress(message: str) -> None:
