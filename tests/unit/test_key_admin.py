@@ -173,7 +173,7 @@ async def test_a_prefix_collision_draws_a_new_key(
     second, _ = await admin.create(name="second")
 
     assert calls == 2
-    assert [k.name for k in await admin.list()] == ["first", "second"]
+    assert sorted(k.name for k in await admin.list()) == ["first", "second"]
     assert second.id != first.id
 
 
