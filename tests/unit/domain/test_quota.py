@@ -154,7 +154,7 @@ class QuotaMachine(RuleBasedStateMachine):
             assert record.reserved_tokens == self.held.get(slot, 0)
 
 
-QuotaMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+QuotaMachine.TestCase.settings = settings(stateful_step_count=25)
 TestQuotaStore = QuotaMachine.TestCase
 
 
@@ -163,7 +163,6 @@ TestQuotaStore = QuotaMachine.TestCase
 outcome_kinds = st.sampled_from(["ok", "fail", "cancel", "short"])
 
 
-@settings(max_examples=25)
 @given(
     quota=st.integers(0, 80),
     requests=st.lists(st.tuples(st.integers(1, 12), outcome_kinds), min_size=1, max_size=12),
