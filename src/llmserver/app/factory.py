@@ -59,9 +59,9 @@ class Overrides:
 def model_specs(settings: Settings) -> list[ModelSpec]:
     specs = list(profile_models(settings.profile, demo_model_dir=settings.demo_model_dir))
     if settings.models_file:
-        from llmserver.adapters.inference.model_config import load_model_config
+        from llmserver.adapters.inference.model_config import load_model_specs
 
-        specs.extend(load_model_config(Path(settings.models_file)))
+        specs.extend(load_model_specs(Path(settings.models_file)))
     return specs
 
 
@@ -240,24 +240,25 @@ async def _check_ui_key(settings: Settings, gateway: Gateway) -> None:
 async def _start_models(
     stack: AsyncExitStack, specs: Sequence[ModelSpec], settings: Settings, metrics: Metrics
 ) -> ModelBackends:
-    from llmserver.adapters.inference.manager import MultiModelManager
+    from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
 
     manager = MultiModelManager(
         specs,
-        torch_threads=settings.torch_threads,
-        max_batch_size=settings.max_batch_size,
-        max_queue=settings.max_queue,
-        request_timeout_s=settings.request_timeout_s,
+        options=BackendOptions(
+            threads=settings.torch_threads,
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            request_timeout_s=settings.request_timeout_s,
+        ),
     )
 
-    def progress(event: str, **fields: Any) -> None:
-        log.info(event, **fields)
-        if event == "model_loaded":
-            metrics.model_loaded(fields["model"], fields["seconds"], True)
-        elif event == "model_load_failed":
-            metrics.model_loaded(fields["model"], fields.get("seconds", 0.0), False)
+    async def load() -> None:
+        await manager.load_all(progress=lambda message: log.info("model_loading", detail=message))
+        seconds = manager.load_seconds
+        for status in manager.statuses():
+            metrics.model_loaded(status.model_id, seconds.get(status.model_id, 0.0), status.ready)
 
-    loading = asyncio.create_task(manager.load_all(progress=progress))
+    loading = asyncio.create_task(load())
 
     async def stop() -> None:
         loading.cancel()
