@@ -73,7 +73,7 @@ def vars_of(p: GenerationParams) -> dict[str, Any]:
 def test_an_absent_parameter_equals_its_default(explicit: dict[str, Any]) -> None:
     absent = generation_params(SPEC, ask())
     given_explicitly = generation_params(SPEC, ask(**explicit))
-    key = {"model_id": SPEC.id, "revision": SPEC.revision, "prompt": ask().prompt}
+    key: dict[str, Any] = {"model_id": SPEC.id, "revision": SPEC.revision, "prompt": ask().prompt}
     assert cache_key(**key, params=absent) == cache_key(**key, params=given_explicitly)
 
 
@@ -119,20 +119,20 @@ def test_any_change_to_any_field_changes_the_key(
 
 
 def test_adding_a_message_changes_the_key() -> None:
-    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
     one = Prompt(messages=(ChatMessage("user", "hi"),))
     two = Prompt(messages=(ChatMessage("system", ""), ChatMessage("user", "hi")))
     assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)
 
 
 def test_a_chat_and_a_text_prompt_with_the_same_words_differ() -> None:
-    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
     chat = cache_key(**common, prompt=Prompt(messages=(ChatMessage("user", "hi"),)))
     assert chat != cache_key(**common, prompt=Prompt(text="hi"))
 
 
 def test_message_boundaries_are_part_of_the_key() -> None:
-    common = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
     one = Prompt(messages=(ChatMessage("user", "ab"),))
     two = Prompt(messages=(ChatMessage("user", "a"), ChatMessage("user", "b")))
     assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)

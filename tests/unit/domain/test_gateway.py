@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -265,7 +266,7 @@ async def test_cache_hits_can_be_charged_by_policy() -> None:
     ids=["opted-out", "sampled", "sampled-without-seed"],
 )
 async def test_opted_out_or_non_deterministic_requests_bypass_the_cache(
-    request_fields: dict[str, object],
+    request_fields: dict[str, Any],
 ) -> None:
     world = World()
     principal = await world.principal()

@@ -108,7 +108,7 @@ def test_verification_compares_in_constant_time(monkeypatch: pytest.MonkeyPatch)
         compared.append((a, b))
         return compare_digest(a, b)
 
-    monkeypatch.setattr(keys.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     hasher = KeyHasher(SECRET)
     stored = hasher.hash("llms_abcdefghijkl_0123456789abcdefghij")
     assert not hasher.verify("llms_abcdefghijkl_0123456789abcdefghiX", stored)
