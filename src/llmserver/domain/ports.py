@@ -169,25 +169,37 @@ class ModelBackends(Protocol):
 
 
 class Telemetry(Protocol):
-    """Events of the use case that operators watch (metrics implement this)."""
+    """Events of the use case that operators watch (metrics implement this).
+
+    The gateway reports each event once: per request for lookups, refusals and tokens,
+    per backend call for generations and backend errors (a shared single-flight
+    inference counts once however many requests it answers).
+    """
 
     def cache_lookup(self, layer: str, hit: bool) -> None:
         """``layer`` is ``hot`` or ``durable``."""
         ...
 
     def refused(self, cause: str) -> None:
-        """A request refused by policy: ``rpm``, ``quota``, ``queue_full``, ..."""
+        """A request refused by policy: ``rpm``, ``quota``, ``context_length``, or
+        ``queue_full`` (the backend raised ``Overloaded``)."""
         ...
 
-    def tokens(self, model: str, prompt: int, completion: int) -> None: ...
+    def tokens(self, model: str, prompt: int, completion: int) -> None:
+        """The usage of a successful request, cache hits included."""
+        ...
 
-    def first_token(self, model: str, seconds: float) -> None: ...
+    def first_token(self, model: str, seconds: float) -> None:
+        """From admission to the first generated delta of a stream (not cache replays)."""
+        ...
 
     def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
         """A finished generation (for time per output token)."""
         ...
 
-    def backend_error(self, model: str, kind: str) -> None: ...
+    def backend_error(self, model: str, kind: str) -> None:
+        """A backend call failed; ``kind`` is the error code or exception class name."""
+        ...
 
 
 class NullTelemetry:
