@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 import pytest
@@ -42,11 +42,23 @@ def drop_test_database(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway database for this test session, dropped at the end."""
-    url = create_test_database()
-    yield url
-    drop_test_database(url)
+def make_postgres_database() -> Iterator[Callable[[], str]]:
+    """Creates throwaway databases on demand; all are dropped at the end of the session."""
+    created: list[str] = []
+
+    def make() -> str:
+        created.append(create_test_database())
+        return created[-1]
+
+    yield make
+    for url in created:
+        drop_test_database(url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(make_postgres_database: Callable[[], str]) -> str:
+    """A throwaway database for this test session (``postgresql+asyncpg://`` URL)."""
+    return make_postgres_database()
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +73,7 @@ from pathlib import Path  # noqa: E402
 from livesupport import (  # noqa: E402
     TEST_SECRET,
     LiveServer,
+    find_key_secrets,
     free_port,
     issue_keys,
     migrate,
@@ -93,3 +106,7 @@ def live_server(
     process = start_server(env, log_path, port)
     yield LiveServer(f"http://127.0.0.1:{port}", keys, database_url, log_path, env, process)
     stop_server(process)
+    # After the whole session: no API key secret may appear in the logs or the database.
+    leaks = find_key_secrets([log_path, *root.glob("llmserver.db*")])
+    if leaks:
+        pytest.fail(f"API key secrets leaked into {sorted(leaks)}")

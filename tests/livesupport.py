@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,14 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SECRET = "live-server-test-secret-" + "x" * 24
+
+
+KEY_PATTERN = re.compile(rb"llms_[a-z0-9]{12}_[A-Za-z0-9_-]{16,}")
+
+
+def find_key_secrets(paths: list[Path]) -> set[str]:
+    """Files among ``paths`` that contain anything shaped like a full API key."""
+    return {str(p) for p in paths if p.is_file() and KEY_PATTERN.search(p.read_bytes())}
 
 
 def free_port() -> int:
