@@ -8,6 +8,7 @@ connection it is handed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,17 @@ def script_location() -> Path:
     return packaged if packaged.is_dir() else here.parents[4] / "migrations"
 
 
-def _config(connection: Connection | None = None, progress: Progress | None = None) -> Config:
+def _config(
+    connection: Connection | None = None,
+    progress: Progress | None = None,
+    extra_version_path: Path | None = None,
+) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location()))
+    if extra_version_path is not None:
+        config.set_main_option("path_separator", "os")
+        locations = [script_location() / "versions", extra_version_path]
+        config.set_main_option("version_locations", os.pathsep.join(map(str, locations)))
     config.attributes["connection"] = connection
     config.attributes["progress"] = progress
     return config
@@ -46,13 +55,16 @@ def current_revision(connection: Connection) -> str | None:
 
 
 async def _run(
-    url: str, progress: Progress | None, alembic_command: Callable[[Config], Any]
+    url: str,
+    progress: Progress | None,
+    alembic_command: Callable[[Config], Any],
+    extra_version_path: Path | None = None,
 ) -> Any:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(
-                lambda sync_conn: alembic_command(_config(sync_conn, progress))
+                lambda sync_conn: alembic_command(_config(sync_conn, progress, extra_version_path))
             )
     finally:
         await engine.dispose()
@@ -70,7 +82,12 @@ async def revision(
     url: str, message: str, *, autogenerate: bool = True, version_path: Path | None = None
 ) -> Path:
     """Write a new revision script (compared against the database at ``url`` when
-    autogenerating, so migrate that database to head first) and return its path."""
+    autogenerating, so migrate that database to head first) and return its path.
+
+    ``version_path`` writes it elsewhere than ``migrations/versions`` (tests use this).
+    """
+    if version_path is not None:
+        version_path.mkdir(parents=True, exist_ok=True)
 
     def make(config: Config) -> Path:
         script = command.revision(
@@ -83,5 +100,5 @@ async def revision(
         assert not isinstance(script, list)
         return Path(script.path)
 
-    result: Path = await _run(url, None, make)
+    result: Path = await _run(url, None, make, version_path)
     return result

@@ -1,0 +1,226 @@
+"""``llmserver keys``: API-key administration from the command line.
+
+The group reads ``ctx.obj.database_url`` and ``ctx.obj.server_secret`` (the parent
+command's settings object), so it mounts with ``cli.add_command(keys)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from llmserver.adapters.clock import SystemClock
+from llmserver.adapters.sql import SqlDatabase
+from llmserver.domain.errors import GatewayError
+from llmserver.domain.key_admin import KeyAdmin, key_state
+from llmserver.domain.keys import ApiKey, KeyHasher, Role
+from llmserver.domain.quota import UsageRecord
+
+T = TypeVar("T")
+
+
+class KeysSettings(Protocol):
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def server_secret(self) -> str: ...
+
+
+def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
+    settings: KeysSettings = ctx.obj
+
+    async def run() -> T:
+        db = SqlDatabase.from_url(settings.database_url)
+        try:
+            admin = KeyAdmin(db.keys, db.usage, KeyHasher(settings.server_secret), SystemClock())
+            return await use(admin)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from None
+    except DBAPIError as exc:
+        raise click.ClickException(
+            f"database error ({type(exc.orig).__name__}: {exc.orig}); "
+            "if the schema is missing, run `llmserver migrate`"
+        ) from None
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat(timespec="seconds")
+
+
+def _key_dict(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "role": key.role.value,
+        "state": key_state(key, SystemClock().now()).value,
+        "quota_tokens": key.quota_tokens,
+        "rpm_limit": key.rpm_limit,
+        "allowed_models": list(key.allowed_models),
+        "created_at": _iso(key.created_at),
+        "expires_at": _iso(key.expires_at),
+        "revoked_at": _iso(key.revoked_at),
+        "last_used_at": _iso(key.last_used_at),
+    }
+
+
+def _usage_dict(record: UsageRecord) -> dict[str, Any]:
+    return {
+        "key_id": record.key_id,
+        "period": record.period,
+        "used_tokens": record.used_tokens,
+        "reserved_tokens": record.reserved_tokens,
+        "requests": record.requests,
+        "cache_hits": record.cache_hits,
+    }
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return ",".join(value) or "all"
+        return str(value)
+
+    cells = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    for line in [[c.upper() for c in columns], *cells]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _details(key: ApiKey) -> None:
+    for field, value in _key_dict(key).items():
+        shown = (",".join(value) or "all") if isinstance(value, list) else value
+        click.echo(f"{field + ':':<16}{'-' if shown is None else shown}")
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group("keys")
+def keys() -> None:
+    """Create, list, show and revoke API keys; show token usage."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for.")
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), default=Role.USER.value, show_default=True
+)
+@click.option("--quota-tokens", type=click.IntRange(min=0), help="Monthly tokens (role default).")
+@click.option("--rpm", type=click.IntRange(min=0), help="Requests per minute (role default).")
+@click.option("--models", default="", help="Comma-separated model ids (default: all).")
+@click.option("--expires", help="Lifetime such as 30d, 12h, 90m (default: never).")
+@_json_option
+@click.pass_context
+def create(
+    ctx: click.Context,
+    name: str,
+    role: str,
+    quota_tokens: int | None,
+    rpm: int | None,
+    models: str,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key and print its secret (shown only this once)."""
+    key, plaintext = _run(
+        ctx,
+        lambda admin: admin.create(
+            name=name,
+            role=role,
+            quota_tokens=quota_tokens,
+            rpm_limit=rpm,
+            allowed_models=models.split(","),
+            expires_in=expires,
+        ),
+    )
+    if as_json:
+        click.echo(json.dumps({"key": plaintext, "details": _key_dict(key)}))
+        return
+    _details(key)
+    click.echo(f"\n{plaintext}\n")
+    click.echo("Store this key now: it is shown only once and cannot be recovered.", err=True)
+
+
+@keys.command("list")
+@_json_option
+@click.pass_context
+def list_keys(ctx: click.Context, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    rows = [_key_dict(k) for k in _run(ctx, lambda admin: admin.list())]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no keys yet: create one with `llmserver keys create --name admin --role admin`")
+        return
+    _table(
+        rows,
+        [
+            "id",
+            "prefix",
+            "name",
+            "role",
+            "state",
+            "quota_tokens",
+            "rpm_limit",
+            "allowed_models",
+            "expires_at",
+            "last_used_at",
+        ],
+    )
+
+
+@keys.command("show")
+@click.argument("id_or_prefix")
+@_json_option
+@click.pass_context
+def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
+    """Show one key by id or prefix."""
+    key = _run(ctx, lambda admin: admin.find(id_or_prefix))
+    if as_json:
+        click.echo(json.dumps(_key_dict(key)))
+    else:
+        _details(key)
+
+
+@keys.command("revoke")
+@click.argument("id_or_prefix")
+@click.pass_context
+def revoke(ctx: click.Context, id_or_prefix: str) -> None:
+    """Revoke a key by id or prefix (idempotent)."""
+    key = _run(ctx, lambda admin: admin.revoke(id_or_prefix))
+    click.echo(f"revoked {key.id} ({key.prefix}) at {_iso(key.revoked_at)}")
+
+
+@keys.command("usage")
+@click.argument("id_or_prefix", required=False)
+@click.option("--period", help="YYYY-MM (default: every period).")
+@_json_option
+@click.pass_context
+def usage(ctx: click.Context, id_or_prefix: str | None, period: str | None, as_json: bool) -> None:
+    """Token usage per key and month."""
+    rows = [_usage_dict(r) for r in _run(ctx, lambda admin: admin.usage(id_or_prefix, period))]
+    if as_json:
+        click.echo(json.dumps(rows))
+    elif not rows:
+        click.echo("no usage recorded")
+    else:
+        _table(
+            rows,
+            ["key_id", "period", "used_tokens", "reserved_tokens", "requests", "cache_hits"],
+        )
