@@ -21,6 +21,7 @@ from llmserver.domain.gateway import GatewayPolicy, Outcome, Principal
 from llmserver.domain.inference import FinishReason
 from llmserver.domain.logs import CacheStatus
 
+from .fakes import FakeClock
 from .world import MODEL, World, ask, wait_until
 
 PROMPT_TOKENS = 5  # "what is six times seven"
@@ -120,6 +121,22 @@ async def test_quota_refusal_says_what_is_left_and_when_it_resets() -> None:
     fits = await world.gateway.complete(principal, ask(use_cache=False, max_tokens=5), "r3")
     assert fits.completion.total_tokens == 10
     assert (await world.usage_of(principal)).used_tokens == 20
+
+
+async def test_the_quota_starts_afresh_at_midnight_utc_on_the_first() -> None:
+    world = World(clock=FakeClock(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)))
+    principal = await world.principal(quota_tokens=13)
+    await world.gateway.complete(principal, ask(use_cache=False), "r1")
+    with pytest.raises(QuotaExceeded) as caught:
+        await world.gateway.complete(principal, ask(use_cache=False), "r2")
+    assert caught.value.reset_at == datetime(2027, 1, 1, tzinfo=UTC)
+
+    world.clock.advance(1)
+    await world.gateway.complete(principal, ask(use_cache=False), "r3")
+    december = await world.usage_of(principal, datetime(2026, 12, 1, tzinfo=UTC))
+    january = await world.usage_of(principal)
+    assert (december.period, december.used_tokens) == ("2026-12", 10)
+    assert (january.period, january.used_tokens) == ("2027-01", 10)
 
 
 async def test_a_prompt_too_long_for_the_context_is_refused_before_reserving() -> None:
