@@ -38,23 +38,21 @@ from typing import Any
 
 import torch
 
-from llmserver.adapters.inference.text import IncrementalDecoder, StopMatcher
-from llmserver.domain.errors import (
-    ContextLengthExceeded,
-    GenerationTimeout,
-    InvalidRequest,
-    Overloaded,
-    Unavailable,
+from llmserver.adapters.inference.generation import (
+    EventChannel,
+    TokenEvents,
+    check_request,
+    collect,
+    consume,
+    encode_prompt,
 )
+from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
-    FinishReason,
     GenerationParams,
     Prompt,
-    StreamEnd,
     StreamEvent,
-    TextDelta,
 )
 from llmserver.domain.registry import ModelSpec
 
@@ -100,24 +98,20 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 class _Request:
     prompt_ids: list[int]
     params: GenerationParams
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[StreamEvent | BaseException]
+    channel: EventChannel
+    events: TokenEvents
     deadline: float
-    decoder: IncrementalDecoder
-    stops: StopMatcher
     generator: torch.Generator | None
-    cancelled: bool = False
     length: int = 0
     """Real (unpadded) tokens in this row's KV cache."""
     last_token: int = 0
-    completion_tokens: int = 0
-    undelivered_tokens: int = 0
 
-    def deliver(self, event: StreamEvent | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the consumer's event loop is closed: nobody is listening
-            self.cancelled = True
+    @property
+    def gone(self) -> bool:
+        return self.channel.cancelled
+
+    def send(self, event: StreamEvent | BaseException) -> None:
+        self.channel.send(event)
 
 
 class _Batch:
@@ -234,42 +228,13 @@ class TorchBackend:
         return len(self._encode(prompt))
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        parts: list[str] = []
-        async for event in self.stream(prompt, params):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                return Completion(
-                    text="".join(parts),
-                    prompt_tokens=event.prompt_tokens,
-                    completion_tokens=event.completion_tokens,
-                    finish_reason=event.finish_reason,
-                )
-        raise RuntimeError("stream ended without StreamEnd")  # pragma: no cover
+        return await collect(self.stream(prompt, params))
 
-    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         ids = self._encode(prompt)
-        if len(ids) + params.max_tokens > self._context_length:
-            raise ContextLengthExceeded(
-                prompt_tokens=len(ids),
-                max_tokens=params.max_tokens,
-                context_length=self._context_length,
-            )
-        if params.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
-        request = self._submit(ids, params, loop, events)
-        try:
-            while True:
-                event = await events.get()
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
-                if isinstance(event, StreamEnd):
-                    return
-        finally:
-            self._cancel(request)
+        check_request(len(ids), params, self._context_length)
+        request = self._submit(ids, params, EventChannel(asyncio.get_running_loop()))
+        return consume(request.channel, lambda: self._forget(request))
 
     def status(self) -> BackendStatus:
         with self._cond:
@@ -298,27 +263,9 @@ class TorchBackend:
     # -- request side ---------------------------------------------------------------
 
     def _encode(self, prompt: Prompt) -> list[int]:
-        if prompt.messages is not None:
-            if not self.tokenizer.chat_template:
-                raise InvalidRequest(
-                    f"model {self._spec.id!r} has no chat template; use /v1/completions",
-                    param="model",
-                )
-            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-        else:
-            ids = self.tokenizer(prompt.text)["input_ids"]
-        return [int(i) for i in ids]
+        return encode_prompt(self.tokenizer, prompt, self._spec.id)
 
-    def _submit(
-        self,
-        ids: list[int],
-        params: GenerationParams,
-        loop: asyncio.AbstractEventLoop,
-        events: asyncio.Queue[StreamEvent | BaseException],
-    ) -> _Request:
+    def _submit(self, ids: list[int], params: GenerationParams, channel: EventChannel) -> _Request:
         generator = None
         if params.temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -327,11 +274,9 @@ class TorchBackend:
         request = _Request(
             prompt_ids=ids,
             params=params,
-            loop=loop,
-            events=events,
+            channel=channel,
+            events=TokenEvents(self._decode, params, len(ids), self._eos),
             deadline=time.monotonic() + self._timeout,
-            decoder=IncrementalDecoder(self._decode),
-            stops=StopMatcher(params.stop),
             generator=generator,
         )
         with self._cond:
@@ -346,9 +291,8 @@ class TorchBackend:
             self._cond.notify()
         return request
 
-    def _cancel(self, request: _Request) -> None:
+    def _forget(self, request: _Request) -> None:
         with self._cond:
-            request.cancelled = True
             # A waiting request frees its queue slot at once; an active row leaves the
             # batch at the worker's next step.
             if request in self._waiting:
@@ -360,7 +304,7 @@ class TorchBackend:
 
     def _eos_ids(self) -> frozenset[int]:
         configured = getattr(self.model.generation_config, "eos_token_id", None)
-        ids = configured if isinstance(configured, list) else [configured]
+        ids = [*configured] if isinstance(configured, list) else [configured]
         ids.append(self.tokenizer.eos_token_id)
         return frozenset(int(i) for i in ids if i is not None)
 
@@ -387,7 +331,7 @@ class TorchBackend:
                 except Exception as exc:
                     log.exception("generation failed for model %s", self._spec.id)
                     for row in itertools.chain(self._batch.rows, admitted):
-                        row.deliver(exc)
+                        row.send(exc)
                     self._batch.keep([])
         self._fail_all(Unavailable(f"model {self._spec.id!r} was shut down"))
 
@@ -397,7 +341,7 @@ class TorchBackend:
             self._waiting.clear()
         self._batch.keep([])
         for request in pending:
-            request.deliver(error)
+            request.send(error)
 
     def _drop_gone_rows(self) -> None:
         now = time.monotonic()
@@ -406,13 +350,13 @@ class TorchBackend:
             for request in expired:
                 self._waiting.remove(request)
         for request in expired:
-            request.deliver(self._timeout_error())
+            request.send(self._timeout_error())
         keep = []
         for i, row in enumerate(self._batch.rows):
-            if row.cancelled:
+            if row.gone:
                 continue
             if now >= row.deadline:
-                row.deliver(self._timeout_error())
+                row.send(self._timeout_error())
                 continue
             keep.append(i)
         self._batch.keep(keep)
@@ -423,10 +367,10 @@ class TorchBackend:
         )
 
     def _prefill(self, request: _Request) -> None:
-        if request.cancelled:
+        if request.gone:
             return
         if time.monotonic() >= request.deadline:
-            request.deliver(self._timeout_error())
+            request.send(self._timeout_error())
             return
         from transformers import DynamicCache
 
@@ -481,33 +425,10 @@ class TorchBackend:
 
     def _advance(self, row: _Request, token: int) -> bool:
         """Record one sampled token and send what it completes; False when the row is done."""
-        if row.cancelled:
+        if row.gone:
             return False
-        row.completion_tokens += 1
-        row.undelivered_tokens += 1
         row.last_token = token
-        finish: FinishReason | None = None
-        if token in self._eos:
-            text, finish = row.decoder.flush(), FinishReason.STOP
-        else:
-            text = row.decoder.push(token)
-            if row.completion_tokens >= row.params.max_tokens:
-                text, finish = text + row.decoder.flush(), FinishReason.LENGTH
-        emit, stopped = row.stops.feed(text)
-        if stopped:
-            finish = FinishReason.STOP
-        elif finish is not None:
-            emit += row.stops.flush()
-        if emit:
-            row.deliver(TextDelta(emit, tokens=row.undelivered_tokens))
-            row.undelivered_tokens = 0
-        if finish is None:
-            return True
-        row.deliver(
-            StreamEnd(
-                finish_reason=finish,
-                prompt_tokens=len(row.prompt_ids),
-                completion_tokens=row.completion_tokens,
-            )
-        )
-        return False
+        events, finished = row.events.push(token)
+        for event in events:
+            row.send(event)
+        return not finished

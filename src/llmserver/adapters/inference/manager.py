@@ -1,0 +1,175 @@
+"""The MultiModelManager: every configured model, loaded eagerly, behind one port.
+
+Each spec's backend kind picks its adapter; the torch, MLX and HTTP modules are imported
+only when a model uses them, so a gateway-only install never imports torch. Models load
+one after another (loading two at once only fights over the same cores and memory); a
+model that fails to load stays failed with its error, which readiness reports and
+every request to it receives as ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from llmserver.domain.errors import ModelNotFound, Unavailable
+from llmserver.domain.inference import BackendStatus
+from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.registry import BackendKind, ModelSpec
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Runtime settings shared by every local backend."""
+
+    threads: int | None = None
+    max_batch_size: int = 8
+    max_queue: int = 64
+    request_timeout_s: float = 300.0
+    connect_timeout_s: float = 5.0
+    """For HTTP upstreams."""
+    max_retries: int = 2
+    """For HTTP upstreams: retries on connection errors and 5xx before the first byte."""
+
+
+class LoadState(StrEnum):
+    PENDING = "pending"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Slot:
+    spec: ModelSpec
+    state: LoadState = LoadState.PENDING
+    backend: InferenceBackend | None = None
+    error: str | None = None
+    load_seconds: float | None = None
+
+
+class MultiModelManager:
+    """Implements the ``ModelBackends`` port over every configured model."""
+
+    def __init__(
+        self,
+        specs: Iterable[ModelSpec],
+        *,
+        options: BackendOptions | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._slots = {spec.id: _Slot(spec) for spec in specs}
+        self._options = options or BackendOptions()
+        self._http_client = http_client
+        self._owns_http_client = False
+
+    def backend(self, model_id: str) -> InferenceBackend:
+        slot = self._slots.get(model_id)
+        if slot is None:
+            raise ModelNotFound(model_id)
+        if slot.backend is not None:
+            return slot.backend
+        if slot.state is LoadState.FAILED:
+            raise Unavailable(f"model {model_id!r} failed to load: {slot.error}", retry_after=60)
+        raise Unavailable(f"model {model_id!r} is still loading; retry shortly")
+
+    def statuses(self) -> Sequence[BackendStatus]:
+        return [self._status(slot) for slot in self._slots.values()]
+
+    @property
+    def load_seconds(self) -> dict[str, float]:
+        """How long each loaded (or failed) model took to load, for metrics."""
+        return {
+            model_id: slot.load_seconds
+            for model_id, slot in self._slots.items()
+            if slot.load_seconds is not None
+        }
+
+    async def load_all(self, progress: Callable[[str], None] | None = None) -> None:
+        say = progress or (lambda _msg: None)
+        total = len(self._slots)
+        for n, slot in enumerate(self._slots.values(), start=1):
+            spec = slot.spec
+            say(f"loading model {n}/{total}: {spec.id} ({spec.backend.value} from {spec.source})")
+            slot.state = LoadState.LOADING
+            started = time.perf_counter()
+            try:
+                slot.backend = await self._load(spec)
+            except Exception as exc:
+                slot.state, slot.error = LoadState.FAILED, f"{type(exc).__name__}: {exc}"
+                say(f"model {spec.id} failed to load: {slot.error}")
+            else:
+                slot.state = LoadState.READY
+            slot.load_seconds = time.perf_counter() - started
+            if slot.state is LoadState.READY:
+                say(f"model {spec.id} ready in {slot.load_seconds:.1f}s")
+
+    async def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.backend is not None:
+                await slot.backend.close()
+                slot.backend, slot.state = None, LoadState.PENDING
+        if self._owns_http_client and self._http_client is not None:
+            await self._http_client.aclose()
+            self._http_client = None
+
+    async def _load(self, spec: ModelSpec) -> InferenceBackend:
+        options = self._options
+        if spec.backend is BackendKind.HTTP:
+            from llmserver.adapters.inference.http_backend import HttpBackend
+
+            return HttpBackend(
+                spec,
+                client=self._client(),
+                read_timeout_s=options.request_timeout_s,
+                connect_timeout_s=options.connect_timeout_s,
+                max_retries=options.max_retries,
+            )
+        if spec.backend is BackendKind.MLX:
+            from llmserver.adapters.inference.mlx_backend import MlxBackend
+
+            return await asyncio.to_thread(
+                MlxBackend,
+                spec,
+                max_queue=options.max_queue,
+                request_timeout_s=options.request_timeout_s,
+            )
+        from llmserver.adapters.inference.torch_backend import TorchBackend
+
+        return await asyncio.to_thread(
+            TorchBackend,
+            spec,
+            threads=options.threads,
+            max_batch_size=options.max_batch_size,
+            max_queue=options.max_queue,
+            request_timeout_s=options.request_timeout_s,
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            import httpx
+
+            self._http_client = httpx.AsyncClient()
+            self._owns_http_client = True
+        return self._http_client
+
+    def _status(self, slot: _Slot) -> BackendStatus:
+        if slot.backend is not None:
+            status = slot.backend.status()
+        else:
+            status = BackendStatus(
+                model_id=slot.spec.id,
+                ready=False,
+                error=slot.error if slot.state is LoadState.FAILED else slot.state.value,
+            )
+        status.details.setdefault("state", slot.state.value)
+        if slot.load_seconds is not None:
+            status.details["load_seconds"] = f"{slot.load_seconds:.3f}"
+        return status

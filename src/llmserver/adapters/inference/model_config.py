@@ -1,0 +1,131 @@
+"""Extra model specs from a TOML file.
+
+```toml
+[[models]]
+id = "llama-3.2-1b"
+backend = "torch"              # torch | mlx | http
+source = "meta-llama/Llama-3.2-1B-Instruct"
+aliases = ["small"]
+context_length = 8192
+device = "cpu"
+dtype = "bfloat16"
+[models.defaults]
+max_tokens = 256
+
+[[models]]
+id = "remote"
+backend = "http"
+source = "http://127.0.0.1:11434"
+upstream_model = "llama3.2"
+api_key_env = "UPSTREAM_API_KEY"
+```
+Every error names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from llmserver.domain.registry import BackendKind, ModelDefaults, ModelSpec
+
+
+class ModelConfigError(ValueError):
+    """The model config file is unreadable or an entry in it is invalid."""
+
+
+_STR_FIELDS = ("revision", "device", "dtype", "upstream_model", "api_key_env", "owned_by")
+_KNOWN = {f.name for f in fields(ModelSpec)}
+_DEFAULTS = ModelDefaults()
+
+
+def load_model_specs(path: Path) -> tuple[ModelSpec, ...]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot read the model config: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown_top = set(data) - {"models"}
+    if unknown_top:
+        raise ModelConfigError(f"{path}: unknown top-level keys {sorted(unknown_top)}")
+    entries = data.get("models", [])
+    if not isinstance(entries, list):
+        raise ModelConfigError(f"{path}: 'models' must be an array of tables ([[models]])")
+    return tuple(_spec(path, i, entry) for i, entry in enumerate(entries))
+
+
+def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
+    where = f"{path}: models[{index}]"
+    if not isinstance(entry, dict):
+        raise ModelConfigError(f"{where}: must be a table")
+    if isinstance(entry.get("id"), str):
+        where = f"{path}: models[{index}] ({entry['id']!r})"
+    unknown = set(entry) - _KNOWN
+    if unknown:
+        raise ModelConfigError(f"{where}: unknown fields {sorted(unknown)}")
+
+    def text(name: str) -> str | None:
+        value = entry.get(name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ModelConfigError(f"{where}: field '{name}' must be a non-empty string")
+        return value
+
+    def required(name: str) -> str:
+        value = text(name)
+        if value is None:
+            raise ModelConfigError(f"{where}: field '{name}' is required")
+        return value
+
+    model_id, source, backend = required("id"), required("source"), required("backend")
+    if backend not in set(BackendKind):
+        choices = ", ".join(k.value for k in BackendKind)
+        raise ModelConfigError(
+            f"{where}: field 'backend' must be one of {choices}, not {backend!r}"
+        )
+    aliases = entry.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise ModelConfigError(f"{where}: field 'aliases' must be a list of non-empty strings")
+    context_length = entry.get("context_length", 4096)
+    if (
+        not isinstance(context_length, int)
+        or isinstance(context_length, bool)
+        or context_length < 1
+    ):
+        raise ModelConfigError(f"{where}: field 'context_length' must be a positive integer")
+    options: dict[str, Any] = {name: text(name) for name in _STR_FIELDS}
+    return ModelSpec(
+        id=model_id,
+        backend=BackendKind(backend),
+        source=source,
+        aliases=tuple(aliases),
+        context_length=context_length,
+        defaults=_defaults(where, entry.get("defaults", {})),
+        **{name: value for name, value in options.items() if value is not None},
+    )
+
+
+def _defaults(where: str, raw: Any) -> ModelDefaults:
+    if not isinstance(raw, dict):
+        raise ModelConfigError(f"{where}: field 'defaults' must be a table")
+    unknown = set(raw) - {"max_tokens", "temperature", "top_p"}
+    if unknown:
+        raise ModelConfigError(f"{where}: unknown fields in 'defaults': {sorted(unknown)}")
+    max_tokens = raw.get("max_tokens", _DEFAULTS.max_tokens)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise ModelConfigError(f"{where}: field 'defaults.max_tokens' must be a positive integer")
+    numbers: dict[str, float] = {}
+    for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
+        value = raw.get(name, getattr(_DEFAULTS, name))
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
+            raise ModelConfigError(
+                f"{where}: field 'defaults.{name}' must be a number from {low:g} to {high:g}"
+            )
+        numbers[name] = float(value)
+    return ModelDefaults(max_tokens=max_tokens, **numbers)
