@@ -556,9 +556,13 @@ class Gateway:
             # Cut short. A failure before anything was sent costs nothing, like a failed
             # non-streaming request; otherwise the client pays for what it was sent.
             sent = isinstance(exc, asyncio.CancelledError | GeneratorExit) or produced > 0
-            charge = admission.prompt_tokens + produced if sent else None
-            sent_so_far = Completion("", admission.prompt_tokens, produced, FinishReason.STOP)
-            await self._fail(call, admission, exc, charge=charge, completion=sent_so_far)
+            if sent:
+                sent_so_far = Completion("", admission.prompt_tokens, produced, FinishReason.STOP)
+                await self._fail(
+                    call, admission, exc, charge=sent_so_far.total_tokens, completion=sent_so_far
+                )
+            else:
+                await self._fail(call, admission, exc)
             raise
         self._succeed(call, admission, completion)
 

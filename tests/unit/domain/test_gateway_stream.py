@@ -181,7 +181,11 @@ async def test_a_backend_failure_before_the_first_token_is_raised_by_open_stream
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.reserved_tokens, usage.requests) == (0, 0, 0)
     assert world.telemetry.of("backend_error") == [(MODEL, "upstream_error")]
-    assert (world.logs[0].status, world.logs[0].stream) == (502, True)
+    assert (world.logs[0].status, world.logs[0].stream, world.logs[0].prompt_tokens) == (
+        502,
+        True,
+        0,
+    )
 
 
 async def test_a_full_queue_refuses_the_stream_before_any_byte() -> None:
