@@ -3,10 +3,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from advanced_alchemy.exceptions import IntegrityError
 from advanced_alchemy.filters import OrderBy
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmserver.adapters.sql.models import ApiKeyModel
@@ -15,6 +15,12 @@ from llmserver.domain.keys import ApiKey, Role
 
 class ApiKeyRepository(SQLAlchemyAsyncRepository[ApiKeyModel]):
     model_type = ApiKeyModel
+
+
+def _repository(session: AsyncSession, *, auto_commit: bool = False) -> ApiKeyRepository:
+    # Unwrapped SQLAlchemy errors: every SQL store then fails the same way, whichever
+    # of repository or Core statement it used.
+    return ApiKeyRepository(session=session, auto_commit=auto_commit, wrap_exceptions=False)
 
 
 def _to_domain(row: ApiKeyModel) -> ApiKey:
@@ -58,7 +64,7 @@ class SqlKeyStore:
     async def add(self, key: ApiKey) -> None:
         async with self._sessions() as session:
             try:
-                await ApiKeyRepository(session=session, auto_commit=True).add(_to_row(key))
+                await _repository(session, auto_commit=True).add(_to_row(key))
             except IntegrityError as exc:  # only the id and the prefix are unique
                 raise ValueError(
                     f"a key with id {key.id!r} or prefix {key.prefix!r} exists"
@@ -66,17 +72,17 @@ class SqlKeyStore:
 
     async def get(self, key_id: str) -> ApiKey | None:
         async with self._sessions() as session:
-            row = await ApiKeyRepository(session=session).get_one_or_none(id=key_id)
+            row = await _repository(session).get_one_or_none(id=key_id)
             return None if row is None else _to_domain(row)
 
     async def find_by_prefix(self, prefix: str) -> ApiKey | None:
         async with self._sessions() as session:
-            row = await ApiKeyRepository(session=session).get_one_or_none(prefix=prefix)
+            row = await _repository(session).get_one_or_none(prefix=prefix)
             return None if row is None else _to_domain(row)
 
     async def list(self) -> Sequence[ApiKey]:
         async with self._sessions() as session:
-            rows = await ApiKeyRepository(session=session).get_many(
+            rows = await _repository(session).get_many(
                 OrderBy("created_at", "asc"), OrderBy("id", "asc")
             )
             return [_to_domain(row) for row in rows]
@@ -89,7 +95,7 @@ class SqlKeyStore:
                 .where(ApiKeyModel.id == key_id, ApiKeyModel.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
-            row = await ApiKeyRepository(session=session).get_one_or_none(id=key_id)
+            row = await _repository(session).get_one_or_none(id=key_id)
             return None if row is None else _to_domain(row)
 
     async def touch(self, key_id: str, at: datetime) -> None:

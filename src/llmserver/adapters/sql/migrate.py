@@ -86,10 +86,10 @@ async def revision(
 
     ``version_path`` writes it elsewhere than ``migrations/versions`` (tests use this).
     """
-    if version_path is not None:
-        version_path.mkdir(parents=True, exist_ok=True)
 
     def make(config: Config) -> Path:
+        if version_path is not None:
+            version_path.mkdir(parents=True, exist_ok=True)
         script = command.revision(
             config,
             message=message,

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.cli_keys import keys
+from llmserver.domain.keys import KeyHasher
+
+SECRET = "cli-test-secret-0123456789-abcdefghijk"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> click.Group:
+    """A parent command like ``llmserver`` that hands the group its settings."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    asyncio.run(migrate.upgrade(url))
+
+    @click.group()
+    @click.pass_context
+    def root(ctx: click.Context) -> None:
+        ctx.obj = SimpleNamespace(database_url=url, server_secret=SECRET)
+
+    root.add_command(keys)
+    return root
+
+
+def run(cli: click.Group, *args: str) -> str:
+    result = CliRunner().invoke(cli, ["keys", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_create_prints_the_secret_once_and_list_never_does(cli: click.Group) -> None:
+    out = run(
+        cli,
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "user",
+        "--quota-tokens",
+        "5000",
+        "--rpm",
+        "7",
+        "--models",
+        "tiny,demo",
+        "--expires",
+        "30d",
+    )
+    secret = next(line for line in out.splitlines() if line.startswith("llms_"))
+    prefix = secret.split("_")[1]
+
+    listed = run(cli, "list")
+    shown = run(cli, "show", prefix)
+
+    assert secret not in listed
+    assert secret not in shown
+    assert prefix in listed
+    assert "quota_tokens:   5000" in shown
+    assert "allowed_models: tiny,demo" in shown
+    assert "state:          active" in shown
+
+
+def test_json_output_and_role_defaults(cli: click.Group) -> None:
+    created = json.loads(run(cli, "create", "--name", "play", "--role", "playground", "--json"))
+
+    details = created["details"]
+    assert (details["role"], details["quota_tokens"], details["rpm_limit"]) == (
+        "playground",
+        100_000,
+        10,
+    )
+    assert details["expires_at"] is None
+    assert KeyHasher(SECRET).hash(created["key"])  # a well-formed key under the secret
+    listed = json.loads(run(cli, "list", "--json"))
+    assert [k["id"] for k in listed] == [details["id"]]
+    assert "key" not in listed[0]
+
+
+def test_revoke_then_show(cli: click.Group) -> None:
+    created = json.loads(run(cli, "create", "--name", "old", "--json"))
+
+    out = run(cli, "revoke", created["details"]["id"])
+    shown = json.loads(run(cli, "show", created["details"]["prefix"], "--json"))
+
+    assert out.startswith(f"revoked {created['details']['id']}")
+    assert shown["state"] == "revoked"
+    assert shown["revoked_at"] is not None
+
+
+def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:
+    created = json.loads(run(cli, "create", "--name", "u", "--json"))
+    key_id = created["details"]["id"]
+
+    async def record() -> None:
+        db = SqlDatabase.from_url(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+        await db.usage.settle(key_id, "2026-03", 0, 42)
+        await db.usage.settle(key_id, "2026-04", 0, 8, cache_hit=True)
+        await db.dispose()
+
+    asyncio.run(record())
+
+    table = run(cli, "usage", created["details"]["prefix"])
+    march = json.loads(run(cli, "usage", "--period", "2026-03", "--json"))
+
+    assert "2026-03" in table
+    assert "2026-04" in table
+    assert march == [
+        {
+            "key_id": key_id,
+            "period": "2026-03",
+            "used_tokens": 42,
+            "reserved_tokens": 0,
+            "requests": 1,
+            "cache_hits": 0,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "nope"], "No API key with id or prefix 'nope'"),
+        (["revoke", "nope"], "No API key"),
+        (["create", "--name", "x", "--expires", "soon"], "Invalid duration"),
+        (["usage", "--period", "2026-3"], "expected YYYY-MM"),
+    ],
+)
+def test_errors_are_reported_without_a_traceback(
+    cli: click.Group, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(cli, ["keys", *args])
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_unmigrated_database_points_at_migrate(tmp_path: Path) -> None:
+    @click.group()
+    @click.pass_context
+    def root(ctx: click.Context) -> None:
+        ctx.obj = SimpleNamespace(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", server_secret=SECRET
+        )
+
+    root.add_command(keys)
+    result = CliRunner().invoke(root, ["keys", "list"])
+
+    assert result.exit_code == 1
+    assert "llmserver migrate" in result.stderr
