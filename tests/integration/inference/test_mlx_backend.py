@@ -1,0 +1,96 @@
+"""The MLX backend on the tiny demo model (MLX's CPU build runs it on Linux)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from llmserver.domain.errors import Overloaded
+from llmserver.domain.inference import (
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    TextDelta,
+)
+from llmserver.domain.registry import BackendKind, ModelSpec
+
+pytest.importorskip("mlx_lm")
+
+from llmserver.adapters.inference.mlx_backend import MlxBackend
+
+pytestmark = pytest.mark.mlx
+
+CHAT = Prompt(messages=(ChatMessage("user", "Hello there"),))
+
+
+@pytest.fixture
+async def backend(demo_spec: ModelSpec) -> AsyncIterator[MlxBackend]:
+    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX), max_queue=2)
+    yield made
+    await made.close()
+
+
+async def test_greedy_equals_mlx_lm_generate(backend: MlxBackend, demo_spec: ModelSpec) -> None:
+    import mlx_lm
+
+    model, tokenizer = mlx_lm.load(demo_spec.source)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hello there"}], add_generation_prompt=True, return_dict=False
+    )
+    expected = mlx_lm.generate(model, tokenizer, prompt=ids, max_tokens=30)
+    completion = await backend.generate(CHAT, GenerationParams(max_tokens=30, temperature=0))
+    assert completion.text == expected
+    assert completion.prompt_tokens == len(ids) == await backend.count_tokens(CHAT)
+    assert completion.completion_tokens == 30
+    assert completion.finish_reason is FinishReason.LENGTH
+
+
+async def test_same_seed_same_text(backend: MlxBackend) -> None:
+    params = GenerationParams(max_tokens=30, temperature=1.0, top_p=0.9, seed=11)
+    first, again = await asyncio.gather(
+        backend.generate(CHAT, params), backend.generate(CHAT, params)
+    )
+    other = await backend.generate(CHAT, replace(params, seed=12))
+    assert first == again
+    assert other.text != first.text
+
+
+async def test_stop_string(backend: MlxBackend) -> None:
+    params = GenerationParams(max_tokens=40, seed=3)
+    full = (await backend.generate(CHAT, params)).text
+    stop = full[10:13]
+    stopped = await backend.generate(CHAT, replace(params, stop=(stop,)))
+    assert stopped.finish_reason is FinishReason.STOP
+    assert stopped.text == full[: full.find(stop)]
+
+
+async def test_queue_is_bounded_and_cancel_frees_it(backend: MlxBackend) -> None:
+    running = backend.stream(CHAT, GenerationParams(max_tokens=400, seed=1))
+    assert isinstance(await anext(running), TextDelta)
+    queued = [
+        asyncio.create_task(backend.generate(CHAT, GenerationParams(max_tokens=2)))
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0)
+    assert backend.status().queue_depth == 2
+    with pytest.raises(Overloaded):
+        backend.stream(CHAT, GenerationParams(max_tokens=2))
+    queued[0].cancel()
+    await asyncio.gather(queued[0], return_exceptions=True)
+    assert backend.status().queue_depth == 1
+    await running.aclose()  # type: ignore[attr-defined]
+    assert (await queued[1]).completion_tokens == 2
+
+
+def test_missing_mlx_fails_at_load_with_the_install_hint(
+    demo_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlx_lm", None)  # what an uninstalled package looks like
+    with pytest.raises(RuntimeError, match=re.escape('pip install "llmserver[mlx]"')):
+        MlxBackend(replace(demo_spec, backend=BackendKind.MLX))
