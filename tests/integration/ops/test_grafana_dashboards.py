@@ -74,7 +74,7 @@ def test_dashboards_query_only_the_provisioned_data_source() -> None:
 
 def test_dashboard_provider_loads_the_dashboards_folder() -> None:
     provider = yaml.safe_load((PROVISIONING / "dashboards/llmserver.yml").read_text())
-    assert [p["options"]["path"] for p in provider["providers"]] == ["/var/lib/grafana/dashboards"]
+    assert [p["options"]["path"] for p in provider["providers"]] == ["/etc/grafana/dashboards"]
 
 
 def test_overview_covers_what_operators_watch() -> None:
