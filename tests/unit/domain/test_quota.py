@@ -162,7 +162,7 @@ class QuotaMachine(RuleBasedStateMachine):
             assert record.reserved_tokens == self.held.get(slot, 0)
 
 
-QuotaMachine.TestCase.settings = settings(stateful_step_count=25)
+QuotaMachine.TestCase.settings = settings(stateful_step_count=20)
 TestQuotaStore = QuotaMachine.TestCase
 
 
