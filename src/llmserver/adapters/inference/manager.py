@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,7 @@ class LoadState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    CLOSED = "closed"
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class MultiModelManager:
             return slot.backend
         if slot.state is LoadState.FAILED:
             raise Unavailable(f"model {model_id!r} failed to load: {slot.error}", retry_after=60)
+        if slot.state is LoadState.CLOSED:
+            raise Unavailable(f"model {model_id!r} is shut down")
         raise Unavailable(f"model {model_id!r} is still loading; retry shortly")
 
     def statuses(self) -> Sequence[BackendStatus]:
@@ -115,7 +118,7 @@ class MultiModelManager:
         for slot in self._slots.values():
             if slot.backend is not None:
                 await slot.backend.close()
-                slot.backend, slot.state = None, LoadState.PENDING
+                slot.backend, slot.state = None, LoadState.CLOSED
         if self._owns_http_client and self._http_client is not None:
             await self._http_client.aclose()
             self._http_client = None
@@ -167,9 +170,9 @@ class MultiModelManager:
             status = BackendStatus(
                 model_id=slot.spec.id,
                 ready=False,
-                error=slot.error if slot.state is LoadState.FAILED else slot.state.value,
+                error=slot.error or slot.state.value,
             )
-        status.details.setdefault("state", slot.state.value)
+        details = {**status.details, "state": slot.state.value}
         if slot.load_seconds is not None:
-            status.details["load_seconds"] = f"{slot.load_seconds:.3f}"
-        return status
+            details["load_seconds"] = f"{slot.load_seconds:.3f}"
+        return replace(status, details=details)

@@ -1,0 +1,112 @@
+"""Model specs from a TOML file, and the errors that name the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmserver.adapters.inference.model_config import ModelConfigError, load_model_specs
+from llmserver.domain.registry import BackendKind, ModelDefaults, ModelSpec
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+def test_loads_every_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[models]]
+id = "llama"
+backend = "torch"
+source = "meta-llama/Llama-3.2-1B-Instruct"
+aliases = ["small", "l"]
+context_length = 8192
+device = "cpu"
+dtype = "bfloat16"
+revision = "abc"
+[models.defaults]
+max_tokens = 100
+temperature = 0.7
+
+[[models]]
+id = "remote"
+backend = "http"
+source = "http://127.0.0.1:11434"
+upstream_model = "llama3.2"
+api_key_env = "UPSTREAM_KEY"
+""",
+    )
+    assert load_model_specs(path) == (
+        ModelSpec(
+            id="llama",
+            backend=BackendKind.TORCH,
+            source="meta-llama/Llama-3.2-1B-Instruct",
+            aliases=("small", "l"),
+            context_length=8192,
+            device="cpu",
+            dtype="bfloat16",
+            revision="abc",
+            defaults=ModelDefaults(max_tokens=100, temperature=0.7, top_p=1.0),
+        ),
+        ModelSpec(
+            id="remote",
+            backend=BackendKind.HTTP,
+            source="http://127.0.0.1:11434",
+            upstream_model="llama3.2",
+            api_key_env="UPSTREAM_KEY",
+        ),
+    )
+
+
+def test_empty_file_has_no_models(tmp_path: Path) -> None:
+    assert load_model_specs(write(tmp_path, "")) == ()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[models]]\nbackend = "torch"\nsource = "x"', r"models\[0\]: field 'id' is required"),
+        (
+            '[[models]]\nid = "a"\nbackend = "onnx"\nsource = "x"',
+            r"models\[0\] \('a'\): field 'backend' must be one of torch, mlx, http, not 'onnx'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\ncontext = 5',
+            r"unknown fields \['context'\]",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\ncontext_length = "big"',
+            "field 'context_length' must be a positive integer",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\naliases = "b"',
+            "field 'aliases' must be a list of non-empty strings",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = 3',
+            "field 'source' must be a non-empty string",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\n[models.defaults]\ntop_p = 2',
+            "field 'defaults.top_p' must be a number from 0 to 1",
+        ),
+        ("models = 3", r"'models' must be an array of tables"),
+        ("[server]\nport = 1", r"unknown top-level keys \['server'\]"),
+        ("[[models]\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_the_file_and_field(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(ModelConfigError, match=message) as raised:
+        load_model_specs(path)
+    assert str(raised.value).startswith(f"{path}: ")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelConfigError, match="cannot read the model config"):
+        load_model_specs(tmp_path / "nope.toml")
