@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from llmserver.adapters.sql import migrate
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -13,3 +16,15 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"
     make: Callable[[], str] = request.getfixturevalue("make_postgres_database")
     return make()
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_url(postgres_url: str) -> str:
+    asyncio.run(migrate.upgrade(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture
+def fresh_postgres_url(make_postgres_database: Callable[[], str]) -> str:
+    """A database of its own, for tests that make it unavailable."""
+    return make_postgres_database()
