@@ -1,0 +1,171 @@
+"""The HTTP backend against a real (misbehaving) OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from fake_upstream import FakeUpstream
+
+from llmserver.adapters.inference.http_backend import HttpBackend
+from llmserver.domain.errors import GenerationTimeout, InvalidRequest, UpstreamError
+from llmserver.domain.inference import (
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    StreamEnd,
+    TextDelta,
+)
+from llmserver.domain.registry import BackendKind, ModelSpec
+
+CHAT = Prompt(messages=(ChatMessage("user", "Hi"),))
+PARAMS = GenerationParams(max_tokens=9, temperature=0.5, stop=("END",), seed=4)
+
+MakeBackend = Callable[..., HttpBackend]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    server = FakeUpstream()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def make_backend(upstream: FakeUpstream) -> AsyncIterator[MakeBackend]:
+    async with httpx.AsyncClient() as client:
+
+        def make(source: str | None = None, **options: float) -> HttpBackend:
+            spec = ModelSpec(
+                id="remote",
+                backend=BackendKind.HTTP,
+                source=source or upstream.url,
+                upstream_model="upstream-llama",
+            )
+            settings = {"read_timeout_s": 5.0, "backoff_s": 0.01, **options}
+            return HttpBackend(spec, client=client, **settings)  # type: ignore[arg-type]
+
+        yield make
+
+
+async def test_chat_stream_passes_through(
+    upstream: FakeUpstream, make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTREAM_TEST_KEY", "sk-upstream-secret")
+    spec = ModelSpec(
+        id="remote",
+        backend=BackendKind.HTTP,
+        source=upstream.url + "/v1/",
+        api_key_env="UPSTREAM_TEST_KEY",
+    )
+    async with httpx.AsyncClient() as client:
+        backend = HttpBackend(spec, client=client)
+        events = [event async for event in backend.stream(CHAT, PARAMS)]
+    assert events == [
+        *(TextDelta(piece) for piece in upstream.pieces),
+        StreamEnd(FinishReason.LENGTH, prompt_tokens=7, completion_tokens=4),
+    ]
+    (seen,) = upstream.seen
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["authorization"] == "Bearer sk-upstream-secret"
+    assert seen.body == {
+        "model": "remote",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 9,
+        "temperature": 0.5,
+        "top_p": 1.0,
+        "stop": ["END"],
+        "seed": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+async def test_completions(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
+    completion = await make_backend().generate(Prompt(text="Say hi"), PARAMS)
+    assert completion.text == "Hello, world!"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (7, 4)
+    assert upstream.seen[0].path == "/v1/completions"
+    assert upstream.seen[0].body["prompt"] == "Say hi"
+    assert upstream.seen[0].body["model"] == "upstream-llama"
+
+
+@pytest.mark.parametrize("failure", ["500", "hangup"])
+async def test_retries_before_the_first_byte(
+    upstream: FakeUpstream, make_backend: MakeBackend, failure: str
+) -> None:
+    upstream.script = [failure, failure, "ok"]  # type: ignore[list-item]
+    completion = await make_backend(max_retries=2).generate(CHAT, PARAMS)
+    assert completion.text == "Hello, world!"
+    assert len(upstream.seen) == 3
+
+
+async def test_gives_up_after_the_retries(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.script = ["500"]
+    with pytest.raises(UpstreamError, match="HTTP 500 after 3 attempts: scripted 500") as raised:
+        await make_backend(max_retries=2).generate(CHAT, PARAMS)
+    assert raised.value.status == 502
+    assert raised.value.upstream_status == 500
+
+
+async def test_no_retry_after_the_stream_started(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.script = ["drop", "ok"]
+    stream = make_backend().stream(CHAT, PARAMS)
+    assert [await anext(stream), await anext(stream)] == [TextDelta("Hello"), TextDelta(", wor")]
+    with pytest.raises(UpstreamError, match="dropped the stream after 2 chunks"):
+        await anext(stream)
+    assert len(upstream.seen) == 1
+
+
+async def test_unreachable_upstream(make_backend: MakeBackend) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connections are refused
+        with pytest.raises(UpstreamError, match=r"cannot reach the upstream .* after 2 attempts"):
+            await make_backend(f"http://127.0.0.1:{port}", max_retries=1).generate(CHAT, PARAMS)
+
+
+async def test_client_errors_become_invalid_requests(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.script = ["400"]
+    with pytest.raises(InvalidRequest, match="rejected the request: scripted 400"):
+        await make_backend().generate(CHAT, PARAMS)
+    assert len(upstream.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [
+        ("garbage", "not an OpenAI stream chunk: 'this is not json'"),
+        ("html", "answered text/html instead of an event stream: '<html>Welcome to nginx!"),
+    ],
+)
+async def test_garbage_is_an_upstream_error(
+    upstream: FakeUpstream, make_backend: MakeBackend, behaviour: str, message: str
+) -> None:
+    upstream.script = [behaviour]  # type: ignore[list-item]
+    with pytest.raises(UpstreamError, match=message.replace("(", r"\(")):
+        await make_backend().generate(CHAT, PARAMS)
+
+
+async def test_slow_upstream_times_out(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
+    upstream.script = ["slow"]
+    with pytest.raises(GenerationTimeout, match="timed out"):
+        await make_backend(read_timeout_s=0.2).generate(CHAT, PARAMS)
+    assert len(upstream.seen) == 1
+
+
+async def test_count_tokens_is_an_upper_bound(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    assert await backend.count_tokens(Prompt(text="héllo")) == 6
+    assert await backend.count_tokens(CHAT) >= len("user") + len("Hi")
+    assert backend.status().ready
