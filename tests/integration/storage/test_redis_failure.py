@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from structlog.testing import capture_logs
+
+from llmserver.adapters.redis import FailurePolicy, RedisStores
+from llmserver.domain.errors import Unavailable
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.ports import CachedCompletion
+
+pytestmark = pytest.mark.redis
+
+T = 1_780_000_000_000
+NOW = datetime(2026, 3, 14, tzinfo=UTC)
+ENTRY = CachedCompletion(
+    key="k",
+    model="tiny",
+    text="hi",
+    prompt_tokens=1,
+    completion_tokens=1,
+    finish_reason=FinishReason.STOP,
+    created_at=NOW,
+    expires_at=NOW + timedelta(hours=1),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server on a free port, which a test may stop and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            for _ in range(500):
+                try:
+                    await client.ping()
+                    return
+                except aioredis.ConnectionError:
+                    await asyncio.sleep(0.02)
+            raise RuntimeError("redis-server did not start")
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def closed_port_stores() -> AsyncIterator[dict[FailurePolicy, RedisStores]]:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    stores = {policy: RedisStores.from_url(url, failure_policy=policy) for policy in FailurePolicy}
+    yield stores
+    for store in stores.values():
+        await store.close()
+
+
+async def test_fail_open_admits_logs_and_counts_when_redis_is_unreachable(
+    closed_port_stores: dict[FailurePolicy, RedisStores],
+) -> None:
+    stores = closed_port_stores[FailurePolicy.FAIL_OPEN]
+
+    with capture_logs() as logs:
+        decision = await stores.limiter.acquire("b", 5, T)
+
+    assert decision.admitted
+    assert stores.limiter.failures == 1
+    assert logs[0]["event"] == "rate_limiter_unavailable"
+    assert logs[0]["policy"] == "fail_open"
+    assert logs[0]["log_level"] == "warning"
+
+
+async def test_fail_closed_refuses_with_unavailable(
+    closed_port_stores: dict[FailurePolicy, RedisStores],
+) -> None:
+    stores = closed_port_stores[FailurePolicy.FAIL_CLOSED]
+
+    with pytest.raises(Unavailable, match="rate limiter is unavailable"):
+        await stores.limiter.acquire("b", 5, T)
+
+    assert stores.limiter.failures == 1
+
+
+async def test_the_hot_cache_treats_an_unreachable_redis_as_a_miss(
+    closed_port_stores: dict[FailurePolicy, RedisStores],
+) -> None:
+    cache = closed_port_stores[FailurePolicy.FAIL_CLOSED].hot_cache
+
+    await cache.put(ENTRY, ttl_seconds=60)
+
+    assert await cache.get("k") is None
+    assert cache.errors == 2
+
+
+@pytest.mark.parametrize("policy", list(FailurePolicy))
+async def test_redis_stopping_mid_test_applies_the_policy_and_recovers(
+    redis_server: RedisServer, policy: FailurePolicy
+) -> None:
+    await redis_server.start()
+    stores = RedisStores.from_url(redis_server.url, failure_policy=policy)
+    try:
+        assert (await stores.limiter.acquire("b", 2, T)).remaining == 1
+        await stores.hot_cache.put(ENTRY, ttl_seconds=60)
+        assert await stores.hot_cache.get("k") == ENTRY
+
+        redis_server.stop()
+        if policy is FailurePolicy.FAIL_OPEN:
+            assert (await stores.limiter.acquire("b", 2, T + 1)).admitted
+        else:
+            with pytest.raises(Unavailable):
+                await stores.limiter.acquire("b", 2, T + 1)
+        assert await stores.hot_cache.get("k") is None
+        assert (stores.limiter.failures, stores.hot_cache.errors) == (1, 1)
+
+        # A restarted (empty) Redis is used again without any intervention.
+        await redis_server.start()
+        decision = await stores.limiter.acquire("b", 2, T + 2)
+        assert decision.admitted
+        assert decision.remaining == 1
+        assert stores.limiter.failures == 1
+    finally:
+        await stores.close()
