@@ -53,7 +53,7 @@ class RedisHotCache:
             if raw is None:
                 return None
             # Values are msgpack bytes: the client must not decode responses.
-            entry = _decode(cast(bytes, raw))
+            entry = _decode(cast("bytes", raw))
         except (aioredis.RedisError, OSError, msgspec.DecodeError) as exc:
             self._failed("get", exc)
             return None
