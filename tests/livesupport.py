@@ -124,15 +124,21 @@ def server_env(database_url: str, demo_model_dir: Path, **extra: str) -> dict[st
     return env
 
 
-def start_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+def spawn_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start ``llmserver serve`` without waiting for it."""
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
             env=env,
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def start_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start ``llmserver serve`` and wait until ``/readyz`` answers 200."""
+    process = spawn_server(env, log_path, port)
     deadline = time.monotonic() + 120
     url = f"http://127.0.0.1:{port}/readyz"
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import REPO, free_port, server_env, start_server, stop_server
+from livesupport import REPO, free_port, server_env, spawn_server, start_server, stop_server
 
 
 def test_healthz_and_readyz_are_ok_on_the_live_server(live_server) -> None:  # type: ignore[no-untyped-def]
@@ -57,13 +57,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(
     env = server_env(url, demo_model_dir)
     port = free_port()
     log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn_server(env, log, port)
     try:
         body = None
         for _ in range(100):
@@ -96,13 +90,7 @@ def test_readyz_is_503_until_migrated(tmp_path: Path, demo_model_dir: Path) -> N
     env = server_env(url, demo_model_dir)
     port = free_port()
     log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn_server(env, log, port)
     try:
         import time
 
