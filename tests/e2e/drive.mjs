@@ -23,7 +23,7 @@ const { values: opts } = parseArgs({
     out: { type: "string", default: join(root, "tests/e2e/artifacts") },
     model: { type: "string" },
     prompt: { type: "string", default: "Tell me a story about a lighthouse keeper." },
-    "max-tokens": { type: "string", default: "200" },
+    "max-tokens": { type: "string", default: "64" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
 });
@@ -155,10 +155,18 @@ async function fullScenario(context, page, requests) {
   await cdp.send("Network.emulateNetworkConditions", {
     offline: false, latency: 0, downloadThroughput: 1500, uploadThroughput: -1,
   });
+  // A new chat first, so the long reply fits the demo model's small context.
+  await page.getByTestId("reset").click();
   await page.getByTestId("prompt").fill("Write a very long essay about the sea.");
-  await page.getByTestId("max-tokens").fill("400");
+  await page.getByTestId("max-tokens").fill("300");
   await page.getByTestId("send").click();
-  await page.getByTestId("assistant-turn").last().getByTestId("reply").filter({ hasText: /\S/ }).waitFor({ timeout: TIMEOUT });
+  const streamingTurn = page.getByTestId("assistant-turn").last();
+  await streamingTurn
+    .getByTestId("reply").filter({ hasText: /\S/ })
+    .or(streamingTurn.getByTestId("error"))
+    .waitFor({ timeout: TIMEOUT });
+  expect(await streamingTurn.getAttribute("data-status") === "streaming",
+    `long reply not streaming: ${await streamingTurn.innerText()}`);
   await page.getByRole("button", { name: "Stop" }).click({ timeout: TIMEOUT });
   const stopped = await lastTurnDone(page);
   result.stopStatus = await stopped.getAttribute("data-status");
