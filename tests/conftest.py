@@ -62,6 +62,15 @@ def postgres_url(make_postgres_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture(scope="session")
+def migrated_postgres_url(postgres_url: str) -> str:
+    """The session database, migrated to head."""
+    from llmserver.adapters.sql import migrate
+
+    asyncio.run(migrate.upgrade(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL
 

@@ -37,12 +37,6 @@ FAST = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.fixture(scope="session")
-def migrated_postgres_url(postgres_url: str) -> str:
-    asyncio.run(migrate.upgrade(postgres_url))
-    return postgres_url
-
-
-@pytest.fixture(scope="session")
 def migrated_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("sqlite") / "contract.db"
     url = f"sqlite+aiosqlite:///{path}"

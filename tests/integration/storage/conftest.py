@@ -18,10 +18,15 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make()
 
 
-@pytest.fixture(scope="session")
-def migrated_postgres_url(postgres_url: str) -> str:
-    asyncio.run(migrate.upgrade(postgres_url))
-    return postgres_url
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database of each kind (the Postgres one is shared by the session)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("migrated_postgres_url")
+        return url
+    url = f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"
+    asyncio.run(migrate.upgrade(url))
+    return url
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from llmserver.domain.logs import LogQuery, RequestLog
 T0 = datetime(2026, 3, 14, tzinfo=UTC)
 
 
-def rows(count: int) -> list[RequestLog]:
+def rows(count: int, key_id: str) -> list[RequestLog]:
     return [
         RequestLog(
             request_id=f"req-{n:04d}",
@@ -22,31 +22,30 @@ def rows(count: int) -> list[RequestLog]:
             route="/v1/chat/completions",
             status=200,
             latency_ms=3.5,
-            key_id="key-1",
+            key_id=key_id,
             model="tiny",
         )
         for n in range(count)
     ]
 
 
-async def stored_ids(db: SqlDatabase) -> list[str]:
-    found, _ = await db.logs.query(LogQuery(limit=10_000))
+async def stored_ids(db: SqlDatabase, key_id: str) -> list[str]:
+    found, _ = await db.logs.query(LogQuery(key_id=key_id, limit=10_000))
     return sorted(r.request_id for r in found)
 
 
-async def test_a_graceful_close_writes_all_1000_queued_rows(empty_database_url: str) -> None:
-    await migrate.upgrade(empty_database_url)
-    db = SqlDatabase.from_url(empty_database_url)
+async def test_a_graceful_close_writes_all_1000_queued_rows(migrated_database_url: str) -> None:
+    db = SqlDatabase.from_url(migrated_database_url)
     batcher = RequestLogBatcher(db.logs, flush_interval_ms=600_000, max_batch_rows=250)
     await batcher.start()
 
-    for row in rows(1000):
+    for row in rows(1000, "graceful-close"):
         assert batcher.submit(row)
     assert batcher.queue_size == 1000
 
     assert await batcher.close() == 0
     try:
-        assert await stored_ids(db) == [f"req-{n:04d}" for n in range(1000)]
+        assert await stored_ids(db, "graceful-close") == [f"req-{n:04d}" for n in range(1000)]
     finally:
         await db.dispose()
     assert batcher.flushed_rows == 1000
@@ -73,7 +72,7 @@ async def test_rows_survive_the_database_going_away_and_coming_back(
         db.logs, flush_interval_ms=5, max_batch_rows=100, retry_initial_ms=10, retry_max_ms=50
     )
     await batcher.start()
-    batch = rows(1000)
+    batch = rows(1000, "outage")
     for row in batch[:100]:
         batcher.submit(row)
     while batcher.flushed_rows < 100:
@@ -92,6 +91,6 @@ async def test_rows_survive_the_database_going_away_and_coming_back(
 
     assert await batcher.close() == 0
     try:
-        assert await stored_ids(db) == [r.request_id for r in batch]
+        assert await stored_ids(db, "outage") == [r.request_id for r in batch]
     finally:
         await db.dispose()

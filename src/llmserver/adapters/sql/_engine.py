@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from llmserver.adapters.sql._dialect import SUPPORTED_DIALECTS
 
@@ -24,15 +25,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine for a ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URL."""
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     if backend not in SUPPORTED_DIALECTS:
         raise ValueError(
             f"unsupported database URL scheme {backend!r}: use postgresql+asyncpg:// "
             "or sqlite+aiosqlite:///path"
         )
     if backend == "sqlite":
+        # An in-memory database lives in one connection: every session must share it.
+        in_memory = parsed.database in (None, "", ":memory:")
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **({"poolclass": StaticPool} if in_memory else {}),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
