@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, update
+from sqlalchemy import Row, Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
@@ -29,22 +30,27 @@ def _to_domain(row: Row[Any]) -> CachedCompletion:
 
 
 class SqlCompletionCache:
-    """The durable response cache. A hit is one UPDATE ... RETURNING that both checks
-    the expiry and counts the hit."""
+    """The durable response cache (expired entries are invisible until purged)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def get(self, key: str, now: datetime) -> CachedCompletion | None:
-        stmt = (
+        live = select(_T).where(_T.c.key == key, _T.c.expires_at > now)
+        count_hit = (
             update(_T)
-            .where(_T.c.key == key, _T.c.expires_at > now)
+            .where(_T.c.key == key)
             .values(hit_count=_T.c.hit_count + 1)
-            .returning(*_T.c)
+            .returning(_T.c.hit_count)
         )
+        # A miss only reads (so on SQLite it never takes the write lock); a hit, which
+        # saves a whole inference, pays a second statement to count itself.
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
-        return None if row is None else _to_domain(row)
+            row = (await conn.execute(live)).one_or_none()
+            if row is None:
+                return None
+            hits = (await conn.execute(count_hit)).scalar_one()
+        return replace(_to_domain(row), hit_count=hits)
 
     async def put(self, entry: CachedCompletion) -> None:
         values: dict[str, Any] = {
