@@ -44,27 +44,26 @@ def migrated_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-async def _empty(db: SqlDatabase) -> None:
+async def _emptied(url: str) -> AsyncIterator[SqlDatabase]:
+    db = SqlDatabase.from_url(url)
     async with db.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             if table.name != "roles":
                 await conn.execute(delete(table))
+    yield db
+    await db.dispose()
 
 
 @pytest.fixture
 async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[SqlDatabase]:
-    db = SqlDatabase.from_url(migrated_sqlite_url)
-    await _empty(db)
-    yield db
-    await db.dispose()
+    async for db in _emptied(migrated_sqlite_url):
+        yield db
 
 
 @pytest.fixture
 async def postgres_db(migrated_postgres_url: str) -> AsyncIterator[SqlDatabase]:
-    db = SqlDatabase.from_url(migrated_postgres_url)
-    await _empty(db)
-    yield db
-    await db.dispose()
+    async for db in _emptied(migrated_postgres_url):
+        yield db
 
 
 def _sql_db(request: pytest.FixtureRequest) -> SqlDatabase:
