@@ -1,9 +1,9 @@
 """Schema migrations: a Python API over Alembic, with no ``alembic.ini`` needed.
 
-The Alembic scripts live in ``migrations/`` at the repository root (a wheel ships them
-as ``llmserver/migrations``). Commands run on one async engine; Alembic itself is
-synchronous, so it runs inside ``AsyncConnection.run_sync`` and ``env.py`` uses the
-connection it is handed.
+The Alembic scripts live in ``migrations/`` at the repository root; a wheel carries them
+as ``llmserver/migrations`` (hatch ``force-include``). Commands run on one async
+engine; Alembic itself is synchronous, so it runs inside ``AsyncConnection.run_sync``
+and ``env.py`` uses the connection it is handed.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ Progress = Callable[[str], None]
 
 
 def script_location() -> Path:
+    """The Alembic script directory: inside the installed package, else the checkout's."""
     here = Path(__file__).resolve()
-    packaged = here.parents[2] / "migrations"
-    return packaged if packaged.is_dir() else here.parents[4] / "migrations"
+    for candidate in (here.parents[2] / "migrations", here.parents[4] / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "no Alembic migrations found: expected llmserver/migrations in the installed "
+        "package or migrations/ in the source checkout"
+    )
 
 
 def _config(
