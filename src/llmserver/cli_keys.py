@@ -87,15 +87,19 @@ def _usage_dict(record: UsageRecord) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, list):
-            return ",".join(value) or "all"
-        return str(value)
+_UNLIMITED_WHEN_NONE = frozenset({"quota_tokens", "rpm_limit"})
 
-    cells = [[cell(row[c]) for c in columns] for row in rows]
+
+def _text(field: str, value: Any) -> str:
+    if value is None:
+        return "unlimited" if field in _UNLIMITED_WHEN_NONE else "-"
+    if isinstance(value, list):
+        return ",".join(value) or "all"
+    return str(value)
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [[_text(c, row[c]) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     for line in [[c.upper() for c in columns], *cells]:
         click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
@@ -103,8 +107,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 def _details(key: ApiKey) -> None:
     for field, value in _key_dict(key).items():
-        shown = (",".join(value) or "all") if isinstance(value, list) else value
-        click.echo(f"{field + ':':<16}{'-' if shown is None else shown}")
+        click.echo(f"{field + ':':<16}{_text(field, value)}")
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

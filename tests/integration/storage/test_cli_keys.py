@@ -66,6 +66,7 @@ def test_create_prints_the_secret_once_and_list_never_does(cli: click.Group) -> 
     assert "quota_tokens:   5000" in shown
     assert "allowed_models: tiny,demo" in shown
     assert "state:          active" in shown
+    assert "quota_tokens:   unlimited" in run(cli, "create", "--name", "root", "--role", "admin")
 
 
 def test_json_output_and_role_defaults(cli: click.Group) -> None:
