@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     server_secret: str | None = None
     database_url: str = "sqlite+aiosqlite:///var/llmserver.db"
     redis_url: str | None = None
-    hot_cache: bool = False
+    hot_cache: bool = True
     redis_failure_policy: RedisFailurePolicy = RedisFailurePolicy.FAIL_OPEN
     profile: str = "demo"
     models_file: str | None = None
