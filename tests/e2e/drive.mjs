@@ -33,7 +33,8 @@ function expect(condition, message) {
   if (!condition) throw new Error(`expectation failed: ${message}`);
 }
 
-const TIMEOUT = 60_000;
+// Generous: the demo model shares two cores with whatever else the test run is doing.
+const TIMEOUT = 120_000;
 const result = { console: [], screenshots: [] };
 const browser = await chromium.launch({
   executablePath: opts.chromium,

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "e2e" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# The first test also pays for the browser session in the module fixture: allow for a loaded box.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _requirements() -> str | None:
@@ -44,7 +45,7 @@ def drive(base_url: str, key: str, scenario: str = "full") -> dict[str, Any]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=500,
         check=False,
     )
     # The key is a test key, but keep it out of failure output all the same.
