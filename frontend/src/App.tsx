@@ -200,7 +200,7 @@ export function App({ config }: { config: UiConfig }) {
               setUserKey(null);
             }}
           />
-          {modelsError && models.state === "error" && (
+          {models.state === "error" && modelsError && (
             <div className="error-card compact" role="alert" data-testid="models-error">
               <strong>Could not list models: {modelsError.title}</strong>
               <p>{models.error.message}</p>
