@@ -1,0 +1,332 @@
+"""Throwaway Redis and PostgreSQL servers the fault tests may stop and start at will,
+plus small helpers to drive live servers with concurrent requests.
+
+The machine's shared Redis and PostgreSQL are never stopped: each fault test runs its own
+``redis-server`` / PostgreSQL cluster on a free loopback port in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from livesupport import IssuedKeys, free_port, spawn_server, stop_server
+
+MODEL = "demo-tiny-llama"
+SOAK = os.environ.get("LLMSERVER_SOAK") == "1"
+"""``make soak`` sets LLMSERVER_SOAK=1 for the heavier sizes."""
+
+
+@dataclass
+class Replicas:
+    urls: list[str]
+    keys: IssuedKeys
+    database_url: str
+    logs: list[Path]
+
+    @property
+    def admin_key(self) -> str:
+        return self.keys.admin
+
+
+def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+class RedisProcess:
+    """A private ``redis-server`` (no persistence) that can be stopped and restarted on
+    the same port, as a Redis outage looks to the app."""
+
+    def __init__(self, root: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.binary = binary
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = (self.root / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    return Path(found[-1]).parent
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (trust auth, fsync off) that can be stopped and started.
+
+    initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
+    """
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        # Not under pytest's tmp_path: that is private to root and the cluster's owner
+        # must be able to write here.
+        self.root = Path(tempfile.mkdtemp(prefix="llmserver-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self._prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            self._prefix = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._prefix, *args], check=True, capture_output=True, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "postgres.log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class Tally:
+    """Every answer a load run got: status codes, request ids and reported usage."""
+
+    statuses: list[int] = field(default_factory=list)
+    request_ids: dict[int, list[str]] = field(default_factory=dict)
+    usage_tokens: int = 0
+    retry_after_missing: int = 0
+
+    def add(self, response: httpx.Response) -> None:
+        self.statuses.append(response.status_code)
+        self.request_ids.setdefault(response.status_code, []).append(
+            response.headers.get("x-request-id", "")
+        )
+        if response.status_code == 200:
+            self.usage_tokens += response.json()["usage"]["total_tokens"]
+        elif response.status_code in (429, 503) and "retry-after" not in response.headers:
+            self.retry_after_missing += 1
+
+    def count(self, status: int) -> int:
+        return self.statuses.count(status)
+
+    def server_errors(self, allowed: Sequence[int] = ()) -> list[int]:
+        return [s for s in self.statuses if s >= 500 and s not in allowed]
+
+
+def chat_body(prompt: str | None = None, max_tokens: int = 4, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt or f"hello {uuid.uuid4().hex}"}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def create_key(base_url: str, admin_key: str, name: str, **limits: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            base_url + "/admin/keys", headers=bearer(admin_key), json={"name": name, **limits}
+        )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def usage_of(base_url: str, admin_key: str, key_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(
+            base_url + "/admin/usage", headers=bearer(admin_key), params={"key_id": key_id}
+        )
+    assert response.status_code == 200, response.text
+    rows = response.json()["data"]
+    assert len(rows) == 1, rows
+    row: dict[str, Any] = rows[0]
+    return row
+
+
+async def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll an async predicate until it holds; False when it never did."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval_s)
+    return False
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _postgres_admin(server_url: str, sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url).set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(server.render_as_string(hide_password=False), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def fresh_database(server_url: str) -> str:
+    """A new empty database on the server of ``server_url`` (its asyncpg URL)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"llmserver_rel_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def count_rows(database_url: str, sql: str, *args: Any) -> int:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(database_url).set(drivername="postgresql")
+    conn = await asyncpg.connect(plain.render_as_string(hide_password=False), timeout=5)
+    try:
+        value = await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+    return int(value or 0)
+
+
+def start_servers(
+    envs: Sequence[dict[str, str]], logs: Sequence[Path], ports: Sequence[int]
+) -> list[subprocess.Popen[bytes]]:
+    """Start several servers at once and wait until every one is ready.
+
+    A busy two-core machine loading several models at once needs more than the single
+    server's start-up allowance; on failure every process is stopped and the failing
+    server's last log lines are shown.
+    """
+    processes = [
+        spawn_server(env, log, port) for env, log, port in zip(envs, logs, ports, strict=True)
+    ]
+    pending = dict(enumerate(ports))
+    deadline = time.monotonic() + 300
+    try:
+        while pending:
+            if time.monotonic() > deadline:
+                index = next(iter(pending))
+                raise RuntimeError(f"server not ready within 300 s:\n{tail(logs[index])}")
+            for index, port in list(pending.items()):
+                if processes[index].poll() is not None:
+                    raise RuntimeError(f"server exited early:\n{tail(logs[index])}")
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                except httpx.TransportError:
+                    continue
+                if ready.status_code == 200:
+                    del pending[index]
+            time.sleep(0.2)
+    except BaseException:
+        for process in processes:
+            stop_server(process)
+        raise
+    return processes
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
