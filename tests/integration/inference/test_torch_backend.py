@@ -145,6 +145,17 @@ async def test_seed_reproduces_inside_a_batch(backend: TorchBackend) -> None:
     assert [c.text for c in together] == [c.text for c in alone]
 
 
+async def test_padded_rows_compute_what_lone_rows_compute(backend: TorchBackend) -> None:
+    prompts = [Prompt(text="x " * n + "Once") for n in (1, 6, 17, 40)]
+    for params in (GenerationParams(max_tokens=24, temperature=0), GenerationParams(max_tokens=24)):
+        alone = [await backend.generate(p, replace(params, seed=i)) for i, p in enumerate(prompts)]
+        together = await asyncio.gather(
+            *(backend.generate(p, replace(params, seed=i)) for i, p in enumerate(prompts))
+        )
+        assert [c.text for c in together] == [c.text for c in alone]
+    assert backend.max_rows_per_step == len(prompts)
+
+
 async def test_stop_string_across_token_boundaries(backend: TorchBackend) -> None:
     params = GenerationParams(max_tokens=60, temperature=1.0, seed=5)
     deltas, _ = await collect(backend.stream(CHAT, params))

@@ -137,6 +137,9 @@ class MlxBackend:
                 self._waiting -= 1
             return was_waiting
 
+    def _shut_down(self) -> Unavailable:
+        return Unavailable(f"model {self._spec.id!r} was shut down")
+
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text
@@ -145,7 +148,7 @@ class MlxBackend:
         if not self._leave_queue(job):
             return  # abandoned while waiting
         if self._closed:
-            job.channel.send(Unavailable(f"model {self._spec.id!r} was shut down"))
+            job.channel.send(self._shut_down())
             return
         with self._lock:
             self._active += 1
@@ -169,6 +172,9 @@ class MlxBackend:
         )
         for token, _logprobs in steps:
             if job.channel.cancelled:
+                return
+            if self._closed:
+                job.channel.send(self._shut_down())
                 return
             if time.monotonic() >= job.deadline:
                 job.channel.send(

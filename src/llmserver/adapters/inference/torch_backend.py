@@ -11,10 +11,11 @@ request give the same text, and it owns cancellation, timeouts and the bounded q
 How the loop works:
 - Requests wait in a bounded queue (``max_queue``; beyond it ``Overloaded``). Between
   two decode steps the worker admits waiting requests up to ``max_batch_size`` rows.
-- An admitted request is prefilled on its own (no padding, so a lone request computes
-  exactly what ``model.generate`` computes), its first token is sampled and sent at
-  once (time to first token = prefill), and its KV cache joins the batch cache,
-  left-padded with masked zeros to the batch's length.
+- Requests admitted together are prefilled together (left-padded, with position ids
+  from the mask, as ``generate`` does for a batch; a lone request runs unpadded, so it
+  computes exactly what ``model.generate`` computes). Their first tokens are sampled and
+  sent at once (time to first token = prefill), and their KV cache joins the batch's,
+  the shorter one left-padded with masked zeros.
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
@@ -122,23 +123,23 @@ class _Batch:
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
 
-    def add(self, row: _Request, cache: Any) -> None:
-        if self.cache is None or self.mask is None:
-            self.rows, self.cache = [row], cache
-            self.mask = torch.ones((1, row.length), dtype=torch.long, device=_device_of(cache))
+    def join(self, other: _Batch) -> None:
+        """Take in ``other``'s rows, left-padding the shorter cache with masked zeros."""
+        if other.mask is None:
             return
-        old_len, new_len = self.mask.shape[1], row.length
-        width = max(old_len, new_len)
-        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+        if self.mask is None:
+            self.rows, self.cache, self.mask = other.rows, other.cache, other.mask
+            return
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
             mine.values = torch.cat(
                 [_left_pad(mine.values, width), _left_pad(theirs.values, width)]
             )
-        row_mask = torch.ones((1, new_len), dtype=torch.long, device=self.mask.device)
         self.mask = torch.cat(
-            [_left_pad(self.mask, width, dim=1), _left_pad(row_mask, width, dim=1)]
+            [_left_pad(self.mask, width, dim=1), _left_pad(other.mask, width, dim=1)]
         )
-        self.rows.append(row)
+        self.rows = [*self.rows, *other.rows]
 
     def keep(self, keep: list[int]) -> None:
         if not keep:
@@ -163,11 +164,6 @@ def _left_pad(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = missing
     return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-
-def _device_of(cache: Any) -> torch.device:
-    device: torch.device = cache.layers[0].keys.device
-    return device
 
 
 class TorchBackend:
@@ -324,8 +320,8 @@ class TorchBackend:
                     ]
                 try:
                     self._drop_gone_rows()
-                    for request in admitted:
-                        self._prefill(request)
+                    if admitted:
+                        self._prefill(admitted)
                     if self._batch.rows:
                         self._decode_step()
                 except Exception as exc:
@@ -366,21 +362,48 @@ class TorchBackend:
             f"generation on model {self._spec.id!r} took longer than {self._timeout:g}s"
         )
 
-    def _prefill(self, request: _Request) -> None:
-        if request.gone:
-            return
-        if time.monotonic() >= request.deadline:
-            request.send(self._timeout_error())
+    def _prefill(self, requests: Sequence[_Request]) -> None:
+        """Prefill newly admitted requests together, send their first tokens, join them."""
+        now = time.monotonic()
+        for request in requests:
+            if not request.gone and now >= request.deadline:
+                request.send(self._timeout_error())
+        rows = [r for r in requests if not r.gone and now < r.deadline]
+        if not rows:
             return
         from transformers import DynamicCache
 
-        ids = torch.tensor([request.prompt_ids], device=self.device)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        request.length = len(request.prompt_ids)
-        token = self._sample(out.logits[:, -1, :], [request])[0]
-        if self._advance(request, token):
-            self._batch.add(request, cache)
+        width = max(len(r.prompt_ids) for r in rows)
+        pad = int(self.tokenizer.pad_token_id or 0)
+        ids = torch.tensor(
+            [[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=self.device
+        )
+        mask = torch.tensor(
+            [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows],
+            device=self.device,
+        )
+        group = _Batch()
+        group.rows, group.cache, group.mask = rows, DynamicCache(config=self.model.config), mask
+        # A lone prompt runs without mask or positions: exactly what ``generate`` runs.
+        padded = (
+            {}
+            if len(rows) == 1
+            else {
+                "attention_mask": mask,
+                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            }
+        )
+        out = self.model(
+            input_ids=ids, cache=group.cache, use_cache=True, logits_to_keep=1, **padded
+        )
+        tokens = self._sample(out.logits[:, -1, :], rows)
+        keep = []
+        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            row.length = len(row.prompt_ids)
+            if self._advance(row, token):
+                keep.append(i)
+        group.keep(keep)
+        self._batch.join(group)
 
     def _decode_step(self) -> None:
         batch = self._batch
