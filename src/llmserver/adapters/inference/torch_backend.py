@@ -183,6 +183,7 @@ class TorchBackend:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        self._threads = threads
         if threads:
             torch.set_num_threads(threads)
         self._spec = spec
@@ -307,6 +308,9 @@ class TorchBackend:
     # -- worker side ----------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._threads:
+            # OpenMP keeps the thread count per calling thread: set it where the work runs.
+            torch.set_num_threads(self._threads)
         with torch.inference_mode():
             while True:
                 with self._cond:
