@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -71,16 +72,18 @@ def nginx_binary() -> str:
 
 
 @pytest.fixture
-def start_nginx(nginx_binary: str, echo_upstream: str, tmp_path: Path) -> Iterator[StartNginx]:
+def start_nginx(nginx_binary: str, echo_upstream: str) -> Iterator[StartNginx]:
     """Starts nginx from the rendered template; keyword arguments override template values."""
     renderer = load_nginx_renderer()
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[BinaryIO] = []
+    # Not under tmp_path: when the suite runs as root, workers drop to nobody and must reach
+    # their temp files (request bodies over 16 KiB), but pytest's base temp dir is 0700.
+    dirs: list[tempfile.TemporaryDirectory[str]] = []
 
     def start(**values: str) -> Nginx:
-        prefix = tmp_path / f"nginx{len(processes)}"
-        prefix.mkdir()
-        # Workers drop to nobody when the suite runs as root: they must reach their temp dirs.
+        dirs.append(tempfile.TemporaryDirectory(prefix="llmserver-nginx-"))
+        prefix = Path(dirs[-1].name)
         prefix.chmod(0o755)
         port = free_port()
         conf = prefix / "nginx.conf"
@@ -116,3 +119,5 @@ def start_nginx(nginx_binary: str, echo_upstream: str, tmp_path: Path) -> Iterat
         process.wait(timeout=10)
     for log in logs:
         log.close()
+    for directory in dirs:
+        directory.cleanup()
