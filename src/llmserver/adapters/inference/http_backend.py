@@ -140,36 +140,34 @@ class HttpBackend:
         return "/completions", body
 
     async def _send_with_retries(self, url: str, body: Mapping[str, Any]) -> httpx.Response:
-        attempt = 0
-        while True:
+        attempts = self._max_retries + 1
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 2))
             request = self._client.build_request(
                 "POST", url, json=body, headers=self._headers, timeout=self._timeout
             )
             try:
                 response = await self._client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout) and attempt < self._max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
-                    continue
-                raise self._timeout_error(exc) from exc
             except httpx.TransportError as exc:
-                if attempt < self._max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+                # A read timeout means the upstream got the request and is slow: retrying
+                # would only pile more work on it.
+                if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                    exc, httpx.ConnectTimeout
+                ):
+                    raise self._timeout_error(exc) from exc
+                if attempt < attempts:
                     continue
                 raise UpstreamError(
                     f"cannot reach the upstream of model {self._spec.id!r} at {self._base} "
-                    f"after {attempt + 1} attempts: {type(exc).__name__}: {exc}"
+                    f"after {attempt} attempts: {type(exc).__name__}: {exc}"
                 ) from exc
             if response.status_code < 400:
                 return response
             detail = await self._error_detail(response)
-            if response.status_code >= 500 and attempt < self._max_retries:
-                attempt += 1
-                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
-                continue
-            raise self._status_error(response.status_code, detail, attempt + 1)
+            if response.status_code < 500 or attempt == attempts:
+                raise self._status_error(response.status_code, detail, attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _error_detail(self, response: httpx.Response) -> str:
         try:
