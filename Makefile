@@ -27,9 +27,16 @@ install: $(STAMP) ## Install uv, the locked dependencies and torch (CPU build on
 .env.local:
 	@$(BIN)/llmserver init-env
 
-$(UI_STAMP): $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/vite.config.ts -type f 2>/dev/null)
+UI_SRC := $(shell find frontend/src frontend/public -type f 2>/dev/null) frontend/index.html \
+          frontend/package.json frontend/vite.config.ts frontend/tsconfig.json
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	@echo "==> installing the playground's npm packages"
+	@cd frontend && npm ci --no-audit --no-fund --loglevel=error
+
+$(UI_STAMP): frontend/node_modules/.package-lock.json $(UI_SRC)
 	@echo "==> building the playground UI"
-	@cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+	@cd frontend && npm run build --silent
 
 ui: $(UI_STAMP) ## Build the playground UI (frontend/dist, served at /ui)
 
@@ -66,7 +73,7 @@ test-services: ## Start PostgreSQL and Redis for the tests when they are not run
 test: $(STAMP) test-services ui ## Run the whole test suite (installs browser and ops tools as needed)
 	@scripts/install-browser.sh >/dev/null
 	@scripts/install-ops-tools.sh >/dev/null
-	@cd frontend && npm test --silent
+	@cd frontend && npm test --silent >/dev/null && echo "frontend: vitest passed"
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

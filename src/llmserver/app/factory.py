@@ -193,6 +193,8 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
                 cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
             ),
         )
+        purge = asyncio.create_task(_purge_expired_cache(database, clock))
+        stack.push_async_callback(_cancel, purge)
         key_admin = KeyAdmin(database.keys, database.usage, hasher, clock)
         await _check_ui_key(settings, gateway)
         app.state[STATE_KEY] = Services(
@@ -216,6 +218,26 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             yield
         finally:
             log.info("shutting_down", queued_log_rows=batcher.queue_size)
+
+
+CACHE_PURGE_INTERVAL_S = 600.0
+
+
+async def _purge_expired_cache(database: SqlDatabase, clock: Clock) -> None:
+    """Expired entries are already ignored on read; this only reclaims their space."""
+    while True:
+        await asyncio.sleep(CACHE_PURGE_INTERVAL_S)
+        try:
+            removed = await database.cache.purge_expired(clock.now())
+            if removed:
+                log.info("cache_purged", entries=removed)
+        except Exception as exc:  # the database may be restarting; try again next round
+            log.warning("cache_purge_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class UiKeyRefused(RuntimeError):
@@ -258,14 +280,8 @@ async def _start_models(
         for status in manager.statuses():
             metrics.model_loaded(status.model_id, seconds.get(status.model_id, 0.0), status.ready)
 
-    loading = asyncio.create_task(load())
-
-    async def stop() -> None:
-        loading.cancel()
-        await asyncio.gather(loading, return_exceptions=True)
-        await manager.close()
-
-    stack.push_async_callback(stop)
+    stack.push_async_callback(manager.close)
+    stack.push_async_callback(_cancel, asyncio.create_task(load()))
     return manager
 
 

@@ -1,0 +1,136 @@
+"""A full model queue answers 503 with Retry-After; the first start can print an admin key."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from livesupport import (
+    TEST_SECRET,
+    free_port,
+    issue_keys,
+    migrate,
+    server_env,
+    start_server,
+    stop_server,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
+    env = server_env(url, demo_model_dir, LLMSERVER_MAX_QUEUE="1", LLMSERVER_MAX_BATCH_SIZE="1")
+    migrate(url, env)
+    keys = asyncio.run(issue_keys(url, TEST_SECRET))
+    port = free_port()
+    proc = start_server(env, tmp_path / "server.log", port)
+
+    async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await client.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={
+                "model": "demo",
+                "messages": [{"role": "user", "content": f"request {i}"}],
+                "max_tokens": 400,
+                "temperature": 0.8,
+            },
+            headers={"Authorization": f"Bearer {keys.admin}"},
+        )
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(8)))
+
+    try:
+        responses = asyncio.run(burst())
+        codes = sorted(r.status_code for r in responses)
+        assert 200 in codes
+        assert 503 in codes
+        assert set(codes) <= {200, 503}
+        refused = next(r for r in responses if r.status_code == 503)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "model_overloaded"
+        # the server keeps serving once the queue drains
+        assert asyncio.run(burst_one(port, keys.admin)) == 200
+    finally:
+        stop_server(proc)
+
+
+async def burst_one(port: int, key: str) -> int:
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        return response.status_code
+
+
+def test_first_start_prints_an_admin_key_once(tmp_path: Path, demo_model_dir: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"
+    env = server_env(url, demo_model_dir, LLMSERVER_BOOTSTRAP_ADMIN="true")
+    migrate(url, env)
+    log = tmp_path / "server.log"
+    for _ in range(2):
+        proc = start_server(env, log, free_port())
+        stop_server(proc)
+    text = log.read_text()
+    printed = re.findall(r"llms_[a-z0-9]{12}_[A-Za-z0-9_-]{16,}", text)
+    assert len(printed) == 1, "the admin key is printed on the first start only"
+    port = free_port()
+    proc = start_server(env, log, port)
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/admin/keys", headers={"Authorization": f"Bearer {printed[0]}"}
+        )
+        assert response.status_code == 200
+        assert [k["role"] for k in response.json()["data"]] == ["admin"]
+        # only the prefix of the key appears in structured log lines
+        structured = [line for line in text.splitlines() if line.startswith("{")]
+        assert not any(printed[0] in line for line in structured)
+    finally:
+        stop_server(proc)
+
+
+def test_start_up_refuses_a_missing_server_secret(tmp_path: Path, demo_model_dir: Any) -> None:
+    import subprocess
+    import sys
+
+    env = server_env(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", demo_model_dir)
+    env["LLMSERVER_ENV"] = "production"
+    del env["LLMSERVER_SERVER_SECRET"]
+    result = subprocess.run(
+        [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "LLMSERVER_SERVER_SECRET" in result.stderr
+
+
+def test_start_up_refuses_an_invalid_setting(tmp_path: Path, demo_model_dir: Any) -> None:
+    import subprocess
+    import sys
+
+    env = server_env(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", demo_model_dir)
+    env["LLMSERVER_MAX_QUEUE"] = "lots"
+    result = subprocess.run(
+        [sys.executable, "-m", "llmserver.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "LLMSERVER_MAX_QUEUE" in result.stderr
+    assert "an integer" in result.stderr
