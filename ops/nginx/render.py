@@ -55,10 +55,21 @@ DEFAULTS: Mapping[str, str] = {
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
+def upstream_servers(value: str) -> str:
+    """``"127.0.0.1:8000 127.0.0.1:8001"`` -> the ``server`` lines of the app's upstream block
+    (one llmserver process per port, balanced by nginx). The template writes the first
+    ``server`` and the final ``;``, so one address renders the same as with envsubst."""
+    addresses = value.replace(",", " ").split()
+    if not addresses:
+        raise ValueError("LLMSERVER_UPSTREAM names no address")
+    return ";\n        server ".join(addresses)
+
+
 def render(values: Mapping[str, str], template: str | None = None) -> str:
     """The config with every placeholder filled from ``values``, then the defaults."""
     text = TEMPLATE.read_text() if template is None else template
     merged = {**DEFAULTS, **values}
+    merged["LLMSERVER_UPSTREAM"] = upstream_servers(merged["LLMSERVER_UPSTREAM"])
     unknown = sorted(set(_PLACEHOLDER.findall(text)) - merged.keys())
     if unknown:
         raise KeyError(f"no value for template placeholders: {', '.join(unknown)}")

@@ -217,3 +217,15 @@ def test_metrics_are_refused_outside_the_allowed_networks(
     headers = bearer(live_server.admin_key)
     assert httpx.get(f"{proxy.base_url}/metrics", headers=headers).status_code == 403
     assert httpx.get(f"{proxy.base_url}/healthz").status_code == 200
+
+
+def test_several_app_processes_share_the_traffic(
+    live_server: Any, echo_upstream: str, start_nginx: StartNginx
+) -> None:
+    """One llmserver process per port, listed in LLMSERVER_UPSTREAM, balanced round-robin (the
+    echo server stands in for a second app process)."""
+    app = live_server.base_url.removeprefix("http://")
+    proxy = start_nginx(LLMSERVER_UPSTREAM=f"{app} {echo_upstream}")
+    answers = [httpx.get(f"{proxy.base_url}/healthz", timeout=10).json() for _ in range(6)]
+    echoed = [a for a in answers if a.get("path") == "/healthz"]
+    assert 0 < len(echoed) < len(answers)
