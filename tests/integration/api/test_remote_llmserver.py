@@ -1,0 +1,102 @@
+"""The remote HTTP backend against a real upstream: a second LLM Server process.
+
+Gateway B serves a model `upstream-demo` whose backend is `http`, pointing at the live
+server A; B's callers use B's keys, and B calls A with A's key from an env variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from livesupport import (
+    TEST_SECRET,
+    IssuedKeys,
+    free_port,
+    issue_keys,
+    migrate,
+    server_env,
+    start_server,
+    stop_server,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gateway_b(
+    live_server: Any, tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
+) -> Iterator[tuple[str, IssuedKeys]]:
+    root = tmp_path_factory.mktemp("gateway-b")
+    models = root / "models.toml"
+    models.write_text(
+        "[[models]]\n"
+        'id = "upstream-demo"\n'
+        'backend = "http"\n'
+        f'source = "{live_server.base_url}"\n'
+        'upstream_model = "demo-tiny-llama"\n'
+        'api_key_env = "UPSTREAM_KEY"\n'
+        "context_length = 512\n"
+    )
+    url = f"sqlite+aiosqlite:///{root / 'b.db'}"
+    env = server_env(
+        url,
+        demo_model_dir,
+        LLMSERVER_PROFILE="none",
+        LLMSERVER_MODELS_FILE=str(models),
+        UPSTREAM_KEY=live_server.admin_key,
+    )
+    migrate(url, env)
+    keys = asyncio.run(issue_keys(url, TEST_SECRET))
+    port = free_port()
+    proc = start_server(env, root / "server.log", port)
+    yield f"http://127.0.0.1:{port}", keys
+    stop_server(proc)
+    assert live_server.admin_key not in (root / "server.log").read_text()
+
+
+def test_chat_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> None:
+    base, keys = gateway_b
+    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    reply = client.chat.completions.create(
+        model="upstream-demo",
+        messages=[{"role": "user", "content": "hello upstream"}],
+        max_tokens=6,
+        temperature=0,
+    )
+    assert reply.model == "upstream-demo"
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 6
+    assert [m.id for m in client.models.list()] == ["upstream-demo"]
+
+
+def test_streaming_passthrough(gateway_b: tuple[str, IssuedKeys]) -> None:
+    base, keys = gateway_b
+    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="upstream-demo",
+            messages=[{"role": "user", "content": "stream please"}],
+            max_tokens=8,
+            temperature=0.9,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2
+    assert any(c.usage is not None and c.usage.completion_tokens > 0 for c in chunks)
+
+
+def test_text_completion_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> None:
+    base, keys = gateway_b
+    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    reply = client.completions.create(
+        model="upstream-demo", prompt="Once upon a time", max_tokens=5, temperature=0.5
+    )
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 5
