@@ -255,6 +255,7 @@ class Gateway:
         self._policy = policy or GatewayPolicy()
         self._telemetry: Telemetry = telemetry or NullTelemetry()
         self._inflight: dict[str, _Flight] = {}
+        self._closing: set[asyncio.Future[None]] = set()
 
     @property
     def registry(self) -> ModelRegistry:
@@ -586,10 +587,13 @@ class Gateway:
         """Close the reservation (release, or settle to ``charge``) and log the failure."""
         try:
             if admission is not None:
-                if charge is None:
-                    await self._release(admission)
-                else:
-                    await self._settle(admission, charge)
+                # A client that went away cancels this task, and the anyio cancel scope
+                # around a streamed response re-cancels it at every await: close the
+                # reservation in a task of its own so it is not left reserved forever.
+                closing = asyncio.ensure_future(self._close(admission, charge))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                await asyncio.shield(closing)
         finally:
             cause = _refusal_cause(exc)
             if cause is not None:
@@ -602,6 +606,12 @@ class Gateway:
                 admission.cache_status if admission is not None else None,
                 error_code=code,
             )
+
+    async def _close(self, admission: _Admission, charge: int | None) -> None:
+        if charge is None:
+            await self._release(admission)
+        else:
+            await self._settle(admission, charge)
 
     def _write_log(
         self,
