@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -330,3 +332,94 @@ def start_servers(
 
 def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Upstream:
+    """An OpenAI-compatible upstream on loopback, in its own thread, for http models.
+
+    The upstream model name picks the behaviour: ``fast`` answers at once, ``hang``
+    never answers (until the client gives up), ``drip`` sends one token every
+    ``drip_interval_s`` up to ``max_tokens``. It records what the gateway did to it:
+    how many drip tokens were sent, and how many connections are still open.
+    """
+
+    def __init__(self, drip_interval_s: float = 0.05) -> None:
+        self.drip_interval_s = drip_interval_s
+        self.port = 0
+        self.open_connections = 0
+        self.drip_tokens_sent = 0
+        self.requests = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
+        ).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def close() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            lines = head.strip().split("\r\n")[1:]
+            headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in lines)}
+            body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+            self.requests += 1
+            behaviour = body["model"]
+            if behaviour == "hang":
+                await reader.read()  # returns when the gateway closes the connection
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+            )
+            count = 3 if behaviour == "fast" else int(body["max_tokens"])
+            for _ in range(count):
+                writer.write(_sse({"choices": [{"index": 0, "delta": {"content": " tok"}}]}))
+                await writer.drain()
+                if behaviour == "drip":
+                    self.drip_tokens_sent += 1
+                    await asyncio.sleep(self.drip_interval_s)
+            usage = {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": count + 5}
+            finish = {"index": 0, "delta": {}, "finish_reason": "length"}
+            writer.write(_sse({"choices": [finish], "usage": usage}) + b"data: [DONE]\n\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the gateway went away: that is what the drip behaviour is for
+        finally:
+            self.open_connections -= 1
+            writer.close()
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def http_models_file(path: Path, upstream: Upstream) -> Path:
+    """A models file with one http model per upstream behaviour."""
+    entries = [
+        f'[[models]]\nid = "{name}"\nbackend = "http"\nsource = "{upstream.url}"\n'
+        f'upstream_model = "{name}"\ncontext_length = 4096\n'
+        for name in ("fast", "hang", "drip")
+    ]
+    path.write_text("\n".join(entries))
+    return path
