@@ -191,6 +191,7 @@ def test_dockerfile_copies_only_what_exists() -> None:
 # The commands the containers run, run here.
 
 
+@pytest.mark.slow
 def test_image_health_probe_answers_for_a_live_server_and_fails_without(live_server: Any) -> None:
     probe = [sys.executable, str(ROOT / "ops/docker/healthcheck.py")]
     port = live_server.base_url.rsplit(":", 1)[1]
@@ -206,6 +207,7 @@ def test_image_health_probe_answers_for_a_live_server_and_fails_without(live_ser
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_migrations_job_command_upgrades_postgres(postgres_url: str) -> None:
     llmserver = Path(sys.executable).with_name("llmserver")
     env = {**os.environ, "LLMSERVER_DATABASE_URL": postgres_url, "LLMSERVER_ENV": "production"}

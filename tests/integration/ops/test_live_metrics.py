@@ -8,8 +8,11 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 from opstools import PROMETHEUS_SYNTHETIC, exported_metric_names, metric_names_in_dashboards
 from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.slow
 
 CHAT = "/v1/chat/completions"
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from opstools import SSE_EVENTS, SSE_INTERVAL_S, StartNginx, load_nginx_renderer
 
-pytestmark = pytest.mark.nginx
+# Most tests here start nginx in front of the session's live server.
+pytestmark = [pytest.mark.nginx, pytest.mark.slow]
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
