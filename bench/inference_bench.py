@@ -169,7 +169,8 @@ async def _measure(path: Path) -> list[Target]:
         f"torch threads, torch {torch.__version__}",
         "raw generate, single stream": f"{m['raw_single']:.1f} tok/s",
         "backend, single stream": f"{m['backend_single']:.1f} tok/s",
-        f"raw generate, left-padded batch of {CONCURRENCY}": f"{m['raw_batch']:.1f} tok/s",
+        f"raw generate, left-padded batch of {CONCURRENCY}": f"{m['raw_batch']:.1f} tok/s "
+        f"({m['raw_batch'] / m['raw_single']:.2f}x raw single: this machine's batching headroom)",
         f"backend, {CONCURRENCY} concurrent clients": f"{m['backend_concurrent']:.1f} tok/s "
         f"(max {rows_seen} rows per step)",
         "raw prefill (p50)": f"{m['raw_prefill_s'] * 1000:.1f} ms",
