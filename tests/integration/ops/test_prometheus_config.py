@@ -36,7 +36,9 @@ def test_the_app_is_scraped_on_its_metrics_path() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     # The dashboards select job="llmserver".
     assert jobs["llmserver"]["metrics_path"] == "/metrics"
-    assert jobs["llmserver"]["static_configs"][0]["targets"]
+    assert jobs["llmserver"]["dns_sd_configs"] == [
+        {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "30s"}
+    ]
 
 
 def test_every_dashboard_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
