@@ -14,6 +14,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from llmserver.domain.errors import (
     GatewayError,
@@ -157,8 +158,44 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+STORE_RETRY_AFTER_S = 2.0
+
+# PostgreSQL SQLSTATE classes of a server that is away: 08 connection exception,
+# 57P0x operator intervention (shutting down, starting up).
+_AWAY_SQLSTATES = ("08", "57P")
+
+
+def _database_unreachable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_AWAY_SQLSTATES)
+
+
+def handle_store_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A database that is down or restarting is a 503 to retry, not a server bug."""
+    if isinstance(exc, DBAPIError) and not _database_unreachable(exc):
+        return handle_unexpected(request, exc)
+    log.warning(
+        "store_unreachable",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+    _note_error(request, "service_unavailable")
+    return error_response(
+        503,
+        "A storage backend is unreachable; retry shortly.",
+        code="service_unavailable",
+        headers=retry_after_header(STORE_RETRY_AFTER_S),
+    )
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     GatewayError: handle_gateway_error,
     HTTPException: handle_http_exception,
+    DBAPIError: handle_store_unreachable,
+    ConnectionError: handle_store_unreachable,
+    TimeoutError: handle_store_unreachable,
     Exception: handle_unexpected,
 }
