@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from faultkit import Replicas, drop_database, fresh_database, start_servers
+from faultkit import Replicas, Upstream, drop_database, fresh_database, start_servers
 
 from livesupport import (
     TEST_SECRET,
@@ -66,3 +66,12 @@ def replicas(
         client.flushdb()
         client.close()
         drop_database(database_url)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    """The loopback OpenAI-compatible upstream the http models talk to."""
+    server = Upstream()
+    server.start()
+    yield server
+    server.stop()

@@ -281,17 +281,22 @@ def drop_database(url: str) -> None:
     asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def count_rows(database_url: str, sql: str, *args: Any) -> int:
+async def fetch(database_url: str, sql: str, *args: Any) -> list[Any]:
+    """Rows of a query, straight from PostgreSQL (not through the app)."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
     plain = make_url(database_url).set(drivername="postgresql")
     conn = await asyncpg.connect(plain.render_as_string(hide_password=False), timeout=5)
     try:
-        value = await conn.fetchval(sql, *args)
+        return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
-    return int(value or 0)
+
+
+async def count_rows(database_url: str, sql: str, *args: Any) -> int:
+    rows = await fetch(database_url, sql, *args)
+    return int(rows[0][0] or 0)
 
 
 def start_servers(
@@ -423,3 +428,33 @@ def http_models_file(path: Path, upstream: Upstream) -> Path:
     ]
     path.write_text("\n".join(entries))
     return path
+
+
+@dataclass(frozen=True)
+class Answer:
+    sent_at: float
+    status: int
+    headers: httpx.Headers
+
+
+async def keep_loading(
+    client: httpx.AsyncClient, key: str, stop: asyncio.Event, workers: int = 4
+) -> list[Answer]:
+    """Send small completions from ``workers`` loops until ``stop`` is set."""
+    answers: list[Answer] = []
+
+    async def worker() -> None:
+        while not stop.is_set():
+            sent_at = time.monotonic()
+            try:
+                response = await client.post(
+                    "/v1/chat/completions", headers=bearer(key), json=chat_body(model="fast")
+                )
+            except httpx.TransportError:
+                answers.append(Answer(sent_at, 0, httpx.Headers()))
+            else:
+                answers.append(Answer(sent_at, response.status_code, response.headers))
+            await asyncio.sleep(0.02)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return answers

@@ -47,14 +47,6 @@ class HttpModelServer:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def http_server(
     upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HttpModelServer]:
