@@ -289,3 +289,23 @@ def test_prometheus_runs_with_the_compose_flags_under_its_prefix(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_image_build_step_builds_the_demo_model(tmp_path: Path) -> None:
+    """The Dockerfile bakes the demo model in with this exact command."""
+    line = next(line for line in DOCKERFILE.read_text().splitlines() if "demo-model build" in line)
+    target = line.split("--dir", 1)[1].split()[0]
+    assert target == "/app/models/demo-tiny-llama"
+    assert f"LLMSERVER_DEMO_MODEL_DIR={target}" in DOCKERFILE.read_text()
+    llmserver = Path(sys.executable).with_name("llmserver")
+    built = subprocess.run(
+        [str(llmserver), "demo-model", "build", "--dir", str(tmp_path / "demo")],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "demo/config.json").is_file()
