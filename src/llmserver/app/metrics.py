@@ -97,7 +97,7 @@ class _BoundedLabel:
         if self._fixed:
             return OTHER
         with self._lock:
-            if len(self._seen) >= self._limit:
+            if value not in self._seen and len(self._seen) >= self._limit:
                 return OTHER
             self._seen.add(value)
         return value
@@ -176,8 +176,8 @@ class Metrics:
         self._sources = _ScrapeSources()
         self._scrape_time = _ScrapeTimeCollector(self._sources, self._model)
 
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._registry = CollectorRegistry(auto_describe=True)
+        r = self._registry
         self._requests_in_flight = Gauge(
             "llmserver_http_requests_in_flight",
             "HTTP requests being served.",
@@ -332,7 +332,7 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         if self._multiprocess_dir is None:
-            return generate_latest(self.registry), _CONTENT_TYPE
+            return generate_latest(self._registry), _CONTENT_TYPE
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
         merged.register(self._scrape_time)
