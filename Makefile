@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: help install run test test-unit lint fmt bench soak ui migrate revision seed-key keys \
-        demo-model dev-local dev-cpu up down restart logs psql db-shell test-services clean
+        demo-model dev-local dev-cpu up down restart logs psql db-shell test-services compose-check clean
 
 help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,18 +103,22 @@ up: ## Start the compose stack (api, postgres, redis, nginx, prometheus, grafana
 down: ## Stop the compose stack
 	$(COMPOSE) down
 
-restart: ## Restart the compose stack
+restart: ## Restart the compose stack (nginx last, so it re-resolves scaled replicas)
 	$(COMPOSE) restart
+	$(COMPOSE) restart nginx
 
 logs: ## Follow the compose stack's logs
 	$(COMPOSE) logs -f --tail=200
 
 psql: ## Open psql on the compose stack's database
-	$(COMPOSE) exec postgres psql -U llmserver llmserver
+	$(COMPOSE) exec postgres sh -c 'psql -U "$$POSTGRES_USER" "$$POSTGRES_DB"'
 
 db-shell: ## Open a shell on the configured database (sqlite3 or psql)
 	@url=$$($(BIN)/python -c "from llmserver.app.settings import load_settings as l; print(l().database_url)"); \
 	case $$url in sqlite*) sqlite3 $${url#*:///} ;; *) psql "$${url/+asyncpg/}" ;; esac
+
+compose-check: $(STAMP) ## Validate docker-compose.yml with the real Compose v2 binary (no engine needed)
+	@$(VENV)/lib/python3*/site-packages/compose/docker-compose -f docker-compose.yml config -q && echo "compose file OK"
 
 clean: ## Remove the venv, caches and build outputs
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache frontend/dist frontend/node_modules

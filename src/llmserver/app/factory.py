@@ -149,7 +149,9 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             from llmserver.adapters.redis import RedisStores
 
             redis = RedisStores.from_url(
-                settings.redis_url, failure_policy=settings.redis_failure_policy.value
+                settings.redis_url,
+                failure_policy=settings.redis_failure_policy.value,
+                on_error=metrics.redis_error,
             )
             stack.push_async_callback(redis.close)
             limiter = redis.limiter

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import cast
 
@@ -38,13 +39,22 @@ class RedisHotCache:
     undecodable value) is logged, counted in ``errors``, and answered as a miss.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "llmserver:hot:") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "llmserver:hot:",
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self.errors = 0
+        self._on_error = on_error
 
     def _failed(self, operation: str, exc: Exception) -> None:
         self.errors += 1
+        if self._on_error is not None:
+            self._on_error("hot_cache")
         log.warning("hot_cache_error", operation=operation, error=repr(exc))
 
     async def get(self, key: str) -> CachedCompletion | None:

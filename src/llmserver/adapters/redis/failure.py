@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 import redis.asyncio as aioredis
@@ -26,16 +27,25 @@ class GuardedRateLimitStore:
     request is then admitted (fail_open) or refused with ``Unavailable`` (fail_closed).
     """
 
-    def __init__(self, inner: RateLimitStore, policy: FailurePolicy | str) -> None:
+    def __init__(
+        self,
+        inner: RateLimitStore,
+        policy: FailurePolicy | str,
+        *,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self._inner = inner
         self.policy = FailurePolicy(policy)
         self.failures = 0
+        self._on_error = on_error
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
         try:
             return await self._inner.acquire(bucket, limit, now_ms)
         except (aioredis.RedisError, OSError) as exc:
             self.failures += 1
+            if self._on_error is not None:
+                self._on_error("limiter")
             log.warning("rate_limiter_unavailable", policy=self.policy.value, error=repr(exc))
             if self.policy is FailurePolicy.FAIL_CLOSED:
                 raise Unavailable("The rate limiter is unavailable; try again shortly.") from exc

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -22,12 +24,13 @@ class RedisStores:
         *,
         failure_policy: FailurePolicy | str,
         prefix: str = "llmserver:",
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.limiter = GuardedRateLimitStore(
-            RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy
+            RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
         )
-        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:")
+        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error)
 
     @classmethod
     def from_url(
@@ -37,6 +40,7 @@ class RedisStores:
         failure_policy: FailurePolicy | str,
         prefix: str = "llmserver:",
         timeout_s: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
     ) -> RedisStores:
         # Short timeouts and a single immediate retry (which replaces a pooled connection
         # a Redis restart has closed): an unreachable Redis must cost a request
@@ -47,7 +51,7 @@ class RedisStores:
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
-        return cls(client, failure_policy=failure_policy, prefix=prefix)
+        return cls(client, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
 
     async def ping(self) -> None:
         await self.client.ping()
