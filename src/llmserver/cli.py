@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,11 @@ def serve(host: str | None, port: int | None) -> None:
         raise click.ClickException(str(exc)) from None
     for name in unknown_variables():
         click.echo(f"warning: {name} is not a known setting (typo?)", err=True)
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal under the
+    # handlers it found at start. Finding no-op handlers, that re-raise returns, and a clean,
+    # drained shutdown exits 0 (as process supervisors expect) instead of dying by signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         asgi_app(settings),
         host=host or settings.host,

@@ -105,10 +105,5 @@ def test_sigterm_flushes_every_request_log_row(shutdown_run: ShutdownRun) -> Non
     assert "request_logs_unwritten_at_shutdown" not in shutdown_run.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn >= 0.29 re-raises the captured SIGTERM after a clean shutdown, so "
-    "`llmserver serve` dies by the signal (-15); cli.py must turn it into exit 0",
-)
 def test_sigterm_exits_zero(shutdown_run: ShutdownRun) -> None:
     assert shutdown_run.exit_code == 0
