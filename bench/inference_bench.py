@@ -57,6 +57,7 @@ async def _measure(path: Path) -> list[Target]:
     spec = ModelSpec(
         id="bench", backend=BackendKind.TORCH, source=str(path), device="cpu", dtype="float32"
     )
+    load_before = os.getloadavg()[0]
     progress(f"loading the bench model from {path}")
     backend = TorchBackend(spec, max_batch_size=CONCURRENCY, max_queue=64)
     model, tokenizer = backend.model, backend.tokenizer
@@ -175,6 +176,8 @@ async def _measure(path: Path) -> list[Target]:
         f"(max {rows_seen} rows per step)",
         "raw prefill (p50)": f"{m['raw_prefill_s'] * 1000:.1f} ms",
         "backend time to first token (p50)": f"{m['backend_ttft_s'] * 1000:.1f} ms",
+        "machine load (1-min average, start / end)": f"{load_before:.1f} / "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work skews every ratio)",
         "settings": f"{NEW_TOKENS} new tokens, median of {REPEATS} rounds "
         f"({TTFT_REPEATS} for TTFT) after one warm-up, raw and backend alternating",
     }
