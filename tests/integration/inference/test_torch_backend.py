@@ -135,6 +135,12 @@ async def test_same_seed_same_text(backend: TorchBackend) -> None:
     assert other.text != first.text
 
 
+async def test_tiny_top_p_keeps_only_the_most_likely_token(backend: TorchBackend) -> None:
+    greedy = await backend.generate(CHAT, GenerationParams(max_tokens=24, temperature=0))
+    nucleus = await backend.generate(CHAT, GenerationParams(max_tokens=24, top_p=1e-6, seed=9))
+    assert nucleus.text == greedy.text
+
+
 async def test_seed_reproduces_inside_a_batch(backend: TorchBackend) -> None:
     alone = [
         await backend.generate(CHAT, GenerationParams(max_tokens=32, seed=s)) for s in range(4)
