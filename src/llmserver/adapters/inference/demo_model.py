@@ -11,7 +11,6 @@ and the benchmarks run without any hub access.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -95,7 +94,6 @@ def build_demo_model(
     if is_built(target_dir, size):
         say(f"demo model ({size}) already built in {target_dir}")
         return target_dir
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=target_dir.parent))
     try:

@@ -11,7 +11,6 @@ backend's, and a cancelled or timed-out request stops at its next token.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import threading
 import time
@@ -57,7 +56,6 @@ class MlxBackend:
     def __init__(
         self, spec: ModelSpec, *, max_queue: int = 64, request_timeout_s: float = 300.0
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import mlx.core as mx
             import mlx_lm

@@ -28,7 +28,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import os
 import secrets
 import threading
 import time
@@ -178,7 +177,6 @@ class TorchBackend:
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
