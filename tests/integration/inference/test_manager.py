@@ -61,6 +61,7 @@ async def test_loads_eagerly_and_reports_each_model(demo_spec: ModelSpec) -> Non
         manager.backend(demo_spec.id)
 
 
+@pytest.mark.mlx
 async def test_mlx_models_load_through_the_manager(demo_spec: ModelSpec) -> None:
     pytest.importorskip("mlx_lm")
     manager = MultiModelManager([replace(demo_spec, backend=BackendKind.MLX)])
