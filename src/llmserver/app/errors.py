@@ -13,6 +13,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -53,6 +54,26 @@ class ErrorDetail(msgspec.Struct, frozen=True):
 
 class ErrorBody(msgspec.Struct, frozen=True):
     error: ErrorDetail
+
+
+_MEANING = {
+    400: "Invalid request: the message names the field.",
+    401: "Missing, malformed, unknown, revoked or expired API key.",
+    403: "The key's role or model list does not allow this.",
+    404: "No such model, key or route.",
+    413: "The request body is larger than the server accepts.",
+    429: "Rate limit (Retry-After, x-ratelimit-* headers) or monthly quota exhausted.",
+    503: "A model, the queue or a store is unavailable; retry after Retry-After.",
+    504: "Generation took longer than the request timeout.",
+}
+
+
+def documented_errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error answers a route gives, all in OpenAI's error shape."""
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=_MEANING[status])
+        for status in statuses
+    }
 
 
 def error_response(

@@ -10,6 +10,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
 
 from llmserver.app.auth import authenticate_admin
+from llmserver.app.errors import documented_errors
 from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
@@ -17,6 +18,7 @@ from llmserver.domain.keys import DEFAULT_ROLES
 from llmserver.domain.logs import LogQuery
 from llmserver.domain.quota import period_of
 
+ADMIN_ERRORS = documented_errors(400, 401, 403, 404)
 _CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
 
 
@@ -25,7 +27,12 @@ async def _admin(request: Request[Any, Any, Any]) -> Services:
     return services_of(request)
 
 
-@post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
+@post(
+    "/keys",
+    status_code=201,
+    summary="Create an API key (the secret is shown once)",
+    responses=ADMIN_ERRORS,
+)
 async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
     services = await _admin(request)
     body: v.CreateKey = decode(_CREATE_DECODER, await request.body())
@@ -40,25 +47,25 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
     return v.CreatedKey(key=plaintext, details=v.KeyView.of(key))
 
 
-@get("/keys", summary="List API keys (never their secrets)")
+@get("/keys", summary="List API keys (never their secrets)", responses=ADMIN_ERRORS)
 async def list_keys(request: Request[Any, Any, Any]) -> v.KeyList:
     services = await _admin(request)
     return v.KeyList([v.KeyView.of(k) for k in await services.key_admin.list()])
 
 
-@get("/keys/{key_id:str}", summary="Show one API key")
+@get("/keys/{key_id:str}", summary="Show one API key", responses=ADMIN_ERRORS)
 async def show_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     services = await _admin(request)
     return v.KeyView.of(await services.key_admin.find(key_id))
 
 
-@delete("/keys/{key_id:str}", status_code=200, summary="Revoke an API key")
+@delete("/keys/{key_id:str}", status_code=200, summary="Revoke an API key", responses=ADMIN_ERRORS)
 async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     services = await _admin(request)
     return v.KeyView.of(await services.key_admin.revoke(key_id))
 
 
-@get("/usage", summary="Token usage per key and month")
+@get("/usage", summary="Token usage per key and month", responses=ADMIN_ERRORS)
 async def usage(
     request: Request[Any, Any, Any],
     key_id: str | None = None,
@@ -72,7 +79,7 @@ async def usage(
     return v.UsageList([v.UsageView.of(r) for r in records])
 
 
-@get("/logs", summary="Request logs, newest first, with filters")
+@get("/logs", summary="Request logs, newest first, with filters", responses=ADMIN_ERRORS)
 async def logs(
     request: Request[Any, Any, Any],
     key_id: str | None = None,
@@ -98,7 +105,7 @@ async def logs(
     return v.LogPage([v.LogView.of(r) for r in rows], total, limit, offset)
 
 
-@get("/roles", summary="Roles and their default limits")
+@get("/roles", summary="Roles and their default limits", responses=ADMIN_ERRORS)
 async def roles(request: Request[Any, Any, Any]) -> v.RoleList:
     await _admin(request)
     return v.RoleList([v.RoleView.of(spec) for spec in DEFAULT_ROLES])

@@ -8,7 +8,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.response import Stream
 
 from llmserver.app.auth import authenticate
-from llmserver.app.errors import rate_headers
+from llmserver.app.errors import documented_errors, rate_headers
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
 from llmserver.app.services import services_of
@@ -16,6 +16,8 @@ from llmserver.domain.errors import Overloaded
 from llmserver.domain.gateway import Outcome, StreamSession
 from llmserver.domain.registry import ModelSpec
 
+COMPLETION_ERRORS = documented_errors(400, 401, 403, 404, 413, 429, 503, 504)
+MODEL_ERRORS = documented_errors(401, 403, 404)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -76,12 +78,22 @@ async def _run(request: Request[Any, Any, Any], *, chat: bool) -> Response[Any] 
     return Response(payload, headers=_headers(outcome.cache_status.value, outcome.rate))
 
 
-@post("/chat/completions", status_code=200, summary="Create a chat completion")
+@post(
+    "/chat/completions",
+    status_code=200,
+    summary="Create a chat completion",
+    responses=COMPLETION_ERRORS,
+)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
     return await _run(request, chat=True)
 
 
-@post("/completions", status_code=200, summary="Create a text completion")
+@post(
+    "/completions",
+    status_code=200,
+    summary="Create a text completion",
+    responses=COMPLETION_ERRORS,
+)
 async def completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
     return await _run(request, chat=False)
 
@@ -90,7 +102,7 @@ def _model(spec: ModelSpec, created: int) -> p.Model:
     return p.Model(id=spec.id, created=created, owned_by=spec.owned_by)
 
 
-@get("/models", summary="List the models this key may use")
+@get("/models", summary="List the models this key may use", responses=MODEL_ERRORS)
 async def list_models(request: Request[Any, Any, Any]) -> p.ModelList:
     services = services_of(request)
     principal = await authenticate(request)
@@ -98,7 +110,7 @@ async def list_models(request: Request[Any, Any, Any]) -> p.ModelList:
     return p.ModelList([_model(s, created) for s in services.gateway.visible_models(principal)])
 
 
-@get("/models/{model_id:path}", summary="Show one model")
+@get("/models/{model_id:path}", summary="Show one model", responses=MODEL_ERRORS)
 async def show_model(request: Request[Any, Any, Any], model_id: str) -> p.Model:
     services = services_of(request)
     principal = await authenticate(request)
