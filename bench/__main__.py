@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = {"gateway": "bench.gateway_bench", "inference": "bench.inference_bench"}
+BENCHES = {
+    "gateway": "bench.gateway_bench",
+    "inference": "bench.inference_bench",
+    "server": "bench.server_inference_bench",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.raw import RawModel
 from bench.report import Target, progress, save
 
 NEW_TOKENS = 32
@@ -66,11 +67,10 @@ async def _measure(path: Path) -> list[Target]:
     prompt_ids = [backend._encode(p) for p in prompts]
     greedy = GenerationParams(max_tokens=NEW_TOKENS, temperature=0.0)
 
+    raw = RawModel(model, tokenizer, NEW_TOKENS)
+
     def raw_single() -> float:
-        ids = torch.tensor([prompt_ids[0]])
-        started = time.perf_counter()
-        out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
-        return (out.shape[1] - ids.shape[1]) / (time.perf_counter() - started)
+        return raw.single(prompt_ids[0])
 
     async def backend_single() -> float:
         started = time.perf_counter()
@@ -78,14 +78,7 @@ async def _measure(path: Path) -> list[Target]:
         return completion.completion_tokens / (time.perf_counter() - started)
 
     def raw_batch() -> float:
-        tokenizer.padding_side = "left"
-        batch = tokenizer.pad({"input_ids": prompt_ids}, return_tensors="pt")
-        started = time.perf_counter()
-        out = model.generate(
-            **batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False
-        )
-        generated = (out.shape[1] - batch["input_ids"].shape[1]) * len(prompt_ids)
-        return generated / (time.perf_counter() - started)
+        return raw.batch(prompt_ids)
 
     async def backend_concurrent() -> float:
         started = time.perf_counter()
@@ -93,13 +86,7 @@ async def _measure(path: Path) -> list[Target]:
         return sum(c.completion_tokens for c in done) / (time.perf_counter() - started)
 
     def raw_prefill() -> float:
-        from transformers import DynamicCache
-
-        ids = torch.tensor([prompt_ids[0]])
-        with torch.inference_mode():
-            started = time.perf_counter()
-            model(input_ids=ids, cache=DynamicCache(config=model.config), logits_to_keep=1)
-            return time.perf_counter() - started
+        return raw.prefill(prompt_ids[0])
 
     async def backend_ttft() -> float:
         started = time.perf_counter()
