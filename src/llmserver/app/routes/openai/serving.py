@@ -33,6 +33,11 @@ def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise InvalidRequest(f"Invalid request body: {text}", param=param or None) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # msgspec validates UTF-8 only when it decodes a string, and raises this then.
+        raise InvalidRequest(
+            f"The request body is not valid UTF-8 (byte {exc.start}); JSON must be UTF-8."
+        ) from None
 
 
 def _stops(stop: p.StopValue | None) -> tuple[str, ...]:
