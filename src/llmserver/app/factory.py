@@ -111,7 +111,8 @@ async def _bootstrap(key_admin: KeyAdmin, settings: Settings) -> None:
                 print_secret(
                     "\n  First admin API key (shown once, store it now):\n"
                     f"    {plaintext}\n"
-                    "  Try: curl -H 'Authorization: Bearer <key>' http://HOST:PORT/v1/models\n"
+                    "  Try: curl -H 'Authorization: Bearer <key>' "
+                    f"http://{settings.host}:{settings.port}/v1/models\n"
                 )
             return
         if not await key_admin.list():
