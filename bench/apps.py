@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import uvicorn
-from litestar import Litestar, post
+from litestar import Litestar, Request, post
 
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.inference import (
@@ -76,8 +77,8 @@ SPEC = ModelSpec(id=MODEL, backend=BackendKind.HTTP, source="instant://", contex
 
 
 @post("/v1/chat/completions", status_code=200)
-async def bare_chat(data: bytes) -> p.ChatCompletion:
-    body = p.CHAT_DECODER.decode(data)
+async def bare_chat(request: Request[Any, Any, Any]) -> p.ChatCompletion:
+    body = p.CHAT_DECODER.decode(await request.body())
     return p.ChatCompletion(
         id="chatcmpl-" + "0" * 32,
         created=int(time.time()),
