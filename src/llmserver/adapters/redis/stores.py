@@ -40,17 +40,26 @@ class RedisStores:
         failure_policy: FailurePolicy | str,
         prefix: str = "llmserver:",
         timeout_s: float = 0.5,
+        max_connections: int = 100,
+        pool_wait_s: float = 10.0,
         on_error: Callable[[str], None] | None = None,
     ) -> RedisStores:
         # Short timeouts and a single immediate retry (which replaces a pooled connection
         # a Redis restart has closed): an unreachable Redis must cost a request
         # milliseconds before the failure policy decides, not seconds of backoff.
-        client = aioredis.Redis.from_url(
+        # A blocking pool: with more requests in flight than pooled connections, the plain
+        # pool raises MaxConnectionsError at once, which the failure policy would take for
+        # an outage (fail_open then admits past the RPM limit under load). Waiting for a
+        # connection is bounded; a Redis that is down frees its connections in timeout_s.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=pool_wait_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
+        client = aioredis.Redis.from_pool(pool)
         return cls(client, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
 
     async def ping(self) -> None:
