@@ -88,6 +88,8 @@ def wrk(port: int, key: str, *, unique: bool, duration: int = DURATION_S) -> dic
             "-t2",
             f"-c{CONNECTIONS}",
             f"-d{duration}s",
+            "--timeout",
+            "30s",
             "-s",
             str(LUA),
             f"http://127.0.0.1:{port}",
