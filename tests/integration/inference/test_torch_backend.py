@@ -118,6 +118,24 @@ async def test_prompt_tokens_are_exact(backend: TorchBackend) -> None:
     assert await backend.count_tokens(TEXT) == len(backend.tokenizer("Once upon a time").input_ids)
 
 
+async def test_counting_then_streaming_renders_the_template_once(
+    backend: TorchBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = backend.tokenizer.apply_chat_template
+    renders: list[object] = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        renders.append(args)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(backend.tokenizer, "apply_chat_template", counted)
+    prompt = Prompt(messages=(ChatMessage("user", "Count me once"),))
+    counted_tokens = await backend.count_tokens(prompt)
+    _, end = await collect(backend.stream(prompt, GenerationParams(max_tokens=3)))
+    assert end.prompt_tokens == counted_tokens
+    assert len(renders) == 1
+
+
 async def test_length_finish_counts_every_token(backend: TorchBackend) -> None:
     deltas, end = await collect(backend.stream(CHAT, GenerationParams(max_tokens=17, seed=3)))
     assert end.finish_reason is FinishReason.LENGTH

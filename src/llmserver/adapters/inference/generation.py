@@ -10,6 +10,7 @@ consumer goes away.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
@@ -70,16 +71,37 @@ class TokenEvents:
 
 
 class EventChannel:
-    """Worker thread -> the request's event loop. ``cancelled`` flows the other way."""
+    """Worker thread -> the request's event loop. ``cancelled`` flows the other way.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    A ``buffered`` channel serves a caller that only wants the whole completion: it
+    holds text deltas in the worker and hands everything over with the final event, so
+    a batch of non-streaming requests does not wake the event loop (and take the GIL
+    and a core from the model's threads) once per row and token.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, buffered: bool = False) -> None:
         self._loop = loop
         self.queue: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
         self.cancelled = False
+        self._held: list[StreamEvent] | None = [] if buffered else None
 
     def send(self, event: StreamEvent | BaseException) -> None:
+        held = self._held
+        if held is None:
+            self._deliver(self.queue.put_nowait, event)
+        elif isinstance(event, TextDelta):
+            held.append(event)
+        else:
+            self._held = []
+            self._deliver(self._put_all, [*held, event])
+
+    def _put_all(self, events: list[StreamEvent | BaseException]) -> None:
+        for event in events:
+            self.queue.put_nowait(event)
+
+    def _deliver(self, put: Callable[[Any], object], payload: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+            self._loop.call_soon_threadsafe(put, payload)
         except RuntimeError:  # the consumer's event loop is closed: nobody is listening
             self.cancelled = True
 
@@ -142,3 +164,29 @@ def encode_prompt(tokenizer: Any, prompt: Prompt, model_id: str) -> list[int]:
         messages, add_generation_prompt=True, tokenize=True, return_dict=False
     )
     return [int(i) for i in ids]
+
+
+class PromptEncoder:
+    """``encode_prompt`` that remembers the last few prompts it encoded.
+
+    The gateway counts a prompt's tokens and then the backend encodes the same prompt to
+    run it; remembering saves a second chat-template render and tokenisation before the
+    first token. Only the event loop thread calls it, so it needs no lock.
+    """
+
+    def __init__(self, tokenizer: Any, model_id: str, size: int = 64) -> None:
+        self._tokenizer = tokenizer
+        self._model_id = model_id
+        self._size = size
+        self._known: collections.OrderedDict[Prompt, tuple[int, ...]] = collections.OrderedDict()
+
+    def __call__(self, prompt: Prompt) -> list[int]:
+        ids = self._known.get(prompt)
+        if ids is None:
+            ids = tuple(encode_prompt(self._tokenizer, prompt, self._model_id))
+            self._known[prompt] = ids
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        else:
+            self._known.move_to_end(prompt)
+        return list(ids)
