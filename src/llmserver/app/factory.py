@@ -31,6 +31,7 @@ from llmserver.app.auth import authenticate_admin
 from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.logging import AccessLogMiddleware, configure_logging
 from llmserver.app.metrics import Metrics
+from llmserver.app.openapi import document_request_bodies
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
@@ -344,6 +345,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> Litest
         ),
         logging_config=None,
     )
+    document_request_bodies(app)
     return app
 
 
