@@ -29,7 +29,7 @@ from llmserver.domain.registry import ModelSpec
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
+from llmserver.adapters.inference.torch_backend import TorchBackend, _RoomyLayer  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -257,6 +257,24 @@ async def test_closed_backend_refuses(backend: TorchBackend) -> None:
     assert not backend.status().ready
     with pytest.raises(Unavailable):
         await backend.generate(TEXT, GenerationParams(max_tokens=3))
+
+
+def test_in_place_cache_layer_holds_what_concatenation_holds() -> None:
+    layer = _RoomyLayer(limit=12)
+    keys, values = torch.zeros(2, 3, 0, 4), torch.zeros(2, 3, 0, 4)
+    for step, length in enumerate((5, 1, 1, 4, 1)):
+        new_keys, new_values = torch.randn(2, 3, length, 4), torch.randn(2, 3, length, 4)
+        keys, values = torch.cat([keys, new_keys], dim=2), torch.cat([values, new_values], dim=2)
+        got_keys, got_values = layer.update(new_keys, new_values)
+        assert torch.equal(got_keys, keys)
+        assert torch.equal(got_values, values)
+        if step == 1:  # the batch trims a leading column, as ``_Batch.keep`` does
+            keys, values = keys[:, :, 1:], values[:, :, 1:]
+            layer.keys, layer.values = layer.keys[:, :, 1:], layer.values[:, :, 1:]
+    assert layer.get_seq_length() == keys.shape[2] == 11
+    held = layer._buffers["keys"]
+    assert held is not None
+    assert held[0].shape[2] <= 12
 
 
 def test_unavailable_device_is_a_clear_error(demo_spec: ModelSpec) -> None:
