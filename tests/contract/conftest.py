@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import delete
 
+from llmserver.adapters.key_cache import CachedKeyStore
 from llmserver.adapters.memory import (
     MemoryCompletionCache,
     MemoryHotCache,
@@ -87,10 +88,13 @@ async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aiore
     await client.aclose()
 
 
-@pytest.fixture(params=DURABLE)
+@pytest.fixture(params=[*DURABLE, "cached-sqlite"])
 def key_store(request: pytest.FixtureRequest) -> KeyStore:
     if request.param == "memory":
         return MemoryKeyStore()
+    if request.param == "cached-sqlite":
+        # The cache in front of a real store must keep the store's contract.
+        return CachedKeyStore(request.getfixturevalue("sqlite_db").keys, ttl_s=60)
     return _sql_db(request).keys
 
 

@@ -24,6 +24,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from llmserver import __version__
 from llmserver.adapters.clock import SystemClock
+from llmserver.adapters.key_cache import CachedKeyStore
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.memory import MemoryHotCache, MemoryRateLimitStore
 from llmserver.adapters.sql.database import SqlDatabase
@@ -180,8 +181,9 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             lambda: {s.model_id: s.queue_depth for s in backends.statuses()}
         )
 
+        keys = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
         gateway = Gateway(
-            keys=database.keys,
+            keys=keys,
             hasher=hasher,
             usage=database.usage,
             limiter=limiter,
@@ -199,13 +201,13 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         )
         purge = asyncio.create_task(_purge_expired_cache(database, clock))
         stack.push_async_callback(_cancel, purge)
-        key_admin = KeyAdmin(database.keys, database.usage, hasher, clock)
+        key_admin = KeyAdmin(keys, database.usage, hasher, clock)
         await _check_ui_key(settings, gateway)
         app.state[STATE_KEY] = Services(
             settings=settings,
             gateway=gateway,
             key_admin=key_admin,
-            keys=database.keys,
+            keys=keys,
             usage=database.usage,
             logs=database.logs,
             backends=backends,

@@ -71,6 +71,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ui_dist_dir: str = "frontend/dist"
     cors_origins: tuple[str, ...] = ()
     metrics_require_key: bool = False
+    key_cache_ttl_s: float = 1.0
     bootstrap_admin: bool = False
     shutdown_drain_s: float = 30.0
 
@@ -107,6 +108,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 "an integer >= 1",
             ),
             (self.shutdown_drain_s >= 0, "shutdown_drain_s", "a number of seconds >= 0"),
+            (self.key_cache_ttl_s >= 0, "key_cache_ttl_s", "a number of seconds >= 0"),
         ]
         for ok, field, accepted in checks:
             if not ok:

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from llmserver.adapters.key_cache import CachedKeyStore
+from llmserver.adapters.memory import MemoryKeyStore
+from llmserver.domain.keys import ApiKey, Role
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def key(prefix: str = "abcdefghijkl") -> ApiKey:
+    return ApiKey(
+        id="k1", name="n", prefix=prefix, key_hash="h" * 64, role=Role.USER, created_at=NOW
+    )
+
+
+async def test_lookups_are_reused_within_the_ttl_and_refreshed_after() -> None:
+    inner, ticks = MemoryKeyStore(), Ticks()
+    cache = CachedKeyStore(inner, ttl_s=1.0, monotonic=ticks)
+    await inner.add(key())
+    assert (await cache.find_by_prefix("abcdefghijkl")) == key()
+    await inner.revoke("k1", NOW)  # behind the cache's back, as another replica would
+    ticks.now += 0.5
+    cached = await cache.find_by_prefix("abcdefghijkl")
+    assert cached is not None
+    assert cached.revoked_at is None
+    ticks.now += 0.6
+    fresh = await cache.find_by_prefix("abcdefghijkl")
+    assert fresh is not None
+    assert fresh.revoked_at == NOW
+
+
+async def test_revocation_through_the_cache_is_immediate() -> None:
+    inner = MemoryKeyStore()
+    cache = CachedKeyStore(inner, ttl_s=60.0)
+    await cache.add(key())
+    await cache.find_by_prefix("abcdefghijkl")
+    await cache.revoke("k1", NOW)
+    revoked = await cache.find_by_prefix("abcdefghijkl")
+    assert revoked is not None
+    assert revoked.revoked_at == NOW
+
+
+async def test_touch_updates_the_cached_copy() -> None:
+    inner = MemoryKeyStore()
+    cache = CachedKeyStore(inner, ttl_s=60.0)
+    await cache.add(key())
+    await cache.find_by_prefix("abcdefghijkl")
+    await cache.touch("k1", NOW)
+    cached = await cache.find_by_prefix("abcdefghijkl")
+    assert cached == replace(key(), last_used_at=NOW)
+
+
+async def test_zero_ttl_always_reads_the_store_and_unknown_prefixes_are_not_kept() -> None:
+    inner = MemoryKeyStore()
+    cache = CachedKeyStore(inner, ttl_s=0.0)
+    assert await cache.find_by_prefix("abcdefghijkl") is None
+    await inner.add(key())
+    assert await cache.find_by_prefix("abcdefghijkl") == key()
+    await inner.revoke("k1", NOW)
+    revoked = await cache.find_by_prefix("abcdefghijkl")
+    assert revoked is not None
+    assert revoked.revoked_at == NOW
