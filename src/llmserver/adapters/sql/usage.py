@@ -61,8 +61,12 @@ class SqlUsageStore:
         if quota is not None:
             admit = admit.where(_T.c.used_tokens + _T.c.reserved_tokens + tokens <= quota)
         async with self._engine.begin() as conn:
-            await conn.execute(self._zero_row(key_id, period).on_conflict_do_nothing())
+            # The row exists for every request but a key's first in a period: try the
+            # conditional update first, so the common case is one statement.
             admitted = (await conn.execute(admit)).one_or_none()
+            if admitted is None:
+                await conn.execute(self._zero_row(key_id, period).on_conflict_do_nothing())
+                admitted = (await conn.execute(admit)).one_or_none()
             if admitted is not None:
                 return ReservationResult(True, _record(admitted))
             current = (await conn.execute(select(_T).where(_row_of(key_id, period)))).one()
