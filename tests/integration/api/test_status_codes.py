@@ -208,3 +208,24 @@ def test_405_for_wrong_method(live_server: Any) -> None:
     )
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_admin_log_paging_refuses_offsets_beyond_any_database(live_server: Any) -> None:
+    response = httpx.get(
+        live_server.base_url + "/admin/logs",
+        params={"offset": 12416073571845412864},
+        headers={"Authorization": f"Bearer {live_server.admin_key}"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("field", ["quota_tokens", "rpm_limit"])
+def test_admin_key_limits_beyond_any_database_are_400(live_server: Any, field: str) -> None:
+    response = httpx.post(
+        live_server.base_url + "/admin/keys",
+        json={"name": "huge", field: 2**70},
+        headers={"Authorization": f"Bearer {live_server.admin_key}"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["param"] == field

@@ -22,6 +22,10 @@ ADMIN_ERRORS = documented_errors(400, 401, 403, 404)
 _CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
 
 
+MAX_OFFSET = 1_000_000_000
+"""Databases take 64-bit offsets at most; nobody pages a billion rows deep."""
+
+
 async def _admin(request: Request[Any, Any, Any]) -> Services:
     await authenticate_admin(request)
     return services_of(request)
@@ -88,7 +92,7 @@ async def logs(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> v.LogPage:
     services = await _admin(request)
     rows, total = await services.logs.query(

@@ -56,8 +56,8 @@ class KeyList(msgspec.Struct, frozen=True):
 class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     role: Role = Role.USER
-    quota_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    rpm_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**15)] | None = None
+    rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
     allowed_models: list[str] = []
     expires_in: str | None = None
     """A duration such as ``30d``, ``12h`` or ``90m``."""
