@@ -14,49 +14,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from bench.report import Target, progress, save
+from bench.support import free_port, issue_key
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "wrk_chat.lua"
 SECRET = "bench-server-secret-" + "b" * 32
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 DURATION_S = int(os.environ.get("BENCH_DURATION_S", "10"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def issue_key(database_url: str) -> str:
-    from llmserver.adapters.sql.database import SqlDatabase
-    from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
-
-    db = SqlDatabase.from_url(database_url)
-    issued = generate_key()
-    await db.keys.add(
-        ApiKey(
-            id=uuid.uuid4().hex,
-            name="bench",
-            prefix=issued.prefix,
-            key_hash=KeyHasher(SECRET).hash(issued.plaintext),
-            role=Role.USER,
-            created_at=datetime.now(UTC),
-            rpm_limit=10_000_000,
-            quota_tokens=10**15,
-        )
-    )
-    await db.dispose()
-    return issued.plaintext
 
 
 def start(which: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -131,7 +100,7 @@ def run() -> list[Target]:
             check=True,
             capture_output=True,
         )
-        key = asyncio.run(issue_key(db))
+        key = asyncio.run(issue_key(db, SECRET, rpm_limit=10_000_000, quota_tokens=10**15))
         bare_port, gw_port = free_port(), free_port()
         bare = start("bare", bare_port, env, Path(tmp) / "bare.log")
         gateway = start("gateway", gw_port, env, Path(tmp) / "gateway.log")

@@ -24,33 +24,11 @@ import httpx
 from bench.inference_bench import CONCURRENCY, NEW_TOKENS, PROMPTS, REPEATS, TTFT_REPEATS, model_dir
 from bench.raw import RawModel
 from bench.report import Target, progress, save
+from bench.support import free_port, issue_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-server-secret-" + "s" * 32
 MODEL = "bench-llama"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def admin_key(database_url: str) -> str:
-    from llmserver.adapters.clock import SystemClock
-    from llmserver.adapters.sql.database import SqlDatabase
-    from llmserver.domain.key_admin import KeyAdmin
-    from llmserver.domain.keys import KeyHasher, Role
-
-    db = SqlDatabase.from_url(database_url)
-    try:
-        admin = KeyAdmin(db.keys, db.usage, KeyHasher(SECRET), SystemClock())
-        _, plaintext = await admin.create(name="bench", role=Role.ADMIN)
-    finally:
-        await db.dispose()
-    return plaintext
 
 
 def start_server(tmp: Path, path: Path) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -77,7 +55,7 @@ def start_server(tmp: Path, path: Path) -> tuple[subprocess.Popen[bytes], str, s
         check=True,
         capture_output=True,
     )
-    key = asyncio.run(admin_key(database_url))
+    key = asyncio.run(issue_key(database_url, SECRET, role="admin"))
     port = free_port()
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(
