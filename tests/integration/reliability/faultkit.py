@@ -435,6 +435,7 @@ class Answer:
     sent_at: float
     status: int
     headers: httpx.Headers
+    answered_at: float = 0.0
 
 
 async def keep_loading(
@@ -451,9 +452,11 @@ async def keep_loading(
                     "/v1/chat/completions", headers=bearer(key), json=chat_body(model="fast")
                 )
             except httpx.TransportError:
-                answers.append(Answer(sent_at, 0, httpx.Headers()))
+                answers.append(Answer(sent_at, 0, httpx.Headers(), time.monotonic()))
             else:
-                answers.append(Answer(sent_at, response.status_code, response.headers))
+                answers.append(
+                    Answer(sent_at, response.status_code, response.headers, time.monotonic())
+                )
             await asyncio.sleep(0.02)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
