@@ -25,7 +25,12 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import IssuedKeys, free_port, spawn_server, stop_server
+from livesupport import (
+    IssuedKeys,
+    free_port,
+    spawn_server,
+    stop_server,
+)
 
 MODEL = "demo-tiny-llama"
 SOAK = os.environ.get("LLMSERVER_SOAK") == "1"
@@ -42,65 +47,6 @@ class Replicas:
     @property
     def admin_key(self) -> str:
         return self.keys.admin
-
-
-def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
-
-
-class RedisProcess:
-    """A private ``redis-server`` (no persistence) that can be stopped and restarted on
-    the same port, as a Redis outage looks to the app."""
-
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.binary = binary
-        self.root = root
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = (self.root / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.root),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 def _postgres_bin() -> Path:

@@ -18,7 +18,6 @@ import pytest
 from faultkit import (
     SOAK,
     PostgresCluster,
-    RedisProcess,
     Upstream,
     create_key,
     fetch,
@@ -32,6 +31,7 @@ from faultkit import (
 from livesupport import (
     TEST_SECRET,
     IssuedKeys,
+    RedisProcess,
     free_port,
     issue_keys,
     migrate,

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
+from livesupport import RedisProcess
 from llmserver.adapters.redis import FailurePolicy, RedisStores
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.inference import FinishReason
@@ -38,56 +37,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RedisServer:
-    """A private redis-server on a free port, which a test may stop and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = aioredis.Redis.from_url(self.url)
-        try:
-            for _ in range(500):
-                try:
-                    await client.ping()
-                    return
-                except aioredis.ConnectionError:
-                    await asyncio.sleep(0.02)
-            raise RuntimeError("redis-server did not start")
-        finally:
-            await client.aclose()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
     yield server
     server.stop()
 
@@ -140,9 +92,9 @@ async def test_the_hot_cache_treats_an_unreachable_redis_as_a_miss(
 
 @pytest.mark.parametrize("policy", list(FailurePolicy))
 async def test_redis_stopping_mid_test_applies_the_policy_and_recovers(
-    redis_server: RedisServer, policy: FailurePolicy
+    redis_server: RedisProcess, policy: FailurePolicy
 ) -> None:
-    await redis_server.start()
+    await asyncio.to_thread(redis_server.start)
     stores = RedisStores.from_url(redis_server.url, failure_policy=policy)
     try:
         assert (await stores.limiter.acquire("b", 2, T)).remaining == 1
@@ -159,7 +111,7 @@ async def test_redis_stopping_mid_test_applies_the_policy_and_recovers(
         assert (stores.limiter.failures, stores.hot_cache.errors) == (1, 1)
 
         # A restarted (empty) Redis is used again without any intervention.
-        await redis_server.start()
+        await asyncio.to_thread(redis_server.start)
         decision = await stores.limiter.acquire("b", 2, T + 2)
         assert decision.admitted
         assert decision.remaining == 1
