@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from llmserver.domain.gateway import Gateway
 from llmserver.domain.key_admin import KeyAdmin
-from llmserver.domain.ports import KeyStore, ModelBackends, RequestLogReader, UsageStore
+from llmserver.domain.ports import RequestLogReader
 
 if TYPE_CHECKING:
     from litestar import Request
 
     from llmserver.app.metrics import Metrics
     from llmserver.app.settings import Settings
-    from llmserver.domain.keys import KeyHasher
     from llmserver.domain.ports import Clock
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str | None]]]
@@ -30,11 +29,7 @@ class Services:
     settings: Settings
     gateway: Gateway
     key_admin: KeyAdmin
-    keys: KeyStore
-    usage: UsageStore
     logs: RequestLogReader
-    backends: ModelBackends
-    hasher: KeyHasher
     clock: Clock
     metrics: Metrics | None
     started_at: int

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -75,44 +74,54 @@ def _message_text(message: p.Message, index: int) -> str:
     return "".join(texts)
 
 
-def chat_request(
-    body: p.ChatCompletionRequest, *, use_cache: bool, raw: str | None
+def _request(
+    body: p.ChatCompletionRequest | p.CompletionRequest,
+    prompt: Prompt,
+    max_tokens: int | None,
+    route: str,
+    *,
+    use_cache: bool,
+    raw: str | None,
 ) -> CompletionRequest:
+    """The fields both completion routes translate alike."""
     _check_common(body)
-    messages = tuple(
-        ChatMessage(role="system" if m.role == "developer" else m.role, content=_message_text(m, i))
-        for i, m in enumerate(body.messages)
-    )
     return CompletionRequest(
         model=body.model,
-        prompt=Prompt(messages=messages),
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        prompt=prompt,
+        max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=_stops(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
-        route="/v1/chat/completions",
+        route=route,
         body=raw,
+    )
+
+
+def chat_request(
+    body: p.ChatCompletionRequest, *, use_cache: bool, raw: str | None
+) -> CompletionRequest:
+    messages = tuple(
+        ChatMessage(role="system" if m.role == "developer" else m.role, content=_message_text(m, i))
+        for i, m in enumerate(body.messages)
+    )
+    return _request(
+        body,
+        Prompt(messages=messages),
+        body.max_completion_tokens or body.max_tokens,
+        "/v1/chat/completions",
+        use_cache=use_cache,
+        raw=raw,
     )
 
 
 def text_request(
     body: p.CompletionRequest, *, use_cache: bool, raw: str | None
 ) -> CompletionRequest:
-    _check_common(body)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    return CompletionRequest(
-        model=body.model,
-        prompt=Prompt(text=prompt),
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=_stops(body.stop),
-        seed=body.seed,
-        use_cache=use_cache and body.cache is not False,
-        route="/v1/completions",
-        body=raw,
+    return _request(
+        body, Prompt(text=prompt), body.max_tokens, "/v1/completions", use_cache=use_cache, raw=raw
     )
 
 
@@ -220,7 +229,3 @@ async def sse_events(
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-
-
-def now_seconds() -> int:
-    return int(time.time())
