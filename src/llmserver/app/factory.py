@@ -190,6 +190,7 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             cache=database.cache,
             hot_cache=hot,
             registry=registry,
+            backends=backends,
             clock=clock,
             log=batcher.submit,
             telemetry=metrics,
