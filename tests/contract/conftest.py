@@ -24,6 +24,7 @@ from llmserver.adapters.memory import (
 from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
+from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
 from llmserver.domain.ports import (
     CompletionCache,
     HotCache,
@@ -98,10 +99,13 @@ def key_store(request: pytest.FixtureRequest) -> KeyStore:
     return _sql_db(request).keys
 
 
-@pytest.fixture(params=DURABLE)
+@pytest.fixture(params=[*DURABLE, "write-behind-sqlite"])
 def usage_store(request: pytest.FixtureRequest) -> UsageStore:
     if request.param == "memory":
         return MemoryUsageStore()
+    if request.param == "write-behind-sqlite":
+        # The single-process ledger in front of a real store must keep the contract.
+        return WriteBehindUsageStore(request.getfixturevalue("sqlite_db").usage)
     return _sql_db(request).usage
 
 
@@ -112,10 +116,13 @@ def log_store(request: pytest.FixtureRequest) -> MemoryRequestLogStore | SqlRequ
     return _sql_db(request).logs
 
 
-@pytest.fixture(params=DURABLE)
+@pytest.fixture(params=[*DURABLE, "write-behind-sqlite", "indexed-write-behind-sqlite"])
 def completion_cache(request: pytest.FixtureRequest) -> CompletionCache:
     if request.param == "memory":
         return MemoryCompletionCache()
+    if request.param.endswith("write-behind-sqlite"):
+        durable = request.getfixturevalue("sqlite_db").cache
+        return WriteBehindCompletionCache(durable, index=request.param.startswith("indexed"))
     return _sql_db(request).cache
 
 

@@ -28,6 +28,11 @@ from llmserver.adapters.key_cache import CachedKeyStore
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.memory import MemoryHotCache, MemoryRateLimitStore
 from llmserver.adapters.sql.database import SqlDatabase
+from llmserver.adapters.write_behind import (
+    PeriodicFlush,
+    WriteBehindCompletionCache,
+    WriteBehindUsageStore,
+)
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.logging import AccessLogMiddleware, configure_logging
@@ -43,7 +48,14 @@ from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher, Role
-from llmserver.domain.ports import Clock, HotCache, ModelBackends, RateLimitStore
+from llmserver.domain.ports import (
+    Clock,
+    CompletionCache,
+    HotCache,
+    ModelBackends,
+    RateLimitStore,
+    UsageStore,
+)
 from llmserver.domain.registry import ModelRegistry, ModelSpec, profile_models
 
 log = structlog.get_logger("llmserver")
@@ -173,6 +185,8 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         stack.push_async_callback(batcher.close)
         metrics.set_batcher_source(lambda: (batcher.queue_size, batcher.last_flush_seconds or 0.0))
 
+        # Before the models: the exit stack flushes these after the last request settled.
+        usage, cache = await _state_stores(stack, database, settings, clock)
         backends = overrides.backends
         if backends is None:
             backends = await _start_models(stack, specs, settings, metrics)
@@ -185,9 +199,9 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         gateway = Gateway(
             keys=keys,
             hasher=hasher,
-            usage=database.usage,
+            usage=usage,
             limiter=limiter,
-            cache=database.cache,
+            cache=cache,
             hot_cache=hot,
             registry=registry,
             backends=backends,
@@ -199,9 +213,9 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
                 cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
             ),
         )
-        purge = asyncio.create_task(_purge_expired_cache(database, clock))
+        purge = asyncio.create_task(_purge_expired_cache(cache, clock))
         stack.push_async_callback(_cancel, purge)
-        key_admin = KeyAdmin(keys, database.usage, hasher, clock)
+        key_admin = KeyAdmin(keys, usage, hasher, clock)
         await _check_ui_key(settings, gateway)
         app.state[STATE_KEY] = Services(
             settings=settings,
@@ -225,12 +239,40 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
 CACHE_PURGE_INTERVAL_S = 600.0
 
 
-async def _purge_expired_cache(database: SqlDatabase, clock: Clock) -> None:
+async def _state_stores(
+    stack: AsyncExitStack, database: SqlDatabase, settings: Settings, clock: Clock
+) -> tuple[UsageStore, CompletionCache]:
+    """The quota ledger and the durable cache, per deployment.
+
+    Replicas share every decision through the database. A single process keeps them in
+    memory and writes them behind (see ``adapters.write_behind``), which takes every
+    database round trip off the request path.
+    """
+    cache = WriteBehindCompletionCache(database.cache, index=settings.single_process)
+    interval_s = settings.state_flush_ms / 1000
+    cache_flush = PeriodicFlush("completion_cache", cache.flush, interval_s=interval_s)
+    stack.push_async_callback(cache_flush.close)
+    cache_flush.start()
+    if not settings.single_process:
+        return database.usage, cache
+    try:
+        entries = await cache.load_index(clock.now())
+        log.info("cache_index_loaded", entries=entries)
+    except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
+        log.warning("cache_index_unavailable", error=f"{type(exc).__name__}: {exc}")
+    usage = WriteBehindUsageStore(database.usage)
+    usage_flush = PeriodicFlush("usage", usage.flush, interval_s=interval_s)
+    stack.push_async_callback(usage_flush.close)
+    usage_flush.start()
+    return usage, cache
+
+
+async def _purge_expired_cache(cache: WriteBehindCompletionCache, clock: Clock) -> None:
     """Expired entries are already ignored on read; this only reclaims their space."""
     while True:
         await asyncio.sleep(CACHE_PURGE_INTERVAL_S)
         try:
-            removed = await database.cache.purge_expired(clock.now())
+            removed = await cache.purge_expired(clock.now())
             if removed:
                 log.info("cache_purged", entries=removed)
         except Exception as exc:  # the database may be restarting; try again next round

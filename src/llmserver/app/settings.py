@@ -39,6 +39,12 @@ class RedisFailurePolicy(StrEnum):
     FAIL_CLOSED = "fail_closed"
 
 
+class Deployment(StrEnum):
+    AUTO = "auto"
+    SINGLE = "single"
+    REPLICAS = "replicas"
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every setting, with its default. The README's configuration table mirrors this."""
 
@@ -50,6 +56,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     redis_url: str | None = None
     hot_cache: bool = True
     redis_failure_policy: RedisFailurePolicy = RedisFailurePolicy.FAIL_OPEN
+    deployment: Deployment = Deployment.AUTO
+    state_flush_ms: int = 200
     profile: str = "demo"
     models_file: str | None = None
     demo_model_dir: str = "var/models/demo-tiny-llama"
@@ -85,6 +93,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.cache_ttl_s >= 1, "cache_ttl_s", "an integer number of seconds >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),
             (self.log_flush_ms >= 1, "log_flush_ms", "an integer >= 1"),
+            (self.state_flush_ms >= 1, "state_flush_ms", "an integer >= 1"),
             (self.log_batch_rows >= 1, "log_batch_rows", "an integer >= 1"),
             (self.log_queue_max >= self.log_batch_rows, "log_queue_max", ">= log_batch_rows"),
             (
@@ -113,6 +122,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for ok, field, accepted in checks:
             if not ok:
                 raise SettingsError(field, getattr(self, field), accepted)
+
+    @property
+    def single_process(self) -> bool:
+        """Whether this process is the only server on its database (``auto``: no Redis)."""
+        if self.deployment is Deployment.AUTO:
+            return self.redis_url is None
+        return self.deployment is Deployment.SINGLE
 
     @property
     def is_sqlite(self) -> bool:

@@ -43,19 +43,29 @@ def live(timestamps: Sequence[int], now_ms: int) -> list[int]:
 
 def decide(timestamps: Sequence[int], now_ms: int, limit: int) -> RateDecision:
     """Decide on a request at ``now_ms`` given the key's admitted timestamps (any order)."""
+    return decide_window(sorted(live(timestamps, now_ms)), now_ms, limit)
+
+
+def decide_window(window: Sequence[int], now_ms: int, limit: int) -> RateDecision:
+    """``decide`` for a window that is already live and sorted oldest first.
+
+    Constant time when the request is admitted, which is what keeps a store's per-request
+    cost flat for large limits (a 10 000 RPM key holds up to 10 000 timestamps).
+    """
     if limit < 1:
         raise ValueError("an RPM limit admits at least one request")
-    window = sorted(live(timestamps, now_ms))
-    if len(window) < limit:
+    count = len(window)
+    if count < limit:
+        newest = max(window[-1], now_ms) if count else now_ms
         return RateDecision(
             admitted=True,
             limit=limit,
-            remaining=limit - len(window) - 1,
+            remaining=limit - count - 1,
             retry_after_ms=0,
-            reset_after_ms=max([*window, now_ms]) + WINDOW_MS - now_ms,
+            reset_after_ms=newest + WINDOW_MS - now_ms,
         )
     # Admissible once all but limit-1 of the window's requests have expired.
-    blocker = window[len(window) - limit]
+    blocker = window[count - limit]
     return RateDecision(
         admitted=False,
         limit=limit,

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 
-from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide
+from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide_window
 
 
 class MemoryRateLimitStore:
-    """Per-process sliding-window log. Holds at most ``limit`` timestamps per bucket."""
+    """Per-process sliding-window log. Holds at most ``limit`` timestamps per bucket, kept
+    sorted so that expiring the old ones and deciding cost O(1) per request."""
 
     def __init__(self) -> None:
         self._log: dict[str, deque[int]] = {}
@@ -15,7 +17,10 @@ class MemoryRateLimitStore:
         entries = self._log.setdefault(bucket, deque())
         while entries and entries[0] <= now_ms - WINDOW_MS:
             entries.popleft()
-        decision = decide(entries, now_ms, limit)
+        decision = decide_window(entries, now_ms, limit)
         if decision.admitted:
-            entries.append(now_ms)
+            if not entries or entries[-1] <= now_ms:
+                entries.append(now_ms)
+            else:  # the wall clock stepped back: keep the log sorted
+                insort(entries, now_ms)
         return decision

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, select, update
+from sqlalchemy import Row, Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
@@ -52,21 +53,50 @@ class SqlCompletionCache:
             hits = (await conn.execute(count_hit)).scalar_one()
         return replace(_to_domain(row), hit_count=hits)
 
+    async def peek(self, key: str, now: datetime) -> CachedCompletion | None:
+        """A live entry without counting a hit (the caller counts it with ``add_hits``)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(_T).where(_T.c.key == key, _T.c.expires_at > now))
+            ).one_or_none()
+        return None if row is None else _to_domain(row)
+
     async def put(self, entry: CachedCompletion) -> None:
-        values: dict[str, Any] = {
-            "model": entry.model,
-            "response": {"text": entry.text, "finish_reason": entry.finish_reason.value},
-            "prompt_tokens": entry.prompt_tokens,
-            "completion_tokens": entry.completion_tokens,
-            "created_at": entry.created_at,
-            "expires_at": entry.expires_at,
-            "hit_count": entry.hit_count,
-        }
-        stmt = upsert_insert(
-            self._engine.dialect.name, _T, key=entry.key, **values
-        ).on_conflict_do_update(index_elements=[_T.c.key], set_=values)
+        await self.put_many([entry])
+
+    async def put_many(self, entries: Sequence[CachedCompletion]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(stmt)
+            for entry in entries:
+                values: dict[str, Any] = {
+                    "model": entry.model,
+                    "response": {"text": entry.text, "finish_reason": entry.finish_reason.value},
+                    "prompt_tokens": entry.prompt_tokens,
+                    "completion_tokens": entry.completion_tokens,
+                    "created_at": entry.created_at,
+                    "expires_at": entry.expires_at,
+                    "hit_count": entry.hit_count,
+                }
+                stmt = upsert_insert(
+                    self._engine.dialect.name, _T, key=entry.key, **values
+                ).on_conflict_do_update(index_elements=[_T.c.key], set_=values)
+                await conn.execute(stmt)
+
+    async def add_hits(self, hits: Mapping[str, int]) -> None:
+        if not hits:
+            return
+        stmt = (
+            update(_T)
+            .where(_T.c.key == bindparam("k"))
+            .values(hit_count=_T.c.hit_count + bindparam("n"))
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, [{"k": key, "n": n} for key, n in hits.items()])
+
+    async def live_keys(self, now: datetime) -> list[str]:
+        """The keys of every live entry, for an index that saves reads on misses."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(select(_T.c.key).where(_T.c.expires_at > now))
+            return list(result.scalars())
 
     async def purge_expired(self, now: datetime) -> int:
         async with self._engine.begin() as conn:

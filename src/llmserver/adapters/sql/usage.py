@@ -90,6 +90,27 @@ class SqlUsageStore:
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
 
+    async def add(self, totals: Sequence[UsageRecord]) -> None:
+        """Add settled usage (``used_tokens``, ``requests``, ``cache_hits``; reservations
+        are ignored) in one transaction: how a process-local ledger writes behind."""
+        async with self._engine.begin() as conn:
+            for t in totals:
+                stmt = self._zero_row(
+                    t.key_id,
+                    t.period,
+                    used_tokens=t.used_tokens,
+                    requests=t.requests,
+                    cache_hits=t.cache_hits,
+                ).on_conflict_do_update(
+                    index_elements=[_T.c.key_id, _T.c.period],
+                    set_={
+                        "used_tokens": _T.c.used_tokens + t.used_tokens,
+                        "requests": _T.c.requests + t.requests,
+                        "cache_hits": _T.c.cache_hits + t.cache_hits,
+                    },
+                )
+                await conn.execute(stmt)
+
     async def release(self, key_id: str, period: str, reserved: int) -> None:
         stmt = self._zero_row(key_id, period).on_conflict_do_update(
             index_elements=[_T.c.key_id, _T.c.period],

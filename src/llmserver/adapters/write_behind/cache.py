@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
+
+from llmserver.domain.ports import CachedCompletion
+
+
+class DurableCache(Protocol):
+    async def peek(self, key: str, now: datetime) -> CachedCompletion | None: ...
+
+    async def put_many(self, entries: Sequence[CachedCompletion]) -> None: ...
+
+    async def add_hits(self, hits: Mapping[str, int]) -> None: ...
+
+    async def live_keys(self, now: datetime) -> list[str]: ...
+
+    async def purge_expired(self, now: datetime) -> int: ...
+
+
+def _short(key: str) -> int:
+    # The key's 64-bit hash: a collision costs one extra read, never a wrong answer, and
+    # an int in a set takes a third of the memory of a 64-character key.
+    return hash(key)
+
+
+class WriteBehindCompletionCache:
+    """The durable response cache with its writes (entries and hit counts) batched behind.
+
+    With ``index`` on, the process also keeps a 64-bit hash of the key of every live entry, loaded
+    by ``load_index`` at start-up and grown by every ``put``. A key the index lacks is a
+    miss without a database read, which is every unique request. That is only sound when
+    no other process writes the cache, so it is for single-process deployments.
+    """
+
+    def __init__(self, durable: DurableCache, *, index: bool) -> None:
+        self._durable = durable
+        self._index: set[int] | None = set() if index else None
+        self._entries: dict[str, CachedCompletion] = {}
+        self._writing: dict[str, CachedCompletion] = {}
+        """Entries of the flush in progress: still answered from here until committed."""
+        self._hits: dict[str, int] = {}
+
+    async def load_index(self, now: datetime) -> int:
+        if self._index is None:
+            return 0
+        self._index.update(_short(key) for key in await self._durable.live_keys(now))
+        return len(self._index)
+
+    async def get(self, key: str, now: datetime) -> CachedCompletion | None:
+        entry = self._entries.get(key) or self._writing.get(key)
+        if entry is None:
+            if self._index is not None and _short(key) not in self._index:
+                return None
+            entry = await self._durable.peek(key, now)
+            if entry is None:
+                if self._index is not None:
+                    self._index.discard(_short(key))  # expired or purged
+                return None
+        elif entry.expires_at <= now:
+            return None
+        hits = self._hits[key] = self._hits.get(key, 0) + 1
+        return replace(entry, hit_count=entry.hit_count + hits)
+
+    async def put(self, entry: CachedCompletion) -> None:
+        # A replaced entry starts counting again, as in the database.
+        self._entries[entry.key] = entry
+        self._hits.pop(entry.key, None)
+        if self._index is not None:
+            self._index.add(_short(entry.key))
+
+    async def purge_expired(self, now: datetime) -> int:
+        await self.flush()
+        return await self._durable.purge_expired(now)
+
+    async def flush(self) -> None:
+        """Write queued entries, then queued hit counts; whatever fails stays queued."""
+        if self._entries:
+            entries = self._writing = self._entries
+            self._entries = {}
+            try:
+                await self._durable.put_many(list(entries.values()))
+            except BaseException:
+                self._entries = entries | self._entries
+                raise
+            finally:
+                self._writing = {}
+        if self._hits:
+            hits, self._hits = self._hits, {}
+            try:
+                await self._durable.add_hits(hits)
+            except BaseException:
+                for key, n in hits.items():
+                    self._hits[key] = self._hits.get(key, 0) + n
+                raise

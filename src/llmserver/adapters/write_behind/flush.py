@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class PeriodicFlush:
+    """Calls ``flush`` every ``interval_s`` and once more on ``close``.
+
+    ``flush`` must keep whatever it failed to write so that the next call retries it;
+    failures back off exponentially up to ``retry_max_s`` and are logged, never raised.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        flush: Callable[[], Awaitable[None]],
+        *,
+        interval_s: float,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._name = name
+        self._flush = flush
+        self._interval = interval_s
+        self._retry_max = max(retry_max_s, interval_s)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"flush-{self._name}")
+
+    async def _run(self) -> None:
+        delay = self._interval
+        while True:
+            await asyncio.sleep(delay)
+            delay = self._interval if await self._attempt() else min(delay * 2, self._retry_max)
+
+    async def _attempt(self) -> bool:
+        try:
+            await self._flush()
+        except Exception as exc:  # the database may be restarting: keep the rows, retry
+            log.warning("write_behind_flush_failed", store=self._name, error=f"{exc!r}")
+            return False
+        return True
+
+    async def close(self, timeout_s: float = 30.0) -> bool:
+        """Stop the loop and flush until it succeeds or ``timeout_s`` passes."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        deadline = time.monotonic() + timeout_s
+        delay = min(self._interval, 0.1)
+        while not await self._attempt():
+            if time.monotonic() + delay > deadline:
+                log.error("write_behind_unflushed_at_shutdown", store=self._name)
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max)
+        return True

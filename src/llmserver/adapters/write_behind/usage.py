@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llmserver.domain.quota import ReservationResult, UsageRecord, fits
+
+Slot = tuple[str, str]
+"""``(key_id, period)``"""
+
+EVICT_IDLE_S = 600.0
+"""Counters untouched this long (and fully written) leave memory; a later request re-reads
+them from the database."""
+
+
+class DurableUsage(Protocol):
+    async def get(self, key_id: str, period: str) -> UsageRecord: ...
+
+    async def list(
+        self, *, key_id: str | None = None, period: str | None = None
+    ) -> Sequence[UsageRecord]: ...
+
+    async def add(self, totals: Sequence[UsageRecord]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Counters:
+    used_tokens: int = 0
+    reserved_tokens: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    touched: float = 0.0
+
+    def record(self, slot: Slot) -> UsageRecord:
+        return UsageRecord(
+            slot[0], slot[1], self.used_tokens, self.reserved_tokens, self.requests, self.cache_hits
+        )
+
+
+class WriteBehindUsageStore:
+    """The ``UsageStore`` of a process that is the only writer of its database's usage.
+
+    A key's counters for a period are read from the database once, then every reserve,
+    settle and release is a dictionary update with no ``await`` in between the check
+    and the add (so admission stays atomic on the event loop), and the settled totals are
+    added to the database by ``flush`` in one transaction. Reservations live only here:
+    they belong to requests in flight, which a crash ends anyway, so a crash can no longer
+    leave tokens reserved forever. A crash loses at most one flush interval of settled
+    usage.
+    """
+
+    def __init__(self, durable: DurableUsage, *, evict_idle_s: float = EVICT_IDLE_S) -> None:
+        self._durable = durable
+        self._evict_idle_s = evict_idle_s
+        self._ledger: dict[Slot, _Counters] = {}
+        self._loads: dict[Slot, asyncio.Future[_Counters]] = {}
+        self._pending: dict[Slot, _Counters] = {}
+        self._last_eviction = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        """Keys with settled usage not yet in the database."""
+        return len(self._pending)
+
+    async def _counters(self, slot: Slot) -> _Counters:
+        counters = self._ledger.get(slot)
+        if counters is None:
+            counters = await self._load(slot)
+        counters.touched = time.monotonic()
+        return counters
+
+    async def _load(self, slot: Slot) -> _Counters:
+        # Concurrent first requests of a key share one read, so none overwrites another's
+        # reservation with a fresh copy.
+        loading = self._loads.get(slot)
+        if loading is None:
+            loading = asyncio.ensure_future(self._read(slot))
+            self._loads[slot] = loading
+            loading.add_done_callback(lambda _: self._loads.pop(slot, None))
+        return await asyncio.shield(loading)
+
+    async def _read(self, slot: Slot) -> _Counters:
+        stored = await self._durable.get(*slot)
+        # Only this process's reservations are real; one left in the database by the
+        # previous, per-request store is ignored.
+        counters = _Counters(
+            stored.used_tokens, 0, stored.requests, stored.cache_hits, time.monotonic()
+        )
+        self._ledger[slot] = counters
+        return counters
+
+    async def reserve(
+        self, key_id: str, period: str, tokens: int, quota: int | None
+    ) -> ReservationResult:
+        slot = (key_id, period)
+        counters = await self._counters(slot)
+        record = counters.record(slot)
+        if not fits(record, tokens, quota):
+            return ReservationResult(False, record)
+        counters.reserved_tokens += tokens
+        return ReservationResult(True, counters.record(slot))
+
+    async def settle(
+        self, key_id: str, period: str, reserved: int, used: int, *, cache_hit: bool = False
+    ) -> None:
+        slot = (key_id, period)
+        counters = await self._counters(slot)
+        counters.reserved_tokens = max(0, counters.reserved_tokens - reserved)
+        hit = int(cache_hit)
+        counters.used_tokens += used
+        counters.requests += 1
+        counters.cache_hits += hit
+        pending = self._pending.get(slot)
+        if pending is None:
+            pending = self._pending[slot] = _Counters()
+        pending.used_tokens += used
+        pending.requests += 1
+        pending.cache_hits += hit
+
+    async def release(self, key_id: str, period: str, reserved: int) -> None:
+        counters = await self._counters((key_id, period))
+        counters.reserved_tokens = max(0, counters.reserved_tokens - reserved)
+
+    async def get(self, key_id: str, period: str) -> UsageRecord:
+        slot = (key_id, period)
+        return (await self._counters(slot)).record(slot)
+
+    async def list(
+        self, *, key_id: str | None = None, period: str | None = None
+    ) -> Sequence[UsageRecord]:
+        # Counters in memory are the freshest; the rest are fully written.
+        merged = {
+            (r.key_id, r.period): UsageRecord(
+                r.key_id, r.period, r.used_tokens, 0, r.requests, r.cache_hits
+            )
+            for r in await self._durable.list(key_id=key_id, period=period)
+        }
+        for slot, counters in self._ledger.items():
+            if (key_id is None or slot[0] == key_id) and (period is None or slot[1] == period):
+                merged[slot] = counters.record(slot)
+        return sorted(merged.values(), key=lambda r: (r.period, r.key_id))
+
+    async def flush(self) -> None:
+        """Add the settled usage to the database; on failure it stays queued."""
+        if self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                await self._durable.add([c.record(slot) for slot, c in batch.items()])
+            except BaseException:
+                for slot, c in batch.items():
+                    merged = self._pending.setdefault(slot, _Counters())
+                    merged.used_tokens += c.used_tokens
+                    merged.requests += c.requests
+                    merged.cache_hits += c.cache_hits
+                raise
+        self._evict_idle()
+
+    def _evict_idle(self) -> None:
+        now = time.monotonic()
+        if now - self._last_eviction < min(60.0, self._evict_idle_s):
+            return
+        self._last_eviction = now
+        idle = [
+            slot
+            for slot, c in self._ledger.items()
+            if c.reserved_tokens == 0
+            and slot not in self._pending
+            and now - c.touched >= self._evict_idle_s
+        ]
+        for slot in idle:
+            del self._ledger[slot]

@@ -1,0 +1,166 @@
+"""The single-process stores against a real SQLite database: what they write behind
+arrives exactly, survives a restart of the process, and survives a failing database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.adapters.write_behind import (
+    PeriodicFlush,
+    WriteBehindCompletionCache,
+    WriteBehindUsageStore,
+)
+from llmserver.domain.inference import FinishReason
+from llmserver.domain.ports import CachedCompletion
+from llmserver.domain.quota import UsageRecord
+
+P = "2026-11"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
+    await migrate.upgrade(url)
+    database = SqlDatabase.from_url(url)
+    yield database
+    await database.dispose()
+
+
+async def _rename(db: SqlDatabase, table: str, to: str) -> None:
+    """A real fault: the table the flush writes to disappears, then comes back."""
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
+
+
+def _entry(key: str) -> CachedCompletion:
+    return CachedCompletion(
+        key=key,
+        model="tiny",
+        text="cached",
+        prompt_tokens=3,
+        completion_tokens=2,
+        finish_reason=FinishReason.STOP,
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+
+
+async def test_settled_usage_reaches_the_database_and_a_restart_reads_it(
+    db: SqlDatabase,
+) -> None:
+    await db.usage.settle("k", P, 0, 100)  # written by an earlier process
+    ledger = WriteBehindUsageStore(db.usage)
+    assert (await ledger.reserve("k", P, 50, 1_000)).admitted
+    await ledger.settle("k", P, 50, 30, cache_hit=True)
+    assert (await ledger.reserve("k", P, 20, 1_000)).admitted  # still in flight
+
+    assert (await db.usage.get("k", P)).used_tokens == 100  # nothing written yet
+    await ledger.flush()
+
+    stored = await db.usage.get("k", P)
+    assert (stored.used_tokens, stored.requests, stored.cache_hits) == (130, 2, 1)
+    restarted = WriteBehindUsageStore(db.usage)
+    # The in-flight reservation died with its process; the settled usage did not.
+    assert await restarted.get("k", P) == UsageRecord("k", P, 130, 0, 2, 1)
+
+
+async def test_a_failed_flush_keeps_the_usage_and_the_next_one_writes_it_once(
+    db: SqlDatabase,
+) -> None:
+    ledger = WriteBehindUsageStore(db.usage)
+    await ledger.settle("k", P, 0, 7)
+    await _rename(db, "usage", "usage_away")
+    with pytest.raises(Exception, match="usage"):
+        await ledger.flush()
+    await ledger.settle("k", P, 0, 5)  # arrives while the database is broken
+    await _rename(db, "usage_away", "usage")
+
+    await ledger.flush()
+    await ledger.flush()  # nothing left: writes nothing twice
+
+    assert await db.usage.get("k", P) == UsageRecord("k", P, used_tokens=12, requests=2)
+    assert ledger.pending == 0
+
+
+async def test_admission_is_decided_from_memory_across_many_concurrent_requests(
+    db: SqlDatabase,
+) -> None:
+    await db.usage.settle("k", P, 0, 40)
+    ledger = WriteBehindUsageStore(db.usage)
+
+    results = await asyncio.gather(*(ledger.reserve("k", P, 6, 100) for _ in range(30)))
+
+    assert sum(r.admitted for r in results) == 10  # (100 - 40) // 6
+
+
+async def test_periodic_flush_writes_in_the_background_and_on_close(db: SqlDatabase) -> None:
+    ledger = WriteBehindUsageStore(db.usage)
+    flusher = PeriodicFlush("usage", ledger.flush, interval_s=0.05)
+    flusher.start()
+    await ledger.settle("a", P, 0, 3)
+    for _ in range(100):
+        if (await db.usage.get("a", P)).used_tokens == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert (await db.usage.get("a", P)).used_tokens == 3
+
+    await ledger.settle("b", P, 0, 4)
+    assert await flusher.close()
+    assert (await db.usage.get("b", P)).used_tokens == 4
+
+
+async def test_cache_entries_and_hits_are_written_behind_and_indexed_after_restart(
+    db: SqlDatabase,
+) -> None:
+    cache = WriteBehindCompletionCache(db.cache, index=True)
+    await cache.put(_entry("a"))
+    got = await cache.get("a", NOW)  # answered before any write
+    assert got is not None
+    assert got.hit_count == 1
+    assert await db.cache.peek("a", NOW) is None
+    await cache.flush()
+
+    stored = await db.cache.peek("a", NOW)
+    assert stored is not None
+    assert (stored.text, stored.hit_count) == ("cached", 1)
+    restarted = WriteBehindCompletionCache(db.cache, index=True)
+    assert await restarted.load_index(NOW) == 1
+    again = await restarted.get("a", NOW)
+    assert again is not None
+    assert again.hit_count == 2
+
+
+async def test_an_indexed_miss_never_reads_the_database(db: SqlDatabase) -> None:
+    cache = WriteBehindCompletionCache(db.cache, index=True)
+    await cache.load_index(NOW)
+    await _rename(db, "completion_cache", "cache_away")  # any read would now fail
+
+    assert await cache.get("never-stored", NOW) is None
+
+    unindexed = WriteBehindCompletionCache(db.cache, index=False)
+    with pytest.raises(Exception, match="completion_cache"):
+        await unindexed.get("never-stored", NOW)
+
+
+async def test_a_failed_cache_flush_keeps_answering_and_retries(db: SqlDatabase) -> None:
+    cache = WriteBehindCompletionCache(db.cache, index=True)
+    await cache.put(_entry("a"))
+    await _rename(db, "completion_cache", "cache_away")
+    with pytest.raises(Exception, match="completion_cache"):
+        await cache.flush()
+    assert await cache.get("a", NOW) is not None
+    await _rename(db, "cache_away", "completion_cache")
+
+    await cache.flush()
+
+    stored = await db.cache.peek("a", NOW)
+    assert stored is not None
+    assert stored.hit_count == 1
