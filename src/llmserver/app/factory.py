@@ -50,7 +50,6 @@ from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher, Role
 from llmserver.domain.ports import (
     Clock,
-    CompletionCache,
     HotCache,
     ModelBackends,
     RateLimitStore,
@@ -241,7 +240,7 @@ CACHE_PURGE_INTERVAL_S = 600.0
 
 async def _state_stores(
     stack: AsyncExitStack, database: SqlDatabase, settings: Settings, clock: Clock
-) -> tuple[UsageStore, CompletionCache]:
+) -> tuple[UsageStore, WriteBehindCompletionCache]:
     """The quota ledger and the durable cache, per deployment.
 
     Replicas share every decision through the database. A single process keeps them in
