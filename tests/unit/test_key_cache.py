@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -71,3 +72,45 @@ async def test_zero_ttl_always_reads_the_store_and_unknown_prefixes_are_not_kept
     revoked = await cache.find_by_prefix("abcdefghijkl")
     assert revoked is not None
     assert revoked.revoked_at == NOW
+
+
+class CountingStore(MemoryKeyStore):
+    """The memory store, counting the lookups that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    async def find_by_prefix(self, prefix: str) -> ApiKey | None:
+        self.lookups += 1
+        await asyncio.sleep(0.01)  # a database round trip
+        return await super().find_by_prefix(prefix)
+
+
+async def test_concurrent_lookups_of_an_unknown_entry_share_one_read() -> None:
+    inner = CountingStore()
+    await inner.add(key())
+    cache = CachedKeyStore(inner, ttl_s=1.0)
+
+    found = await asyncio.gather(*(cache.find_by_prefix("abcdefghijkl") for _ in range(32)))
+
+    assert found == [key()] * 32
+    assert inner.lookups == 1
+
+
+async def test_past_half_the_ttl_the_cached_key_answers_and_one_refresh_runs_behind() -> None:
+    inner, ticks = CountingStore(), Ticks()
+    await inner.add(key())
+    cache = CachedKeyStore(inner, ttl_s=1.0, monotonic=ticks)
+    await cache.find_by_prefix("abcdefghijkl")
+    await inner.revoke("k1", NOW)
+    ticks.now += 0.6
+
+    answers = [await cache.find_by_prefix("abcdefghijkl") for _ in range(5)]
+
+    assert all(a is not None and a.revoked_at is None for a in answers)  # nobody waited
+    await asyncio.sleep(0.05)
+    assert inner.lookups == 2  # one refresh for the five lookups
+    refreshed = await cache.find_by_prefix("abcdefghijkl")
+    assert refreshed is not None
+    assert refreshed.revoked_at == NOW

@@ -6,17 +6,29 @@ kept for ``ttl_s`` seconds. A revocation made through this process takes effect 
 one made through another replica takes effect within ``ttl_s`` (``LLMSERVER_KEY_CACHE_TTL_S``,
 0 turns the cache off). Expiry is checked on every request against the cached key, so it is
 always exact.
+
+Under load nobody waits for the store: a lookup past half the TTL returns the cached key and
+starts one refresh in the background, and lookups that must wait (first sight of a key, or
+an entry past its TTL) share one read instead of each sending their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import KeyStore
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: ApiKey
+    loaded_at: float
 
 
 class CachedKeyStore:
@@ -32,7 +44,11 @@ class CachedKeyStore:
         self._ttl = ttl_s
         self._now = monotonic
         self._max = max_entries
-        self._by_prefix: dict[str, tuple[float, ApiKey]] = {}
+        self._by_prefix: dict[str, _Entry] = {}
+        self._loads: dict[str, asyncio.Future[ApiKey | None]] = {}
+        self._generation = 0
+        """Bumped by every change made through this cache, so a read that started before
+        it cannot put back an outdated copy."""
 
     async def add(self, key: ApiKey) -> None:
         await self._inner.add(key)
@@ -41,16 +57,39 @@ class CachedKeyStore:
         return await self._inner.get(key_id)
 
     async def find_by_prefix(self, prefix: str) -> ApiKey | None:
-        cached = self._by_prefix.get(prefix)
-        if cached is not None and cached[0] > self._now():
-            return cached[1]
+        entry = self._by_prefix.get(prefix)
+        if entry is not None:
+            age = self._now() - entry.loaded_at
+            if age < self._ttl:
+                if age >= self._ttl / 2:
+                    _ = self._load(prefix)  # refresh ahead; this lookup does not wait
+                return entry.key
+        return await asyncio.shield(self._load(prefix))
+
+    def _load(self, prefix: str) -> asyncio.Future[ApiKey | None]:
+        loading = self._loads.get(prefix)
+        if loading is None:
+            loading = self._loads[prefix] = asyncio.ensure_future(self._fetch(prefix))
+            loading.add_done_callback(partial(self._landed, prefix))
+        return loading
+
+    def _landed(self, prefix: str, loading: asyncio.Future[ApiKey | None]) -> None:
+        if self._loads.get(prefix) is loading:
+            del self._loads[prefix]
+        if not loading.cancelled():
+            loading.exception()  # a failed refresh-ahead is retried by the next lookup
+
+    async def _fetch(self, prefix: str) -> ApiKey | None:
+        started, generation = self._now(), self._generation
         key = await self._inner.find_by_prefix(prefix)
+        if generation != self._generation:
+            return key
         if key is None:
             self._by_prefix.pop(prefix, None)
         elif self._ttl > 0:
             if len(self._by_prefix) >= self._max:
                 self._by_prefix.clear()
-            self._by_prefix[prefix] = (self._now() + self._ttl, key)
+            self._by_prefix[prefix] = _Entry(key, started)
         return key
 
     async def list(self) -> Sequence[ApiKey]:
@@ -58,13 +97,15 @@ class CachedKeyStore:
 
     async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
         key = await self._inner.revoke(key_id, at)
+        self._generation += 1
         if key is not None:
             self._by_prefix.pop(key.prefix, None)
         return key
 
     async def touch(self, key_id: str, at: datetime) -> None:
         await self._inner.touch(key_id, at)
+        self._generation += 1
         # Keep the cached copy's last use current, or every request would touch again.
-        for prefix, (deadline, key) in list(self._by_prefix.items()):
-            if key.id == key_id:
-                self._by_prefix[prefix] = (deadline, replace(key, last_used_at=at))
+        for entry in self._by_prefix.values():
+            if entry.key.id == key_id:
+                entry.key = replace(entry.key, last_used_at=at)

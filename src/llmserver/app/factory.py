@@ -8,6 +8,7 @@ request-log batcher, loads the models (in the background, so ``/healthz`` answer
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +36,7 @@ from llmserver.adapters.write_behind import (
 )
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.errors import EXCEPTION_HANDLERS
-from llmserver.app.logging import AccessLogMiddleware, configure_logging
+from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_logging
 from llmserver.app.metrics import Metrics
 from llmserver.app.openapi import document_request_bodies
 from llmserver.app.routes.admin import admin_router
@@ -228,6 +229,7 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             log_queue_full=lambda: batcher.full,
         )
         await _bootstrap(key_admin, settings)
+        freeze_heap()
         log.info("started", version=__version__, models=[s.id for s in specs])
         try:
             yield
@@ -236,6 +238,17 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
 
 
 CACHE_PURGE_INTERVAL_S = 600.0
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's sight.
+
+    The modules, routes, ORM mappings and model code of a started server are never garbage,
+    yet each full collection walked all of them: 85-95 ms pauses under load, the whole p99
+    of the gateway benchmark. Frozen, a full collection only walks what requests created.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _state_stores(
@@ -319,6 +332,7 @@ async def _start_models(
 
     async def load() -> None:
         await manager.load_all(progress=lambda message: log.info("model_loading", detail=message))
+        freeze_heap()
         seconds = manager.load_seconds
         for status in manager.statuses():
             metrics.model_loaded(status.model_id, seconds.get(status.model_id, 0.0), status.ready)
@@ -400,4 +414,4 @@ def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
         services: Services | None = app.state.get(STATE_KEY)
         return services.metrics if services is not None else None
 
-    return AccessLogMiddleware(app, metrics)
+    return AccessLogMiddleware(app, metrics, access_logger(settings.log_format, settings.log_level))

@@ -8,12 +8,14 @@ the access line carries the key *prefix* only, and bodies only when body logging
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 from litestar.enums import ScopeType
 
@@ -28,8 +30,12 @@ REQUEST_ID_HEADER = b"x-request-id"
 _MAX_REQUEST_ID = 128
 
 
+def uses_console(fmt: LogFormat) -> bool:
+    return fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and sys.stdout.isatty())
+
+
 def configure_logging(fmt: LogFormat, level: str) -> None:
-    console = fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and sys.stdout.isatty())
+    console = uses_console(fmt)
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
@@ -58,7 +64,51 @@ def clean_request_id(raw: bytes | None) -> str:
             text = ""
         if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
             return text
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """32 hex digits: the time in microseconds, then 76 random bits.
+
+    Time first, so ids sort by creation and the request-log index on them grows at its
+    right edge (random ids halved the SQLite insert rate with their page splits). Unique is
+    all an id must be, not unguessable, so the module's PRNG serves: ``uuid4`` reads the OS
+    entropy pool, a system call per id.
+    """
+    return f"{time.time_ns() // 1000:013x}{random.getrandbits(76):019x}"
+
+
+_LINE = msgspec.json.Encoder()
+
+
+class JsonAccessLog:
+    """The access line as the structlog JSON renderer would print it, without the
+    processor chain: one ``msgspec`` encode and one write per request."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream
+
+    def info(self, event: str, **fields: Any) -> None:
+        fields["event"] = event
+        fields["level"] = "info"
+        fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        stream = self._stream or sys.stdout
+        stream.write(_LINE.encode(fields).decode() + "\n")
+        stream.flush()
+
+
+class _Silent:
+    def info(self, event: str, **fields: Any) -> None:
+        return None
+
+
+def access_logger(fmt: LogFormat, level: str) -> Any:
+    """What writes the access lines: the fast JSON writer unless a human reads them."""
+    if logging.getLevelNamesMapping()[level.upper()] > logging.INFO:
+        return _Silent()
+    if uses_console(fmt):
+        return structlog.get_logger("llmserver.access")
+    return JsonAccessLog()
 
 
 class AccessLogMiddleware:
@@ -68,10 +118,12 @@ class AccessLogMiddleware:
     few dictionary operations, which matters for the gateway-overhead benchmark.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Callable[[], Metrics | None]) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Callable[[], Metrics | None], log: Any = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
-        self.log = structlog.get_logger("llmserver.access")
+        self.log = log if log is not None else structlog.get_logger("llmserver.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:

@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -176,6 +177,7 @@ class Metrics:
         self._sources = _ScrapeSources()
         self._scrape_time = _ScrapeTimeCollector(self._sources, self._model)
 
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._registry = CollectorRegistry(auto_describe=True)
         r = self._registry
         self._requests_in_flight = Gauge(
@@ -275,45 +277,55 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, resolved once per combination: ``labels`` validates
+        and locks on every call, several microseconds on each request's path. The label
+        values are bounded, so is this."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     # The domain Telemetry port.
 
     def cache_lookup(self, layer: str, hit: bool) -> None:
-        self._cache_lookups.labels(self._layer(layer), "hit" if hit else "miss").inc()
+        self._child(self._cache_lookups, self._layer(layer), "hit" if hit else "miss").inc()
 
     def refused(self, cause: str) -> None:
-        self._refused.labels(self._cause(cause)).inc()
+        self._child(self._refused, self._cause(cause)).inc()
 
     def tokens(self, model: str, prompt: int, completion: int) -> None:
         label = self._model(model)
-        self._prompt_tokens.labels(label).inc(prompt)
-        self._completion_tokens.labels(label).inc(completion)
+        self._child(self._prompt_tokens, label).inc(prompt)
+        self._child(self._completion_tokens, label).inc(completion)
 
     def first_token(self, model: str, seconds: float) -> None:
-        self._first_token.labels(self._model(model)).observe(seconds)
+        self._child(self._first_token, self._model(model)).observe(seconds)
 
     def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
         label = self._model(model)
-        self._generation.labels(label).observe(seconds)
+        self._child(self._generation, label).observe(seconds)
         if completion_tokens > 0:
-            self._per_token.labels(label).observe(seconds / completion_tokens)
+            self._child(self._per_token, label).observe(seconds / completion_tokens)
 
     def backend_error(self, model: str, kind: str) -> None:
-        self._backend_errors.labels(self._model(model), self._kind(kind)).inc()
+        self._child(self._backend_errors, self._model(model), self._kind(kind)).inc()
 
     # HTTP, models, request log, Redis.
 
     def request_started(self, route: str) -> None:
-        self._requests_in_flight.labels(self._route(route)).inc()
+        self._child(self._requests_in_flight, self._route(route)).inc()
 
     def request_finished(self, route: str, status: int, seconds: float) -> None:
         label = self._route(route)
-        self._requests_in_flight.labels(label).dec()
-        self._request_duration.labels(label, status_class(status)).observe(seconds)
+        self._child(self._requests_in_flight, label).dec()
+        self._child(self._request_duration, label, status_class(status)).observe(seconds)
 
     def model_loaded(self, model: str, seconds: float, loaded: bool) -> None:
         label = self._model(model)
-        self._model_load.labels(label).set(seconds)
-        self._model_loaded.labels(label).set(1 if loaded else 0)
+        self._child(self._model_load, label).set(seconds)
+        self._child(self._model_loaded, label).set(1 if loaded else 0)
 
     def set_queue_depth_source(self, source: QueueDepthSource) -> None:
         self._sources.queue_depth = source
@@ -325,7 +337,7 @@ class Metrics:
         self._flush.observe(seconds)
 
     def redis_error(self, component: str) -> None:
-        self._redis_errors.labels(self._component(component)).inc()
+        self._child(self._redis_errors, self._component(component)).inc()
 
     # Exposition.
 

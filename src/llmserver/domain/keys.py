@@ -7,7 +7,6 @@ is ever stored, and verification compares digests in constant time.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ MIN_SERVER_SECRET_DISTINCT = 10
 """A long secret made of a few repeated characters ("aaaa...", "changeme" x 4) is weak."""
 MIN_KEY_SECRET_CHARS = 16
 _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_PREFIX_CHARSET = frozenset(_PREFIX_ALPHABET)
 _SECRET_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 """What ``secrets.token_urlsafe`` produces."""
 
@@ -116,7 +116,7 @@ class KeyHasher:
         # surrogatepass keeps hashing total for any str a header decoder may hand over;
         # it encodes every valid string exactly as strict UTF-8 does.
         message = plaintext.encode("utf-8", "surrogatepass")
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, message, "sha256").hex()
 
     def verify(self, plaintext: str, key_hash: str) -> bool:
         return hmac.compare_digest(self.hash(plaintext), key_hash)
@@ -135,7 +135,7 @@ def parse_prefix(plaintext: str) -> str:
         len(parts) != 3
         or parts[0] != KEY_SCHEME
         or len(parts[1]) != PREFIX_CHARS
-        or not set(parts[1]) <= set(_PREFIX_ALPHABET)
+        or not set(parts[1]) <= _PREFIX_CHARSET
         or len(parts[2]) < MIN_KEY_SECRET_CHARS
         or not set(parts[2]) <= _SECRET_ALPHABET
     ):

@@ -12,7 +12,7 @@ from llmserver.adapters.sql._dialect import SUPPORTED_DIALECTS
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; the busy timeout makes concurrent
     # writers (several connections or processes) wait for the lock instead of failing.
     cursor = dbapi_connection.cursor()
@@ -46,7 +46,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(
             url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     # pre_ping replaces connections a database restart has broken instead of failing
     # the first request (or log flush) after it.

@@ -9,11 +9,15 @@ from sqlalchemy import Row, Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
+from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.models import CompletionCacheModel
 from llmserver.domain.inference import FinishReason
 from llmserver.domain.ports import CachedCompletion
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
+_ADD_HITS = (
+    update(_T).where(_T.c.key == bindparam("k")).values(hit_count=_T.c.hit_count + bindparam("n"))
+)
 
 
 def _to_domain(row: Row[Any]) -> CachedCompletion:
@@ -33,8 +37,14 @@ def _to_domain(row: Row[Any]) -> CachedCompletion:
 class SqlCompletionCache:
     """The durable response cache (expired entries are invisible until purged)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
         self._engine = engine
+        self._writer = writer
+        insert = upsert_insert(engine.dialect.name, _T)
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[_T.c.key],
+            set_={c.name: insert.excluded[c.name] for c in _T.c if c.name != "key"},
+        )
 
     async def get(self, key: str, now: datetime) -> CachedCompletion | None:
         live = select(_T).where(_T.c.key == key, _T.c.expires_at > now)
@@ -65,32 +75,27 @@ class SqlCompletionCache:
         await self.put_many([entry])
 
     async def put_many(self, entries: Sequence[CachedCompletion]) -> None:
-        async with self._engine.begin() as conn:
-            for entry in entries:
-                values: dict[str, Any] = {
-                    "model": entry.model,
-                    "response": {"text": entry.text, "finish_reason": entry.finish_reason.value},
-                    "prompt_tokens": entry.prompt_tokens,
-                    "completion_tokens": entry.completion_tokens,
-                    "created_at": entry.created_at,
-                    "expires_at": entry.expires_at,
-                    "hit_count": entry.hit_count,
-                }
-                stmt = upsert_insert(
-                    self._engine.dialect.name, _T, key=entry.key, **values
-                ).on_conflict_do_update(index_elements=[_T.c.key], set_=values)
-                await conn.execute(stmt)
+        if not entries:
+            return
+        rows = [
+            {
+                "key": entry.key,
+                "model": entry.model,
+                "response": {"text": entry.text, "finish_reason": entry.finish_reason.value},
+                "prompt_tokens": entry.prompt_tokens,
+                "completion_tokens": entry.completion_tokens,
+                "created_at": entry.created_at,
+                "expires_at": entry.expires_at,
+                "hit_count": entry.hit_count,
+            }
+            for entry in entries
+        ]
+        await self._writer.run([(self._upsert, rows)])
 
     async def add_hits(self, hits: Mapping[str, int]) -> None:
         if not hits:
             return
-        stmt = (
-            update(_T)
-            .where(_T.c.key == bindparam("k"))
-            .values(hit_count=_T.c.hit_count + bindparam("n"))
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(stmt, [{"k": key, "n": n} for key, n in hits.items()])
+        await self._writer.run([(_ADD_HITS, [{"k": key, "n": n} for key, n in hits.items()])])
 
     async def live_keys(self, now: datetime) -> list[str]:
         """The keys of every live entry, for an index that saves reads on misses."""

@@ -4,6 +4,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from llmserver.adapters.sql._engine import create_engine
+from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
@@ -17,10 +18,11 @@ class SqlDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.keys = SqlKeyStore(self.sessions)
-        self.usage = SqlUsageStore(engine)
-        self.logs = SqlRequestLogStore(engine)
-        self.cache = SqlCompletionCache(engine)
+        self.keys = SqlKeyStore(self.sessions, engine)
+        self.writer = TransactionWriter(engine)
+        self.usage = SqlUsageStore(engine, self.writer)
+        self.logs = SqlRequestLogStore(engine, self.writer)
+        self.cache = SqlCompletionCache(engine, self.writer)
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> SqlDatabase:
@@ -42,4 +44,5 @@ class SqlDatabase:
         return current, head_revision()
 
     async def dispose(self) -> None:
+        self.writer.dispose()
         await self.engine.dispose()

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Row, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.models import RequestLogModel
 from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
 
 _T: Table = RequestLogModel.__table__  # type: ignore[assignment]
+_FIELDS = tuple(f.name for f in fields(RequestLog))
+_INSERT = insert(_T)
 
 
 def _to_domain(row: Row[Any]) -> RequestLog:
@@ -23,14 +26,16 @@ def _to_domain(row: Row[Any]) -> RequestLog:
 class SqlRequestLogStore:
     """Request-log sink (batched multi-row INSERT) and reader."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
         self._engine = engine
+        self._writer = writer
 
     async def write(self, rows: Sequence[RequestLog]) -> None:
         if not rows:
             return
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(_T), [asdict(row) for row in rows])
+        # A shallow dict per row: ``dataclasses.asdict`` deep-copies every value.
+        values = [{f: getattr(row, f) for f in _FIELDS} for row in rows]
+        await self._writer.run([(_INSERT, values)])
 
     async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
         conditions: list[Any] = []

@@ -7,6 +7,7 @@ from sqlalchemy import Row, Table, case, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
+from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.models import UsageModel
 from llmserver.domain.quota import ReservationResult, UsageRecord
 
@@ -41,9 +42,10 @@ class SqlUsageStore:
     no interleaving of requests, connections or processes can spend past the quota.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._writer = writer
 
     def _zero_row(self, key_id: str, period: str, **values: int) -> Any:
         zeros = {"reserved_tokens": 0, "used_tokens": 0, "requests": 0, "cache_hits": 0}
@@ -93,9 +95,9 @@ class SqlUsageStore:
     async def add(self, totals: Sequence[UsageRecord]) -> None:
         """Add settled usage (``used_tokens``, ``requests``, ``cache_hits``; reservations
         are ignored) in one transaction: how a process-local ledger writes behind."""
-        async with self._engine.begin() as conn:
-            for t in totals:
-                stmt = self._zero_row(
+        statements = [
+            (
+                self._zero_row(
                     t.key_id,
                     t.period,
                     used_tokens=t.used_tokens,
@@ -108,8 +110,12 @@ class SqlUsageStore:
                         "requests": _T.c.requests + t.requests,
                         "cache_hits": _T.c.cache_hits + t.cache_hits,
                     },
-                )
-                await conn.execute(stmt)
+                ),
+                None,
+            )
+            for t in totals
+        ]
+        await self._writer.run(statements)
 
     async def release(self, key_id: str, period: str, reserved: int) -> None:
         stmt = self._zero_row(key_id, period).on_conflict_do_update(

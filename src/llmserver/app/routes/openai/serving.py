@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
+from llmserver.app.logging import new_request_id
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
@@ -130,7 +130,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> p.Usage:
 
 
 def new_id(kind: str) -> str:
-    return f"{kind}-{uuid.uuid4().hex}"
+    return f"{kind}-{new_request_id()}"
 
 
 def chat_response(outcome: Outcome) -> p.ChatCompletion:

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from llmserver.app.logging import JsonAccessLog, access_logger, new_request_id
+from llmserver.app.settings import LogFormat
+
+
+def test_the_fast_access_line_has_the_shape_structlog_renders() -> None:
+    fields = {"request_id": "r1", "status": 200, "latency_ms": 1.5, "model": None}
+    stream = io.StringIO()
+    JsonAccessLog(stream).info("request", **fields)
+    fast = json.loads(stream.getvalue())
+
+    rendered = structlog.processors.JSONRenderer()(
+        None,
+        "info",
+        structlog.processors.TimeStamper(fmt="iso", utc=True)(
+            None, "info", structlog.processors.add_log_level(None, "info", {"event": "request"})
+        )
+        | fields,
+    )
+    reference = json.loads(rendered)
+
+    assert fast.keys() == reference.keys()
+    assert {k: v for k, v in fast.items() if k != "timestamp"} == {
+        k: v for k, v in reference.items() if k != "timestamp"
+    }
+    stamped = datetime.fromisoformat(fast["timestamp"])
+    assert fast["timestamp"].endswith("Z")
+    assert abs(stamped - datetime.now(UTC)) < timedelta(seconds=5)
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_access_lines_follow_the_level_and_format() -> None:
+    assert isinstance(access_logger(LogFormat.JSON, "info"), JsonAccessLog)
+    assert not isinstance(access_logger(LogFormat.CONSOLE, "info"), JsonAccessLog)
+    quiet = access_logger(LogFormat.JSON, "warning")
+    assert not isinstance(quiet, JsonAccessLog)
+    assert quiet.info("request", status=200) is None
+
+
+def test_request_ids_are_32_hex_digits_distinct_and_ordered_by_time() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    later = new_request_id()
+    time.sleep(0.002)
+    assert new_request_id() > later
