@@ -56,7 +56,7 @@ class ErrorBody(msgspec.Struct, frozen=True):
     error: ErrorDetail
 
 
-_MEANING = {
+ERROR_MEANINGS = {
     400: "Invalid request: the message names the field.",
     401: "Missing, malformed, unknown, revoked or expired API key.",
     403: "The key's role or model list does not allow this.",
@@ -71,7 +71,7 @@ _MEANING = {
 def documented_errors(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the error answers a route gives, all in OpenAI's error shape."""
     return {
-        status: ResponseSpec(data_container=ErrorBody, description=_MEANING[status])
+        status: ResponseSpec(data_container=ErrorBody, description=ERROR_MEANINGS[status])
         for status in statuses
     }
 

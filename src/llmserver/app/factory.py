@@ -38,7 +38,7 @@ from llmserver.app.auth import authenticate_admin
 from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_logging
 from llmserver.app.metrics import Metrics
-from llmserver.app.openapi import document_request_bodies
+from llmserver.app.openapi import document_completion_routes
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
@@ -398,7 +398,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> Litest
         ),
         logging_config=None,
     )
-    document_request_bodies(app)
+    document_completion_routes(app)
     return app
 
 

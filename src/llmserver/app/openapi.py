@@ -1,57 +1,110 @@
-"""Completing the OpenAPI document where the handlers' signatures cannot say it.
+"""The OpenAPI operations of the completion routes, which Litestar cannot derive.
 
-The completion handlers read the raw body and decode it themselves (so a 401 comes before
-a body error, and body errors name the field), so Litestar sees no request body to document.
-The msgspec request Structs are the source of truth: their JSON Schema is added here, along
-with the SSE content type a streamed 200 carries. Clients, generators and schemathesis then
-see exactly what the server accepts.
+The completion routes are raw ASGI handlers (see ``routes.openai.routes``), so Litestar
+documents nothing about them. The msgspec Structs they decode and encode are the source of
+truth: their JSON Schema is added here with each operation's bodies, the SSE content type a
+streamed 200 carries, and every error answer in OpenAI's shape. Clients, generators and
+schemathesis then see exactly what the server accepts and answers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Litestar
-from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    PathItem,
+    Reference,
+    RequestBody,
+    Schema,
+)
 
+from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
 from llmserver.app.routes.openai import protocol as p
 
 _PREFIX = "OpenAI"
 """Component names get a prefix so they never collide with Litestar's own (``Model``...)."""
 
-_BODIES: dict[str, type[msgspec.Struct]] = {
-    "/v1/chat/completions": p.ChatCompletionRequest,
-    "/v1/completions": p.CompletionRequest,
-}
+COMPLETION_ERRORS = (400, 401, 403, 404, 413, 429, 503, 504)
 
 
-def document_request_bodies(app: Litestar) -> None:
+@dataclass(frozen=True, slots=True)
+class _Route:
+    path: str
+    operation_id: str
+    summary: str
+    request: type[msgspec.Struct]
+    response: type[msgspec.Struct]
+
+
+_ROUTES = (
+    _Route(
+        "/v1/chat/completions",
+        "V1ChatCompletionsChatCompletions",
+        "Create a chat completion",
+        p.ChatCompletionRequest,
+        p.ChatCompletion,
+    ),
+    _Route(
+        "/v1/completions",
+        "V1CompletionsCompletions",
+        "Create a text completion",
+        p.CompletionRequest,
+        p.TextCompletion,
+    ),
+)
+
+
+def _ref(kind: type) -> Reference:
+    return Reference(ref=f"#/components/schemas/{_PREFIX}{kind.__name__}")
+
+
+def _json(kind: type) -> dict[str, OpenAPIMediaType]:
+    return {"application/json": OpenAPIMediaType(schema=_ref(kind))}
+
+
+def _operation(route: _Route) -> Operation:
+    ok = OpenAPIResponse(
+        description="The completion; with `stream: true`, server-sent events of chunks "
+        "ending with `data: [DONE]`.",
+        content={
+            **_json(route.response),
+            "text/event-stream": OpenAPIMediaType(
+                schema=Schema(description="SSE: `data: {chunk}` lines, then `data: [DONE]`")
+            ),
+        },
+    )
+    errors = {
+        str(status): OpenAPIResponse(description=ERROR_MEANINGS[status], content=_json(ErrorBody))
+        for status in COMPLETION_ERRORS
+    }
+    return Operation(
+        tags=["OpenAI"],
+        summary=route.summary,
+        operation_id=route.operation_id,
+        request_body=RequestBody(required=True, content=_json(route.request)),
+        responses={"200": ok, **errors},
+    )
+
+
+def document_completion_routes(app: Litestar) -> None:
     document = app.openapi_schema
-    types = tuple(_BODIES.values())
+    types = tuple({t for r in _ROUTES for t in (r.request, r.response)} | {ErrorBody})
     _, components = msgspec.json.schema_components(
-        types, ref_template="#/components/schemas/" + _PREFIX + "{name}"
+        sorted(types, key=lambda t: t.__name__),
+        ref_template="#/components/schemas/" + _PREFIX + "{name}",
     )
     assert document.components is not None
     schemas: dict[str, Any] = dict(document.components.schemas or {})
     # Plain dicts render as they are; the document only needs them serialised.
     schemas.update({_PREFIX + name: schema for name, schema in components.items()})
     document.components.schemas = schemas
-    for path, body_type in _BODIES.items():
-        item = document.paths[path] if document.paths else None
-        if item is None or item.post is None:
-            continue
-        operation = item.post
-        operation.request_body = RequestBody(
-            required=True,
-            content={
-                "application/json": OpenAPIMediaType(
-                    schema=Reference(ref=f"#/components/schemas/{_PREFIX}{body_type.__name__}")
-                )
-            },
-        )
-        ok = (operation.responses or {}).get("200")
-        if ok is not None and not isinstance(ok, Reference) and ok.content is not None:
-            ok.content["text/event-stream"] = OpenAPIMediaType(
-                schema=Schema(description="SSE: `data: {chunk}` lines, then `data: [DONE]`")
-            )
+    paths = dict(document.paths or {})
+    for route in _ROUTES:
+        paths[route.path] = PathItem(post=_operation(route))
+    document.paths = paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -177,6 +178,21 @@ def test_404_for_unknown_model_and_route(live_server: Any) -> None:
 
 def test_413_for_oversize_body(live_server: Any) -> None:
     response = post(live_server, chat("x" * 1_100_000))
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_too_large"
+
+
+def test_413_for_an_oversize_body_sent_in_chunks_without_a_length(live_server: Any) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 64_000  # 1.28 MB in all, no Content-Length announced
+
+    response = httpx.post(
+        live_server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {live_server.user_key}"},
+        content=chunks(),
+        timeout=30,
+    )
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
 
