@@ -63,6 +63,17 @@ async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[SqlDatabase]:
 
 
 @pytest.fixture
+async def sqlite_writer_process_db(migrated_sqlite_url: str) -> AsyncIterator[SqlDatabase]:
+    """The SQLite database with its background writes in a writer process, as the server
+    runs it."""
+    async for db in _emptied(migrated_sqlite_url):
+        await db.dispose()
+        with_process = SqlDatabase.from_url(migrated_sqlite_url, writer_process=True)
+        yield with_process
+        await with_process.dispose()
+
+
+@pytest.fixture
 async def postgres_db(migrated_postgres_url: str) -> AsyncIterator[SqlDatabase]:
     async for db in _emptied(migrated_postgres_url):
         yield db
@@ -109,14 +120,21 @@ def usage_store(request: pytest.FixtureRequest) -> UsageStore:
     return _sql_db(request).usage
 
 
-@pytest.fixture(params=DURABLE)
+@pytest.fixture(params=[*DURABLE, "sqlite_writer_process"])
 def log_store(request: pytest.FixtureRequest) -> MemoryRequestLogStore | SqlRequestLogStore:
     if request.param == "memory":
         return MemoryRequestLogStore()
     return _sql_db(request).logs
 
 
-@pytest.fixture(params=[*DURABLE, "write-behind-sqlite", "indexed-write-behind-sqlite"])
+@pytest.fixture(
+    params=[
+        *DURABLE,
+        "sqlite_writer_process",
+        "write-behind-sqlite",
+        "indexed-write-behind-sqlite",
+    ]
+)
 def completion_cache(request: pytest.FixtureRequest) -> CompletionCache:
     if request.param == "memory":
         return MemoryCompletionCache()

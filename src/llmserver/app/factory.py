@@ -44,7 +44,7 @@ from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, ReadinessCheck, Services, services_of
-from llmserver.app.settings import Settings
+from llmserver.app.settings import Settings, SqliteWriter
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
 from llmserver.domain.key_admin import KeyAdmin
@@ -154,8 +154,12 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         metrics = Metrics(allowed_models=[s.id for s in specs])
         stack.callback(metrics.close)
 
-        database = SqlDatabase.from_url(settings.database_url)
+        database = SqlDatabase.from_url(
+            settings.database_url,
+            writer_process=settings.sqlite_writer is SqliteWriter.PROCESS,
+        )
         stack.push_async_callback(database.dispose)
+        await database.writer.start()
         checks: dict[str, ReadinessCheck] = {"database": _database_check(database)}
 
         limiter: RateLimitStore = MemoryRateLimitStore()

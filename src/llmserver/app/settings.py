@@ -45,6 +45,11 @@ class Deployment(StrEnum):
     REPLICAS = "replicas"
 
 
+class SqliteWriter(StrEnum):
+    PROCESS = "process"
+    INLINE = "inline"
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every setting, with its default. The README's configuration table mirrors this."""
 
@@ -58,6 +63,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     redis_failure_policy: RedisFailurePolicy = RedisFailurePolicy.FAIL_OPEN
     deployment: Deployment = Deployment.AUTO
     state_flush_ms: int = 200
+    sqlite_writer: SqliteWriter = SqliteWriter.PROCESS
     profile: str = "demo"
     models_file: str | None = None
     demo_model_dir: str = "var/models/demo-tiny-llama"

@@ -4,6 +4,7 @@ arrives exactly, survives a restart of the process, and survives a failing datab
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +26,11 @@ P = "2026-11"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+@pytest.fixture(params=["inline", "writer-process"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlDatabase]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
     await migrate.upgrade(url)
-    database = SqlDatabase.from_url(url)
+    database = SqlDatabase.from_url(url, writer_process=request.param == "writer-process")
     yield database
     await database.dispose()
 
@@ -106,7 +107,7 @@ async def test_periodic_flush_writes_in_the_background_and_on_close(db: SqlDatab
     flusher = PeriodicFlush("usage", ledger.flush, interval_s=0.05)
     flusher.start()
     await ledger.settle("a", P, 0, 3)
-    for _ in range(100):
+    for _ in range(500):  # a writer process is started on the first write
         if (await db.usage.get("a", P)).used_tokens == 3:
             break
         await asyncio.sleep(0.02)
@@ -164,3 +165,57 @@ async def test_a_failed_cache_flush_keeps_answering_and_retries(db: SqlDatabase)
     stored = await db.cache.peek("a", NOW)
     assert stored is not None
     assert stored.hit_count == 1
+
+
+async def test_a_killed_writer_process_is_replaced_and_loses_no_row(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
+    await migrate.upgrade(url)
+    db = SqlDatabase.from_url(url, writer_process=True)
+    try:
+        ledger = WriteBehindUsageStore(db.usage)
+        await ledger.settle("k", P, 0, 3)
+        await ledger.flush()
+        process = db.writer._process._proc
+        assert process is not None
+        process.kill()  # not reaped yet: the next exchange may find it gone mid-way
+
+        await ledger.settle("k", P, 0, 4)
+        failures = []
+        try:
+            await ledger.flush()
+        except ConnectionError as exc:  # the usage stayed queued; a new process takes it
+            failures.append(str(exc))
+            await ledger.flush()
+        assert all("writer process stopped" in f for f in failures)
+
+        assert db.writer._process._proc is not process
+        assert (await db.usage.get("k", P)).used_tokens == 7
+    finally:
+        await db.dispose()
+
+
+async def test_the_writer_process_outlives_a_group_signal_until_its_input_ends(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
+    await migrate.upgrade(url)
+    db = SqlDatabase.from_url(url, writer_process=True)
+    await db.writer.start()
+    process = db.writer._process._proc
+    assert process is not None
+    process.send_signal(signal.SIGTERM)  # as systemd or Ctrl-C would, to the whole group
+    process.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.5)
+
+    ledger = WriteBehindUsageStore(db.usage)
+    await ledger.settle("k", P, 0, 5)
+    await ledger.flush()  # the last rows still go through it
+    assert db.writer._process._proc is process
+    await db.dispose()  # its input ends: it exits
+
+    assert process.returncode == 0
+    db = SqlDatabase.from_url(url)
+    try:
+        assert (await db.usage.get("k", P)).used_tokens == 5
+    finally:
+        await db.dispose()

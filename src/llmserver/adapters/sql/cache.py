@@ -5,19 +5,16 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, delete, select, update
+from sqlalchemy import Row, Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from llmserver.adapters.sql._dialect import upsert_insert
 from llmserver.adapters.sql._writer import TransactionWriter
+from llmserver.adapters.sql._writes import CACHE_ENTRIES, CACHE_HITS
 from llmserver.adapters.sql.models import CompletionCacheModel
 from llmserver.domain.inference import FinishReason
 from llmserver.domain.ports import CachedCompletion
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
-_ADD_HITS = (
-    update(_T).where(_T.c.key == bindparam("k")).values(hit_count=_T.c.hit_count + bindparam("n"))
-)
 
 
 def _to_domain(row: Row[Any]) -> CachedCompletion:
@@ -40,11 +37,6 @@ class SqlCompletionCache:
     def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
         self._engine = engine
         self._writer = writer
-        insert = upsert_insert(engine.dialect.name, _T)
-        self._upsert = insert.on_conflict_do_update(
-            index_elements=[_T.c.key],
-            set_={c.name: insert.excluded[c.name] for c in _T.c if c.name != "key"},
-        )
 
     async def get(self, key: str, now: datetime) -> CachedCompletion | None:
         live = select(_T).where(_T.c.key == key, _T.c.expires_at > now)
@@ -90,12 +82,12 @@ class SqlCompletionCache:
             }
             for entry in entries
         ]
-        await self._writer.run([(self._upsert, rows)])
+        await self._writer.run([(CACHE_ENTRIES, rows)])
 
     async def add_hits(self, hits: Mapping[str, int]) -> None:
         if not hits:
             return
-        await self._writer.run([(_ADD_HITS, [{"k": key, "n": n} for key, n in hits.items()])])
+        await self._writer.run([(CACHE_HITS, [{"k": key, "n": n} for key, n in hits.items()])])
 
     async def live_keys(self, now: datetime) -> list[str]:
         """The keys of every live entry, for an index that saves reads on misses."""

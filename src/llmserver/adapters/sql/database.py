@@ -15,18 +15,20 @@ from llmserver.adapters.sql.usage import SqlUsageStore
 class SqlDatabase:
     """One engine and the four stores on it; built once by the composition root."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer_process: bool = False) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.keys = SqlKeyStore(self.sessions, engine)
-        self.writer = TransactionWriter(engine)
+        # Background writes (request logs, written-behind state); on a SQLite file, in a
+        # process of their own when asked (the server does), else on the event loop.
+        self.writer = TransactionWriter(engine, process=writer_process)
         self.usage = SqlUsageStore(engine, self.writer)
         self.logs = SqlRequestLogStore(engine, self.writer)
         self.cache = SqlCompletionCache(engine, self.writer)
 
     @classmethod
-    def from_url(cls, url: str, *, echo: bool = False) -> SqlDatabase:
-        return cls(create_engine(url, echo=echo))
+    def from_url(cls, url: str, *, echo: bool = False, writer_process: bool = False) -> SqlDatabase:
+        return cls(create_engine(url, echo=echo), writer_process=writer_process)
 
     @property
     def dialect(self) -> str:
@@ -44,5 +46,5 @@ class SqlDatabase:
         return current, head_revision()
 
     async def dispose(self) -> None:
-        self.writer.dispose()
+        await self.writer.dispose()
         await self.engine.dispose()

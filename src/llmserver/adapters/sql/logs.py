@@ -4,16 +4,16 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, Table, func, insert, select
+from sqlalchemy import Row, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._writer import TransactionWriter
+from llmserver.adapters.sql._writes import REQUEST_LOGS
 from llmserver.adapters.sql.models import RequestLogModel
 from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
 
 _T: Table = RequestLogModel.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestLog))
-_INSERT = insert(_T)
 
 
 def _to_domain(row: Row[Any]) -> RequestLog:
@@ -35,7 +35,7 @@ class SqlRequestLogStore:
             return
         # A shallow dict per row: ``dataclasses.asdict`` deep-copies every value.
         values = [{f: getattr(row, f) for f in _FIELDS} for row in rows]
-        await self._writer.run([(_INSERT, values)])
+        await self._writer.run([(REQUEST_LOGS, values)])
 
     async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
         conditions: list[Any] = []

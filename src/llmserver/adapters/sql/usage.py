@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
 from llmserver.adapters.sql._writer import TransactionWriter
+from llmserver.adapters.sql._writes import USAGE_TOTALS
 from llmserver.adapters.sql.models import UsageModel
 from llmserver.domain.quota import ReservationResult, UsageRecord
 
@@ -95,27 +96,18 @@ class SqlUsageStore:
     async def add(self, totals: Sequence[UsageRecord]) -> None:
         """Add settled usage (``used_tokens``, ``requests``, ``cache_hits``; reservations
         are ignored) in one transaction: how a process-local ledger writes behind."""
-        statements = [
-            (
-                self._zero_row(
-                    t.key_id,
-                    t.period,
-                    used_tokens=t.used_tokens,
-                    requests=t.requests,
-                    cache_hits=t.cache_hits,
-                ).on_conflict_do_update(
-                    index_elements=[_T.c.key_id, _T.c.period],
-                    set_={
-                        "used_tokens": _T.c.used_tokens + t.used_tokens,
-                        "requests": _T.c.requests + t.requests,
-                        "cache_hits": _T.c.cache_hits + t.cache_hits,
-                    },
-                ),
-                None,
-            )
+        rows = [
+            {
+                "key_id": t.key_id,
+                "period": t.period,
+                "used_tokens": t.used_tokens,
+                "reserved_tokens": 0,
+                "requests": t.requests,
+                "cache_hits": t.cache_hits,
+            }
             for t in totals
         ]
-        await self._writer.run(statements)
+        await self._writer.run([(USAGE_TOTALS, rows)])
 
     async def release(self, key_id: str, period: str, reserved: int) -> None:
         stmt = self._zero_row(key_id, period).on_conflict_do_update(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +30,7 @@ class PeriodicFlush:
         self._interval = interval_s
         self._retry_max = max(retry_max_s, interval_s)
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
@@ -36,8 +38,11 @@ class PeriodicFlush:
 
     async def _run(self) -> None:
         delay = self._interval
-        while True:
-            await asyncio.sleep(delay)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return
             delay = self._interval if await self._attempt() else min(delay * 2, self._retry_max)
 
     async def _attempt(self) -> bool:
@@ -49,9 +54,13 @@ class PeriodicFlush:
         return True
 
     async def close(self, timeout_s: float = 30.0) -> bool:
-        """Stop the loop and flush until it succeeds or ``timeout_s`` passes."""
+        """Stop the loop and flush until it succeeds or ``timeout_s`` passes.
+
+        A flush in progress is let finish rather than cancelled: cancelled, it could not
+        know whether its rows were written, and adding them again would count them twice.
+        """
         if self._task is not None:
-            self._task.cancel()
+            self._stop.set()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         deadline = time.monotonic() + timeout_s

@@ -1,0 +1,47 @@
+"""Every background write, by name: one constant statement each, run with a list of rows.
+
+Named so that the same write can run on the event loop, through the async engine, or in
+the SQLite writer process, which receives names and rows, never SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, update
+
+from llmserver.adapters.sql._dialect import upsert_insert
+from llmserver.adapters.sql.models import CompletionCacheModel, RequestLogModel, UsageModel
+
+_LOGS: Table = RequestLogModel.__table__  # type: ignore[assignment]
+_CACHE: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
+_USAGE: Table = UsageModel.__table__  # type: ignore[assignment]
+
+REQUEST_LOGS = "request_logs.insert"
+CACHE_ENTRIES = "completion_cache.upsert"
+CACHE_HITS = "completion_cache.add_hits"
+"""Rows ``{"k": key, "n": hits}``."""
+USAGE_TOTALS = "usage.add"
+"""Rows ``{key_id, period, used_tokens, requests, cache_hits}``, added to what is stored."""
+
+
+def write_statements(dialect: str) -> dict[str, Any]:
+    cache = upsert_insert(dialect, _CACHE)
+    usage = upsert_insert(dialect, _USAGE)
+    return {
+        REQUEST_LOGS: insert(_LOGS),
+        CACHE_ENTRIES: cache.on_conflict_do_update(
+            index_elements=[_CACHE.c.key],
+            set_={c.name: cache.excluded[c.name] for c in _CACHE.c if c.name != "key"},
+        ),
+        CACHE_HITS: update(_CACHE)
+        .where(_CACHE.c.key == bindparam("k"))
+        .values(hit_count=_CACHE.c.hit_count + bindparam("n")),
+        USAGE_TOTALS: usage.on_conflict_do_update(
+            index_elements=[_USAGE.c.key_id, _USAGE.c.period],
+            set_={
+                name: _USAGE.c[name] + usage.excluded[name]
+                for name in ("used_tokens", "requests", "cache_hits")
+            },
+        ),
+    }
