@@ -129,12 +129,13 @@ class AccessLogMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        request_id = clean_request_id(headers.get(REQUEST_ID_HEADER))
+        offered = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
+        request_id = clean_request_id(offered)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
         route = scope.get("path", "")
+        label = route_label(route)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -148,14 +149,14 @@ class AccessLogMiddleware:
 
         metrics = self.metrics()
         if metrics is not None:
-            metrics.request_started(route_label(route))
+            metrics.request_started(label)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             state = scope.get("state", {})
             if metrics is not None:
-                metrics.request_finished(route_label(route), status, elapsed)
+                metrics.request_finished(label, status, elapsed)
             self.log.info(
                 "request",
                 request_id=request_id,

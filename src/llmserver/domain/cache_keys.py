@@ -10,17 +10,13 @@ content, model, revision or parameter gives another.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from llmserver.domain.inference import GenerationParams, Prompt
 
-CACHE_KEY_VERSION = 2
-"""2: the canonical form is encoded by msgspec (sorted keys, compact, UTF-8)."""
-
-_CANONICAL = msgspec.json.Encoder(order="sorted")
+CACHE_KEY_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +54,8 @@ def cache_key(*, model_id: str, revision: str, prompt: Prompt, params: Generatio
     canonical = canonical_request(
         model_id=model_id, revision=revision, prompt=prompt, params=params
     )
-    return hashlib.sha256(_CANONICAL.encode(canonical)).hexdigest()
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def is_cacheable(params: GenerationParams, policy: CachePolicy, *, opted_out: bool) -> bool:
