@@ -219,3 +219,19 @@ async def test_the_writer_process_outlives_a_group_signal_until_its_input_ends(
         assert (await db.usage.get("k", P)).used_tokens == 5
     finally:
         await db.dispose()
+
+
+async def test_waiting_cache_entries_are_bounded_while_the_database_is_away(
+    db: SqlDatabase,
+) -> None:
+    cache = WriteBehindCompletionCache(db.cache, index=True, max_pending=3)
+    await _rename(db, "completion_cache", "cache_away")
+    for n in range(5):
+        await cache.put(_entry(f"k{n}"))
+        with pytest.raises(Exception, match="completion_cache"):
+            await cache.flush()
+    await _rename(db, "cache_away", "completion_cache")
+    await cache.flush()
+
+    kept = [key for key in (f"k{n}" for n in range(5)) if await db.cache.peek(key, NOW)]
+    assert kept == ["k2", "k3", "k4"]  # the newest three; the cache forgot the rest

@@ -20,6 +20,11 @@ class DurableCache(Protocol):
     async def purge_expired(self, now: datetime) -> int: ...
 
 
+MAX_PENDING = 20_000
+"""Entries waiting for the database at most. Past it (the database has been down a while)
+the oldest waiting entries are dropped: a cache may forget, memory must not grow forever."""
+
+
 def _short(key: str) -> int:
     # The key's 64-bit hash: a collision costs one extra read, never a wrong answer, and
     # an int in a set takes a third of the memory of a 64-character key.
@@ -35,8 +40,11 @@ class WriteBehindCompletionCache:
     no other process writes the cache, so it is for single-process deployments.
     """
 
-    def __init__(self, durable: DurableCache, *, index: bool) -> None:
+    def __init__(
+        self, durable: DurableCache, *, index: bool, max_pending: int = MAX_PENDING
+    ) -> None:
         self._durable = durable
+        self._max_pending = max_pending
         self._index: set[int] | None = set() if index else None
         self._entries: dict[str, CachedCompletion] = {}
         self._writing: dict[str, CachedCompletion] = {}
@@ -68,6 +76,8 @@ class WriteBehindCompletionCache:
         # A replaced entry starts counting again, as in the database.
         self._entries[entry.key] = entry
         self._hits.pop(entry.key, None)
+        while len(self._entries) > self._max_pending:
+            del self._entries[next(iter(self._entries))]
         if self._index is not None:
             self._index.add(_short(entry.key))
 
@@ -83,7 +93,8 @@ class WriteBehindCompletionCache:
             try:
                 await self._durable.put_many(list(entries.values()))
             except BaseException:
-                self._entries = entries | self._entries
+                merged = entries | self._entries
+                self._entries = dict(list(merged.items())[-self._max_pending :])
                 raise
             finally:
                 self._writing = {}
