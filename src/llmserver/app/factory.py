@@ -29,6 +29,7 @@ from llmserver.adapters.key_cache import CachedKeyStore
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.memory import MemoryHotCache, MemoryRateLimitStore
 from llmserver.adapters.sql.database import SqlDatabase
+from llmserver.adapters.sql.ownership import DatabaseClaim, DatabaseClaimed
 from llmserver.adapters.write_behind import (
     PeriodicFlush,
     WriteBehindCompletionCache,
@@ -271,6 +272,14 @@ async def _state_stores(
     cache_flush.start()
     if not settings.single_process:
         return database.usage, cache
+    try:
+        claim = await DatabaseClaim.take(database.engine)
+    except DatabaseClaimed:
+        raise
+    except Exception as exc:  # unreachable now: readyz says so; the claim is not retried
+        log.warning("database_claim_unavailable", error=f"{type(exc).__name__}: {exc}")
+    else:
+        stack.push_async_callback(claim.release)
     try:
         entries = await cache.load_index(clock.now())
         log.info("cache_index_loaded", entries=entries)
