@@ -136,7 +136,12 @@ def test_operator_key_needs_no_typing(
     browser_ready: None, live_server: Any, tmp_path: Path
 ) -> None:
     """A server started with LLMSERVER_UI_KEY serves a page that works without a pasted key."""
-    env = {**live_server.env, "LLMSERVER_UI_KEY": live_server.playground_key}
+    # A second process on the live server's database: replicas share their limits there.
+    env = {
+        **live_server.env,
+        "LLMSERVER_UI_KEY": live_server.playground_key,
+        "LLMSERVER_DEPLOYMENT": "replicas",
+    }
     port = free_port()
     process = start_server(env, tmp_path / "server.log", port)
     try:

@@ -14,7 +14,12 @@ pytestmark = pytest.mark.slow
 
 def test_server_refuses_an_admin_key_as_playground_key(live_server: Any, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    env = {**live_server.env, "LLMSERVER_UI_KEY": live_server.admin_key}
+    # A second process on the live server's database: replicas share their limits there.
+    env = {
+        **live_server.env,
+        "LLMSERVER_UI_KEY": live_server.admin_key,
+        "LLMSERVER_DEPLOYMENT": "replicas",
+    }
     started: list[Any] = []
     try:
         with pytest.raises(RuntimeError, match="server exited"):

@@ -197,7 +197,11 @@ def test_ui_key_cannot_reach_admin_routes(guarded_server: GuardedServer) -> None
 
 
 def test_admin_key_is_refused_as_ui_key(guarded_server: GuardedServer) -> None:
-    env = guarded_server.env | {"LLMSERVER_UI_KEY": guarded_server.keys.admin}
+    # A second process on the guarded server's database: replicas share their limits there.
+    env = guarded_server.env | {
+        "LLMSERVER_UI_KEY": guarded_server.keys.admin,
+        "LLMSERVER_DEPLOYMENT": "replicas",
+    }
     log = guarded_server.root / "refused.log"
     process = spawn_server(env, log, free_port())
     try:
