@@ -34,7 +34,8 @@ ALLOWED = "http://allowed.test"
 
 
 def _secret_part(key: str) -> str:
-    return key.rsplit("_", 1)[1]
+    # llms_<prefix>_<secret>: the prefix has no "_", the secret may (URL-safe base64).
+    return key.split("_", 2)[2]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def exercised(live_server) -> tuple[list[str], list[str]]:  # type: ignore[no-un
         created = http.post("/admin/keys", headers=admin, json={"name": "leak-check"})
         fresh = created.json()["key"]
         secrets.append(fresh)
-        wrong = fresh.rsplit("_", 1)[0] + "_" + "C" * len(_secret_part(fresh))
+        secret = _secret_part(fresh)
+        wrong = fresh.removesuffix(secret) + "C" * len(secret)
         secrets.append(wrong)
         for key in [*secrets, "llms_short", "Bearer " + fresh, fresh + "x"]:
             for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
