@@ -6,20 +6,15 @@ from typing import Any
 
 from litestar import Request
 
+from llmserver.app.logging import scope_header
 from llmserver.app.services import services_of
 from llmserver.domain.gateway import Principal
 
 
 def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
-    """A request header straight from the ASGI scope (``name`` in lower case).
-
-    ``request.headers`` builds a header container per request, which the completion path
-    measurably pays for; a scan of the few raw pairs does not.
-    """
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    """A request header as text, without ``request.headers`` (see ``scope_header``)."""
+    value = scope_header(request.scope, name)
+    return None if value is None else value.decode("latin-1")
 
 
 def presented_key(request: Request[Any, Any, Any]) -> str | None:

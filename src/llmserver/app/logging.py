@@ -27,6 +27,17 @@ if TYPE_CHECKING:
     from llmserver.app.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
+
+
+def scope_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header, read from the raw ASGI pairs (``name`` in lower
+    case): a scan of a few pairs costs less than building a header container per request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
 _MAX_REQUEST_ID = 128
 
 
@@ -129,8 +140,7 @@ class AccessLogMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        offered = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
-        request_id = clean_request_id(offered)
+        request_id = clean_request_id(scope_header(scope, REQUEST_ID_HEADER))
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
