@@ -108,21 +108,23 @@ def sqlite_sync_engine(url: URL, *, busy_timeout_ms: int) -> Engine:
 class TransactionWriter:
     def __init__(self, engine: AsyncEngine, *, process: bool = False) -> None:
         self._async = engine
-        self._statements = write_statements(engine.dialect.name)
+        self._statements: dict[str, Any] = {}
+        """For the async engine only; the inline binder and the process have their own."""
         self._sync: Engine | None = None
         self._binder: RowBinder | None = None
         self._process: Any = None
         self._turn = asyncio.Lock()
         """One inline transaction at a time: the pool holds one connection."""
         url = engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            if process:
-                from llmserver.adapters.sql.writer_process import WriterProcess
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            self._statements = write_statements(engine.dialect.name)
+        elif process:
+            from llmserver.adapters.sql.writer_process import WriterProcess
 
-                self._process = WriterProcess(url.render_as_string(hide_password=False))
-            else:
-                self._sync = sqlite_sync_engine(url, busy_timeout_ms=0)
-                self._binder = RowBinder(self._sync.dialect)
+            self._process = WriterProcess(url.render_as_string(hide_password=False))
+        else:
+            self._sync = sqlite_sync_engine(url, busy_timeout_ms=0)
+            self._binder = RowBinder(self._sync.dialect)
 
     async def start(self) -> None:
         """Start the writer process now rather than on the first write, if there is one."""

@@ -31,6 +31,10 @@ def _to_domain(row: Row[Any]) -> CachedCompletion:
     )
 
 
+def _live(key: str, now: datetime) -> Any:
+    return select(_T).where(_T.c.key == key, _T.c.expires_at > now)
+
+
 class SqlCompletionCache:
     """The durable response cache (expired entries are invisible until purged)."""
 
@@ -39,7 +43,6 @@ class SqlCompletionCache:
         self._writer = writer
 
     async def get(self, key: str, now: datetime) -> CachedCompletion | None:
-        live = select(_T).where(_T.c.key == key, _T.c.expires_at > now)
         count_hit = (
             update(_T)
             .where(_T.c.key == key)
@@ -49,7 +52,7 @@ class SqlCompletionCache:
         # A miss only reads (so on SQLite it never takes the write lock); a hit, which
         # saves a whole inference, pays a second statement to count itself.
         async with self._engine.begin() as conn:
-            row = (await conn.execute(live)).one_or_none()
+            row = (await conn.execute(_live(key, now))).one_or_none()
             if row is None:
                 return None
             hits = (await conn.execute(count_hit)).scalar_one()
@@ -58,9 +61,7 @@ class SqlCompletionCache:
     async def peek(self, key: str, now: datetime) -> CachedCompletion | None:
         """A live entry without counting a hit (the caller counts it with ``add_hits``)."""
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(select(_T).where(_T.c.key == key, _T.c.expires_at > now))
-            ).one_or_none()
+            row = (await conn.execute(_live(key, now))).one_or_none()
         return None if row is None else _to_domain(row)
 
     async def put(self, entry: CachedCompletion) -> None:
