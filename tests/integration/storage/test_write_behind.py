@@ -26,13 +26,25 @@ P = "2026-11"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["inline", "writer-process"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+async def _migrated(tmp_path: Path, *, writer_process: bool) -> AsyncIterator[SqlDatabase]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
     await migrate.upgrade(url)
-    database = SqlDatabase.from_url(url, writer_process=request.param == "writer-process")
+    database = SqlDatabase.from_url(url, writer_process=writer_process)
     yield database
     await database.dispose()
+
+
+@pytest.fixture(params=["inline", "writer-process"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    async for database in _migrated(tmp_path, writer_process=request.param == "writer-process"):
+        yield database
+
+
+@pytest.fixture
+async def process_db(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    """The database with its writer process, for the tests that fault that process."""
+    async for database in _migrated(tmp_path, writer_process=True):
+        yield database
 
 
 async def _rename(db: SqlDatabase, table: str, to: str) -> None:
@@ -167,39 +179,34 @@ async def test_a_failed_cache_flush_keeps_answering_and_retries(db: SqlDatabase)
     assert stored.hit_count == 1
 
 
-async def test_a_killed_writer_process_is_replaced_and_loses_no_row(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
-    await migrate.upgrade(url)
-    db = SqlDatabase.from_url(url, writer_process=True)
+async def test_a_killed_writer_process_is_replaced_and_loses_no_row(
+    process_db: SqlDatabase,
+) -> None:
+    db = process_db
+    ledger = WriteBehindUsageStore(db.usage)
+    await ledger.settle("k", P, 0, 3)
+    await ledger.flush()
+    process = db.writer._process._proc
+    assert process is not None
+    process.kill()  # not reaped yet: the next exchange may find it gone mid-way
+
+    await ledger.settle("k", P, 0, 4)
+    failures = []
     try:
-        ledger = WriteBehindUsageStore(db.usage)
-        await ledger.settle("k", P, 0, 3)
         await ledger.flush()
-        process = db.writer._process._proc
-        assert process is not None
-        process.kill()  # not reaped yet: the next exchange may find it gone mid-way
+    except ConnectionError as exc:  # the usage stayed queued; a new process takes it
+        failures.append(str(exc))
+        await ledger.flush()
+    assert all("writer process stopped" in f for f in failures)
 
-        await ledger.settle("k", P, 0, 4)
-        failures = []
-        try:
-            await ledger.flush()
-        except ConnectionError as exc:  # the usage stayed queued; a new process takes it
-            failures.append(str(exc))
-            await ledger.flush()
-        assert all("writer process stopped" in f for f in failures)
-
-        assert db.writer._process._proc is not process
-        assert (await db.usage.get("k", P)).used_tokens == 7
-    finally:
-        await db.dispose()
+    assert db.writer._process._proc is not process
+    assert (await db.usage.get("k", P)).used_tokens == 7
 
 
 async def test_the_writer_process_outlives_a_group_signal_until_its_input_ends(
-    tmp_path: Path,
+    process_db: SqlDatabase,
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'wb.db'}"
-    await migrate.upgrade(url)
-    db = SqlDatabase.from_url(url, writer_process=True)
+    db = process_db
     await db.writer.start()
     process = db.writer._process._proc
     assert process is not None
@@ -214,11 +221,11 @@ async def test_the_writer_process_outlives_a_group_signal_until_its_input_ends(
     await db.dispose()  # its input ends: it exits
 
     assert process.returncode == 0
-    db = SqlDatabase.from_url(url)
+    reopened = SqlDatabase.from_url(db.engine.url.render_as_string(hide_password=False))
     try:
-        assert (await db.usage.get("k", P)).used_tokens == 5
+        assert (await reopened.usage.get("k", P)).used_tokens == 5
     finally:
-        await db.dispose()
+        await reopened.dispose()
 
 
 async def test_waiting_cache_entries_are_bounded_while_the_database_is_away(
