@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.write_behind import (
     PeriodicFlush,
     WriteBehindCompletionCache,
@@ -161,6 +162,45 @@ async def test_an_indexed_miss_never_reads_the_database(db: SqlDatabase) -> None
     unindexed = WriteBehindCompletionCache(db.cache, index=False)
     with pytest.raises(Exception, match="completion_cache"):
         await unindexed.get("never-stored", NOW)
+
+
+class _CountedReads:
+    """The real durable cache, counting its reads."""
+
+    def __init__(self, durable: SqlCompletionCache) -> None:
+        self.durable = durable
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.durable, name)
+
+    async def peek(self, key: str, now: datetime) -> CachedCompletion | None:
+        self.reads += 1
+        await asyncio.sleep(0.05)  # a slow database: every request arrives meanwhile
+        return await self.durable.peek(key, now)
+
+
+async def test_identical_requests_arriving_together_share_one_database_read(
+    db: SqlDatabase,
+) -> None:
+    await db.cache.put(_entry("popular"))
+    durable = _CountedReads(db.cache)
+    cache = WriteBehindCompletionCache(durable, index=True)
+    await cache.load_index(NOW)
+
+    readers = [asyncio.ensure_future(cache.get("popular", NOW)) for _ in range(32)]
+    await asyncio.sleep(0.01)
+    readers[0].cancel()  # one client leaves: the others still get the answer
+    answers = await asyncio.gather(*readers[1:])
+
+    assert durable.reads == 1
+    assert all(a is not None and a.text == "cached" for a in answers)
+    await cache.flush()
+    stored = await db.cache.peek("popular", NOW)
+    assert stored is not None
+    assert stored.hit_count == 31
+    assert await cache.get("popular", NOW) is not None
+    assert durable.reads == 2  # a later request reads again: nothing stale is kept
 
 
 async def test_a_failed_cache_flush_keeps_answering_and_retries(db: SqlDatabase) -> None:
