@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ASGIApp
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from llmserver.domain.errors import (
@@ -220,3 +221,11 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     TimeoutError: handle_store_unreachable,
     Exception: handle_unexpected,
 }
+
+
+def exception_reply(request: Request[Any, Any, Any], exc: Exception) -> ASGIApp:
+    """The answer Litestar's exception middleware would give for ``exc``: the handler of
+    the nearest class in its MRO (``Exception`` catches the rest)."""
+    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+    response: Response[Any] = handler(request, exc)
+    return response.to_asgi_response(app=None, request=request)

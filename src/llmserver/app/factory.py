@@ -42,7 +42,7 @@ from llmserver.app.metrics import Metrics
 from llmserver.app.openapi import document_completion_routes
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
-from llmserver.app.routes.openai.routes import openai_router
+from llmserver.app.routes.openai.routes import CompletionLane, openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, ReadinessCheck, Services, services_of
 from llmserver.app.settings import Settings, SqliteWriter
@@ -427,4 +427,7 @@ def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
         services: Services | None = app.state.get(STATE_KEY)
         return services.metrics if services is not None else None
 
-    return AccessLogMiddleware(app, metrics, access_logger(settings.log_format, settings.log_level))
+    lane = CompletionLane(app, enabled=not settings.cors_origins)
+    return AccessLogMiddleware(
+        lane, metrics, access_logger(settings.log_format, settings.log_level)
+    )

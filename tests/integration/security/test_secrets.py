@@ -176,6 +176,20 @@ def test_cors_headers_only_for_the_configured_origin(guarded_server: GuardedServ
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_cors_headers_on_completion_answers_too(guarded_server: GuardedServer) -> None:
+    # The completion routes' fast lane stands aside when CORS is on, so these answers
+    # (here a 404: this server has no model) pass through Litestar's CORS middleware.
+    response = httpx.post(
+        guarded_server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {guarded_server.keys.user}", "Origin": ALLOWED},
+        json={"model": "absent", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+
+
 def test_no_cors_without_configured_origins(live_server) -> None:  # type: ignore[no-untyped-def]
     response = _preflight(live_server.base_url, ALLOWED)
     assert "access-control-allow-origin" not in response.headers

@@ -1,23 +1,26 @@
 """The OpenAI routes.
 
-The two completion routes are raw ASGI handlers inside Litestar (routing, CORS, exception
-handlers and the body-size limit still apply): the ``Request``-to-``Response`` machinery of
-an HTTP handler (signature model, response negotiation, header containers) cost a fifth of
-a cached completion's CPU in the gateway benchmark. ``app.openapi`` documents them.
+The two completion routes are raw ASGI handlers: the ``Request``-to-``Response`` machinery
+of an HTTP handler (signature model, response negotiation, header containers) cost a fifth
+of a cached completion's CPU in the gateway benchmark. Their POSTs reach them through
+``CompletionLane``, in front of Litestar, which skips its router and exception middleware
+(another ninth); every other request, and these routes when CORS is on, go through
+Litestar, where they are registered too. ``app.openapi`` documents them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Router, asgi, get
+from litestar import Litestar, Request, Router, asgi, get
+from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.response import Stream
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.app.auth import authenticate, raw_header
-from llmserver.app.errors import documented_errors, rate_headers
+from llmserver.app.errors import documented_errors, exception_reply, rate_headers
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
 from llmserver.app.services import services_of
@@ -140,6 +143,43 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, chat: bool) -> N
         raise MethodNotAllowedException(headers={"allow": "POST"})
     reply = await _run(Request(scope, receive), chat=chat)
     await reply(scope, receive, send)
+
+
+_LANE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}
+"""Path -> ``chat``: exactly the paths Litestar routes to the two handlers below."""
+
+
+class CompletionLane:
+    """POSTs to the completion routes go straight to their handler; the rest to ``app``.
+
+    It answers as Litestar would: errors raised before the reply are rendered by the same
+    exception handlers. It stands aside when CORS is configured (Litestar's middleware adds
+    those headers) and under a ``root_path``, which Litestar's router resolves.
+    """
+
+    def __init__(self, app: Litestar, *, enabled: bool) -> None:
+        self.app = app
+        self._enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chat = (
+            _LANE_PATHS.get(scope["path"])
+            if self._enabled
+            and scope["type"] == ScopeType.HTTP
+            and scope.get("method") == "POST"
+            and not scope.get("root_path")
+            else None
+        )
+        if chat is None:
+            await self.app(scope, receive, send)
+            return
+        scope["litestar_app"] = self.app  # what ``Request.app`` reads
+        request: Request[Any, Any, Any] = Request(scope, receive)
+        try:
+            reply = await _run(request, chat=chat)
+        except Exception as exc:
+            reply = exception_reply(request, exc)
+        await reply(scope, receive, send)
 
 
 # copy_scope=False: the handler records what the access line reports in scope["state"].
