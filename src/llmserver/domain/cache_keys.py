@@ -18,6 +18,9 @@ from llmserver.domain.inference import GenerationParams, Prompt
 
 CACHE_KEY_VERSION = 1
 
+# Built once: ``json.dumps`` with any non-default option builds a new encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
@@ -54,7 +57,7 @@ def cache_key(*, model_id: str, revision: str, prompt: Prompt, params: Generatio
     canonical = canonical_request(
         model_id=model_id, revision=revision, prompt=prompt, params=params
     )
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = _CANONICAL.encode(canonical)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 

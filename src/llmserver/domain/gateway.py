@@ -15,8 +15,7 @@ refusals and errors before the first token become proper HTTP answers, and the s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -79,9 +78,11 @@ class Principal:
         return self.key.role is Role.ADMIN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CompletionRequest:
-    """A request as the client sent it; ``None`` means "use the model's default"."""
+    """A request as the client sent it; ``None`` means "use the model's default".
+
+    Not frozen, for the same reason as ``RequestLog``: one per request, never changed."""
 
     model: str
     prompt: Prompt
@@ -218,6 +219,29 @@ class _Events:
     async def aclose(self) -> None:
         self._first = None
         await self._rest.aclose()
+
+
+class _BackendErrors:
+    """Counts the backend's failures; a full queue is a refusal, not a failure.
+
+    A class rather than ``@contextmanager``: it wraps a call on every request, and a
+    generator-based context manager costs three times as much to enter and leave."""
+
+    __slots__ = ("_model", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry, model: str) -> None:
+        self._telemetry = telemetry
+        self._model = model
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, Overloaded):
+            code = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
+            self._telemetry.backend_error(self._model, code)
 
 
 async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
@@ -474,17 +498,8 @@ class Gateway:
         )
         return completion
 
-    @contextmanager
-    def _backend_errors(self, model: str) -> Iterator[None]:
-        """Count the backend's failures; a full queue is a refusal, not a failure."""
-        try:
-            yield
-        except Overloaded:
-            raise
-        except Exception as exc:
-            kind = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
-            self._telemetry.backend_error(model, kind)
-            raise
+    def _backend_errors(self, model: str) -> _BackendErrors:
+        return _BackendErrors(self._telemetry, model)
 
     async def _settle(self, admission: _Admission, tokens: int) -> None:
         reservation, admission.reservation = admission.reservation, None

@@ -8,6 +8,7 @@ is ever stored, and verification compares digests in constant time.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,8 +24,10 @@ MIN_SERVER_SECRET_DISTINCT = 10
 """A long secret made of a few repeated characters ("aaaa...", "changeme" x 4) is weak."""
 MIN_KEY_SECRET_CHARS = 16
 _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_PREFIX_CHARSET = frozenset(_PREFIX_ALPHABET)
-_SECRET_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+# token_urlsafe's alphabet; the secret may itself contain "_".
+_KEY_SHAPE = re.compile(
+    rf"{KEY_SCHEME}_([a-z0-9]{{{PREFIX_CHARS}}})_[A-Za-z0-9_-]{{{MIN_KEY_SECRET_CHARS},}}"
+)
 """What ``secrets.token_urlsafe`` produces."""
 
 
@@ -130,17 +133,10 @@ def generate_key() -> IssuedKey:
 
 def parse_prefix(plaintext: str) -> str:
     """Return the public prefix of a presented key, or refuse it as malformed."""
-    parts = plaintext.split("_", 2)
-    if (
-        len(parts) != 3
-        or parts[0] != KEY_SCHEME
-        or len(parts[1]) != PREFIX_CHARS
-        or not set(parts[1]) <= _PREFIX_CHARSET
-        or len(parts[2]) < MIN_KEY_SECRET_CHARS
-        or not set(parts[2]) <= _SECRET_ALPHABET
-    ):
+    match = _KEY_SHAPE.fullmatch(plaintext)
+    if match is None:
         raise Unauthenticated(AuthReason.MALFORMED)
-    return parts[1]
+    return match[1]
 
 
 def generate_server_secret() -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -35,6 +36,33 @@ def test_the_fast_access_line_has_the_shape_structlog_renders() -> None:
     assert fast["timestamp"].endswith("Z")
     assert abs(stamped - datetime.now(UTC)) < timedelta(seconds=5)
     assert stream.getvalue().count("\n") == 1
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_of_one_loop_turn_are_written_together_when_it_ends() -> None:
+    stream = _Writes()
+    log = JsonAccessLog(stream)
+    for i in range(5):
+        log.info("request", request_id=f"r{i}")
+    assert stream.writes == 0  # nothing blocks the requests that are still running
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    assert [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == [
+        f"r{i}" for i in range(5)
+    ]
+    log.info("request", request_id="r5")
+    await asyncio.sleep(0)
+    assert stream.writes == 2
+    assert stream.getvalue().count("\n") == 6
 
 
 def test_access_lines_follow_the_level_and_format() -> None:
