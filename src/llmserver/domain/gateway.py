@@ -174,6 +174,8 @@ class _Call:
     principal: Principal
     request: CompletionRequest
     started: float
+    at: datetime
+    """When it arrived: the instant its rate limit and quota period are decided at."""
     stream: bool
     spec: ModelSpec | None = None
 
@@ -324,8 +326,8 @@ class Gateway:
     async def complete(
         self, principal: Principal, request: CompletionRequest, request_id: str
     ) -> Outcome:
-        call = _Call(request_id, principal, request, self._clock.monotonic(), stream=False)
         created = self._clock.now()
+        call = _Call(request_id, principal, request, self._clock.monotonic(), created, stream=False)
         admission: _Admission | None = None
         try:
             admission = await self._admit(call)
@@ -340,8 +342,8 @@ class Gateway:
     async def open_stream(
         self, principal: Principal, request: CompletionRequest, request_id: str
     ) -> StreamSession:
-        call = _Call(request_id, principal, request, self._clock.monotonic(), stream=True)
         created = self._clock.now()
+        call = _Call(request_id, principal, request, self._clock.monotonic(), created, stream=True)
         try:
             admission = await self._admit(call)
         except BaseException as exc:
@@ -361,7 +363,7 @@ class Gateway:
         principal, request = call.principal, call.request
         spec = call.spec = self.model_for(principal, request.model)
         params = generation_params(spec, request)
-        rate = await self._check_rate(principal)
+        rate = await self._check_rate(principal, call.at)
         try:
             with self._backend_errors(spec.id):
                 backend = self._backends.backend(spec.id)
@@ -378,7 +380,7 @@ class Gateway:
                     model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
                 )
             # Last step: nothing after the reservation may fail before it is handed over.
-            reservation = await self._reserve(principal, prompt_tokens + params.max_tokens)
+            reservation = await self._reserve(principal, prompt_tokens + params.max_tokens, call.at)
         except GatewayError as exc:
             exc.rate = rate
             raise
@@ -386,11 +388,11 @@ class Gateway:
             spec, backend, params, prompt_tokens, reservation, rate, key, self._clock.monotonic()
         )
 
-    async def _check_rate(self, principal: Principal) -> RateDecision | None:
+    async def _check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
         limit = principal.key.rpm_limit
         if limit is None:
             return None
-        now_ms = int(self._clock.now().timestamp() * 1000)
+        now_ms = int(at.timestamp() * 1000)
         decision = await self._limiter.acquire(f"rpm:{principal.key.id}", limit, now_ms)
         if not decision.admitted:
             error = RateLimited(limit=limit, retry_after=decision.retry_after)
@@ -398,9 +400,9 @@ class Gateway:
             raise error
         return decision
 
-    async def _reserve(self, principal: Principal, tokens: int) -> Reservation:
+    async def _reserve(self, principal: Principal, tokens: int, at: datetime) -> Reservation:
         quota = principal.key.quota_tokens
-        period = period_of(self._clock.now())
+        period = period_of(at)
         result = await self._usage.reserve(principal.key.id, period, tokens, quota)
         if not result.admitted:
             assert quota is not None

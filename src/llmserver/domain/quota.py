@@ -17,7 +17,7 @@ def period_of(at: datetime) -> str:
     if at.tzinfo is None:
         # ``astimezone`` would read a naive value as the server's local time.
         raise ValueError("period_of needs a timezone-aware datetime")
-    utc = at.astimezone(UTC)
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)
     return f"{utc.year:04d}-{utc.month:02d}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import fields, replace
 from typing import Any
@@ -10,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
+from llmserver.domain.cache_keys import (
+    CACHE_KEY_VERSION,
+    CachePolicy,
+    cache_key,
+    canonical_json,
+    is_cacheable,
+)
 from llmserver.domain.gateway import generation_params
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
 
@@ -44,6 +51,33 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "prompt": draw(prompts),
         "params": draw(params),
     }
+
+
+@given(request=requests())
+def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict[str, Any]) -> None:
+    prompt: Prompt = request["prompt"]
+    p: GenerationParams = request["params"]
+    reference = [
+        CACHE_KEY_VERSION,
+        request["model_id"],
+        request["revision"],
+        p.max_tokens,
+        p.temperature + 0.0,
+        p.top_p + 0.0,
+        list(p.stop),
+        p.seed,
+        [[m.role, m.content] for m in prompt.messages] if prompt.messages else prompt.text,
+    ]
+    written = canonical_json(**request)
+    assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(written) == reference
+
+
+def test_negative_zero_gives_the_key_of_zero() -> None:
+    common: dict[str, Any] = {"model_id": "m", "revision": "r", "prompt": Prompt(text="x")}
+    assert cache_key(**common, params=GenerationParams(temperature=-0.0)) == cache_key(
+        **common, params=GenerationParams(temperature=0.0)
+    )
 
 
 @given(request=requests(), seed=st.integers())
