@@ -1,7 +1,12 @@
 """The gateway use case: one completion through every policy, in order.
 
-authenticate -> authorise model -> RPM -> count tokens / context check -> quota reserve
--> hot cache -> durable cache -> single-flight -> inference -> settle -> log -> cache store
+authenticate -> authorise model -> RPM -> hot cache -> count tokens / context check
+-> quota reserve -> durable cache -> single-flight -> inference -> settle -> log -> cache store
+
+The hot cache is asked before the prompt's tokens are counted: a hit carries the count the
+same model and revision made of the same prompt when the answer was stored, so a hit never
+runs the tokenizer (with its chat template, the larger part of a cached answer's cost on a
+real model). It still reserves and passes every check a miss does.
 
 Every admitted request holds a quota reservation that is closed exactly once: settled to
 its real usage on success, released when it fails, settled to what was sent when a stream
@@ -191,6 +196,8 @@ class _Admission:
     rate: RateDecision | None
     cache_key: str | None
     admitted_at: float
+    cached: Completion | None = None
+    """The hot cache's answer, found before the tokens were counted."""
     cache_status: CacheStatus = CacheStatus.BYPASS
 
 
@@ -365,19 +372,25 @@ class Gateway:
         params = generation_params(spec, request)
         rate = await self._check_rate(principal, call.at)
         try:
+            key = None
+            if is_cacheable(params, self._policy.cache, opted_out=not request.use_cache):
+                key = cache_key(
+                    model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
+                )
             with self._backend_errors(spec.id):
                 backend = self._backends.backend(spec.id)
-                prompt_tokens = await backend.count_tokens(request.prompt)
+            # Before the count: a hit carries its prompt's (see the module docstring).
+            cached = await self._hot_lookup(key) if key is not None else None
+            if cached is not None:
+                prompt_tokens = cached.prompt_tokens
+            else:
+                with self._backend_errors(spec.id):
+                    prompt_tokens = await backend.count_tokens(request.prompt)
             if prompt_tokens + params.max_tokens > spec.context_length:
                 raise ContextLengthExceeded(
                     prompt_tokens=prompt_tokens,
                     max_tokens=params.max_tokens,
                     context_length=spec.context_length,
-                )
-            key = None
-            if is_cacheable(params, self._policy.cache, opted_out=not request.use_cache):
-                key = cache_key(
-                    model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
                 )
             # Last step: nothing after the reservation may fail before it is handed over.
             reservation = await self._reserve(principal, prompt_tokens + params.max_tokens, call.at)
@@ -385,7 +398,15 @@ class Gateway:
             exc.rate = rate
             raise
         return _Admission(
-            spec, backend, params, prompt_tokens, reservation, rate, key, self._clock.monotonic()
+            spec,
+            backend,
+            params,
+            prompt_tokens,
+            reservation,
+            rate,
+            key,
+            self._clock.monotonic(),
+            cached,
         )
 
     async def _check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
@@ -414,12 +435,15 @@ class Gateway:
             )
         return Reservation(principal.key.id, period, tokens)
 
-    async def _lookup(self, key: str) -> Completion | None:
-        if self._hot is not None:
-            hot = await self._hot.get(key)
-            self._telemetry.cache_lookup("hot", hot is not None)
-            if hot is not None:
-                return hot.completion()
+    async def _hot_lookup(self, key: str) -> Completion | None:
+        if self._hot is None:
+            return None
+        hot = await self._hot.get(key)
+        self._telemetry.cache_lookup("hot", hot is not None)
+        return None if hot is None else hot.completion()
+
+    async def _durable_lookup(self, key: str) -> Completion | None:
+        """The durable layer, asked once the hot one missed; a hit refills the hot one."""
         now = self._clock.now()
         entry = await self._cache.get(key, now)
         self._telemetry.cache_lookup("durable", entry is not None)
@@ -452,7 +476,7 @@ class Gateway:
         key = admission.cache_key
         if key is None:
             return await self._generate(admission, prompt)
-        cached = await self._lookup(key)
+        cached = admission.cached or await self._durable_lookup(key)
         if cached is not None:
             admission.cache_status = CacheStatus.HIT
             return cached
@@ -529,7 +553,9 @@ class Gateway:
         text: list[str] = []
         try:
             key = admission.cache_key
-            cached = await self._lookup(key) if key is not None else None
+            cached = admission.cached
+            if cached is None and key is not None:
+                cached = await self._durable_lookup(key)
             if cached is not None:
                 admission.cache_status = CacheStatus.HIT
                 events = _replay(cached)

@@ -72,12 +72,14 @@ class FakeBackend:
     token_seconds: float = 0.0
     waits: int = 0
     generate_calls: int = 0
+    count_calls: int = 0
     stream_calls: int = 0
     cancelled: int = 0
     streams_closed: int = 0
     seen_params: list[GenerationParams] = field(default_factory=list)
 
     async def count_tokens(self, prompt: Prompt) -> int:
+        self.count_calls += 1
         return words(prompt)
 
     def _tokens(self, params: GenerationParams) -> list[str]:

@@ -18,7 +18,7 @@ from llmserver.domain.errors import (
     Unavailable,
 )
 from llmserver.domain.gateway import GatewayPolicy, Outcome, Principal
-from llmserver.domain.inference import FinishReason
+from llmserver.domain.inference import FinishReason, StreamEnd
 from llmserver.domain.logs import CacheStatus
 
 from .fakes import FakeClock
@@ -228,6 +228,39 @@ async def test_a_deterministic_request_misses_then_hits_the_hot_cache() -> None:
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.requests, usage.cache_hits) == (10, 2, 1)
     assert world.telemetry.of("tokens") == [(MODEL, 5, 5), (MODEL, 5, 5)]
+
+
+async def test_a_hot_cache_hit_reuses_the_stored_token_count() -> None:
+    world = World()
+    principal = await world.principal()
+    miss = await world.gateway.complete(principal, ask(), "r1")
+    hit = await world.gateway.complete(principal, ask(), "r2")
+    session = await world.gateway.open_stream(principal, ask(), "r3")
+    events = [event async for event in session.events]
+
+    assert world.backend.count_calls == 1  # the tokenizer ran for the miss only
+    assert hit.completion.prompt_tokens == miss.completion.prompt_tokens
+    assert session.cache_status is CacheStatus.HIT
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].prompt_tokens == miss.completion.prompt_tokens
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+    # The durable layer is asked only after the count, like any miss of the hot layer.
+    cold = World(hot=False)
+    cold_principal = await cold.principal()
+    await cold.gateway.complete(cold_principal, ask(), "r1")
+    await cold.gateway.complete(cold_principal, ask(), "r2")
+    assert cold.backend.count_calls == 2
+
+
+async def test_a_hot_cache_hit_still_needs_room_in_the_quota() -> None:
+    world = World()
+    principal = await world.principal(quota_tokens=20)
+    await world.gateway.complete(principal, ask(), "r1")  # a miss: uses 10 of 20
+    with pytest.raises(QuotaExceeded) as caught:
+        await world.gateway.complete(principal, ask(), "r2")  # free, but reserves 5 + 8
+    assert (caught.value.needed, caught.value.remaining) == (13, 10)
+    assert world.backend.count_calls == 1
+    assert (await world.usage_of(principal)).reserved_tokens == 0
 
 
 async def test_the_durable_cache_answers_and_refills_the_hot_cache() -> None:
