@@ -178,6 +178,10 @@ class Metrics:
         self._scrape_time = _ScrapeTimeCollector(self._sources, self._model)
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._per_request: dict[tuple[Any, ...], Any] = {}
+        """The children a per-request method updates, by its arguments as given, so that
+        the label mapping runs once per combination. Its arguments are bounded: model ids
+        of the registry, route labels, status codes, two cache layers."""
         self._registry = CollectorRegistry(auto_describe=True)
         r = self._registry
         self._requests_in_flight = Gauge(
@@ -290,15 +294,27 @@ class Metrics:
     # The domain Telemetry port.
 
     def cache_lookup(self, layer: str, hit: bool) -> None:
-        self._child(self._cache_lookups, self._layer(layer), "hit" if hit else "miss").inc()
+        child = self._per_request.get(("cache_lookup", layer, hit))
+        if child is None:
+            result = "hit" if hit else "miss"
+            child = self._child(self._cache_lookups, self._layer(layer), result)
+            self._per_request[("cache_lookup", layer, hit)] = child
+        child.inc()
 
     def refused(self, cause: str) -> None:
         self._child(self._refused, self._cause(cause)).inc()
 
     def tokens(self, model: str, prompt: int, completion: int) -> None:
-        label = self._model(model)
-        self._child(self._prompt_tokens, label).inc(prompt)
-        self._child(self._completion_tokens, label).inc(completion)
+        children = self._per_request.get(("tokens", model))
+        if children is None:
+            label = self._model(model)
+            children = (
+                self._child(self._prompt_tokens, label),
+                self._child(self._completion_tokens, label),
+            )
+            self._per_request[("tokens", model)] = children
+        children[0].inc(prompt)
+        children[1].inc(completion)
 
     def first_token(self, model: str, seconds: float) -> None:
         self._child(self._first_token, self._model(model)).observe(seconds)
@@ -318,9 +334,16 @@ class Metrics:
         self._child(self._requests_in_flight, self._route(route)).inc()
 
     def request_finished(self, route: str, status: int, seconds: float) -> None:
-        label = self._route(route)
-        self._child(self._requests_in_flight, label).dec()
-        self._child(self._request_duration, label, status_class(status)).observe(seconds)
+        children = self._per_request.get(("finished", route, status))
+        if children is None:
+            label = self._route(route)
+            children = (
+                self._child(self._requests_in_flight, label),
+                self._child(self._request_duration, label, status_class(status)),
+            )
+            self._per_request[("finished", route, status)] = children
+        children[0].dec()
+        children[1].observe(seconds)
 
     def model_loaded(self, model: str, seconds: float, loaded: bool) -> None:
         label = self._model(model)
