@@ -24,11 +24,13 @@ MIN_SERVER_SECRET_DISTINCT = 10
 """A long secret made of a few repeated characters ("aaaa...", "changeme" x 4) is weak."""
 MIN_KEY_SECRET_CHARS = 16
 _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-# token_urlsafe's alphabet; the secret may itself contain "_".
+_URLSAFE_CLASS = "A-Za-z0-9_-"
+"""What ``secrets.token_urlsafe`` produces (so the secret may itself contain "_")."""
 _KEY_SHAPE = re.compile(
-    rf"{KEY_SCHEME}_([a-z0-9]{{{PREFIX_CHARS}}})_[A-Za-z0-9_-]{{{MIN_KEY_SECRET_CHARS},}}"
+    rf"{KEY_SCHEME}_([{_PREFIX_ALPHABET}]{{{PREFIX_CHARS}}})"
+    rf"_[{_URLSAFE_CLASS}]{{{MIN_KEY_SECRET_CHARS},}}"
 )
-"""What ``secrets.token_urlsafe`` produces."""
+"""``llms_<prefix>_<secret>``: the prefix from ``_PREFIX_ALPHABET``, a long enough secret."""
 
 
 class Role(StrEnum):
