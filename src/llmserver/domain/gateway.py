@@ -442,6 +442,12 @@ class Gateway:
         self._telemetry.cache_lookup("hot", hot is not None)
         return None if hot is None else hot.completion()
 
+    async def _cached(self, admission: _Admission) -> Completion | None:
+        """The hot cache's answer found at admission, else the durable layer's."""
+        if admission.cached is not None or admission.cache_key is None:
+            return admission.cached
+        return await self._durable_lookup(admission.cache_key)
+
     async def _durable_lookup(self, key: str) -> Completion | None:
         """The durable layer, asked once the hot one missed; a hit refills the hot one."""
         now = self._clock.now()
@@ -476,7 +482,7 @@ class Gateway:
         key = admission.cache_key
         if key is None:
             return await self._generate(admission, prompt)
-        cached = admission.cached or await self._durable_lookup(key)
+        cached = await self._cached(admission)
         if cached is not None:
             admission.cache_status = CacheStatus.HIT
             return cached
@@ -553,9 +559,7 @@ class Gateway:
         text: list[str] = []
         try:
             key = admission.cache_key
-            cached = admission.cached
-            if cached is None and key is not None:
-                cached = await self._durable_lookup(key)
+            cached = await self._cached(admission)
             if cached is not None:
                 admission.cache_status = CacheStatus.HIT
                 events = _replay(cached)
