@@ -14,13 +14,13 @@ an entry past its TTL) share one read instead of each sending their own.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
+from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import KeyStore
 
@@ -45,7 +45,7 @@ class CachedKeyStore:
         self._now = monotonic
         self._max = max_entries
         self._by_prefix: dict[str, _Entry] = {}
-        self._loads: dict[str, asyncio.Future[ApiKey | None]] = {}
+        self._loads: SharedLoads[str, ApiKey | None] = SharedLoads()
         self._generation = 0
         """Bumped by every change made through this cache, so a read that started before
         it cannot put back an outdated copy."""
@@ -62,22 +62,10 @@ class CachedKeyStore:
             age = self._now() - entry.loaded_at
             if age < self._ttl:
                 if age >= self._ttl / 2:
-                    _ = self._load(prefix)  # refresh ahead; this lookup does not wait
+                    # Refresh ahead; this lookup does not wait.
+                    _ = self._loads.start(prefix, partial(self._fetch, prefix))
                 return entry.key
-        return await asyncio.shield(self._load(prefix))
-
-    def _load(self, prefix: str) -> asyncio.Future[ApiKey | None]:
-        loading = self._loads.get(prefix)
-        if loading is None:
-            loading = self._loads[prefix] = asyncio.ensure_future(self._fetch(prefix))
-            loading.add_done_callback(partial(self._landed, prefix))
-        return loading
-
-    def _landed(self, prefix: str, loading: asyncio.Future[ApiKey | None]) -> None:
-        if self._loads.get(prefix) is loading:
-            del self._loads[prefix]
-        if not loading.cancelled():
-            loading.exception()  # a failed refresh-ahead is retried by the next lookup
+        return await self._loads.join(prefix, partial(self._fetch, prefix))
 
     async def _fetch(self, prefix: str) -> ApiKey | None:
         started, generation = self._now(), self._generation

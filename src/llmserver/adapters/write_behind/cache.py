@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Protocol
 
+from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.ports import CachedCompletion
 
 
@@ -52,10 +52,9 @@ class WriteBehindCompletionCache:
         self._writing: dict[str, CachedCompletion] = {}
         """Entries of the flush in progress: still answered from here until committed."""
         self._hits: dict[str, int] = {}
-        self._reads: dict[str, asyncio.Future[CachedCompletion | None]] = {}
-        """Database reads in flight: identical requests arriving together (a popular
-        prompt that fell out of the hot cache) share one read instead of queueing up on
-        SQLite's single connection, one read after another."""
+        self._reads: SharedLoads[str, CachedCompletion | None] = SharedLoads()
+        """Identical requests arriving together (a popular prompt that fell out of the hot
+        cache) share one read instead of queueing up on SQLite's single connection."""
 
     async def load_index(self, now: datetime) -> int:
         if self._index is None:
@@ -68,7 +67,7 @@ class WriteBehindCompletionCache:
         if entry is None:
             if self._index is not None and _short(key) not in self._index:
                 return None
-            entry = await self._shared_peek(key, now)
+            entry = await self._reads.join(key, partial(self._durable.peek, key, now))
             if entry is None:
                 if self._index is not None:
                     self._index.discard(_short(key))  # expired or purged
@@ -77,19 +76,6 @@ class WriteBehindCompletionCache:
             return None
         hits = self._hits[key] = self._hits.get(key, 0) + 1
         return replace(entry, hit_count=entry.hit_count + hits)
-
-    async def _shared_peek(self, key: str, now: datetime) -> CachedCompletion | None:
-        read = self._reads.get(key)
-        if read is None:
-            read = self._reads[key] = asyncio.ensure_future(self._durable.peek(key, now))
-            read.add_done_callback(partial(self._read_done, key))
-        # Shielded: one caller going away must not cancel the read the others wait for.
-        return await asyncio.shield(read)
-
-    def _read_done(self, key: str, read: asyncio.Future[CachedCompletion | None]) -> None:
-        del self._reads[key]
-        if not read.cancelled():
-            read.exception()  # retrieved here too, in case every waiter went away
 
     async def put(self, entry: CachedCompletion) -> None:
         # A replaced entry starts counting again, as in the database.

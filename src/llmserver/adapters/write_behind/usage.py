@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
+from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 
 Slot = tuple[str, str]
@@ -56,7 +57,7 @@ class WriteBehindUsageStore:
         self._durable = durable
         self._evict_idle_s = evict_idle_s
         self._ledger: dict[Slot, _Counters] = {}
-        self._loads: dict[Slot, asyncio.Future[_Counters]] = {}
+        self._loads: SharedLoads[Slot, _Counters] = SharedLoads()
         self._pending: dict[Slot, _Counters] = {}
         self._last_eviction = time.monotonic()
 
@@ -68,19 +69,11 @@ class WriteBehindUsageStore:
     async def _counters(self, slot: Slot) -> _Counters:
         counters = self._ledger.get(slot)
         if counters is None:
-            counters = await self._load(slot)
+            # Concurrent first requests of a key share one read, so none overwrites
+            # another's reservation with a fresh copy.
+            counters = await self._loads.join(slot, partial(self._read, slot))
         counters.touched = time.monotonic()
         return counters
-
-    async def _load(self, slot: Slot) -> _Counters:
-        # Concurrent first requests of a key share one read, so none overwrites another's
-        # reservation with a fresh copy.
-        loading = self._loads.get(slot)
-        if loading is None:
-            loading = asyncio.ensure_future(self._read(slot))
-            self._loads[slot] = loading
-            loading.add_done_callback(lambda _: self._loads.pop(slot, None))
-        return await asyncio.shield(loading)
 
     async def _read(self, slot: Slot) -> _Counters:
         stored = await self._durable.get(*slot)
