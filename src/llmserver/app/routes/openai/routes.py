@@ -17,6 +17,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.response import Stream
+from litestar.routes import ASGIRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.app.auth import authenticate, raw_header
@@ -145,10 +146,6 @@ async def _serve(scope: Scope, receive: Receive, send: Send, *, chat: bool) -> N
     await reply(scope, receive, send)
 
 
-_LANE_PATHS = {"/v1/chat/completions": True, "/v1/completions": False}
-"""Path -> ``chat``: exactly the paths Litestar routes to the two handlers below."""
-
-
 class CompletionLane:
     """POSTs to the completion routes go straight to their handler; the rest to ``app``.
 
@@ -160,10 +157,18 @@ class CompletionLane:
     def __init__(self, app: Litestar, *, enabled: bool) -> None:
         self.app = app
         self._enabled = enabled
+        chat_of = {chat_completions.fn: True, completions.fn: False}
+        self._paths = {
+            route.path: chat_of[route.route_handler.fn]
+            for route in app.routes
+            if isinstance(route, ASGIRoute) and route.route_handler.fn in chat_of
+        }
+        """Path -> ``chat``: read from Litestar's own routes, so exactly the paths it would
+        route to the two handlers."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chat = (
-            _LANE_PATHS.get(scope["path"])
+            self._paths.get(scope["path"])
             if self._enabled
             and scope["type"] == ScopeType.HTTP
             and scope.get("method") == "POST"
