@@ -72,7 +72,8 @@ from llmserver.domain.registry import ModelRegistry, ModelSpec
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class Principal:
     """An authenticated caller."""
 

@@ -33,7 +33,8 @@ class Prompt:
         return self.messages is not None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class GenerationParams:
     """Sampling parameters after the model's defaults have been applied."""
 
@@ -44,7 +45,8 @@ class GenerationParams:
     seed: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class Completion:
     text: str
     prompt_tokens: int

@@ -34,7 +34,8 @@ def period_reset_at(period: str) -> datetime:
     return start.replace(month=start.month + 1)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class UsageRecord:
     key_id: str
     period: str
@@ -47,7 +48,8 @@ class UsageRecord:
         return max(0, quota - self.used_tokens - self.reserved_tokens)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class ReservationResult:
     """Outcome of an atomic reservation attempt, with the record as it now stands."""
 
@@ -55,7 +57,8 @@ class ReservationResult:
     record: UsageRecord
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class Reservation:
     """A held reservation, handed back to settle or release it."""
 

@@ -21,7 +21,8 @@ WINDOW_MS = 60_000
 """Time is counted in integer milliseconds so that retry-after arithmetic is exact."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class RateDecision:
     admitted: bool
     limit: int
