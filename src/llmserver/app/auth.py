@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 
 from llmserver.app.logging import scope_header
-from llmserver.app.services import services_of
+from llmserver.app.services import services_in, services_of
 from llmserver.domain.gateway import Principal
 
-
-def raw_header(request: Request[Any, Any, Any], name: bytes) -> str | None:
-    """A request header as text, without ``request.headers`` (see ``scope_header``)."""
-    value = scope_header(request.scope, name)
-    return None if value is None else value.decode("latin-1")
+if TYPE_CHECKING:
+    from litestar.types import Scope
 
 
-def presented_key(request: Request[Any, Any, Any]) -> str | None:
+def presented_key(scope: Scope) -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key`` (Bearer wins)."""
-    authorization = raw_header(request, b"authorization")
+    authorization = scope_header(scope, b"authorization")
     if authorization:
-        scheme, _, token = authorization.partition(" ")
+        text = authorization.decode("latin-1")
+        scheme, _, token = text.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-        return authorization.strip()
-    api_key = raw_header(request, b"x-api-key")
-    return api_key.strip() if api_key else None
+        return text.strip()
+    api_key = scope_header(scope, b"x-api-key")
+    return api_key.decode("latin-1").strip() if api_key else None
 
 
-async def authenticate(request: Request[Any, Any, Any]) -> Principal:
-    principal = await services_of(request).gateway.authenticate(presented_key(request))
-    state = request.scope.setdefault("state", {})
+async def principal_of(scope: Scope) -> Principal:
+    """The caller of a raw ASGI request; the access line reports its key prefix and role."""
+    principal = await services_in(scope).gateway.authenticate(presented_key(scope))
+    state = scope.setdefault("state", {})
     state["key_prefix"] = principal.key.prefix
     state["role"] = principal.key.role.value
     return principal
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal:
+    return await principal_of(request.scope)
 
 
 async def authenticate_admin(request: Request[Any, Any, Any]) -> Principal:

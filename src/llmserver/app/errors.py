@@ -95,15 +95,21 @@ def error_response(
     return Response(ErrorBody(detail), status_code=status, headers=headers or {})
 
 
-def rate_headers(decision: RateDecision | None) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit)."""
+def rate_header_pairs(decision: RateDecision | None) -> list[tuple[bytes, bytes]]:
+    """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit), as
+    the raw ASGI pairs a completion answer sends."""
     if decision is None:
-        return {}
-    return {
-        "x-ratelimit-limit-requests": str(decision.limit),
-        "x-ratelimit-remaining-requests": str(decision.remaining),
-        "x-ratelimit-reset-requests": f"{decision.reset_after_ms / 1000:.3f}s",
-    }
+        return []
+    return [
+        (b"x-ratelimit-limit-requests", b"%d" % decision.limit),
+        (b"x-ratelimit-remaining-requests", b"%d" % decision.remaining),
+        (b"x-ratelimit-reset-requests", b"%.3fs" % (decision.reset_after_ms / 1000)),
+    ]
+
+
+def rate_headers(decision: RateDecision | None) -> dict[str, str]:
+    """``rate_header_pairs`` for a Litestar response."""
+    return {name.decode(): value.decode() for name, value in rate_header_pairs(decision)}
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:

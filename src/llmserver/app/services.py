@@ -13,6 +13,7 @@ from llmserver.domain.ports import RequestLogReader
 
 if TYPE_CHECKING:
     from litestar import Request
+    from litestar.types import Scope
 
     from llmserver.app.metrics import Metrics
     from llmserver.app.settings import Settings
@@ -43,5 +44,10 @@ class Services:
 
 
 def services_of(request: Request[Any, Any, Any]) -> Services:
-    services: Services = request.app.state[STATE_KEY]
+    return services_in(request.scope)
+
+
+def services_in(scope: Scope) -> Services:
+    """``services_of`` for a raw ASGI scope that Litestar has seen (or the completion lane)."""
+    services: Services = scope["litestar_app"].state[STATE_KEY]
     return services

@@ -20,11 +20,17 @@ from litestar.response import Stream
 from litestar.routes import ASGIRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from llmserver.app.auth import authenticate, raw_header
-from llmserver.app.errors import documented_errors, exception_reply, rate_headers
+from llmserver.app.auth import authenticate, principal_of
+from llmserver.app.errors import (
+    documented_errors,
+    exception_reply,
+    rate_header_pairs,
+    rate_headers,
+)
+from llmserver.app.logging import scope_header
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
-from llmserver.app.services import services_of
+from llmserver.app.services import services_in, services_of
 from llmserver.domain.errors import Overloaded
 from llmserver.domain.gateway import Outcome, StreamSession
 from llmserver.domain.registry import ModelSpec
@@ -40,28 +46,20 @@ MODEL_ERRORS = documented_errors(401, 403, 404)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def _wants_cache(request: Request[Any, Any, Any]) -> bool:
-    directives = (raw_header(request, b"cache-control") or "").lower()
-    return "no-cache" not in directives and "no-store" not in directives
+def _wants_cache(scope: Scope) -> bool:
+    directives = (scope_header(scope, b"cache-control") or b"").lower()
+    return b"no-cache" not in directives and b"no-store" not in directives
 
 
-def _note(request: Request[Any, Any, Any], **values: Any) -> None:
-    request.scope.setdefault("state", {}).update(values)
-
-
-def _headers(cache_status: str, rate: Any) -> dict[str, str]:
-    return {"x-cache": cache_status, **rate_headers(rate)}
-
-
-async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refused with 413 past ``limit`` bytes (announced or sent)."""
-    announced = raw_header(request, b"content-length")
+    announced = scope_header(scope, b"content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
         raise RequestEntityTooLarge
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] != "http.request":
             raise ClientDisconnected
         chunk = message.get("body", b"")
@@ -77,17 +75,18 @@ class JsonReply:
     """A finished JSON answer as a plain ASGI app.
 
     Litestar's ``Response`` path (header containers, content negotiation, encoder lookup)
-    cost more than the rest of a cache hit; this sends two messages.
+    cost more than the rest of a cache hit; this sends two messages, with the headers built
+    as the raw pairs ASGI takes.
     """
 
     __slots__ = ("_body", "_headers")
 
-    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         self._body = body
         self._headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *((k.encode(), v.encode()) for k, v in headers.items()),
+            (b"content-length", b"%d" % len(body)),
+            *headers,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,54 +94,61 @@ class JsonReply:
         await send({"type": "http.response.body", "body": self._body, "more_body": False})
 
 
-async def _run(request: Request[Any, Any, Any], *, chat: bool) -> ASGIApp:
-    services = services_of(request)
-    principal = await authenticate(request)
+async def _run(scope: Scope, receive: Receive, *, chat: bool) -> ASGIApp:
+    """A completion request from the raw scope: no Litestar ``Request`` on the way of a
+    non-streaming answer."""
+    services = services_in(scope)
+    principal = await principal_of(scope)
     if services.log_queue_full():
         # Back-pressure instead of dropping request-log rows: refuse new work until the
         # batcher catches up (the database is slow or down).
         raise Overloaded("The request log is backed up; retry shortly.", retry_after=1.0)
-    raw = await read_body(request, services.settings.max_body_bytes)
+    raw = await read_body(scope, receive, services.settings.max_body_bytes)
     body: p.ChatCompletionRequest | p.CompletionRequest = serving.decode(
         p.CHAT_DECODER if chat else p.COMPLETION_DECODER, raw
     )
     logged_body = raw.decode("utf-8", "replace") if services.settings.log_bodies else None
-    use_cache = _wants_cache(request)
+    use_cache = _wants_cache(scope)
     domain_request = (
         serving.chat_request(body, use_cache=use_cache, raw=logged_body)  # type: ignore[arg-type]
         if chat
         else serving.text_request(body, use_cache=use_cache, raw=logged_body)  # type: ignore[arg-type]
     )
-    request_id: str = request.scope["state"]["request_id"]
-    _note(request, model=body.model)
+    state = scope["state"]
+    request_id: str = state["request_id"]
+    state["model"] = body.model
     gateway = services.gateway
     if body.stream:
         session: StreamSession = await gateway.open_stream(principal, domain_request, request_id)
-        _note(request, cache_status=session.cache_status.value)
+        state["cache_status"] = session.cache_status.value
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = serving.sse_events(
-            session, chat=chat, include_usage=include_usage, state=request.scope["state"]
-        )
+        events = serving.sse_events(session, chat=chat, include_usage=include_usage, state=state)
         return Stream(
             events,
             media_type="text/event-stream",
-            headers={**SSE_HEADERS, **_headers(session.cache_status.value, session.rate)},
-        ).to_asgi_response(app=None, request=request)
+            headers={
+                **SSE_HEADERS,
+                "x-cache": session.cache_status.value,
+                **rate_headers(session.rate),
+            },
+        ).to_asgi_response(app=None, request=Request(scope, receive))
     outcome: Outcome = await gateway.complete(principal, domain_request, request_id)
-    _note(
-        request,
+    state.update(
         cache_status=outcome.cache_status.value,
         prompt_tokens=outcome.completion.prompt_tokens,
         completion_tokens=outcome.completion.completion_tokens,
     )
     payload = serving.chat_response(outcome) if chat else serving.text_response(outcome)
-    return JsonReply(p.ENCODER.encode(payload), _headers(outcome.cache_status.value, outcome.rate))
+    return JsonReply(
+        p.ENCODER.encode(payload),
+        [(b"x-cache", outcome.cache_status.value.encode()), *rate_header_pairs(outcome.rate)],
+    )
 
 
 async def _serve(scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
     if scope.get("method") != "POST":
         raise MethodNotAllowedException(headers={"allow": "POST"})
-    reply = await _run(Request(scope, receive), chat=chat)
+    reply = await _run(scope, receive, chat=chat)
     await reply(scope, receive, send)
 
 
@@ -178,12 +184,11 @@ class CompletionLane:
         if chat is None:
             await self.app(scope, receive, send)
             return
-        scope["litestar_app"] = self.app  # what ``Request.app`` reads
-        request: Request[Any, Any, Any] = Request(scope, receive)
+        scope["litestar_app"] = self.app  # what ``services_in`` and ``Request.app`` read
         try:
-            reply = await _run(request, chat=chat)
+            reply = await _run(scope, receive, chat=chat)
         except Exception as exc:
-            reply = exception_reply(request, exc)
+            reply = exception_reply(Request(scope, receive), exc)
         await reply(scope, receive, send)
 
 
