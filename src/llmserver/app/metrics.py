@@ -182,6 +182,10 @@ class Metrics:
         """The children a per-request method updates, by its arguments as given, so that
         the label mapping runs once per combination. Its arguments are bounded: model ids
         of the registry, route labels, status codes, two cache layers."""
+        self._pending: dict[Any, float] = {}
+        """Increments of the per-request counters and the in-flight gauge, by child, not yet
+        added to it: a dictionary add costs a fifth of a child's locked ``inc``. ``fold``
+        adds them, before every render, at close and (several workers) every second."""
         self._registry = CollectorRegistry(auto_describe=True)
         r = self._registry
         self._requests_in_flight = Gauge(
@@ -299,7 +303,8 @@ class Metrics:
             result = "hit" if hit else "miss"
             child = self._child(self._cache_lookups, self._layer(layer), result)
             self._per_request[("cache_lookup", layer, hit)] = child
-        child.inc()
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + 1
 
     def refused(self, cause: str) -> None:
         self._child(self._refused, self._cause(cause)).inc()
@@ -313,8 +318,9 @@ class Metrics:
                 self._child(self._completion_tokens, label),
             )
             self._per_request[("tokens", model)] = children
-        children[0].inc(prompt)
-        children[1].inc(completion)
+        pending = self._pending
+        pending[children[0]] = pending.get(children[0], 0) + prompt
+        pending[children[1]] = pending.get(children[1], 0) + completion
 
     def first_token(self, model: str, seconds: float) -> None:
         self._child(self._first_token, self._model(model)).observe(seconds)
@@ -331,7 +337,12 @@ class Metrics:
     # HTTP, models, request log, Redis.
 
     def request_started(self, route: str) -> None:
-        self._child(self._requests_in_flight, self._route(route)).inc()
+        child = self._per_request.get(("started", route))
+        if child is None:
+            child = self._child(self._requests_in_flight, self._route(route))
+            self._per_request[("started", route)] = child
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + 1
 
     def request_finished(self, route: str, status: int, seconds: float) -> None:
         children = self._per_request.get(("finished", route, status))
@@ -342,8 +353,16 @@ class Metrics:
                 self._child(self._request_duration, label, status_class(status)),
             )
             self._per_request[("finished", route, status)] = children
-        children[0].dec()
+        pending = self._pending
+        pending[children[0]] = pending.get(children[0], 0) - 1
         children[1].observe(seconds)
+
+    def fold(self) -> None:
+        """Add the pending increments to their children."""
+        pending, self._pending = self._pending, {}
+        for child, amount in pending.items():
+            if amount:
+                child.inc(amount)
 
     def model_loaded(self, model: str, seconds: float, loaded: bool) -> None:
         label = self._model(model)
@@ -366,6 +385,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
+        self.fold()
         if self._multiprocess_dir is None:
             return generate_latest(self._registry), _CONTENT_TYPE
         merged = CollectorRegistry()
@@ -377,5 +397,6 @@ class Metrics:
     def close(self) -> None:
         """Drop this worker's live gauges from the shared files (multiprocess mode); call
         at app shutdown so an exited worker stops counting as in flight or loaded."""
+        self.fold()
         if self._multiprocess_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), self._multiprocess_dir)  # type: ignore[no-untyped-call]
