@@ -66,14 +66,18 @@ class WriteBehindUsageStore:
         """Keys with settled usage not yet in the database."""
         return len(self._pending)
 
-    async def _counters(self, slot: Slot) -> _Counters:
+    # Every use reads ``self._known(slot) or await self._load(slot)``: a known key's
+    # counters without a coroutine, since reserve and settle run on every request.
+    def _known(self, slot: Slot) -> _Counters | None:
         counters = self._ledger.get(slot)
-        if counters is None:
-            # Concurrent first requests of a key share one read, so none overwrites
-            # another's reservation with a fresh copy.
-            counters = await self._loads.join(slot, partial(self._read, slot))
-        counters.touched = time.monotonic()
+        if counters is not None:
+            counters.touched = time.monotonic()
         return counters
+
+    async def _load(self, slot: Slot) -> _Counters:
+        # Concurrent first requests of a key share one read, so none overwrites another's
+        # reservation with a fresh copy.
+        return await self._loads.join(slot, partial(self._read, slot))
 
     async def _read(self, slot: Slot) -> _Counters:
         stored = await self._durable.get(*slot)
@@ -89,18 +93,19 @@ class WriteBehindUsageStore:
         self, key_id: str, period: str, tokens: int, quota: int | None
     ) -> ReservationResult:
         slot = (key_id, period)
-        counters = await self._counters(slot)
+        counters = self._known(slot) or await self._load(slot)
         record = counters.record(slot)
         if not fits(record, tokens, quota):
             return ReservationResult(False, record)
         counters.reserved_tokens += tokens
-        return ReservationResult(True, counters.record(slot))
+        record.reserved_tokens += tokens
+        return ReservationResult(True, record)
 
     async def settle(
         self, key_id: str, period: str, reserved: int, used: int, *, cache_hit: bool = False
     ) -> None:
         slot = (key_id, period)
-        counters = await self._counters(slot)
+        counters = self._known(slot) or await self._load(slot)
         counters.reserved_tokens = max(0, counters.reserved_tokens - reserved)
         hit = int(cache_hit)
         counters.used_tokens += used
@@ -114,12 +119,14 @@ class WriteBehindUsageStore:
         pending.cache_hits += hit
 
     async def release(self, key_id: str, period: str, reserved: int) -> None:
-        counters = await self._counters((key_id, period))
+        slot = (key_id, period)
+        counters = self._known(slot) or await self._load(slot)
         counters.reserved_tokens = max(0, counters.reserved_tokens - reserved)
 
     async def get(self, key_id: str, period: str) -> UsageRecord:
         slot = (key_id, period)
-        return (await self._counters(slot)).record(slot)
+        counters = self._known(slot) or await self._load(slot)
+        return counters.record(slot)
 
     async def list(
         self, *, key_id: str | None = None, period: str | None = None
