@@ -29,8 +29,9 @@ WORKER = textwrap.dedent(
     metrics.model_loaded("demo", 1.0, loaded=True)
     if sys.argv[2] == "exit-cleanly":
         metrics.close()
-    else:
+    elif sys.argv[2] == "render":
         sys.stdout.buffer.write(metrics.render()[0])
+    # "vanish": neither renders nor closes, like a worker that is killed
     """
 )
 
@@ -49,6 +50,7 @@ def run_worker(env: dict[str, str], requests: int, mode: str) -> str:
 def test_workers_sharing_a_directory_render_merged_values(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     run_worker(env, 3, "exit-cleanly")
+    run_worker(env, 5, "vanish")
     body = run_worker(env, 4, "render")
 
     found = {
@@ -58,8 +60,11 @@ def test_workers_sharing_a_directory_render_merged_values(tmp_path: Path) -> Non
     }
     route = (("route", "/v1/chat/completions"),)
     count = (("route", "/v1/chat/completions"), ("status_class", "2xx"))
-    assert found["llmserver_http_request_duration_seconds_count", count] == 7
-    assert found["llmserver_prompt_tokens_total", (("model", "demo"),)] == 14
-    # The worker that exited cleanly no longer counts as in flight.
-    assert found["llmserver_http_requests_in_flight", route] == 1
+    # Each request's counts reach the shared files when it ends, even from a worker that
+    # never renders or closes.
+    assert found["llmserver_http_request_duration_seconds_count", count] == 12
+    assert found["llmserver_prompt_tokens_total", (("model", "demo"),)] == 24
+    # The worker that exited cleanly no longer counts as in flight; the one that vanished
+    # still does (prometheus-client keeps a dead process's live gauges until it is marked).
+    assert found["llmserver_http_requests_in_flight", route] == 2
     assert found["llmserver_model_loaded", (("model", "demo"),)] == 1
