@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -152,7 +153,12 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         hasher = KeyHasher(settings.require_server_secret())
         specs = list(overrides.specs) if overrides.specs is not None else model_specs(settings)
         registry = ModelRegistry(specs)
-        metrics = Metrics(allowed_models=[s.id for s in specs])
+        # prometheus-client's own variable, read where it reads it (at import): workers that
+        # share one port and this directory render each other's values.
+        metrics = Metrics(
+            allowed_models=[s.id for s in specs],
+            multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        )
         stack.callback(metrics.close)
 
         database = SqlDatabase.from_url(

@@ -12,7 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from livesupport import free_port, migrate, server_env, start_server, stop_server
 
 WORKER = textwrap.dedent(
     """
@@ -68,3 +71,32 @@ def test_workers_sharing_a_directory_render_merged_values(tmp_path: Path) -> Non
     # still does (prometheus-client keeps a dead process's live gauges until it is marked).
     assert found["llmserver_http_requests_in_flight", route] == 2
     assert found["llmserver_model_loaded", (("model", "demo"),)] == 1
+
+
+def test_live_server_renders_the_other_workers_values(tmp_path: Path, demo_model_dir: Path) -> None:
+    """``llmserver serve`` with ``PROMETHEUS_MULTIPROC_DIR`` set answers ``/metrics`` with
+    every worker's values, as the README promises for several workers on one port."""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'llmserver.db'}"
+    env = server_env(
+        database_url,
+        demo_model_dir,
+        LLMSERVER_PROFILE="none",
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+    )
+    migrate(database_url, env)
+    run_worker(env, 3, "exit-cleanly")  # another worker's three requests
+    port = free_port()
+    process = start_server(env, tmp_path / "server.log", port)
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        stop_server(process)
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
+    count = (("route", "/v1/chat/completions"), ("status_class", "2xx"))
+    assert found["llmserver_http_request_duration_seconds_count", count] == 3
