@@ -483,7 +483,7 @@ class Gateway:
         key = admission.cache_key
         if key is None:
             return await self._generate(admission, prompt)
-        cached = admission.cached or await self._cached(admission)
+        cached = await self._cached(admission)
         if cached is not None:
             admission.cache_status = CacheStatus.HIT
             return cached
