@@ -187,7 +187,6 @@ class Metrics:
         added to it: a dictionary add costs a fifth of a child's locked ``inc``. ``fold``
         adds them before every render and at close; with several workers, whose files
         another worker may render, at every request's start and end."""
-        self._fold_each_request = multiprocess_dir is not None
         self._registry = CollectorRegistry(auto_describe=True)
         r = self._registry
         self._requests_in_flight = Gauge(
@@ -345,7 +344,7 @@ class Metrics:
             self._per_request[("started", route)] = child
         pending = self._pending
         pending[child] = pending.get(child, 0) + 1
-        if self._fold_each_request:
+        if self._multiprocess_dir is not None:
             self.fold()
 
     def request_finished(self, route: str, status: int, seconds: float) -> None:
@@ -360,7 +359,7 @@ class Metrics:
         pending = self._pending
         pending[children[0]] = pending.get(children[0], 0) - 1
         children[1].observe(seconds)
-        if self._fold_each_request:
+        if self._multiprocess_dir is not None:
             self.fold()
 
     def fold(self) -> None:
