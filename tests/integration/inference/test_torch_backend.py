@@ -29,7 +29,8 @@ from llmserver.domain.registry import ModelSpec
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llmserver.adapters.inference.torch_backend import TorchBackend, _RoomyLayer  # noqa: E402
+from llmserver.adapters.inference.kv_cache import RoomyLayer  # noqa: E402
+from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -260,7 +261,7 @@ async def test_closed_backend_refuses(backend: TorchBackend) -> None:
 
 
 def test_in_place_cache_layer_holds_what_concatenation_holds() -> None:
-    layer = _RoomyLayer(limit=12)
+    layer = RoomyLayer(limit=12)
     keys, values = torch.zeros(2, 3, 0, 4), torch.zeros(2, 3, 0, 4)
     for step, length in enumerate((5, 1, 1, 4, 1)):
         new_keys, new_values = torch.randn(2, 3, length, 4), torch.randn(2, 3, length, 4)
@@ -268,7 +269,7 @@ def test_in_place_cache_layer_holds_what_concatenation_holds() -> None:
         got_keys, got_values = layer.update(new_keys, new_values)
         assert torch.equal(got_keys, keys)
         assert torch.equal(got_values, values)
-        if step == 1:  # the batch trims a leading column, as ``_Batch.keep`` does
+        if step == 1:  # the batch trims a leading column, as ``Batch.keep`` does
             keys, values = keys[:, :, 1:], values[:, :, 1:]
             layer.keys, layer.values = layer.keys[:, :, 1:], layer.values[:, :, 1:]
     assert layer.get_seq_length() == keys.shape[2] == 11
