@@ -24,8 +24,9 @@ def _chat(**fields: Any) -> dict[str, Any]:
     } | fields
 
 
-def _nested(depth: int) -> bytes:
-    return b'{"model": "demo", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""A JSON value nested 100,000 levels deep (a recursive decoder overflows its stack)."""
+HI = b'{"role": "user", "content": "hi"'
 
 
 JSON = "application/json"
@@ -50,7 +51,38 @@ CASES: list[Case] = [
         400,
         "invalid_request",
     ),
-    ("deeply nested json", CHAT, _nested(100_000), JSON, 400, "invalid_request"),
+    (
+        "deeply nested json",
+        CHAT,
+        b'{"model": "demo", "messages": ' + DEEP + b"}",
+        JSON,
+        400,
+        "invalid_request",
+    ),
+    (
+        "deeply nested unknown field",
+        CHAT,
+        b'{"model": "demo", "messages": [' + HI + b'}], "extra": ' + DEEP + b"}",
+        JSON,
+        400,
+        "invalid_request",
+    ),
+    (
+        "deeply nested unknown field in a message",
+        CHAT,
+        b'{"model": "demo", "messages": [' + HI + b', "extra": ' + DEEP + b"}]}",
+        JSON,
+        400,
+        "invalid_request",
+    ),
+    (
+        "completion with a deeply nested unknown field",
+        "/v1/completions",
+        b'{"model": "demo", "prompt": "hi", "extra": {"a": ' + DEEP + b"}}",
+        JSON,
+        400,
+        "invalid_request",
+    ),
     ("text/plain body", CHAT, b"hello", "text/plain", 400, "invalid_request"),
     ("missing messages", CHAT, json.dumps({"model": MODEL}).encode(), JSON, 400, None),
     (
@@ -167,6 +199,8 @@ def test_bad_admin_bodies_are_4xx(live_server) -> None:  # type: ignore[no-untyp
             b'{"name": "x", "rpm_limit": 0}',
             b'{"name": "x", "expires_in": "forever"}',
             b'{"name": "x", "unknown_field": 1}',
+            b'{"name": "x", "unknown_field": ' + DEEP + b"}",
+            b'{"name": "x", "allowed_models": ' + DEEP + b"}",
             b"\xff\xfe",
         ):
             response = http.post("/admin/keys", content=body)

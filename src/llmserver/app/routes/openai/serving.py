@@ -37,6 +37,11 @@ def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise InvalidRequest(
             f"The request body is not valid UTF-8 (byte {exc.start}); JSON must be UTF-8."
         ) from None
+    except RecursionError:
+        # msgspec skips an unknown field's value recursively, so nesting there as deep as
+        # Python's recursion limit allows (about 1,000 levels, less the stack in use)
+        # raises this; a typed field fails validation at its first wrong level instead.
+        raise InvalidRequest("The request body's JSON is nested too deeply to decode.") from None
 
 
 def _stops(stop: p.StopValue | None) -> tuple[str, ...]:
