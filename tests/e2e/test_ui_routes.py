@@ -59,12 +59,54 @@ def test_root_files_are_served_as_themselves(dist: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/ui/assets/../../secret.txt", "/ui/assets/%2e%2e/%2e%2e/secret.txt", "/ui/../secret.txt"],
+    [
+        "/ui/assets/../../secret.txt",
+        "/ui/assets/%2e%2e/%2e%2e/secret.txt",
+        "/ui/../secret.txt",
+        "/ui/%2e%2e%2fsecret.txt",
+        "/ui/assets/%2e%2e%2f%2e%2e%2fsecret.txt",
+        "/ui/outside/secret.txt",
+    ],
 )
 def test_no_path_traversal(dist: Path, path: str) -> None:
+    (dist / "outside").symlink_to(dist.parent)
     with client(dist) as c:
         response = c.get(path)
     assert "outside dist" not in response.text
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/%00",
+        "/ui/a%00.js",
+        "/ui/assets/%00",
+        "/ui/assets/..%00/x",
+        "/ui/" + "n" * 300,
+        "/ui/assets/" + "n" * 300,
+        "/ui/" + "d/" * 2100,
+        "/ui/assets/index-gone.js",
+    ],
+    ids=[
+        "nul",
+        "nul-in-name",
+        "asset-nul",
+        "asset-dotdot-nul",
+        "long-name",
+        "long-asset",
+        "long-path",
+        "missing-asset",
+    ],
+)
+def test_unservable_paths_are_404_in_the_error_shape(dist: Path, path: str) -> None:
+    """A NUL byte or an over-long name was a 500 (ValueError, OSError from the file system)."""
+    with client(dist) as c:
+        response = c.get(path)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("not_found_error", "not_found")
+    assert "playground build" in error["message"]
 
 
 @pytest.mark.parametrize("ui_key", [None, "llms_playground0_s3cret"])
@@ -73,7 +115,8 @@ def test_config_js(dist: Path, ui_key: str | None) -> None:
         response = c.get("/ui/config.js")
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
-    assert "javascript" in response.headers["content-type"]
+    # Exactly this: it once said charset=utf-8 twice.
+    assert response.headers.get_list("content-type") == ["text/javascript; charset=utf-8"]
     prefix = "window.LLMSERVER_CONFIG = "
     assert response.text.startswith(prefix)
     assert json.loads(response.text.removeprefix(prefix).rstrip().rstrip(";")) == {
@@ -92,7 +135,9 @@ def test_missing_build_explains_make_ui(tmp_path: Path) -> None:
     with client(tmp_path / "dist") as c:
         page = c.get("/ui")
         config = c.get("/ui/config.js")
+        hostile = c.get("/ui/%00")
     assert page.status_code == 503
+    assert hostile.status_code == 404
     assert "make ui" in page.text
     assert page.headers["content-type"].startswith("text/html")
     assert config.status_code == 200

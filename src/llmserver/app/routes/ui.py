@@ -17,6 +17,8 @@ from litestar import Response, Router, get
 from litestar.params import FromPath
 from litestar.response import File
 
+from llmserver.app.errors import ErrorBody, error_response
+
 UI_PATH: Final = "/ui"
 
 # Vite names every asset after its content hash, so a given URL never changes meaning.
@@ -60,13 +62,31 @@ def config_script(api_base: str, ui_key: str | None) -> str:
     return f"window.LLMSERVER_CONFIG = {config};\n"
 
 
+class _Unservable(Exception):
+    """A path that can name no file under the root, however the build changes."""
+
+
 def _inside(root: Path, relative: str) -> Path | None:
-    """``root / relative`` when that is a file under ``root``; None for traversal or absence."""
+    """``root / relative`` when that is a file under ``root``; None when it is absent.
+
+    Raises ``_Unservable`` for a path that leaves ``root`` (``..``, encoded slashes, a
+    symlink out) or that the file system refuses outright (a NUL byte, a name over
+    NAME_MAX or PATH_MAX): hostile or broken URLs, which get a 404 rather than a 500.
+    """
     root = root.resolve()
-    candidate = (root / relative.lstrip("/")).resolve()
-    if candidate.is_relative_to(root) and candidate.is_file():
-        return candidate
-    return None
+    try:
+        candidate = (root / relative.lstrip("/")).resolve()
+        if not candidate.is_relative_to(root):
+            raise _Unservable(relative)
+        return candidate if candidate.is_file() else None
+    except (ValueError, OSError):  # ValueError: embedded NUL; OSError: ENAMETOOLONG and kin
+        raise _Unservable(relative) from None
+
+
+def _not_found(kind: str, relative: str) -> Response[ErrorBody]:
+    return error_response(
+        404, f"No {kind} {relative.lstrip('/')[:200]!r} in the playground build.", code="not_found"
+    )
 
 
 def _file(path: Path, cache_control: str, headers: dict[str, str] | None = None) -> File:
@@ -94,12 +114,15 @@ def ui_router(dist_dir: Path, ui_key: str | None, api_base: str = "/v1") -> Rout
             headers={"cache-control": "no-store", "retry-after": "30"},
         )
 
-    def page(relative: str) -> File | Response[str]:
+    def page(relative: str) -> File | Response[str] | Response[ErrorBody]:
         """A file from dist if there is one at that path, else index.html (client routes)."""
+        try:
+            found = _inside(dist_dir, relative) if relative.strip("/") else None
+        except _Unservable:
+            return _not_found("page", relative)
         index = _inside(dist_dir, "index.html")
         if index is None:
             return not_built()
-        found = _inside(dist_dir, relative) if relative.strip("/") else None
         if found is not None and found != index:
             return _file(found, _PAGE_CACHE)
         return _file(index, _PAGE_CACHE, _PAGE_HEADERS)
@@ -108,23 +131,26 @@ def ui_router(dist_dir: Path, ui_key: str | None, api_base: str = "/v1") -> Rout
     def ui_config() -> Response[str]:
         return Response(
             script,
-            media_type="text/javascript; charset=utf-8",
+            media_type="text/javascript",  # Litestar adds "; charset=utf-8" to text/*
             headers={"cache-control": "no-store", "x-content-type-options": "nosniff"},
         )
 
     @get("/assets/{asset:path}", sync_to_thread=False, include_in_schema=False)
-    def ui_asset(asset: FromPath[str]) -> File | Response[str]:
-        found = _inside(dist_dir / "assets", asset)
+    def ui_asset(asset: FromPath[str]) -> File | Response[ErrorBody]:
+        try:
+            found = _inside(dist_dir / "assets", asset)
+        except _Unservable:
+            found = None
         if found is None:
-            return Response("Not found", status_code=404, media_type="text/plain")
+            return _not_found("asset", asset)
         return _file(found, _ASSET_CACHE)
 
     @get("/", sync_to_thread=False, include_in_schema=False)
-    def ui_index() -> File | Response[str]:
+    def ui_index() -> File | Response[str] | Response[ErrorBody]:
         return page("")
 
     @get("/{rest:path}", sync_to_thread=False, include_in_schema=False)
-    def ui_page(rest: FromPath[str]) -> File | Response[str]:
+    def ui_page(rest: FromPath[str]) -> File | Response[str] | Response[ErrorBody]:
         return page(rest)
 
     return Router(path=UI_PATH, route_handlers=[ui_config, ui_asset, ui_index, ui_page])
