@@ -83,8 +83,9 @@ class CountingStore(MemoryKeyStore):
 
     async def find_by_prefix(self, prefix: str) -> ApiKey | None:
         self.lookups += 1
-        await asyncio.sleep(0.01)  # a database round trip
-        return await super().find_by_prefix(prefix)
+        found = await super().find_by_prefix(prefix)
+        await asyncio.sleep(0.01)  # the answer arrives a database round trip later
+        return found
 
 
 async def test_concurrent_lookups_of_an_unknown_entry_share_one_read() -> None:
@@ -114,3 +115,48 @@ async def test_past_half_the_ttl_the_cached_key_answers_and_one_refresh_runs_beh
     refreshed = await cache.find_by_prefix("abcdefghijkl")
     assert refreshed is not None
     assert refreshed.revoked_at == NOW
+
+
+async def test_a_miss_is_kept_within_the_ttl_and_read_again_after() -> None:
+    inner, ticks = CountingStore(), Ticks()
+    cache = CachedKeyStore(inner, ttl_s=1.0, monotonic=ticks)
+    assert await cache.find_by_prefix("abcdefghijkl") is None
+    await inner.add(key())  # behind the cache's back, as another replica would
+    ticks.now += 0.4
+    assert await cache.find_by_prefix("abcdefghijkl") is None
+    assert inner.lookups == 1
+    ticks.now += 0.7
+    assert await cache.find_by_prefix("abcdefghijkl") == key()
+
+
+async def test_a_key_added_through_the_cache_is_found_at_once_after_a_kept_miss() -> None:
+    cache = CachedKeyStore(MemoryKeyStore(), ttl_s=60.0)
+    assert await cache.find_by_prefix("abcdefghijkl") is None
+    await cache.add(key())
+    assert await cache.find_by_prefix("abcdefghijkl") == key()
+
+
+async def test_a_miss_read_while_the_key_is_added_is_not_kept() -> None:
+    inner = CountingStore()
+    cache = CachedKeyStore(inner, ttl_s=60.0)
+    lookup = asyncio.create_task(cache.find_by_prefix("abcdefghijkl"))
+    while inner.lookups == 0:  # until the read has run and seen no key
+        await asyncio.sleep(0)
+    await cache.add(key())
+    assert await lookup is None
+    assert await cache.find_by_prefix("abcdefghijkl") == key()
+
+
+async def test_sprayed_unknown_prefixes_are_bounded_and_do_not_evict_keys_in_use() -> None:
+    inner = CountingStore()
+    await inner.add(key())
+    cache = CachedKeyStore(inner, ttl_s=60.0, max_entries=4)
+    await cache.find_by_prefix("abcdefghijkl")
+    for n in range(100):
+        assert await cache.find_by_prefix(f"unknown{n:05d}") is None
+    lookups = inner.lookups
+    assert await cache.find_by_prefix("abcdefghijkl") == key()
+    assert await cache.find_by_prefix("unknown00099") is None
+    assert inner.lookups == lookups  # both answered from memory
+    assert await cache.find_by_prefix("unknown00095") is None
+    assert inner.lookups == lookups + 1  # only the last four misses were kept

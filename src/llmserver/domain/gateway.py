@@ -302,7 +302,8 @@ class Gateway:
             raise Unauthenticated(AuthReason.MISSING)
         prefix = parse_prefix(presented)
         key = await self._keys.find_by_prefix(prefix)
-        # Hash even when no key has that prefix so timing does not reveal which exist.
+        # Hash even when no key has that prefix so timing does not reveal which exist (the
+        # server's key cache keeps misses as it keeps hits, for the same reason).
         candidate_hash = key.key_hash if key is not None else "0" * 64
         if not self._hasher.verify(presented, candidate_hash) or key is None:
             raise Unauthenticated(AuthReason.INVALID)
