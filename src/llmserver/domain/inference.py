@@ -33,6 +33,10 @@ class Prompt:
         return self.messages is not None
 
 
+SAMPLING_EPS = 1e-5
+"""Temperatures below this are greedy (vLLM's ``_SAMPLING_EPS``, for the same reasons)."""
+
+
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
 class GenerationParams:
@@ -43,6 +47,18 @@ class GenerationParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """Whether a local model takes the most likely token at each step, not a sample.
+
+        True for a temperature below ``SAMPLING_EPS``, not only 0: sampling divides the
+        logits by the temperature, which overflows them to inf (and the probabilities to
+        nan) for temperatures below about 1e-38, and well before that the division makes
+        the most likely token all but certain anyway. An http model gets the temperature
+        as sent; its server decides.
+        """
+        return self.temperature < SAMPLING_EPS
 
 
 # Not frozen: built on every request's path (see ``RequestLog``).

@@ -143,6 +143,10 @@ async def collect(stream: AsyncIterator[StreamEvent]) -> Completion:
 
 
 def check_request(prompt_tokens: int, params: GenerationParams, context_length: int) -> None:
+    if prompt_tokens == 0:
+        # Nothing to prefill: the model cannot run an empty sequence. A chat template
+        # always renders some tokens, so only a raw prompt gets here.
+        raise InvalidRequest("The prompt encodes to no tokens; send some text.", param="prompt")
     if params.max_tokens < 1:
         raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
     if prompt_tokens + params.max_tokens > context_length:

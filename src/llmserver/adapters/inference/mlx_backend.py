@@ -162,7 +162,8 @@ class MlxBackend:
         mx, params = self._mx, job.params
         mx.random.seed(params.seed if params.seed is not None else secrets.randbits(32))
         sampler = self._make_sampler(
-            temp=params.temperature, top_p=params.top_p if params.top_p < 1.0 else 0.0
+            temp=0.0 if params.greedy else params.temperature,
+            top_p=params.top_p if params.top_p < 1.0 else 0.0,
         )
         events = TokenEvents(self._decode, params, len(job.ids), self._eos)
         steps = self._generate_step(

@@ -216,7 +216,7 @@ class TorchBackend:
 
     def _submit(self, ids: list[int], params: GenerationParams, channel: EventChannel) -> _Request:
         generator = None
-        if params.temperature > 0:
+        if not params.greedy:
             generator = torch.Generator(device=self.device)
             seed = params.seed if params.seed is not None else secrets.randbits(63)
             generator.manual_seed(seed)
@@ -281,6 +281,11 @@ class TorchBackend:
                     if self._batch.rows:
                         self._decode_step()
                 except Exception as exc:
+                    # Only a failure no single row caused gets here: a row's own failure is
+                    # its alone (``_prefill``, ``_emit``), and a decode step runs token ids
+                    # the model sampled at positions ``check_request`` bounded, so what
+                    # fails there (out of memory, a device error) fails every row alike.
+                    # The cache may be half-written by then: the batch is dropped whole.
                     log.exception("generation failed for model %s", self._spec.id)
                     for row in itertools.chain(self._batch.rows, admitted):
                         row.send(exc)
@@ -319,7 +324,11 @@ class TorchBackend:
         )
 
     def _prefill(self, requests: Sequence[_Request]) -> None:
-        """Prefill newly admitted requests together, send their first tokens, join them."""
+        """Prefill newly admitted requests together, send their first tokens, join them.
+
+        When the group's forward pass fails, each row is prefilled alone, so that only a
+        row that fails by itself gets the error.
+        """
         now = time.monotonic()
         for request in requests:
             if not request.gone and now >= request.deadline:
@@ -327,6 +336,26 @@ class TorchBackend:
         rows = [r for r in requests if not r.gone and now < r.deadline]
         if not rows:
             return
+        try:
+            group, logits = self._forward_prefill(rows)
+        except Exception as exc:
+            if len(rows) == 1:
+                log.exception("prefill failed for a request on model %s", self._spec.id)
+                rows[0].send(exc)
+                return
+            log.warning(
+                "prefill of %d rows on model %s failed; one by one", len(rows), self._spec.id
+            )
+            for row in rows:
+                self._prefill([row])
+            return
+        for row in rows:
+            row.length = len(row.prompt_ids)
+        group.keep(self._emit(logits, rows))
+        self._batch.join(group)
+
+    def _forward_prefill(self, rows: list[_Request]) -> tuple[Batch[_Request], torch.Tensor]:
+        """The rows' prompts through the model: their cache and next-token logits."""
         width = max(len(r.prompt_ids) for r in rows)
         pad = int(self.tokenizer.pad_token_id or 0)
         ids = torch.tensor(
@@ -354,14 +383,7 @@ class TorchBackend:
         out = self.model(
             input_ids=ids, cache=group.cache, use_cache=True, logits_to_keep=1, **padded
         )
-        tokens = self._sample(out.logits[:, -1, :], rows)
-        keep = []
-        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
-            row.length = len(row.prompt_ids)
-            if self._advance(row, token):
-                keep.append(i)
-        group.keep(keep)
-        self._batch.join(group)
+        return group, out.logits[:, -1, :]
 
     def _decode_step(self) -> None:
         batch = self._batch
@@ -379,30 +401,38 @@ class TorchBackend:
             cache=batch.cache,
             use_cache=True,
         )
-        tokens = self._sample(out.logits[:, -1, :], rows)
-        keep = []
-        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+        for row in rows:
             row.length += 1
-            if self._advance(row, token):
-                keep.append(i)
-        batch.keep(keep)
+        batch.keep(self._emit(out.logits[:, -1, :], rows))
 
-    def _sample(self, logits: torch.Tensor, rows: Sequence[_Request]) -> list[int]:
+    def _emit(self, logits: torch.Tensor, rows: Sequence[_Request]) -> list[int]:
+        """Take each row's next token and send what it completes; the rows that go on.
+
+        A row whose sampling or decoding raises gets the error and leaves; the rows
+        batched with it go on untouched.
+        """
         logits = logits.float()
         greedy = logits.argmax(dim=-1).tolist()
-        tokens: list[int] = []
+        keep = []
         for i, row in enumerate(rows):
-            if row.generator is None:
-                tokens.append(int(greedy[i]))
-                continue
-            probs = torch.softmax(logits[i] / row.params.temperature, dim=-1)
-            if row.params.top_p < 1.0:
-                sorted_probs, order = probs.sort(descending=True)
-                outside = sorted_probs.cumsum(0) - sorted_probs > row.params.top_p
-                sorted_probs[outside] = 0.0
-                probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-            tokens.append(int(torch.multinomial(probs, 1, generator=row.generator)))
-        return tokens
+            try:
+                token = int(greedy[i]) if row.generator is None else self._sample(logits[i], row)
+                if self._advance(row, token):
+                    keep.append(i)
+            except Exception as exc:
+                log.exception("generation failed for a request on model %s", self._spec.id)
+                row.send(exc)
+        return keep
+
+    def _sample(self, logits: torch.Tensor, row: _Request) -> int:
+        """One token drawn from one row's logits at its temperature and top_p."""
+        probs = torch.softmax(logits / row.params.temperature, dim=-1)
+        if row.params.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            outside = sorted_probs.cumsum(0) - sorted_probs > row.params.top_p
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=row.generator))
 
     def _advance(self, row: _Request, token: int) -> bool:
         """Record one sampled token and send what it completes; False when the row is done."""
