@@ -18,10 +18,12 @@ async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.domain.key_admin import KeyAdmin
     from llmserver.domain.keys import KeyHasher
+    from llmserver.domain.registry import ModelRegistry
 
     db = SqlDatabase.from_url(database_url)
     try:
-        admin = KeyAdmin(db.keys, db.usage, KeyHasher(secret), SystemClock())
+        # Bench keys name no models (every model), so no registry is needed to resolve them.
+        admin = KeyAdmin(db.keys, db.usage, KeyHasher(secret), SystemClock(), ModelRegistry(()))
         _, plaintext = await admin.create(name="bench", **limits)
     finally:
         await db.dispose()

@@ -6,12 +6,15 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from llmserver import __version__
 from llmserver.app.settings import Settings, SettingsError, load_settings, unknown_variables
+
+if TYPE_CHECKING:
+    from llmserver.domain.registry import ModelRegistry
 
 
 def _settings() -> Settings:
@@ -37,6 +40,17 @@ class _Context:
         try:
             return self.settings.require_server_secret()
         except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The registry ``serve`` would build (profile and models file), without loading any."""
+        from llmserver.app.factory import model_specs
+        from llmserver.domain.registry import ModelRegistry
+
+        try:
+            return ModelRegistry(model_specs(self.settings))
+        except ValueError as exc:  # a broken models file, or a name used twice
             raise click.ClickException(str(exc)) from None
 
 

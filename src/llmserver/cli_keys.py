@@ -1,7 +1,7 @@
 """``llmserver keys``: API-key administration from the command line.
 
-The group reads ``ctx.obj.database_url`` and ``ctx.obj.server_secret`` (the parent
-command's settings object), so it mounts with ``cli.add_command(keys)``.
+The group reads ``ctx.obj.database_url``, ``ctx.obj.server_secret`` and ``ctx.obj.models``
+(the parent command's settings object), so it mounts with ``cli.add_command(keys)``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from llmserver.domain.errors import GatewayError
 from llmserver.domain.key_admin import KeyAdmin, key_state
 from llmserver.domain.keys import ApiKey, KeyHasher, Role
 from llmserver.domain.quota import UsageRecord
+from llmserver.domain.registry import ModelRegistry
 
 T = TypeVar("T")
 
@@ -32,14 +33,20 @@ class KeysSettings(Protocol):
     @property
     def server_secret(self) -> str: ...
 
+    @property
+    def models(self) -> ModelRegistry:
+        """The models the server is configured with: keys name them by id."""
+
 
 def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
     settings: KeysSettings = ctx.obj
+    models = settings.models
 
     async def run() -> T:
         db = SqlDatabase.from_url(settings.database_url)
         try:
-            admin = KeyAdmin(db.keys, db.usage, KeyHasher(settings.server_secret), SystemClock())
+            hasher = KeyHasher(settings.server_secret)
+            admin = KeyAdmin(db.keys, db.usage, hasher, SystemClock(), models)
             return await use(admin)
         finally:
             await db.dispose()
@@ -125,8 +132,13 @@ def keys() -> None:
 )
 @click.option("--quota-tokens", type=click.IntRange(min=0), help="Monthly tokens (role default).")
 @click.option("--rpm", type=click.IntRange(min=0), help="Requests per minute (role default).")
-@click.option("--models", default="", help="Comma-separated model ids (default: all).")
-@click.option("--expires", help="Lifetime such as 30d, 12h, 90m (default: never).")
+@click.option("--models", default="", help="Comma-separated model ids or aliases (default: all).")
+@click.option(
+    "--allow-unknown-models",
+    is_flag=True,
+    help="Accept --models names this server does not serve (models configured later).",
+)
+@click.option("--expires", help="Lifetime such as 30d, 12h, 90m, at most 36500d (default: never).")
 @_json_option
 @click.pass_context
 def create(
@@ -136,6 +148,7 @@ def create(
     quota_tokens: int | None,
     rpm: int | None,
     models: str,
+    allow_unknown_models: bool,
     expires: str | None,
     as_json: bool,
 ) -> None:
@@ -149,6 +162,7 @@ def create(
             rpm_limit=rpm,
             allowed_models=models.split(","),
             expires_in=expires,
+            allow_unknown_models=allow_unknown_models,
         ),
     )
     if as_json:

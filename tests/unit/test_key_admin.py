@@ -8,8 +8,20 @@ from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_admin import KeyAdmin, KeyState, key_state, parse_duration
 from llmserver.domain.keys import KeyHasher, Role, parse_prefix
+from llmserver.domain.registry import BackendKind, ModelRegistry, ModelSpec
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
+MODELS = ModelRegistry(
+    [
+        ModelSpec(id="tiny", backend=BackendKind.HTTP, source="http://127.0.0.1:9"),
+        ModelSpec(
+            id="demo-tiny-llama",
+            aliases=("demo",),
+            backend=BackendKind.HTTP,
+            source="http://127.0.0.1:9",
+        ),
+    ]
+)
 
 
 class FakeClock:
@@ -43,21 +55,46 @@ def usage() -> MemoryUsageStore:
 
 @pytest.fixture
 def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
-    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock)
+    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS)
 
 
 async def test_create_stores_only_the_hash_and_returns_the_plaintext_once(
     admin: KeyAdmin, keys: MemoryKeyStore, clock: FakeClock
 ) -> None:
-    key, plaintext = await admin.create(name="ci", allowed_models=["tiny", " demo ", "tiny"])
+    key, plaintext = await admin.create(
+        name="ci", allowed_models=["tiny", " demo-tiny-llama ", "tiny"]
+    )
 
     assert parse_prefix(plaintext) == key.prefix
     assert KeyHasher(SECRET).verify(plaintext, key.key_hash)
     assert plaintext not in repr(key)
     assert await keys.get(key.id) == key
     assert key.created_at == clock.now()
-    assert key.allowed_models == ("tiny", "demo")
+    assert key.allowed_models == ("tiny", "demo-tiny-llama")
     assert key.expires_at is None
+
+
+async def test_allowed_models_are_stored_as_ids(admin: KeyAdmin) -> None:
+    """Requests are checked against the model id: a key storing the alias ``demo`` was
+    refused ``demo``."""
+    key, _ = await admin.create(name="k", allowed_models=["demo", "demo-tiny-llama"])
+
+    assert key.allowed_models == ("demo-tiny-llama",)
+    assert key.may_use(MODELS.resolve("demo").id)
+
+
+async def test_unknown_models_are_refused_unless_allowed(admin: KeyAdmin) -> None:
+    with pytest.raises(
+        InvalidRequest, match=r"'no-such-model'.*serves: demo-tiny-llama, tiny"
+    ) as info:
+        await admin.create(name="k", allowed_models=["tiny", "no-such-model"])
+    later, _ = await admin.create(
+        name="k", allowed_models=["demo", "configured-later"], allow_unknown_models=True
+    )
+
+    assert (info.value.param, info.value.code) == ("allowed_models", "model_not_found")
+    assert await admin.list() == [later]
+    assert later.allowed_models == ("demo-tiny-llama", "configured-later")
 
 
 @pytest.mark.parametrize(
@@ -93,11 +130,25 @@ def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "0d", "-1d", "1y", "1.5h"])
+@pytest.mark.parametrize("text", ["", "30", "d", "0d", "000d", "-1d", "1y", "1.5h", "\u0663d"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(InvalidRequest, match="Invalid duration") as info:
         parse_duration(text)
     assert info.value.param == "expires_in"
+
+
+@pytest.mark.parametrize("text", ["36501d", "3000000d", "99999999999999w", "9" * 5000 + "s"])
+async def test_lifetimes_past_the_maximum_are_refused(admin: KeyAdmin, text: str) -> None:
+    """Each of these raised OverflowError or ValueError (a 500, a CLI traceback)."""
+    with pytest.raises(InvalidRequest, match="too long: at most 36500d") as info:
+        await admin.create(name="k", expires_in=text)
+    assert info.value.param == "expires_in"
+
+
+async def test_the_longest_lifetime_is_accepted(admin: KeyAdmin, clock: FakeClock) -> None:
+    key, _ = await admin.create(name="k", expires_in="36500d")
+
+    assert key.expires_at == clock.now() + timedelta(days=36_500)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +158,9 @@ def test_bad_durations_are_refused(text: str) -> None:
         ({"role": "root"}, "role"),
         ({"quota_tokens": -1}, "quota_tokens"),
         ({"rpm_limit": -1}, "rpm_limit"),
+        ({"name": "n" * 201}, "name"),
+        ({"quota_tokens": 10**15 + 1}, "quota_tokens"),
+        ({"rpm_limit": 10**9 + 1}, "rpm_limit"),
     ],
 )
 async def test_invalid_requests_name_their_parameter(

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp
@@ -150,9 +150,28 @@ def handle_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> 
     return gateway_error_response(exc)
 
 
+def _invalid_parameters(exc: ValidationException) -> tuple[str, str | None]:
+    """The message and first parameter name of Litestar's failed parameter validation, whose
+    ``extra`` lists ``{"key", "message", "source"}`` per parameter."""
+    problems = [p for p in exc.extra if isinstance(p, dict)] if isinstance(exc.extra, list) else []
+    named = [p for p in problems if p.get("key")]
+    if not named:
+        return exc.detail, None
+    message = "; ".join(
+        f"Invalid {getattr(p.get('source'), 'value', 'request')} parameter {p['key']!r}: "
+        f"{p.get('message')}"
+        for p in named
+    )
+    return f"{message}.", str(named[0]["key"])
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    if isinstance(exc, NotFoundException):
+    param = None
+    if isinstance(exc, ValidationException):
+        message, param = _invalid_parameters(exc)
+        code = "invalid_request"
+    elif isinstance(exc, NotFoundException):
         message = f"No route for {request.method} {request.url.path}."
         code = "not_found"
     elif status == 413:
@@ -166,7 +185,12 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         code = None
     _note_error(request, code)
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-    return error_response(status, message, code=code, headers=headers)
+    return error_response(status, message, code=code, param=param, headers=headers)
+
+
+INTERNAL_ERROR = "internal_error"
+INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request."
+"""What a client is told of a bug (OpenAI's words); the details stay in the server's log."""
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -177,11 +201,11 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         request_id=request.scope.get("state", {}).get("request_id"),
         exc_info=exc,
     )
-    _note_error(request, "internal_error")
+    _note_error(request, INTERNAL_ERROR)
     return error_response(
         HTTP_500_INTERNAL_SERVER_ERROR,
-        "The server had an error while processing your request.",
-        code="internal_error",
+        INTERNAL_ERROR_MESSAGE,
+        code=INTERNAL_ERROR,
         error_type="server_error",
     )
 

@@ -226,7 +226,7 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         )
         purge = asyncio.create_task(_purge_expired_cache(cache, clock))
         stack.push_async_callback(_cancel, purge)
-        key_admin = KeyAdmin(keys, usage, hasher, clock)
+        key_admin = KeyAdmin(keys, usage, hasher, clock, registry)
         await _check_ui_key(settings, gateway)
         app.state[STATE_KEY] = Services(
             settings=settings,
@@ -368,7 +368,9 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
         await authenticate_admin(request)
     assert services.metrics is not None
     body, content_type = services.metrics.render()
-    return Response(body, media_type=content_type)
+    # As a header, not media_type: Litestar appends "; charset=utf-8" to every text/* media
+    # type, and prometheus-client's already ends with it.
+    return Response(body, headers={"content-type": content_type})
 
 
 def create_app(settings: Settings, overrides: Overrides | None = None) -> Litestar:

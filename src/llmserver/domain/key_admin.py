@@ -12,13 +12,23 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from llmserver.domain.errors import InvalidRequest, NotFound
+from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
 from llmserver.domain.quota import UsageRecord
+from llmserver.domain.registry import ModelRegistry
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.ASCII)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MAX_LIFETIME_DAYS = 36_500
+"""About 100 years: longer is "never" in practice, and an expiry date stays far inside what
+datetimes and every database can hold (year 9999)."""
+_MAX_LIFETIME_S = MAX_LIFETIME_DAYS * 86_400
+MAX_QUOTA_TOKENS = 10**15
+MAX_RPM = 10**9
+"""Limits beyond these mean "unlimited" anyway; the columns (BIGINT, INTEGER) hold them."""
+MAX_NAME_LENGTH = 200
+"""The width of the name column."""
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _ADD_ATTEMPTS = 3
 
@@ -38,23 +48,71 @@ def key_state(key: ApiKey, now: datetime) -> KeyState:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"`` as a positive timedelta."""
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"`` as a positive timedelta of at
+    most ``MAX_LIFETIME_DAYS``."""
     match = _DURATION.match(text)
-    if match is None or int(match[1]) == 0:
+    if match is None or not (digits := match[1].lstrip("0")):
         raise InvalidRequest(
-            f"Invalid duration {text!r}: expected a positive number and a unit, "
+            f"Invalid duration {text[:40]!r}: expected a positive number and a unit, "
             "such as 30d, 12h, 90m, 45s or 2w.",
             param="expires_in",
         )
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    # Digits are counted before int(): it refuses over 4300 of them, and a lifetime that
+    # long would overflow timedelta and datetime (a 500) long before that.
+    seconds_per_unit = _UNIT_SECONDS[match[2]]
+    if len(digits) > 12 or int(digits) * seconds_per_unit > _MAX_LIFETIME_S:
+        raise InvalidRequest(
+            f"Duration {text[:40]!r} is too long: at most {MAX_LIFETIME_DAYS}d (about 100 "
+            "years). Leave it out for a key that never expires.",
+            param="expires_in",
+        )
+    return timedelta(seconds=int(digits) * seconds_per_unit)
+
+
+def allowed_model_ids(
+    models: ModelRegistry, names: Sequence[str], *, allow_unknown: bool = False
+) -> tuple[str, ...]:
+    """The model ids a key may use, from ids or aliases: requests are checked against the
+    resolved id, so a key naming an alias would be refused the very model it names.
+
+    Unknown names are refused unless ``allow_unknown`` (a model configured later), in which
+    case they are kept as given.
+    """
+    ids: list[str] = []
+    unknown: list[str] = []
+    for name in (n.strip() for n in names):
+        if not name:
+            continue
+        try:
+            ids.append(models.resolve(name).id)
+        except ModelNotFound:
+            (ids if allow_unknown else unknown).append(name)
+    if unknown:
+        served = ", ".join(sorted(models.by_id)) or "none"
+        raise InvalidRequest(
+            f"Unknown model {', '.join(repr(n[:100]) for n in unknown)} in allowed_models "
+            f"(this server serves: {served}). To name a model configured later, allow "
+            "unknown models (allow_unknown_models / --allow-unknown-models).",
+            param="allowed_models",
+            code="model_not_found",
+        )
+    return tuple(dict.fromkeys(ids))
 
 
 class KeyAdmin:
-    def __init__(self, keys: KeyStore, usage: UsageStore, hasher: KeyHasher, clock: Clock) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        usage: UsageStore,
+        hasher: KeyHasher,
+        clock: Clock,
+        models: ModelRegistry,
+    ) -> None:
         self._keys = keys
         self._usage = usage
         self._hasher = hasher
         self._clock = clock
+        self._models = models
 
     async def create(
         self,
@@ -65,13 +123,19 @@ class KeyAdmin:
         rpm_limit: int | None = None,
         allowed_models: Sequence[str] = (),
         expires_in: str | timedelta | None = None,
+        allow_unknown_models: bool = False,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it with its plaintext, which is never retrievable again.
 
-        Limits not given take the role's defaults (``RoleSpec``).
+        Limits not given take the role's defaults (``RoleSpec``); ``allowed_models`` is
+        stored as model ids (``allowed_model_ids``).
         """
         if not name.strip():
             raise InvalidRequest("A key needs a name.", param="name")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise InvalidRequest(
+                f"A key name has at most {MAX_NAME_LENGTH} characters.", param="name"
+            )
         try:
             spec = role_spec(Role(role))
         except ValueError:
@@ -79,13 +143,16 @@ class KeyAdmin:
             raise InvalidRequest(
                 f"Unknown role {role!r}: use one of {roles}.", param="role"
             ) from None
-        for limit, param in ((quota_tokens, "quota_tokens"), (rpm_limit, "rpm_limit")):
-            if limit is not None and limit < 0:
-                raise InvalidRequest(f"{param} cannot be negative.", param=param)
+        for limit, param, most in (
+            (quota_tokens, "quota_tokens", MAX_QUOTA_TOKENS),
+            (rpm_limit, "rpm_limit", MAX_RPM),
+        ):
+            if limit is not None and not 0 <= limit <= most:
+                raise InvalidRequest(f"{param} must be between 0 and {most}.", param=param)
         if isinstance(expires_in, str):
             expires_in = parse_duration(expires_in)
         now = self._clock.now()
-        models = tuple(dict.fromkeys(m.strip() for m in allowed_models if m.strip()))
+        models = allowed_model_ids(self._models, allowed_models, allow_unknown=allow_unknown_models)
         # A random 12-character prefix collides about never; if it does, the store
         # refuses the duplicate and a fresh key is drawn.
         failures = 0

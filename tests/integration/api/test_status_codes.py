@@ -148,7 +148,11 @@ def test_403_for_model_not_allowed_and_admin_routes(live_server: Any) -> None:
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     limited = httpx.post(
         live_server.base_url + "/admin/keys",
-        json={"name": "limited", "allowed_models": ["some-other-model"]},
+        json={
+            "name": "limited",
+            "allowed_models": ["some-other-model"],
+            "allow_unknown_models": True,
+        },
         headers=admin,
     ).json()["key"]
     refused = post(live_server, chat(), key=limited)

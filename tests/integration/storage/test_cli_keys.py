@@ -10,10 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.cli import main
 from llmserver.cli_keys import keys
 from llmserver.domain.keys import KeyHasher
+from llmserver.domain.registry import ModelRegistry, profile_models
 
 SECRET = "cli-test-secret-0123456789-abcdefghijk"
+DEMO_MODELS = ModelRegistry(profile_models("demo", demo_model_dir="unused"))
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def cli(tmp_path: Path) -> click.Group:
     @click.group()
     @click.pass_context
     def root(ctx: click.Context) -> None:
-        ctx.obj = SimpleNamespace(database_url=url, server_secret=SECRET)
+        ctx.obj = SimpleNamespace(database_url=url, server_secret=SECRET, models=DEMO_MODELS)
 
     root.add_command(keys)
     return root
@@ -50,7 +53,7 @@ def test_create_prints_the_secret_once_and_list_never_does(cli: click.Group) -> 
         "--rpm",
         "7",
         "--models",
-        "tiny,demo",
+        "demo",
         "--expires",
         "30d",
     )
@@ -64,7 +67,8 @@ def test_create_prints_the_secret_once_and_list_never_does(cli: click.Group) -> 
     assert secret not in shown
     assert prefix in listed
     assert "quota_tokens:   5000" in shown
-    assert "allowed_models: tiny,demo" in shown
+    # The alias is stored as the id requests are checked against.
+    assert "allowed_models: demo-tiny-llama" in shown
     assert "state:          active" in shown
     assert "quota_tokens:   unlimited" in run(cli, "create", "--name", "root", "--role", "admin")
 
@@ -131,6 +135,9 @@ def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:
         (["show", "nope"], "No API key with id or prefix 'nope'"),
         (["revoke", "nope"], "No API key"),
         (["create", "--name", "x", "--expires", "soon"], "Invalid duration"),
+        (["create", "--name", "x", "--expires", "3000000d"], "too long: at most 36500d"),
+        (["create", "--name", "x", "--models", "demo,no-such-model"], "'no-such-model'"),
+        (["create", "--name", "x", "--quota-tokens", "9" * 30], "quota_tokens must be"),
         (["usage", "--period", "2026-3"], "expected YYYY-MM"),
     ],
 )
@@ -141,7 +148,54 @@ def test_errors_are_reported_without_a_traceback(
 
     assert result.exit_code == 1
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+def test_unknown_models_are_kept_when_allowed(cli: click.Group) -> None:
+    created = json.loads(
+        run(
+            cli,
+            "create",
+            "--name",
+            "x",
+            "--models",
+            "demo,later",
+            "--allow-unknown-models",
+            "--json",
+        )
+    )
+
+    assert created["details"]["allowed_models"] == ["demo-tiny-llama", "later"]
+
+
+def test_the_command_resolves_against_the_configured_models(tmp_path: Path) -> None:
+    """``llmserver keys`` reads the models ``serve`` would: the profile and the models file."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    asyncio.run(migrate.upgrade(url))
+    models_file = tmp_path / "models.toml"
+    models_file.write_text(
+        '[[models]]\nid = "remote-model"\nbackend = "http"\nsource = "http://127.0.0.1:9"\n'
+        'aliases = ["remote"]\n'
+    )
+    env = {
+        "LLMSERVER_DATABASE_URL": url,
+        "LLMSERVER_SERVER_SECRET": SECRET,
+        "LLMSERVER_PROFILE": "demo",
+        "LLMSERVER_MODELS_FILE": str(models_file),
+    }
+    args = ["keys", "create", "--name", "x", "--models", "remote,demo", "--json"]
+
+    created = CliRunner().invoke(main, args, env=env)
+    models_file.write_text("[[models]]\nid = 1\n")
+    broken = CliRunner().invoke(main, args, env=env)
+
+    assert created.exit_code == 0, created.output
+    details = json.loads(created.stdout)["details"]
+    assert details["allowed_models"] == ["remote-model", "demo-tiny-llama"]
+    assert broken.exit_code == 1
+    assert "models.toml" in broken.stderr
+    assert "Traceback" not in broken.output
 
 
 def test_an_unmigrated_database_points_at_migrate(tmp_path: Path) -> None:
@@ -149,7 +203,9 @@ def test_an_unmigrated_database_points_at_migrate(tmp_path: Path) -> None:
     @click.pass_context
     def root(ctx: click.Context) -> None:
         ctx.obj = SimpleNamespace(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", server_secret=SECRET
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+            server_secret=SECRET,
+            models=DEMO_MODELS,
         )
 
     root.add_command(keys)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -14,6 +14,7 @@ from llmserver.app.errors import documented_errors
 from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
+from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.keys import DEFAULT_ROLES
 from llmserver.domain.logs import LogQuery
 from llmserver.domain.quota import period_of
@@ -47,6 +48,7 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         rpm_limit=body.rpm_limit,
         allowed_models=tuple(body.allowed_models),
         expires_in=body.expires_in,
+        allow_unknown_models=body.allow_unknown_models,
     )
     return v.CreatedKey(key=plaintext, details=v.KeyView.of(key))
 
@@ -83,14 +85,33 @@ async def usage(
     return v.UsageList([v.UsageView.of(r) for r in records])
 
 
+_NAIVE_IS_UTC = "A time without a UTC offset is read as UTC."
+_SINCE = f"Rows logged at or after this time (ISO 8601). {_NAIVE_IS_UTC}"
+_UNTIL = f"Rows logged before this time (ISO 8601). {_NAIVE_IS_UTC}"
+
+
+def _utc(at: datetime | None, param: str) -> datetime | None:
+    """``at`` in UTC, as the store compares it; a time with no offset is taken to be UTC."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:00-02:00
+        raise InvalidRequest(
+            f"{param} {at.isoformat()} is outside the years 1 to 9999 in UTC.", param=param
+        ) from None
+
+
 @get("/logs", summary="Request logs, newest first, with filters", responses=ADMIN_ERRORS)
 async def logs(
     request: Request[Any, Any, Any],
     key_id: str | None = None,
     model: str | None = None,
     status: Annotated[int | None, Parameter(ge=100, le=599)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[datetime | None, Parameter(description=_SINCE)] = None,
+    until: Annotated[datetime | None, Parameter(description=_UNTIL)] = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> v.LogPage:
@@ -100,8 +121,8 @@ async def logs(
             key_id=key_id,
             model=model,
             status=status,
-            since=since,
-            until=until,
+            since=_utc(since, "since"),
+            until=_utc(until, "until"),
             limit=limit,
             offset=offset,
         )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from llmserver.domain.key_admin import MAX_NAME_LENGTH, MAX_QUOTA_TOKENS, MAX_RPM
 from llmserver.domain.keys import ApiKey, Role, RoleSpec
 from llmserver.domain.logs import RequestLog
 from llmserver.domain.quota import UsageRecord
@@ -54,13 +55,16 @@ class KeyList(msgspec.Struct, frozen=True):
 
 
 class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
     role: Role = Role.USER
-    quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**15)] | None = None
-    rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
+    quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUOTA_TOKENS)] | None = None
+    rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RPM)] | None = None
     allowed_models: list[str] = []
+    """Model ids or aliases, stored as ids; empty: every model."""
+    allow_unknown_models: bool = False
+    """Accept names in ``allowed_models`` that this server does not serve (yet)."""
     expires_in: str | None = None
-    """A duration such as ``30d``, ``12h`` or ``90m``."""
+    """A duration such as ``30d``, ``12h`` or ``90m``, at most ``36500d``."""
 
 
 class UsageView(msgspec.Struct, frozen=True):

@@ -1,0 +1,164 @@
+"""Hostile or careless input to the admin API and the playground routes, against a live
+server: a 4xx that names what was wrong (or a documented reading), never a 500."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ERROR_FIELDS = {"message", "type", "param", "code"}
+
+
+@pytest.fixture(scope="module")
+def admin(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    with httpx.Client(base_url=live_server.base_url, timeout=60, headers=headers) as http:
+        yield http
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == ERROR_FIELDS
+    return error
+
+
+@pytest.mark.parametrize("expires_in", ["3000000d", "36501d", "9" * 5000 + "s"])
+def test_a_lifetime_past_the_maximum_is_a_400_naming_expires_in(
+    admin: httpx.Client, expires_in: str
+) -> None:
+    """3000000d was an OverflowError: a 500."""
+    error = _error(admin.post("/admin/keys", json={"name": "x", "expires_in": expires_in}), 400)
+
+    assert (error["param"], error["code"]) == ("expires_in", "invalid_request")
+    assert "36500d" in error["message"]
+
+
+def _logged_row(admin: httpx.Client, live_server: Any) -> dict[str, Any]:
+    """The request-log row of one completion by a fresh key (alone under its key id)."""
+    created = admin.post("/admin/keys", json={"name": "logged"}).json()
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    answer = httpx.post(
+        live_server.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = admin.get("/admin/logs", params={"key_id": created["details"]["id"]}).json()
+        if rows["data"]:
+            return rows["data"][0]  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("the completion was never logged")
+
+
+def test_a_time_without_offset_is_read_as_utc(admin: httpx.Client, live_server: Any) -> None:
+    """A naive ``since`` was a 500 (the store refuses naive datetimes)."""
+    row = _logged_row(admin, live_server)
+    at = datetime.fromisoformat(row["created_at"])
+    naive = at.replace(tzinfo=None)
+
+    def total(**params: str) -> int:
+        response = admin.get("/admin/logs", params={"key_id": row["key_id"], **params})
+        assert response.status_code == 200, response.text
+        return int(response.json()["total"])
+
+    assert total(since=naive.isoformat()) == 1
+    assert total(since=(naive + timedelta(seconds=1)).isoformat()) == 0
+    assert total(until=(naive + timedelta(seconds=1)).isoformat()) == 1
+    assert total(until=naive.isoformat()) == 0
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [("since", "9999-12-31T23:59:59-23:00"), ("until", "0001-01-01T00:00:00+01:00")],
+)
+def test_a_time_outside_the_utc_calendar_is_a_400(
+    admin: httpx.Client, param: str, value: str
+) -> None:
+    error = _error(admin.get("/admin/logs", params={param: value}), 400)
+
+    assert (error["param"], error["code"]) == (param, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/admin/logs", {"limit": "0"}, "limit"),
+        ("/admin/logs", {"status": "abc"}, "status"),
+        ("/admin/logs", {"since": "yesterday"}, "since"),
+        ("/admin/usage", {"period": "2026-13"}, "period"),
+    ],
+)
+def test_query_parameter_errors_name_the_parameter(
+    admin: httpx.Client, path: str, params: dict[str, str], param: str
+) -> None:
+    """They said "Validation failed for GET ..." with param and code null."""
+    error = _error(admin.get(path, params=params), 400)
+
+    assert (error["param"], error["code"], error["type"]) == (
+        param,
+        "invalid_request",
+        "invalid_request_error",
+    )
+    assert f"parameter '{param}'" in error["message"]
+
+
+def test_a_key_for_an_alias_may_use_the_model(admin: httpx.Client, live_server: Any) -> None:
+    """A key created for ``demo`` was refused ``demo``: requests are checked by model id."""
+    created = admin.post("/admin/keys", json={"name": "alias", "allowed_models": ["demo"]})
+    assert created.status_code == 201, created.text
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    headers = {"Authorization": f"Bearer {created.json()['key']}"}
+
+    answer = httpx.post(
+        live_server.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert created.json()["details"]["allowed_models"] == ["demo-tiny-llama"]
+
+
+def test_unknown_models_are_refused_unless_allowed(admin: httpx.Client) -> None:
+    body: dict[str, Any] = {"name": "unknown", "allowed_models": ["demo", "no-such-model"]}
+
+    refused = _error(admin.post("/admin/keys", json=body), 400)
+    allowed = admin.post("/admin/keys", json=body | {"allow_unknown_models": True})
+
+    assert (refused["param"], refused["code"]) == ("allowed_models", "model_not_found")
+    assert "'no-such-model'" in refused["message"]
+    assert allowed.status_code == 201, allowed.text
+    assert allowed.json()["details"]["allowed_models"] == ["demo-tiny-llama", "no-such-model"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/%00", "/ui/assets/..%00/x", "/ui/" + "n" * 300, "/ui/%2e%2e%2f%2e%2e%2fetc"]
+)
+def test_unservable_playground_paths_are_404_without_a_key(live_server: Any, path: str) -> None:
+    """A NUL byte in a /ui path was an unauthenticated 500."""
+    error = _error(httpx.get(live_server.base_url + path, timeout=30), 404)
+
+    assert error["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/metrics", "text/plain; version=0.0.4; charset=utf-8"),
+        ("/ui/config.js", "text/javascript; charset=utf-8"),
+    ],
+)
+def test_text_answers_name_their_charset_once(
+    live_server: Any, path: str, content_type: str
+) -> None:
+    response = httpx.get(live_server.base_url + path, timeout=30)
+
+    assert response.status_code == 200
+    assert response.headers.get_list("content-type") == [content_type]
