@@ -46,7 +46,7 @@ from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import CompletionLane, openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, ReadinessCheck, Services, services_of
-from llmserver.app.settings import Settings, SqliteWriter
+from llmserver.app.settings import CacheScope, Settings, SqliteWriter
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
 from llmserver.domain.key_admin import KeyAdmin
@@ -220,7 +220,11 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
             log=batcher.submit,
             telemetry=metrics,
             policy=GatewayPolicy(
-                cache=CachePolicy(enabled=settings.cache_enabled, ttl_seconds=settings.cache_ttl_s),
+                cache=CachePolicy(
+                    enabled=settings.cache_enabled,
+                    ttl_seconds=settings.cache_ttl_s,
+                    shared_across_keys=settings.cache_scope is CacheScope.GLOBAL,
+                ),
                 cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
             ),
         )

@@ -50,6 +50,13 @@ class SqliteWriter(StrEnum):
     INLINE = "inline"
 
 
+class CacheScope(StrEnum):
+    """Whose answers a cached response is: each API key's own, or every key's."""
+
+    KEY = "key"
+    GLOBAL = "global"
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Every setting, with its default. The README's configuration table mirrors this."""
 
@@ -73,6 +80,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     request_timeout_s: float = 300.0
     cache_enabled: bool = True
     cache_ttl_s: int = 86_400
+    cache_scope: CacheScope = CacheScope.KEY
     cache_hits_count_against_quota: bool = False
     max_body_bytes: int = 1_048_576
     log_format: LogFormat = LogFormat.AUTO

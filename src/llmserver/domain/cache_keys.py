@@ -2,7 +2,9 @@
 
 The key hashes a canonical JSON array of everything that determines the answer: model id
 and revision, the prompt exactly as sent, and every generation parameter *after* the
-model's defaults are applied. So sending ``temperature: 0`` and leaving out a parameter
+model's defaults are applied; and whose answer it is: the API key's id, so that no key can
+learn from a hit what another key asked, or ``null`` where answers are shared by every key
+(``CachePolicy.shared_across_keys``). So sending ``temperature: 0`` and leaving out a parameter
 whose default is 0 give the same key, dictionary order never matters, and any change to
 content, model, revision or parameter gives another.
 """
@@ -15,9 +17,11 @@ from json.encoder import encode_basestring as _quote
 
 from llmserver.domain.inference import GenerationParams, Prompt
 
-CACHE_KEY_VERSION = 2
-"""2: the canonical form became a JSON array in a fixed order (1 was an object with sorted
-keys); entries cached under version 1 are simply never found again."""
+CACHE_KEY_VERSION = 3
+"""3: the owner (key id, or null for shared answers) follows the version. 2: the canonical
+form became a JSON array in a fixed order (1 was an object with sorted keys). Entries cached
+under an earlier version are simply never found again, so no answer cached for every key
+before 3 is handed to a key that is now entitled only to its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +30,16 @@ class CachePolicy:
     ttl_seconds: int = 24 * 3600
     cache_sampled_with_seed: bool = True
     """Cache temperature>0 requests when they carry an explicit seed."""
+    shared_across_keys: bool = False
+    """One answer for every key (a higher hit rate) rather than each key its own: then any
+    key can learn, from a hit, whether another key sent the same prompt before."""
 
 
 def canonical_json(
-    *, model_id: str, revision: str, prompt: Prompt, params: GenerationParams
+    *, owner: str | None, model_id: str, revision: str, prompt: Prompt, params: GenerationParams
 ) -> str:
     """Everything that determines the answer as a JSON array in a fixed order: version,
-    model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
+    owner, model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
     ``[role, content]`` pairs or the text prompt.
 
     Exactly what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes for
@@ -49,14 +56,21 @@ def canonical_json(
     temperature = float(params.temperature) + 0.0
     top_p = float(params.top_p) + 0.0
     seed = "null" if params.seed is None else int(params.seed)
+    scope = "null" if owner is None else _quote(owner)
     return (
-        f"[{CACHE_KEY_VERSION},{_quote(model_id)},{_quote(revision)},{int(params.max_tokens)},"
-        f"{temperature!r},{top_p!r},[{','.join(map(_quote, params.stop))}],{seed},{content}]"
+        f"[{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},"
+        f"{int(params.max_tokens)},{temperature!r},{top_p!r},"
+        f"[{','.join(map(_quote, params.stop))}],{seed},{content}]"
     )
 
 
-def cache_key(*, model_id: str, revision: str, prompt: Prompt, params: GenerationParams) -> str:
-    encoded = canonical_json(model_id=model_id, revision=revision, prompt=prompt, params=params)
+def cache_key(
+    *, owner: str | None, model_id: str, revision: str, prompt: Prompt, params: GenerationParams
+) -> str:
+    """``owner``: the id of the key the answer is for, or ``None`` for one shared by all."""
+    encoded = canonical_json(
+        owner=owner, model_id=model_id, revision=revision, prompt=prompt, params=params
+    )
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 

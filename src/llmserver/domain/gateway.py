@@ -377,7 +377,13 @@ class Gateway:
             key = None
             if is_cacheable(params, self._policy.cache, opted_out=not request.use_cache):
                 key = cache_key(
-                    model_id=spec.id, revision=spec.revision, prompt=request.prompt, params=params
+                    # Single-flight and both cache layers go by this key: per API key unless
+                    # shared (see ``CachePolicy.shared_across_keys``).
+                    owner=None if self._policy.cache.shared_across_keys else principal.key.id,
+                    model_id=spec.id,
+                    revision=spec.revision,
+                    prompt=request.prompt,
+                    params=params,
                 )
             with self._backend_errors(spec.id):
                 backend = self._backends.backend(spec.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from dataclasses import fields, replace
@@ -18,12 +19,14 @@ from llmserver.domain.cache_keys import (
     canonical_json,
     is_cacheable,
 )
-from llmserver.domain.gateway import generation_params
+from llmserver.domain.gateway import GatewayPolicy, generation_params
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
+from llmserver.domain.logs import CacheStatus
 
-from .world import SPEC, ask
+from .world import SPEC, World, ask, wait_until
 
 texts = st.text(max_size=20)
+owners = st.none() | texts
 messages = st.lists(
     st.builds(ChatMessage, role=st.sampled_from(["system", "user", "assistant"]), content=texts),
     min_size=1,
@@ -46,6 +49,7 @@ params = st.builds(
 @st.composite
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     return {
+        "owner": draw(owners),
         "model_id": draw(st.text(min_size=1, max_size=20)),
         "revision": draw(texts),
         "prompt": draw(prompts),
@@ -59,6 +63,7 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
     p: GenerationParams = request["params"]
     reference = [
         CACHE_KEY_VERSION,
+        request["owner"],
         request["model_id"],
         request["revision"],
         p.max_tokens,
@@ -74,7 +79,12 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
 
 
 def test_negative_zero_gives_the_key_of_zero() -> None:
-    common: dict[str, Any] = {"model_id": "m", "revision": "r", "prompt": Prompt(text="x")}
+    common: dict[str, Any] = {
+        "owner": None,
+        "model_id": "m",
+        "revision": "r",
+        "prompt": Prompt(text="x"),
+    }
     assert cache_key(**common, params=GenerationParams(temperature=-0.0)) == cache_key(
         **common, params=GenerationParams(temperature=0.0)
     )
@@ -107,7 +117,12 @@ def vars_of(p: GenerationParams) -> dict[str, Any]:
 def test_an_absent_parameter_equals_its_default(explicit: dict[str, Any]) -> None:
     absent = generation_params(SPEC, ask())
     given_explicitly = generation_params(SPEC, ask(**explicit))
-    key: dict[str, Any] = {"model_id": SPEC.id, "revision": SPEC.revision, "prompt": ask().prompt}
+    key: dict[str, Any] = {
+        "owner": "k1",
+        "model_id": SPEC.id,
+        "revision": SPEC.revision,
+        "prompt": ask().prompt,
+    }
     assert cache_key(**key, params=absent) == cache_key(**key, params=given_explicitly)
 
 
@@ -124,12 +139,14 @@ def mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     """``request`` with exactly one field changed: a top-level one, a parameter, or one
     message's role or content (or the raw prompt text)."""
     prompt: Prompt = request["prompt"]
-    parts = ["model_id", "revision", "prompt", *PARAM_VALUES]
+    parts = ["owner", "model_id", "revision", "prompt", *PARAM_VALUES]
     part = data.draw(st.sampled_from(parts))
     if part in PARAM_VALUES:
         old = getattr(request["params"], part)
         new = data.draw(PARAM_VALUES[part].filter(lambda v: v != old))
         return {**request, "params": replace(request["params"], **{part: new})}
+    if part == "owner":
+        return {**request, part: data.draw(owners.filter(lambda v: v != request[part]))}
     if part != "prompt":
         return {**request, part: data.draw(texts.filter(lambda v: v != request[part]))}
     if prompt.messages is None:
@@ -153,27 +170,44 @@ def test_any_change_to_any_field_changes_the_key(
 
 
 def test_adding_a_message_changes_the_key() -> None:
-    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {
+        "owner": None,
+        "model_id": "m",
+        "revision": "r",
+        "params": GenerationParams(),
+    }
     one = Prompt(messages=(ChatMessage("user", "hi"),))
     two = Prompt(messages=(ChatMessage("system", ""), ChatMessage("user", "hi")))
     assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)
 
 
 def test_a_chat_and_a_text_prompt_with_the_same_words_differ() -> None:
-    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {
+        "owner": None,
+        "model_id": "m",
+        "revision": "r",
+        "params": GenerationParams(),
+    }
     chat = cache_key(**common, prompt=Prompt(messages=(ChatMessage("user", "hi"),)))
     assert chat != cache_key(**common, prompt=Prompt(text="hi"))
 
 
 def test_message_boundaries_are_part_of_the_key() -> None:
-    common: dict[str, Any] = {"model_id": "m", "revision": "r", "params": GenerationParams()}
+    common: dict[str, Any] = {
+        "owner": None,
+        "model_id": "m",
+        "revision": "r",
+        "params": GenerationParams(),
+    }
     one = Prompt(messages=(ChatMessage("user", "ab"),))
     two = Prompt(messages=(ChatMessage("user", "a"), ChatMessage("user", "b")))
     assert cache_key(**common, prompt=one) != cache_key(**common, prompt=two)
 
 
 def test_a_key_is_a_sha256_hex_digest() -> None:
-    key = cache_key(model_id="m", revision="r", prompt=Prompt(text="x"), params=GenerationParams())
+    key = cache_key(
+        owner=None, model_id="m", revision="r", prompt=Prompt(text="x"), params=GenerationParams()
+    )
     assert len(key) == 64
     assert int(key, 16) >= 0
 
@@ -199,3 +233,53 @@ def test_only_reproducible_requests_are_cacheable(
 ) -> None:
     params = GenerationParams(temperature=temperature, seed=seed)
     assert is_cacheable(params, policy, opted_out=opted_out) is cacheable
+
+
+# -- whose answers they are -------------------------------------------------------------
+
+
+def test_each_key_has_its_own_entry_and_a_shared_one_is_nobody_s() -> None:
+    common: dict[str, Any] = {
+        "model_id": "m",
+        "revision": "r",
+        "prompt": Prompt(text="x"),
+        "params": GenerationParams(),
+    }
+    keys = {cache_key(owner=owner, **common) for owner in ("key-1", "key-2", "", None)}
+    assert len(keys) == 4
+
+
+async def test_by_default_a_key_never_gets_another_key_s_answer() -> None:
+    world = World()
+    alice, bob = await world.principal(), await world.principal()
+    statuses = [
+        (await world.gateway.complete(principal, ask(), f"r{n}")).cache_status
+        for n, principal in enumerate((alice, bob, bob))
+    ]
+    assert statuses == [CacheStatus.MISS, CacheStatus.MISS, CacheStatus.HIT]
+    assert world.backend.generate_calls == 2
+
+
+async def test_shared_answers_are_a_hit_for_every_key() -> None:
+    world = World(policy=GatewayPolicy(cache=CachePolicy(shared_across_keys=True)))
+    alice, bob = await world.principal(), await world.principal()
+    first = await world.gateway.complete(alice, ask(), "r1")
+    second = await world.gateway.complete(bob, ask(), "r2")
+    assert (first.cache_status, second.cache_status) == (CacheStatus.MISS, CacheStatus.HIT)
+    assert world.backend.generate_calls == 1
+
+
+async def test_by_default_only_one_key_s_identical_concurrent_requests_share_an_inference() -> None:
+    world = World()
+    world.backend.gate = asyncio.Event()
+    alice, bob = await world.principal(), await world.principal()
+    tasks = [
+        asyncio.create_task(world.gateway.complete(principal, ask(), f"r{n}"))
+        for n, principal in enumerate((alice, alice, bob))
+    ]
+    await wait_until(lambda: world.backend.generate_calls == 2)
+    world.backend.gate.set()
+    outcomes = await asyncio.gather(*tasks)
+    assert world.backend.generate_calls == 2
+    assert sorted(o.cache_status for o in outcomes[:2]) == [CacheStatus.HIT, CacheStatus.MISS]
+    assert outcomes[2].cache_status is CacheStatus.MISS

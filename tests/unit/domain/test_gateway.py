@@ -349,6 +349,10 @@ async def test_caching_can_be_switched_off_by_policy() -> None:
 
 # -- single-flight ----------------------------------------------------------------------
 
+SHARED = GatewayPolicy(cache=CachePolicy(shared_across_keys=True))
+"""Answers shared by every key, so that identical requests of different keys share one
+inference (per key, the default, only one key's requests do: see ``test_cache_keys``)."""
+
 
 async def start_identical(world: World, principals: list[Principal]) -> list[asyncio.Task[Outcome]]:
     tasks: list[asyncio.Task[Outcome]] = [
@@ -362,7 +366,7 @@ async def start_identical(world: World, principals: list[Principal]) -> list[asy
 
 
 async def test_identical_concurrent_requests_share_one_inference() -> None:
-    world = World()
+    world = World(policy=SHARED)
     world.backend.gate = asyncio.Event()
     principals = [await world.principal() for _ in range(6)]
     tasks = await start_identical(world, principals)
@@ -385,7 +389,7 @@ async def test_identical_concurrent_requests_share_one_inference() -> None:
 
 
 async def test_a_leader_failure_reaches_every_follower_and_releases_all() -> None:
-    world = World()
+    world = World(policy=SHARED)
     world.backend.gate = asyncio.Event()
     world.backend.error = RuntimeError("boom")
     principals = [await world.principal() for _ in range(4)]
@@ -404,7 +408,7 @@ async def test_a_leader_failure_reaches_every_follower_and_releases_all() -> Non
 
 
 async def test_followers_still_get_the_answer_when_the_leader_goes_away() -> None:
-    world = World()
+    world = World(policy=SHARED)
     world.backend.gate = asyncio.Event()
     principals = [await world.principal() for _ in range(3)]
     leader, *followers = await start_identical(world, principals)
@@ -421,7 +425,7 @@ async def test_followers_still_get_the_answer_when_the_leader_goes_away() -> Non
 
 
 async def test_the_shared_inference_stops_when_every_waiter_goes_away() -> None:
-    world = World()
+    world = World(policy=SHARED)
     world.backend.gate = asyncio.Event()
     principals = [await world.principal() for _ in range(3)]
     tasks = await start_identical(world, principals)
