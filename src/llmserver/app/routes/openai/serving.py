@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import structlog
 
+from llmserver.app.errors import INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE
 from llmserver.app.logging import new_request_id
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
 from llmserver.domain.inference import ChatMessage, Prompt, StreamEnd, TextDelta
+
+log = structlog.get_logger("llmserver.errors")
 
 MAX_STOP_SEQUENCES = 4
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
@@ -125,6 +129,8 @@ def text_request(
     body: p.CompletionRequest, *, use_cache: bool, raw: str | None
 ) -> CompletionRequest:
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if not prompt:
+        raise InvalidRequest("The prompt is empty; send some text to complete.", param="prompt")
     return _request(
         body, Prompt(text=prompt), body.max_tokens, "/v1/completions", use_cache=use_cache, raw=raw
     )
@@ -173,6 +179,13 @@ def _sse(payload: msgspec.Struct | dict[str, Any]) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
+def _error_event(message: str, code: str) -> bytes:
+    """An error inside a stream whose headers are gone: OpenAI clients read this object."""
+    return _sse(
+        {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    )
+
+
 async def sse_events(
     session: StreamSession,
     *,
@@ -219,18 +232,20 @@ async def sse_events(
                         yield _sse(p.TextCompletion(completion_id, created, model, [], usage=usage))
         yield DONE
     except GatewayError as exc:
-        # Headers are gone; OpenAI clients read an error object inside the stream.
         state["error_code"] = exc.code
-        yield _sse(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": "server_error",
-                    "param": None,
-                    "code": exc.code,
-                }
-            }
+        yield _error_event(exc.message, exc.code)
+        yield DONE
+    except Exception as exc:
+        # A bug, not the client's doing: the stream still ends as a stream should, and the
+        # client learns no more than a non-streaming 500 tells (the log has the rest).
+        log.error(
+            "unhandled_error",
+            error_type=type(exc).__name__,
+            request_id=state.get("request_id"),
+            exc_info=exc,
         )
+        state["error_code"] = INTERNAL_ERROR
+        yield _error_event(INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR)
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,66 @@
+"""A stream that fails part-way still ends as OpenAI's streams end: an error object in the
+stream, then ``[DONE]``; a bug's details stay in the server's log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from llmserver.app.routes.openai.serving import sse_events
+from llmserver.domain.errors import GenerationTimeout
+from llmserver.domain.gateway import StreamSession
+from llmserver.domain.inference import StreamEvent, TextDelta
+from llmserver.domain.logs import CacheStatus
+from llmserver.domain.registry import BackendKind, ModelSpec
+
+SPEC = ModelSpec(id="m", backend=BackendKind.TORCH, source="m")
+
+
+async def _failing(error: BaseException) -> AsyncIterator[StreamEvent]:
+    yield TextDelta("partial")
+    raise error
+
+
+async def _render(error: BaseException, *, chat: bool) -> tuple[list[Any], dict[str, Any]]:
+    session = StreamSession(SPEC, CacheStatus.MISS, None, datetime.now(UTC), _failing(error))
+    state: dict[str, Any] = {"request_id": "req-1"}
+    sent = [
+        chunk async for chunk in sse_events(session, chat=chat, include_usage=True, state=state)
+    ]
+    datas = [chunk.removeprefix(b"data: ").strip().decode() for chunk in sent]
+    return [data if data == "[DONE]" else json.loads(data) for data in datas], state
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat", "text"])
+async def test_a_bug_ends_the_stream_with_a_generic_error_and_done(chat: bool) -> None:
+    with capture_logs() as logs:
+        events, state = await _render(KeyError("secret internals"), chat=chat)
+    *_, error, done = events
+    assert done == "[DONE]"
+    assert error == {
+        "error": {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
+    }
+    assert "secret internals" not in json.dumps(events)
+    assert state["error_code"] == "internal_error"
+    [logged] = [entry for entry in logs if entry["event"] == "unhandled_error"]
+    assert logged["error_type"] == "KeyError"
+    assert logged["request_id"] == "req-1"
+    assert isinstance(logged["exc_info"], KeyError)
+
+
+async def test_a_gateway_error_says_what_happened() -> None:
+    events, state = await _render(GenerationTimeout("took longer than 1s"), chat=True)
+    *_, error, done = events
+    assert done == "[DONE]"
+    assert error["error"]["message"] == "took longer than 1s"
+    assert error["error"]["code"] == state["error_code"] == GenerationTimeout.code
