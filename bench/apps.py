@@ -44,6 +44,9 @@ class InstantBackend:
         assert prompt.messages is not None
         return sum(len(m.content.split()) + 4 for m in prompt.messages)
 
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        return 0
+
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         tokens = min(params.max_tokens, REPLY_TOKENS)
         return Completion(REPLY, await self.count_tokens(prompt), tokens, FinishReason.LENGTH)

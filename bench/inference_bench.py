@@ -51,6 +51,7 @@ def run() -> list[Target]:
 async def _measure(path: Path) -> list[Target]:
     import torch
 
+    from llmserver.adapters.inference.prompts import encode_prompt
     from llmserver.adapters.inference.torch_backend import TorchBackend
     from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
     from llmserver.domain.registry import BackendKind, ModelSpec
@@ -64,7 +65,7 @@ async def _measure(path: Path) -> list[Target]:
     model, tokenizer = backend.model, backend.tokenizer
     params = sum(p.numel() for p in model.parameters())
     prompts = [Prompt(messages=(ChatMessage("user", text),)) for text in PROMPTS]
-    prompt_ids = [backend._encode(p) for p in prompts]
+    prompt_ids = [encode_prompt(tokenizer, p, spec.id) for p in prompts]
     greedy = GenerationParams(max_tokens=NEW_TOKENS, temperature=0.0)
 
     raw = RawModel(model, tokenizer, NEW_TOKENS)

@@ -110,7 +110,7 @@ async def _measure(path: Path, base: str, key: str) -> list[Target]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmserver.adapters.inference.generation import encode_prompt
+    from llmserver.adapters.inference.prompts import encode_prompt
     from llmserver.domain.inference import ChatMessage, Prompt
 
     torch.manual_seed(0)

@@ -74,11 +74,15 @@ class InvalidRequest(GatewayError):
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
-    def __init__(self, *, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+    def __init__(
+        self, *, prompt_tokens: int, max_tokens: int, context_length: int, at_least: bool = False
+    ) -> None:
+        """``at_least``: ``prompt_tokens`` is a lower bound (the prompt was not tokenized)."""
+        many = "at least " if at_least else ""
         super().__init__(
             f"This model's maximum context length is {context_length} tokens. "
-            f"The request has {prompt_tokens} prompt tokens and asks for up to {max_tokens} "
-            f"completion tokens ({prompt_tokens + max_tokens} in total). "
+            f"The request has {many}{prompt_tokens} prompt tokens and asks for up to "
+            f"{max_tokens} completion tokens ({many}{prompt_tokens + max_tokens} in total). "
             "Shorten the prompt or lower max_tokens.",
             param="messages",
         )

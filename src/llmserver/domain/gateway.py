@@ -392,6 +392,15 @@ class Gateway:
             if cached is not None:
                 prompt_tokens = cached.prompt_tokens
             else:
+                # Length alone may prove it too long: then it is never tokenized.
+                floor = backend.min_prompt_tokens(request.prompt)
+                if floor + params.max_tokens > spec.context_length:
+                    raise ContextLengthExceeded(
+                        prompt_tokens=floor,
+                        max_tokens=params.max_tokens,
+                        context_length=spec.context_length,
+                        at_least=True,
+                    )
                 with self._backend_errors(spec.id):
                     prompt_tokens = await backend.count_tokens(request.prompt)
             if prompt_tokens + params.max_tokens > spec.context_length:

@@ -147,6 +147,13 @@ class InferenceBackend(Protocol):
         """
         ...
 
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        """A lower bound on ``count_tokens``, from the prompt's length alone (0 if unknown).
+
+        Cheap, so the gateway can refuse a prompt that cannot fit before it is tokenized.
+        """
+        ...
+
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion: ...
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:

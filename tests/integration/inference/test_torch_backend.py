@@ -98,7 +98,7 @@ async def first_event(
 
 @pytest.mark.parametrize("prompt", [CHAT, TEXT], ids=["chat", "text"])
 async def test_greedy_equals_model_generate(backend: TorchBackend, prompt: Prompt) -> None:
-    ids = backend._encode(prompt)
+    ids = await backend._encode.encode(prompt)
     out = backend.model.generate(torch.tensor([ids]), max_new_tokens=48, do_sample=False)
     expected_ids = out[0, len(ids) :].tolist()
     completion = await backend.generate(prompt, GenerationParams(max_tokens=48, temperature=0))

@@ -77,10 +77,19 @@ class FakeBackend:
     cancelled: int = 0
     streams_closed: int = 0
     seen_params: list[GenerationParams] = field(default_factory=list)
+    chars_per_token: int | None = None
+    """When set, ``min_prompt_tokens`` bounds the count by the prompt's length, as for a
+    vocabulary whose longest token has this many characters."""
 
     async def count_tokens(self, prompt: Prompt) -> int:
         self.count_calls += 1
         return words(prompt)
+
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        if self.chars_per_token is None:
+            return 0
+        chars = sum(len(m.content) for m in prompt.messages or ()) + len(prompt.text or "")
+        return -(-chars // self.chars_per_token)
 
     def _tokens(self, params: GenerationParams) -> list[str]:
         return self.reply.split()[: params.max_tokens]

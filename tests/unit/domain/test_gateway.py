@@ -152,6 +152,23 @@ async def test_a_prompt_too_long_for_the_context_is_refused_before_reserving() -
     await world.gateway.complete(principal, ask("word " * 56), "r2")
 
 
+async def test_a_prompt_provably_too_long_is_refused_without_counting_its_tokens() -> None:
+    world = World()
+    world.backend.chars_per_token = 5
+    principal = await world.principal()
+    with pytest.raises(ContextLengthExceeded) as caught:
+        await world.gateway.complete(principal, ask("word " * 200_000), "r1")  # 1 MB
+    assert world.backend.count_calls == 0
+    assert caught.value.prompt_tokens == 200_000
+    assert "has at least 200000 prompt tokens" in caught.value.message
+    assert (await world.usage_of(principal)).reserved_tokens == 0
+    assert world.telemetry.of("refused") == [("context_length",)]
+    assert world.logs[0].error_code == "context_length_exceeded"
+    # At the limit the floor proves nothing: the prompt is counted, and fits.
+    await world.gateway.complete(principal, ask("word " * 56), "r2")
+    assert world.backend.count_calls == 1
+
+
 async def test_a_full_backend_queue_is_refused_and_releases_the_reservation() -> None:
     world = World()
     world.backend.error = Overloaded("queue full", retry_after=2)

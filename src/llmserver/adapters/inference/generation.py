@@ -10,7 +10,6 @@ consumer goes away.
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
@@ -20,7 +19,6 @@ from llmserver.domain.inference import (
     Completion,
     FinishReason,
     GenerationParams,
-    Prompt,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -153,44 +151,3 @@ def check_request(prompt_tokens: int, params: GenerationParams, context_length: 
         raise ContextLengthExceeded(
             prompt_tokens=prompt_tokens, max_tokens=params.max_tokens, context_length=context_length
         )
-
-
-def encode_prompt(tokenizer: Any, prompt: Prompt, model_id: str) -> list[int]:
-    """Token ids exactly as the model sees them (chat prompts through the chat template)."""
-    if prompt.messages is None:
-        return [int(i) for i in tokenizer.encode(prompt.text)]
-    if not tokenizer.chat_template:
-        raise InvalidRequest(
-            f"model {model_id!r} has no chat template; use /v1/completions", param="model"
-        )
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-    ids = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
-    return [int(i) for i in ids]
-
-
-class PromptEncoder:
-    """``encode_prompt`` that remembers the last few prompts it encoded.
-
-    The gateway counts a prompt's tokens and then the backend encodes the same prompt to
-    run it; remembering saves a second chat-template render and tokenisation before the
-    first token. Only the event loop thread calls it, so it needs no lock.
-    """
-
-    def __init__(self, tokenizer: Any, model_id: str, size: int = 64) -> None:
-        self._tokenizer = tokenizer
-        self._model_id = model_id
-        self._size = size
-        self._known: collections.OrderedDict[Prompt, tuple[int, ...]] = collections.OrderedDict()
-
-    def __call__(self, prompt: Prompt) -> list[int]:
-        ids = self._known.get(prompt)
-        if ids is None:
-            ids = tuple(encode_prompt(self._tokenizer, prompt, self._model_id))
-            self._known[prompt] = ids
-            if len(self._known) > self._size:
-                self._known.popitem(last=False)
-        else:
-            self._known.move_to_end(prompt)
-        return list(ids)

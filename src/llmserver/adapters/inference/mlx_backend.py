@@ -25,8 +25,8 @@ from llmserver.adapters.inference.generation import (
     check_request,
     collect,
     consume,
-    encode_prompt,
 )
+from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -71,6 +71,7 @@ class MlxBackend:
         self._model, wrapper = loaded[0], loaded[1]
         self.tokenizer: Any = wrapper._tokenizer
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
+        self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
         self._context_length = spec.context_length
         self._max_queue = max_queue
         self._timeout = request_timeout_s
@@ -85,13 +86,18 @@ class MlxBackend:
         return self._spec.id
 
     async def count_tokens(self, prompt: Prompt) -> int:
-        return len(encode_prompt(self.tokenizer, prompt, self._spec.id))
+        return await self._encode.count(prompt)
+
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        return await collect(self.stream(prompt, params))
+        return await collect(self._start(await self._encode.encode(prompt), params))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        ids = encode_prompt(self.tokenizer, prompt, self._spec.id)
+        return self._encode.start(prompt, lambda ids: self._start(ids, params))
+
+    def _start(self, ids: list[int], params: GenerationParams) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
         job = _Job(
             ids,
@@ -125,6 +131,7 @@ class MlxBackend:
     async def close(self) -> None:
         with self._lock:
             self._closed = True
+        self._encode.close()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def _leave_queue(self, job: _Job) -> bool:

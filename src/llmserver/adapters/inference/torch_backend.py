@@ -40,13 +40,13 @@ import torch
 
 from llmserver.adapters.inference.generation import (
     EventChannel,
-    PromptEncoder,
     TokenEvents,
     check_request,
     collect,
     consume,
 )
 from llmserver.adapters.inference.kv_cache import Batch, new_cache
+from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -144,7 +144,6 @@ class TorchBackend:
         )
         self.model: Any = model.to(self.device).eval()
         self._eos = self._eos_ids()
-        self._encode = PromptEncoder(self.tokenizer, spec.id)
         self._max_batch = max(1, max_batch_size)
         self._max_queue = max_queue
         self._timeout = request_timeout_s
@@ -152,6 +151,7 @@ class TorchBackend:
             spec.context_length,
             int(getattr(self.model.config, "max_position_embeddings", spec.context_length)),
         )
+        self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=self._context_length)
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Request] = collections.deque()
         self._batch: Batch[_Request] = Batch()
@@ -171,13 +171,17 @@ class TorchBackend:
         return self._spec.id
 
     async def count_tokens(self, prompt: Prompt) -> int:
-        return len(self._encode(prompt))
+        return await self._encode.count(prompt)
+
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        return await collect(self._start(prompt, params, buffered=True))
+        ids = await self._encode.encode(prompt)
+        return await collect(self._start(ids, params, buffered=True))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._start(prompt, params, buffered=False)
+        return self._encode.start(prompt, lambda ids: self._start(ids, params, buffered=False))
 
     def status(self) -> BackendStatus:
         with self._cond:
@@ -201,14 +205,14 @@ class TorchBackend:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._encode.close()
         await asyncio.to_thread(self._worker.join)
 
     # -- request side ---------------------------------------------------------------
 
     def _start(
-        self, prompt: Prompt, params: GenerationParams, *, buffered: bool
+        self, ids: list[int], params: GenerationParams, *, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
-        ids = self._encode(prompt)
         check_request(len(ids), params, self._context_length)
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         request = self._submit(ids, params, channel)
