@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +46,7 @@ from llmserver.adapters.inference.generation import (
 )
 from llmserver.adapters.inference.kv_cache import Batch, new_cache
 from llmserver.adapters.inference.prompts import PromptEncoder
+from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -58,42 +58,6 @@ from llmserver.domain.inference import (
 from llmserver.domain.registry import ModelSpec
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit choice must be available."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = mps is not None and bool(mps.is_available())
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if mps_ok else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {requested!r} was requested but CUDA is not available to this torch "
-            f"build ({torch.__version__}); use device 'cpu' or 'auto'"
-        )
-    if requested == "mps" and not mps_ok:
-        raise RuntimeError("device 'mps' was requested but MPS is not available here")
-    if requested not in {"cpu", "mps"} and not requested.startswith("cuda"):
-        raise RuntimeError(f"unknown device {requested!r}; use auto, cpu, cuda or mps")
-    return torch.device(requested)
-
-
-def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
-    if requested == "auto":
-        # Half precision is slow or unsupported for many CPU kernels.
-        return torch.float32 if device.type == "cpu" else torch.float16
-    if requested not in _DTYPES:
-        raise RuntimeError(f"unknown dtype {requested!r}; use auto, {', '.join(_DTYPES)}")
-    return _DTYPES[requested]
-
 
 @dataclass(eq=False)
 class _Request:
@@ -127,23 +91,14 @@ class TorchBackend:
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self._threads = threads
         if threads:
             torch.set_num_threads(threads)
         self._spec = spec
-        self.device = resolve_device(spec.device)
-        self.dtype = resolve_dtype(spec.dtype, self.device)
-        hub_args: dict[str, Any] = {} if Path(spec.source).is_dir() else {"revision": spec.revision}
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(spec.source, **hub_args)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            spec.source, dtype=self.dtype, attn_implementation="sdpa", **hub_args
-        )
-        self.model: Any = model.to(self.device).eval()
-        self._eos = self._eos_ids()
+        loaded = load_model(spec)
+        self.tokenizer: Any = loaded.tokenizer
+        self.model: Any = loaded.model
+        self.device, self.dtype, self._eos = loaded.device, loaded.dtype, loaded.eos
         self._max_batch = max(1, max_batch_size)
         self._max_queue = max_queue
         self._timeout = request_timeout_s
@@ -254,12 +209,6 @@ class TorchBackend:
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text
-
-    def _eos_ids(self) -> frozenset[int]:
-        configured = getattr(self.model.generation_config, "eos_token_id", None)
-        ids = [*configured] if isinstance(configured, list) else [configured]
-        ids.append(self.tokenizer.eos_token_id)
-        return frozenset(int(i) for i in ids if i is not None)
 
     # -- worker side ----------------------------------------------------------------
 
