@@ -159,6 +159,8 @@ async def test_the_longest_lifetime_is_accepted(admin: KeyAdmin, clock: FakeCloc
         ({"quota_tokens": -1}, "quota_tokens"),
         ({"rpm_limit": -1}, "rpm_limit"),
         ({"name": "n" * 201}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"allowed_models": ["m\x00"], "allow_unknown_models": True}, "allowed_models"),
         ({"quota_tokens": 10**15 + 1}, "quota_tokens"),
         ({"rpm_limit": 10**9 + 1}, "rpm_limit"),
     ],

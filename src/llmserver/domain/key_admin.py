@@ -83,6 +83,10 @@ def allowed_model_ids(
     for name in (n.strip() for n in names):
         if not name:
             continue
+        if "\x00" in name:  # no model is named so, and PostgreSQL's JSONB cannot store it
+            raise InvalidRequest(
+                "A model name cannot contain a NUL character.", param="allowed_models"
+            )
         try:
             ids.append(models.resolve(name).id)
         except ModelNotFound:
@@ -132,6 +136,8 @@ class KeyAdmin:
         """
         if not name.strip():
             raise InvalidRequest("A key needs a name.", param="name")
+        if "\x00" in name:  # PostgreSQL text cannot hold it: the insert would fail (a 500)
+            raise InvalidRequest("A key name cannot contain a NUL character.", param="name")
         if len(name.strip()) > MAX_NAME_LENGTH:
             raise InvalidRequest(
                 f"A key name has at most {MAX_NAME_LENGTH} characters.", param="name"

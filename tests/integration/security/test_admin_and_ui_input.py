@@ -3,13 +3,24 @@ server: a 4xx that names what was wrong (or a documented reading), never a 500."
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+
+from livesupport import (
+    TEST_SECRET,
+    free_port,
+    issue_keys,
+    migrate,
+    server_env,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +173,50 @@ def test_text_answers_name_their_charset_once(
 
     assert response.status_code == 200
     assert response.headers.get_list("content-type") == [content_type]
+
+
+@pytest.fixture(scope="module")
+def postgres_admin(
+    make_postgres_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """An admin client of a server on PostgreSQL (no models: only the admin API is used)."""
+    root = tmp_path_factory.mktemp("postgres-admin")
+    url = make_postgres_database()
+    env = server_env(url, root / "no-demo-model", LLMSERVER_PROFILE="none")
+    migrate(url, env)
+    keys = asyncio.run(issue_keys(url, TEST_SECRET))
+    port = free_port()
+    process = start_server(env, root / "server.log", port)
+    headers = {"Authorization": f"Bearer {keys.admin}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as http:
+            yield http
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("GET", "/admin/keys/%00", None, "key_id"),
+        ("DELETE", "/admin/keys/a%00b", None, "key_id"),
+        ("GET", "/admin/logs?key_id=%00", None, "key_id"),
+        ("GET", "/admin/logs?model=m%00", None, "model"),
+        ("GET", "/admin/usage?key_id=%00", None, "key_id"),
+        ("POST", "/admin/keys", {"name": "a\u0000b"}, "name"),
+        (
+            "POST",
+            "/admin/keys",
+            {"name": "n", "allowed_models": ["m\u0000"], "allow_unknown_models": True},
+            "allowed_models",
+        ),
+    ],
+)
+def test_a_nul_character_is_a_400_on_postgresql(
+    postgres_admin: httpx.Client, method: str, path: str, body: Any, param: str
+) -> None:
+    """PostgreSQL text cannot hold U+0000: the driver failed each of these (a 500)."""
+    error = _error(postgres_admin.request(method, path, json=body), 400)
+
+    assert (error["param"], error["code"]) == (param, "invalid_request")

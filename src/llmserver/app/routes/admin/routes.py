@@ -27,6 +27,14 @@ MAX_OFFSET = 1_000_000_000
 """Databases take 64-bit offsets at most; nobody pages a billion rows deep."""
 
 
+async def _refuse_nul(request: Request[Any, Any, Any]) -> None:
+    """PostgreSQL text cannot hold U+0000, and its driver fails a query that carries one (a
+    500) where the answer could only be "nothing found": name the parameter instead."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"{name} must not contain a NUL character.", param=name)
+
+
 async def _admin(request: Request[Any, Any, Any]) -> Services:
     await authenticate_admin(request)
     return services_of(request)
@@ -142,4 +150,5 @@ def admin_router() -> Router:
         route_handlers=[create_key, list_keys, show_key, revoke_key, usage, logs, roles],
         tags=["Admin"],
         security=[{"BearerToken": []}],
+        before_request=_refuse_nul,
     )
