@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.memory import MemoryRequestLogStore
 from llmserver.domain.logs import LogQuery, RequestLog
+from llmserver.domain.ports import RowsRejected
 
 T0 = datetime(2026, 3, 14, tzinfo=UTC)
 
@@ -34,6 +36,9 @@ class RecordingSink:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("database restarting")
+        # What a database does with a value it cannot store: refuse the whole batch.
+        if any(r.request_id.startswith("bad") for r in rows):
+            raise RowsRejected("value too long for type character varying(128)")
         self.batches.append([r.request_id for r in rows])
         self.written.set()
 
@@ -85,6 +90,36 @@ async def test_failed_writes_keep_the_rows_and_retry_in_order() -> None:
     assert sink.ids == [f"req-{n}" for n in range(5)]
     assert batcher.flush_failures == 3
     assert batcher.flushed_rows == 5
+
+
+async def test_rejected_rows_are_isolated_and_an_outage_while_splitting_repeats_no_row() -> None:
+    sink = RecordingSink()
+    batcher = RequestLogBatcher(
+        sink, flush_interval_ms=600_000, max_batch_rows=16, retry_initial_ms=1, retry_max_ms=1
+    )
+    await batcher.start()
+    ids = [f"bad-{n}" if n in (3, 4, 11) else f"req-{n}" for n in range(16)]
+    for request_id in ids:
+        batcher.submit(replace(row(0), request_id=request_id))
+    # Splitting, rows 0-1 and 2 are written, then the database restarts (the 7th write,
+    # row 3 alone): the retry must start at row 3 and write nothing twice.
+    original = sink.write
+    calls = 0
+
+    async def restart_midway(rows: Sequence[RequestLog]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 7:
+            raise ConnectionError("database restarting")
+        await original(rows)
+
+    sink.write = restart_midway  # type: ignore[method-assign]
+    assert await batcher.close() == 0
+
+    assert sink.ids == [i for i in ids if not i.startswith("bad")]
+    assert (batcher.flushed_rows, batcher.dead_lettered_rows) == (13, 3)
+    assert batcher.flush_failures == 1
+    assert batcher.queue_size == 0
 
 
 async def test_a_full_queue_refuses_and_counts_and_submit_wait_waits_for_room() -> None:

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from llmserver.app.metrics import OTHER, Metrics, status_class
+from llmserver.app.metrics_scrape import BatcherState
 from llmserver.domain.ports import Telemetry
 
 MODELS = frozenset({"llama-3.2-1b", "demo"})
@@ -115,17 +116,18 @@ def test_model_load_state(metrics: Metrics) -> None:
 
 def test_scrape_time_gauges_read_their_sources_on_every_render(metrics: Metrics) -> None:
     depth = {"demo": 3, "llama-3.2-1b": 0}
-    batcher = [7, 0.012]
+    batcher = BatcherState(7, 0.012, 0)
     metrics.set_queue_depth_source(lambda: depth)
-    metrics.set_batcher_source(lambda: (int(batcher[0]), batcher[1]))
+    metrics.set_batcher_source(lambda: batcher)
     assert value(metrics, "llmserver_model_queue_depth", model="demo") == 3
     assert value(metrics, "llmserver_request_log_queue_size") == 7
 
     depth["demo"] = 1
-    batcher[:] = [0, 0.5]
+    batcher = BatcherState(0, 0.5, 2)
     assert value(metrics, "llmserver_model_queue_depth", model="demo") == 1
     assert value(metrics, "llmserver_request_log_queue_size") == 0
     assert value(metrics, "llmserver_request_log_last_flush_duration_seconds") == 0.5
+    assert value(metrics, "llmserver_request_log_dead_lettered_rows_total") == 2
 
 
 def test_scrape_time_gauges_are_empty_without_sources(metrics: Metrics) -> None:

@@ -8,6 +8,15 @@ Nothing is dropped silently:
 
 * A failing sink (database restarting, network blip) keeps the rows queued and retries
   with exponential backoff, in order, until the write succeeds.
+* A sink that rejects rows for what they hold (``RowsRejected``: a value too long for its
+  column, a NUL character PostgreSQL refuses) would fail the same batch forever and hold
+  back every later row. So a rejected batch is split until the offending rows stand
+  alone (``dead_letter.write_isolating``); those are set aside with a ``rows_dead_lettered``
+  warning naming their request ids and counted in ``dead_lettered_rows``, and the rest are
+  written. Whether an error rejects rows or is an outage is decided where the exception
+  is seen, by the sink (``sql._rejects``; for SQLite's writer process, in that process):
+  only data and constraint errors reject; anything else, unknown errors included, is
+  retried, since retrying delays rows where setting them aside loses them.
 * The queue is bounded by ``max_queue``. When it is full, ``submit`` refuses the row and
   returns ``False``; the refusal is counted in ``rejected_rows`` and logged once per
   episode of pressure. Callers that can wait use ``await submit_wait(row)``, which blocks
@@ -22,13 +31,14 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import islice
 
 import structlog
 
+from llmserver.adapters.dead_letter import dead_letter, write_isolating
 from llmserver.domain.logs import RequestLog
-from llmserver.domain.ports import RequestLogSink
+from llmserver.domain.ports import RequestLogSink, RowsRejected
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +76,8 @@ class RequestLogBatcher:
         self.flushed_rows = 0
         self.flush_failures = 0
         self.rejected_rows = 0
+        self.dead_lettered_rows = 0
+        """Rows the sink rejected for their values, set aside so that later rows flow."""
 
     @property
     def queue_size(self) -> int:
@@ -151,8 +163,8 @@ class RequestLogBatcher:
             batch = list(islice(self._queue, self._max_batch))
             started = time.perf_counter()
             try:
-                await self._sink.write(batch)
-            except Exception as exc:  # any sink failure: keep the rows, back off, retry
+                await write_isolating(self._sink.write, batch, self._settled)
+            except Exception as exc:  # an outage: keep the rows not settled, back off, retry
                 self.flush_failures += 1
                 log.warning(
                     "request_log_flush_failed",
@@ -164,12 +176,19 @@ class RequestLogBatcher:
                 delay = min(delay * 2, self._retry_max)
                 continue
             elapsed = time.perf_counter() - started
-            for _ in batch:
-                self._queue.popleft()
             delay = self._retry_initial
-            self.flushed_rows += len(batch)
             self.last_flush_seconds = elapsed
             if self._on_flush is not None:
                 self._on_flush(elapsed)
-            if not self.full:
-                self._room.set()
+
+    def _settled(self, rows: Sequence[RequestLog], error: RowsRejected | None) -> None:
+        """Rows at the head of the queue were written (``error`` None) or set aside."""
+        for _ in rows:
+            self._queue.popleft()
+        if error is None:
+            self.flushed_rows += len(rows)
+        else:
+            self.dead_lettered_rows += len(rows)
+            dead_letter("request_logs", [row.request_id for row in rows], error)
+        if not self.full:
+            self._room.set()

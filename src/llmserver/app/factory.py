@@ -40,6 +40,7 @@ from llmserver.app.auth import authenticate_admin
 from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_logging
 from llmserver.app.metrics import Metrics
+from llmserver.app.metrics_scrape import BatcherState
 from llmserver.app.openapi import document_completion_routes
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
@@ -194,7 +195,11 @@ async def _lifespan(app: Litestar, settings: Settings, overrides: Overrides) -> 
         )
         await batcher.start()
         stack.push_async_callback(batcher.close)
-        metrics.set_batcher_source(lambda: (batcher.queue_size, batcher.last_flush_seconds or 0.0))
+        metrics.set_batcher_source(
+            lambda: BatcherState(
+                batcher.queue_size, batcher.last_flush_seconds or 0.0, batcher.dead_lettered_rows
+            )
+        )
 
         # Before the models: the exit stack flushes these after the last request settled.
         usage, cache = await _state_stores(stack, database, settings, clock)

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -34,11 +33,16 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
+
+from llmserver.app.metrics_scrape import (
+    BatcherSource,
+    QueueDepthSource,
+    ScrapeSources,
+    ScrapeTimeCollector,
+)
 
 OTHER = "other"
 """The label value every unknown or over-the-cap value is folded into."""
@@ -75,9 +79,6 @@ _CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-QueueDepthSource = Callable[[], Mapping[str, int]]
-BatcherSource = Callable[[], tuple[int, float]]
-
 
 class _BoundedLabel:
     """Maps free-form label values onto a bounded set.
@@ -109,50 +110,6 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
 
 
-@dataclass(slots=True)
-class _ScrapeSources:
-    queue_depth: QueueDepthSource | None = None
-    batcher: BatcherSource | None = None
-
-
-class _ScrapeTimeCollector(Collector):
-    """Gauges read from their owners when Prometheus scrapes, so they are exact, not polled."""
-
-    def __init__(self, sources: _ScrapeSources, model_label: _BoundedLabel) -> None:
-        self._sources = sources
-        self._model = model_label
-
-    def collect(self) -> Iterator[Metric]:
-        depth = GaugeMetricFamily(
-            "llmserver_model_queue_depth",
-            "Requests waiting for or in generation, per model.",
-            labels=["model"],
-        )
-        if self._sources.queue_depth is not None:
-            by_label: dict[str, int] = {}
-            for model, n in self._sources.queue_depth().items():
-                label = self._model(model)
-                by_label[label] = by_label.get(label, 0) + n
-            for label, n in sorted(by_label.items()):
-                depth.add_metric([label], n)
-        yield depth
-
-        size = GaugeMetricFamily(
-            "llmserver_request_log_queue_size",
-            "Request-log rows waiting for the batcher to write them.",
-        )
-        last = GaugeMetricFamily(
-            "llmserver_request_log_last_flush_duration_seconds",
-            "Duration of the request-log batcher's latest flush.",
-        )
-        if self._sources.batcher is not None:
-            queued, last_flush = self._sources.batcher()
-            size.add_metric([], queued)
-            last.add_metric([], last_flush)
-        yield size
-        yield last
-
-
 class Metrics:
     """The app's Prometheus metrics; implements the domain ``Telemetry`` port."""
 
@@ -174,8 +131,8 @@ class Metrics:
         self._kind = _BoundedLabel()
         self._component = _BoundedLabel()
         self._layer = _BoundedLabel(CACHE_LAYERS)
-        self._sources = _ScrapeSources()
-        self._scrape_time = _ScrapeTimeCollector(self._sources, self._model)
+        self._sources = ScrapeSources()
+        self._scrape_time = ScrapeTimeCollector(self._sources, self._model)
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._per_request: dict[tuple[Any, ...], Any] = {}

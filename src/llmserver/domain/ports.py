@@ -80,8 +80,19 @@ class RateLimitStore(Protocol):
         ...
 
 
+class RowsRejected(Exception):
+    """A store refused rows for what they hold (a value its column cannot take, a broken
+    constraint): writing the same rows again fails the same way, where an outage passes.
+
+    Background writers (request logs, written-behind usage and cache) split a rejected
+    batch to set aside only the offending rows; any other exception keeps the rows queued
+    for a retry."""
+
+
 class RequestLogSink(Protocol):
-    async def write(self, rows: Sequence[RequestLog]) -> None: ...
+    async def write(self, rows: Sequence[RequestLog]) -> None:
+        """Write the rows in one transaction; ``RowsRejected`` if their values are refused."""
+        ...
 
 
 class RequestLogReader(Protocol):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
 
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.sql import SqlDatabase, migrate
@@ -94,3 +95,53 @@ async def test_rows_survive_the_database_going_away_and_coming_back(
         assert await stored_ids(db, "outage") == [r.request_id for r in batch]
     finally:
         await db.dispose()
+
+
+async def _drained(batcher: RequestLogBatcher) -> None:
+    while batcher.queue_size:
+        await asyncio.sleep(0.01)
+
+
+def _bad_rows(url: str) -> dict[int, RequestLog]:
+    """Rows the database refuses, by position in the batch: a NULL in a NOT NULL column
+    everywhere, and on PostgreSQL what SQLite lets through (too long, a NUL character)."""
+    bad = {0: RequestLog("null-route", T0, None, 200, 1.0)}  # type: ignore[arg-type]
+    if make_url(url).get_backend_name() == "postgresql":
+        bad[137] = RequestLog("r" * 129, T0, "/v1/completions", 200, 1.0)
+        bad[138] = RequestLog("nul-body", T0, "/v1/completions", 200, 1.0, body="a\x00b")
+        bad[299] = RequestLog("long-model", T0, "/v1/completions", 200, 1.0, model="m" * 201)
+    return bad
+
+
+@pytest.mark.parametrize("writer_process", [False, True], ids=["inline", "writer-process"])
+async def test_a_mixed_batch_writes_every_good_row_and_sets_the_bad_ones_aside(
+    migrated_database_url: str, writer_process: bool
+) -> None:
+    db = SqlDatabase.from_url(migrated_database_url, writer_process=writer_process)
+    batcher = RequestLogBatcher(
+        db.logs, flush_interval_ms=600_000, max_batch_rows=300, retry_initial_ms=10
+    )
+    await batcher.start()
+    # The Postgres database is the session's: key ids of this test's own.
+    good = rows(300, f"mixed-{writer_process}")
+    bad = _bad_rows(migrated_database_url)
+    mixed = [bad.get(n, row) for n, row in enumerate(good)]
+    later = rows(300, f"later-{writer_process}")
+    try:
+        with capture_logs() as logged:
+            for row in mixed:
+                assert batcher.submit(row)
+            await asyncio.wait_for(_drained(batcher), 10)
+            for row in later:  # the stream goes on after the bad rows
+                assert batcher.submit(row)
+            assert await batcher.close(timeout_s=10) == 0
+        expected = sorted(r.request_id for n, r in enumerate(good) if n not in bad)
+        assert await stored_ids(db, f"mixed-{writer_process}") == expected
+        assert await stored_ids(db, f"later-{writer_process}") == [r.request_id for r in later]
+    finally:
+        await db.dispose()
+    assert (batcher.flushed_rows, batcher.dead_lettered_rows) == (600 - len(bad), len(bad))
+    assert batcher.flush_failures == 0
+    dead = [e for e in logged if e["event"] == "rows_dead_lettered"]
+    assert sorted(i for e in dead for i in e["ids"]) == sorted(r.request_id for r in bad.values())
+    assert all(e["store"] == "request_logs" and e["error"] for e in dead)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql.cache import SqlCompletionCache
@@ -282,3 +284,26 @@ async def test_waiting_cache_entries_are_bounded_while_the_database_is_away(
 
     kept = [key for key in (f"k{n}" for n in range(5)) if await db.cache.peek(key, NOW)]
     assert kept == ["k2", "k3", "k4"]  # the newest three; the cache forgot the rest
+
+
+async def test_rows_the_database_rejects_are_set_aside_and_the_rest_written(
+    db: SqlDatabase,
+) -> None:
+    # NULL in a NOT NULL column: what any database refuses, whatever is retried.
+    ledger = WriteBehindUsageStore(db.usage)
+    for key in ("a", None, "b"):
+        await ledger.settle(key, P, 0, 7)  # type: ignore[arg-type]
+    cache = WriteBehindCompletionCache(db.cache, index=True)
+    for entry in (_entry("x"), replace(_entry("bad"), model=None), _entry("y")):
+        await cache.put(entry)  # type: ignore[arg-type]
+
+    with capture_logs() as logged:
+        await ledger.flush()
+        await cache.flush()
+
+    assert ledger.pending == 0
+    assert [(r.key_id, r.used_tokens) for r in await db.usage.list()] == [("a", 7), ("b", 7)]
+    assert await db.cache.peek("bad", NOW) is None
+    assert [await db.cache.peek(k, NOW) is not None for k in ("x", "y")] == [True, True]
+    dead = [(e["store"], e["ids"]) for e in logged if e["event"] == "rows_dead_lettered"]
+    assert dead == [("usage", [f"None/{P}"]), ("completion_cache", ["bad"])]

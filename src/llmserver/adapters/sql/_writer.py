@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._engine import sqlite_pragmas
+from llmserver.adapters.sql._rejects import rejection
 from llmserver.adapters.sql._writes import write_statements
 
 Op = tuple[str, list[dict[str, Any]]]
@@ -132,21 +133,29 @@ class TransactionWriter:
             await self._process.start()
 
     async def run(self, ops: Sequence[Op]) -> None:
-        """Execute the named writes in one transaction."""
+        """Execute the named writes in one transaction; ``RowsRejected`` if the database
+        refused their values (see ``_rejects``)."""
         ops = [op for op in ops if op[1]]
         if not ops:
             return
         if self._process is not None:
-            await self._process.run(ops)
-        elif self._sync is not None and self._binder is not None:
-            async with self._turn:
-                with self._sync.begin() as conn:
-                    for _ in self._binder.steps(conn, ops):
-                        await asyncio.sleep(0)  # requests run; the transaction stays open
-        else:
-            async with self._async.begin() as conn:
-                for name, rows in ops:
-                    await conn.execute(self._statements[name], rows)
+            await self._process.run(ops)  # classifies its errors where it sees them
+            return
+        try:
+            if self._sync is not None and self._binder is not None:
+                async with self._turn:
+                    with self._sync.begin() as conn:
+                        for _ in self._binder.steps(conn, ops):
+                            await asyncio.sleep(0)  # requests run; the transaction stays open
+            else:
+                async with self._async.begin() as conn:
+                    for name, rows in ops:
+                        await conn.execute(self._statements[name], rows)
+        except Exception as exc:
+            rejected = rejection(exc)
+            if rejected is None:
+                raise
+            raise rejected from exc
 
     async def dispose(self) -> None:
         if self._process is not None:

@@ -1,9 +1,11 @@
 """The SQLite writer process: named writes in, one transaction each, a reply out.
 
 Frames on stdin and stdout are a 4-byte big-endian length and a msgpack body: requests
-``{"ops": [[name, rows], ...]}``, replies ``{"error": null | "..."}``. The serving process
-starts one per database on its first write and a new one if it dies; a write whose reply
-never came is reported failed, and its caller retries it.
+``{"ops": [[name, rows], ...]}``, replies ``{"error": null | "...", "rejected": bool}``;
+``rejected`` says the database refused the rows' values (see ``_rejects``), which only
+this process can tell from the exception, and is raised here as ``RowsRejected``. The
+serving process starts one per database on its first write and a new one if it dies; a
+write whose reply never came is reported failed, and its caller retries it.
 
 Run as ``python -m llmserver.adapters.sql.writer_process <sqlite URL>``.
 """
@@ -25,6 +27,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 from sqlalchemy.engine import make_url
+
+from llmserver.domain.ports import RowsRejected
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
@@ -100,7 +104,7 @@ class WriterProcess:
                 await self._discard()
                 raise
         if reply["error"] is not None:
-            raise WriteFailed(reply["error"])
+            raise (RowsRejected if reply.get("rejected") else WriteFailed)(reply["error"])
 
     async def _discard(self) -> None:
         proc, self._proc = self._proc, None
@@ -132,6 +136,7 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
 
 def serve(url: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
     from llmserver.adapters.sql._engine import SQLITE_BUSY_TIMEOUT_MS
+    from llmserver.adapters.sql._rejects import rejection
     from llmserver.adapters.sql._writer import RowBinder, sqlite_sync_engine
 
     # This process may wait for a lock: it serves nothing else.
@@ -142,13 +147,16 @@ def serve(url: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
     try:
         while (body := _read_frame(stdin)) is not None:
             error: str | None = None
+            rejected = None
             try:
                 with engine.begin() as conn:
                     for _ in binder.steps(conn, _DECODER.decode(body)["ops"]):
                         pass
             except Exception as exc:  # reported to the caller, which retries
-                error = f"{type(exc).__name__}: {exc}"
-            stdout.write(_frame(_ENCODER.encode({"error": error})))
+                rejected = rejection(exc)
+                error = str(rejected) if rejected else f"{type(exc).__name__}: {exc}"
+            reply = {"error": error, "rejected": rejected is not None}
+            stdout.write(_frame(_ENCODER.encode(reply)))
             stdout.flush()
     finally:
         engine.dispose()

@@ -6,8 +6,9 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
+from llmserver.adapters.dead_letter import dead_letter, write_isolating
 from llmserver.adapters.shared_loads import SharedLoads
-from llmserver.domain.ports import CachedCompletion
+from llmserver.domain.ports import CachedCompletion, RowsRejected
 
 
 class DurableCache(Protocol):
@@ -91,12 +92,20 @@ class WriteBehindCompletionCache:
         return await self._durable.purge_expired(now)
 
     async def flush(self) -> None:
-        """Write queued entries, then queued hit counts; whatever fails stays queued."""
+        """Write queued entries, then queued hit counts; whatever fails stays queued, but
+        what the database rejects is set aside (``dead_letter``): a cache may forget."""
         if self._entries:
             entries = self._writing = self._entries
             self._entries = {}
+
+            def settled(done: Sequence[CachedCompletion], error: RowsRejected | None) -> None:
+                for entry in done:
+                    del entries[entry.key]
+                if error is not None:
+                    dead_letter("completion_cache", [e.key for e in done], error)
+
             try:
-                await self._durable.put_many(list(entries.values()))
+                await write_isolating(self._durable.put_many, list(entries.values()), settled)
             except BaseException:
                 merged = entries | self._entries
                 self._entries = dict(list(merged.items())[-self._max_pending :])
@@ -105,8 +114,18 @@ class WriteBehindCompletionCache:
                 self._writing = {}
         if self._hits:
             hits, self._hits = self._hits, {}
+
+            def counted(done: Sequence[tuple[str, int]], error: RowsRejected | None) -> None:
+                for key, _ in done:
+                    del hits[key]
+                if error is not None:
+                    dead_letter("completion_cache.hits", [key for key, _ in done], error)
+
+            async def add_hits(part: Sequence[tuple[str, int]]) -> None:
+                await self._durable.add_hits(dict(part))
+
             try:
-                await self._durable.add_hits(hits)
+                await write_isolating(add_hits, list(hits.items()), counted)
             except BaseException:
                 for key, n in hits.items():
                     self._hits[key] = self._hits.get(key, 0) + n

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from llmserver.adapters.dead_letter import dead_letter, write_isolating
 from llmserver.adapters.shared_loads import SharedLoads
+from llmserver.domain.ports import RowsRejected
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 
 Slot = tuple[str, str]
@@ -144,11 +146,20 @@ class WriteBehindUsageStore:
         return sorted(merged.values(), key=lambda r: (r.period, r.key_id))
 
     async def flush(self) -> None:
-        """Add the settled usage to the database; on failure it stays queued."""
+        """Add the settled usage to the database; on failure it stays queued, but a row
+        the database rejects is set aside (``dead_letter``) rather than retried forever."""
         if self._pending:
             batch, self._pending = self._pending, {}
+
+            def settled(records: Sequence[UsageRecord], error: RowsRejected | None) -> None:
+                for r in records:
+                    del batch[(r.key_id, r.period)]
+                if error is not None:
+                    dead_letter("usage", [f"{r.key_id}/{r.period}" for r in records], error)
+
             try:
-                await self._durable.add([c.record(slot) for slot, c in batch.items()])
+                records = [c.record(slot) for slot, c in batch.items()]
+                await write_isolating(self._durable.add, records, settled)
             except BaseException:
                 for slot, c in batch.items():
                     merged = self._pending.setdefault(slot, _Counters())
