@@ -1,4 +1,16 @@
-"""Turning the key header into a principal."""
+"""Turning the key header into a principal.
+
+Where the key is read from, one rule:
+
+- ``Authorization: Bearer <key>`` (the scheme in any case) carries the key. When
+  ``X-API-Key`` is sent as well, the Bearer key is the one used.
+- ``Authorization`` with another scheme (``Basic ...``, as a proxy in front may add) is not
+  an API key: it is ignored and the key is read from ``X-API-Key``.
+- ``Authorization`` with no scheme at all (a bare key) is refused with a 401 that says to
+  send ``Bearer <key>`` or ``X-API-Key``, unless ``X-API-Key`` is sent: then that is used.
+  A bare value is ambiguous (a key pasted without its scheme, or some other credential), and
+  accepting it taught clients a form other servers refuse.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +20,7 @@ from litestar import Request
 
 from llmserver.app.logging import scope_header
 from llmserver.app.services import services_in, services_of
+from llmserver.domain.errors import AuthReason, Unauthenticated
 from llmserver.domain.gateway import Principal
 
 if TYPE_CHECKING:
@@ -15,14 +28,15 @@ if TYPE_CHECKING:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key from ``Authorization: Bearer`` or ``X-API-Key`` (Bearer wins)."""
+    """The key by the rule in the module docstring; ``None`` when none is sent."""
     authorization = scope_header(scope, b"authorization")
     if authorization:
-        text = authorization.decode("latin-1")
-        scheme, _, token = text.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return text.strip()
+        scheme, space, token = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            if token.strip():
+                return token.strip()
+        elif not space and scope_header(scope, b"x-api-key") is None:
+            raise Unauthenticated(AuthReason.NO_SCHEME)
     api_key = scope_header(scope, b"x-api-key")
     return api_key.decode("latin-1").strip() if api_key else None
 

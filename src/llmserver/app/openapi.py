@@ -4,7 +4,8 @@ The completion routes are raw ASGI handlers (see ``routes.openai.routes``), so L
 documents nothing about them. The msgspec Structs they decode and encode are the source of
 truth: their JSON Schema is added here with each operation's bodies, the SSE content type a
 streamed 200 carries, and every error answer in OpenAI's shape. Clients, generators and
-schemathesis then see exactly what the server accepts and answers.
+schemathesis then see exactly what the server accepts and answers. The two ways of sending
+a key are described here too (``BearerToken``, which the admin routes name, and ``ApiKey``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from litestar.openapi.spec import (
     Reference,
     RequestBody,
     Schema,
+    SecurityScheme,
 )
 
 from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
@@ -31,6 +33,24 @@ _PREFIX = "OpenAI"
 """Component names get a prefix so they never collide with Litestar's own (``Model``...)."""
 
 COMPLETION_ERRORS = (400, 401, 403, 404, 413, 429, 503, 504)
+
+SECURITY_SCHEMES = {
+    "BearerToken": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="`Authorization: Bearer <key>` (scheme in any case); used when "
+        "`X-API-Key` is sent as well. An `Authorization` header with another scheme "
+        "(`Basic ...` from a proxy) is ignored; one with no scheme (a bare key) is a 401 "
+        "unless `X-API-Key` is sent.",
+    ),
+    "ApiKey": SecurityScheme(
+        type="apiKey",
+        name="X-API-Key",
+        security_scheme_in="header",
+        description="The key alone, `X-API-Key: <key>`; read when `Authorization` carries "
+        "no Bearer key.",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +109,7 @@ def _operation(route: _Route) -> Operation:
         operation_id=route.operation_id,
         request_body=RequestBody(required=True, content=_json(route.request)),
         responses={"200": ok, **errors},
+        security=[{name: []} for name in SECURITY_SCHEMES],
     )
 
 
@@ -104,6 +125,7 @@ def document_completion_routes(app: Litestar) -> None:
     # Plain dicts render as they are; the document only needs them serialised.
     schemas.update({_PREFIX + name: schema for name, schema in components.items()})
     document.components.schemas = schemas
+    document.components.security_schemes = dict(SECURITY_SCHEMES)
     paths = dict(document.paths or {})
     for route in _ROUTES:
         paths[route.path] = PathItem(post=_operation(route))

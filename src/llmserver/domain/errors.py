@@ -96,6 +96,7 @@ class AuthReason(StrEnum):
     INVALID = "invalid_api_key"
     REVOKED = "revoked_api_key"
     EXPIRED = "expired_api_key"
+    NO_SCHEME = "invalid_authorization_header"
 
 
 _AUTH_MESSAGES = {
@@ -105,6 +106,8 @@ _AUTH_MESSAGES = {
     AuthReason.INVALID: "Incorrect API key provided.",
     AuthReason.REVOKED: "This API key has been revoked.",
     AuthReason.EXPIRED: "This API key has expired.",
+    AuthReason.NO_SCHEME: "The Authorization header has no scheme: send the key as "
+    "'Authorization: Bearer <key>' or in the 'X-API-Key' header.",
 }
 
 

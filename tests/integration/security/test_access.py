@@ -11,20 +11,21 @@ import pytest
 pytestmark = pytest.mark.slow
 
 MODEL = "demo-tiny-llama"
-CALLERS = ("none", "malformed", "unknown", "revoked", "user", "playground", "admin")
-PUBLIC = dict.fromkeys(CALLERS, 200)
-KEYED = {"none": 401, "malformed": 401, "unknown": 401, "revoked": 401} | {
-    "user": 200,
-    "playground": 200,
-    "admin": 200,
-}
-ADMIN = KEYED | {"user": 403, "playground": 403}
 EXPECTED_AUTH_CODES = {
     "none": "missing_api_key",
     "malformed": "malformed_api_key",
     "unknown": "invalid_api_key",
     "revoked": "revoked_api_key",
+    "bare": "invalid_authorization_header",
+    "basic": "missing_api_key",
 }
+USERS = ("user", "playground", "basic+header", "bare+header")
+"""Callers that get in with a key of a role other than admin."""
+ADMINS = ("admin", "bearer+header")
+CALLERS = (*EXPECTED_AUTH_CODES, *USERS, *ADMINS)
+PUBLIC = dict.fromkeys(CALLERS, 200)
+KEYED = dict.fromkeys(EXPECTED_AUTH_CODES, 401) | dict.fromkeys(USERS + ADMINS, 200)
+ADMIN = KEYED | dict.fromkeys(USERS, 403)
 
 CHAT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
@@ -46,7 +47,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
         KEYED,
     ),
     ("GET", "/admin/keys", "/admin/keys", None, ADMIN),
-    ("POST", "/admin/keys", "/admin/keys", {"name": "matrix"}, ADMIN | {"admin": 201}),
+    ("POST", "/admin/keys", "/admin/keys", {"name": "matrix"}, ADMIN | dict.fromkeys(ADMINS, 201)),
     ("GET", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),
     ("GET", "/admin/usage", "/admin/usage", None, ADMIN),
     ("GET", "/admin/logs", "/admin/logs", None, ADMIN),
@@ -69,6 +70,15 @@ def callers(live_server) -> dict[str, dict[str, str]]:  # type: ignore[no-untype
         # The playground key goes in the other accepted header, so both are covered.
         "playground": {"X-API-Key": keys.playground},
         "admin": {"Authorization": f"Bearer {keys.admin}"},
+        # Where the key is read from (app.auth): a bare key in Authorization is refused...
+        "bare": {"Authorization": keys.user},
+        # ...unless X-API-Key is sent, which is then used (not the bare admin key);
+        "bare+header": {"Authorization": keys.admin, "X-API-Key": keys.user},
+        # another scheme is a proxy's, not a key, so X-API-Key is read;
+        "basic": {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="},
+        "basic+header": {"Authorization": "Basic dXNlcjpwYXNzd29yZA==", "X-API-Key": keys.user},
+        # and a Bearer key (scheme in any case) wins over X-API-Key.
+        "bearer+header": {"Authorization": f"BEARER {keys.admin}", "X-API-Key": keys.user},
     }
 
 
@@ -127,3 +137,15 @@ def test_errors_do_not_reveal_whether_a_key_exists(
     )
     assert known.status_code == unknown.status_code == 401
     assert known.json() == unknown.json()
+
+
+def test_a_bare_key_in_authorization_is_refused_with_how_to_send_it(
+    http: httpx.Client,
+    live_server,  # type: ignore[no-untyped-def]
+) -> None:
+    response = http.get("/v1/models", headers={"Authorization": live_server.user_key})
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "invalid_authorization_header"
+    assert "'Authorization: Bearer <key>'" in error["message"]
+    assert "'X-API-Key'" in error["message"]
