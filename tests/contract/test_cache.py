@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from llmserver.domain.inference import FinishReason
 from llmserver.domain.ports import CachedCompletion, CompletionCache
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -65,3 +66,19 @@ async def test_purge_removes_only_expired_entries(completion_cache: CompletionCa
     assert purged == 2
     assert await completion_cache.purge_expired(NOW + timedelta(seconds=1)) == 0
     assert await completion_cache.get("live", NOW) is not None
+
+
+async def test_every_string_field_at_its_longest_legal_value_round_trips(
+    completion_cache: CompletionCache,
+) -> None:
+    longest = entry(
+        "f" * 64,  # a cache key is a SHA-256 in hex
+        model="é" * MODEL_ID_MAX_CHARS,
+        text="ü" * 100_000,
+    )
+    await completion_cache.put(longest)
+    flush = getattr(completion_cache, "flush", None)
+    if flush is not None:  # written behind: the database must take it too
+        await flush()
+
+    assert await completion_cache.get(longest.key, NOW) == replace(longest, hit_count=1)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from llmserver.domain.keys import ApiKey, Role
+from llmserver.domain.key_admin import MAX_NAME_LENGTH
+from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, generate_server_secret
 from llmserver.domain.ports import KeyStore
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 T0 = datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 
@@ -97,3 +100,19 @@ async def test_touch_records_last_use(key_store: KeyStore) -> None:
     stored = await key_store.get("key-1")
     assert stored is not None
     assert stored.last_used_at == used
+
+
+async def test_every_string_field_at_its_longest_legal_value_round_trips(
+    key_store: KeyStore,
+) -> None:
+    key = make_key(
+        id=uuid.uuid4().hex,  # what KeyAdmin issues
+        name="名" * MAX_NAME_LENGTH,  # characters, not bytes
+        prefix=generate_key().prefix,
+        key_hash=KeyHasher(generate_server_secret()).hash("any key"),
+        role=max(Role, key=len),
+        allowed_models=tuple(f"{n}" * MODEL_ID_MAX_CHARS for n in range(10)),
+    )
+    await key_store.add(key)
+
+    assert await key_store.get(key.id) == key

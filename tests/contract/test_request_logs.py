@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from llmserver.adapters.memory import MemoryRequestLogStore
 from llmserver.adapters.sql import SqlRequestLogStore
-from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
+from llmserver.domain.keys import PREFIX_CHARS
+from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, CacheStatus, LogQuery, RequestLog
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 T0 = datetime(2026, 3, 14, 12, 0, 0, 250000, tzinfo=UTC)
 Store = MemoryRequestLogStore | SqlRequestLogStore
@@ -75,3 +78,25 @@ async def test_filters_combine(log_store: Store) -> None:
     # since is inclusive, until exclusive
     assert [r.request_id for r in by_time] == ["req-6", "req-5", "req-4"]
     assert n_time == 3
+
+
+async def test_every_string_field_at_its_longest_legal_value_round_trips(
+    log_store: Store,
+) -> None:
+    # On PostgreSQL each column enforces its length: a value the API lets through and the
+    # column cannot hold failed the whole batch (and, retried, every later one).
+    longest = row(
+        1,
+        request_id="~" * REQUEST_ID_MAX_CHARS,  # the longest X-Request-ID kept as sent
+        key_id=uuid.uuid4().hex,
+        key_prefix="p" * PREFIX_CHARS,
+        model="é" * MODEL_ID_MAX_CHARS,  # characters, not bytes; a 404's name is cut to it
+        route=max(("/v1/chat/completions", "/v1/completions"), key=len),
+        cache_status=max(CacheStatus, key=len),
+        error_code="e" * 64,  # codes are identifiers set in code, all far shorter
+        body="ü" * 100_000,
+    )
+
+    await log_store.write([longest])
+
+    assert list((await log_store.query(LogQuery()))[0]) == [longest]

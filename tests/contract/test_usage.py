@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import UsageRecord
@@ -99,3 +100,16 @@ async def test_concurrent_reservations_never_exceed_the_quota(usage_store: Usage
     admitted = sum(r.admitted for r in results)
     assert admitted == quota // tokens
     assert (await usage_store.get("k", P)).reserved_tokens == admitted * tokens
+
+
+async def test_the_longest_key_id_and_period_round_trip(usage_store: UsageStore) -> None:
+    key_id, period = uuid.uuid4().hex, "9999-12"  # the ids KeyAdmin issues; YYYY-MM
+
+    await usage_store.settle(key_id, period, 0, 5)
+    flush = getattr(usage_store, "flush", None)
+    if flush is not None:  # written behind: the database must take it too
+        await flush()
+
+    assert await usage_store.list(key_id=key_id) == [
+        UsageRecord(key_id, period, used_tokens=5, requests=1)
+    ]

@@ -20,6 +20,7 @@ import structlog
 from litestar.enums import ScopeType
 
 from llmserver.app.settings import LogFormat
+from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +39,6 @@ def scope_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-_MAX_REQUEST_ID = 128
 
 
 def uses_console(fmt: LogFormat) -> bool:
@@ -73,7 +73,7 @@ def clean_request_id(raw: bytes | None) -> str:
             text = raw.decode("ascii")
         except UnicodeDecodeError:
             text = ""
-        if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+        if 0 < len(text) <= REQUEST_ID_MAX_CHARS and text.isprintable():
             return text
     return new_request_id()
 

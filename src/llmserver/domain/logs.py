@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+REQUEST_ID_MAX_CHARS = 128
+"""The longest request id a log row holds: a caller's ``X-Request-ID`` up to this long is
+kept (tracing headers such as AWS's run past 64 characters), a longer one replaced."""
+
 
 class CacheStatus(StrEnum):
     HIT = "HIT"

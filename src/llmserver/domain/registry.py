@@ -8,6 +8,10 @@ from enum import StrEnum
 
 from llmserver.domain.errors import ModelNotFound
 
+MODEL_ID_MAX_CHARS = 200
+"""The longest model id a model may be configured with: what the request log and the
+response cache store. A request naming a longer (so unknown) model is logged cut to it."""
+
 
 class BackendKind(StrEnum):
     TORCH = "torch"
@@ -97,6 +101,10 @@ class ModelRegistry:
         self._specs: dict[str, ModelSpec] = {}
         self._names: dict[str, str] = {}
         for spec in specs:
+            if len(spec.id) > MODEL_ID_MAX_CHARS:
+                raise ValueError(
+                    f"model id {spec.id[:40]!r}... is longer than {MODEL_ID_MAX_CHARS} characters"
+                )
             if spec.id in self._specs:
                 raise ValueError(f"model {spec.id!r} is configured twice")
             self._specs[spec.id] = spec

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, insert, inspect, select
 
 from llmserver.adapters.sql import SqlDatabase, migrate
-from llmserver.adapters.sql.models import RoleModel, metadata
+from llmserver.adapters.sql.models import RequestLogModel, RoleModel, metadata
 from llmserver.domain.keys import DEFAULT_ROLES
 
 TABLES = {"roles", "api_keys", "usage", "request_logs", "completion_cache"}
@@ -57,5 +58,55 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         assert await db.migration_state() == (head, head)
     finally:
         await db.dispose()
-    doc = "initial schema: roles, api_keys, usage, request_logs, completion_cache"
-    assert steps == [f"upgraded to {head}: {doc}", f"downgraded from {head}: {doc}"]
+    docs = {
+        "0001": "initial schema: roles, api_keys, usage, request_logs, completion_cache",
+        "0002": "request_logs.request_id holds the 128 characters an X-Request-ID may have",
+    }
+    assert head == "0002"
+    assert steps == [
+        *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
+        *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),
+    ]
+
+
+def _log_row(request_id: str) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "route": "/v1/completions",
+        "status": 200,
+        "latency_ms": 1.0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "stream": False,
+        "created_at": datetime(2026, 12, 1, tzinfo=UTC),
+    }
+
+
+async def test_0002_widens_request_ids_to_128_and_its_downgrade_keeps_every_row(
+    empty_database_url: str,
+) -> None:
+    logs = RequestLogModel.__table__
+    db = SqlDatabase.from_url(empty_database_url)
+    try:
+        await migrate.upgrade(empty_database_url, "0001")
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(logs), [_log_row("a" * 64)])
+
+        await migrate.upgrade(empty_database_url, "0002")
+        async with db.engine.begin() as conn:
+            # On PostgreSQL this failed before 0002: value too long for varchar(64).
+            await conn.execute(insert(logs), [_log_row("b" * 128)])
+            stored = (await conn.execute(select(logs.c.request_id).order_by(logs.c.id))).all()
+        assert [r.request_id for r in stored] == ["a" * 64, "b" * 128]
+
+        await migrate.downgrade(empty_database_url, "0001")
+        await db.engine.dispose()  # asyncpg's cached plans saw the old column type
+        async with db.engine.connect() as conn:
+            stored = (await conn.execute(select(logs.c.request_id).order_by(logs.c.id))).all()
+        assert [r.request_id for r in stored] == ["a" * 64, "b" * 64]
+
+        await migrate.upgrade(empty_database_url)
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await db.dispose()

@@ -7,6 +7,7 @@ import pytest
 from llmserver.domain.errors import ModelNotFound
 from llmserver.domain.registry import (
     DEMO_MODEL_ID,
+    MODEL_ID_MAX_CHARS,
     PROFILES,
     BackendKind,
     ModelRegistry,
@@ -42,6 +43,13 @@ def test_a_name_can_belong_to_one_model_only() -> None:
     alias_is_an_id = ModelSpec(id="c", aliases=("org/a",), backend=BackendKind.MLX, source="x")
     with pytest.raises(ValueError, match="used by two models"):
         ModelRegistry([A, alias_is_an_id])
+
+
+def test_a_model_id_is_at_most_what_the_request_log_and_cache_store() -> None:
+    longest = ModelSpec(id="m" * MODEL_ID_MAX_CHARS, backend=BackendKind.MLX, source="x")
+    assert ModelRegistry([longest]).resolve(longest.id) is longest
+    with pytest.raises(ValueError, match=f"longer than {MODEL_ID_MAX_CHARS}"):
+        ModelRegistry([ModelSpec(id=longest.id + "m", backend=BackendKind.MLX, source="x")])
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,10 @@ are ``jsonb`` on Postgres, ``JSON`` elsewhere.
 ``usage`` and ``request_logs`` carry a key id without a foreign key on purpose: both are
 written on the request path (a foreign-key check per row costs an index probe on the
 hottest tables) and log rows must outlive any key they mention.
+
+A column holding a value the API accepts takes its length from the domain constant that
+bounds the value, so that changing one shows up as schema drift (the migrations test
+compares the models with the migrated database) until a migration follows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from llmserver.domain.key_admin import MAX_NAME_LENGTH
+from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 # advanced-alchemy's own ``JsonB`` fails to attach to a table under SQLAlchemy 2.1
 # (it calls the removed ``util.portable_instancemethod``), hence this equivalent.
@@ -47,7 +55,7 @@ class ApiKeyModel(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(32), ForeignKey("roles.name"))
@@ -75,10 +83,10 @@ class RequestLogModel(Base):
     __tablename__ = "request_logs"
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_MAX_CHARS), index=True)
     key_id: Mapped[str | None] = mapped_column(String(64), index=True)
     key_prefix: Mapped[str | None] = mapped_column(String(32))
-    model: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(MODEL_ID_MAX_CHARS))
     route: Mapped[str] = mapped_column(String(200))
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -95,7 +103,7 @@ class CompletionCacheModel(Base):
     __tablename__ = "completion_cache"
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    model: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(MODEL_ID_MAX_CHARS))
     response: Mapped[dict[str, Any]] = mapped_column(JsonB)
     """``{"text": ..., "finish_reason": ...}``: the answer as it is replayed."""
     prompt_tokens: Mapped[int] = mapped_column(Integer)
