@@ -343,7 +343,14 @@ class Gateway:
             completion = await self._answer(admission, request.prompt)
             await self._settle(admission, completion.total_tokens)
         except BaseException as exc:
-            await self._fail(call, admission, exc)
+            if admission is not None and isinstance(exc, asyncio.CancelledError):
+                # The client went away: it pays for its prompt, as for a stream cut before
+                # its first token (the model took it in; leaving must not make work free),
+                # and nothing for an answer it never received.
+                read = Completion("", admission.prompt_tokens, 0, FinishReason.STOP)
+                await self._fail(call, admission, exc, charge=read.total_tokens, completion=read)
+            else:
+                await self._fail(call, admission, exc)
             raise
         self._succeed(call, admission, completion)
         return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,54 @@ async def test_client_disconnect_stops_upstream_generation(http_server: HttpMode
     assert 3 <= row["completion_tokens"] <= sent
     assert usage["reserved_tokens"] == 0
     assert usage["used_tokens"] == row["prompt_tokens"] + row["completion_tokens"]
+
+
+async def _post_then_disconnect(base_url: str, key: str, body: dict[str, Any], started: Any) -> str:
+    """Send a non-streaming request and drop the connection once ``started()`` holds."""
+    request_id = uuid.uuid4().hex
+    headers = bearer(key) | {"x-request-id": request_id}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        post = asyncio.create_task(client.post("/v1/chat/completions", headers=headers, json=body))
+        assert await wait_until(started, 10)
+        assert not post.done()
+        post.cancel()  # closes the connection mid-request
+        with pytest.raises(asyncio.CancelledError):
+            await post
+    return request_id
+
+
+async def test_client_disconnect_stops_a_non_streaming_upstream_call(
+    http_server: HttpModelServer,
+) -> None:
+    upstream = http_server.upstream
+    key, key_id = await _fresh_key(http_server.url, http_server.keys.admin)
+    max_tokens = 400  # 20 s of dripping if nobody stopped it
+    before = upstream.drip_tokens_sent
+
+    async def dripping() -> bool:
+        return upstream.drip_tokens_sent - before >= 3
+
+    request_id = await _post_then_disconnect(
+        http_server.url, key, chat_body(model="drip", max_tokens=max_tokens), dripping
+    )
+
+    async def upstream_released() -> bool:
+        return upstream.open_connections == 0
+
+    assert await wait_until(upstream_released, 10)
+    sent = upstream.drip_tokens_sent - before
+    await asyncio.sleep(0.5)
+    assert upstream.drip_tokens_sent - before == sent  # generation stopped, not paused
+    assert sent < max_tokens / 2
+
+    row = await _log_row(http_server.url, http_server.keys.admin, key_id, request_id)
+    usage = await usage_of(http_server.url, http_server.keys.admin, key_id)
+    print(f"\nhttp non-streaming disconnect: upstream sent {sent} of {max_tokens}")
+    assert (row["status"], row["error_code"]) == (499, "client_closed_request")
+    # Nothing was delivered: the client pays for its prompt only.
+    assert row["completion_tokens"] == 0
+    assert usage["reserved_tokens"] == 0
+    assert usage["used_tokens"] == row["prompt_tokens"] > 0
 
 
 @pytest.mark.torch

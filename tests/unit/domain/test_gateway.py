@@ -207,7 +207,7 @@ async def test_a_model_that_is_not_loaded_is_unavailable() -> None:
     assert world.logs[0].status == 503
 
 
-async def test_a_cancelled_request_releases_its_reservation() -> None:
+async def test_a_cancelled_request_pays_its_prompt_and_frees_the_rest() -> None:
     world = World()
     world.backend.gate = asyncio.Event()
     principal = await world.principal()
@@ -218,9 +218,11 @@ async def test_a_cancelled_request_releases_its_reservation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert world.backend.cancelled == 1
-    assert (await world.usage_of(principal)).reserved_tokens == 0
+    usage = await world.usage_of(principal)
+    assert (usage.reserved_tokens, usage.used_tokens) == (0, PROMPT_TOKENS)
     [row] = world.logs
     assert (row.status, row.error_code) == (499, "client_closed_request")
+    assert (row.prompt_tokens, row.completion_tokens) == (PROMPT_TOKENS, 0)
 
 
 # -- caching ----------------------------------------------------------------------------

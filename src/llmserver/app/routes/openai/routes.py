@@ -10,6 +10,8 @@ Litestar, where they are registered too. ``app.openapi`` documents them.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from typing import Any
 
 from litestar import Litestar, Request, Router, asgi, get
@@ -69,6 +71,53 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+_BARE = contextvars.Context()
+"""What the watch's starter runs in: the watcher reads no context variable, and passing one
+saves copying the request's context for a callback that a cache hit cancels unrun."""
+
+
+class DisconnectWatch:
+    """Cancels the current task if the client disconnects while its answer is computed.
+
+    After the body, the server's ``receive()`` returns only when the client goes away.
+    Listening costs a task, so it starts only if the answer is not ready within the first
+    turn of the event loop: a hot-cache hit never suspends that long and pays two calls.
+    """
+
+    __slots__ = ("_gone", "_handle", "_receive", "_task", "_watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # made in a coroutine
+        self._receive = receive
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self._gone = False
+        self._handle = asyncio.get_running_loop().call_soon(self._start, context=_BARE)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._gone = True
+            self._task.cancel()
+
+    def client_left(self) -> bool:
+        """Whether a cancellation was this watch's, for a client that left. If so it is
+        undone, so the request ends as a disconnected client (a 499 handled like any
+        refusal) rather than as a task the server cancelled."""
+        if self._gone:
+            self._task.uncancel()
+        return self._gone
+
+    def close(self) -> None:
+        self._handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class JsonReply:
@@ -132,7 +181,16 @@ async def _run(scope: Scope, receive: Receive, *, chat: bool) -> ASGIApp:
                 **rate_headers(session.rate),
             },
         ).to_asgi_response(app=None, request=Request(scope, receive))
-    outcome: Outcome = await gateway.complete(principal, domain_request, request_id)
+    watch = DisconnectWatch(receive)
+    try:
+        outcome: Outcome = await gateway.complete(principal, domain_request, request_id)
+    except asyncio.CancelledError:
+        # The gateway has logged the 499 and closed the reservation.
+        if not watch.client_left():
+            raise
+        raise ClientDisconnected from None
+    finally:
+        watch.close()
     state.update(
         cache_status=outcome.cache_status.value,
         prompt_tokens=outcome.completion.prompt_tokens,
