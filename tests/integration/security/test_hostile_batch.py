@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 MODEL = "demo-tiny-llama"
-LONG = {"model": MODEL, "max_tokens": 300, "temperature": 1.0}
+LONG = {"model": MODEL, "max_tokens": 150, "temperature": 1.0}
 """Long enough to be still generating while the hostile requests run."""
 
 
