@@ -59,6 +59,7 @@ from llmserver.domain.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(eq=False)
 class _Request:
     prompt_ids: list[int]
