@@ -67,7 +67,7 @@ from llmserver.domain.ports import (
 )
 from llmserver.domain.quota import Reservation, period_of, period_reset_at, settle_amount
 from llmserver.domain.ratelimit import RateDecision
-from llmserver.domain.registry import ModelRegistry, ModelSpec
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS, ModelRegistry, ModelSpec
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -257,6 +257,13 @@ class _BackendErrors:
 async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
     yield TextDelta(cached.text, cached.completion_tokens)
     yield StreamEnd(cached.finish_reason, cached.prompt_tokens, cached.completion_tokens)
+
+
+def _unknown_model(request: CompletionRequest) -> str:
+    """The model a request named, as its log row can hold it: no model id is longer than
+    ``MODEL_ID_MAX_CHARS`` and PostgreSQL text cannot hold NUL (the row would be set aside).
+    Only for names that resolved to no model, so never on a served request's path."""
+    return request.model[:MODEL_ID_MAX_CHARS].replace("\x00", "\ufffd")
 
 
 class Gateway:
@@ -703,7 +710,7 @@ class Gateway:
                 latency_ms=(self._clock.monotonic() - call.started) * 1000,
                 key_id=principal.key.id,
                 key_prefix=principal.key.prefix,
-                model=call.spec.id if call.spec is not None else call.request.model,
+                model=call.spec.id if call.spec is not None else _unknown_model(call.request),
                 prompt_tokens=completion.prompt_tokens if completion else 0,
                 completion_tokens=completion.completion_tokens if completion else 0,
                 cache_status=cache_status,
