@@ -184,6 +184,14 @@ class Overloaded(GatewayError):
         self.retry_after = retry_after
 
 
+class RequestLogBacklog(Overloaded):
+    """The request log is backed up (its database is slow or down): new work is refused
+    until it catches up, rather than served without its log row. Its own code, so that a
+    client or an alert tells it from a busy model."""
+
+    code = "request_log_backlog"
+
+
 class Unavailable(GatewayError):
     """A dependency the request needs (a model, a store) is not ready."""
 
