@@ -36,6 +36,7 @@ _TYPE_BY_STATUS = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -62,6 +63,7 @@ ERROR_MEANINGS = {
     401: "Missing, malformed, unknown, revoked or expired API key.",
     403: "The key's role or model list does not allow this.",
     404: "No such model, key or route.",
+    408: "The request body did not arrive within the body read timeout.",
     413: "The request body is larger than the server accepts.",
     429: "Rate limit (Retry-After, x-ratelimit-* headers) or monthly quota exhausted.",
     503: "A model, the queue or a store is unavailable; retry after Retry-After.",
@@ -177,6 +179,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     elif status == 413:
         message = "The request body is larger than the server accepts."
         code = "request_too_large"
+    elif status == 408:
+        message = exc.detail
+        code = "request_timeout"
     elif status == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}."
         code = "method_not_allowed"

@@ -32,7 +32,7 @@ from llmserver.app.routes.openai import protocol as p
 _PREFIX = "OpenAI"
 """Component names get a prefix so they never collide with Litestar's own (``Model``...)."""
 
-COMPLETION_ERRORS = (400, 401, 403, 404, 413, 429, 503, 504)
+COMPLETION_ERRORS = (400, 401, 403, 404, 408, 413, 429, 503, 504)
 
 SECURITY_SCHEMES = {
     "BearerToken": SecurityScheme(

@@ -83,6 +83,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cache_scope: CacheScope = CacheScope.KEY
     cache_hits_count_against_quota: bool = False
     max_body_bytes: int = 1_048_576
+    body_read_timeout_s: float = 30.0
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
     log_bodies: bool = False
@@ -106,6 +107,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.request_timeout_s > 0, "request_timeout_s", "a number of seconds > 0"),
             (self.cache_ttl_s >= 1, "cache_ttl_s", "an integer number of seconds >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),
+            (self.body_read_timeout_s > 0, "body_read_timeout_s", "a number of seconds > 0"),
             (self.log_flush_ms >= 1, "log_flush_ms", "an integer >= 1"),
             (self.state_flush_ms >= 1, "state_flush_ms", "an integer >= 1"),
             (self.log_batch_rows >= 1, "log_batch_rows", "an integer >= 1"),

@@ -10,6 +10,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
 
 from llmserver.app.auth import authenticate_admin
+from llmserver.app.body import read_body
 from llmserver.app.errors import documented_errors
 from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.openai.serving import decode
@@ -48,7 +49,11 @@ async def _admin(request: Request[Any, Any, Any]) -> Services:
 )
 async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
     services = await _admin(request)
-    body: v.CreateKey = decode(_CREATE_DECODER, await request.body())
+    settings = services.settings
+    raw = await read_body(
+        request.scope, request.receive, settings.max_body_bytes, settings.body_read_timeout_s
+    )
+    body: v.CreateKey = decode(_CREATE_DECODER, raw)
     key, plaintext = await services.key_admin.create(
         name=body.name,
         role=body.role,
