@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,48 @@ def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path
         assert refused.json()["error"]["code"] == "model_overloaded"
         # the server keeps serving once the queue drains
         assert asyncio.run(burst_one(port, keys.admin)) == 200
+    finally:
+        stop_server(proc)
+
+
+def _rename_table(db: Path, old: str, new: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def test_a_backed_up_request_log_is_503_with_its_own_code(
+    tmp_path: Path, demo_model_dir: Path
+) -> None:
+    db = tmp_path / "log.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    env = server_env(url, demo_model_dir, LLMSERVER_LOG_BATCH_ROWS="1", LLMSERVER_LOG_QUEUE_MAX="2")
+    migrate(url, env)
+    keys = asyncio.run(issue_keys(url, TEST_SECRET))
+    port = free_port()
+    proc = start_server(env, tmp_path / "server.log", port)
+
+    def ask(client: httpx.Client) -> httpx.Response:
+        # An unknown model: a logged request that costs no generation.
+        return client.post(
+            "/v1/chat/completions",
+            json={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {keys.user}"},
+        )
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _rename_table(db, "request_logs", "request_logs_away")  # log writes now fail
+            answers = [ask(client) for _ in range(3)]
+            _rename_table(db, "request_logs_away", "request_logs")
+            assert [a.status_code for a in answers] == [404, 404, 503]
+            error = answers[-1].json()["error"]
+            assert (error["code"], error["type"]) == ("request_log_backlog", "service_unavailable")
+            assert int(answers[-1].headers["retry-after"]) >= 1
+            # Once the rows are written, new work is taken again.
+            deadline = time.monotonic() + 20
+            while ask(client).status_code == 503 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert ask(client).status_code == 404
     finally:
         stop_server(proc)
 
