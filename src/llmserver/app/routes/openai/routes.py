@@ -16,13 +16,13 @@ from typing import Any
 
 from litestar import Litestar, Request, Router, asgi, get
 from litestar.enums import ScopeType
-from litestar.exceptions import ClientException, MethodNotAllowedException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.exceptions import MethodNotAllowedException
 from litestar.response import Stream
 from litestar.routes import ASGIRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.app.auth import authenticate, principal_of
+from llmserver.app.body import ClientDisconnected, read_body
 from llmserver.app.errors import (
     documented_errors,
     exception_reply,
@@ -37,13 +37,6 @@ from llmserver.domain.errors import RequestLogBacklog
 from llmserver.domain.gateway import Outcome, StreamSession
 from llmserver.domain.registry import ModelSpec
 
-
-class ClientDisconnected(ClientException):
-    """The client went away before sending its whole body (nginx's 499)."""
-
-    status_code = 499
-
-
 MODEL_ERRORS = documented_errors(401, 403, 404)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -51,26 +44,6 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 def _wants_cache(scope: Scope) -> bool:
     directives = (scope_header(scope, b"cache-control") or b"").lower()
     return b"no-cache" not in directives and b"no-store" not in directives
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refused with 413 past ``limit`` bytes (announced or sent)."""
-    announced = scope_header(scope, b"content-length")
-    if announced is not None and announced.isdigit() and int(announced) > limit:
-        raise RequestEntityTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestEntityTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 _BARE = contextvars.Context()
@@ -152,7 +125,8 @@ async def _run(scope: Scope, receive: Receive, *, chat: bool) -> ASGIApp:
         # Back-pressure instead of dropping request-log rows: refuse new work until the
         # batcher catches up (the database is slow or down).
         raise RequestLogBacklog("The request log is backed up; retry shortly.", retry_after=1.0)
-    raw = await read_body(scope, receive, services.settings.max_body_bytes)
+    settings = services.settings
+    raw = await read_body(scope, receive, settings.max_body_bytes, settings.body_read_timeout_s)
     body: p.ChatCompletionRequest | p.CompletionRequest = serving.decode(
         p.CHAT_DECODER if chat else p.COMPLETION_DECODER, raw
     )
