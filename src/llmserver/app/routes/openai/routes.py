@@ -33,7 +33,7 @@ from llmserver.app.logging import scope_header
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
 from llmserver.app.services import services_in, services_of
-from llmserver.domain.errors import Overloaded
+from llmserver.domain.errors import RequestLogBacklog
 from llmserver.domain.gateway import Outcome, StreamSession
 from llmserver.domain.registry import ModelSpec
 
@@ -124,7 +124,7 @@ async def _run(scope: Scope, receive: Receive, *, chat: bool) -> ASGIApp:
     if services.log_queue_full():
         # Back-pressure instead of dropping request-log rows: refuse new work until the
         # batcher catches up (the database is slow or down).
-        raise Overloaded("The request log is backed up; retry shortly.", retry_after=1.0)
+        raise RequestLogBacklog("The request log is backed up; retry shortly.", retry_after=1.0)
     settings = services.settings
     raw = await read_body(scope, receive, settings.max_body_bytes, settings.body_read_timeout_s)
     body: p.ChatCompletionRequest | p.CompletionRequest = serving.decode(
