@@ -17,9 +17,14 @@ from llmserver.app.logging import scope_header
 
 
 class ClientDisconnected(ClientException):
-    """The client went away before sending its whole body (nginx's 499)."""
+    """The client went away before its answer was ready (nginx's 499)."""
 
     status_code = 499
+
+    def __init__(self) -> None:
+        # A detail of its own: Litestar's default is the status's HTTP phrase, and 499 has
+        # none (raising this bare was a ValueError, logged as a 500).
+        super().__init__(detail="The client closed the request.")
 
 
 class BodyTimeout(ClientException):

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +46,7 @@ class HttpModelServer:
     url: str
     keys: IssuedKeys
     upstream: Upstream
+    log: Path
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def http_server(
     keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
     port = free_port()
     [process] = start_servers([env], [root / "server.log"], [port])
-    yield HttpModelServer(f"http://127.0.0.1:{port}", keys, upstream)
+    yield HttpModelServer(f"http://127.0.0.1:{port}", keys, upstream, root / "server.log")
     stop_server(process)
 
 
@@ -233,6 +235,11 @@ async def test_client_disconnect_stops_a_non_streaming_upstream_call(
     assert row["completion_tokens"] == 0
     assert usage["reserved_tokens"] == 0
     assert usage["used_tokens"] == row["prompt_tokens"] > 0
+    # The access log says 499 too, and nothing failed on the way out.
+    lines = [json.loads(line) for line in http_server.log.read_text().splitlines()]
+    mine = [line for line in lines if line.get("request_id") == request_id]
+    assert [line.get("status") for line in mine if line.get("event") == "request"] == [499]
+    assert not [line for line in mine if line.get("level") == "error"]
 
 
 @pytest.mark.torch
