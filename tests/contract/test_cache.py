@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from llmserver.domain.inference import FinishReason
-from llmserver.domain.ports import CachedCompletion, CompletionCache
+from llmserver.domain.ports import CachedCompletion, CompletionCache, RowsRejected
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
@@ -82,3 +82,22 @@ async def test_every_string_field_at_its_longest_legal_value_round_trips(
         await flush()
 
     assert await completion_cache.get(longest.key, NOW) == replace(longest, hit_count=1)
+
+
+async def test_an_answer_the_store_cannot_hold_is_rejected_as_such(
+    completion_cache: CompletionCache,
+) -> None:
+    # U+0000 (a byte-level tokenizer can produce it): PostgreSQL's JSONB refuses it. A
+    # store either keeps the entry or raises RowsRejected, never another error, so the
+    # gateway serves the answer uncached and a write-behind flush sets it aside.
+    odd = entry("nul", text="a\x00b")
+    try:
+        await completion_cache.put(odd)
+        flush = getattr(completion_cache, "flush", None)
+        if flush is not None:
+            await flush()
+    except RowsRejected:
+        assert await completion_cache.get("nul", NOW) is None
+    else:
+        stored = await completion_cache.get("nul", NOW)
+        assert stored is None or stored.text == "a\x00b"

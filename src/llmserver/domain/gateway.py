@@ -62,6 +62,7 @@ from llmserver.domain.ports import (
     ModelBackends,
     NullTelemetry,
     RateLimitStore,
+    RowsRejected,
     Telemetry,
     UsageStore,
 )
@@ -505,7 +506,12 @@ class Gateway:
             created_at=now,
             expires_at=now + timedelta(seconds=self._policy.cache.ttl_seconds),
         )
-        await self._cache.put(entry)
+        try:
+            await self._cache.put(entry)
+        except RowsRejected:
+            # The store cannot hold this answer (PostgreSQL's JSON refuses U+0000, which a
+            # byte-level tokenizer can produce): it is served, just not cached.
+            return
         if self._hot is not None:
             await self._hot.put(entry, self._policy.cache.ttl_seconds)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llmserver.adapters.memory import MemoryCompletionCache
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.errors import (
     ContextLengthExceeded,
@@ -20,6 +21,7 @@ from llmserver.domain.errors import (
 from llmserver.domain.gateway import GatewayPolicy, Outcome, Principal
 from llmserver.domain.inference import FinishReason, StreamEnd
 from llmserver.domain.logs import CacheStatus
+from llmserver.domain.ports import CachedCompletion, RowsRejected
 
 from .fakes import FakeClock
 from .world import MODEL, World, ask, wait_until
@@ -298,6 +300,25 @@ async def test_the_durable_cache_answers_and_refills_the_hot_cache() -> None:
         ("durable", True),
         ("hot", True),
     ]
+
+
+class RefusingCache(MemoryCompletionCache):
+    """A durable cache that cannot hold the answer, as PostgreSQL cannot hold U+0000."""
+
+    async def put(self, entry: CachedCompletion) -> None:
+        raise RowsRejected("unsupported Unicode escape sequence")
+
+
+async def test_an_answer_the_cache_cannot_hold_is_served_uncached() -> None:
+    world = World(cache=RefusingCache())
+    principal = await world.principal()
+
+    first = await world.gateway.complete(principal, ask(), "r1")
+    second = await world.gateway.complete(principal, ask(), "r2")
+
+    assert (first.cache_status, second.cache_status) == (CacheStatus.MISS, CacheStatus.MISS)
+    assert world.backend.generate_calls == 2
+    assert [log.status for log in world.logs] == [200, 200]
 
 
 async def test_without_a_hot_cache_only_the_durable_layer_is_asked() -> None:
