@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from llmserver.app.logging import JsonAccessLog, access_logger, new_request_id
+from llmserver.app.logging import JsonAccessLog, access_logger, clean_request_id, new_request_id
 from llmserver.app.settings import LogFormat
+from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 
 
 def test_the_fast_access_line_has_the_shape_structlog_renders() -> None:
@@ -80,3 +81,12 @@ def test_request_ids_are_32_hex_digits_distinct_and_ordered_by_time() -> None:
     later = new_request_id()
     time.sleep(0.002)
     assert new_request_id() > later
+
+
+def test_a_caller_request_id_is_kept_up_to_what_the_request_log_holds() -> None:
+    longest = "~" * REQUEST_ID_MAX_CHARS
+    assert clean_request_id(longest.encode()) == longest
+    for unusable in (longest + "~", "tab\there", "é", ""):
+        replaced = clean_request_id(unusable.encode())
+        assert replaced != unusable
+        assert len(replaced) == 32
