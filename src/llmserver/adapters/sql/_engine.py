@@ -24,7 +24,11 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for a ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URL."""
+    """An async engine for a ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URL.
+
+    ``hide_parameters``: a failed statement's error text (which the log writers put in their
+    warnings) must not carry its values: request bodies, when they are logged, are among them.
+    """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_DIALECTS:
@@ -44,10 +48,14 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             else {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **pool,
         )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     # pre_ping replaces connections a database restart has broken instead of failing
     # the first request (or log flush) after it.
-    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)

@@ -92,6 +92,7 @@ def sqlite_sync_engine(url: URL, *, busy_timeout_ms: int) -> Engine:
     """A plain ``sqlite3`` engine on the same file, one connection."""
     engine = create_sync_engine(
         url.set(drivername="sqlite"),
+        hide_parameters=True,  # as ``create_engine``: no row values in error texts
         pool_size=1,
         max_overflow=0,
         connect_args={"timeout": busy_timeout_ms / 1000},
