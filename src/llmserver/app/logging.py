@@ -39,8 +39,6 @@ def scope_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-
-
 def uses_console(fmt: LogFormat) -> bool:
     return fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and sys.stdout.isatty())
 
