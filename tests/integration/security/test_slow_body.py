@@ -1,6 +1,6 @@
-"""A request body dribbled a byte at a time is cut off with a 408 in OpenAI's error shape
-once it takes longer than LLMSERVER_BODY_READ_TIMEOUT_S, and the server keeps serving
-everyone else meanwhile."""
+"""A request body dribbled a byte at a time, or announced and never sent, is cut off with a
+408 in OpenAI's error shape once it takes longer than LLMSERVER_BODY_READ_TIMEOUT_S, and the
+server keeps serving everyone else meanwhile."""
 
 from __future__ import annotations
 
@@ -50,25 +50,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     stop_server(process)
 
 
-async def _dribble(base_url: str, path: str, key: str) -> tuple[int, dict[str, Any], float]:
-    """POST a chunked body one byte every 0.1 s until the server answers; the status, the
-    JSON body and the seconds it took."""
+CHUNKED = "Transfer-Encoding: chunked"
+DRIBBLED = b'{"model": "demo", "messages": [' * 100
+
+
+async def _dribble(
+    base_url: str, path: str, key: str, framing: str = CHUNKED, dribbled: bytes = DRIBBLED
+) -> tuple[int, dict[str, Any], float]:
+    """POST with the headers saying ``framing``, then ``dribbled`` as chunks of one byte every
+    0.1 s until the server answers; the status, the JSON body and the seconds it took."""
     host, port = base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     started = time.monotonic()
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
-        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode()
     )
     answer = asyncio.ensure_future(reader.read(65536))
     try:
-        for byte in b'{"model": "demo", "messages": [' * 100:
+        for byte in dribbled:
             writer.write(b"1\r\n" + bytes([byte]) + b"\r\n")
             await writer.drain()
             done, _ = await asyncio.wait({answer}, timeout=0.1)
             if done:
                 break
-        head = (await asyncio.wait_for(answer, 5)).decode()
+        head = (await asyncio.wait_for(answer, TIMEOUT_S + 5)).decode()
         # The status line, then (after the headers) the whole small JSON answer.
         while "\r\n\r\n" not in head or not head.rstrip().endswith("}"):
             head += (await asyncio.wait_for(reader.read(65536), 5)).decode()
@@ -81,12 +87,31 @@ async def _dribble(base_url: str, path: str, key: str) -> tuple[int, dict[str, A
     return status, json.loads(body), time.monotonic() - started
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/keys"])
+PATHS = ["/v1/chat/completions", "/admin/keys"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 async def test_a_dribbled_body_times_out_with_408_while_others_are_served(
     server: LiveServer, path: str
 ) -> None:
+    await _all_time_out_while_another_is_served(server, path, CHUNKED, DRIBBLED)
+
+
+@pytest.mark.parametrize("framing", [CHUNKED, "Content-Length: 100"])
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_body_that_never_comes_times_out_with_408_while_others_are_served(
+    server: LiveServer, path: str, framing: str
+) -> None:
+    """The headers announce a body and not one byte of it follows: the wait for its first
+    part is timed too."""
+    await _all_time_out_while_another_is_served(server, path, framing, b"")
+
+
+async def _all_time_out_while_another_is_served(
+    server: LiveServer, path: str, framing: str, dribbled: bytes
+) -> None:
     dribblers = [
-        asyncio.create_task(_dribble(server.base_url, path, server.admin_key))
+        asyncio.create_task(_dribble(server.base_url, path, server.admin_key, framing, dribbled))
         for _ in range(DRIBBLERS)
     ]
     await asyncio.sleep(TIMEOUT_S / 2)
@@ -101,7 +126,8 @@ async def test_a_dribbled_body_times_out_with_408_while_others_are_served(
 
     answers = await asyncio.wait_for(asyncio.gather(*dribblers), 10 * TIMEOUT_S + 10)
     print(
-        f"\n{path}: {DRIBBLERS} dribbled bodies -> {sorted({a[0] for a in answers})} after "
+        f"\n{path} ({framing}, {len(dribbled)} bytes dribbled): {DRIBBLERS} bodies -> "
+        f"{sorted({a[0] for a in answers})} after "
         f"{min(a[2] for a in answers):.1f}-{max(a[2] for a in answers):.1f} s; "
         f"another client served in {served_in * 1000:.0f} ms meanwhile"
     )

@@ -11,7 +11,6 @@ Litestar, where they are registered too. ``app.openapi`` documents them.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from typing import Any
 
 from litestar import Litestar, Request, Router, asgi, get
@@ -22,7 +21,7 @@ from litestar.routes import ASGIRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.app.auth import authenticate, principal_of
-from llmserver.app.body import ClientDisconnected, read_body
+from llmserver.app.body import BARE_CONTEXT, ClientDisconnected, read_body
 from llmserver.app.errors import (
     documented_errors,
     exception_reply,
@@ -46,11 +45,6 @@ def _wants_cache(scope: Scope) -> bool:
     return b"no-cache" not in directives and b"no-store" not in directives
 
 
-_BARE = contextvars.Context()
-"""What the watch's starter runs in: the watcher reads no context variable, and passing one
-saves copying the request's context for a callback that a cache hit cancels unrun."""
-
-
 class DisconnectWatch:
     """Cancels the current task if the client disconnects while its answer is computed.
 
@@ -68,7 +62,7 @@ class DisconnectWatch:
         self._task = task
         self._watcher: asyncio.Task[None] | None = None
         self._gone = False
-        self._handle = asyncio.get_running_loop().call_soon(self._start, context=_BARE)
+        self._handle = asyncio.get_running_loop().call_soon(self._start, context=BARE_CONTEXT)
 
     def _start(self) -> None:
         self._watcher = asyncio.create_task(self._watch())
