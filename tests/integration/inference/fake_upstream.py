@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "500", "400", "garbage", "html", "drop", "slow", "hangup"]
+Behaviour = Literal["ok", "500", "400", "garbage", "html", "drop", "slow", "hangup", "malformed"]
 
 
 @dataclass
@@ -27,6 +27,10 @@ class FakeUpstream:
     pieces: tuple[str, ...] = ("Hello", ", wor", "ld", "!")
     script: list[Behaviour] = field(default_factory=lambda: ["ok"])
     seen: list[Seen] = field(default_factory=list)
+    malformed: str = "{}"
+    """``malformed``: the data of the last event, in place of the usage chunk."""
+    error_body: str | None = None
+    """The body of a ``500`` or ``400`` answer, if not OpenAI's error."""
     port: int = 0
     _server: asyncio.Server | None = None
 
@@ -64,7 +68,9 @@ class FakeUpstream:
             await asyncio.sleep(30)
             return
         if behaviour in ("500", "400"):
-            error = json.dumps({"error": {"message": f"scripted {behaviour}"}}).encode()
+            error = (
+                self.error_body or json.dumps({"error": {"message": f"scripted {behaviour}"}})
+            ).encode()
             writer.write(
                 f"HTTP/1.1 {behaviour} Oops\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(error)}\r\nConnection: close\r\n\r\n".encode()
@@ -92,7 +98,8 @@ class FakeUpstream:
                 return
             events.append(self._event("", chat, finish="length"))
             usage = {"prompt_tokens": 7, "completion_tokens": len(self.pieces), "total_tokens": 0}
-            events.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n")
+            last = json.dumps({"choices": [], "usage": usage})
+            events.append(f"data: {self.malformed if behaviour == 'malformed' else last}\n\n")
             events.append(": keep-alive comment\n\ndata: [DONE]\n\n")
             for event in events:
                 self._chunk(writer, event)

@@ -145,7 +145,7 @@ async def test_client_errors_become_invalid_requests(
 @pytest.mark.parametrize(
     ("behaviour", "message"),
     [
-        ("garbage", "not an OpenAI stream chunk: 'this is not json'"),
+        ("garbage", r"not an OpenAI stream chunk \(JSON is malformed: .*\): 'this is not json'"),
         ("html", "answered text/html instead of an event stream: '<html>Welcome to nginx!"),
     ],
 )
@@ -153,8 +153,92 @@ async def test_garbage_is_an_upstream_error(
     upstream: FakeUpstream, make_backend: MakeBackend, behaviour: str, message: str
 ) -> None:
     upstream.script = [behaviour]  # type: ignore[list-item]
-    with pytest.raises(UpstreamError, match=message.replace("(", r"\(")):
+    with pytest.raises(UpstreamError, match=message):
         await make_backend().generate(CHAT, PARAMS)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("chunk", "reason"),
+    [
+        pytest.param('{"choices": [], "x": ' + DEEP + "}", "nested too deeply", id="deep-nesting"),
+        pytest.param(
+            '{"choices": ["stop"]}', "Expected `object`, got `str`", id="choice-not-object"
+        ),
+        pytest.param(
+            '{"choices": 5}', "Expected `array | null`, got `int`", id="choices-not-array"
+        ),
+        pytest.param(
+            '{"choices": [{"finish_reason": 5}]}',
+            "at `$.choices[0].finish_reason`",
+            id="finish-int",
+        ),
+        pytest.param(
+            '{"choices": [{"delta": {"content": 5}}]}',
+            "at `$.choices[0].delta.content`",
+            id="content-int",
+        ),
+        pytest.param(
+            r'{"choices": [{"delta": {"content": "\ud800"}}]}', "ud800", id="lone-surrogate"
+        ),
+        pytest.param('{"choices": [], "usage": [7]}', "at `$.usage`", id="usage-array"),
+        pytest.param(
+            '{"choices": [], "usage": {"prompt_tokens": -1}}', ">= 0", id="negative-tokens"
+        ),
+        pytest.param(
+            '{"choices": [], "usage": {"completion_tokens": 1' + "0" * 30 + "}}",
+            "completion_tokens",
+            id="huge-tokens",
+        ),
+    ],
+)
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])
+async def test_a_malformed_chunk_is_an_upstream_error(
+    upstream: FakeUpstream, make_backend: MakeBackend, chunk: str, reason: str, streamed: bool
+) -> None:
+    """It comes last, after the text and the finish reason: a bad shape anywhere is a 502
+    saying the answer was malformed, never an exception of the parser's."""
+    upstream.script = ["malformed"]
+    upstream.malformed = chunk
+    with pytest.raises(UpstreamError) as raised:
+        await _answer(make_backend(), streamed=streamed)
+    assert raised.value.status == 502
+    message = str(raised.value)
+    assert message.startswith("the upstream of model 'remote' sent a malformed answer, not an")
+    assert reason in message
+    assert "Recursion" not in message
+
+
+@pytest.mark.parametrize(
+    "chunk", ['{"error": {"message": "overloaded", "code": 503}}', '{"error": "overloaded"}']
+)
+async def test_an_error_chunk_is_an_upstream_error(
+    upstream: FakeUpstream, make_backend: MakeBackend, chunk: str
+) -> None:
+    upstream.script = ["malformed"]
+    upstream.malformed = chunk
+    with pytest.raises(UpstreamError, match=r"model 'remote' failed: overloaded$"):
+        await _answer(make_backend(), streamed=True)
+
+
+async def _answer(backend: HttpBackend, *, streamed: bool) -> None:
+    if streamed:
+        async for _ in backend.stream(CHAT, PARAMS):
+            pass
+    else:
+        await backend.generate(CHAT, PARAMS)
+
+
+async def test_a_deeply_nested_error_body_is_reported_as_text(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.script = ["500"]
+    upstream.error_body = '{"error": ' + DEEP + "}"
+    with pytest.raises(UpstreamError, match=r"HTTP 500: \{\"error\": \[\[\[") as raised:
+        await make_backend(max_retries=0).generate(CHAT, PARAMS)
+    assert raised.value.upstream_status == 500
 
 
 async def test_slow_upstream_times_out(upstream: FakeUpstream, make_backend: MakeBackend) -> None:

@@ -11,12 +11,12 @@ appears in one.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
+import msgspec
 
 from llmserver.adapters.inference.generation import collect
 from llmserver.domain.errors import (
@@ -40,6 +40,47 @@ from llmserver.domain.registry import ModelSpec
 
 MESSAGE_OVERHEAD_TOKENS = 8
 """Upper bound on what a chat template adds per message (role headers, separators)."""
+
+# -- what we read of an upstream's answer ---------------------------------------------
+# Fields we do not read are skipped unchecked; a field we read that has the wrong type, a
+# count out of range or text that is not Unicode makes the whole answer malformed.
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""A token count: request_logs keeps them as 32-bit INTEGERs."""
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None  # chat
+    text: str | None = None  # completions
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: _Tokens | None = None
+    completion_tokens: _Tokens | None = None
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: _ErrorDetail | str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+_ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
+_T = TypeVar("_T")
 
 
 class HttpBackend:
@@ -181,11 +222,11 @@ class HttpBackend:
         finally:
             await response.aclose()
         try:
-            message = json.loads(raw)["error"]["message"]
-            if isinstance(message, str):
-                return message
-        except (ValueError, KeyError, TypeError):
-            pass
+            error = self._decode(_ERROR_BODY, raw, "error body").error
+        except UpstreamError:
+            error = None  # not OpenAI's shape: its text says what there is to say
+        if isinstance(error, _ErrorDetail) and error.message is not None:
+            return error.message
         return raw[:200].decode(errors="replace") or "(empty body)"
 
     def _status_error(self, status: int, detail: str, attempts: int) -> GatewayError:
@@ -223,21 +264,21 @@ class HttpBackend:
 
     async def _events(self, response: httpx.Response, prompt: Prompt) -> AsyncIterator[StreamEvent]:
         finish: FinishReason | None = None
-        usage: Mapping[str, Any] | None = None
+        usage = _Usage()
         chunks = 0
         try:
             async for payload in _sse_data(response):
                 if payload == "[DONE]":
                     break
                 chunk = self._parse_chunk(payload)
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    text = _choice_text(choice)
+                usage = chunk.usage or usage
+                for choice in chunk.choices or ():
+                    text = choice.delta.content if choice.delta is not None else choice.text
                     if text:
                         chunks += 1
                         yield TextDelta(text)
-                    if choice.get("finish_reason"):
-                        finish = _finish_reason(choice["finish_reason"])
+                    if choice.finish_reason:
+                        finish = _finish_reason(choice.finish_reason)
         except httpx.TimeoutException as exc:
             raise self._timeout_error(exc) from exc
         except httpx.TransportError as exc:
@@ -250,31 +291,38 @@ class HttpBackend:
                 f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
                 "chunks without a finish reason"
             )
-        prompt_tokens = _int(usage, "prompt_tokens")
-        completion_tokens = _int(usage, "completion_tokens")
         yield StreamEnd(
             finish_reason=finish,
-            prompt_tokens=prompt_tokens
-            if prompt_tokens is not None
+            prompt_tokens=usage.prompt_tokens
+            if usage.prompt_tokens is not None
             else await self.count_tokens(prompt),
-            completion_tokens=completion_tokens if completion_tokens is not None else chunks,
+            completion_tokens=usage.completion_tokens
+            if usage.completion_tokens is not None
+            else chunks,
         )
 
-    def _parse_chunk(self, payload: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} sent something that is not an "
-                f"OpenAI stream chunk: {payload[:200]!r}"
-            )
-        if "error" in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
+    def _parse_chunk(self, payload: str) -> _Chunk:
+        chunk = self._decode(_CHUNK, payload, "stream chunk")
+        if chunk.error is not None:
+            error = chunk.error
+            message = error.message if isinstance(error, _ErrorDetail) else error
             raise UpstreamError(f"the upstream of model {self._spec.id!r} failed: {message}")
         return chunk
+
+    def _decode(self, decoder: msgspec.json.Decoder[_T], data: str | bytes, what: str) -> _T:
+        """``data`` read as the OpenAI ``what`` that ``decoder`` describes; whatever it
+        is instead (not JSON, another shape, a count out of range, nesting deep enough to
+        exhaust the parser's stack) is an upstream error, a 502."""
+        try:
+            return decoder.decode(data)
+        except RecursionError:
+            reason = "nested too deeply"
+        except (msgspec.DecodeError, ValueError) as exc:  # ValueError: not UTF-8
+            reason = str(exc)
+        raise UpstreamError(
+            f"the upstream of model {self._spec.id!r} sent a malformed answer, not an OpenAI "
+            f"{what} ({reason}): {data[:200]!r}"
+        )
 
 
 async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
@@ -295,19 +343,5 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
-def _choice_text(choice: Mapping[str, Any]) -> str:
-    delta = choice.get("delta")
-    if isinstance(delta, Mapping):
-        content = delta.get("content")
-        return content if isinstance(content, str) else ""
-    text = choice.get("text")
-    return text if isinstance(text, str) else ""
-
-
 def _finish_reason(value: str) -> FinishReason:
     return FinishReason.LENGTH if value == "length" else FinishReason.STOP
-
-
-def _int(usage: Mapping[str, Any] | None, name: str) -> int | None:
-    value = (usage or {}).get(name)
-    return value if isinstance(value, int) else None
