@@ -290,7 +290,8 @@ class Upstream:
 
     The upstream model name picks the behaviour: ``fast`` answers at once, ``hang``
     never answers (until the client gives up), ``drip`` sends one token every
-    ``drip_interval_s`` up to ``max_tokens``. It records what the gateway did to it:
+    ``drip_interval_s`` up to ``max_tokens``, ``malformed`` sends three and then a chunk
+    nested too deeply for a JSON parser's stack. It records what the gateway did to it:
     how many drip tokens were sent, and how many connections are still open.
     """
 
@@ -343,13 +344,16 @@ class Upstream:
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
             )
-            count = 3 if behaviour == "fast" else int(body["max_tokens"])
+            count = int(body["max_tokens"]) if behaviour == "drip" else 3
             for _ in range(count):
                 writer.write(_sse({"choices": [{"index": 0, "delta": {"content": " tok"}}]}))
                 await writer.drain()
                 if behaviour == "drip":
                     self.drip_tokens_sent += 1
                     await asyncio.sleep(self.drip_interval_s)
+            if behaviour == "malformed":
+                writer.write(b'data: {"choices": [], "x": ' + b"[" * 100_000 + b"]" * 100_000)
+                writer.write(b"}\n\n")
             usage = {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": count + 5}
             finish = {"index": 0, "delta": {}, "finish_reason": "length"}
             writer.write(_sse({"choices": [finish], "usage": usage}) + b"data: [DONE]\n\n")
@@ -370,7 +374,7 @@ def http_models_file(path: Path, upstream: Upstream) -> Path:
     entries = [
         f'[[models]]\nid = "{name}"\nbackend = "http"\nsource = "{upstream.url}"\n'
         f'upstream_model = "{name}"\ncontext_length = 4096\n'
-        for name in ("fast", "hang", "drip")
+        for name in ("fast", "hang", "drip", "malformed")
     ]
     path.write_text("\n".join(entries))
     return path

@@ -121,6 +121,33 @@ async def test_hanging_backend_times_out_cleanly(http_server: HttpModelServer) -
     assert in_flight == 0
 
 
+async def test_a_malformed_upstream_answer_is_a_502(http_server: HttpModelServer) -> None:
+    """A chunk nested 100k deep (a RecursionError in the parser): a non-streaming request
+    gets a 502 in OpenAI's shape, a stream its tokens and then an ``upstream_error`` event
+    and ``[DONE]``; both say the answer was malformed, neither is an internal error."""
+    key, _ = await _fresh_key(http_server.url, http_server.keys.admin)
+    async with httpx.AsyncClient(base_url=http_server.url, timeout=30) as client:
+        whole = await client.post(
+            "/v1/chat/completions", headers=bearer(key), json=chat_body(model="malformed")
+        )
+        streamed = await client.post(
+            "/v1/chat/completions",
+            headers=bearer(key),
+            json=chat_body(model="malformed", stream=True),
+        )
+    assert whole.status_code == 502, whole.text
+    assert _is_openai_error(whole)
+    assert whole.json()["error"]["code"] == "upstream_error"
+    assert "sent a malformed answer" in whole.json()["error"]["message"]
+    assert streamed.status_code == 200
+    events = [line.removeprefix("data: ") for line in streamed.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "upstream_error"
+    assert "sent a malformed answer" in error["message"]
+    assert sum(" tok" in event for event in events) == 3
+
+
 async def _read_some_then_disconnect(
     base_url: str, key: str, body: dict[str, Any], chunks: int
 ) -> str:
@@ -280,4 +307,4 @@ async def test_client_disconnect_stops_local_generation(live_server) -> None:  #
 def test_models_file_is_the_only_source(http_server: HttpModelServer) -> None:
     """Guards the fixture: with LLMSERVER_PROFILE=none only the http models exist."""
     models = httpx.get(http_server.url + "/v1/models", headers=bearer(http_server.keys.user))
-    assert sorted(m["id"] for m in models.json()["data"]) == ["drip", "fast", "hang"]
+    assert sorted(m["id"] for m in models.json()["data"]) == ["drip", "fast", "hang", "malformed"]
