@@ -79,17 +79,7 @@ def redis_url() -> str:
 
 from pathlib import Path  # noqa: E402
 
-from livesupport import (  # noqa: E402
-    TEST_SECRET,
-    LiveServer,
-    find_key_secrets,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import LiveServer, find_key_secrets, running_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -106,16 +96,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """One real server process (SQLite, in-process limiter) for the whole session."""
     root = tmp_path_factory.mktemp("live")
-    database_url = f"sqlite+aiosqlite:///{root / 'llmserver.db'}"
-    env = server_env(database_url, demo_model_dir)
-    migrate(database_url, env)
-    keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
-    port = free_port()
-    log_path = root / "server.log"
-    process = start_server(env, log_path, port)
-    yield LiveServer(f"http://127.0.0.1:{port}", keys, database_url, log_path, env, process)
-    stop_server(process)
+    with running_server(root, demo_model_dir) as server:
+        yield server
     # After the whole session: no API key secret may appear in the logs or the database.
-    leaks = find_key_secrets([log_path, *root.glob("llmserver.db*")])
+    leaks = find_key_secrets([server.log_path, *root.glob("llmserver.db*")])
     if leaks:
         pytest.fail(f"API key secrets leaked into {sorted(leaks)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +178,26 @@ def migrate(database_url: str, env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
+
+
+@contextmanager
+def running_server(
+    root: Path, model_dir: Path, *, database_url: str | None = None, **env: str
+) -> Iterator[LiveServer]:
+    """A ready server with the four test keys issued, logging to ``root / "server.log"``
+    and stopped on exit; its database is migrated first, a SQLite file in ``root`` unless
+    ``database_url`` names another. ``env`` adds to (or overrides) ``server_env``'s."""
+    url = database_url or f"sqlite+aiosqlite:///{root / 'llmserver.db'}"
+    full_env = server_env(url, model_dir, **env)
+    migrate(url, full_env)
+    keys = asyncio.run(issue_keys(url, TEST_SECRET))
+    port = free_port()
+    log_path = root / "server.log"
+    process = start_server(full_env, log_path, port)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", keys, url, log_path, full_env, process)
+    finally:
+        stop_server(process)
 
 
 def wait_for_port(port: int, timeout_s: float = 20.0) -> None:

@@ -4,22 +4,13 @@ asked."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from livesupport import (
-    TEST_SECRET,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +43,6 @@ def test_by_default_another_key_s_identical_request_is_a_miss(live_server) -> No
 
 
 def test_a_global_cache_answers_every_key(tmp_path: Path, demo_model_dir: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'global.db'}"
-    env = server_env(url, demo_model_dir, LLMSERVER_CACHE_SCOPE="global")
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    process = start_server(env, tmp_path / "server.log", port)
-    try:
-        got = x_cache_of_each(f"http://127.0.0.1:{port}", [keys.user, keys.admin])
-    finally:
-        stop_server(process)
+    with running_server(tmp_path, demo_model_dir, LLMSERVER_CACHE_SCOPE="global") as server:
+        got = x_cache_of_each(server.base_url, [server.keys.user, server.keys.admin])
     assert got == ["MISS", "HIT"]

@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from livesupport import (
-    TEST_SECRET,
     free_port,
-    issue_keys,
     migrate,
+    running_server,
     server_env,
     start_server,
     stop_server,
@@ -28,30 +27,26 @@ KEY = re.compile(r"llms_[a-z0-9]{12}_[A-Za-z0-9_-]{16,}")
 
 
 def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
-    env = server_env(url, demo_model_dir, LLMSERVER_MAX_QUEUE="1", LLMSERVER_MAX_BATCH_SIZE="1")
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    proc = start_server(env, tmp_path / "server.log", port)
+    with running_server(
+        tmp_path, demo_model_dir, LLMSERVER_MAX_QUEUE="1", LLMSERVER_MAX_BATCH_SIZE="1"
+    ) as server:
 
-    async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        return await client.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={
-                "model": "demo",
-                "messages": [{"role": "user", "content": f"request {i}"}],
-                "max_tokens": 400,
-                "temperature": 0.8,
-            },
-            headers={"Authorization": f"Bearer {keys.admin}"},
-        )
+        async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            return await client.post(
+                f"{server.base_url}/v1/chat/completions",
+                json={
+                    "model": "demo",
+                    "messages": [{"role": "user", "content": f"request {i}"}],
+                    "max_tokens": 400,
+                    "temperature": 0.8,
+                },
+                headers={"Authorization": f"Bearer {server.admin_key}"},
+            )
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=120) as client:
-            return await asyncio.gather(*(one(client, i) for i in range(8)))
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=120) as client:
+                return await asyncio.gather(*(one(client, i) for i in range(8)))
 
-    try:
         responses = asyncio.run(burst())
         codes = sorted(r.status_code for r in responses)
         assert 200 in codes
@@ -61,9 +56,7 @@ def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "model_overloaded"
         # the server keeps serving once the queue drains
-        assert asyncio.run(burst_one(port, keys.admin)) == 200
-    finally:
-        stop_server(proc)
+        assert asyncio.run(burst_one(server.base_url, server.admin_key)) == 200
 
 
 def _rename_table(db: Path, old: str, new: str) -> None:
@@ -75,43 +68,46 @@ def test_a_backed_up_request_log_is_503_with_its_own_code(
     tmp_path: Path, demo_model_dir: Path
 ) -> None:
     db = tmp_path / "log.db"
-    url = f"sqlite+aiosqlite:///{db}"
-    env = server_env(url, demo_model_dir, LLMSERVER_LOG_BATCH_ROWS="1", LLMSERVER_LOG_QUEUE_MAX="2")
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    proc = start_server(env, tmp_path / "server.log", port)
 
     def ask(client: httpx.Client) -> httpx.Response:
         # An unknown model: a logged request that costs no generation.
         return client.post(
             "/v1/chat/completions",
             json={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
-            headers={"Authorization": f"Bearer {keys.user}"},
         )
 
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            _rename_table(db, "request_logs", "request_logs_away")  # log writes now fail
-            answers = [ask(client) for _ in range(3)]
-            _rename_table(db, "request_logs_away", "request_logs")
-            assert [a.status_code for a in answers] == [404, 404, 503]
-            error = answers[-1].json()["error"]
-            assert (error["code"], error["type"]) == ("request_log_backlog", "service_unavailable")
-            assert int(answers[-1].headers["retry-after"]) >= 1
-            # Once the rows are written, new work is taken again.
-            deadline = time.monotonic() + 20
-            while ask(client).status_code == 503 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert ask(client).status_code == 404
-    finally:
-        stop_server(proc)
+    with (
+        running_server(
+            tmp_path,
+            demo_model_dir,
+            database_url=f"sqlite+aiosqlite:///{db}",
+            LLMSERVER_LOG_BATCH_ROWS="1",
+            LLMSERVER_LOG_QUEUE_MAX="2",
+        ) as server,
+        httpx.Client(
+            base_url=server.base_url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {server.user_key}"},
+        ) as client,
+    ):
+        _rename_table(db, "request_logs", "request_logs_away")  # log writes now fail
+        answers = [ask(client) for _ in range(3)]
+        _rename_table(db, "request_logs_away", "request_logs")
+        assert [a.status_code for a in answers] == [404, 404, 503]
+        error = answers[-1].json()["error"]
+        assert (error["code"], error["type"]) == ("request_log_backlog", "service_unavailable")
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        # Once the rows are written, new work is taken again.
+        deadline = time.monotonic() + 20
+        while ask(client).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ask(client).status_code == 404
 
 
-async def burst_one(port: int, key: str) -> int:
+async def burst_one(base_url: str, key: str) -> int:
     async with httpx.AsyncClient(timeout=60) as client:
         response = await client.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
+            f"{base_url}/v1/chat/completions",
             json={"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
             headers={"Authorization": f"Bearer {key}"},
         )

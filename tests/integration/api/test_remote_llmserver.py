@@ -6,7 +6,6 @@ server A; B's callers use B's keys, and B calls A with A's key from an env varia
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from livesupport import (
-    TEST_SECRET,
-    IssuedKeys,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import IssuedKeys, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -43,21 +33,15 @@ def gateway_b(
         'api_key_env = "UPSTREAM_KEY"\n'
         "context_length = 512\n"
     )
-    url = f"sqlite+aiosqlite:///{root / 'b.db'}"
-    env = server_env(
-        url,
+    with running_server(
+        root,
         demo_model_dir,
         LLMSERVER_PROFILE="none",
         LLMSERVER_MODELS_FILE=str(models),
         UPSTREAM_KEY=live_server.admin_key,
-    )
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    proc = start_server(env, root / "server.log", port)
-    yield f"http://127.0.0.1:{port}", keys
-    stop_server(proc)
-    assert live_server.admin_key not in (root / "server.log").read_text()
+    ) as server:
+        yield server.base_url, server.keys
+    assert live_server.admin_key not in server.logs()
 
 
 def test_chat_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> None:

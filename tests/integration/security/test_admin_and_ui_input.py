@@ -3,7 +3,6 @@ server: a 4xx that names what was wrong (or a documented reading), never a 500."
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -12,15 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import (
-    TEST_SECRET,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -182,17 +173,12 @@ def postgres_admin(
     """An admin client of a server on PostgreSQL (no models: only the admin API is used)."""
     root = tmp_path_factory.mktemp("postgres-admin")
     url = make_postgres_database()
-    env = server_env(url, root / "no-demo-model", LLMSERVER_PROFILE="none")
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    process = start_server(env, root / "server.log", port)
-    headers = {"Authorization": f"Bearer {keys.admin}"}
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as http:
+    with running_server(
+        root, root / "no-demo-model", database_url=url, LLMSERVER_PROFILE="none"
+    ) as server:
+        headers = {"Authorization": f"Bearer {server.admin_key}"}
+        with httpx.Client(base_url=server.base_url, timeout=60, headers=headers) as http:
             yield http
-    finally:
-        stop_server(process)
 
 
 @pytest.mark.postgres

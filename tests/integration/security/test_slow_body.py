@@ -13,16 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import (
-    TEST_SECRET,
-    LiveServer,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import LiveServer, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -34,20 +25,13 @@ DRIBBLERS = 20
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server without models (a body is read before any model is looked at)."""
     root = tmp_path_factory.mktemp("slow-body")
-    database_url = f"sqlite+aiosqlite:///{root / 'llmserver.db'}"
-    env = server_env(
-        database_url,
+    with running_server(
+        root,
         root / "no-demo-model",
         LLMSERVER_PROFILE="none",
         LLMSERVER_BODY_READ_TIMEOUT_S=str(TIMEOUT_S),
-    )
-    migrate(database_url, env)
-    keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
-    port = free_port()
-    log_path = root / "server.log"
-    process = start_server(env, log_path, port)
-    yield LiveServer(f"http://127.0.0.1:{port}", keys, database_url, log_path, env, process)
-    stop_server(process)
+    ) as server:
+        yield server
 
 
 CHUNKED = "Transfer-Encoding: chunked"

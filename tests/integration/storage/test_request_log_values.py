@@ -12,15 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import (
-    TEST_SECRET,
-    free_port,
-    issue_keys,
-    migrate,
-    server_env,
-    start_server,
-    stop_server,
-)
+from livesupport import running_server
 from llmserver.adapters.sql import SqlDatabase
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, LogQuery, RequestLog
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
@@ -47,11 +39,6 @@ def test_long_request_ids_and_unknown_model_names_are_logged_and_later_rows_flow
     make_postgres_database: Callable[[], str], demo_model_dir: Path, tmp_path: Path
 ) -> None:
     url = make_postgres_database()
-    env = server_env(url, demo_model_dir)
-    migrate(url, env)
-    keys = asyncio.run(issue_keys(url, TEST_SECRET))
-    port = free_port()
-    process = start_server(env, tmp_path / "server.log", port)
     longest_id = "r" * REQUEST_ID_MAX_CHARS
     sent = {  # request id -> model asked for
         longest_id: "demo",
@@ -59,22 +46,22 @@ def test_long_request_ids_and_unknown_model_names_are_logged_and_later_rows_flow
         "unknown-nul-model": "bad\x00name",
         "after": "demo",
     }
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            statuses = {
-                request_id: client.post(
-                    "/v1/chat/completions",
-                    json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-                    headers={
-                        "Authorization": f"Bearer {keys.user}",
-                        "X-Request-ID": request_id,
-                    },
-                ).status_code
-                for request_id, model in sent.items()
-            }
+    with (
+        running_server(tmp_path, demo_model_dir, database_url=url) as server,
+        httpx.Client(base_url=server.base_url, timeout=60) as client,
+    ):
+        statuses = {
+            request_id: client.post(
+                "/v1/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                headers={
+                    "Authorization": f"Bearer {server.user_key}",
+                    "X-Request-ID": request_id,
+                },
+            ).status_code
+            for request_id, model in sent.items()
+        }
         rows = {r.request_id: r for r in asyncio.run(_logged(url, set(sent)))}
-    finally:
-        stop_server(process)
 
     assert list(statuses.values()) == [200, 404, 404, 200]
     assert set(rows) == set(sent)
