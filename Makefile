@@ -70,7 +70,7 @@ keys: $(STAMP) .env.local ## List API keys (no secrets)
 test-services: ## Start PostgreSQL and Redis for the tests when they are not running
 	@scripts/test-services.sh
 
-test: $(STAMP) test-services ui ## Run the whole test suite (installs browser and ops tools as needed)
+test: $(STAMP) lint test-services ui ## Run lint, then the whole test suite (installs browser and ops tools as needed)
 	@scripts/install-browser.sh >/dev/null
 	@scripts/install-ops-tools.sh >/dev/null
 	@cd frontend && npm test --silent >/dev/null && echo "frontend: vitest passed"
