@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from fake_upstream import FakeUpstream
 
+from integration.inference.fake_upstream import FakeUpstream
 from llmserver.adapters.inference.http_backend import HttpBackend
 from llmserver.domain.errors import GenerationTimeout, InvalidRequest, UpstreamError
 from llmserver.domain.inference import (

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
-from opstools import (
+from integration.ops.opstools import (
     PROMETHEUS_SYNTHETIC,
     exported_metric_names,
     metric_names_in_dashboards,

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from opstools import (
+
+from integration.ops.opstools import (
     INSTALL_HINT,
     SSE_EVENTS,
     SSE_INTERVAL_S,

@@ -21,14 +21,14 @@ from typing import Any
 import compose
 import httpx
 import pytest
-from opstools import (
+
+from integration.ops.opstools import (
     INSTALL_HINT,
     ROOT,
     free_port,
     load_nginx_renderer,
     wait_for_port,
 )
-
 from llmserver.app.settings import Settings
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"

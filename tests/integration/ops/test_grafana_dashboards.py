@@ -7,7 +7,9 @@ import json
 
 import pytest
 import yaml
-from opstools import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from integration.ops.opstools import (
     DASHBOARDS,
     PROMETHEUS_SYNTHETIC,
     ROOT,
@@ -16,8 +18,6 @@ from opstools import (
     metric_names_in_dashboards,
     metric_names_in_expression,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
 from llmserver.app.metrics import Metrics
 
 PROVISIONING = ROOT / "ops/grafana/provisioning"

@@ -9,8 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from opstools import PROMETHEUS_SYNTHETIC, exported_metric_names, metric_names_in_dashboards
 from prometheus_client.parser import text_string_to_metric_families
+
+from integration.ops.opstools import (
+    PROMETHEUS_SYNTHETIC,
+    exported_metric_names,
+    metric_names_in_dashboards,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from opstools import SSE_EVENTS, SSE_INTERVAL_S, StartNginx, load_nginx_renderer
+
+from integration.ops.opstools import SSE_EVENTS, SSE_INTERVAL_S, StartNginx, load_nginx_renderer
 
 # Most tests here start nginx in front of the session's live server.
 pytestmark = [pytest.mark.nginx, pytest.mark.slow]

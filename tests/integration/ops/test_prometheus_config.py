@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opstools import INSTALL_HINT, ROOT, dashboard_expressions, plain_promql
+
+from integration.ops.opstools import INSTALL_HINT, ROOT, dashboard_expressions, plain_promql
 
 PROMETHEUS_CONFIG = ROOT / "ops/prometheus/prometheus.yml"
 

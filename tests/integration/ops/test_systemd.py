@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from opstools import ROOT
+
+from integration.ops.opstools import ROOT
 
 UNITS = ROOT / "ops/systemd"
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from faultkit import Replicas, Upstream, drop_database, fresh_database, start_servers
 
+from integration.reliability.faultkit import (
+    Replicas,
+    Upstream,
+    drop_database,
+    fresh_database,
+    start_servers,
+)
 from livesupport import (
     TEST_SECRET,
     free_port,

@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from faultkit import (
+
+from integration.reliability.faultkit import (
     Upstream,
     bearer,
     chat_body,
@@ -25,7 +26,6 @@ from faultkit import (
     usage_of,
     wait_until,
 )
-
 from livesupport import (
     TEST_SECRET,
     IssuedKeys,

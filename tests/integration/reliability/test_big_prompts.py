@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faultkit import SOAK, bearer, create_key, start_servers
 
+from integration.reliability.faultkit import SOAK, bearer, create_key, start_servers
 from livesupport import TEST_SECRET, free_port, issue_keys, migrate, server_env, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]

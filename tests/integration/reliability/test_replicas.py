@@ -8,7 +8,17 @@ import time
 
 import httpx
 import pytest
-from faultkit import SOAK, Replicas, Tally, bearer, chat_body, count_rows, create_key, usage_of
+
+from integration.reliability.faultkit import (
+    SOAK,
+    Replicas,
+    Tally,
+    bearer,
+    chat_body,
+    count_rows,
+    create_key,
+    usage_of,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

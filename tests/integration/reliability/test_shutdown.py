@@ -12,8 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faultkit import SOAK, Upstream, bearer, chat_body, http_models_file, start_servers
 
+from integration.reliability.faultkit import (
+    SOAK,
+    Upstream,
+    bearer,
+    chat_body,
+    http_models_file,
+    start_servers,
+)
 from livesupport import TEST_SECRET, free_port, issue_keys, migrate, server_env
 
 pytestmark = pytest.mark.slow

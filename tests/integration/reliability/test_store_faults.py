@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faultkit import (
+
+from integration.reliability.faultkit import (
     SOAK,
     PostgresCluster,
     Upstream,
@@ -27,7 +28,6 @@ from faultkit import (
     start_servers,
     wait_until,
 )
-
 from livesupport import (
     TEST_SECRET,
     IssuedKeys,
