@@ -45,7 +45,7 @@ class _Context:
     @property
     def models(self) -> ModelRegistry:
         """The registry ``serve`` would build (profile and models file), without loading any."""
-        from llmserver.app.factory import model_specs
+        from llmserver.app.model_specs import model_specs
         from llmserver.domain.registry import ModelRegistry
 
         try:

@@ -13,10 +13,8 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import click
-from sqlalchemy.exc import DBAPIError
 
 from llmserver.adapters.clock import SystemClock
-from llmserver.adapters.sql import SqlDatabase
 from llmserver.domain.errors import GatewayError
 from llmserver.domain.key_admin import KeyAdmin, key_state
 from llmserver.domain.keys import ApiKey, KeyHasher, Role
@@ -39,6 +37,13 @@ class KeysSettings(Protocol):
 
 
 def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
+    # The stores are imported here, where they are used: SQLAlchemy and advanced-alchemy
+    # (which pulls in Litestar and pydantic) take a second to import, which `llmserver --help`
+    # and every other command would pay too.
+    from sqlalchemy.exc import DBAPIError
+
+    from llmserver.adapters.sql import SqlDatabase
+
     settings: KeysSettings = ctx.obj
     models = settings.models
 

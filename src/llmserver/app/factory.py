@@ -41,6 +41,7 @@ from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_logging
 from llmserver.app.metrics import Metrics
 from llmserver.app.metrics_scrape import BatcherState
+from llmserver.app.model_specs import model_specs
 from llmserver.app.openapi import document_completion_routes
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
@@ -59,7 +60,7 @@ from llmserver.domain.ports import (
     RateLimitStore,
     UsageStore,
 )
-from llmserver.domain.registry import ModelRegistry, ModelSpec, profile_models
+from llmserver.domain.registry import ModelRegistry, ModelSpec
 
 log = structlog.get_logger("llmserver")
 
@@ -71,15 +72,6 @@ class Overrides:
     backends: ModelBackends | None = None
     specs: Sequence[ModelSpec] | None = None
     clock: Clock | None = None
-
-
-def model_specs(settings: Settings) -> list[ModelSpec]:
-    specs = list(profile_models(settings.profile, demo_model_dir=settings.demo_model_dir))
-    if settings.models_file:
-        from llmserver.adapters.inference.model_config import load_model_specs
-
-        specs.extend(load_model_specs(Path(settings.models_file)))
-    return specs
 
 
 async def _check(name: str, probe: Any) -> tuple[bool, str | None]:

@@ -8,7 +8,6 @@ from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
-from llmserver.adapters.sql.migrate import current_revision, head_revision
 from llmserver.adapters.sql.usage import SqlUsageStore
 
 
@@ -41,6 +40,10 @@ class SqlDatabase:
 
     async def migration_state(self) -> tuple[str | None, str | None]:
         """``(current revision of the database, head revision of the code)``."""
+        # Alembic is imported on first use, not with the stores: `llmserver keys` would
+        # pay its 0.2 s import for nothing.
+        from llmserver.adapters.sql.migrate import current_revision, head_revision
+
         async with self.engine.connect() as conn:
             current = await conn.run_sync(current_revision)
         return current, head_revision()

@@ -1,0 +1,78 @@
+"""The CLI imports only what the command it runs uses.
+
+Every command, ``llmserver --help`` included, took seconds: the SQL stores (SQLAlchemy,
+advanced-alchemy and, through it, Litestar) were imported at start-up, and ``keys`` imported
+the whole web app for its model list. Checked in a fresh interpreter by what
+lands in ``sys.modules``: a timed assertion would fail on a slow machine, not on a regression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from llmserver.adapters.sql import migrate
+
+# Runs the command as the ``llmserver`` script does, then prints the modules it loaded.
+_PROBE = """
+import json, sys
+from llmserver.cli import main
+try:
+    main.main(sys.argv[1:], prog_name="llmserver")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+# The web app and the inference stack: no command but ``serve`` and ``demo-model`` needs them.
+_SERVER_ONLY = {
+    "torch",
+    "transformers",
+    "tokenizers",
+    "uvicorn",
+    "structlog",
+    "llmserver.app.factory",
+}
+
+
+def _loaded(cwd: Path, *args: str, **env: str) -> set[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        cwd=cwd,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_help_imports_neither_the_web_app_nor_the_stores(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path, "--help")
+    assert "click" in loaded
+    assert (
+        loaded & (_SERVER_ONLY | {"litestar", "sqlalchemy", "advanced_alchemy", "alembic"}) == set()
+    )
+
+
+def test_keys_list_imports_its_stores_but_not_the_web_app(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    asyncio.run(migrate.upgrade(url))
+    loaded = _loaded(
+        tmp_path,
+        "keys",
+        "list",
+        LLMSERVER_DATABASE_URL=url,
+        LLMSERVER_SERVER_SECRET="cli-startup-secret-0123456789-abcdefgh",
+    )
+    assert "llmserver.adapters.sql.keys" in loaded  # it did build its stores
+    # advanced-alchemy, under the stores, still imports Litestar's package (for its DTOs);
+    # the app, the server and migrations (alembic) stay out.
+    assert loaded & (_SERVER_ONLY | {"alembic"}) == set()
