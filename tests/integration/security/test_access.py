@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from livesupport import LiveServer
+
 pytestmark = pytest.mark.slow
 
 MODEL = "demo-tiny-llama"
@@ -58,7 +60,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
 
 
 @pytest.fixture(scope="module")
-def callers(live_server) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def callers(live_server: LiveServer) -> dict[str, dict[str, str]]:
     keys = live_server.keys
     prefix = keys.user.split("_")[1]
     return {
@@ -83,7 +85,7 @@ def callers(live_server) -> dict[str, dict[str, str]]:  # type: ignore[no-untype
 
 
 @pytest.fixture(scope="module")
-def http(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_server.base_url, timeout=60) as client:
         yield client
 
@@ -101,7 +103,7 @@ def test_matrix_covers_every_served_route(http: httpx.Client) -> None:
 def test_route_by_role_matrix(
     http: httpx.Client,
     callers: dict[str, dict[str, str]],
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     victim = http.post("/admin/keys", headers=admin, json={"name": "matrix-victim"})
@@ -127,7 +129,7 @@ def test_route_by_role_matrix(
 
 def test_errors_do_not_reveal_whether_a_key_exists(
     http: httpx.Client,
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     """A known prefix with a wrong secret reads exactly like a key that does not exist."""
     prefix = live_server.keys.user.split("_")[1]
@@ -141,7 +143,7 @@ def test_errors_do_not_reveal_whether_a_key_exists(
 
 def test_a_bare_key_in_authorization_is_refused_with_how_to_send_it(
     http: httpx.Client,
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     response = http.get("/v1/models", headers={"Authorization": live_server.user_key})
     assert response.status_code == 401

@@ -12,11 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from livesupport import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +33,7 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fuzz_keys(live_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def fuzz_keys(live_server: LiveServer) -> dict[str, str]:
     """Keys of both roles with limits the fuzzing never reaches, so it is not just 429s."""
     keys = {"admin": live_server.admin_key}
     response = httpx.post(
@@ -63,6 +66,8 @@ def _fuzz(base_url: str, key: str, mode: GenerationMode) -> tuple[int, list[str]
     calls = 0
     failures: list[str] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()  # the served schema itself is invalid: fail with its reason
         operation = result.ok()
 
         @FUZZ_SETTINGS
@@ -92,7 +97,7 @@ def test_fuzz_every_operation(
     role: str,
     mode: GenerationMode,
     fuzz_keys: dict[str, str],
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     calls, failures = _fuzz(live_server.base_url, fuzz_keys[role], mode)
     print(f"\nschemathesis {role} {mode.value}: {calls} requests, {len(failures)} failures")

@@ -17,6 +17,7 @@ import pytest
 from livesupport import (
     TEST_SECRET,
     IssuedKeys,
+    LiveServer,
     free_port,
     issue_keys,
     migrate,
@@ -39,7 +40,7 @@ def _secret_part(key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def exercised(live_server) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+def exercised(live_server: LiveServer) -> tuple[list[str], list[str]]:
     """Use every key, good and bad, in every header; returns (secrets, error bodies)."""
     keys = live_server.keys
     admin = {"Authorization": f"Bearer {keys.admin}"}
@@ -71,7 +72,7 @@ def exercised(live_server) -> tuple[list[str], list[str]]:  # type: ignore[no-un
 
 def test_keys_are_stored_only_as_keyed_hashes(
     exercised: tuple[list[str], list[str]],
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     import sqlite3
 
@@ -99,7 +100,7 @@ def test_key_comparison_is_constant_time() -> None:
 
 def test_no_secret_in_logs_metrics_or_error_bodies(
     exercised: tuple[list[str], list[str]],
-    live_server,  # type: ignore[no-untyped-def]
+    live_server: LiveServer,
 ) -> None:
     secrets, bodies = exercised
     metrics = httpx.get(live_server.base_url + "/metrics", timeout=30).text
@@ -190,7 +191,7 @@ def test_cors_headers_on_completion_answers_too(guarded_server: GuardedServer) -
     assert response.headers["access-control-allow-origin"] == ALLOWED
 
 
-def test_no_cors_without_configured_origins(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_no_cors_without_configured_origins(live_server: LiveServer) -> None:
     response = _preflight(live_server.base_url, ALLOWED)
     assert "access-control-allow-origin" not in response.headers
 
