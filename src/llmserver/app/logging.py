@@ -99,15 +99,24 @@ class JsonAccessLog:
     was a system call per request. Outside a loop, a line is written at once.
     """
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, *, debug: bool = False) -> None:
         self._stream = stream
+        self._debug = debug
         self._pending: list[bytes] = []
         self._second = -1
         self._second_text = ""
 
     def info(self, event: str, **fields: Any) -> None:
+        self._add("info", event, fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Written only when the level is DEBUG, as structlog's level filter would."""
+        if self._debug:
+            self._add("debug", event, fields)
+
+    def _add(self, level: str, event: str, fields: dict[str, Any]) -> None:
         fields["event"] = event
-        fields["level"] = "info"
+        fields["level"] = level
         fields["timestamp"] = self._timestamp()
         first = not self._pending
         self._pending.append(_LINE.encode(fields))
@@ -140,14 +149,18 @@ class _Silent:
     def info(self, event: str, **fields: Any) -> None:
         return None
 
+    def debug(self, event: str, **fields: Any) -> None:
+        return None
+
 
 def access_logger(fmt: LogFormat, level: str) -> Any:
     """What writes the access lines: the fast JSON writer unless a human reads them."""
-    if logging.getLevelNamesMapping()[level.upper()] > logging.INFO:
+    threshold = logging.getLevelNamesMapping()[level.upper()]
+    if threshold > logging.INFO:
         return _Silent()
     if uses_console(fmt):
         return structlog.get_logger("llmserver.access")
-    return JsonAccessLog()
+    return JsonAccessLog(debug=threshold <= logging.DEBUG)
 
 
 class AccessLogMiddleware:
@@ -195,7 +208,9 @@ class AccessLogMiddleware:
             state = scope.get("state", {})
             if metrics is not None:
                 metrics.request_finished(label, status, elapsed)
-            self.log.info(
+            # Probes poll every few seconds: at INFO their lines would bury the traffic.
+            write = self.log.debug if route in _PROBES else self.log.info
+            write(
                 "request",
                 request_id=request_id,
                 method=scope.get("method"),
@@ -221,6 +236,8 @@ _KNOWN_ROUTES = (
     "/metrics",
 )
 
+
+_PROBES = frozenset({"/healthz", "/readyz"})
 
 _ADMIN_SECTIONS = frozenset({"keys", "usage", "logs", "roles"})
 

@@ -5,10 +5,18 @@ import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 import structlog
 
-from llmserver.app.logging import JsonAccessLog, access_logger, clean_request_id, new_request_id
+from llmserver.app.logging import (
+    AccessLogMiddleware,
+    JsonAccessLog,
+    access_logger,
+    clean_request_id,
+    new_request_id,
+)
 from llmserver.app.settings import LogFormat
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 
@@ -72,6 +80,7 @@ def test_access_lines_follow_the_level_and_format() -> None:
     quiet = access_logger(LogFormat.JSON, "warning")
     assert not isinstance(quiet, JsonAccessLog)
     assert quiet.info("request", status=200) is None
+    assert quiet.debug("request", status=200) is None
 
 
 def test_request_ids_are_32_hex_digits_distinct_and_ordered_by_time() -> None:
@@ -90,3 +99,44 @@ def test_a_caller_request_id_is_kept_up_to_what_the_request_log_holds() -> None:
         replaced = clean_request_id(unusable.encode())
         assert replaced != unusable
         assert len(replaced) == 32
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _receive() -> Any:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _ignore(message: Any) -> None:
+    return None
+
+
+async def _access_lines(log: JsonAccessLog, stream: io.StringIO) -> list[tuple[str, str]]:
+    app = AccessLogMiddleware(_ok, lambda: None, log)
+    for path in ("/readyz", "/v1/models", "/healthz"):
+        scope: Any = {"type": "http", "method": "GET", "path": path, "headers": []}
+        await app(scope, _receive, _ignore)
+    await asyncio.sleep(0)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [(line["path"], line["level"]) for line in lines]
+
+
+async def test_probe_polls_are_logged_at_debug_and_other_requests_at_info() -> None:
+    stream = io.StringIO()
+    assert await _access_lines(JsonAccessLog(stream), stream) == [("/v1/models", "info")]
+    stream = io.StringIO()
+    assert await _access_lines(JsonAccessLog(stream, debug=True), stream) == [
+        ("/readyz", "debug"),
+        ("/v1/models", "info"),
+        ("/healthz", "debug"),
+    ]
+
+
+def test_the_debug_level_turns_probe_lines_on(capsys: pytest.CaptureFixture[str]) -> None:
+    access_logger(LogFormat.JSON, "info").debug("request", path="/readyz")
+    assert capsys.readouterr().out == ""
+    access_logger(LogFormat.JSON, "debug").debug("request", path="/readyz")
+    assert json.loads(capsys.readouterr().out)["level"] == "debug"
