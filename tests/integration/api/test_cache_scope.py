@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import running_server
+from livesupport import LiveServer, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def x_cache_of_each(base_url: str, keys: list[str]) -> list[str]:
     return [r.headers["x-cache"] for r in responses]
 
 
-def test_by_default_another_key_s_identical_request_is_a_miss(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_by_default_another_key_s_identical_request_is_a_miss(live_server: LiveServer) -> None:
     keys = live_server.keys
     # The second key misses; its own repeat hits, so the cache is on.
     assert x_cache_of_each(live_server.base_url, [keys.user, keys.admin, keys.admin]) == [

@@ -8,13 +8,17 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from pydantic import SecretStr
+
+from livesupport import LiveServer
 
 MODEL = "demo-tiny-llama"
 
 pytestmark = pytest.mark.slow
 
 
-def client(live_server, key: str | None = None) -> OpenAI:  # type: ignore[no-untyped-def]
+def client(live_server: LiveServer, key: str | None = None) -> OpenAI:
     return OpenAI(
         base_url=live_server.base_url + "/v1",
         api_key=key or live_server.user_key,
@@ -27,7 +31,7 @@ def unique_prompt() -> str:
     return f"Say something about {uuid.uuid4().hex}"
 
 
-def test_chat_completion(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_chat_completion(live_server: LiveServer) -> None:
     reply = client(live_server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": unique_prompt()}],
@@ -44,14 +48,14 @@ def test_chat_completion(live_server) -> None:  # type: ignore[no-untyped-def]
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
-def test_alias_resolves_to_the_model(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_alias_resolves_to_the_model(live_server: LiveServer) -> None:
     reply = client(live_server).chat.completions.create(
         model="demo", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     )
     assert reply.model == MODEL
 
 
-def test_text_completion(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_text_completion(live_server: LiveServer) -> None:
     reply = client(live_server).completions.create(
         model=MODEL, prompt=unique_prompt(), max_tokens=6, temperature=0.5
     )
@@ -61,7 +65,7 @@ def test_text_completion(live_server) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(reply.choices[0].text, str)
 
 
-def test_streaming_with_usage(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_streaming_with_usage(live_server: LiveServer) -> None:
     stream = client(live_server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": unique_prompt()}],
@@ -83,8 +87,8 @@ def test_streaming_with_usage(live_server) -> None:  # type: ignore[no-untyped-d
     assert isinstance(text, str)
 
 
-def test_streamed_text_equals_non_streamed_text_for_greedy(live_server) -> None:  # type: ignore[no-untyped-def]
-    messages = [{"role": "user", "content": unique_prompt()}]
+def test_streamed_text_equals_non_streamed_text_for_greedy(live_server: LiveServer) -> None:
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": unique_prompt()}]
     c = client(live_server)
     # no-cache on both, so the stream really runs the model instead of replaying the cache
     plain = c.chat.completions.create(
@@ -106,21 +110,21 @@ def test_streamed_text_equals_non_streamed_text_for_greedy(live_server) -> None:
     assert text == plain.choices[0].message.content
 
 
-def test_models_list_and_retrieve(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_models_list_and_retrieve(live_server: LiveServer) -> None:
     c = client(live_server)
     ids = [m.id for m in c.models.list()]
     assert MODEL in ids
     assert c.models.retrieve(MODEL).id == MODEL
 
 
-def test_bad_key_is_401(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_bad_key_is_401(live_server: LiveServer) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
         client(live_server, "llms_abcdefghijkl_" + "x" * 43).models.list()
     assert caught.value.status_code == 401
     assert caught.value.body["code"] == "invalid_api_key"  # type: ignore[index]
 
 
-def test_unknown_model_is_404(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_model_is_404(live_server: LiveServer) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client(live_server).chat.completions.create(
             model="no-such-model", messages=[{"role": "user", "content": "hi"}]
@@ -128,9 +132,9 @@ def test_unknown_model_is_404(live_server) -> None:  # type: ignore[no-untyped-d
     assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
 
 
-def test_cache_hit_on_repeat(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_cache_hit_on_repeat(live_server: LiveServer) -> None:
     c = client(live_server)
-    messages = [{"role": "user", "content": unique_prompt()}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": unique_prompt()}]
     first = c.chat.completions.with_raw_response.create(
         model=MODEL, messages=messages, max_tokens=8, temperature=0
     )
@@ -150,7 +154,7 @@ def test_cache_hit_on_repeat(live_server) -> None:  # type: ignore[no-untyped-de
     assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
 
 
-def test_rate_limit_429_with_retry_after(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limit_429_with_retry_after(live_server: LiveServer) -> None:
     created = httpx.post(
         live_server.base_url + "/admin/keys",
         headers={"Authorization": f"Bearer {live_server.admin_key}"},
@@ -176,14 +180,14 @@ def test_rate_limit_429_with_retry_after(live_server) -> None:  # type: ignore[n
     assert caught.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
 
 
-def test_langchain_chat_openai_invoke_and_stream(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_langchain_chat_openai_invoke_and_stream(live_server: LiveServer) -> None:
     from langchain_openai import ChatOpenAI
 
     chat = ChatOpenAI(
         model=MODEL,
         base_url=live_server.base_url + "/v1",
-        api_key=live_server.user_key,
-        max_tokens=6,
+        api_key=SecretStr(live_server.user_key),
+        max_completion_tokens=6,  # the field max_tokens under its constructor name
         temperature=0.3,
         max_retries=0,
     )

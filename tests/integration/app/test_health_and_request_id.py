@@ -9,10 +9,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from livesupport import REPO, free_port, server_env, spawn_server, start_server, stop_server
+from livesupport import (
+    REPO,
+    LiveServer,
+    free_port,
+    server_env,
+    spawn_server,
+    start_server,
+    stop_server,
+)
 
 
-def test_healthz_and_readyz_are_ok_on_the_live_server(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_and_readyz_are_ok_on_the_live_server(live_server: LiveServer) -> None:
     assert httpx.get(live_server.base_url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(live_server.base_url + "/readyz")
     assert ready.status_code == 200
@@ -22,7 +30,7 @@ def test_healthz_and_readyz_are_ok_on_the_live_server(live_server) -> None:  # t
     assert all(check["status"] == "ok" for check in body["checks"].values())
 
 
-def test_request_id_is_echoed_when_sent(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_echoed_when_sent(live_server: LiveServer) -> None:
     response = httpx.get(
         live_server.base_url + "/healthz", headers={"X-Request-ID": "trace-abc-123"}
     )
@@ -32,7 +40,7 @@ def test_request_id_is_echoed_when_sent(live_server) -> None:  # type: ignore[no
     )
 
 
-def test_request_id_is_generated_when_absent_or_unusable(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_generated_when_absent_or_unusable(live_server: LiveServer) -> None:
     first = httpx.get(live_server.base_url + "/healthz").headers["x-request-id"]
     second = httpx.get(
         live_server.base_url + "/healthz", headers={"X-Request-ID": "x" * 500}
@@ -42,7 +50,7 @@ def test_request_id_is_generated_when_absent_or_unusable(live_server) -> None:  
     assert first != second
 
 
-def test_error_responses_carry_the_request_id_too(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_error_responses_carry_the_request_id_too(live_server: LiveServer) -> None:
     response = httpx.get(live_server.base_url + "/v1/models", headers={"X-Request-ID": "rid-401"})
     assert response.status_code == 401
     assert response.headers["x-request-id"] == "rid-401"

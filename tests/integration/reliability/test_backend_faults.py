@@ -29,6 +29,7 @@ from integration.reliability.faultkit import (
 from livesupport import (
     TEST_SECRET,
     IssuedKeys,
+    LiveServer,
     free_port,
     issue_keys,
     migrate,
@@ -269,7 +270,7 @@ async def test_client_disconnect_stops_a_non_streaming_upstream_call(
 
 
 @pytest.mark.torch
-async def test_client_disconnect_stops_local_generation(live_server) -> None:  # type: ignore[no-untyped-def]
+async def test_client_disconnect_stops_local_generation(live_server: LiveServer) -> None:
     """The same on the torch demo model: the row leaves the batch, the queue empties."""
     url, admin = live_server.base_url, live_server.admin_key
     key, key_id = await _fresh_key(url, admin)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import running_server
+from livesupport import LiveServer, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
 @pytest.fixture(scope="module")
-def admin(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def admin(live_server: LiveServer) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {live_server.admin_key}"}
     with httpx.Client(base_url=live_server.base_url, timeout=60, headers=headers) as http:
         yield http

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from livesupport import LiveServer
+
 pytestmark = pytest.mark.slow
 
 MODEL = "demo-tiny-llama"
@@ -136,7 +138,7 @@ CASES: list[Case] = [
 
 
 @pytest.fixture(scope="module")
-def client(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_server.base_url, timeout=60) as http:
         created = http.post(
             "/admin/keys",
@@ -187,7 +189,7 @@ def test_oversize_body_without_content_length_is_413(client: httpx.Client) -> No
     _assert_openai_error(response, 413, "request_too_large")
 
 
-def test_bad_admin_bodies_are_4xx(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_bad_admin_bodies_are_4xx(live_server: LiveServer) -> None:
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     with httpx.Client(base_url=live_server.base_url, timeout=30, headers=admin) as http:
         for body in (
@@ -213,7 +215,9 @@ def test_bad_admin_bodies_are_4xx(live_server) -> None:  # type: ignore[no-untyp
         assert http.get("/admin/keys/does-not-exist").status_code == 404
 
 
-def test_server_keeps_serving_after_bad_input(client: httpx.Client, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_server_keeps_serving_after_bad_input(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
     response = client.post(CHAT, json=_chat(max_tokens=4))
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] >= 1

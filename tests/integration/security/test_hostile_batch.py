@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from livesupport import LiveServer
+
 pytestmark = pytest.mark.slow
 
 MODEL = "demo-tiny-llama"
@@ -53,7 +55,7 @@ async def _finish(lines: AsyncIterator[str]) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
 
 
-async def test_hostile_requests_leave_other_tenants_requests_whole(live_server) -> None:  # type: ignore[no-untyped-def]
+async def test_hostile_requests_leave_other_tenants_requests_whole(live_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.base_url, timeout=120) as http:
         victim = await _key(http, live_server.admin_key, "victim")
         attacker = await _key(http, live_server.admin_key, "attacker")
