@@ -86,13 +86,15 @@ def build_demo_model(
 ) -> Path:
     """Build the demo model into ``target_dir`` (skipped when an identical build exists).
 
+    A skipped build says nothing: ``make run`` calls this on every start, and a line saying
+    the model is already there is noise.
+
     The build happens in a sibling temporary directory that is renamed into place, so a
     crash never leaves a half-written model that looks complete.
     """
     say = progress or (lambda _msg: None)
     target_dir = target_dir.expanduser().resolve()
     if is_built(target_dir, size):
-        say(f"demo model ({size}) already built in {target_dir}")
         return target_dir
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=target_dir.parent))
