@@ -15,8 +15,10 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: help install run test test-unit lint fmt bench soak ui migrate revision seed-key keys \
         demo-model dev-local dev-cpu up down restart logs psql db-shell test-services compose-check clean
 
+# Colour only on a terminal (and not under NO_COLOR): piped or logged, the codes are noise.
 help: ## List the targets with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml uv.lock scripts/install.sh scripts/install-torch.sh
 	@scripts/install.sh
