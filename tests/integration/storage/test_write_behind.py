@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -173,7 +174,7 @@ class _CountedReads:
         self.durable = durable
         self.reads = 0
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:  # whatever the durable cache answers
         return getattr(self.durable, name)
 
     async def peek(self, key: str, now: datetime) -> CachedCompletion | None:
@@ -294,8 +295,9 @@ async def test_rows_the_database_rejects_are_set_aside_and_the_rest_written(
     for key in ("a", None, "b"):
         await ledger.settle(key, P, 0, 7)  # type: ignore[arg-type]
     cache = WriteBehindCompletionCache(db.cache, index=True)
-    for entry in (_entry("x"), replace(_entry("bad"), model=None), _entry("y")):
-        await cache.put(entry)  # type: ignore[arg-type]
+    bad = replace(_entry("bad"), model=None)  # type: ignore[arg-type]
+    for entry in (_entry("x"), bad, _entry("y")):
+        await cache.put(entry)
 
     with capture_logs() as logged:
         await ledger.flush()

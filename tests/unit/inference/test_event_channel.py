@@ -16,7 +16,12 @@ END = StreamEnd(FinishReason.STOP, prompt_tokens=3, completion_tokens=2)
 
 async def from_worker(channel: EventChannel, events: list[StreamEvent | BaseException]) -> None:
     """Send ``events`` from another thread, as a backend's worker does."""
-    worker = threading.Thread(target=lambda: [channel.send(e) for e in events])
+
+    def send_all() -> None:
+        for event in events:
+            channel.send(event)
+
+    worker = threading.Thread(target=send_all)
     worker.start()
     await asyncio.to_thread(worker.join)
 
