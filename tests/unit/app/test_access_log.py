@@ -30,10 +30,12 @@ def test_the_fast_access_line_has_the_shape_structlog_renders() -> None:
     rendered = structlog.processors.JSONRenderer()(
         None,
         "info",
-        structlog.processors.TimeStamper(fmt="iso", utc=True)(
-            None, "info", structlog.processors.add_log_level(None, "info", {"event": "request"})
-        )
-        | fields,
+        {
+            **structlog.processors.TimeStamper(fmt="iso", utc=True)(
+                None, "info", structlog.processors.add_log_level(None, "info", {"event": "request"})
+            ),
+            **fields,
+        },
     )
     reference = json.loads(rendered)
 
