@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from livesupport import free_port, start_server, stop_server
+from livesupport import LiveServer, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 
-def test_server_refuses_an_admin_key_as_playground_key(live_server: Any, tmp_path: Path) -> None:
+def test_server_refuses_an_admin_key_as_playground_key(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
     log = tmp_path / "server.log"
     # A second process on the live server's database: replicas share their limits there.
     env = {

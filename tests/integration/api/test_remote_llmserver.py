@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from openai import OpenAI
 
-from livesupport import IssuedKeys, running_server
+from livesupport import IssuedKeys, LiveServer, running_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def gateway_b(
-    live_server: Any, tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
+    live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
 ) -> Iterator[tuple[str, IssuedKeys]]:
     root = tmp_path_factory.mktemp("gateway-b")
     models = root / "models.toml"

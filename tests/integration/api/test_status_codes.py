@@ -9,10 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from livesupport import LiveServer
+
 MODEL = "demo-tiny-llama"
 
 
-def post(live_server: Any, body: Any, key: str | None = None, **kwargs: Any) -> httpx.Response:
+def post(
+    live_server: LiveServer, body: Any, key: str | None = None, **kwargs: Any
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key or live_server.user_key}"}
     headers.update(kwargs.pop("headers", {}))
     if isinstance(body, bytes):
@@ -39,7 +43,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return body["error"]  # type: ignore[no-any-return]
 
 
-def test_200_with_usage_and_headers(live_server: Any) -> None:
+def test_200_with_usage_and_headers(live_server: LiveServer) -> None:
     response = post(live_server, chat(uuid.uuid4().hex, max_tokens=4))
     assert response.status_code == 200
     assert response.json()["usage"]["total_tokens"] > 0
@@ -69,7 +73,7 @@ def test_200_with_usage_and_headers(live_server: Any) -> None:
         ),
     ],
 )
-def test_400_names_the_field(live_server: Any, body: dict[str, Any], param: str) -> None:
+def test_400_names_the_field(live_server: LiveServer, body: dict[str, Any], param: str) -> None:
     response = post(live_server, body)
     assert response.status_code == 400, response.text
     error = error_of(response)
@@ -81,18 +85,18 @@ def test_400_names_the_field(live_server: Any, body: dict[str, Any], param: str)
     "raw",
     [b"", b"{not json", b"\xff\xfe\x00garbage", b"[" * 50_000 + b"]" * 50_000, b'"just a string"'],
 )
-def test_400_for_unparseable_bodies(live_server: Any, raw: bytes) -> None:
+def test_400_for_unparseable_bodies(live_server: LiveServer, raw: bytes) -> None:
     response = post(live_server, raw)
     assert response.status_code == 400
     assert error_of(response)["type"] == "invalid_request_error"
 
 
-def test_unknown_fields_are_ignored(live_server: Any) -> None:
+def test_unknown_fields_are_ignored(live_server: LiveServer) -> None:
     response = post(live_server, chat(max_tokens=2, logit_bias={"1": 2}, frobnicate=True))
     assert response.status_code == 200
 
 
-def test_400_context_too_long(live_server: Any) -> None:
+def test_400_context_too_long(live_server: LiveServer) -> None:
     response = post(live_server, chat("word " * 2000, max_tokens=8))
     assert response.status_code == 400
     error = error_of(response)
@@ -110,7 +114,7 @@ def test_400_context_too_long(live_server: Any) -> None:
         ("llms_abcdefghijkl_" + "A" * 43, "invalid_api_key"),
     ],
 )
-def test_401_says_why(live_server: Any, key: str | None, code: str) -> None:
+def test_401_says_why(live_server: LiveServer, key: str | None, code: str) -> None:
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     response = httpx.post(
         live_server.base_url + "/v1/chat/completions", json=chat(), headers=headers
@@ -119,7 +123,7 @@ def test_401_says_why(live_server: Any, key: str | None, code: str) -> None:
     assert error_of(response)["code"] == code
 
 
-def test_401_for_revoked_and_expired_keys(live_server: Any) -> None:
+def test_401_for_revoked_and_expired_keys(live_server: LiveServer) -> None:
     revoked = post(live_server, chat(), key=live_server.keys.revoked)
     assert revoked.status_code == 401
     assert error_of(revoked)["code"] == "revoked_api_key"
@@ -137,14 +141,14 @@ def test_401_for_revoked_and_expired_keys(live_server: Any) -> None:
     assert error_of(expired)["code"] == "expired_api_key"
 
 
-def test_x_api_key_header_works(live_server: Any) -> None:
+def test_x_api_key_header_works(live_server: LiveServer) -> None:
     response = httpx.get(
         live_server.base_url + "/v1/models", headers={"X-API-Key": live_server.user_key}
     )
     assert response.status_code == 200
 
 
-def test_403_for_model_not_allowed_and_admin_routes(live_server: Any) -> None:
+def test_403_for_model_not_allowed_and_admin_routes(live_server: LiveServer) -> None:
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     limited = httpx.post(
         live_server.base_url + "/admin/keys",
@@ -170,7 +174,7 @@ def test_403_for_model_not_allowed_and_admin_routes(live_server: Any) -> None:
         assert error_of(response)["type"] == "permission_error"
 
 
-def test_404_for_unknown_model_and_route(live_server: Any) -> None:
+def test_404_for_unknown_model_and_route(live_server: LiveServer) -> None:
     unknown = post(live_server, chat() | {"model": "gpt-17"})
     assert unknown.status_code == 404
     assert error_of(unknown)["code"] == "model_not_found"
@@ -180,13 +184,13 @@ def test_404_for_unknown_model_and_route(live_server: Any) -> None:
     assert error_of(route)["type"] == "not_found_error"
 
 
-def test_413_for_oversize_body(live_server: Any) -> None:
+def test_413_for_oversize_body(live_server: LiveServer) -> None:
     response = post(live_server, chat("x" * 1_100_000))
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
 
 
-def test_413_for_an_oversize_body_sent_in_chunks_without_a_length(live_server: Any) -> None:
+def test_413_for_an_oversize_body_sent_in_chunks_without_a_length(live_server: LiveServer) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(20):
             yield b"x" * 64_000  # 1.28 MB in all, no Content-Length announced
@@ -201,7 +205,7 @@ def test_413_for_an_oversize_body_sent_in_chunks_without_a_length(live_server: A
     assert error_of(response)["code"] == "request_too_large"
 
 
-def test_429_quota_exhausted_says_what_is_left_and_when(live_server: Any) -> None:
+def test_429_quota_exhausted_says_what_is_left_and_when(live_server: LiveServer) -> None:
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     key = httpx.post(
         live_server.base_url + "/admin/keys",
@@ -221,7 +225,7 @@ def test_429_quota_exhausted_says_what_is_left_and_when(live_server: Any) -> Non
     assert refused.headers["x-quota-reset"].endswith("+00:00")
 
 
-def test_405_for_wrong_method(live_server: Any) -> None:
+def test_405_for_wrong_method(live_server: LiveServer) -> None:
     response = httpx.get(
         live_server.base_url + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {live_server.user_key}"},
@@ -230,7 +234,7 @@ def test_405_for_wrong_method(live_server: Any) -> None:
     assert error_of(response)["code"] == "method_not_allowed"
 
 
-def test_admin_log_paging_refuses_offsets_beyond_any_database(live_server: Any) -> None:
+def test_admin_log_paging_refuses_offsets_beyond_any_database(live_server: LiveServer) -> None:
     response = httpx.get(
         live_server.base_url + "/admin/logs",
         params={"offset": 12416073571845412864},
@@ -241,7 +245,7 @@ def test_admin_log_paging_refuses_offsets_beyond_any_database(live_server: Any) 
 
 
 @pytest.mark.parametrize("field", ["quota_tokens", "rpm_limit"])
-def test_admin_key_limits_beyond_any_database_are_400(live_server: Any, field: str) -> None:
+def test_admin_key_limits_beyond_any_database_are_400(live_server: LiveServer, field: str) -> None:
     response = httpx.post(
         live_server.base_url + "/admin/keys",
         json={"name": "huge", field: 2**70},

@@ -15,11 +15,12 @@ from integration.ops.opstools import (
     exported_metric_names,
     metric_names_in_dashboards,
 )
+from livesupport import LiveServer
 
 MODEL = "demo-tiny-llama"
 
 
-def scrape(live_server: Any) -> dict[str, float]:
+def scrape(live_server: LiveServer) -> dict[str, float]:
     text = httpx.get(live_server.base_url + "/metrics").text
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -33,11 +34,11 @@ def total(samples: dict[str, float], name: str) -> float:
     return sum(v for k, v in samples.items() if k.startswith(name + "{"))
 
 
-def series_count(live_server: Any) -> int:
+def series_count(live_server: LiveServer) -> int:
     return len(scrape(live_server))
 
 
-def chat(live_server: Any, **body: Any) -> httpx.Response:
+def chat(live_server: LiveServer, **body: Any) -> httpx.Response:
     payload = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2}
     payload.update(body)
     return httpx.post(
@@ -48,7 +49,7 @@ def chat(live_server: Any, **body: Any) -> httpx.Response:
     )
 
 
-def test_histograms_and_counters_move_with_traffic(live_server: Any) -> None:
+def test_histograms_and_counters_move_with_traffic(live_server: LiveServer) -> None:
     before = scrape(live_server)
     content = uuid.uuid4().hex
     assert (
@@ -80,7 +81,7 @@ def test_histograms_and_counters_move_with_traffic(live_server: Any) -> None:
     assert after.get(hits, 0) > before.get(hits, 0)
 
 
-def test_every_dashboard_metric_is_exported_after_traffic(live_server: Any) -> None:
+def test_every_dashboard_metric_is_exported_after_traffic(live_server: LiveServer) -> None:
     chat(live_server, temperature=0)
     chat(live_server, temperature=0)
     exported = exported_metric_names(httpx.get(live_server.base_url + "/metrics").text)
@@ -89,7 +90,7 @@ def test_every_dashboard_metric_is_exported_after_traffic(live_server: Any) -> N
 
 
 @pytest.mark.slow
-def test_cardinality_stays_bounded_with_random_users_and_models(live_server: Any) -> None:
+def test_cardinality_stays_bounded_with_random_users_and_models(live_server: LiveServer) -> None:
     chat(live_server, temperature=0, user="warmup")
     before = series_count(live_server)
     with httpx.Client(timeout=60) as client:
@@ -110,7 +111,7 @@ def test_cardinality_stays_bounded_with_random_users_and_models(live_server: Any
     assert after - before < 40, f"{after - before} new series after 1,000 requests"
 
 
-def test_logs_carry_no_prompt_text_or_key_secret(live_server: Any) -> None:
+def test_logs_carry_no_prompt_text_or_key_secret(live_server: LiveServer) -> None:
     secret_prompt = f"my private prompt {uuid.uuid4().hex}"
     assert (
         chat(live_server, messages=[{"role": "user", "content": secret_prompt}]).status_code == 200

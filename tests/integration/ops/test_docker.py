@@ -29,6 +29,7 @@ from integration.ops.opstools import (
     load_nginx_renderer,
     wait_for_port,
 )
+from livesupport import LiveServer
 from llmserver.app.settings import Settings
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -192,7 +193,9 @@ def test_dockerfile_copies_only_what_exists() -> None:
 
 
 @pytest.mark.slow
-def test_image_health_probe_answers_for_a_live_server_and_fails_without(live_server: Any) -> None:
+def test_image_health_probe_answers_for_a_live_server_and_fails_without(
+    live_server: LiveServer,
+) -> None:
     probe = [sys.executable, str(ROOT / "ops/docker/healthcheck.py")]
     port = live_server.base_url.rsplit(":", 1)[1]
     up = subprocess.run(probe, env={**os.environ, "LLMSERVER_PORT": port}, timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
 
 import httpx
 import pytest
@@ -16,13 +15,14 @@ from integration.ops.opstools import (
     exported_metric_names,
     metric_names_in_dashboards,
 )
+from livesupport import LiveServer
 
 pytestmark = pytest.mark.slow
 
 CHAT = "/v1/chat/completions"
 
 
-def scrape(live_server: Any) -> str:
+def scrape(live_server: LiveServer) -> str:
     response = httpx.get(
         f"{live_server.base_url}/metrics",
         headers={"Authorization": f"Bearer {live_server.admin_key}"},
@@ -50,7 +50,7 @@ def own_series(exposition: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
 
 
 async def chat_many(
-    live_server: Any, n: int, *, stream: bool = False, cache: bool = True
+    live_server: LiveServer, n: int, *, stream: bool = False, cache: bool = True
 ) -> list[int]:
     """``n`` small chat requests, each with a different ``user``, 16 at a time."""
     limit = asyncio.Semaphore(16)
@@ -75,7 +75,7 @@ async def chat_many(
         return await asyncio.gather(*(one(client) for _ in range(n)))
 
 
-def test_dashboards_only_chart_metrics_a_live_server_exports(live_server: Any) -> None:
+def test_dashboards_only_chart_metrics_a_live_server_exports(live_server: LiveServer) -> None:
     asyncio.run(chat_many(live_server, 2))
     asyncio.run(chat_many(live_server, 1, stream=True))
     exported = exported_metric_names(scrape(live_server))
@@ -83,7 +83,7 @@ def test_dashboards_only_chart_metrics_a_live_server_exports(live_server: Any) -
     assert not unknown, f"dashboards query metrics the server does not export: {sorted(unknown)}"
 
 
-def test_histograms_and_counters_move_with_traffic(live_server: Any) -> None:
+def test_histograms_and_counters_move_with_traffic(live_server: LiveServer) -> None:
     before = scrape(live_server)
     statuses = asyncio.run(chat_many(live_server, 3)) + asyncio.run(
         chat_many(live_server, 2, stream=True, cache=False)
@@ -111,7 +111,7 @@ def test_histograms_and_counters_move_with_traffic(live_server: Any) -> None:
 
 
 def test_series_stay_bounded_under_a_thousand_requests_with_random_users(
-    live_server: Any,
+    live_server: LiveServer,
 ) -> None:
     asyncio.run(chat_many(live_server, 20))
     asyncio.run(chat_many(live_server, 5, stream=True))

@@ -9,12 +9,12 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from typing import Any
 
 import httpx
 import pytest
 
 from integration.ops.opstools import SSE_EVENTS, SSE_INTERVAL_S, StartNginx, load_nginx_renderer
+from livesupport import LiveServer
 
 # Most tests here start nginx in front of the session's live server.
 pytestmark = [pytest.mark.nginx, pytest.mark.slow]
@@ -48,7 +48,7 @@ def first_model(base_url: str, key: str) -> str:
     ],
 )
 def test_app_routes_answer_through_nginx_as_they_do_directly(
-    live_server: Any, start_nginx: StartNginx, path: str, key: str | None
+    live_server: LiveServer, start_nginx: StartNginx, path: str, key: str | None
 ) -> None:
     proxy = start_nginx(LLMSERVER_UPSTREAM=live_server.base_url.removeprefix("http://"))
     headers = {} if key is None else bearer(getattr(live_server, f"{key}_key"))
@@ -65,7 +65,7 @@ def test_app_routes_answer_through_nginx_as_they_do_directly(
         assert "llmserver_" in proxied.text
 
 
-def test_api_prefix_is_stripped(live_server: Any, start_nginx: StartNginx) -> None:
+def test_api_prefix_is_stripped(live_server: LiveServer, start_nginx: StartNginx) -> None:
     proxy = start_nginx(LLMSERVER_UPSTREAM=live_server.base_url.removeprefix("http://"))
     headers = bearer(live_server.user_key)
     direct = httpx.get(f"{live_server.base_url}/v1/models", headers=headers, timeout=10)
@@ -74,7 +74,7 @@ def test_api_prefix_is_stripped(live_server: Any, start_nginx: StartNginx) -> No
     assert prefixed.json() == direct.json()
 
 
-def test_root_redirects_to_the_playground(live_server: Any, start_nginx: StartNginx) -> None:
+def test_root_redirects_to_the_playground(live_server: LiveServer, start_nginx: StartNginx) -> None:
     proxy = start_nginx(LLMSERVER_UPSTREAM=live_server.base_url.removeprefix("http://"))
     root = httpx.get(f"{proxy.base_url}/", timeout=10)
     assert root.status_code == 302
@@ -175,7 +175,7 @@ def stream_chat(base_url: str, path: str, key: str, model: str) -> tuple[list[fl
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/chat/completions"])
 def test_streamed_chat_arrives_incrementally_through_nginx(
-    live_server: Any, start_nginx: StartNginx, path: str
+    live_server: LiveServer, start_nginx: StartNginx, path: str
 ) -> None:
     proxy = start_nginx(LLMSERVER_UPSTREAM=live_server.base_url.removeprefix("http://"))
     model = first_model(live_server.base_url, live_server.user_key)
@@ -198,7 +198,7 @@ def test_streamed_chat_arrives_incrementally_through_nginx(
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/chat/completions"])
 def test_oversize_bodies_are_refused_by_nginx_at_the_apps_limit(
-    live_server: Any, start_nginx: StartNginx, path: str
+    live_server: LiveServer, start_nginx: StartNginx, path: str
 ) -> None:
     proxy = start_nginx(LLMSERVER_UPSTREAM=live_server.base_url.removeprefix("http://"))
     limit = 1024 * 1024
@@ -213,7 +213,7 @@ def test_oversize_bodies_are_refused_by_nginx_at_the_apps_limit(
 
 @pytest.mark.parametrize("allow", [[], ["10.0.0.0/8", "192.168.0.0/16"]])
 def test_metrics_are_refused_outside_the_allowed_networks(
-    live_server: Any, start_nginx: StartNginx, allow: list[str]
+    live_server: LiveServer, start_nginx: StartNginx, allow: list[str]
 ) -> None:
     acl = load_nginx_renderer().metrics_acl(allow)
     proxy = start_nginx(
@@ -225,7 +225,7 @@ def test_metrics_are_refused_outside_the_allowed_networks(
 
 
 def test_several_app_processes_share_the_traffic(
-    live_server: Any, echo_upstream: str, start_nginx: StartNginx
+    live_server: LiveServer, echo_upstream: str, start_nginx: StartNginx
 ) -> None:
     """One llmserver process per port, listed in LLMSERVER_UPSTREAM, balanced round-robin (the
     echo server stands in for a second app process)."""

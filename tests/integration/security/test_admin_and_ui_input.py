@@ -43,7 +43,7 @@ def test_a_lifetime_past_the_maximum_is_a_400_naming_expires_in(
     assert "36500d" in error["message"]
 
 
-def _logged_row(admin: httpx.Client, live_server: Any) -> dict[str, Any]:
+def _logged_row(admin: httpx.Client, live_server: LiveServer) -> dict[str, Any]:
     """The request-log row of one completion by a fresh key (alone under its key id)."""
     created = admin.post("/admin/keys", json={"name": "logged"}).json()
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
@@ -61,7 +61,7 @@ def _logged_row(admin: httpx.Client, live_server: Any) -> dict[str, Any]:
     raise AssertionError("the completion was never logged")
 
 
-def test_a_time_without_offset_is_read_as_utc(admin: httpx.Client, live_server: Any) -> None:
+def test_a_time_without_offset_is_read_as_utc(admin: httpx.Client, live_server: LiveServer) -> None:
     """A naive ``since`` was a 500 (the store refuses naive datetimes)."""
     row = _logged_row(admin, live_server)
     at = datetime.fromisoformat(row["created_at"])
@@ -113,7 +113,7 @@ def test_query_parameter_errors_name_the_parameter(
     assert f"parameter '{param}'" in error["message"]
 
 
-def test_a_key_for_an_alias_may_use_the_model(admin: httpx.Client, live_server: Any) -> None:
+def test_a_key_for_an_alias_may_use_the_model(admin: httpx.Client, live_server: LiveServer) -> None:
     """A key created for ``demo`` was refused ``demo``: requests are checked by model id."""
     created = admin.post("/admin/keys", json={"name": "alias", "allowed_models": ["demo"]})
     assert created.status_code == 201, created.text
@@ -143,7 +143,9 @@ def test_unknown_models_are_refused_unless_allowed(admin: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "path", ["/ui/%00", "/ui/assets/..%00/x", "/ui/" + "n" * 300, "/ui/%2e%2e%2f%2e%2e%2fetc"]
 )
-def test_unservable_playground_paths_are_404_without_a_key(live_server: Any, path: str) -> None:
+def test_unservable_playground_paths_are_404_without_a_key(
+    live_server: LiveServer, path: str
+) -> None:
     """A NUL byte in a /ui path was an unauthenticated 500."""
     error = _error(httpx.get(live_server.base_url + path, timeout=30), 404)
 
@@ -158,7 +160,7 @@ def test_unservable_playground_paths_are_404_without_a_key(live_server: Any, pat
     ],
 )
 def test_text_answers_name_their_charset_once(
-    live_server: Any, path: str, content_type: str
+    live_server: LiveServer, path: str, content_type: str
 ) -> None:
     response = httpx.get(live_server.base_url + path, timeout=30)
 
