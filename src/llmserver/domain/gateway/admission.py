@@ -1,0 +1,153 @@
+"""Admission: every check a request passes before it is answered, in order.
+
+model -> RPM -> cache key -> hot cache -> token floor / count -> context check -> quota
+reservation. The hot cache is asked before the prompt's tokens are counted (see the
+package docstring), and the reservation is the last step, so nothing after it can fail
+before the admission is handed over."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
+from llmserver.domain.errors import (
+    ContextLengthExceeded,
+    GatewayError,
+    ModelNotAllowed,
+    QuotaExceeded,
+    RateLimited,
+)
+from llmserver.domain.gateway.outcomes import BackendErrors
+from llmserver.domain.gateway.values import Admission, Call, Principal, generation_params
+from llmserver.domain.inference import Completion
+from llmserver.domain.ports import (
+    Clock,
+    HotCache,
+    ModelBackends,
+    RateLimitStore,
+    Telemetry,
+    UsageStore,
+)
+from llmserver.domain.quota import Reservation, period_of, period_reset_at
+from llmserver.domain.ratelimit import RateDecision
+from llmserver.domain.registry import ModelRegistry, ModelSpec
+
+
+class Admissions:
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        backends: ModelBackends,
+        limiter: RateLimitStore,
+        usage: UsageStore,
+        hot_cache: HotCache | None,
+        clock: Clock,
+        telemetry: Telemetry,
+        policy: CachePolicy,
+    ) -> None:
+        self._registry = registry
+        self._backends = backends
+        self._limiter = limiter
+        self._usage = usage
+        self._hot = hot_cache
+        self._clock = clock
+        self._telemetry = telemetry
+        self._policy = policy
+
+    def model_for(self, principal: Principal, name: str) -> ModelSpec:
+        spec = self._registry.resolve(name)
+        if not principal.key.may_use(spec.id):
+            raise ModelNotAllowed(name)
+        return spec
+
+    async def admit(self, call: Call) -> Admission:
+        principal, request = call.principal, call.request
+        spec = call.spec = self.model_for(principal, request.model)
+        params = generation_params(spec, request)
+        rate = await self._check_rate(principal, call.at)
+        try:
+            key = None
+            if is_cacheable(params, self._policy, opted_out=not request.use_cache):
+                key = cache_key(
+                    # Single-flight and both cache layers go by this key: per API key unless
+                    # shared (see ``CachePolicy.shared_across_keys``).
+                    owner=None if self._policy.shared_across_keys else principal.key.id,
+                    model_id=spec.id,
+                    revision=spec.revision,
+                    prompt=request.prompt,
+                    params=params,
+                )
+            with BackendErrors(self._telemetry, spec.id):
+                backend = self._backends.backend(spec.id)
+            # Before the count: a hit carries its prompt's (see the package docstring).
+            cached = await self._hot_lookup(key) if key is not None else None
+            if cached is not None:
+                prompt_tokens = cached.prompt_tokens
+            else:
+                # Length alone may prove it too long: then it is never tokenized.
+                floor = backend.min_prompt_tokens(request.prompt)
+                if floor + params.max_tokens > spec.context_length:
+                    raise ContextLengthExceeded(
+                        prompt_tokens=floor,
+                        max_tokens=params.max_tokens,
+                        context_length=spec.context_length,
+                        at_least=True,
+                    )
+                with BackendErrors(self._telemetry, spec.id):
+                    prompt_tokens = await backend.count_tokens(request.prompt)
+            if prompt_tokens + params.max_tokens > spec.context_length:
+                raise ContextLengthExceeded(
+                    prompt_tokens=prompt_tokens,
+                    max_tokens=params.max_tokens,
+                    context_length=spec.context_length,
+                )
+            # Last step: nothing after the reservation may fail before it is handed over.
+            reservation = await self._reserve(principal, prompt_tokens + params.max_tokens, call.at)
+        except GatewayError as exc:
+            exc.rate = rate
+            raise
+        return Admission(
+            spec,
+            backend,
+            params,
+            prompt_tokens,
+            reservation,
+            rate,
+            key,
+            self._clock.monotonic(),
+            cached,
+        )
+
+    async def _check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
+        limit = principal.key.rpm_limit
+        if limit is None:
+            return None
+        now_ms = int(at.timestamp() * 1000)
+        decision = await self._limiter.acquire(f"rpm:{principal.key.id}", limit, now_ms)
+        if not decision.admitted:
+            error = RateLimited(limit=limit, retry_after=decision.retry_after)
+            error.rate = decision
+            raise error
+        return decision
+
+    async def _reserve(self, principal: Principal, tokens: int, at: datetime) -> Reservation:
+        quota = principal.key.quota_tokens
+        period = period_of(at)
+        result = await self._usage.reserve(principal.key.id, period, tokens, quota)
+        if not result.admitted:
+            assert quota is not None
+            raise QuotaExceeded(
+                needed=tokens,
+                remaining=result.record.remaining(quota),
+                quota=quota,
+                reset_at=period_reset_at(period),
+            )
+        return Reservation(principal.key.id, period, tokens)
+
+    async def _hot_lookup(self, key: str) -> Completion | None:
+        if self._hot is None:
+            return None
+        hot = await self._hot.get(key)
+        self._telemetry.cache_lookup("hot", hot is not None)
+        return None if hot is None else hot.completion()

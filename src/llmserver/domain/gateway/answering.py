@@ -1,0 +1,142 @@
+"""An admitted request's answer: the durable cache, single-flight, inference, the store."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from llmserver.domain.cache_keys import CachePolicy
+from llmserver.domain.gateway.outcomes import BackendErrors
+from llmserver.domain.gateway.values import Admission
+from llmserver.domain.inference import Completion, Prompt
+from llmserver.domain.logs import CacheStatus
+from llmserver.domain.ports import (
+    CachedCompletion,
+    Clock,
+    CompletionCache,
+    HotCache,
+    RowsRejected,
+    Telemetry,
+)
+
+
+@dataclass(slots=True)
+class Flight:
+    """One inference shared by identical concurrent requests."""
+
+    task: asyncio.Task[Completion]
+    waiters: int = 0
+
+
+class Answers:
+    def __init__(
+        self,
+        *,
+        cache: CompletionCache,
+        hot_cache: HotCache | None,
+        clock: Clock,
+        telemetry: Telemetry,
+        policy: CachePolicy,
+        inflight: dict[str, Flight],
+    ) -> None:
+        self._cache = cache
+        self._hot = hot_cache
+        self._clock = clock
+        self._telemetry = telemetry
+        self._policy = policy
+        self._inflight = inflight
+
+    async def answer(self, admission: Admission, prompt: Prompt) -> Completion:
+        key = admission.cache_key
+        if key is None:
+            return await self.generate(admission, prompt)
+        cached = await self.cached(admission)
+        if cached is not None:
+            admission.cache_status = CacheStatus.HIT
+            return cached
+        return await self._share(key, admission, prompt)
+
+    async def cached(self, admission: Admission) -> Completion | None:
+        """The hot cache's answer found at admission, else the durable layer's."""
+        if admission.cached is not None or admission.cache_key is None:
+            return admission.cached
+        return await self._durable_lookup(admission.cache_key)
+
+    async def _durable_lookup(self, key: str) -> Completion | None:
+        """The durable layer, asked once the hot one missed; a hit refills the hot one."""
+        now = self._clock.now()
+        entry = await self._cache.get(key, now)
+        self._telemetry.cache_lookup("durable", entry is not None)
+        if entry is None:
+            return None
+        if self._hot is not None:
+            remaining = int((entry.expires_at - now).total_seconds())
+            if remaining > 0:
+                await self._hot.put(entry, remaining)
+        return entry.completion()
+
+    async def store(self, admission: Admission, completion: Completion) -> None:
+        assert admission.cache_key is not None
+        now = self._clock.now()
+        entry = CachedCompletion(
+            key=admission.cache_key,
+            model=admission.spec.id,
+            text=completion.text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self._policy.ttl_seconds),
+        )
+        try:
+            await self._cache.put(entry)
+        except RowsRejected:
+            # The store cannot hold this answer (PostgreSQL's JSON refuses U+0000, which a
+            # byte-level tokenizer can produce): it is served, just not cached.
+            return
+        if self._hot is not None:
+            await self._hot.put(entry, self._policy.ttl_seconds)
+
+    async def _share(self, key: str, admission: Admission, prompt: Prompt) -> Completion:
+        """Join the running inference for ``key``, or start it.
+
+        The inference runs in its own task so that the request that started it can go
+        away without failing the others; it is cancelled when nobody waits any more.
+        """
+        flight = self._inflight.get(key)
+        if flight is None:
+            admission.cache_status = CacheStatus.MISS
+            flight = Flight(asyncio.create_task(self._generate_and_store(admission, prompt)))
+            self._inflight[key] = flight
+            flight.task.add_done_callback(partial(self._land, key, flight))
+        else:
+            # Served an answer it did not pay inference for: a (deduplicated) hit.
+            admission.cache_status = CacheStatus.HIT
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                self._land(key, flight)
+                flight.task.cancel()
+
+    def _land(self, key: str, flight: Flight, *_: object) -> None:
+        if self._inflight.get(key) is flight:
+            del self._inflight[key]
+
+    async def _generate_and_store(self, admission: Admission, prompt: Prompt) -> Completion:
+        completion = await self.generate(admission, prompt)
+        await self.store(admission, completion)
+        return completion
+
+    async def generate(self, admission: Admission, prompt: Prompt) -> Completion:
+        started = self._clock.monotonic()
+        with BackendErrors(self._telemetry, admission.spec.id):
+            completion = await admission.backend.generate(prompt, admission.params)
+        self._telemetry.generation(
+            admission.spec.id, self._clock.monotonic() - started, completion.completion_tokens
+        )
+        return completion

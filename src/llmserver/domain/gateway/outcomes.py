@@ -1,0 +1,185 @@
+"""How a request ends: its quota reservation closed exactly once, its one log row written,
+and the backend's failures counted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmserver.domain.errors import (
+    STATUS_BY_KIND,
+    Cancelled,
+    ContextLengthExceeded,
+    GatewayError,
+    Overloaded,
+    QuotaExceeded,
+    RateLimited,
+)
+from llmserver.domain.gateway.values import Admission, Call, CompletionRequest, LogSubmit
+from llmserver.domain.inference import Completion
+from llmserver.domain.logs import CacheStatus, RequestLog
+from llmserver.domain.ports import Clock, Telemetry, UsageStore
+from llmserver.domain.quota import settle_amount
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
+
+_REFUSAL_CAUSES: tuple[tuple[type[GatewayError], str], ...] = (
+    (RateLimited, "rpm"),
+    (QuotaExceeded, "quota"),
+    (ContextLengthExceeded, "context_length"),
+    (Overloaded, "queue_full"),
+)
+
+
+def _refusal_cause(exc: BaseException) -> str | None:
+    return next((cause for kind, cause in _REFUSAL_CAUSES if isinstance(exc, kind)), None)
+
+
+def _status_and_code(exc: BaseException) -> tuple[int, str]:
+    """What a failed request's log row records."""
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.code
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        # The client went away: the task was cancelled or the stream closed.
+        return STATUS_BY_KIND[Cancelled.kind], Cancelled.code
+    return 500, type(exc).__name__
+
+
+def _unknown_model(request: CompletionRequest) -> str:
+    """The model a request named, as its log row can hold it: no model id is longer than
+    ``MODEL_ID_MAX_CHARS`` and PostgreSQL text cannot hold NUL (the row would be set aside).
+    Only for names that resolved to no model, so never on a served request's path."""
+    return request.model[:MODEL_ID_MAX_CHARS].replace("\x00", "\ufffd")
+
+
+class BackendErrors:
+    """Counts the backend's failures; a full queue is a refusal, not a failure.
+
+    A class rather than ``@contextmanager``: it wraps a call on every request, and a
+    generator-based context manager costs three times as much to enter and leave."""
+
+    __slots__ = ("_model", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry, model: str) -> None:
+        self._telemetry = telemetry
+        self._model = model
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, Overloaded):
+            code = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
+            self._telemetry.backend_error(self._model, code)
+
+
+class Outcomes:
+    """Closes reservations (settle or release) and writes each request's log row."""
+
+    def __init__(
+        self,
+        *,
+        usage: UsageStore,
+        clock: Clock,
+        log: LogSubmit,
+        telemetry: Telemetry,
+        cache_hits_count_against_quota: bool,
+    ) -> None:
+        self._usage = usage
+        self._clock = clock
+        self._log = log
+        self._telemetry = telemetry
+        self._charge_hits = cache_hits_count_against_quota
+        self._closing: set[asyncio.Future[None]] = set()
+
+    async def settle(self, admission: Admission, tokens: int) -> None:
+        reservation, admission.reservation = admission.reservation, None
+        if reservation is None:
+            return
+        hit = admission.cache_status is CacheStatus.HIT
+        charged = 0 if hit and not self._charge_hits else tokens
+        await self._usage.settle(
+            reservation.key_id,
+            reservation.period,
+            reservation.tokens,
+            settle_amount(reservation.tokens, charged),
+            cache_hit=hit,
+        )
+
+    async def release(self, admission: Admission) -> None:
+        reservation, admission.reservation = admission.reservation, None
+        if reservation is not None:
+            await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
+
+    def succeed(self, call: Call, admission: Admission, completion: Completion) -> None:
+        self._telemetry.tokens(
+            admission.spec.id, completion.prompt_tokens, completion.completion_tokens
+        )
+        self._write_log(call, 200, completion, admission.cache_status)
+
+    async def fail(
+        self,
+        call: Call,
+        admission: Admission | None,
+        exc: BaseException,
+        *,
+        charge: int | None = None,
+        completion: Completion | None = None,
+    ) -> None:
+        """Close the reservation (release, or settle to ``charge``) and log the failure."""
+        try:
+            if admission is not None:
+                # A client that went away cancels this task, and the anyio cancel scope
+                # around a streamed response re-cancels it at every await: close the
+                # reservation in a task of its own so it is not left reserved forever.
+                closing = asyncio.ensure_future(self._close(admission, charge))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                await asyncio.shield(closing)
+        finally:
+            cause = _refusal_cause(exc)
+            if cause is not None:
+                self._telemetry.refused(cause)
+            status, code = _status_and_code(exc)
+            self._write_log(
+                call,
+                status,
+                completion,
+                admission.cache_status if admission is not None else None,
+                error_code=code,
+            )
+
+    async def _close(self, admission: Admission, charge: int | None) -> None:
+        if charge is None:
+            await self.release(admission)
+        else:
+            await self.settle(admission, charge)
+
+    def _write_log(
+        self,
+        call: Call,
+        status: int,
+        completion: Completion | None,
+        cache_status: CacheStatus | None,
+        *,
+        error_code: str | None = None,
+    ) -> None:
+        principal = call.principal
+        self._log(
+            RequestLog(
+                request_id=call.request_id,
+                created_at=self._clock.now(),
+                route=call.request.route,
+                status=status,
+                latency_ms=(self._clock.monotonic() - call.started) * 1000,
+                key_id=principal.key.id,
+                key_prefix=principal.key.prefix,
+                model=call.spec.id if call.spec is not None else _unknown_model(call.request),
+                prompt_tokens=completion.prompt_tokens if completion else 0,
+                completion_tokens=completion.completion_tokens if completion else 0,
+                cache_status=cache_status,
+                error_code=error_code,
+                stream=call.stream,
+                body=call.request.body,
+            )
+        )

@@ -1,0 +1,171 @@
+"""The gateway use case: authentication, the model list, and one completion composed of
+admission, answering, streaming and outcomes (see the package docstring for the order)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
+from llmserver.domain.gateway.admission import Admissions
+from llmserver.domain.gateway.answering import Answers, Flight
+from llmserver.domain.gateway.outcomes import Outcomes
+from llmserver.domain.gateway.streaming import Events, Streams
+from llmserver.domain.gateway.values import (
+    TOUCH_INTERVAL,
+    Admission,
+    Call,
+    CompletionRequest,
+    GatewayPolicy,
+    LogSubmit,
+    Outcome,
+    Principal,
+    StreamSession,
+)
+from llmserver.domain.inference import Completion, FinishReason
+from llmserver.domain.keys import KeyHasher, parse_prefix
+from llmserver.domain.ports import (
+    Clock,
+    CompletionCache,
+    HotCache,
+    KeyStore,
+    ModelBackends,
+    NullTelemetry,
+    RateLimitStore,
+    Telemetry,
+    UsageStore,
+)
+from llmserver.domain.registry import ModelRegistry, ModelSpec
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        hasher: KeyHasher,
+        usage: UsageStore,
+        limiter: RateLimitStore,
+        cache: CompletionCache,
+        hot_cache: HotCache | None,
+        registry: ModelRegistry,
+        backends: ModelBackends,
+        clock: Clock,
+        log: LogSubmit,
+        policy: GatewayPolicy | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        policy = policy or GatewayPolicy()
+        sink: Telemetry = telemetry or NullTelemetry()
+        self._keys = keys
+        self._hasher = hasher
+        self._registry = registry
+        self._clock = clock
+        self._inflight: dict[str, Flight] = {}
+        self._admissions = Admissions(
+            registry=registry,
+            backends=backends,
+            limiter=limiter,
+            usage=usage,
+            hot_cache=hot_cache,
+            clock=clock,
+            telemetry=sink,
+            policy=policy.cache,
+        )
+        self._answers = Answers(
+            cache=cache,
+            hot_cache=hot_cache,
+            clock=clock,
+            telemetry=sink,
+            policy=policy.cache,
+            inflight=self._inflight,
+        )
+        self._outcomes = Outcomes(
+            usage=usage,
+            clock=clock,
+            log=log,
+            telemetry=sink,
+            cache_hits_count_against_quota=policy.cache_hits_count_against_quota,
+        )
+        self._streams = Streams(
+            answers=self._answers, outcomes=self._outcomes, clock=clock, telemetry=sink
+        )
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self._registry
+
+    # -- authentication and authorisation -------------------------------------------
+
+    async def authenticate(self, presented: str | None) -> Principal:
+        if not presented:
+            raise Unauthenticated(AuthReason.MISSING)
+        prefix = parse_prefix(presented)
+        key = await self._keys.find_by_prefix(prefix)
+        # Hash even when no key has that prefix so timing does not reveal which exist (the
+        # server's key cache keeps misses as it keeps hits, for the same reason).
+        candidate_hash = key.key_hash if key is not None else "0" * 64
+        if not self._hasher.verify(presented, candidate_hash) or key is None:
+            raise Unauthenticated(AuthReason.INVALID)
+        now = self._clock.now()
+        if key.revoked_at is not None:
+            raise Unauthenticated(AuthReason.REVOKED)
+        if key.expires_at is not None and key.expires_at <= now:
+            raise Unauthenticated(AuthReason.EXPIRED)
+        if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
+            await self._keys.touch(key.id, now)
+        return Principal(key)
+
+    @staticmethod
+    def require_admin(principal: Principal) -> None:
+        if not principal.is_admin:
+            raise Forbidden("This route needs an API key with the admin role.")
+
+    def visible_models(self, principal: Principal) -> list[ModelSpec]:
+        return [spec for spec in self._registry.all() if principal.key.may_use(spec.id)]
+
+    def model_for(self, principal: Principal, name: str) -> ModelSpec:
+        return self._admissions.model_for(principal, name)
+
+    # -- the use case ----------------------------------------------------------------
+
+    async def complete(
+        self, principal: Principal, request: CompletionRequest, request_id: str
+    ) -> Outcome:
+        created = self._clock.now()
+        call = Call(request_id, principal, request, self._clock.monotonic(), created, stream=False)
+        outcomes = self._outcomes
+        admission: Admission | None = None
+        try:
+            admission = await self._admissions.admit(call)
+            completion = await self._answers.answer(admission, request.prompt)
+            await outcomes.settle(admission, completion.total_tokens)
+        except BaseException as exc:
+            if admission is not None and isinstance(exc, asyncio.CancelledError):
+                # The client went away: it pays for its prompt, as for a stream cut before
+                # its first token (the model took it in; leaving must not make work free),
+                # and nothing for an answer it never received.
+                read = Completion("", admission.prompt_tokens, 0, FinishReason.STOP)
+                await outcomes.fail(call, admission, exc, charge=read.total_tokens, completion=read)
+            else:
+                await outcomes.fail(call, admission, exc)
+            raise
+        outcomes.succeed(call, admission, completion)
+        return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)
+
+    async def open_stream(
+        self, principal: Principal, request: CompletionRequest, request_id: str
+    ) -> StreamSession:
+        created = self._clock.now()
+        call = Call(request_id, principal, request, self._clock.monotonic(), created, stream=True)
+        try:
+            admission = await self._admissions.admit(call)
+        except BaseException as exc:
+            await self._outcomes.fail(call, None, exc)
+            raise
+        rest = self._streams.run(call, admission)
+        # Once started, the generator's own handlers settle and log on every path,
+        # including a session that is dropped without being iterated or closed.
+        first = await anext(rest)
+        return StreamSession(
+            admission.spec, admission.cache_status, admission.rate, created, Events(first, rest)
+        )
