@@ -92,6 +92,26 @@ async function operatorKeyScenario(page) {
   await shot(page, "06-operator-key");
 }
 
+/** /openapi with every request that leaves the server refused, as on a machine offline. */
+async function openapiScenario(context, page) {
+  const origin = new URL(opts.url).origin;
+  result.refused = [];
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (new URL(url).origin === origin) return route.continue();
+    result.refused.push(url);
+    return route.abort("internetdisconnected");
+  });
+  await page.goto(`${opts.url}/openapi`, { waitUntil: "networkidle", timeout: TIMEOUT });
+  const title = page.locator(".swagger-ui .info .title");
+  await title.waitFor({ timeout: TIMEOUT });
+  result.title = await title.innerText();
+  result.paths = await page
+    .locator(".opblock-summary-path")
+    .evaluateAll((elements) => elements.map((el) => el.dataset.path));
+  await shot(page, "07-openapi-offline");
+}
+
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "light" });
   const page = await context.newPage();
@@ -100,9 +120,12 @@ try {
   const requests = [];
   page.on("request", (request) => requests.push(request.url()));
 
-  await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
-  if (opts.scenario === "operator-key") await operatorKeyScenario(page);
-  else await fullScenario(context, page, requests);
+  if (opts.scenario === "openapi") await openapiScenario(context, page);
+  else {
+    await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
+    if (opts.scenario === "operator-key") await operatorKeyScenario(page);
+    else await fullScenario(context, page, requests);
+  }
   await context.close();
   console.log(JSON.stringify(result));
 } finally {

@@ -152,3 +152,11 @@ def test_operator_key_needs_no_typing(
     assert "completion" in report["usage"]
     # The injected key is used, not copied into the browser's storage.
     assert report["storageEmpty"]
+
+
+def test_openapi_renders_with_the_network_blocked(browser_ready: None, live_server: Any) -> None:
+    """/openapi loads Swagger UI from the server itself: from a public CDN, it was blank offline."""
+    report = drive(live_server.base_url, live_server.playground_key, "openapi")
+    assert report["refused"] == []
+    assert "LLM Server" in report["title"]
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/models"} <= set(report["paths"])

@@ -22,7 +22,6 @@ import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from llmserver import __version__
 from llmserver.adapters.clock import SystemClock
@@ -42,7 +41,7 @@ from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_
 from llmserver.app.metrics import Metrics
 from llmserver.app.metrics_scrape import BatcherState
 from llmserver.app.model_specs import model_specs
-from llmserver.app.openapi import document_completion_routes
+from llmserver.app.openapi import document_completion_routes, swagger_ui
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import CompletionLane, openai_router
@@ -416,7 +415,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> Litest
             title="LLM Server",
             version=__version__,
             path="/openapi",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[swagger_ui()],
         ),
         logging_config=None,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -28,6 +29,7 @@ from litestar.openapi.spec import (
 
 from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
 from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.ui import UI_PATH
 
 _PREFIX = "OpenAI"
 """Component names get a prefix so they never collide with Litestar's own (``Model``...)."""
@@ -51,6 +53,20 @@ SECURITY_SCHEMES = {
         "no Bearer key.",
     ),
 }
+
+
+def swagger_ui() -> SwaggerRenderPlugin:
+    """The ``/openapi`` page, with Swagger UI from the playground build (``frontend/dist``
+    copies it from the ``swagger-ui-dist`` package) instead of Litestar's default, a public
+    CDN: the docs render offline and behind firewalls, and the page loads nothing third-party.
+    """
+    assets = f"{UI_PATH}/swagger"
+    return SwaggerRenderPlugin(
+        js_url=f"{assets}/swagger-ui-bundle.js",
+        css_url=f"{assets}/swagger-ui.css",
+        standalone_preset_js_url=f"{assets}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/svg+xml' href='{UI_PATH}/favicon.svg'>",
+    )
 
 
 @dataclass(frozen=True, slots=True)

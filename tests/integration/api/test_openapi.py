@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -24,3 +25,16 @@ def test_completion_routes_document_their_request_bodies(live_server: Any) -> No
         }
     chat = schemas["OpenAIChatCompletionRequest"]["properties"]
     assert {"messages", "max_tokens", "temperature", "top_p", "stop", "seed", "stream"} <= set(chat)
+
+
+def test_the_docs_page_loads_everything_from_this_server(live_server: Any) -> None:
+    page = httpx.get(live_server.base_url + "/openapi")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert len(urls) == 4, urls  # the Swagger UI script, its preset and styles, the icon
+    for url in urls:
+        assert re.match("/[^/]", url), url  # a path on this server, no host
+        asset = httpx.get(live_server.base_url + url)
+        assert asset.status_code == 200, url
+        # Not the playground's index.html, which /ui answers for any path it has no file for.
+        assert not asset.headers["content-type"].startswith("text/html"), url
