@@ -35,6 +35,7 @@ def test_the_docs_page_loads_everything_from_this_server(live_server: Any) -> No
     for url in urls:
         assert re.match("/[^/]", url), url  # a path on this server, no host
         asset = httpx.get(live_server.base_url + url)
-        assert asset.status_code == 200, url
-        # Not the playground's index.html, which /ui answers for any path it has no file for.
-        assert not asset.headers["content-type"].startswith("text/html"), url
+        # The assets come with the playground build: a 503 or the playground's index.html
+        # (which /ui answers for any path it has no file for) means `make ui` has not run.
+        assert asset.status_code == 200, f"{url}: run make ui"
+        assert not asset.headers["content-type"].startswith("text/html"), f"{url}: run make ui"
