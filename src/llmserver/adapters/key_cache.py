@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
-from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import KeyStore
+from llmserver.domain.single_flight import SingleFlight
 
 
 @dataclass(slots=True)
@@ -57,7 +57,7 @@ class CachedKeyStore:
         self._max = max_entries
         self._by_prefix: dict[str, _Entry] = {}
         self._missing: dict[str, _Entry] = {}
-        self._loads: SharedLoads[str, ApiKey | None] = SharedLoads()
+        self._loads: SingleFlight[str, ApiKey | None] = SingleFlight()
         self._generation = 0
         """Bumped by every change made through this cache, so a read that started before
         it cannot put back an outdated copy."""

@@ -425,7 +425,7 @@ async def test_identical_concurrent_requests_share_one_inference() -> None:
     assert sum([(await world.usage_of(p)).used_tokens for p in principals]) == 10
     assert len(world.logs) == 6
     assert len(world.telemetry.of("generation")) == 1
-    assert world.gateway._inflight == {}
+    assert not world.gateway._inflight
 
 
 async def test_a_leader_failure_reaches_every_follower_and_releases_all() -> None:
@@ -444,7 +444,7 @@ async def test_a_leader_failure_reaches_every_follower_and_releases_all() -> Non
         usage = await world.usage_of(principal)
         assert (usage.reserved_tokens, usage.used_tokens) == (0, 0)
     assert sorted(row.status for row in world.logs) == [500] * 4
-    assert world.gateway._inflight == {}
+    assert not world.gateway._inflight
 
 
 async def test_followers_still_get_the_answer_when_the_leader_goes_away() -> None:
@@ -474,7 +474,7 @@ async def test_the_shared_inference_stops_when_every_waiter_goes_away() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     await wait_until(lambda: world.backend.cancelled == 1)
 
-    assert world.gateway._inflight == {}
+    assert not world.gateway._inflight
     for principal in principals:
         assert (await world.usage_of(principal)).reserved_tokens == 0
     # Nothing half-done was cached: a new request runs inference again.

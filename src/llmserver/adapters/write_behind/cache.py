@@ -7,8 +7,8 @@ from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.ports import CachedCompletion, RowsRejected
+from llmserver.domain.single_flight import SingleFlight
 
 
 class DurableCache(Protocol):
@@ -53,7 +53,7 @@ class WriteBehindCompletionCache:
         self._writing: dict[str, CachedCompletion] = {}
         """Entries of the flush in progress: still answered from here until committed."""
         self._hits: dict[str, int] = {}
-        self._reads: SharedLoads[str, CachedCompletion | None] = SharedLoads()
+        self._reads: SingleFlight[str, CachedCompletion | None] = SingleFlight()
         """Identical requests arriving together (a popular prompt that fell out of the hot
         cache) share one read instead of queueing up on SQLite's single connection."""
 

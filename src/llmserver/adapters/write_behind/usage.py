@@ -7,9 +7,9 @@ from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.adapters.shared_loads import SharedLoads
 from llmserver.domain.ports import RowsRejected
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
+from llmserver.domain.single_flight import SingleFlight
 
 Slot = tuple[str, str]
 """``(key_id, period)``"""
@@ -59,7 +59,7 @@ class WriteBehindUsageStore:
         self._durable = durable
         self._evict_idle_s = evict_idle_s
         self._ledger: dict[Slot, _Counters] = {}
-        self._loads: SharedLoads[Slot, _Counters] = SharedLoads()
+        self._loads: SingleFlight[Slot, _Counters] = SingleFlight()
         self._pending: dict[Slot, _Counters] = {}
         self._last_eviction = time.monotonic()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -20,14 +18,7 @@ from llmserver.domain.ports import (
     RowsRejected,
     Telemetry,
 )
-
-
-@dataclass(slots=True)
-class Flight:
-    """One inference shared by identical concurrent requests."""
-
-    task: asyncio.Task[Completion]
-    waiters: int = 0
+from llmserver.domain.single_flight import SingleFlight
 
 
 class Answers:
@@ -39,14 +30,14 @@ class Answers:
         clock: Clock,
         telemetry: Telemetry,
         policy: CachePolicy,
-        inflight: dict[str, Flight],
+        flights: SingleFlight[str, Completion],
     ) -> None:
         self._cache = cache
         self._hot = hot_cache
         self._clock = clock
         self._telemetry = telemetry
         self._policy = policy
-        self._inflight = inflight
+        self._flights = flights
 
     async def answer(self, admission: Admission, prompt: Prompt) -> Completion:
         key = admission.cache_key
@@ -56,7 +47,11 @@ class Answers:
         if cached is not None:
             admission.cache_status = CacheStatus.HIT
             return cached
-        return await self._share(key, admission, prompt)
+        # Joining a running inference serves an answer it did not pay for: a (deduplicated)
+        # hit. The inference runs in its own task so that the request that started it can go
+        # away without failing the others; it is cancelled when nobody waits any more.
+        admission.cache_status = CacheStatus.HIT if key in self._flights else CacheStatus.MISS
+        return await self._flights.join(key, partial(self._generate_and_store, admission, prompt))
 
     async def cached(self, admission: Admission) -> Completion | None:
         """The hot cache's answer found at admission, else the durable layer's."""
@@ -98,34 +93,6 @@ class Answers:
             return
         if self._hot is not None:
             await self._hot.put(entry, self._policy.ttl_seconds)
-
-    async def _share(self, key: str, admission: Admission, prompt: Prompt) -> Completion:
-        """Join the running inference for ``key``, or start it.
-
-        The inference runs in its own task so that the request that started it can go
-        away without failing the others; it is cancelled when nobody waits any more.
-        """
-        flight = self._inflight.get(key)
-        if flight is None:
-            admission.cache_status = CacheStatus.MISS
-            flight = Flight(asyncio.create_task(self._generate_and_store(admission, prompt)))
-            self._inflight[key] = flight
-            flight.task.add_done_callback(partial(self._land, key, flight))
-        else:
-            # Served an answer it did not pay inference for: a (deduplicated) hit.
-            admission.cache_status = CacheStatus.HIT
-        flight.waiters += 1
-        try:
-            return await asyncio.shield(flight.task)
-        finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                self._land(key, flight)
-                flight.task.cancel()
-
-    def _land(self, key: str, flight: Flight, *_: object) -> None:
-        if self._inflight.get(key) is flight:
-            del self._inflight[key]
 
     async def _generate_and_store(self, admission: Admission, prompt: Prompt) -> Completion:
         completion = await self.generate(admission, prompt)

@@ -7,7 +7,7 @@ import asyncio
 
 from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
 from llmserver.domain.gateway.admission import Admissions
-from llmserver.domain.gateway.answering import Answers, Flight
+from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.outcomes import Outcomes
 from llmserver.domain.gateway.streaming import Events, Streams
 from llmserver.domain.gateway.values import (
@@ -35,6 +35,7 @@ from llmserver.domain.ports import (
     UsageStore,
 )
 from llmserver.domain.registry import ModelRegistry, ModelSpec
+from llmserver.domain.single_flight import SingleFlight
 
 
 class Gateway:
@@ -60,7 +61,8 @@ class Gateway:
         self._hasher = hasher
         self._registry = registry
         self._clock = clock
-        self._inflight: dict[str, Flight] = {}
+        # An inference nobody waits for any more is not worth finishing.
+        self._inflight: SingleFlight[str, Completion] = SingleFlight(cancel_unwaited=True)
         self._admissions = Admissions(
             registry=registry,
             backends=backends,
@@ -77,7 +79,7 @@ class Gateway:
             clock=clock,
             telemetry=sink,
             policy=policy.cache,
-            inflight=self._inflight,
+            flights=self._inflight,
         )
         self._outcomes = Outcomes(
             usage=usage,
