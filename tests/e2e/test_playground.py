@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from livesupport import free_port, start_server, stop_server
+from livesupport import LiveServer, free_port, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "e2e" / "artifacts"
@@ -62,7 +62,7 @@ def browser_ready() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(browser_ready: None, live_server: Any) -> dict[str, Any]:
+def report(browser_ready: None, live_server: LiveServer) -> dict[str, Any]:
     return drive(live_server.base_url, live_server.playground_key)
 
 
@@ -90,7 +90,9 @@ def test_usage_is_shown(report: dict[str, Any]) -> None:
         assert label in usage, usage
 
 
-def test_curl_uses_the_variable_not_the_key(report: dict[str, Any], live_server: Any) -> None:
+def test_curl_uses_the_variable_not_the_key(
+    report: dict[str, Any], live_server: LiveServer
+) -> None:
     assert "Bearer $LLMSERVER_API_KEY" in report["curl"]
     assert live_server.playground_key not in report["curl"]
     assert "/v1/chat/completions" in report["curl"]
@@ -133,7 +135,7 @@ def test_screenshots_saved(report: dict[str, Any]) -> None:
 
 
 def test_operator_key_needs_no_typing(
-    browser_ready: None, live_server: Any, tmp_path: Path
+    browser_ready: None, live_server: LiveServer, tmp_path: Path
 ) -> None:
     """A server started with LLMSERVER_UI_KEY serves a page that works without a pasted key."""
     # A second process on the live server's database: replicas share their limits there.
@@ -154,7 +156,9 @@ def test_operator_key_needs_no_typing(
     assert report["storageEmpty"]
 
 
-def test_openapi_renders_with_the_network_blocked(browser_ready: None, live_server: Any) -> None:
+def test_openapi_renders_with_the_network_blocked(
+    browser_ready: None, live_server: LiveServer
+) -> None:
     """/openapi loads Swagger UI from the server itself: from a public CDN, it was blank offline."""
     report = drive(live_server.base_url, live_server.playground_key, "openapi")
     assert report["refused"] == []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import httpx
 
+from livesupport import LiveServer
 
-def test_completion_routes_document_their_request_bodies(live_server: Any) -> None:
+
+def test_completion_routes_document_their_request_bodies(live_server: LiveServer) -> None:
     document = httpx.get(live_server.base_url + "/openapi/openapi.json").json()
     schemas = document["components"]["schemas"]
     for path, name in (
@@ -27,7 +28,7 @@ def test_completion_routes_document_their_request_bodies(live_server: Any) -> No
     assert {"messages", "max_tokens", "temperature", "top_p", "stop", "seed", "stream"} <= set(chat)
 
 
-def test_the_docs_page_loads_everything_from_this_server(live_server: Any) -> None:
+def test_the_docs_page_loads_everything_from_this_server(live_server: LiveServer) -> None:
     page = httpx.get(live_server.base_url + "/openapi")
     assert page.status_code == 200
     urls = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
