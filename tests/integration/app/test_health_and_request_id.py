@@ -35,7 +35,10 @@ def test_request_id_is_echoed_when_sent(live_server: LiveServer) -> None:
     # checked on an API route.
     response = httpx.get(
         live_server.base_url + "/v1/models",
-        headers={"X-Request-ID": "trace-abc-123", "Authorization": f"Bearer {live_server.user_key}"},
+        headers={
+            "X-Request-ID": "trace-abc-123",
+            "Authorization": f"Bearer {live_server.user_key}",
+        },
     )
     assert response.headers["x-request-id"] == "trace-abc-123"
     assert '"request_id": "trace-abc-123"' in live_server.logs() or (
