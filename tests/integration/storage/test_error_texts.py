@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from llmserver.adapters.sql._engine import create_engine
-from llmserver.adapters.sql._writer import sqlite_sync_engine
+from llmserver.adapters.sql._row_binder import sqlite_sync_engine
 
 SECRET = "a-prompt-nobody-else-may-read"
 MISSING_TABLE = text("INSERT INTO no_such_table (body) VALUES (:body)")

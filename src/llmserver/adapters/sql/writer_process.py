@@ -23,11 +23,15 @@ if __name__ == "__main__":
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import msgspec
 from sqlalchemy.engine import make_url
 
+from llmserver.adapters.sql._engine import SQLITE_BUSY_TIMEOUT_MS
+from llmserver.adapters.sql._rejects import rejection
+from llmserver.adapters.sql._row_binder import Op, RowBinder, sqlite_sync_engine
 from llmserver.domain.ports import RowsRejected
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -84,7 +88,7 @@ class WriterProcess:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise WriterUnavailable(f"the SQLite writer process stopped: {exc!r}") from exc
 
-    async def run(self, ops: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    async def run(self, ops: Sequence[Op]) -> None:
         request = _frame(_ENCODER.encode({"ops": ops}))
         async with self._lock:
             proc = await self._started()
@@ -135,10 +139,6 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
 
 
 def serve(url: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
-    from llmserver.adapters.sql._engine import SQLITE_BUSY_TIMEOUT_MS
-    from llmserver.adapters.sql._rejects import rejection
-    from llmserver.adapters.sql._writer import RowBinder, sqlite_sync_engine
-
     # This process may wait for a lock: it serves nothing else.
     engine = sqlite_sync_engine(make_url(url), busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
     binder = RowBinder(engine.dialect)
