@@ -7,7 +7,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmserver.adapters.redis.cache import RedisHotCache
-from llmserver.adapters.redis.failure import FailurePolicy, GuardedRateLimitStore
+from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
 
 
@@ -15,7 +15,7 @@ class RedisStores:
     """The Redis-backed stores on one client, built once by the composition root.
 
     ``limiter`` applies the failure policy; ``hot_cache`` treats every error as a miss.
-    Their ``failures`` / ``errors`` counters are what the metrics read.
+    Both report each Redis error to ``on_error`` with their component's name.
     """
 
     def __init__(

@@ -1,3 +1,5 @@
+"""The rate limiter that survives a Redis outage: the configured policy decides."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,7 +25,7 @@ class FailurePolicy(StrEnum):
 class GuardedRateLimitStore:
     """Applies the configured policy when the Redis limiter cannot be reached.
 
-    Every failure is logged and counted in ``failures`` (the metrics read it); the
+    Every failure is logged and reported to ``on_error`` (the metrics count it there); the
     request is then admitted (fail_open) or refused with ``Unavailable`` (fail_closed).
     """
 
@@ -36,14 +38,12 @@ class GuardedRateLimitStore:
     ) -> None:
         self._inner = inner
         self.policy = FailurePolicy(policy)
-        self.failures = 0
         self._on_error = on_error
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
         try:
             return await self._inner.acquire(bucket, limit, now_ms)
         except (aioredis.RedisError, OSError) as exc:
-            self.failures += 1
             if self._on_error is not None:
                 self._on_error("limiter")
             log.warning("rate_limiter_unavailable", policy=self.policy.value, error=repr(exc))
