@@ -28,10 +28,6 @@ class Prompt:
         if (self.messages is None) == (self.text is None):
             raise ValueError("a Prompt holds exactly one of messages or text")
 
-    @property
-    def is_chat(self) -> bool:
-        return self.messages is not None
-
 
 SAMPLING_EPS = 1e-5
 """Temperatures below this are greedy (vLLM's ``_SAMPLING_EPS``, for the same reasons)."""

@@ -1,12 +1,14 @@
 """The torch backend: a transformers causal LM with continuous batching of our own.
 
 Decision: a small step loop of our own in one dedicated worker thread, not transformers'
-continuous-batching manager. Measured on this machine type (ARCHITECTURE.md, "Batching
-on CPU"), the manager reached 4.2x and our loop 4.8x at 8 concurrent requests, so speed
-does not decide it. Semantics do: the manager samples globally and rejects a
-per-request ``seed``, ignores stop strings and never delivers a final event for a
-cancelled request. Our loop keeps one ``torch.Generator`` per row, so the same seed and
-request give the same text, and it owns cancellation, timeouts and the bounded queue.
+continuous-batching manager. Speed does not decide it: in a one-off comparison when the
+loop was written (its numbers are not kept in the repository; ``make bench`` measures our
+loop against raw batched ``generate``, bench/results/inference.md), the manager reached
+4.2x and our loop 4.8x at 8 concurrent requests. Semantics do: the manager samples
+globally and rejects a per-request ``seed``, ignores stop strings and never delivers a
+final event for a cancelled request. Our loop keeps one ``torch.Generator`` per row, so
+the same seed and request give the same text, and it owns cancellation, timeouts and the
+bounded queue.
 
 How the loop works:
 - Requests wait in a bounded queue (``max_queue``; beyond it ``Overloaded``). Between
