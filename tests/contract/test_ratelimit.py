@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 from llmserver.domain.ports import RateLimitStore
-from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide
+from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide_window
 
 T = 1_780_000_000_000
 """A realistic epoch in milliseconds (large enough to catch float rounding)."""
@@ -48,13 +48,13 @@ async def test_buckets_are_independent(rate_limit_store: RateLimitStore) -> None
 
 
 async def test_every_decision_matches_the_domain_rule(rate_limit_store: RateLimitStore) -> None:
-    """Replays a random arrival pattern and checks each decision against ``decide``."""
+    """Replays a random arrival pattern and checks each decision against ``decide_window``."""
     rng = random.Random(4)
     admitted: list[int] = []
     now = T
     for _ in range(300):
         now += rng.choice((0, 1, 50, 400, 2_000, 9_000, 30_000))
-        expected = decide(admitted, now, 7)
+        expected = decide_window([t for t in admitted if t > now - WINDOW_MS], now, 7)
         assert await rate_limit_store.acquire("b", 7, now) == expected
         if expected.admitted:
             admitted.append(now)

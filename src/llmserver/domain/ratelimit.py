@@ -37,18 +37,9 @@ class RateDecision:
         return self.retry_after_ms / 1000
 
 
-def live(timestamps: Sequence[int], now_ms: int) -> list[int]:
-    """Admitted timestamps still inside the window ``(now - 60 s, now]``."""
-    return [ts for ts in timestamps if ts > now_ms - WINDOW_MS]
-
-
-def decide(timestamps: Sequence[int], now_ms: int, limit: int) -> RateDecision:
-    """Decide on a request at ``now_ms`` given the key's admitted timestamps (any order)."""
-    return decide_window(sorted(live(timestamps, now_ms)), now_ms, limit)
-
-
 def decide_window(window: Sequence[int], now_ms: int, limit: int) -> RateDecision:
-    """``decide`` for a window that is already live and sorted oldest first.
+    """Decide on a request at ``now_ms`` given the key's admitted timestamps inside the
+    window ``(now - 60 s, now]``, oldest first (the store expires the older ones).
 
     Constant time when the request is admitted, which is what keeps a store's per-request
     cost flat for large limits (a 10 000 RPM key holds up to 10 000 timestamps).

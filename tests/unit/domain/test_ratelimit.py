@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmserver.adapters.memory import MemoryRateLimitStore
-from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide
+from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide_window
 
 from .fakes import run_now
 
@@ -32,6 +32,12 @@ def arrivals(start: int, steps: Sequence[int]) -> list[int]:
         now += step
         times.append(now)
     return times
+
+
+def decide(admitted: Sequence[int], now: int, limit: int) -> RateDecision:
+    """The domain rule on every admitted arrival so far, oldest first: a store keeps only
+    those inside the window."""
+    return decide_window([t for t in admitted if t > now - WINDOW_MS], now, limit)
 
 
 def run_pure(times: Sequence[int], limit: int) -> list[tuple[int, RateDecision]]:

@@ -5,9 +5,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from llmserver.domain.ports import RateLimitStore
 from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
 
-# The sliding-window log of ``domain.ratelimit.decide``, run atomically inside Redis so
+# The sliding-window log of ``domain.ratelimit.decide_window``, run atomically inside Redis so
 # every gateway process shares one limit. The sorted set holds one member per admitted
 # request, scored by its millisecond timestamp. Lua numbers are doubles: millisecond
 # epochs (~1.7e12) are exact.
@@ -30,7 +31,7 @@ return {0, 0, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + window 
 """
 
 
-class RedisRateLimitStore:
+class RedisRateLimitStore(RateLimitStore):
     """``RateLimitStore`` on a Redis sorted set per bucket, decided by one Lua script."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "llmserver:rpm:") -> None:
