@@ -14,8 +14,6 @@ from advanced_alchemy.types import DateTimeUTC
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from llmserver.domain.keys import DEFAULT_ROLES
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -37,16 +35,30 @@ def upgrade() -> None:
         sa.Column("default_quota_tokens", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_roles")),
     )
+    # The roles as they were at this revision, written out: a migration must build the same
+    # rows whenever it runs, so it never reads ``domain.keys.DEFAULT_ROLES``. A change to
+    # those needs a migration of its own.
     op.bulk_insert(
         roles,
         [
             {
-                "name": spec.name.value,
-                "description": spec.description,
-                "default_rpm": spec.default_rpm,
-                "default_quota_tokens": spec.default_quota_tokens,
-            }
-            for spec in DEFAULT_ROLES
+                "name": "admin",
+                "description": "Full access, including the admin API.",
+                "default_rpm": None,
+                "default_quota_tokens": None,
+            },
+            {
+                "name": "user",
+                "description": "Inference API only.",
+                "default_rpm": 60,
+                "default_quota_tokens": 1_000_000,
+            },
+            {
+                "name": "playground",
+                "description": "Inference API for the browser playground, tight limits.",
+                "default_rpm": 10,
+                "default_quota_tokens": 100_000,
+            },
         ],
     )
     op.create_table(

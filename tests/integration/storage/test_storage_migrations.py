@@ -39,8 +39,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
             roles = (await conn.execute(select(RoleModel.__table__))).all()
             # The migrated schema is exactly what the models describe.
             assert await conn.run_sync(_differences) == []
-        assert {(r.name, r.default_rpm, r.default_quota_tokens) for r in roles} == {
-            (s.name.value, s.default_rpm, s.default_quota_tokens) for s in DEFAULT_ROLES
+        # The roles the migrations seed are the ones the code describes.
+        assert {(r.name, r.description, r.default_rpm, r.default_quota_tokens) for r in roles} == {
+            (s.name.value, s.description, s.default_rpm, s.default_quota_tokens)
+            for s in DEFAULT_ROLES
         }
         script = await migrate.revision(
             empty_database_url, "nothing changed", version_path=tmp_path / "versions"
