@@ -17,10 +17,12 @@ Nothing is dropped silently:
   is seen, by the sink (``sql._rejects``; for SQLite's writer process, in that process):
   only data and constraint errors reject; anything else, unknown errors included, is
   retried, since retrying delays rows where setting them aside loses them.
-* The queue is bounded by ``max_queue``. When it is full, ``submit`` refuses the row and
-  returns ``False``; the refusal is counted in ``rejected_rows`` and logged once per
-  episode of pressure. Callers that can wait use ``await submit_wait(row)``, which blocks
-  until there is room (true back-pressure).
+* The queue is bounded by ``max_queue``. The back-pressure is upstream: while the queue
+  is ``full`` the completion routes refuse new requests (``RequestLogBacklog``, 503 with
+  ``Retry-After``), so rows stop arriving until the sink catches up. A row that arrives
+  anyway (from a request admitted just before) is refused by ``submit``, which returns
+  ``False``; the refusal is counted in ``rejected_rows`` and logged once per episode of
+  pressure.
 * ``close`` flushes everything still queued; if the sink stays down past its timeout it
   reports (logs and returns) how many rows could not be written.
 """
@@ -66,15 +68,11 @@ class RequestLogBatcher:
         self._on_flush = on_flush
         self._queue: deque[RequestLog] = deque()
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._under_pressure = False
         self.last_flush_seconds: float | None = None
         """Duration of the latest successful write, for the metrics."""
-        self.flushed_rows = 0
-        self.flush_failures = 0
         self.rejected_rows = 0
         self.dead_lettered_rows = 0
         """Rows the sink rejected for their values, set aside so that later rows flow."""
@@ -97,25 +95,11 @@ class RequestLogBatcher:
         if self._closing or self.full:
             self._reject()
             return False
-        self._append(row)
-        return True
-
-    async def submit_wait(self, row: RequestLog) -> None:
-        """Queue a row, waiting while the queue is full."""
-        while self.full and not self._closing:
-            self._room.clear()
-            self._wake.set()
-            await self._room.wait()
-        if self._closing:
-            self._reject()
-            return
-        self._append(row)
-
-    def _append(self, row: RequestLog) -> None:
         self._queue.append(row)
         self._under_pressure = False
         if len(self._queue) >= self._max_batch:
             self._wake.set()
+        return True
 
     def _reject(self) -> None:
         self.rejected_rows += 1
@@ -133,7 +117,6 @@ class RequestLogBatcher:
         written within ``timeout_s`` (0 unless the sink stayed down)."""
         self._closing = True
         self._wake.set()
-        self._room.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -165,7 +148,6 @@ class RequestLogBatcher:
             try:
                 await write_isolating(self._sink.write, batch, self._settled)
             except Exception as exc:  # an outage: keep the rows not settled, back off, retry
-                self.flush_failures += 1
                 log.warning(
                     "request_log_flush_failed",
                     queued=len(self._queue),
@@ -185,10 +167,6 @@ class RequestLogBatcher:
         """Rows at the head of the queue were written (``error`` None) or set aside."""
         for _ in rows:
             self._queue.popleft()
-        if error is None:
-            self.flushed_rows += len(rows)
-        else:
+        if error is not None:
             self.dead_lettered_rows += len(rows)
             dead_letter("request_logs", [row.request_id for row in rows], error)
-        if not self.full:
-            self._room.set()

@@ -49,7 +49,6 @@ async def test_a_graceful_close_writes_all_1000_queued_rows(migrated_database_ur
         assert await stored_ids(db, "graceful-close") == [f"req-{n:04d}" for n in range(1000)]
     finally:
         await db.dispose()
-    assert batcher.flushed_rows == 1000
 
 
 async def _admin(url: str, sql: str) -> None:
@@ -76,18 +75,18 @@ async def test_rows_survive_the_database_going_away_and_coming_back(
     batch = rows(1000, "outage")
     for row in batch[:100]:
         batcher.submit(row)
-    while batcher.flushed_rows < 100:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(_drained(batcher), 10)
 
     # What a restart looks like from here: live connections die, new ones are refused.
     await _admin(url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     await _admin(
         url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     )
-    for row in batch[100:]:
-        batcher.submit(row)
-    while batcher.flush_failures < 2:
-        await asyncio.sleep(0.01)
+    with capture_logs() as logged:
+        for row in batch[100:]:
+            batcher.submit(row)
+        while sum(e["event"] == "request_log_flush_failed" for e in logged) < 2:
+            await asyncio.sleep(0.01)
     await _admin(url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
     assert await batcher.close() == 0
@@ -140,8 +139,8 @@ async def test_a_mixed_batch_writes_every_good_row_and_sets_the_bad_ones_aside(
         assert await stored_ids(db, f"later-{writer_process}") == [r.request_id for r in later]
     finally:
         await db.dispose()
-    assert (batcher.flushed_rows, batcher.dead_lettered_rows) == (600 - len(bad), len(bad))
-    assert batcher.flush_failures == 0
+    assert batcher.dead_lettered_rows == len(bad)
+    assert not [e for e in logged if e["event"] == "request_log_flush_failed"]
     dead = [e for e in logged if e["event"] == "rows_dead_lettered"]
     assert sorted(i for e in dead for i in e["ids"]) == sorted(r.request_id for r in bad.values())
     assert all(e["store"] == "request_logs" and e["error"] for e in dead)
