@@ -57,6 +57,7 @@ from llmserver.domain.inference import (
     Prompt,
     StreamEvent,
 )
+from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class _Request:
         self.channel.send(event)
 
 
-class TorchBackend:
+class TorchBackend(InferenceBackend):
     """One transformers model serving concurrent requests through a batching worker."""
 
     def __init__(
@@ -116,7 +117,6 @@ class TorchBackend:
         self._closed = False
         self.max_rows_per_step = 0
         """The most rows one decode step has run (evidence that batching happens)."""
-        self.steps = 0
         self._worker = threading.Thread(
             target=self._run, name=f"torch-worker-{spec.id}", daemon=True
         )
@@ -345,7 +345,6 @@ class TorchBackend:
         batch = self._batch
         assert batch.mask is not None
         rows = batch.rows
-        self.steps += 1
         self.max_rows_per_step = max(self.max_rows_per_step, len(rows))
         input_ids = torch.tensor([[r.last_token] for r in rows], device=self.device)
         positions = torch.tensor([[r.length] for r in rows], device=self.device)
