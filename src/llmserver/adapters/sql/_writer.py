@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,9 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from llmserver.adapters.sql._rejects import rejection
 from llmserver.adapters.sql._row_binder import Op, RowBinder, sqlite_sync_engine
 from llmserver.adapters.sql._writes import write_statements
-
-if TYPE_CHECKING:
-    from llmserver.adapters.sql.writer_process import WriterProcess
 
 
 class TransactionWriter:
@@ -43,7 +40,7 @@ class TransactionWriter:
         """For the async engine only; the inline binder and the process have their own."""
         self._sync: Engine | None = None
         self._binder: RowBinder | None = None
-        self._process: WriterProcess | None = None
+        self._process: Any = None
         self._turn = asyncio.Lock()
         """One inline transaction at a time: the pool holds one connection."""
         url = engine.url
