@@ -1,7 +1,8 @@
 """``llmserver keys``: API-key administration from the command line.
 
 The group reads ``ctx.obj.database_url``, ``ctx.obj.server_secret`` and ``ctx.obj.models``
-(the parent command's settings object), so it mounts with ``cli.add_command(keys)``.
+(the parent command's settings object, a ``composition.KeySettings``), so it mounts with
+``cli.add_command(keys)``. Its stores come from ``composition.build_key_services``.
 """
 
 from __future__ import annotations
@@ -10,51 +11,37 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from llmserver.adapters.clock import SystemClock
 from llmserver.domain.errors import GatewayError
 from llmserver.domain.key_admin import KeyAdmin, key_state
-from llmserver.domain.keys import ApiKey, KeyHasher, Role
+from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
-from llmserver.domain.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from llmserver.app.composition import KeySettings
 
 T = TypeVar("T")
 
 
-class KeysSettings(Protocol):
-    @property
-    def database_url(self) -> str: ...
-
-    @property
-    def server_secret(self) -> str: ...
-
-    @property
-    def models(self) -> ModelRegistry:
-        """The models the server is configured with: keys name them by id."""
-
-
 def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
-    # The stores are imported here, where they are used: SQLAlchemy and advanced-alchemy
-    # (which pulls in Litestar and pydantic) take a second to import, which `llmserver --help`
-    # and every other command would pay too.
+    # Imported here, where they are used: the SQL stores take most of a second to import,
+    # which `llmserver --help` and every other command would pay too.
     from sqlalchemy.exc import DBAPIError
 
-    from llmserver.adapters.sql import SqlDatabase
+    from llmserver.app.composition import build_key_services
 
-    settings: KeysSettings = ctx.obj
-    models = settings.models
+    settings: KeySettings = ctx.obj
 
     async def run() -> T:
-        db = SqlDatabase.from_url(settings.database_url)
+        built = build_key_services(settings)
         try:
-            hasher = KeyHasher(settings.server_secret)
-            admin = KeyAdmin(db.keys, db.usage, hasher, SystemClock(), models)
-            return await use(admin)
+            return await use(built.key_admin)
         finally:
-            await db.dispose()
+            await built.close()
 
     try:
         return asyncio.run(run())
@@ -229,20 +216,37 @@ def revoke(ctx: click.Context, id_or_prefix: str) -> None:
     click.echo(f"revoked {key.id} ({key.prefix}) at {_iso(key.revoked_at)}")
 
 
+_USAGE_LAG_NOTE = (
+    "note: read from the database; a running single-process server writes its settled usage "
+    "every LLMSERVER_STATE_FLUSH_MS (200 ms by default) and keeps its in-flight reservations "
+    "in memory, so its last moments may not show yet (see --help)"
+)
+
+
 @keys.command("usage")
 @click.argument("id_or_prefix", required=False)
 @click.option("--period", help="YYYY-MM (default: every period).")
 @_json_option
 @click.pass_context
 def usage(ctx: click.Context, id_or_prefix: str | None, period: str | None, as_json: bool) -> None:
-    """Token usage per key and month."""
+    """Token usage per key and month, as stored in the database.
+
+    A server running as a single process (LLMSERVER_DEPLOYMENT=single, or auto without
+    Redis) counts usage in its memory and adds what requests settled to the database every
+    LLMSERVER_STATE_FLUSH_MS (200 ms by default; after a failed write it retries, backing
+    off to at most 5 s) and once more at shutdown. While it runs, its usage here can lag by
+    that interval and reserved_tokens leaves out its requests in flight. Replicas write
+    every request through: their usage here is current.
+    """
     rows = [_usage_dict(r) for r in _run(ctx, lambda admin: admin.usage(id_or_prefix, period))]
     if as_json:
         click.echo(json.dumps(rows))
-    elif not rows:
+        return
+    if not rows:
         click.echo("no usage recorded")
     else:
         _table(
             rows,
             ["key_id", "period", "used_tokens", "reserved_tokens", "requests", "cache_hits"],
         )
+    click.echo(_USAGE_LAG_NOTE, err=True)

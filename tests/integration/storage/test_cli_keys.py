@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.app.composition import build_services
+from llmserver.app.settings import Settings
 from llmserver.cli import main
 from llmserver.cli_keys import keys
 from llmserver.domain.keys import KeyHasher
@@ -213,3 +215,37 @@ def test_an_unmigrated_database_points_at_migrate(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "llmserver migrate" in result.stderr
+
+
+def test_a_key_the_command_creates_authenticates_on_a_server_composed_on_its_database(
+    cli: click.Group, tmp_path: Path
+) -> None:
+    """The command and the server share one composition root: same stores, same hashing."""
+    created = json.loads(run(cli, "create", "--name", "served", "--json"))
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}",
+        server_secret=SECRET,
+        profile="none",
+    )
+
+    async def authenticated_key_id() -> str:
+        composed = build_services(settings)
+        try:
+            principal = await composed.services.gateway.authenticate(created["key"])
+        finally:
+            await composed.database.dispose()
+        return principal.key.id
+
+    assert asyncio.run(authenticated_key_id()) == created["details"]["id"]
+
+
+def test_usage_says_what_a_running_single_process_server_has_not_written_yet(
+    cli: click.Group,
+) -> None:
+    table = CliRunner().invoke(cli, ["keys", "usage"])
+    as_json = CliRunner().invoke(cli, ["keys", "usage", "--json"])
+    helped = CliRunner().invoke(cli, ["keys", "usage", "--help"])
+
+    assert "LLMSERVER_STATE_FLUSH_MS" in table.stderr
+    assert as_json.stderr == ""  # JSON output stays machine-readable
+    assert "LLMSERVER_STATE_FLUSH_MS" in helped.stdout

@@ -1,0 +1,267 @@
+"""The composition root: the one place that picks which adapter serves which port.
+
+``build_services(settings)`` wires the server and ``build_key_services(settings)`` what
+``llmserver keys`` needs, from the same adapter-picking functions. Building starts nothing:
+no task, no connection, no process (``lifecycle`` starts and stops what is built here).
+
+Adapters are imported inside the functions that pick them: ``llmserver keys`` imports this
+module and must not pay for prometheus-client, structlog, Redis or torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+from llmserver.adapters.clock import SystemClock
+from llmserver.app.services import Services
+from llmserver.domain.cache_keys import CachePolicy
+from llmserver.domain.gateway import Gateway, GatewayPolicy
+from llmserver.domain.key_admin import KeyAdmin
+from llmserver.domain.keys import KeyHasher
+from llmserver.domain.registry import ModelRegistry, ModelSpec
+
+if TYPE_CHECKING:
+    from llmserver.adapters.inference.manager import MultiModelManager
+    from llmserver.adapters.log_batcher import RequestLogBatcher
+    from llmserver.adapters.redis import RedisStores
+    from llmserver.adapters.sql.database import SqlDatabase
+    from llmserver.adapters.sql.ownership import DatabaseClaim
+    from llmserver.adapters.write_behind import PeriodicFlush, WriteBehindCompletionCache
+    from llmserver.app.metrics import Metrics
+    from llmserver.app.settings import Settings
+    from llmserver.domain.ports import (
+        Clock,
+        HotCache,
+        KeyStore,
+        ModelBackends,
+        RateLimitStore,
+        UsageStore,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Replacements for adapters, for tests and benchmarks (e.g. an instant backend)."""
+
+    backends: ModelBackends | None = None
+    specs: Sequence[ModelSpec] | None = None
+    clock: Clock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedDatabase:
+    """What a single process, the only server on its database, runs on top."""
+
+    claim: Callable[[], Awaitable[DatabaseClaim]]
+    """Takes the database for this process (``DatabaseClaimed`` if another server has)."""
+    usage_flush: PeriodicFlush
+    """Writes the in-memory quota ledger behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateStores:
+    """The quota ledger and the durable cache, with what writes them behind."""
+
+    usage: UsageStore
+    cache: WriteBehindCompletionCache
+    cache_flush: PeriodicFlush
+    owned: OwnedDatabase | None
+    """``None`` for replicas: they read and write usage through the database."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerComposition:
+    """A wired server: its ``Services`` and every part ``lifecycle`` starts and closes."""
+
+    services: Services
+    metrics: Metrics
+    database: SqlDatabase
+    redis: RedisStores | None
+    batcher: RequestLogBatcher
+    state: StateStores
+    backends: ModelBackends
+    models: MultiModelManager | None
+    """The backends to load and close; ``None`` when ``Overrides`` supplied them."""
+    specs: Sequence[ModelSpec]
+
+
+class KeySettings(Protocol):
+    """What ``llmserver keys`` reads (the CLI's lazily loaded settings)."""
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def server_secret(self) -> str: ...
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The models the server is configured with: keys name them by id."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyServices:
+    key_admin: KeyAdmin
+    close: Callable[[], Awaitable[None]]
+
+
+def sql_database(url: str, *, writer_process: bool = False) -> SqlDatabase:
+    # Imported here: SQLAlchemy takes a good part of a second to import, which
+    # `llmserver --help` would pay too.
+    from llmserver.adapters.sql.database import SqlDatabase
+
+    return SqlDatabase.from_url(url, writer_process=writer_process)
+
+
+def build_key_services(settings: KeySettings) -> KeyServices:
+    """Key administration straight on the database, as another process next to a server.
+
+    Its usage store is the SQL one even when a server writes usage behind: ``keys usage``
+    then shows what that server has flushed (see the command's help).
+    """
+    database = sql_database(settings.database_url)
+    hasher = KeyHasher(settings.server_secret)
+    admin = KeyAdmin(database.keys, database.usage, hasher, SystemClock(), settings.models)
+    return KeyServices(admin, database.dispose)
+
+
+def build_services(settings: Settings, overrides: Overrides | None = None) -> ServerComposition:
+    """Wire the server for ``settings``; nothing runs until ``lifecycle`` starts it."""
+    from llmserver.adapters.key_cache import CachedKeyStore
+    from llmserver.adapters.log_batcher import RequestLogBatcher
+    from llmserver.app.metrics import Metrics
+    from llmserver.app.metrics_scrape import BatcherState
+    from llmserver.app.model_specs import model_specs
+    from llmserver.app.settings import CacheScope, SqliteWriter
+
+    chosen = overrides or Overrides()
+    clock = chosen.clock or SystemClock()
+    hasher = KeyHasher(settings.require_server_secret())
+    specs = list(chosen.specs) if chosen.specs is not None else model_specs(settings)
+    registry = ModelRegistry(specs)
+    # prometheus-client's own variable, read where it reads it (at import): workers that
+    # share one port and this directory render each other's values.
+    metrics = Metrics(
+        allowed_models=[s.id for s in specs],
+        multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+    )
+    database = sql_database(
+        settings.database_url, writer_process=settings.sqlite_writer is SqliteWriter.PROCESS
+    )
+    redis, limiter, hot = _shared_stores(settings, metrics)
+    batcher = RequestLogBatcher(
+        database.logs,
+        flush_interval_ms=settings.log_flush_ms,
+        max_batch_rows=settings.log_batch_rows,
+        max_queue=settings.log_queue_max,
+        on_flush=metrics.observe_flush,
+    )
+    metrics.set_batcher_source(
+        lambda: BatcherState(
+            batcher.queue_size, batcher.last_flush_seconds or 0.0, batcher.dead_lettered_rows
+        )
+    )
+    state = _state_stores(database, settings)
+    models: MultiModelManager | None = None
+    if chosen.backends is not None:
+        backends = chosen.backends
+    else:
+        backends = models = _model_manager(specs, settings)
+    metrics.set_queue_depth_source(lambda: {s.model_id: s.queue_depth for s in backends.statuses()})
+    keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
+    gateway = Gateway(
+        keys=keys,
+        hasher=hasher,
+        usage=state.usage,
+        limiter=limiter,
+        cache=state.cache,
+        hot_cache=hot,
+        registry=registry,
+        backends=backends,
+        clock=clock,
+        log=batcher.submit,
+        telemetry=metrics,
+        policy=GatewayPolicy(
+            cache=CachePolicy(
+                enabled=settings.cache_enabled,
+                ttl_seconds=settings.cache_ttl_s,
+                shared_across_keys=settings.cache_scope is CacheScope.GLOBAL,
+            ),
+            cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
+        ),
+    )
+    services = Services(
+        settings=settings,
+        gateway=gateway,
+        key_admin=KeyAdmin(keys, state.usage, hasher, clock, registry),
+        logs=database.logs,
+        clock=clock,
+        metrics=metrics,
+        started_at=int(time.time()),
+        log_queue_full=lambda: batcher.full,
+    )
+    return ServerComposition(
+        services, metrics, database, redis, batcher, state, backends, models, specs
+    )
+
+
+def _shared_stores(
+    settings: Settings, metrics: Metrics
+) -> tuple[RedisStores | None, RateLimitStore, HotCache | None]:
+    """The rate limiter and hot cache: in Redis when there is one, else in this process."""
+    from llmserver.adapters.memory import MemoryHotCache, MemoryRateLimitStore
+
+    if not settings.redis_url:
+        return None, MemoryRateLimitStore(), MemoryHotCache() if settings.hot_cache else None
+    from llmserver.adapters.redis import RedisStores
+
+    redis = RedisStores.from_url(
+        settings.redis_url,
+        failure_policy=settings.redis_failure_policy.value,
+        on_error=metrics.redis_error,
+    )
+    return redis, redis.limiter, redis.hot_cache if settings.hot_cache else None
+
+
+def _state_stores(database: SqlDatabase, settings: Settings) -> StateStores:
+    """The quota ledger and the durable cache, per deployment.
+
+    Replicas share every decision through the database. A single process keeps them in
+    memory and writes them behind (see ``adapters.write_behind``), which takes every
+    database round trip off the request path.
+    """
+    from llmserver.adapters.sql.ownership import DatabaseClaim
+    from llmserver.adapters.write_behind import (
+        PeriodicFlush,
+        WriteBehindCompletionCache,
+        WriteBehindUsageStore,
+    )
+
+    cache = WriteBehindCompletionCache(database.cache, index=settings.single_process)
+    interval_s = settings.state_flush_ms / 1000
+    cache_flush = PeriodicFlush("completion_cache", cache.flush, interval_s=interval_s)
+    if not settings.single_process:
+        return StateStores(database.usage, cache, cache_flush, owned=None)
+    usage = WriteBehindUsageStore(database.usage)
+    usage_flush = PeriodicFlush("usage", usage.flush, interval_s=interval_s)
+    owned = OwnedDatabase(partial(DatabaseClaim.take, database.engine), usage_flush)
+    return StateStores(usage, cache, cache_flush, owned)
+
+
+def _model_manager(specs: Sequence[ModelSpec], settings: Settings) -> MultiModelManager:
+    from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
+
+    return MultiModelManager(
+        specs,
+        options=BackendOptions(
+            threads=settings.torch_threads,
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            request_timeout_s=settings.request_timeout_s,
+        ),
+    )
