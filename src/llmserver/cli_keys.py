@@ -234,9 +234,10 @@ def usage(ctx: click.Context, id_or_prefix: str | None, period: str | None, as_j
     A server running as a single process (LLMSERVER_DEPLOYMENT=single, or auto without
     Redis) counts usage in its memory and adds what requests settled to the database every
     LLMSERVER_STATE_FLUSH_MS (200 ms by default; after a failed write it retries, backing
-    off to at most 5 s) and once more at shutdown. While it runs, its usage here can lag by
-    that interval and reserved_tokens leaves out its requests in flight. Replicas write
-    every request through: their usage here is current.
+    off to at most 5 s) and once more at shutdown. While it runs, the usage shown here can
+    miss up to one interval of its requests (more while its writes fail), and
+    reserved_tokens leaves out its requests in flight. Replicas write every request
+    through: their usage here is current.
     """
     rows = [_usage_dict(r) for r in _run(ctx, lambda admin: admin.usage(id_or_prefix, period))]
     if as_json:
