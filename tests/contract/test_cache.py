@@ -33,6 +33,7 @@ async def test_a_live_entry_round_trips_and_counts_hits(completion_cache: Comple
     second = await completion_cache.get("k1", NOW + timedelta(minutes=59))
 
     assert first == replace(entry(), hit_count=1)
+    assert type(first.finish_reason) is FinishReason  # equality takes its string too
     assert second is not None
     assert second.hit_count == 2
     assert first.completion().text == "Hello, wörld ✓"

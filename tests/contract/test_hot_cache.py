@@ -23,7 +23,9 @@ ENTRY = CachedCompletion(
 async def test_an_entry_round_trips(hot_cache: HotCache) -> None:
     await hot_cache.put(ENTRY, ttl_seconds=60)
 
-    assert await hot_cache.get("k1") == ENTRY
+    got = await hot_cache.get("k1")
+    assert got == ENTRY
+    assert type(got.finish_reason) is FinishReason  # equality takes its string too
     assert await hot_cache.get("k2") is None
 
 

@@ -36,7 +36,10 @@ async def test_a_key_round_trips_with_every_field(key_store: KeyStore) -> None:
     await key_store.add(key)
 
     assert await key_store.get(key.id) == key
-    assert await key_store.find_by_prefix(key.prefix) == key
+    found = await key_store.find_by_prefix(key.prefix)
+    assert found == key
+    # Equality does not tell a StrEnum from its string, nor a tuple from a list.
+    assert (type(found.role), type(found.allowed_models)) == (Role, tuple)
 
 
 async def test_datetimes_come_back_timezone_aware_as_the_same_instant(

@@ -46,6 +46,7 @@ async def test_rows_round_trip_with_every_field(log_store: Store) -> None:
 
     assert total == 2
     assert list(rows) == [bare, full]
+    assert type(rows[1].cache_status) is CacheStatus  # equality takes its string too
 
 
 async def test_newest_first_with_pagination(log_store: Store) -> None:

@@ -8,8 +8,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
-from llmserver.domain.inference import FinishReason
-from llmserver.domain.ports import CachedCompletion
+from llmserver.domain.ports import CachedCompletion, HotCache
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +31,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Entry).decode
 
 
-class RedisHotCache:
+class RedisHotCache(HotCache):
     """``HotCache`` in Redis, shared by every gateway process.
 
     A cache in front of a cache must never fail a request: any Redis error (or an
@@ -67,32 +66,10 @@ class RedisHotCache:
         except (aioredis.RedisError, OSError, msgspec.DecodeError) as exc:
             self._failed("get", exc)
             return None
-        return CachedCompletion(
-            key=entry.key,
-            model=entry.model,
-            text=entry.text,
-            prompt_tokens=entry.prompt_tokens,
-            completion_tokens=entry.completion_tokens,
-            finish_reason=FinishReason(entry.finish_reason),
-            created_at=entry.created_at,
-            expires_at=entry.expires_at,
-            hit_count=entry.hit_count,
-        )
+        return msgspec.convert(entry, CachedCompletion, from_attributes=True)
 
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
-        value = _encode(
-            _Entry(
-                key=entry.key,
-                model=entry.model,
-                text=entry.text,
-                prompt_tokens=entry.prompt_tokens,
-                completion_tokens=entry.completion_tokens,
-                finish_reason=entry.finish_reason.value,
-                created_at=entry.created_at,
-                expires_at=entry.expires_at,
-                hit_count=entry.hit_count,
-            )
-        )
+        value = _encode(msgspec.convert(entry, _Entry, from_attributes=True))
         try:
             await self._client.set(self._prefix + entry.key, value, ex=ttl_seconds)
         except (aioredis.RedisError, OSError) as exc:

@@ -5,37 +5,23 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llmserver.adapters.sql._records import cache_columns, cached_completion
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import CACHE_ENTRIES, CACHE_HITS
 from llmserver.adapters.sql.models import CompletionCacheModel
-from llmserver.domain.inference import FinishReason
-from llmserver.domain.ports import CachedCompletion
+from llmserver.domain.ports import CachedCompletion, CompletionCache
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
-
-
-def _to_domain(row: Row[Any]) -> CachedCompletion:
-    return CachedCompletion(
-        key=row.key,
-        model=row.model,
-        text=row.response["text"],
-        finish_reason=FinishReason(row.response["finish_reason"]),
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        hit_count=row.hit_count,
-    )
 
 
 def _live(key: str, now: datetime) -> Any:
     return select(_T).where(_T.c.key == key, _T.c.expires_at > now)
 
 
-class SqlCompletionCache:
+class SqlCompletionCache(CompletionCache):
     """The durable response cache (expired entries are invisible until purged)."""
 
     def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
@@ -56,13 +42,13 @@ class SqlCompletionCache:
             if row is None:
                 return None
             hits = (await conn.execute(count_hit)).scalar_one()
-        return replace(_to_domain(row), hit_count=hits)
+        return replace(cached_completion(row), hit_count=hits)
 
     async def peek(self, key: str, now: datetime) -> CachedCompletion | None:
         """A live entry without counting a hit (the caller counts it with ``add_hits``)."""
         async with self._engine.connect() as conn:
             row = (await conn.execute(_live(key, now))).one_or_none()
-        return None if row is None else _to_domain(row)
+        return None if row is None else cached_completion(row)
 
     async def put(self, entry: CachedCompletion) -> None:
         await self.put_many([entry])
@@ -70,19 +56,7 @@ class SqlCompletionCache:
     async def put_many(self, entries: Sequence[CachedCompletion]) -> None:
         if not entries:
             return
-        rows = [
-            {
-                "key": entry.key,
-                "model": entry.model,
-                "response": {"text": entry.text, "finish_reason": entry.finish_reason.value},
-                "prompt_tokens": entry.prompt_tokens,
-                "completion_tokens": entry.completion_tokens,
-                "created_at": entry.created_at,
-                "expires_at": entry.expires_at,
-                "hit_count": entry.hit_count,
-            }
-            for entry in entries
-        ]
+        rows = [cache_columns(entry) for entry in entries]
         await self._writer.run([(CACHE_ENTRIES, rows)])
 
     async def add_hits(self, hits: Mapping[str, int]) -> None:

@@ -4,26 +4,21 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, Table, func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llmserver.adapters.sql._records import record
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import REQUEST_LOGS
 from llmserver.adapters.sql.models import RequestLogModel
-from llmserver.domain.logs import CacheStatus, LogQuery, RequestLog
+from llmserver.domain.logs import LogQuery, RequestLog
+from llmserver.domain.ports import RequestLogReader, RequestLogSink
 
 _T: Table = RequestLogModel.__table__  # type: ignore[assignment]
 _FIELDS = tuple(f.name for f in fields(RequestLog))
 
 
-def _to_domain(row: Row[Any]) -> RequestLog:
-    values = row._asdict()
-    status = values["cache_status"]
-    values["cache_status"] = None if status is None else CacheStatus(status)
-    return RequestLog(**values)
-
-
-class SqlRequestLogStore:
+class SqlRequestLogStore(RequestLogSink, RequestLogReader):
     """Request-log sink (batched multi-row INSERT) and reader."""
 
     def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
@@ -58,6 +53,6 @@ class SqlRequestLogStore:
         )
         count = select(func.count()).select_from(_T).where(*conditions)
         async with self._engine.connect() as conn:
-            rows = [_to_domain(row) for row in await conn.execute(page)]
+            rows = [record(row, RequestLog) for row in await conn.execute(page)]
             total = (await conn.execute(count)).scalar_one()
         return rows, total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -11,6 +11,15 @@ from llmserver.domain.key_admin import MAX_NAME_LENGTH, MAX_QUOTA_TOKENS, MAX_RP
 from llmserver.domain.keys import ApiKey, Role, RoleSpec
 from llmserver.domain.logs import RequestLog
 from llmserver.domain.quota import UsageRecord
+
+View = TypeVar("View", bound=msgspec.Struct)
+
+
+def _view(source: object, view: type[View]) -> View:
+    """The view's fields read off a domain record by name. Values keep their type unless
+    the view's differs (a tuple becomes a list); an enum stays one, and encodes as its
+    value, so the JSON is what the record's values would give."""
+    return msgspec.convert(source, view, from_attributes=True)
 
 
 class KeyView(msgspec.Struct, frozen=True):
@@ -28,19 +37,7 @@ class KeyView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyView:
-        return cls(
-            id=key.id,
-            name=key.name,
-            prefix=key.prefix,
-            role=key.role.value,
-            quota_tokens=key.quota_tokens,
-            rpm_limit=key.rpm_limit,
-            allowed_models=list(key.allowed_models),
-            expires_at=key.expires_at,
-            revoked_at=key.revoked_at,
-            created_at=key.created_at,
-            last_used_at=key.last_used_at,
-        )
+        return _view(key, cls)
 
 
 class CreatedKey(msgspec.Struct, frozen=True):
@@ -77,14 +74,7 @@ class UsageView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, record: UsageRecord) -> UsageView:
-        return cls(
-            record.key_id,
-            record.period,
-            record.used_tokens,
-            record.reserved_tokens,
-            record.requests,
-            record.cache_hits,
-        )
+        return _view(record, cls)
 
 
 class UsageList(msgspec.Struct, frozen=True):
@@ -110,22 +100,7 @@ class LogView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, row: RequestLog) -> LogView:
-        return cls(
-            row.request_id,
-            row.created_at,
-            row.route,
-            row.status,
-            row.latency_ms,
-            row.key_id,
-            row.key_prefix,
-            row.model,
-            row.prompt_tokens,
-            row.completion_tokens,
-            row.cache_status.value if row.cache_status else None,
-            row.error_code,
-            row.stream,
-            row.body,
-        )
+        return _view(row, cls)
 
 
 class LogPage(msgspec.Struct, frozen=True):
@@ -144,7 +119,7 @@ class RoleView(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, spec: RoleSpec) -> RoleView:
-        return cls(spec.name.value, spec.description, spec.default_rpm, spec.default_quota_tokens)
+        return _view(spec, cls)
 
 
 class RoleList(msgspec.Struct, frozen=True):
