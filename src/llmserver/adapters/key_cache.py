@@ -42,7 +42,7 @@ class _Entry:
     loaded_at: float
 
 
-class CachedKeyStore:
+class CachedKeyStore(KeyStore):
     def __init__(
         self,
         inner: KeyStore,

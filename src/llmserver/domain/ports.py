@@ -1,7 +1,9 @@
 """The ports: what the domain core needs from the outside world.
 
 Each is a small ``typing.Protocol``; adapters (memory, SQL, Redis, inference) implement
-them and the app's composition root picks which. Every storage port has one contract
+them, naming the ports they implement as base classes (so mypy checks every signature
+where it is written, and an editor finds the implementations), and the app's composition
+root picks which. Every storage port has one contract
 test suite (``tests/contract``) that runs over every adapter.
 """
 
@@ -35,7 +37,9 @@ class Clock(Protocol):
 
 
 class KeyStore(Protocol):
-    async def add(self, key: ApiKey) -> None: ...
+    async def add(self, key: ApiKey) -> None:
+        """Store a new key; ``ValueError`` (nothing stored) if its id or prefix is taken."""
+        ...
 
     async def get(self, key_id: str) -> ApiKey | None: ...
 

@@ -36,6 +36,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 
 MESSAGE_OVERHEAD_TOKENS = 8
@@ -83,7 +84,7 @@ _ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
 _T = TypeVar("_T")
 
 
-class HttpBackend:
+class HttpBackend(InferenceBackend):
     def __init__(
         self,
         spec: ModelSpec,

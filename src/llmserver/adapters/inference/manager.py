@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from llmserver.domain.errors import ModelNotFound, Unavailable
 from llmserver.domain.inference import BackendStatus
-from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.ports import InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class _Slot:
     load_seconds: float | None = None
 
 
-class MultiModelManager:
+class MultiModelManager(ModelBackends):
     """Implements the ``ModelBackends`` port over every configured model."""
 
     def __init__(

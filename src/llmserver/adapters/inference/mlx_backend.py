@@ -35,6 +35,7 @@ from llmserver.domain.inference import (
     Prompt,
     StreamEvent,
 )
+from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 
 MISSING_MLX = (
@@ -52,7 +53,7 @@ class _Job:
     waiting: bool = True
 
 
-class MlxBackend:
+class MlxBackend(InferenceBackend):
     def __init__(
         self, spec: ModelSpec, *, max_queue: int = 64, request_timeout_s: float = 300.0
     ) -> None:

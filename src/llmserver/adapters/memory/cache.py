@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from llmserver.domain.ports import CachedCompletion
+from llmserver.domain.ports import CachedCompletion, CompletionCache, HotCache
 
 
-class MemoryCompletionCache:
+class MemoryCompletionCache(CompletionCache):
     """The durable-cache port kept in process memory (lost on restart)."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -38,7 +38,7 @@ class MemoryCompletionCache:
         return len(expired)
 
 
-class MemoryHotCache:
+class MemoryHotCache(HotCache):
     """A bounded LRU with per-entry TTL, in front of the durable cache."""
 
     def __init__(

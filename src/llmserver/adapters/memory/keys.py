@@ -5,9 +5,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from llmserver.domain.keys import ApiKey
+from llmserver.domain.ports import KeyStore
 
 
-class MemoryKeyStore:
+class MemoryKeyStore(KeyStore):
     def __init__(self) -> None:
         self._by_id: dict[str, ApiKey] = {}
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmserver.domain.logs import LogQuery, RequestLog
+from llmserver.domain.ports import RequestLogReader, RequestLogSink
 
 
-class MemoryRequestLogStore:
+class MemoryRequestLogStore(RequestLogSink, RequestLogReader):
     """Request-log sink and reader in process memory (bounded: oldest rows drop first)."""
 
     def __init__(self, max_rows: int = 100_000) -> None:

@@ -3,10 +3,11 @@ from __future__ import annotations
 from bisect import insort
 from collections import deque
 
+from llmserver.domain.ports import RateLimitStore
 from llmserver.domain.ratelimit import WINDOW_MS, RateDecision, decide_window
 
 
-class MemoryRateLimitStore:
+class MemoryRateLimitStore(RateLimitStore):
     """Per-process sliding-window log. Holds at most ``limit`` timestamps per bucket, kept
     sorted so that expiring the old ones and deciding cost O(1) per request."""
 

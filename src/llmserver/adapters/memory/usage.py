@@ -3,10 +3,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 
 
-class MemoryUsageStore:
+class MemoryUsageStore(UsageStore):
     """Single-process usage counters. Each method runs without an ``await`` inside, so
     on one event loop the check-and-add of ``reserve`` is atomic."""
 

@@ -10,6 +10,7 @@ from llmserver.adapters.sql._dialect import upsert_insert
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import USAGE_TOTALS
 from llmserver.adapters.sql.models import UsageModel
+from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord
 
 _T: Table = UsageModel.__table__  # type: ignore[assignment]
@@ -35,7 +36,7 @@ def _released(reserved: int) -> Any:
     return case((_T.c.reserved_tokens > reserved, _T.c.reserved_tokens - reserved), else_=0)
 
 
-class SqlUsageStore:
+class SqlUsageStore(UsageStore):
     """Usage counters where every change is one SQL statement on the row.
 
     ``reserve`` admits with a single conditional UPDATE: the database serialises

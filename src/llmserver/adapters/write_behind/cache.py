@@ -7,7 +7,7 @@ from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.domain.ports import CachedCompletion, RowsRejected
+from llmserver.domain.ports import CachedCompletion, CompletionCache, RowsRejected
 from llmserver.domain.single_flight import SingleFlight
 
 
@@ -34,7 +34,7 @@ def _short(key: str) -> int:
     return hash(key)
 
 
-class WriteBehindCompletionCache:
+class WriteBehindCompletionCache(CompletionCache):
     """The durable response cache with its writes (entries and hit counts) batched behind.
 
     With ``index`` on, the process also keeps a 64-bit hash of the key of every live entry, loaded

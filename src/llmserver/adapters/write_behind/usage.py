@@ -7,7 +7,7 @@ from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.domain.ports import RowsRejected
+from llmserver.domain.ports import RowsRejected, UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 from llmserver.domain.single_flight import SingleFlight
 
@@ -43,7 +43,7 @@ class _Counters:
         )
 
 
-class WriteBehindUsageStore:
+class WriteBehindUsageStore(UsageStore):
     """The ``UsageStore`` of a process that is the only writer of its database's usage.
 
     A key's counters for a period are read from the database once, then every reserve,
