@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 
-from llmserver.app.logging import scope_header
-from llmserver.app.services import services_in, services_of
+from llmserver.app.lane.record import access_record, scope_header
+from llmserver.app.services import Services, services_of
 from llmserver.domain.errors import AuthReason, Unauthenticated
 from llmserver.domain.gateway import Principal
 
@@ -41,17 +41,17 @@ def presented_key(scope: Scope) -> str | None:
     return api_key.decode("latin-1").strip() if api_key else None
 
 
-async def principal_of(scope: Scope) -> Principal:
+async def principal_of(services: Services, scope: Scope) -> Principal:
     """The caller of a raw ASGI request; the access line reports its key prefix and role."""
-    principal = await services_in(scope).gateway.authenticate(presented_key(scope))
-    state = scope.setdefault("state", {})
-    state["key_prefix"] = principal.key.prefix
-    state["role"] = principal.key.role.value
+    principal = await services.gateway.authenticate(presented_key(scope))
+    record = access_record(scope)
+    record.key_prefix = principal.key.prefix
+    record.role = principal.key.role.value
     return principal
 
 
 async def authenticate(request: Request[Any, Any, Any]) -> Principal:
-    return await principal_of(request.scope)
+    return await principal_of(services_of(request), request.scope)
 
 
 async def authenticate_admin(request: Request[Any, Any, Any]) -> Principal:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -15,9 +16,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ASGIApp
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from llmserver.app.lane.record import access_record
+from llmserver.app.statuses import STATUS_BY_KIND
 from llmserver.domain.errors import (
     GatewayError,
     GenerationTimeout,
@@ -79,22 +81,42 @@ def documented_errors(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def error_response(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    error_type: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response[ErrorBody]:
-    detail = ErrorDetail(
-        message=message,
-        type=error_type or _TYPE_BY_STATUS.get(status, "server_error"),
-        param=param,
-        code=code,
-    )
-    return Response(ErrorBody(detail), status_code=status, headers=headers or {})
+@dataclass(slots=True)
+class ErrorReply:
+    status: int
+    body: ErrorBody
+    headers: dict[str, str]
+
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ErrorReply:
+        detail = ErrorDetail(
+            message=message,
+            type=error_type or _TYPE_BY_STATUS.get(status, "server_error"),
+            param=param,
+            code=code,
+        )
+        return cls(status, ErrorBody(detail), headers or {})
+
+    def response(self) -> Response[ErrorBody]:
+        return Response(self.body, status_code=self.status, headers=self.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The request an error answers, for its message and the server's log."""
+
+    method: str
+    path: str
+    request_id: str | None
 
 
 def rate_header_pairs(decision: RateDecision | None) -> list[tuple[bytes, bytes]]:
@@ -122,7 +144,7 @@ def retry_after_header(seconds: float) -> dict[str, str]:
     }
 
 
-def gateway_error_response(exc: GatewayError) -> Response[ErrorBody]:
+def _gateway_error(exc: GatewayError) -> ErrorReply:
     headers = rate_headers(exc.rate)
     error_type: str | None = None
     if isinstance(exc, RateLimited | Overloaded | Unavailable):
@@ -133,23 +155,14 @@ def gateway_error_response(exc: GatewayError) -> Response[ErrorBody]:
         headers["x-quota-reset"] = exc.reset_at.isoformat()
     if isinstance(exc, GenerationTimeout):
         error_type = "timeout_error"
-    return error_response(
-        exc.status,
+    return ErrorReply.of(
+        STATUS_BY_KIND[exc.kind],
         exc.message,
         code=exc.code,
         param=exc.param,
         error_type=error_type,
         headers=headers,
     )
-
-
-def _note_error(request: Request[Any, Any, Any], code: str | None) -> None:
-    request.scope.setdefault("state", {})["error_code"] = code
-
-
-def handle_gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
-    _note_error(request, exc.code)
-    return gateway_error_response(exc)
 
 
 def _invalid_parameters(exc: ValidationException) -> tuple[str, str | None]:
@@ -167,14 +180,14 @@ def _invalid_parameters(exc: ValidationException) -> tuple[str, str | None]:
     return f"{message}.", str(named[0]["key"])
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http_exception(exc: HTTPException, where: Where) -> ErrorReply:
     status = exc.status_code
     param = None
     if isinstance(exc, ValidationException):
         message, param = _invalid_parameters(exc)
-        code = "invalid_request"
+        code: str | None = "invalid_request"
     elif isinstance(exc, NotFoundException):
-        message = f"No route for {request.method} {request.url.path}."
+        message = f"No route for {where.method} {where.path}."
         code = "not_found"
     elif status == 413:
         message = "The request body is larger than the server accepts."
@@ -183,14 +196,13 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         message = exc.detail
         code = "request_timeout"
     elif status == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path}."
+        message = f"Method {where.method} is not allowed on {where.path}."
         code = "method_not_allowed"
     else:
         message = exc.detail
         code = None
-    _note_error(request, code)
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
-    return error_response(status, message, code=code, param=param, headers=headers)
+    return ErrorReply.of(status, message, code=code, param=param, headers=headers)
 
 
 INTERNAL_ERROR = "internal_error"
@@ -198,16 +210,15 @@ INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request.
 """What a client is told of a bug (OpenAI's words); the details stay in the server's log."""
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def _unexpected(exc: Exception, where: Where) -> ErrorReply:
     log.error(
         "unhandled_error",
-        path=request.url.path,
+        path=where.path,
         error_type=type(exc).__name__,
-        request_id=request.scope.get("state", {}).get("request_id"),
+        request_id=where.request_id,
         exc_info=exc,
     )
-    _note_error(request, INTERNAL_ERROR)
-    return error_response(
+    return ErrorReply.of(
         HTTP_500_INTERNAL_SERVER_ERROR,
         INTERNAL_ERROR_MESSAGE,
         code=INTERNAL_ERROR,
@@ -229,18 +240,17 @@ def _database_unreachable(exc: DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate.startswith(_AWAY_SQLSTATES)
 
 
-def handle_store_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def _store_unreachable(exc: Exception, where: Where) -> ErrorReply:
     """A database that is down or restarting is a 503 to retry, not a server bug."""
     if isinstance(exc, DBAPIError) and not _database_unreachable(exc):
-        return handle_unexpected(request, exc)
+        return _unexpected(exc, where)
     log.warning(
         "store_unreachable",
-        path=request.url.path,
+        path=where.path,
         error_type=type(exc).__name__,
-        request_id=request.scope.get("state", {}).get("request_id"),
+        request_id=where.request_id,
     )
-    _note_error(request, "service_unavailable")
-    return error_response(
+    return ErrorReply.of(
         503,
         "A storage backend is unreachable; retry shortly.",
         code="service_unavailable",
@@ -248,19 +258,25 @@ def handle_store_unreachable(request: Request[Any, Any, Any], exc: Exception) ->
     )
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    GatewayError: handle_gateway_error,
-    HTTPException: handle_http_exception,
-    DBAPIError: handle_store_unreachable,
-    ConnectionError: handle_store_unreachable,
-    TimeoutError: handle_store_unreachable,
-    Exception: handle_unexpected,
-}
+def error_reply(exc: Exception, where: Where) -> ErrorReply:
+    """The answer to a request that raised ``exc``: the one mapping of exceptions to errors,
+    for Litestar's exception handler and for the completion lane alike."""
+    if isinstance(exc, GatewayError):
+        return _gateway_error(exc)
+    if isinstance(exc, HTTPException):
+        return _http_exception(exc, where)
+    if isinstance(exc, DBAPIError | ConnectionError | TimeoutError):
+        return _store_unreachable(exc, where)
+    return _unexpected(exc, where)
 
 
-def exception_reply(request: Request[Any, Any, Any], exc: Exception) -> ASGIApp:
-    """The answer Litestar's exception middleware would give for ``exc``: the handler of
-    the nearest class in its MRO (``Exception`` catches the rest)."""
-    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
-    response: Response[Any] = handler(request, exc)
-    return response.to_asgi_response(app=None, request=request)
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Litestar's exception handler for everything: ``error_reply`` as a ``Response``, its
+    code noted for the access line."""
+    record = access_record(request.scope)
+    reply = error_reply(exc, Where(request.method, request.url.path, record.request_id))
+    record.error_code = reply.body.error.code
+    return reply.response()
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {Exception: handle_exception}

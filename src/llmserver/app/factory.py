@@ -17,16 +17,18 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from llmserver import __version__
+from llmserver.app.access_log import AccessLogMiddleware, access_logger
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.composition import Overrides, build_services
 from llmserver.app.errors import EXCEPTION_HANDLERS
+from llmserver.app.lane.completion import CompletionLane
 from llmserver.app.lifecycle import running
-from llmserver.app.logging import AccessLogMiddleware, access_logger, configure_logging
+from llmserver.app.log_setup import configure_logging
 from llmserver.app.metrics import Metrics
 from llmserver.app.openapi import document_completion_routes, swagger_ui
 from llmserver.app.routes.admin import admin_router
 from llmserver.app.routes.health import healthz, readyz
-from llmserver.app.routes.openai.routes import CompletionLane, openai_router
+from llmserver.app.routes.openai.routes import openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, Services, services_of
 from llmserver.app.settings import Settings

@@ -27,6 +27,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
+from llmserver.app import paths
 from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.ui import UI_PATH
@@ -80,14 +81,14 @@ class _Route:
 
 _ROUTES = (
     _Route(
-        "/v1/chat/completions",
+        paths.CHAT_COMPLETIONS,
         "V1ChatCompletionsChatCompletions",
         "Create a chat completion",
         p.ChatCompletionRequest,
         p.ChatCompletion,
     ),
     _Route(
-        "/v1/completions",
+        paths.COMPLETIONS,
         "V1CompletionsCompletions",
         "Create a text completion",
         p.CompletionRequest,

@@ -48,6 +48,8 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
 
 
 def services_in(scope: Scope) -> Services:
-    """``services_of`` for a raw ASGI scope that Litestar has seen (or the completion lane)."""
+    """``services_of`` for a raw ASGI scope that Litestar routed: it puts itself in every
+    scope it routes, under ``litestar_app`` (a field of its typed ``Scope``). The
+    completion lane, which Litestar does not see, is handed the services instead."""
     services: Services = scope["litestar_app"].state[STATE_KEY]
     return services

@@ -1,7 +1,7 @@
 """Domain errors. Each carries what the HTTP layer needs for a precise answer.
 
-The app layer maps ``kind`` to a status code and OpenAI error body in one place
-(``llmserver.app.errors``); nothing here knows about HTTP.
+Each API surface maps ``kind`` to its status codes and error body (the OpenAI one in
+``llmserver.app.statuses`` and ``llmserver.app.errors``); nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -24,23 +24,8 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     UPSTREAM = "upstream"
     CANCELLED = "cancelled"
-
-
-STATUS_BY_KIND: dict[ErrorKind, int] = {
-    ErrorKind.INVALID_REQUEST: 400,
-    ErrorKind.UNAUTHENTICATED: 401,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.QUOTA_EXCEEDED: 429,
-    ErrorKind.OVERLOADED: 503,
-    ErrorKind.UNAVAILABLE: 503,
-    ErrorKind.TIMEOUT: 504,
-    ErrorKind.UPSTREAM: 502,
-    ErrorKind.CANCELLED: 499,
-}
-"""The status each kind of refusal answers with. It is part of the OpenAI contract the
-domain implements, and request-log rows record it, so it lives here."""
+    INTERNAL = "internal"
+    """Not raised: what a request that failed with a bug is logged as."""
 
 
 class GatewayError(Exception):
@@ -50,10 +35,6 @@ class GatewayError(Exception):
     code: str = "invalid_request"
     rate: RateDecision | None = None
     """The key's rate-limit state when known, so refusals carry the rate headers too."""
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_KIND[self.kind]
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)

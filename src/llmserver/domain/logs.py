@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from llmserver.domain.errors import ErrorKind
 
 REQUEST_ID_MAX_CHARS = 128
 """The longest request id a log row holds: a caller's ``X-Request-ID`` up to this long is
@@ -15,6 +18,27 @@ class CacheStatus(StrEnum):
     HIT = "HIT"
     MISS = "MISS"
     BYPASS = "BYPASS"
+
+
+StatusOf = Callable[[ErrorKind | None], int]
+"""How a surface numbers a request's end in its log row: ``None`` for an answered request,
+else the kind of refusal or failure."""
+
+
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
+class Origin:
+    """Where a request came in, as its log row records it.
+
+    The surface that took the request fills it in; the gateway copies it into the row and
+    never reads it. ``status_of`` is the surface's: the row holds the status its client
+    was answered with, whatever protocol that was."""
+
+    request_id: str
+    route: str
+    status_of: StatusOf
+    body: str | None = None
+    """The request body, only when body logging is switched on."""
 
 
 # Not frozen: one is built per request, and a frozen dataclass sets each of its 14 fields

@@ -253,3 +253,18 @@ def test_admin_key_limits_beyond_any_database_are_400(live_server: LiveServer, f
     )
     assert response.status_code == 400
     assert error_of(response)["param"] == field
+
+
+def test_an_alias_is_answered_and_cached_under_the_model_id(live_server: LiveServer) -> None:
+    """README, Models: ``demo`` is the demo model's alias; ``/v1/models`` lists ids only."""
+    prompt = uuid.uuid4().hex
+    by_alias = post(live_server, {**chat(prompt, max_tokens=4, temperature=0), "model": "demo"})
+    assert by_alias.status_code == 200, by_alias.text
+    assert by_alias.json()["model"] == MODEL
+    by_id = post(live_server, chat(prompt, max_tokens=4, temperature=0))
+    assert by_id.headers["x-cache"] == "HIT"
+    listed = httpx.get(
+        live_server.base_url + "/v1/models",
+        headers={"Authorization": f"Bearer {live_server.user_key}"},
+    ).json()
+    assert [m["id"] for m in listed["data"]] == [MODEL]

@@ -10,7 +10,7 @@ import pytest
 
 from integration.inference.fake_upstream import FakeUpstream
 from llmserver.adapters.inference.http_backend import HttpBackend
-from llmserver.domain.errors import GenerationTimeout, InvalidRequest, UpstreamError
+from llmserver.domain.errors import ErrorKind, GenerationTimeout, InvalidRequest, UpstreamError
 from llmserver.domain.inference import (
     ChatMessage,
     FinishReason,
@@ -110,7 +110,7 @@ async def test_gives_up_after_the_retries(
     upstream.script = ["500"]
     with pytest.raises(UpstreamError, match="HTTP 500 after 3 attempts: scripted 500") as raised:
         await make_backend(max_retries=2).generate(CHAT, PARAMS)
-    assert raised.value.status == 502
+    assert raised.value.kind is ErrorKind.UPSTREAM
     assert raised.value.upstream_status == 500
 
 
@@ -204,7 +204,7 @@ async def test_a_malformed_chunk_is_an_upstream_error(
     upstream.malformed = chunk
     with pytest.raises(UpstreamError) as raised:
         await _answer(make_backend(), streamed=streamed)
-    assert raised.value.status == 502
+    assert raised.value.kind is ErrorKind.UPSTREAM
     message = str(raised.value)
     assert message.startswith("the upstream of model 'remote' sent a malformed answer, not an")
     assert reason in message

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
-from llmserver.domain.errors import ModelNotFound, Unavailable
+from llmserver.domain.errors import ErrorKind, ModelNotFound, Unavailable
 from llmserver.domain.inference import GenerationParams, Prompt
 from llmserver.domain.registry import BackendKind, ModelSpec
 
@@ -39,7 +39,7 @@ async def test_loads_eagerly_and_reports_each_model(demo_spec: ModelSpec) -> Non
 
         with pytest.raises(Unavailable, match="'broken' failed to load: ") as raised:
             manager.backend("broken")
-        assert raised.value.status == 503
+        assert raised.value.kind is ErrorKind.UNAVAILABLE
         with pytest.raises(Unavailable, match="LLMSERVER_TEST_UNSET_KEY, which is not set"):
             manager.backend("remote")
         with pytest.raises(ModelNotFound):

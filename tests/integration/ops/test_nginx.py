@@ -190,10 +190,13 @@ def test_streamed_chat_arrives_incrementally_through_nginx(
     # parsed from one read a few microseconds apart. The tiny demo model takes 0.6-1.3 ms
     # a token on the 2-core machine (1 ms, the old threshold, split that range and made
     # the test flaky), so "apart" is 0.2 ms: well under a token, well over a parsed line.
-    # (Generation speed varies with machine load, so no comparison of durations.)
+    # (Generation speed varies with machine load, so no comparison of durations.) A loaded
+    # machine bunches tokens too (the server is descheduled, then writes several at once:
+    # 21 of 50 apart was seen in a CI run beside other test runs), so the bar is ten apart:
+    # a buffered stream arrives in one or two reads.
     gaps = [b - a for a, b in itertools.pairwise(proxied)]
     apart = sum(gap > 0.0002 for gap in gaps)
-    assert apart >= len(gaps) / 2, [round(t, 4) for t in proxied]
+    assert apart >= min(10, len(gaps) / 2), [round(t, 4) for t in proxied]
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/chat/completions"])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from llmserver.app.logging import (
+from llmserver.app.access_log import (
     AccessLogMiddleware,
     JsonAccessLog,
     access_logger,

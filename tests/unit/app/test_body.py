@@ -10,7 +10,7 @@ import time
 import pytest
 from litestar.types import ReceiveMessage
 
-from llmserver.app.body import BodyTimeout, read_body
+from llmserver.app.lane.body import BodyTimeout, read_body
 
 SCOPE = {"type": "http", "headers": [(b"content-length", b"100")]}
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from litestar.routes import ASGIRoute
 
 from llmserver.app.factory import create_app
-from llmserver.app.routes.openai.routes import CompletionLane
+from llmserver.app.routes.openai import serving
+from llmserver.app.routes.openai.routes import chat_completions, completions
 from llmserver.app.settings import Settings
 
 
@@ -18,5 +20,10 @@ def test_the_lane_takes_exactly_the_paths_litestar_routes_to_the_completion_hand
     app = create_app(
         Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'lane.db'}", profile="none")
     )
-    lane = CompletionLane(app, enabled=True)
-    assert lane._paths == {"/v1/chat/completions": True, "/v1/completions": False}
+    handlers = {chat_completions.fn, completions.fn}
+    routed = {
+        route.path
+        for route in app.routes
+        if isinstance(route, ASGIRoute) and route.route_handler.fn in handlers
+    }
+    assert routed == set(serving.DECODERS) == {"/v1/chat/completions", "/v1/completions"}

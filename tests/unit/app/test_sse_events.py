@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from llmserver.app.routes.openai.serving import sse_events
+from llmserver.app.lane.record import AccessRecord
+from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.openai.serving import Body, sse_events
 from llmserver.domain.errors import GenerationTimeout
 from llmserver.domain.gateway import StreamSession
 from llmserver.domain.inference import StreamEvent, TextDelta
@@ -26,20 +28,28 @@ async def _failing(error: BaseException) -> AsyncIterator[StreamEvent]:
     raise error
 
 
-async def _render(error: BaseException, *, chat: bool) -> tuple[list[Any], dict[str, Any]]:
+def _body(*, chat: bool) -> Body:
+    usage = p.StreamOptions(include_usage=True)
+    if chat:
+        message = p.Message(role="user", content="hi")
+        return p.ChatCompletionRequest(
+            model="m", messages=[message], stream=True, stream_options=usage
+        )
+    return p.CompletionRequest(model="m", prompt="hi", stream=True, stream_options=usage)
+
+
+async def _render(error: BaseException, *, chat: bool) -> tuple[list[Any], AccessRecord]:
     session = StreamSession(SPEC, CacheStatus.MISS, None, datetime.now(UTC), _failing(error))
-    state: dict[str, Any] = {"request_id": "req-1"}
-    sent = [
-        chunk async for chunk in sse_events(session, chat=chat, include_usage=True, state=state)
-    ]
+    record = AccessRecord("req-1")
+    sent = [chunk async for chunk in sse_events(session, _body(chat=chat), record)]
     datas = [chunk.removeprefix(b"data: ").strip().decode() for chunk in sent]
-    return [data if data == "[DONE]" else json.loads(data) for data in datas], state
+    return [data if data == "[DONE]" else json.loads(data) for data in datas], record
 
 
 @pytest.mark.parametrize("chat", [True, False], ids=["chat", "text"])
 async def test_a_bug_ends_the_stream_with_a_generic_error_and_done(chat: bool) -> None:
     with capture_logs() as logs:
-        events, state = await _render(KeyError("secret internals"), chat=chat)
+        events, record = await _render(KeyError("secret internals"), chat=chat)
     *_, error, done = events
     assert done == "[DONE]"
     assert error == {
@@ -51,7 +61,7 @@ async def test_a_bug_ends_the_stream_with_a_generic_error_and_done(chat: bool) -
         }
     }
     assert "secret internals" not in json.dumps(events)
-    assert state["error_code"] == "internal_error"
+    assert record.error_code == "internal_error"
     [logged] = [entry for entry in logs if entry["event"] == "unhandled_error"]
     assert logged["error_type"] == "KeyError"
     assert logged["request_id"] == "req-1"
@@ -59,8 +69,8 @@ async def test_a_bug_ends_the_stream_with_a_generic_error_and_done(chat: bool) -
 
 
 async def test_a_gateway_error_says_what_happened() -> None:
-    events, state = await _render(GenerationTimeout("took longer than 1s"), chat=True)
+    events, record = await _render(GenerationTimeout("took longer than 1s"), chat=True)
     *_, error, done = events
     assert done == "[DONE]"
     assert error["error"]["message"] == "took longer than 1s"
-    assert error["error"]["code"] == state["error_code"] == GenerationTimeout.code
+    assert error["error"]["code"] == record.error_code == GenerationTimeout.code

@@ -23,7 +23,7 @@ from llmserver.domain.gateway import GatewayPolicy, generation_params
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
 from llmserver.domain.logs import CacheStatus
 
-from .world import SPEC, World, ask, wait_until
+from .world import SPEC, World, ask, origin, wait_until
 
 texts = st.text(max_size=20)
 owners = st.none() | texts
@@ -253,7 +253,7 @@ async def test_by_default_a_key_never_gets_another_key_s_answer() -> None:
     world = World()
     alice, bob = await world.principal(), await world.principal()
     statuses = [
-        (await world.gateway.complete(principal, ask(), f"r{n}")).cache_status
+        (await world.gateway.complete(principal, ask(), origin(f"r{n}"))).cache_status
         for n, principal in enumerate((alice, bob, bob))
     ]
     assert statuses == [CacheStatus.MISS, CacheStatus.MISS, CacheStatus.HIT]
@@ -263,8 +263,8 @@ async def test_by_default_a_key_never_gets_another_key_s_answer() -> None:
 async def test_shared_answers_are_a_hit_for_every_key() -> None:
     world = World(policy=GatewayPolicy(cache=CachePolicy(shared_across_keys=True)))
     alice, bob = await world.principal(), await world.principal()
-    first = await world.gateway.complete(alice, ask(), "r1")
-    second = await world.gateway.complete(bob, ask(), "r2")
+    first = await world.gateway.complete(alice, ask(), origin("r1"))
+    second = await world.gateway.complete(bob, ask(), origin("r2"))
     assert (first.cache_status, second.cache_status) == (CacheStatus.MISS, CacheStatus.HIT)
     assert world.backend.generate_calls == 1
 
@@ -274,7 +274,7 @@ async def test_by_default_only_one_key_s_identical_concurrent_requests_share_an_
     world.backend.gate = asyncio.Event()
     alice, bob = await world.principal(), await world.principal()
     tasks = [
-        asyncio.create_task(world.gateway.complete(principal, ask(), f"r{n}"))
+        asyncio.create_task(world.gateway.complete(principal, ask(), origin(f"r{n}")))
         for n, principal in enumerate((alice, alice, bob))
     ]
     await wait_until(lambda: world.backend.generate_calls == 2)

@@ -24,7 +24,7 @@ from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import CachedCompletion, RowsRejected
 
 from .fakes import FakeClock
-from .world import MODEL, World, ask, wait_until
+from .world import MODEL, World, ask, origin, wait_until
 
 PROMPT_TOKENS = 5  # "what is six times seven"
 REPLY_TOKENS = 5  # "the answer is forty two"
@@ -33,7 +33,7 @@ REPLY_TOKENS = 5  # "the answer is forty two"
 async def test_a_completion_is_answered_settled_and_logged() -> None:
     world = World()
     principal = await world.principal()
-    outcome = await world.gateway.complete(principal, ask(temperature=0.7), "r1")
+    outcome = await world.gateway.complete(principal, ask(temperature=0.7), origin("r1"))
 
     assert outcome.completion.text == "the answer is forty two"
     assert outcome.completion.finish_reason is FinishReason.STOP
@@ -61,8 +61,8 @@ async def test_a_completion_is_answered_settled_and_logged() -> None:
 async def test_model_defaults_fill_what_the_request_leaves_out() -> None:
     world = World()
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(use_cache=False), "r1")
-    await world.gateway.complete(principal, ask(max_tokens=3, top_p=0.5, seed=7), "r2")
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
+    await world.gateway.complete(principal, ask(max_tokens=3, top_p=0.5, seed=7), origin("r2"))
     defaults, explicit = world.backend.seen_params
     assert (defaults.max_tokens, defaults.temperature, defaults.top_p) == (8, 0.0, 1.0)
     assert (explicit.max_tokens, explicit.top_p, explicit.seed) == (3, 0.5, 7)
@@ -72,7 +72,7 @@ async def test_max_tokens_below_one_is_an_invalid_request() -> None:
     world = World()
     principal = await world.principal()
     with pytest.raises(InvalidRequest) as caught:
-        await world.gateway.complete(principal, ask(max_tokens=0), "r1")
+        await world.gateway.complete(principal, ask(max_tokens=0), origin("r1"))
     assert caught.value.param == "max_tokens"
     assert world.logs[0].status == 400
 
@@ -83,15 +83,15 @@ async def test_max_tokens_below_one_is_an_invalid_request() -> None:
 async def test_rpm_refusal_carries_an_exact_retry_after() -> None:
     world = World()
     principal = await world.principal(rpm_limit=2)
-    first = await world.gateway.complete(principal, ask(use_cache=False), "r1")
+    first = await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
     assert first.rate is not None
     assert (first.rate.limit, first.rate.remaining) == (2, 1)
     world.clock.advance(10)
-    await world.gateway.complete(principal, ask(use_cache=False), "r2")
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r2"))
     world.clock.advance(5)
 
     with pytest.raises(RateLimited) as caught:
-        await world.gateway.complete(principal, ask(use_cache=False), "r3")
+        await world.gateway.complete(principal, ask(use_cache=False), origin("r3"))
     assert caught.value.retry_after == 45.0
     assert caught.value.rate is not None
     assert caught.value.rate.remaining == 0
@@ -100,16 +100,16 @@ async def test_rpm_refusal_carries_an_exact_retry_after() -> None:
     assert (world.logs[-1].status, world.logs[-1].error_code) == (429, "rate_limit_exceeded")
 
     world.clock.advance(45)
-    await world.gateway.complete(principal, ask(use_cache=False), "r4")
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r4"))
     assert world.backend.generate_calls == 3
 
 
 async def test_quota_refusal_says_what_is_left_and_when_it_resets() -> None:
     world = World()
     principal = await world.principal(quota_tokens=20, rpm_limit=100)
-    await world.gateway.complete(principal, ask(use_cache=False), "r1")  # uses 10 of 20
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))  # uses 10 of 20
     with pytest.raises(QuotaExceeded) as caught:
-        await world.gateway.complete(principal, ask(use_cache=False), "r2")  # needs 5 + 8
+        await world.gateway.complete(principal, ask(use_cache=False), origin("r2"))  # needs 5 + 8
 
     error = caught.value
     assert (error.needed, error.remaining, error.quota) == (13, 10, 20)
@@ -120,7 +120,7 @@ async def test_quota_refusal_says_what_is_left_and_when_it_resets() -> None:
     assert (world.logs[-1].status, world.logs[-1].error_code) == (429, "insufficient_quota")
     assert (await world.usage_of(principal)).reserved_tokens == 0
 
-    fits = await world.gateway.complete(principal, ask(use_cache=False, max_tokens=5), "r3")
+    fits = await world.gateway.complete(principal, ask(use_cache=False, max_tokens=5), origin("r3"))
     assert fits.completion.total_tokens == 10
     assert (await world.usage_of(principal)).used_tokens == 20
 
@@ -128,13 +128,13 @@ async def test_quota_refusal_says_what_is_left_and_when_it_resets() -> None:
 async def test_the_quota_starts_afresh_at_midnight_utc_on_the_first() -> None:
     world = World(clock=FakeClock(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)))
     principal = await world.principal(quota_tokens=13)
-    await world.gateway.complete(principal, ask(use_cache=False), "r1")
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
     with pytest.raises(QuotaExceeded) as caught:
-        await world.gateway.complete(principal, ask(use_cache=False), "r2")
+        await world.gateway.complete(principal, ask(use_cache=False), origin("r2"))
     assert caught.value.reset_at == datetime(2027, 1, 1, tzinfo=UTC)
 
     world.clock.advance(1)
-    await world.gateway.complete(principal, ask(use_cache=False), "r3")
+    await world.gateway.complete(principal, ask(use_cache=False), origin("r3"))
     december = await world.usage_of(principal, datetime(2026, 12, 1, tzinfo=UTC))
     january = await world.usage_of(principal)
     assert (december.period, december.used_tokens) == ("2026-12", 10)
@@ -145,13 +145,13 @@ async def test_a_prompt_too_long_for_the_context_is_refused_before_reserving() -
     world = World()
     principal = await world.principal()
     with pytest.raises(ContextLengthExceeded) as caught:
-        await world.gateway.complete(principal, ask("word " * 57), "r1")  # 57 + 8 > 64
+        await world.gateway.complete(principal, ask("word " * 57), origin("r1"))  # 57 + 8 > 64
     assert (caught.value.prompt_tokens, caught.value.context_length) == (57, 64)
     assert world.backend.generate_calls == 0
     assert (await world.usage_of(principal)).reserved_tokens == 0
     assert world.telemetry.of("refused") == [("context_length",)]
     assert world.logs[0].error_code == "context_length_exceeded"
-    await world.gateway.complete(principal, ask("word " * 56), "r2")
+    await world.gateway.complete(principal, ask("word " * 56), origin("r2"))
 
 
 async def test_a_prompt_provably_too_long_is_refused_without_counting_its_tokens() -> None:
@@ -159,7 +159,7 @@ async def test_a_prompt_provably_too_long_is_refused_without_counting_its_tokens
     world.backend.chars_per_token = 5
     principal = await world.principal()
     with pytest.raises(ContextLengthExceeded) as caught:
-        await world.gateway.complete(principal, ask("word " * 200_000), "r1")  # 1 MB
+        await world.gateway.complete(principal, ask("word " * 200_000), origin("r1"))  # 1 MB
     assert world.backend.count_calls == 0
     assert caught.value.prompt_tokens == 200_000
     assert "has at least 200000 prompt tokens" in caught.value.message
@@ -167,7 +167,7 @@ async def test_a_prompt_provably_too_long_is_refused_without_counting_its_tokens
     assert world.telemetry.of("refused") == [("context_length",)]
     assert world.logs[0].error_code == "context_length_exceeded"
     # At the limit the floor proves nothing: the prompt is counted, and fits.
-    await world.gateway.complete(principal, ask("word " * 56), "r2")
+    await world.gateway.complete(principal, ask("word " * 56), origin("r2"))
     assert world.backend.count_calls == 1
 
 
@@ -176,7 +176,7 @@ async def test_a_full_backend_queue_is_refused_and_releases_the_reservation() ->
     world.backend.error = Overloaded("queue full", retry_after=2)
     principal = await world.principal()
     with pytest.raises(Overloaded):
-        await world.gateway.complete(principal, ask(), "r1")
+        await world.gateway.complete(principal, ask(), origin("r1"))
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.reserved_tokens, usage.requests) == (0, 0, 0)
     assert world.telemetry.of("refused") == [("queue_full",)]
@@ -189,7 +189,7 @@ async def test_a_backend_failure_releases_and_is_counted_by_kind() -> None:
     world.backend.error = RuntimeError("CUDA error")
     principal = await world.principal()
     with pytest.raises(RuntimeError):
-        await world.gateway.complete(principal, ask(), "r1")
+        await world.gateway.complete(principal, ask(), origin("r1"))
     assert (await world.usage_of(principal)).reserved_tokens == 0
     assert world.telemetry.of("backend_error") == [(MODEL, "RuntimeError")]
     assert world.telemetry.of("tokens") == []
@@ -197,14 +197,16 @@ async def test_a_backend_failure_releases_and_is_counted_by_kind() -> None:
     assert (row.status, row.error_code, row.cache_status) == (500, "RuntimeError", CacheStatus.MISS)
     # A failure is not cached: the next identical request runs inference again.
     world.backend.error = None
-    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.MISS
+    assert (
+        await world.gateway.complete(principal, ask(), origin("r2"))
+    ).cache_status is CacheStatus.MISS
 
 
 async def test_a_model_that_is_not_loaded_is_unavailable() -> None:
     world = World()
     principal = await world.principal()
     with pytest.raises(Unavailable):
-        await world.gateway.complete(principal, ask(model="other-model"), "r1")
+        await world.gateway.complete(principal, ask(model="other-model"), origin("r1"))
     assert world.telemetry.of("backend_error") == [("other-model", "service_unavailable")]
     assert world.logs[0].status == 503
 
@@ -213,7 +215,9 @@ async def test_a_cancelled_request_pays_its_prompt_and_frees_the_rest() -> None:
     world = World()
     world.backend.gate = asyncio.Event()
     principal = await world.principal()
-    task = asyncio.create_task(world.gateway.complete(principal, ask(use_cache=False), "r1"))
+    task = asyncio.create_task(
+        world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
+    )
     await wait_until(lambda: world.backend.generate_calls == 1)
     assert (await world.usage_of(principal)).reserved_tokens == 13
     task.cancel()
@@ -233,8 +237,8 @@ async def test_a_cancelled_request_pays_its_prompt_and_frees_the_rest() -> None:
 async def test_a_deterministic_request_misses_then_hits_the_hot_cache() -> None:
     world = World()
     principal = await world.principal()
-    miss = await world.gateway.complete(principal, ask(), "r1")
-    hit = await world.gateway.complete(principal, ask(), "r2")
+    miss = await world.gateway.complete(principal, ask(), origin("r1"))
+    hit = await world.gateway.complete(principal, ask(), origin("r2"))
 
     assert (miss.cache_status, hit.cache_status) == (CacheStatus.MISS, CacheStatus.HIT)
     assert hit.completion == miss.completion
@@ -254,9 +258,9 @@ async def test_a_deterministic_request_misses_then_hits_the_hot_cache() -> None:
 async def test_a_hot_cache_hit_reuses_the_stored_token_count() -> None:
     world = World()
     principal = await world.principal()
-    miss = await world.gateway.complete(principal, ask(), "r1")
-    hit = await world.gateway.complete(principal, ask(), "r2")
-    session = await world.gateway.open_stream(principal, ask(), "r3")
+    miss = await world.gateway.complete(principal, ask(), origin("r1"))
+    hit = await world.gateway.complete(principal, ask(), origin("r2"))
+    session = await world.gateway.open_stream(principal, ask(), origin("r3"))
     events = [event async for event in session.events]
 
     assert world.backend.count_calls == 1  # the tokenizer ran for the miss only
@@ -268,17 +272,17 @@ async def test_a_hot_cache_hit_reuses_the_stored_token_count() -> None:
     # The durable layer is asked only after the count, like any miss of the hot layer.
     cold = World(hot=False)
     cold_principal = await cold.principal()
-    await cold.gateway.complete(cold_principal, ask(), "r1")
-    await cold.gateway.complete(cold_principal, ask(), "r2")
+    await cold.gateway.complete(cold_principal, ask(), origin("r1"))
+    await cold.gateway.complete(cold_principal, ask(), origin("r2"))
     assert cold.backend.count_calls == 2
 
 
 async def test_a_hot_cache_hit_still_needs_room_in_the_quota() -> None:
     world = World()
     principal = await world.principal(quota_tokens=20)
-    await world.gateway.complete(principal, ask(), "r1")  # a miss: uses 10 of 20
+    await world.gateway.complete(principal, ask(), origin("r1"))  # a miss: uses 10 of 20
     with pytest.raises(QuotaExceeded) as caught:
-        await world.gateway.complete(principal, ask(), "r2")  # free, but reserves 5 + 8
+        await world.gateway.complete(principal, ask(), origin("r2"))  # free, but reserves 5 + 8
     assert (caught.value.needed, caught.value.remaining) == (13, 10)
     assert world.backend.count_calls == 1
     assert (await world.usage_of(principal)).reserved_tokens == 0
@@ -287,11 +291,11 @@ async def test_a_hot_cache_hit_still_needs_room_in_the_quota() -> None:
 async def test_the_durable_cache_answers_and_refills_the_hot_cache() -> None:
     world = World()
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(), "r1")
+    await world.gateway.complete(principal, ask(), origin("r1"))
     # A fresh process: the hot cache is empty, the durable cache still holds the answer.
     restarted = World(cache=world.cache, keys=world.keys, usage=world.usage, clock=world.clock)
-    second = await restarted.gateway.complete(principal, ask(), "r2")
-    third = await restarted.gateway.complete(principal, ask(), "r3")
+    second = await restarted.gateway.complete(principal, ask(), origin("r2"))
+    third = await restarted.gateway.complete(principal, ask(), origin("r3"))
 
     assert (second.cache_status, third.cache_status) == (CacheStatus.HIT, CacheStatus.HIT)
     assert restarted.backend.generate_calls == 0
@@ -313,8 +317,8 @@ async def test_an_answer_the_cache_cannot_hold_is_served_uncached() -> None:
     world = World(cache=RefusingCache())
     principal = await world.principal()
 
-    first = await world.gateway.complete(principal, ask(), "r1")
-    second = await world.gateway.complete(principal, ask(), "r2")
+    first = await world.gateway.complete(principal, ask(), origin("r1"))
+    second = await world.gateway.complete(principal, ask(), origin("r2"))
 
     assert (first.cache_status, second.cache_status) == (CacheStatus.MISS, CacheStatus.MISS)
     assert world.backend.generate_calls == 2
@@ -324,24 +328,28 @@ async def test_an_answer_the_cache_cannot_hold_is_served_uncached() -> None:
 async def test_without_a_hot_cache_only_the_durable_layer_is_asked() -> None:
     world = World(hot=False)
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(), "r1")
-    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.HIT
+    await world.gateway.complete(principal, ask(), origin("r1"))
+    assert (
+        await world.gateway.complete(principal, ask(), origin("r2"))
+    ).cache_status is CacheStatus.HIT
     assert world.telemetry.of("cache_lookup") == [("durable", False), ("durable", True)]
 
 
 async def test_expired_entries_are_not_served() -> None:
     world = World(hot=False, policy=GatewayPolicy(cache=CachePolicy(ttl_seconds=60)))
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(), "r1")
+    await world.gateway.complete(principal, ask(), origin("r1"))
     world.clock.advance(60)
-    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.MISS
+    assert (
+        await world.gateway.complete(principal, ask(), origin("r2"))
+    ).cache_status is CacheStatus.MISS
 
 
 async def test_cache_hits_can_be_charged_by_policy() -> None:
     world = World(policy=GatewayPolicy(cache_hits_count_against_quota=True))
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(), "r1")
-    await world.gateway.complete(principal, ask(), "r2")
+    await world.gateway.complete(principal, ask(), origin("r1"))
+    await world.gateway.complete(principal, ask(), origin("r2"))
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.cache_hits) == (20, 1)
 
@@ -361,7 +369,7 @@ async def test_opted_out_or_non_deterministic_requests_bypass_the_cache(
     world = World()
     principal = await world.principal()
     for request_id in ("r1", "r2"):
-        outcome = await world.gateway.complete(principal, ask(**request_fields), request_id)
+        outcome = await world.gateway.complete(principal, ask(**request_fields), origin(request_id))
         assert outcome.cache_status is CacheStatus.BYPASS
     assert world.backend.generate_calls == 2
     assert world.telemetry.of("cache_lookup") == []
@@ -370,9 +378,9 @@ async def test_opted_out_or_non_deterministic_requests_bypass_the_cache(
 async def test_a_sampled_request_with_a_seed_is_cached() -> None:
     world = World()
     principal = await world.principal()
-    first = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), "r1")
-    second = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), "r2")
-    other_seed = await world.gateway.complete(principal, ask(temperature=0.8, seed=2), "r3")
+    first = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), origin("r1"))
+    second = await world.gateway.complete(principal, ask(temperature=0.8, seed=1), origin("r2"))
+    other_seed = await world.gateway.complete(principal, ask(temperature=0.8, seed=2), origin("r3"))
     assert [first.cache_status, second.cache_status, other_seed.cache_status] == [
         CacheStatus.MISS,
         CacheStatus.HIT,
@@ -383,8 +391,10 @@ async def test_a_sampled_request_with_a_seed_is_cached() -> None:
 async def test_caching_can_be_switched_off_by_policy() -> None:
     world = World(policy=GatewayPolicy(cache=CachePolicy(enabled=False)))
     principal = await world.principal()
-    await world.gateway.complete(principal, ask(), "r1")
-    assert (await world.gateway.complete(principal, ask(), "r2")).cache_status is CacheStatus.BYPASS
+    await world.gateway.complete(principal, ask(), origin("r1"))
+    assert (
+        await world.gateway.complete(principal, ask(), origin("r2"))
+    ).cache_status is CacheStatus.BYPASS
 
 
 # -- single-flight ----------------------------------------------------------------------
@@ -396,7 +406,7 @@ inference (per key, the default, only one key's requests do: see ``test_cache_ke
 
 async def start_identical(world: World, principals: list[Principal]) -> list[asyncio.Task[Outcome]]:
     tasks: list[asyncio.Task[Outcome]] = [
-        asyncio.create_task(world.gateway.complete(p, ask(), f"r{i}"))
+        asyncio.create_task(world.gateway.complete(p, ask(), origin(f"r{i}")))
         for i, p in enumerate(principals)
     ]
     await wait_until(lambda: world.backend.generate_calls >= 1)
@@ -479,6 +489,6 @@ async def test_the_shared_inference_stops_when_every_waiter_goes_away() -> None:
         assert (await world.usage_of(principal)).reserved_tokens == 0
     # Nothing half-done was cached: a new request runs inference again.
     world.backend.gate.set()
-    outcome = await world.gateway.complete(principals[0], ask(), "again")
+    outcome = await world.gateway.complete(principals[0], ask(), origin("again"))
     assert outcome.cache_status is CacheStatus.MISS
     assert world.backend.generate_calls == 2

@@ -6,16 +6,22 @@ from datetime import timedelta
 
 import pytest
 
-from llmserver.domain.errors import AuthReason, ModelNotAllowed, ModelNotFound, Unauthenticated
+from llmserver.domain.errors import (
+    AuthReason,
+    ErrorKind,
+    ModelNotAllowed,
+    ModelNotFound,
+    Unauthenticated,
+)
 from llmserver.domain.gateway import TOUCH_INTERVAL
 
-from .world import MODEL, OTHER_MODEL, World, ask
+from .world import MODEL, OTHER_MODEL, World, ask, origin
 
 
 async def refusal(world: World, presented: str | None) -> AuthReason:
     with pytest.raises(Unauthenticated) as caught:
         await world.gateway.authenticate(presented)
-    assert caught.value.status == 401
+    assert caught.value.kind is ErrorKind.UNAUTHENTICATED
     assert caught.value.code == caught.value.reason.value
     return caught.value.reason
 
@@ -86,8 +92,8 @@ async def test_a_model_outside_the_allowed_list_is_refused_before_anything_runs(
     world = World()
     principal = await world.principal(allowed_models=(OTHER_MODEL,))
     with pytest.raises(ModelNotAllowed) as caught:
-        await world.gateway.complete(principal, ask(), "r1")
-    assert caught.value.status == 403
+        await world.gateway.complete(principal, ask(), origin("r1"))
+    assert caught.value.kind is ErrorKind.FORBIDDEN
     assert world.backend.generate_calls == 0
     assert (await world.usage_of(principal)).reserved_tokens == 0
     [row] = world.logs
@@ -98,8 +104,8 @@ async def test_an_unknown_model_is_not_found() -> None:
     world = World()
     principal = await world.principal()
     with pytest.raises(ModelNotFound) as caught:
-        await world.gateway.complete(principal, ask(model="gpt-17"), "r1")
-    assert (caught.value.status, caught.value.param) == (404, "model")
+        await world.gateway.complete(principal, ask(model="gpt-17"), origin("r1"))
+    assert (caught.value.kind, caught.value.param) == (ErrorKind.NOT_FOUND, "model")
     [row] = world.logs
     assert (row.status, row.error_code, row.model) == (404, "model_not_found", "gpt-17")
 
@@ -107,7 +113,7 @@ async def test_an_unknown_model_is_not_found() -> None:
 async def test_an_alias_resolves_to_its_model() -> None:
     world = World()
     principal = await world.principal(allowed_models=(MODEL,))
-    outcome = await world.gateway.complete(principal, ask(model="fake"), "r1")
+    outcome = await world.gateway.complete(principal, ask(model="fake"), origin("r1"))
     assert outcome.model.id == MODEL
     assert world.logs[0].model == MODEL
 

@@ -11,7 +11,7 @@ from llmserver.domain.gateway import StreamSession
 from llmserver.domain.inference import FinishReason, StreamEnd, StreamEvent, TextDelta
 from llmserver.domain.logs import CacheStatus
 
-from .world import MODEL, World, ask, wait_until
+from .world import MODEL, World, ask, origin, wait_until
 
 
 async def drain(session: StreamSession) -> list[StreamEvent]:
@@ -26,7 +26,7 @@ async def test_a_stream_delivers_deltas_then_one_end_and_settles() -> None:
     world = World()
     world.backend.token_seconds = 0.25
     principal = await world.principal()
-    session = await world.gateway.open_stream(principal, ask(temperature=0.5), "s1")
+    session = await world.gateway.open_stream(principal, ask(temperature=0.5), origin("s1"))
     assert (session.model.id, session.cache_status) == (MODEL, CacheStatus.BYPASS)
     events = await drain(session)
 
@@ -47,10 +47,10 @@ async def test_a_stream_delivers_deltas_then_one_end_and_settles() -> None:
 async def test_a_streamed_answer_is_cached_and_replayed() -> None:
     world = World()
     principal = await world.principal()
-    miss = await world.gateway.open_stream(principal, ask(), "s1")
+    miss = await world.gateway.open_stream(principal, ask(), origin("s1"))
     assert miss.cache_status is CacheStatus.MISS
     first = await drain(miss)
-    hit = await world.gateway.open_stream(principal, ask(), "s2")
+    hit = await world.gateway.open_stream(principal, ask(), origin("s2"))
     assert hit.cache_status is CacheStatus.HIT
     replayed = await drain(hit)
 
@@ -60,7 +60,7 @@ async def test_a_streamed_answer_is_cached_and_replayed() -> None:
     # A replay measures no model latency.
     assert len(world.telemetry.of("first_token")) == 1
     # The non-streaming path reads the same entry.
-    outcome = await world.gateway.complete(principal, ask(), "c3")
+    outcome = await world.gateway.complete(principal, ask(), origin("c3"))
     assert (outcome.cache_status, outcome.completion.text) == (CacheStatus.HIT, text_of(first))
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.requests, usage.cache_hits) == (10, 3, 2)
@@ -74,7 +74,7 @@ async def test_a_streamed_answer_is_cached_and_replayed() -> None:
 async def test_a_stream_closed_early_is_charged_prompt_plus_tokens_sent() -> None:
     world = World()
     principal = await world.principal()
-    session = await world.gateway.open_stream(principal, ask(), "s1")
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
     received = [await anext(session.events), await anext(session.events)]
     await session.events.aclose()  # type: ignore[attr-defined]
 
@@ -85,7 +85,7 @@ async def test_a_stream_closed_early_is_charged_prompt_plus_tokens_sent() -> Non
     [row] = world.logs
     assert (row.status, row.error_code, row.completion_tokens) == (499, "client_closed_request", 2)
     # A partial answer is never cached.
-    again = await world.gateway.open_stream(principal, ask(), "s2")
+    again = await world.gateway.open_stream(principal, ask(), origin("s2"))
     assert again.cache_status is CacheStatus.MISS
     await drain(again)
 
@@ -93,7 +93,7 @@ async def test_a_stream_closed_early_is_charged_prompt_plus_tokens_sent() -> Non
 async def test_a_stream_closed_before_iterating_still_settles_once() -> None:
     world = World()
     principal = await world.principal()
-    session = await world.gateway.open_stream(principal, ask(), "s1")
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
     await session.events.aclose()  # type: ignore[attr-defined]
     await session.events.aclose()  # type: ignore[attr-defined]
     usage = await world.usage_of(principal)
@@ -105,7 +105,7 @@ async def test_a_stream_closed_before_iterating_still_settles_once() -> None:
 async def test_an_abandoned_stream_is_settled_when_collected() -> None:
     world = World()
     principal = await world.principal()
-    session: StreamSession | None = await world.gateway.open_stream(principal, ask(), "s1")
+    session: StreamSession | None = await world.gateway.open_stream(principal, ask(), origin("s1"))
     assert session is not None
     await anext(session.events)
     session = None  # the last reference: CPython finalizes the stream right away
@@ -124,7 +124,7 @@ async def test_cancelling_the_consumer_settles_the_stream() -> None:
             pass
 
     world.backend.gate.set()
-    session = await world.gateway.open_stream(principal, ask(), "s1")
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
     world.backend.gate.clear()
     task = asyncio.create_task(consume(session))
     # The consumer has the first delta and waits inside the backend for the second.
@@ -141,8 +141,8 @@ async def test_cancelling_the_consumer_settles_the_stream() -> None:
 async def test_a_cached_replay_cut_short_costs_nothing() -> None:
     world = World()
     principal = await world.principal()
-    await drain(await world.gateway.open_stream(principal, ask(), "s1"))
-    hit = await world.gateway.open_stream(principal, ask(), "s2")
+    await drain(await world.gateway.open_stream(principal, ask(), origin("s1")))
+    hit = await world.gateway.open_stream(principal, ask(), origin("s2"))
     await hit.events.aclose()  # type: ignore[attr-defined]
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.cache_hits, usage.reserved_tokens) == (10, 1, 0)
@@ -153,7 +153,7 @@ async def test_a_backend_failure_mid_stream_charges_what_was_sent() -> None:
     world = World()
     world.backend.fail_after = 3
     principal = await world.principal()
-    session = await world.gateway.open_stream(principal, ask(), "s1")
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
     received: list[StreamEvent] = []
 
     async def consume() -> None:
@@ -177,7 +177,7 @@ async def test_a_backend_failure_before_the_first_token_is_raised_by_open_stream
     world.backend.stream_error = UpstreamError("upstream said 500", upstream_status=500)
     principal = await world.principal()
     with pytest.raises(UpstreamError):
-        await world.gateway.open_stream(principal, ask(), "s1")
+        await world.gateway.open_stream(principal, ask(), origin("s1"))
     usage = await world.usage_of(principal)
     assert (usage.used_tokens, usage.reserved_tokens, usage.requests) == (0, 0, 0)
     assert world.telemetry.of("backend_error") == [(MODEL, "upstream_error")]
@@ -193,7 +193,7 @@ async def test_a_full_queue_refuses_the_stream_before_any_byte() -> None:
     world.backend.error = Overloaded("queue full")
     principal = await world.principal()
     with pytest.raises(Overloaded):
-        await world.gateway.open_stream(principal, ask(), "s1")
+        await world.gateway.open_stream(principal, ask(), origin("s1"))
     assert (await world.usage_of(principal)).reserved_tokens == 0
     assert world.telemetry.of("refused") == [("queue_full",)]
     assert world.logs[0].status == 503
@@ -203,7 +203,7 @@ async def test_a_stream_without_a_final_event_is_an_upstream_error() -> None:
     world = World()
     world.backend.send_end = False
     principal = await world.principal()
-    session = await world.gateway.open_stream(principal, ask(), "s1")
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
     with pytest.raises(UpstreamError):
         await drain(session)
     assert (await world.usage_of(principal)).used_tokens == 5 + 5
@@ -214,7 +214,7 @@ async def test_stream_refusals_are_logged_once() -> None:
     world = World()
     principal = await world.principal(quota_tokens=5)
     with pytest.raises(QuotaExceeded):
-        await world.gateway.open_stream(principal, ask(), "s1")
+        await world.gateway.open_stream(principal, ask(), origin("s1"))
     [row] = world.logs
     assert (row.status, row.stream, row.error_code) == (429, True, "insufficient_quota")
     assert world.backend.stream_calls == 0

@@ -30,7 +30,7 @@ from llmserver.domain.quota import (
 )
 
 from .fakes import run_now
-from .world import World, ask
+from .world import World, ask, origin
 
 # -- periods ------------------------------------------------------------------------------
 
@@ -191,11 +191,11 @@ async def _spend_concurrently(quota: int, requests: list[tuple[int, str]]) -> No
     async def one(index: int, max_tokens: int, kind: str) -> None:
         request = ask(f"{kind} request {index}", max_tokens=max_tokens, use_cache=False)
         if kind == "short":
-            session = await world.gateway.open_stream(principal, request, f"r{index}")
+            session = await world.gateway.open_stream(principal, request, origin(f"r{index}"))
             await anext(session.events)
             await session.events.aclose()  # type: ignore[attr-defined]
         else:
-            await world.gateway.complete(principal, request, f"r{index}")
+            await world.gateway.complete(principal, request, origin(f"r{index}"))
 
     tasks = [asyncio.create_task(one(i, n, kind)) for i, (n, kind) in enumerate(requests)]
     for _ in range(5):

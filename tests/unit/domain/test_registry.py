@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmserver.domain.errors import ModelNotFound
+from llmserver.domain.errors import ErrorKind, ModelNotFound
 from llmserver.domain.registry import (
     DEMO_MODEL_ID,
     MODEL_ID_MAX_CHARS,
@@ -31,7 +31,11 @@ def test_a_model_resolves_by_id_and_by_every_alias() -> None:
 def test_an_unknown_name_is_model_not_found(name: str) -> None:
     with pytest.raises(ModelNotFound) as caught:
         ModelRegistry([A, B]).resolve(name)
-    assert (caught.value.status, caught.value.model, caught.value.param) == (404, name, "model")
+    assert (caught.value.kind, caught.value.model, caught.value.param) == (
+        ErrorKind.NOT_FOUND,
+        name,
+        "model",
+    )
 
 
 def test_a_name_can_belong_to_one_model_only() -> None:

@@ -16,10 +16,11 @@ from llmserver.adapters.memory import (
     MemoryRateLimitStore,
     MemoryUsageStore,
 )
+from llmserver.app.statuses import http_status
 from llmserver.domain.gateway import CompletionRequest, Gateway, GatewayPolicy, Principal
 from llmserver.domain.inference import ChatMessage, Prompt
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
-from llmserver.domain.logs import RequestLog
+from llmserver.domain.logs import Origin, RequestLog
 from llmserver.domain.quota import UsageRecord, period_of
 from llmserver.domain.registry import BackendKind, ModelDefaults, ModelRegistry, ModelSpec
 
@@ -38,6 +39,11 @@ SPEC = ModelSpec(
     defaults=ModelDefaults(max_tokens=8, temperature=0.0),
 )
 OTHER_SPEC = ModelSpec(id=OTHER_MODEL, backend=BackendKind.HTTP, source="http://upstream")
+
+
+def origin(request_id: str) -> Origin:
+    """A request from the OpenAI chat route, numbered as that surface numbers statuses."""
+    return Origin(request_id, "/v1/chat/completions", http_status)
 
 
 def ask(text: str = "what is six times seven", **overrides: Any) -> CompletionRequest:

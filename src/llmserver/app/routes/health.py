@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
+from llmserver.app import paths
 from llmserver.app.services import services_of
 
 
@@ -25,12 +26,12 @@ class Readiness(msgspec.Struct, frozen=True):
     checks: dict[str, Check]
 
 
-@get("/healthz", sync_to_thread=False, include_in_schema=False)
+@get(paths.HEALTHZ, sync_to_thread=False, include_in_schema=False)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", include_in_schema=False)
+@get(paths.READYZ, include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services = services_of(request)
     results = await services.readiness()

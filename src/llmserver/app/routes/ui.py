@@ -17,9 +17,10 @@ from litestar import Response, Router, get
 from litestar.params import FromPath
 from litestar.response import File
 
-from llmserver.app.errors import ErrorBody, error_response
+from llmserver.app import paths
+from llmserver.app.errors import ErrorBody, ErrorReply
 
-UI_PATH: Final = "/ui"
+UI_PATH: Final = paths.UI
 
 # Vite names every asset after its content hash, so a given URL never changes meaning.
 _ASSET_CACHE: Final = "public, max-age=31536000, immutable"
@@ -84,9 +85,9 @@ def _inside(root: Path, relative: str) -> Path | None:
 
 
 def _not_found(kind: str, relative: str) -> Response[ErrorBody]:
-    return error_response(
+    return ErrorReply.of(
         404, f"No {kind} {relative.lstrip('/')[:200]!r} in the playground build.", code="not_found"
-    )
+    ).response()
 
 
 def _file(path: Path, cache_control: str, headers: dict[str, str] | None = None) -> File:
@@ -102,7 +103,7 @@ def _file(path: Path, cache_control: str, headers: dict[str, str] | None = None)
     )
 
 
-def ui_router(dist_dir: Path, ui_key: str | None, api_base: str = "/v1") -> Router:
+def ui_router(dist_dir: Path, ui_key: str | None, api_base: str = paths.API) -> Router:
     """Routes serving the playground build from ``dist_dir`` under ``/ui``."""
     script = config_script(api_base, ui_key)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from llmserver.domain.errors import (
-    STATUS_BY_KIND,
     Cancelled,
     ContextLengthExceeded,
+    ErrorKind,
     GatewayError,
     Overloaded,
     QuotaExceeded,
@@ -33,14 +33,14 @@ def _refusal_cause(exc: BaseException) -> str | None:
     return next((cause for kind, cause in _REFUSAL_CAUSES if isinstance(exc, kind)), None)
 
 
-def _status_and_code(exc: BaseException) -> tuple[int, str]:
+def _kind_and_code(exc: BaseException) -> tuple[ErrorKind, str]:
     """What a failed request's log row records."""
     if isinstance(exc, GatewayError):
-        return exc.status, exc.code
+        return exc.kind, exc.code
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         # The client went away: the task was cancelled or the stream closed.
-        return STATUS_BY_KIND[Cancelled.kind], Cancelled.code
-    return 500, type(exc).__name__
+        return Cancelled.kind, Cancelled.code
+    return ErrorKind.INTERNAL, type(exc).__name__
 
 
 def _unknown_model(request: CompletionRequest) -> str:
@@ -115,7 +115,7 @@ class Outcomes:
         self._telemetry.tokens(
             admission.spec.id, completion.prompt_tokens, completion.completion_tokens
         )
-        self._write_log(call, 200, completion, admission.cache_status)
+        self._write_log(call, None, completion, admission.cache_status)
 
     async def fail(
         self,
@@ -140,10 +140,10 @@ class Outcomes:
             cause = _refusal_cause(exc)
             if cause is not None:
                 self._telemetry.refused(cause)
-            status, code = _status_and_code(exc)
+            kind, code = _kind_and_code(exc)
             self._write_log(
                 call,
-                status,
+                kind,
                 completion,
                 admission.cache_status if admission is not None else None,
                 error_code=code,
@@ -158,19 +158,20 @@ class Outcomes:
     def _write_log(
         self,
         call: Call,
-        status: int,
+        kind: ErrorKind | None,
         completion: Completion | None,
         cache_status: CacheStatus | None,
         *,
         error_code: str | None = None,
     ) -> None:
         principal = call.principal
+        origin = call.origin
         self._log(
             RequestLog(
-                request_id=call.request_id,
+                request_id=origin.request_id,
                 created_at=self._clock.now(),
-                route=call.request.route,
-                status=status,
+                route=origin.route,
+                status=origin.status_of(kind),
                 latency_ms=(self._clock.monotonic() - call.started) * 1000,
                 key_id=principal.key.id,
                 key_prefix=principal.key.prefix,
@@ -180,6 +181,6 @@ class Outcomes:
                 cache_status=cache_status,
                 error_code=error_code,
                 stream=call.stream,
-                body=call.request.body,
+                body=origin.body,
             )
         )

@@ -23,6 +23,7 @@ from llmserver.domain.gateway.values import (
 )
 from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.keys import KeyHasher, parse_prefix
+from llmserver.domain.logs import Origin
 from llmserver.domain.ports import (
     Clock,
     CompletionCache,
@@ -131,10 +132,10 @@ class Gateway:
     # -- the use case ----------------------------------------------------------------
 
     async def complete(
-        self, principal: Principal, request: CompletionRequest, request_id: str
+        self, principal: Principal, request: CompletionRequest, origin: Origin
     ) -> Outcome:
         created = self._clock.now()
-        call = Call(request_id, principal, request, self._clock.monotonic(), created, stream=False)
+        call = Call(origin, principal, request, self._clock.monotonic(), created, stream=False)
         outcomes = self._outcomes
         admission: Admission | None = None
         try:
@@ -155,10 +156,10 @@ class Gateway:
         return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)
 
     async def open_stream(
-        self, principal: Principal, request: CompletionRequest, request_id: str
+        self, principal: Principal, request: CompletionRequest, origin: Origin
     ) -> StreamSession:
         created = self._clock.now()
-        call = Call(request_id, principal, request, self._clock.monotonic(), created, stream=True)
+        call = Call(origin, principal, request, self._clock.monotonic(), created, stream=True)
         try:
             admission = await self._admissions.admit(call)
         except BaseException as exc:

@@ -13,7 +13,7 @@ from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import Completion, GenerationParams, Prompt, StreamEvent
 from llmserver.domain.keys import ApiKey, Role
-from llmserver.domain.logs import CacheStatus, RequestLog
+from llmserver.domain.logs import CacheStatus, Origin, RequestLog
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
@@ -48,8 +48,6 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     use_cache: bool = True
-    route: str = "/v1/chat/completions"
-    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +102,7 @@ def generation_params(spec: ModelSpec, request: CompletionRequest) -> Generation
 class Call:
     """One request on its way through the gateway: what its log row needs."""
 
-    request_id: str
+    origin: Origin
     principal: Principal
     request: CompletionRequest
     started: float

@@ -9,9 +9,10 @@ import msgspec
 from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
 
+from llmserver.app import paths
 from llmserver.app.auth import authenticate_admin
-from llmserver.app.body import read_body
 from llmserver.app.errors import documented_errors
+from llmserver.app.lane.body import read_body
 from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
@@ -151,7 +152,7 @@ async def roles(request: Request[Any, Any, Any]) -> v.RoleList:
 
 def admin_router() -> Router:
     return Router(
-        path="/admin",
+        path=paths.ADMIN,
         route_handlers=[create_key, list_keys, show_key, revoke_key, usage, logs, roles],
         tags=["Admin"],
         security=[{"BearerToken": []}],

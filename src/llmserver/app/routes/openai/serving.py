@@ -9,8 +9,10 @@ from typing import Any
 import msgspec
 import structlog
 
+from llmserver.app import paths
+from llmserver.app.access_log import new_request_id
 from llmserver.app.errors import INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE
-from llmserver.app.logging import new_request_id
+from llmserver.app.lane.record import AccessRecord
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
@@ -83,16 +85,35 @@ def _message_text(message: p.Message, index: int) -> str:
     return "".join(texts)
 
 
-def _request(
-    body: p.ChatCompletionRequest | p.CompletionRequest,
-    prompt: Prompt,
-    max_tokens: int | None,
-    route: str,
-    *,
-    use_cache: bool,
-    raw: str | None,
-) -> CompletionRequest:
-    """The fields both completion routes translate alike."""
+Body = p.ChatCompletionRequest | p.CompletionRequest
+"""A completion route's request body; its type says which route it came by."""
+
+DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    paths.CHAT_COMPLETIONS: p.CHAT_DECODER,
+    paths.COMPLETIONS: p.COMPLETION_DECODER,
+}
+"""Each completion route's body decoder, by path."""
+
+
+def _prompt(body: Body) -> tuple[Prompt, int | None]:
+    """The prompt and ``max_tokens``, which the two bodies spell differently."""
+    if isinstance(body, p.ChatCompletionRequest):
+        messages = tuple(
+            ChatMessage(
+                role="system" if m.role == "developer" else m.role, content=_message_text(m, i)
+            )
+            for i, m in enumerate(body.messages)
+        )
+        return Prompt(messages=messages), body.max_completion_tokens or body.max_tokens
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if not prompt:
+        raise InvalidRequest("The prompt is empty; send some text to complete.", param="prompt")
+    return Prompt(text=prompt), body.max_tokens
+
+
+def to_domain(body: Body, *, use_cache: bool) -> CompletionRequest:
+    """The use case's request for either body."""
+    prompt, max_tokens = _prompt(body)
     _check_common(body)
     return CompletionRequest(
         model=body.model,
@@ -103,36 +124,6 @@ def _request(
         stop=_stops(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
-        route=route,
-        body=raw,
-    )
-
-
-def chat_request(
-    body: p.ChatCompletionRequest, *, use_cache: bool, raw: str | None
-) -> CompletionRequest:
-    messages = tuple(
-        ChatMessage(role="system" if m.role == "developer" else m.role, content=_message_text(m, i))
-        for i, m in enumerate(body.messages)
-    )
-    return _request(
-        body,
-        Prompt(messages=messages),
-        body.max_completion_tokens or body.max_tokens,
-        "/v1/chat/completions",
-        use_cache=use_cache,
-        raw=raw,
-    )
-
-
-def text_request(
-    body: p.CompletionRequest, *, use_cache: bool, raw: str | None
-) -> CompletionRequest:
-    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-    if not prompt:
-        raise InvalidRequest("The prompt is empty; send some text to complete.", param="prompt")
-    return _request(
-        body, Prompt(text=prompt), body.max_tokens, "/v1/completions", use_cache=use_cache, raw=raw
     )
 
 
@@ -142,6 +133,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> p.Usage:
 
 def new_id(kind: str) -> str:
     return f"{kind}-{new_request_id()}"
+
+
+def answer(body: Body, outcome: Outcome) -> p.ChatCompletion | p.TextCompletion:
+    """The answer in the shape of the route ``body`` came by."""
+    if isinstance(body, p.ChatCompletionRequest):
+        return chat_response(outcome)
+    return text_response(outcome)
 
 
 def chat_response(outcome: Outcome) -> p.ChatCompletion:
@@ -187,13 +185,12 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 async def sse_events(
-    session: StreamSession,
-    *,
-    chat: bool,
-    include_usage: bool,
-    state: dict[str, Any],
+    session: StreamSession, body: Body, record: AccessRecord
 ) -> AsyncIterator[bytes]:
-    """Render a stream session as OpenAI SSE chunks. Closing this closes the session."""
+    """Render a stream session as OpenAI SSE chunks, in the shape of the route ``body`` came
+    by. Closing this closes the session."""
+    chat = isinstance(body, p.ChatCompletionRequest)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
     completion_id = new_id("chatcmpl" if chat else "cmpl")
     created = int(session.created.timestamp())
     model = session.model.id
@@ -219,8 +216,8 @@ async def sse_events(
                 if event.text:
                     yield chunk(event.text, None)
             elif isinstance(event, StreamEnd):
-                state["prompt_tokens"] = event.prompt_tokens
-                state["completion_tokens"] = event.completion_tokens
+                record.prompt_tokens = event.prompt_tokens
+                record.completion_tokens = event.completion_tokens
                 yield chunk(None if chat else "", event.finish_reason.value)
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
@@ -232,7 +229,7 @@ async def sse_events(
                         yield _sse(p.TextCompletion(completion_id, created, model, [], usage=usage))
         yield DONE
     except GatewayError as exc:
-        state["error_code"] = exc.code
+        record.error_code = exc.code
         yield _error_event(exc.message, exc.code)
         yield DONE
     except Exception as exc:
@@ -241,10 +238,10 @@ async def sse_events(
         log.error(
             "unhandled_error",
             error_type=type(exc).__name__,
-            request_id=state.get("request_id"),
+            request_id=record.request_id,
             exc_info=exc,
         )
-        state["error_code"] = INTERNAL_ERROR
+        record.error_code = INTERNAL_ERROR
         yield _error_event(INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR)
         yield DONE
     finally:

@@ -1,8 +1,7 @@
-"""structlog configuration and the request-id / access-log middleware.
+"""The request-id and access-log middleware, and the writer of access lines.
 
-JSON lines on stdout by default; human-readable console output when attached to a TTY
-(or ``LLMSERVER_LOG_FORMAT=console``). Nothing here ever logs a key secret or a prompt:
-the access line carries the key *prefix* only, and bodies only when body logging is on.
+One line per request, from its access record (``app.lane.record``). Nothing here ever logs
+a key secret or a prompt: the line carries the key *prefix* only.
 """
 
 from __future__ import annotations
@@ -19,6 +18,9 @@ import msgspec
 import structlog
 from litestar.enums import ScopeType
 
+from llmserver.app import paths
+from llmserver.app.lane.record import open_record, scope_header
+from llmserver.app.log_setup import uses_console
 from llmserver.app.settings import LogFormat
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 
@@ -28,40 +30,6 @@ if TYPE_CHECKING:
     from llmserver.app.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
-
-
-def scope_header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a request header, read from the raw ASGI pairs (``name`` in lower
-    case): a scan of a few pairs costs less than building a header container per request."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
-
-
-def uses_console(fmt: LogFormat) -> bool:
-    return fmt is LogFormat.CONSOLE or (fmt is LogFormat.AUTO and sys.stdout.isatty())
-
-
-def configure_logging(fmt: LogFormat, level: str) -> None:
-    console = uses_console(fmt)
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=False,
-    )
 
 
 def clean_request_id(raw: bytes | None) -> str:
@@ -182,7 +150,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = clean_request_id(scope_header(scope, REQUEST_ID_HEADER))
-        scope.setdefault("state", {})["request_id"] = request_id
+        record = open_record(scope, request_id)
         started = time.perf_counter()
         status = 500
         route = scope.get("path", "")
@@ -205,7 +173,6 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            state = scope.get("state", {})
             if metrics is not None:
                 metrics.request_finished(label, status, elapsed)
             # Probes poll every few seconds: at INFO their lines would bury the traffic.
@@ -217,27 +184,27 @@ class AccessLogMiddleware:
                 path=route,
                 status=status,
                 latency_ms=round(elapsed * 1000, 2),
-                key_prefix=state.get("key_prefix"),
-                role=state.get("role"),
-                model=state.get("model"),
-                prompt_tokens=state.get("prompt_tokens"),
-                completion_tokens=state.get("completion_tokens"),
-                cache=state.get("cache_status"),
-                error_code=state.get("error_code"),
+                key_prefix=record.key_prefix,
+                role=record.role,
+                model=record.model,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                cache=record.cache,
+                error_code=record.error_code,
             )
 
 
 _KNOWN_ROUTES = (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/models",
-    "/healthz",
-    "/readyz",
-    "/metrics",
+    paths.CHAT_COMPLETIONS,
+    paths.COMPLETIONS,
+    paths.MODELS,
+    paths.HEALTHZ,
+    paths.READYZ,
+    paths.METRICS,
 )
 
 
-_PROBES = frozenset({"/healthz", "/readyz"})
+_PROBES = frozenset({paths.HEALTHZ, paths.READYZ})
 
 _ADMIN_SECTIONS = frozenset({"keys", "usage", "logs", "roles"})
 
@@ -247,11 +214,11 @@ def route_label(path: str) -> str:
     for known in _KNOWN_ROUTES:
         if path == known:
             return known
-    if path.startswith("/v1/models/"):
-        return "/v1/models/{id}"
-    if path.startswith("/admin/"):
+    if path.startswith(f"{paths.MODELS}/"):
+        return paths.MODEL_LABEL
+    if path.startswith(f"{paths.ADMIN}/"):
         section = path.split("/")[2]
-        return "/admin/" + section if section in _ADMIN_SECTIONS else "other"
-    if path.startswith("/ui"):
-        return "/ui"
+        return f"{paths.ADMIN}/{section}" if section in _ADMIN_SECTIONS else "other"
+    if path.startswith(paths.UI):
+        return paths.UI
     return "other"

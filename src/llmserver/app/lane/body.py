@@ -14,7 +14,7 @@ from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, ReceiveMessage, Scope
 
-from llmserver.app.logging import scope_header
+from llmserver.app.lane.record import scope_header
 
 
 class ClientDisconnected(ClientException):

@@ -1,0 +1,142 @@
+"""A completion POST's answer, and the lane that takes those POSTs past Litestar (the
+package docstring says why)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from litestar.enums import ScopeType
+
+from llmserver.app.auth import principal_of
+from llmserver.app.errors import Where, error_reply, rate_header_pairs, rate_headers
+from llmserver.app.lane.body import ClientDisconnected, read_body
+from llmserver.app.lane.disconnect import DisconnectWatch
+from llmserver.app.lane.record import access_record, scope_header
+from llmserver.app.lane.replies import JsonReply, sse_reply
+from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.openai import serving
+from llmserver.app.services import STATE_KEY, Services
+from llmserver.app.statuses import http_status
+from llmserver.domain.errors import RequestLogBacklog
+from llmserver.domain.logs import Origin
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+    from llmserver.app.lane.record import AccessRecord
+    from llmserver.domain.gateway import CompletionRequest, Gateway, Principal
+
+
+def _wants_cache(scope: Scope) -> bool:
+    directives = (scope_header(scope, b"cache-control") or b"").lower()
+    return b"no-cache" not in directives and b"no-store" not in directives
+
+
+async def _body(
+    services: Services, route: str, scope: Scope, receive: Receive
+) -> tuple[serving.Body, str | None]:
+    """The decoded body, and its text when body logging is on."""
+    settings = services.settings
+    raw = await read_body(scope, receive, settings.max_body_bytes, settings.body_read_timeout_s)
+    logged = raw.decode("utf-8", "replace") if settings.log_bodies else None
+    return serving.decode(serving.DECODERS[route], raw), logged
+
+
+async def completion_reply(
+    services: Services, route: str, scope: Scope, receive: Receive
+) -> ASGIApp:
+    """The answer to a POST on a completion route: no Litestar ``Request`` on its way."""
+    principal = await principal_of(services, scope)
+    if services.log_queue_full():
+        # Back-pressure instead of dropping request-log rows: refuse new work until the
+        # batcher catches up (the database is slow or down).
+        raise RequestLogBacklog("The request log is backed up; retry shortly.", retry_after=1.0)
+    body, logged = await _body(services, route, scope, receive)
+    record = access_record(scope)
+    record.model = body.model
+    request = serving.to_domain(body, use_cache=_wants_cache(scope))
+    origin = Origin(record.request_id, route, http_status, logged)
+    if body.stream:
+        return await _stream(services.gateway, principal, request, origin, body, record)
+    return await _answer(services.gateway, principal, request, origin, body, record, receive)
+
+
+async def _stream(
+    gateway: Gateway,
+    principal: Principal,
+    request: CompletionRequest,
+    origin: Origin,
+    body: serving.Body,
+    record: AccessRecord,
+) -> ASGIApp:
+    session = await gateway.open_stream(principal, request, origin)
+    record.cache = session.cache_status.value
+    return sse_reply(
+        serving.sse_events(session, body, record),
+        {"x-cache": session.cache_status.value, **rate_headers(session.rate)},
+    )
+
+
+async def _answer(
+    gateway: Gateway,
+    principal: Principal,
+    request: CompletionRequest,
+    origin: Origin,
+    body: serving.Body,
+    record: AccessRecord,
+    receive: Receive,
+) -> ASGIApp:
+    watch = DisconnectWatch(receive)
+    try:
+        outcome = await gateway.complete(principal, request, origin)
+    except asyncio.CancelledError:
+        # The gateway has logged the 499 and closed the reservation.
+        if not watch.client_left():
+            raise
+        raise ClientDisconnected from None
+    finally:
+        watch.close()
+    record.cache = outcome.cache_status.value
+    record.prompt_tokens = outcome.completion.prompt_tokens
+    record.completion_tokens = outcome.completion.completion_tokens
+    return JsonReply(
+        p.ENCODER.encode(serving.answer(body, outcome)),
+        [(b"x-cache", outcome.cache_status.value.encode()), *rate_header_pairs(outcome.rate)],
+    )
+
+
+class CompletionLane:
+    """POSTs to the completion routes go straight to ``completion_reply``; the rest to
+    ``app``.
+
+    It answers as Litestar would: errors raised before the reply are rendered by the same
+    mapping (``app.errors.error_reply``). It stands aside when CORS is configured
+    (Litestar's middleware adds those headers) and under a ``root_path``, which Litestar's
+    router resolves.
+    """
+
+    def __init__(self, app: Litestar, *, enabled: bool) -> None:
+        self.app = app
+        self._enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = scope.get("path", "")  # a lifespan scope has none
+        if (
+            route not in serving.DECODERS
+            or not self._enabled
+            or scope["type"] != ScopeType.HTTP
+            or scope.get("method") != "POST"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            reply = await completion_reply(self.app.state[STATE_KEY], route, scope, receive)
+        except Exception as exc:
+            record = access_record(scope)
+            error = error_reply(exc, Where("POST", route, record.request_id))
+            record.error_code = error.body.error.code
+            reply = JsonReply.error(error)
+        await reply(scope, receive, send)

@@ -1,0 +1,62 @@
+"""What one request's access line reports, kept in one slotted record under one scope key.
+
+The access-log middleware puts the record in the ASGI ``scope["state"]`` (the namespace
+ASGI gives an application's per-request data) before anything else runs; authentication,
+the completion handlers and the error handlers fill it in; the middleware writes the line
+from it when the answer is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from litestar.types import Scope
+
+ACCESS_KEY = "llmserver.access"
+
+
+class AccessRecord:
+    __slots__ = (
+        "cache",
+        "completion_tokens",
+        "error_code",
+        "key_prefix",
+        "model",
+        "prompt_tokens",
+        "request_id",
+        "role",
+    )
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.key_prefix: str | None = None
+        self.role: str | None = None
+        self.model: str | None = None
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.cache: str | None = None
+        self.error_code: str | None = None
+
+
+def open_record(scope: Scope, request_id: str) -> AccessRecord:
+    """A new request's record, put where ``access_record`` finds it."""
+    record = AccessRecord(request_id)
+    scope.setdefault("state", {})[ACCESS_KEY] = record
+    return record
+
+
+def access_record(scope: Scope) -> AccessRecord:
+    """The request's record; a scope the access-log middleware did not see gets a blank
+    one (an app built without it, as some tests do), so callers never check."""
+    record: AccessRecord | None = scope.get("state", {}).get(ACCESS_KEY)
+    return record if record is not None else open_record(scope, "")
+
+
+def scope_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header, read from the raw ASGI pairs (``name`` in lower
+    case): a scan of a few pairs costs less than building a header container per request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
