@@ -17,6 +17,7 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 
 from llmserver import __version__
+from llmserver.app import paths
 from llmserver.app.access_log import AccessLogMiddleware, access_logger
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.composition import Overrides, build_services
@@ -34,7 +35,7 @@ from llmserver.app.services import STATE_KEY, Services, services_of
 from llmserver.app.settings import Settings
 
 
-@get("/metrics", include_in_schema=False)
+@get(paths.METRICS, include_in_schema=False)
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request)
     if services.settings.metrics_require_key:
@@ -87,7 +88,7 @@ def create_app(settings: Settings, overrides: Overrides | None = None) -> Litest
         openapi_config=OpenAPIConfig(
             title="LLM Server",
             version=__version__,
-            path="/openapi",
+            path=paths.OPENAPI,
             render_plugins=[swagger_ui()],
         ),
         logging_config=None,

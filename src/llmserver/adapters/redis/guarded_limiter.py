@@ -22,7 +22,7 @@ class FailurePolicy(StrEnum):
     """Refuse with 503 ``Unavailable``: the limit over availability."""
 
 
-class GuardedRateLimitStore:
+class GuardedRateLimitStore(RateLimitStore):
     """Applies the configured policy when the Redis limiter cannot be reached.
 
     Every failure is logged and reported to ``on_error`` (the metrics count it there); the
