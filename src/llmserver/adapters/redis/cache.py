@@ -35,7 +35,8 @@ class RedisHotCache(HotCache):
     """``HotCache`` in Redis, shared by every gateway process.
 
     A cache in front of a cache must never fail a request: any Redis error (or an
-    undecodable value) is logged, counted in ``errors``, and answered as a miss.
+    undecodable value) is logged, reported to ``on_error`` (the metrics count it there),
+    and answered as a miss.
     """
 
     def __init__(
@@ -47,11 +48,9 @@ class RedisHotCache(HotCache):
     ) -> None:
         self._client = client
         self._prefix = prefix
-        self.errors = 0
         self._on_error = on_error
 
     def _failed(self, operation: str, exc: Exception) -> None:
-        self.errors += 1
         if self._on_error is not None:
             self._on_error("hot_cache")
         log.warning("hot_cache_error", operation=operation, error=repr(exc))
