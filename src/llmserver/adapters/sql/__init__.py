@@ -1,7 +1,5 @@
 """SQL storage adapters (Postgres through asyncpg, SQLite through aiosqlite)."""
 
-# First, for its side effect: see _compat.
-from llmserver.adapters.sql import _compat  # noqa: F401
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.database import SqlDatabase
 from llmserver.adapters.sql.keys import SqlKeyStore

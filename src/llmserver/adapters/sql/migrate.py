@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
+# Before any revision script is loaded, for its side effect: see _compat.
+from llmserver.adapters.sql import _compat  # noqa: F401
 from llmserver.adapters.sql._engine import create_engine
 
 Progress = Callable[[str], None]

@@ -1,8 +1,12 @@
 """The relational schema: one ORM model per table.
 
-Datetimes use advanced-alchemy's ``DateTimeUTC``: stored as UTC, always read back
-timezone-aware, identically on Postgres (``timestamptz``) and SQLite (text). JSON columns
-are ``jsonb`` on Postgres, ``JSON`` elsewhere.
+Datetimes use ``DateTimeUTC``: stored as UTC, always read back timezone-aware,
+identically on Postgres (``timestamptz``) and SQLite (text). JSON columns are ``jsonb`` on
+Postgres, ``JSON`` elsewhere.
+
+The column type and the constraint naming convention are advanced-alchemy's, written out
+here: importing advanced-alchemy loads Litestar and numpy (about a second), which every
+``llmserver keys`` command paid. Only migration 0001 still imports it (see ``_compat``).
 
 ``usage`` and ``request_logs`` carry a key id without a foreign key on purpose: both are
 written on the request path (a foreign-key check per row costs an index probe on the
@@ -15,14 +19,25 @@ compares the models with the migrated database) until a migration follows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from advanced_alchemy.base import create_registry
-from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from llmserver.domain.key_admin import MAX_NAME_LENGTH
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
@@ -35,11 +50,49 @@ JsonB = JSON().with_variant(JSONB(), "postgresql")
 _BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 
 
-class Base(DeclarativeBase):
-    """Our own registry (advanced-alchemy's naming convention, not its global metadata),
-    so Alembic sees exactly these tables."""
+class DateTimeUTC(TypeDecorator[datetime]):
+    """advanced-alchemy's ``DateTimeUTC``: a naive datetime is refused, an aware one is
+    stored as UTC, and one read back without a zone (SQLite) is taken as UTC."""
 
-    registry = create_registry()
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not value.tzinfo:
+            raise TypeError("tzinfo is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+# advanced-alchemy's convention: the migrations name every constraint and index by it.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Our own registry, not a shared global metadata, so Alembic sees exactly these
+    tables. A ``Mapped[datetime]`` column given no type still gets ``DateTimeUTC``, as
+    advanced-alchemy's registry gave it."""
+
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: DateTimeUTC},
+    )
 
 
 class RoleModel(Base):
