@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -15,6 +16,11 @@ from llmserver.adapters.sql.models import CompletionCacheModel
 from llmserver.domain.ports import CachedCompletion, CompletionCache
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
+
+MAP_CHUNK = 256
+"""Entries mapped to rows per turn of the event loop. A single-process server flushes a
+busy interval's misses together (1,400 at the benchmark's rate), and mapping them at once
+held the loop for a millisecond, which the cache-miss p99 showed."""
 
 
 def _live(key: str, now: datetime) -> Any:
@@ -56,7 +62,11 @@ class SqlCompletionCache(CompletionCache):
     async def put_many(self, entries: Sequence[CachedCompletion]) -> None:
         if not entries:
             return
-        rows = [cache_columns(entry) for entry in entries]
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(entries), MAP_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            rows += [cache_columns(entry) for entry in entries[start : start + MAP_CHUNK]]
         await self._writer.run([(CACHE_ENTRIES, rows)])
 
     async def add_hits(self, hits: Mapping[str, int]) -> None:
