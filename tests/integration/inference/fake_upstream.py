@@ -1,8 +1,10 @@
 """A small, scriptable, misbehaving OpenAI-compatible server on loopback.
 
-It speaks real HTTP/1.1 over TCP (chunked server-sent events), so the HTTP backend's
-client, timeouts and error handling run exactly as against a real upstream. Each
-request takes the next behaviour from ``script`` (the last one repeats).
+It speaks real HTTP/1.1 over TCP (chunked server-sent events, or one JSON body when the
+request says ``"stream": false``), so the HTTP backend's client, timeouts and error
+handling run exactly as against a real upstream. Each request takes the next behaviour
+from ``script`` (the last one repeats); ``stall`` sends the head of an answer and waits
+for the client to hang up.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Behaviour = Literal["ok", "500", "400", "garbage", "html", "drop", "slow", "hangup", "malformed"]
+Behaviour = Literal[
+    "ok", "500", "400", "garbage", "html", "drop", "slow", "stall", "hangup", "malformed"
+]
+
+Answers = Literal["as asked", "json", "sse"]
 
 
 @dataclass
@@ -28,7 +34,14 @@ class FakeUpstream:
     script: list[Behaviour] = field(default_factory=lambda: ["ok"])
     seen: list[Seen] = field(default_factory=list)
     malformed: str = "{}"
-    """``malformed``: the data of the last event, in place of the usage chunk."""
+    """``malformed``: the data of the last event, in place of the usage chunk, or the
+    whole JSON answer."""
+    answers: Answers = "as asked"
+    """``json`` and ``sse``: answer that way whatever the request's ``stream`` says."""
+    usage: bool = True
+    """Whether answers say how many tokens they used."""
+    hung_up: int = 0
+    """How many ``stall`` answers the client closed."""
     error_body: str | None = None
     """The body of a ``500`` or ``400`` answer, if not OpenAI's error."""
     port: int = 0
@@ -78,7 +91,14 @@ class FakeUpstream:
             )
             await writer.drain()
             return
-        content_type = "text/html" if behaviour == "html" else "text/event-stream"
+        chat = self.seen[-1].path.endswith("/chat/completions")
+        as_json = self.answers == "json" or (
+            self.answers == "as asked" and body.get("stream") is False
+        )
+        if behaviour == "html":
+            content_type = "text/html"
+        else:
+            content_type = "application/json" if as_json else "text/event-stream"
         writer.write(
             f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
@@ -86,25 +106,55 @@ class FakeUpstream:
         if behaviour == "html":
             self._chunk(writer, "<html>Welcome to nginx!</html>")
         elif behaviour == "garbage":
-            self._chunk(writer, "data: this is not json\n\n")
+            self._chunk(writer, "this is not json" if as_json else "data: this is not json\n\n")
+        elif as_json:
+            whole = self._whole(chat)
+            if behaviour in ("drop", "stall"):
+                self._chunk(writer, whole[:20])
+                await self._cut(reader, writer, behaviour)
+                return
+            self._chunk(writer, self.malformed if behaviour == "malformed" else whole)
         else:
-            chat = self.seen[-1].path.endswith("/chat/completions")
             events = [self._event(piece, chat) for piece in self.pieces]
-            if behaviour == "drop":
+            if behaviour in ("drop", "stall"):
                 for event in events[:2]:
                     self._chunk(writer, event)
-                await writer.drain()
-                writer.transport.abort()  # mid-stream, inside the chunked body
+                await self._cut(reader, writer, behaviour)
                 return
             events.append(self._event("", chat, finish="length"))
-            usage = {"prompt_tokens": 7, "completion_tokens": len(self.pieces), "total_tokens": 0}
-            last = json.dumps({"choices": [], "usage": usage})
+            last = json.dumps({"choices": [], **self._usage()})
             events.append(f"data: {self.malformed if behaviour == 'malformed' else last}\n\n")
             events.append(": keep-alive comment\n\ndata: [DONE]\n\n")
             for event in events:
                 self._chunk(writer, event)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    async def _cut(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, behaviour: Behaviour
+    ) -> None:
+        """End an answer inside its chunked body: ``drop`` by hanging up, ``stall`` by
+        waiting until the client does."""
+        await writer.drain()
+        if behaviour == "drop":
+            writer.transport.abort()
+            return
+        await reader.read()  # returns once the client has closed the connection
+        self.hung_up += 1
+
+    def _usage(self) -> dict[str, Any]:
+        if not self.usage:
+            return {}
+        return {"usage": {"prompt_tokens": 7, "completion_tokens": len(self.pieces)}}
+
+    def _whole(self, chat: bool) -> str:
+        text = "".join(self.pieces)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return json.dumps({"id": "x", "choices": [choice], **self._usage()})
 
     @staticmethod
     def _event(piece: str, chat: bool, finish: str | None = None) -> str:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Literal
 
 import httpx
 import pytest
 
-from integration.inference.fake_upstream import FakeUpstream
+from integration.inference.fake_upstream import Answers, FakeUpstream
 from llmserver.adapters.inference.http_backend import HttpBackend
 from llmserver.domain.errors import ErrorKind, GenerationTimeout, InvalidRequest, UpstreamError
 from llmserver.domain.inference import (
     ChatMessage,
+    Completion,
     FinishReason,
     GenerationParams,
     Prompt,
@@ -94,6 +97,60 @@ async def test_completions(upstream: FakeUpstream, make_backend: MakeBackend) ->
     assert upstream.seen[0].body["model"] == "upstream-llama"
 
 
+@pytest.mark.parametrize("prompt", [CHAT, Prompt(text="Say hi")], ids=["chat", "completions"])
+@pytest.mark.parametrize("answers", ["as asked", "sse"])  # some upstreams always stream
+async def test_a_whole_completion_asks_for_json(
+    upstream: FakeUpstream, make_backend: MakeBackend, prompt: Prompt, answers: Answers
+) -> None:
+    upstream.answers = answers
+    completion = await make_backend().generate(prompt, PARAMS)
+    assert completion == Completion("Hello, world!", 7, 4, FinishReason.LENGTH)
+    (seen,) = upstream.seen
+    assert seen.body["stream"] is False
+    assert "stream_options" not in seen.body
+
+
+async def test_a_json_answer_to_a_stream_is_one_chunk(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.answers = "json"
+    events = [event async for event in make_backend().stream(CHAT, PARAMS)]
+    assert events == [
+        TextDelta("Hello, world!", tokens=4),
+        StreamEnd(FinishReason.LENGTH, prompt_tokens=7, completion_tokens=4),
+    ]
+    assert upstream.seen[0].body["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("answers", "streamed", "completion_tokens"),
+    [
+        ("sse", True, 4),  # a chunk each
+        ("json", False, 9),  # "Hello, world!" is 13 bytes, capped at max_tokens
+        ("json", True, 9),
+    ],
+    ids=["stream", "whole", "json-to-stream"],
+)
+async def test_an_answer_without_usage_is_counted(
+    upstream: FakeUpstream,
+    make_backend: MakeBackend,
+    answers: Answers,
+    streamed: bool,
+    completion_tokens: int,
+) -> None:
+    upstream.usage = False
+    upstream.answers = answers
+    backend = make_backend()
+    if streamed:
+        *_, end = [event async for event in backend.stream(CHAT, PARAMS)]
+        assert isinstance(end, StreamEnd)
+        counts = (end.prompt_tokens, end.completion_tokens)
+    else:
+        completion = await backend.generate(CHAT, PARAMS)
+        counts = (completion.prompt_tokens, completion.completion_tokens)
+    assert counts == (await backend.count_tokens(CHAT), completion_tokens)
+
+
 @pytest.mark.parametrize("failure", ["500", "hangup"])
 async def test_retries_before_the_first_byte(
     upstream: FakeUpstream, make_backend: MakeBackend, failure: str
@@ -125,6 +182,56 @@ async def test_no_retry_after_the_stream_started(
     assert len(upstream.seen) == 1
 
 
+async def test_no_retry_after_a_json_answer_started(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    upstream.script = ["drop", "ok"]
+    with pytest.raises(UpstreamError, match="dropped the connection before the end of its answer"):
+        await make_backend().generate(CHAT, PARAMS)
+    assert len(upstream.seen) == 1
+
+
+class _KeepingClient(httpx.AsyncClient):
+    """Keeps the responses it hands out, to see whether they were closed."""
+
+    responses: list[httpx.Response]
+
+    async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
+        response = await super().send(request, **options)
+        self.responses.append(response)
+        return response
+
+
+@pytest.mark.parametrize("leaving", ["cancel-stream", "cancel-whole", "stop-reading-stream"])
+async def test_a_client_leaving_closes_the_upstream_request(
+    upstream: FakeUpstream, leaving: str
+) -> None:
+    """Our client left (its task cancelled, or its stream closed unfinished): the upstream
+    request is closed at once, so the upstream sees its connection close and stops."""
+    upstream.script = ["stall"]
+    spec = ModelSpec(id="remote", backend=BackendKind.HTTP, source=upstream.url)
+    async with _KeepingClient() as client, asyncio.timeout(5):
+        client.responses = []
+        backend = HttpBackend(spec, client=client)
+        if leaving == "stop-reading-stream":
+            stream = backend.stream(CHAT, PARAMS)
+            assert await anext(stream) == TextDelta("Hello")
+            assert isinstance(stream, AsyncGenerator)
+            await stream.aclose()
+        else:
+            call = asyncio.create_task(_answer(backend, streamed=leaving == "cancel-stream"))
+            while not client.responses:
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        assert client.responses[0].is_closed
+        assert backend.status().details["in_flight"] == "0"
+        while not upstream.hung_up:
+            await asyncio.sleep(0.01)
+    assert upstream.seen[0].body["stream"] is (leaving != "cancel-whole")
+
+
 async def test_unreachable_upstream(make_backend: MakeBackend) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -143,18 +250,20 @@ async def test_client_errors_become_invalid_requests(
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "message"),
+    ("behaviour", "streamed", "message"),
     [
-        ("garbage", r"not an OpenAI stream chunk \(JSON is malformed: .*\): 'this is not json'"),
-        ("html", "answered text/html instead of an event stream: '<html>Welcome to nginx!"),
+        ("garbage", True, r"not an OpenAI stream chunk \(JSON is malformed: .*\): 'this is not"),
+        ("garbage", False, r"not an OpenAI completion \(JSON is malformed: .*\): 'this is not"),
+        ("html", True, "answered text/html instead of an event stream: '<html>Welcome to nginx!"),
+        ("html", False, "answered text/html instead of JSON: '<html>Welcome to nginx!"),
     ],
 )
 async def test_garbage_is_an_upstream_error(
-    upstream: FakeUpstream, make_backend: MakeBackend, behaviour: str, message: str
+    upstream: FakeUpstream, make_backend: MakeBackend, behaviour: str, streamed: bool, message: str
 ) -> None:
     upstream.script = [behaviour]  # type: ignore[list-item]
     with pytest.raises(UpstreamError, match=message):
-        await make_backend().generate(CHAT, PARAMS)
+        await _answer(make_backend(), streamed=streamed)
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -194,16 +303,30 @@ DEEP = "[" * 100_000 + "]" * 100_000
         ),
     ],
 )
-@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])
+@pytest.mark.parametrize(
+    ("answers", "streamed"),
+    [("sse", True), ("as asked", False), ("json", True)],
+    ids=["streamed", "whole", "json-to-stream"],
+)
 async def test_a_malformed_chunk_is_an_upstream_error(
-    upstream: FakeUpstream, make_backend: MakeBackend, chunk: str, reason: str, streamed: bool
+    upstream: FakeUpstream,
+    make_backend: MakeBackend,
+    chunk: str,
+    reason: str,
+    answers: Answers,
+    streamed: bool,
 ) -> None:
-    """It comes last, after the text and the finish reason: a bad shape anywhere is a 502
-    saying the answer was malformed, never an exception of the parser's."""
+    """In a stream it comes last, after the text and the finish reason; a JSON answer is
+    all of it (with a chat answer's ``message`` for a stream's ``delta``). A bad shape
+    anywhere is a 502 saying the answer was malformed, never an exception of the parser's."""
     upstream.script = ["malformed"]
+    upstream.answers = answers
+    if answers != "sse":
+        chunk, reason = chunk.replace("delta", "message"), reason.replace("delta", "message")
     upstream.malformed = chunk
     with pytest.raises(UpstreamError) as raised:
         await _answer(make_backend(), streamed=streamed)
+    assert upstream.seen[0].body["stream"] is streamed
     assert raised.value.kind is ErrorKind.UPSTREAM
     message = str(raised.value)
     assert message.startswith("the upstream of model 'remote' sent a malformed answer, not an")
@@ -214,13 +337,32 @@ async def test_a_malformed_chunk_is_an_upstream_error(
 @pytest.mark.parametrize(
     "chunk", ['{"error": {"message": "overloaded", "code": 503}}', '{"error": "overloaded"}']
 )
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])
 async def test_an_error_chunk_is_an_upstream_error(
-    upstream: FakeUpstream, make_backend: MakeBackend, chunk: str
+    upstream: FakeUpstream, make_backend: MakeBackend, chunk: str, streamed: bool
 ) -> None:
     upstream.script = ["malformed"]
     upstream.malformed = chunk
     with pytest.raises(UpstreamError, match=r"model 'remote' failed: overloaded$"):
-        await _answer(make_backend(), streamed=True)
+        await _answer(make_backend(), streamed=streamed)
+    assert upstream.seen[0].body["stream"] is streamed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"choices": []}',
+        '{"choices": [{"message": {"content": "hi"}, "finish_reason": null}]}',
+        '{"usage": {"prompt_tokens": 1}}',
+    ],
+)
+async def test_a_json_answer_without_a_finish_reason_is_an_upstream_error(
+    upstream: FakeUpstream, make_backend: MakeBackend, answer: str
+) -> None:
+    upstream.script = ["malformed"]
+    upstream.malformed = answer
+    with pytest.raises(UpstreamError, match=r"model 'remote' answered without a finish reason$"):
+        await make_backend().generate(CHAT, PARAMS)
 
 
 async def _answer(backend: HttpBackend, *, streamed: bool) -> None:
@@ -241,8 +383,11 @@ async def test_a_deeply_nested_error_body_is_reported_as_text(
     assert raised.value.upstream_status == 500
 
 
-async def test_slow_upstream_times_out(upstream: FakeUpstream, make_backend: MakeBackend) -> None:
-    upstream.script = ["slow"]
+@pytest.mark.parametrize("behaviour", ["slow", "stall"])  # no answer, half a JSON answer
+async def test_slow_upstream_times_out(
+    upstream: FakeUpstream, make_backend: MakeBackend, behaviour: Literal["slow", "stall"]
+) -> None:
+    upstream.script = [behaviour]
     with pytest.raises(GenerationTimeout, match="timed out"):
         await make_backend(read_timeout_s=0.2).generate(CHAT, PARAMS)
     assert len(upstream.seen) == 1

@@ -6,6 +6,9 @@ only before the first byte of the answer has reached our client: after that a re
 would repeat text the client already has. Whatever the upstream gets wrong becomes a
 gateway error with a message saying what happened; the upstream's API key never
 appears in one.
+
+A stream asks the upstream for server-sent events, a whole completion for one JSON body;
+either call takes the other kind of answer too, since some upstreams ignore ``stream``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
-import msgspec
 
 from llmserver.adapters.inference.generation import collect
+from llmserver.adapters.inference.http_upstream_answers import (
+    Usage,
+    error_detail,
+    finish_reason,
+    parse_answer,
+    sse_data,
+)
 from llmserver.domain.errors import (
     GatewayError,
     GenerationTimeout,
@@ -41,47 +51,6 @@ from llmserver.domain.registry import ModelSpec
 
 MESSAGE_OVERHEAD_TOKENS = 8
 """Upper bound on what a chat template adds per message (role headers, separators)."""
-
-# -- what we read of an upstream's answer ---------------------------------------------
-# Fields we do not read are skipped unchecked; a field we read that has the wrong type, a
-# count out of range or text that is not Unicode makes the whole answer malformed.
-
-_Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
-"""A token count: request_logs keeps them as 32-bit INTEGERs."""
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None  # chat
-    text: str | None = None  # completions
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: _Tokens | None = None
-    completion_tokens: _Tokens | None = None
-
-
-class _ErrorDetail(msgspec.Struct):
-    message: str | None = None
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_Choice] | None = None
-    usage: _Usage | None = None
-    error: _ErrorDetail | str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-
-
-_CHUNK = msgspec.json.Decoder(_Chunk)
-_ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
-_T = TypeVar("_T")
 
 
 class HttpBackend(InferenceBackend):
@@ -133,21 +102,21 @@ class HttpBackend(InferenceBackend):
         return 0
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        return await collect(self.stream(prompt, params))
+        async with self._exchange(prompt, params, stream=False) as response:
+            if _is_event_stream(response):
+                return await collect(self._events(response, prompt))
+            return await self._whole_answer(response, prompt, params, asked="JSON")
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        path, body = self._body(prompt, params)
-        self._in_flight += 1
-        try:
-            response = await self._send_with_retries(self._base + path, body)
-            try:
-                await self._expect_event_stream(response)
+        async with self._exchange(prompt, params, stream=True) as response:
+            if _is_event_stream(response):
                 async for event in self._events(response, prompt):
                     yield event
-            finally:
-                await response.aclose()
-        finally:
-            self._in_flight -= 1
+                return
+            whole = await self._whole_answer(response, prompt, params, asked="an event stream")
+            if whole.text:
+                yield TextDelta(whole.text, tokens=whole.completion_tokens)
+            yield StreamEnd(whole.finish_reason, whole.prompt_tokens, whole.completion_tokens)
 
     def status(self) -> BackendStatus:
         return BackendStatus(
@@ -166,15 +135,36 @@ class HttpBackend(InferenceBackend):
 
     # -- request ----------------------------------------------------------------------
 
-    def _body(self, prompt: Prompt, params: GenerationParams) -> tuple[str, dict[str, Any]]:
+    @asynccontextmanager
+    async def _exchange(
+        self, prompt: Prompt, params: GenerationParams, *, stream: bool
+    ) -> AsyncIterator[httpx.Response]:
+        """The upstream's answer, its headers read; closed on the way out, whatever the
+        way: a cancelled call (our client left) closes the connection, and with it the
+        upstream's work on the request."""
+        path, body = self._body(prompt, params, stream=stream)
+        self._in_flight += 1
+        try:
+            response = await self._send_with_retries(self._base + path, body)
+            try:
+                yield response
+            finally:
+                await response.aclose()
+        finally:
+            self._in_flight -= 1
+
+    def _body(
+        self, prompt: Prompt, params: GenerationParams, *, stream: bool
+    ) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
             "model": self._upstream_model,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if params.stop:
             body["stop"] = list(params.stop)
         if params.seed is not None:
@@ -210,25 +200,10 @@ class HttpBackend(InferenceBackend):
                 ) from exc
             if response.status_code < 400:
                 return response
-            detail = await self._error_detail(response)
+            detail = await error_detail(response, self._spec.id)
             if response.status_code < 500 or attempt == attempts:
                 raise self._status_error(response.status_code, detail, attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    async def _error_detail(self, response: httpx.Response) -> str:
-        try:
-            raw = await response.aread()
-        except httpx.HTTPError:
-            raw = b""
-        finally:
-            await response.aclose()
-        try:
-            error = self._decode(_ERROR_BODY, raw, "error body").error
-        except UpstreamError:
-            error = None  # not OpenAI's shape: its text says what there is to say
-        if isinstance(error, _ErrorDetail) and error.message is not None:
-            return error.message
-        return raw[:200].decode(errors="replace") or "(empty body)"
 
     def _status_error(self, status: int, detail: str, attempts: int) -> GatewayError:
         who = f"the upstream of model {self._spec.id!r}"
@@ -254,32 +229,65 @@ class HttpBackend(InferenceBackend):
 
     # -- response ---------------------------------------------------------------------
 
-    async def _expect_event_stream(self, response: httpx.Response) -> None:
+    async def _whole_answer(
+        self, response: httpx.Response, prompt: Prompt, params: GenerationParams, *, asked: str
+    ) -> Completion:
+        """A JSON answer. Without usage, the prompt is counted as the stream path counts
+        it, and so is the completion: by the same bound (a token is at least one UTF-8
+        byte), capped at max_tokens. The stream path's count of a token a chunk would
+        count a whole answer, one chunk, as one token."""
         content_type = response.headers.get("content-type", "")
-        if not content_type.startswith("text/event-stream"):
-            body = (await response.aread())[:200].decode(errors="replace")
+        try:
+            raw = await response.aread()
+        except httpx.TimeoutException as exc:
+            raise self._timeout_error(exc) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"the upstream of model {self._spec.id!r} dropped the connection before the "
+                f"end of its answer: {type(exc).__name__}"
+            ) from exc
+        if not content_type.startswith("application/json"):
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} answered "
-                f"{content_type or 'no content type'} instead of an event stream: {body!r}"
+                f"{content_type or 'no content type'} instead of {asked}: "
+                f"{raw[:200].decode(errors='replace')!r}"
             )
+        answer = parse_answer(raw, self._spec.id, "completion")
+        choice = answer.choices[0] if answer.choices else None
+        if choice is None or not choice.finish_reason:
+            raise UpstreamError(
+                f"the upstream of model {self._spec.id!r} answered without a finish reason"
+            )
+        text = choice.content or ""
+        usage = answer.usage or Usage()
+        return Completion(
+            text=text,
+            prompt_tokens=usage.prompt_tokens
+            if usage.prompt_tokens is not None
+            else await self.count_tokens(prompt),
+            completion_tokens=usage.completion_tokens
+            if usage.completion_tokens is not None
+            else min(len(text.encode()), params.max_tokens),
+            finish_reason=finish_reason(choice.finish_reason),
+        )
 
     async def _events(self, response: httpx.Response, prompt: Prompt) -> AsyncIterator[StreamEvent]:
         finish: FinishReason | None = None
-        usage = _Usage()
+        usage = Usage()
         chunks = 0
         try:
-            async for payload in _sse_data(response):
+            async for payload in sse_data(response):
                 if payload == "[DONE]":
                     break
-                chunk = self._parse_chunk(payload)
+                chunk = parse_answer(payload, self._spec.id, "stream chunk")
                 usage = chunk.usage or usage
                 for choice in chunk.choices or ():
-                    text = choice.delta.content if choice.delta is not None else choice.text
+                    text = choice.content
                     if text:
                         chunks += 1
                         yield TextDelta(text)
                     if choice.finish_reason:
-                        finish = _finish_reason(choice.finish_reason)
+                        finish = finish_reason(choice.finish_reason)
         except httpx.TimeoutException as exc:
             raise self._timeout_error(exc) from exc
         except httpx.TransportError as exc:
@@ -302,47 +310,7 @@ class HttpBackend(InferenceBackend):
             else chunks,
         )
 
-    def _parse_chunk(self, payload: str) -> _Chunk:
-        chunk = self._decode(_CHUNK, payload, "stream chunk")
-        if chunk.error is not None:
-            error = chunk.error
-            message = error.message if isinstance(error, _ErrorDetail) else error
-            raise UpstreamError(f"the upstream of model {self._spec.id!r} failed: {message}")
-        return chunk
 
-    def _decode(self, decoder: msgspec.json.Decoder[_T], data: str | bytes, what: str) -> _T:
-        """``data`` read as the OpenAI ``what`` that ``decoder`` describes; whatever it
-        is instead (not JSON, another shape, a count out of range, nesting deep enough to
-        exhaust the parser's stack) is an upstream error, a 502."""
-        try:
-            return decoder.decode(data)
-        except RecursionError:
-            reason = "nested too deeply"
-        except (msgspec.DecodeError, ValueError) as exc:  # ValueError: not UTF-8
-            reason = str(exc)
-        raise UpstreamError(
-            f"the upstream of model {self._spec.id!r} sent a malformed answer, not an OpenAI "
-            f"{what} ({reason}): {data[:200]!r}"
-        )
-
-
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined with newlines)."""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value.removeprefix(" "))
-    if data:
-        yield "\n".join(data)
-
-
-def _finish_reason(value: str) -> FinishReason:
-    return FinishReason.LENGTH if value == "length" else FinishReason.STOP
+def _is_event_stream(response: httpx.Response) -> bool:
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("text/event-stream")

@@ -1,0 +1,132 @@
+"""What the HTTP backend reads of an OpenAI-compatible upstream's answer.
+
+An answer comes as server-sent events, each a chunk, or as one JSON body; both have the
+same shape (``delta`` in a stream's choices, ``message`` in a whole chat answer, ``text``
+in completions), so one schema reads both. Fields we do not read are skipped unchecked; a
+field we read that has the wrong type, a count out of range or text that is not Unicode
+makes the whole answer malformed: an ``UpstreamError`` (a 502) saying what, never an
+exception of the parser's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, TypeVar
+
+import httpx
+import msgspec
+
+from llmserver.domain.errors import UpstreamError
+from llmserver.domain.inference import FinishReason
+
+_Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""A token count: request_logs keeps them as 32-bit INTEGERs."""
+
+
+class _Content(msgspec.Struct):
+    content: str | None = None
+
+
+class Choice(msgspec.Struct):
+    delta: _Content | None = None  # a chat stream's chunk
+    message: _Content | None = None  # a whole chat answer
+    text: str | None = None  # completions
+    finish_reason: str | None = None
+
+    @property
+    def content(self) -> str | None:
+        holder = self.delta if self.delta is not None else self.message
+        return holder.content if holder is not None else self.text
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: _Tokens | None = None
+    completion_tokens: _Tokens | None = None
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+
+
+class Answer(msgspec.Struct):
+    """A stream's chunk or a whole answer."""
+
+    choices: list[Choice] | None = None
+    usage: Usage | None = None
+    error: _ErrorDetail | str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+
+
+_ANSWER = msgspec.json.Decoder(Answer)
+_ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
+_T = TypeVar("_T")
+
+
+def parse_answer(data: str | bytes, model_id: str, what: str) -> Answer:
+    """``data`` read as the OpenAI ``what`` (a stream chunk, a completion); an error the
+    upstream reports in it instead is an upstream error with the upstream's message."""
+    answer = _decode(_ANSWER, data, model_id, what)
+    if answer.error is not None:
+        error = answer.error
+        message = error.message if isinstance(error, _ErrorDetail) else error
+        raise UpstreamError(f"the upstream of model {model_id!r} failed: {message}")
+    return answer
+
+
+async def error_detail(response: httpx.Response, model_id: str) -> str:
+    """What an error answer (HTTP 4xx/5xx) says: OpenAI's error message, else its text."""
+    try:
+        raw = await response.aread()
+    except httpx.HTTPError:
+        raw = b""
+    finally:
+        await response.aclose()
+    try:
+        error = _decode(_ERROR_BODY, raw, model_id, "error body").error
+    except UpstreamError:
+        error = None  # not OpenAI's shape: its text says what there is to say
+    if isinstance(error, _ErrorDetail) and error.message is not None:
+        return error.message
+    return raw[:200].decode(errors="replace") or "(empty body)"
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], data: str | bytes, model_id: str, what: str) -> _T:
+    """Whatever ``data`` is instead of what ``decoder`` describes (not JSON, another shape,
+    a count out of range, nesting deep enough to exhaust the parser's stack) is an
+    upstream error, a 502."""
+    try:
+        return decoder.decode(data)
+    except RecursionError:
+        reason = "nested too deeply"
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: not UTF-8
+        reason = str(exc)
+    shown = data[:200] if isinstance(data, str) else data[:200].decode(errors="replace")
+    raise UpstreamError(
+        f"the upstream of model {model_id!r} sent a malformed answer, not an OpenAI "
+        f"{what} ({reason}): {shown!r}"
+    )
+
+
+async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event (multi-line data joined with newlines)."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value.removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def finish_reason(value: str) -> FinishReason:
+    return FinishReason.LENGTH if value == "length" else FinishReason.STOP
