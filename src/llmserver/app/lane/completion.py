@@ -4,7 +4,8 @@ package docstring says why)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
     from llmserver.app.lane.record import AccessRecord
-    from llmserver.domain.gateway import CompletionRequest, Gateway, Principal
+    from llmserver.domain.gateway import Outcome, StreamSession
 
 
 def _wants_cache(scope: Scope) -> bool:
@@ -58,20 +59,13 @@ async def completion_reply(
     record.model = body.model
     request = serving.to_domain(body, use_cache=_wants_cache(scope))
     origin = Origin(record.request_id, route, http_status, logged)
+    gateway = services.gateway
     if body.stream:
-        return await _stream(services.gateway, principal, request, origin, body, record)
-    return await _answer(services.gateway, principal, request, origin, body, record, receive)
+        return _stream(await gateway.open_stream(principal, request, origin), body, record)
+    return await _answer(gateway.complete(principal, request, origin), body, record, receive)
 
 
-async def _stream(
-    gateway: Gateway,
-    principal: Principal,
-    request: CompletionRequest,
-    origin: Origin,
-    body: serving.Body,
-    record: AccessRecord,
-) -> ASGIApp:
-    session = await gateway.open_stream(principal, request, origin)
+def _stream(session: StreamSession, body: serving.Body, record: AccessRecord) -> ASGIApp:
     record.cache = session.cache_status.value
     return sse_reply(
         serving.sse_events(session, body, record),
@@ -80,17 +74,15 @@ async def _stream(
 
 
 async def _answer(
-    gateway: Gateway,
-    principal: Principal,
-    request: CompletionRequest,
-    origin: Origin,
+    completing: Coroutine[Any, Any, Outcome],
     body: serving.Body,
     record: AccessRecord,
     receive: Receive,
 ) -> ASGIApp:
+    """``completing`` (the gateway's call, not yet started) run under a disconnect watch."""
     watch = DisconnectWatch(receive)
     try:
-        outcome = await gateway.complete(principal, request, origin)
+        outcome = await completing
     except asyncio.CancelledError:
         # The gateway has logged the 499 and closed the reservation.
         if not watch.client_left():
