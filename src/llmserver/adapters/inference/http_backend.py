@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -237,15 +237,8 @@ class HttpBackend(InferenceBackend):
         byte), capped at max_tokens. The stream path's count of a token a chunk would
         count a whole answer, one chunk, as one token."""
         content_type = response.headers.get("content-type", "")
-        try:
+        with self._reading(lambda: "the connection before the end of its answer"):
             raw = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise self._timeout_error(exc) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} dropped the connection before the "
-                f"end of its answer: {type(exc).__name__}"
-            ) from exc
         if not content_type.startswith("application/json"):
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} answered "
@@ -271,11 +264,24 @@ class HttpBackend(InferenceBackend):
             finish_reason=finish_reason(choice.finish_reason),
         )
 
+    @contextmanager
+    def _reading(self, dropped: Callable[[], str]) -> Iterator[None]:
+        """Reading an answer: a timeout, or a connection lost part-way (``dropped`` says
+        what was lost, when it is), is a gateway error."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise self._timeout_error(exc) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"the upstream of model {self._spec.id!r} dropped {dropped()}: {type(exc).__name__}"
+            ) from exc
+
     async def _events(self, response: httpx.Response, prompt: Prompt) -> AsyncIterator[StreamEvent]:
         finish: FinishReason | None = None
         usage = Usage()
         chunks = 0
-        try:
+        with self._reading(lambda: f"the stream after {chunks} chunks"):
             async for payload in sse_data(response):
                 if payload == "[DONE]":
                     break
@@ -288,13 +294,6 @@ class HttpBackend(InferenceBackend):
                         yield TextDelta(text)
                     if choice.finish_reason:
                         finish = finish_reason(choice.finish_reason)
-        except httpx.TimeoutException as exc:
-            raise self._timeout_error(exc) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} dropped the stream after "
-                f"{chunks} chunks: {type(exc).__name__}"
-            ) from exc
         if finish is None:
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
