@@ -252,15 +252,13 @@ class HttpBackend(InferenceBackend):
                 f"the upstream of model {self._spec.id!r} answered without a finish reason"
             )
         text = choice.content or ""
-        usage = answer.usage or Usage()
+        prompt_tokens, completion_tokens = await self._counts(
+            answer.usage or Usage(), prompt, min(len(text.encode()), params.max_tokens)
+        )
         return Completion(
             text=text,
-            prompt_tokens=usage.prompt_tokens
-            if usage.prompt_tokens is not None
-            else await self.count_tokens(prompt),
-            completion_tokens=usage.completion_tokens
-            if usage.completion_tokens is not None
-            else min(len(text.encode()), params.max_tokens),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             finish_reason=finish_reason(choice.finish_reason),
         )
 
@@ -299,15 +297,17 @@ class HttpBackend(InferenceBackend):
                 f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
                 "chunks without a finish reason"
             )
-        yield StreamEnd(
-            finish_reason=finish,
-            prompt_tokens=usage.prompt_tokens
-            if usage.prompt_tokens is not None
-            else await self.count_tokens(prompt),
-            completion_tokens=usage.completion_tokens
-            if usage.completion_tokens is not None
-            else chunks,
-        )
+        prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
+        yield StreamEnd(finish, prompt_tokens, completion_tokens)
+
+    async def _counts(self, usage: Usage, prompt: Prompt, produced: int) -> tuple[int, int]:
+        """The upstream's token counts, with what it left out counted here: the prompt by
+        ``count_tokens``, the completion as ``produced`` (the caller's bound)."""
+        prompt_tokens = usage.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = await self.count_tokens(prompt)
+        completion_tokens = usage.completion_tokens
+        return prompt_tokens, produced if completion_tokens is None else completion_tokens
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
