@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -128,4 +130,33 @@ async def test_redis_stopping_mid_test_applies_the_policy_and_recovers(
         assert decision.remaining == 1
         assert reported == ["limiter", "hot_cache"]
     finally:
+        await stores.close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"\x91\xa1x",  # msgpack, but not the entry's array
+        b"not msgpack at all \xc1",
+        # The entry's array with a finish reason the server does not know.
+        msgspec.msgpack.encode(["k", "tiny", "hi", 1, 1, "not-a-reason", NOW, NOW, 0]),
+    ],
+    ids=["wrong-shape", "garbage", "unknown-finish-reason"],
+)
+async def test_the_hot_cache_treats_an_unreadable_value_as_a_miss(
+    redis_url: str, reported: list[str], stored: bytes
+) -> None:
+    prefix = f"test-unreadable-{uuid.uuid4().hex}:"
+    stores = RedisStores.from_url(
+        redis_url, failure_policy=FailurePolicy.FAIL_OPEN, prefix=prefix, on_error=reported.append
+    )
+    try:
+        await stores.hot_cache.put(ENTRY, ttl_seconds=60)
+        [hot_key] = [k async for k in stores.client.scan_iter(match=f"{prefix}hot:*")]
+        await stores.client.set(hot_key, stored, ex=60)
+
+        assert await stores.hot_cache.get(ENTRY.key) is None
+        assert reported == ["hot_cache"]
+    finally:
+        await stores.client.delete(*[k async for k in stores.client.scan_iter(match=f"{prefix}*")])
         await stores.close()

@@ -60,12 +60,14 @@ class RedisHotCache(HotCache):
             raw = await self._client.get(self._prefix + key)
             if raw is None:
                 return None
-            # Values are msgpack bytes: the client must not decode responses.
-            entry = _decode(cast("bytes", raw))
+            # Values are msgpack bytes: the client must not decode responses. A value this
+            # version cannot read (a finish reason it does not know) is a miss too.
+            return msgspec.convert(
+                _decode(cast("bytes", raw)), CachedCompletion, from_attributes=True
+            )
         except (aioredis.RedisError, OSError, msgspec.DecodeError) as exc:
             self._failed("get", exc)
             return None
-        return msgspec.convert(entry, CachedCompletion, from_attributes=True)
 
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
         value = _encode(msgspec.convert(entry, _Entry, from_attributes=True))
