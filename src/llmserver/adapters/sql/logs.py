@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from llmserver.adapters.sql._records import record
+from llmserver.adapters.sql._records import columns, record
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import REQUEST_LOGS
 from llmserver.adapters.sql.models import RequestLogModel
@@ -15,7 +14,6 @@ from llmserver.domain.logs import LogQuery, RequestLog
 from llmserver.domain.ports import RequestLogReader, RequestLogSink
 
 _T: Table = RequestLogModel.__table__  # type: ignore[assignment]
-_FIELDS = tuple(f.name for f in fields(RequestLog))
 
 
 class SqlRequestLogStore(RequestLogSink, RequestLogReader):
@@ -28,8 +26,7 @@ class SqlRequestLogStore(RequestLogSink, RequestLogReader):
     async def write(self, rows: Sequence[RequestLog]) -> None:
         if not rows:
             return
-        # A shallow dict per row: ``dataclasses.asdict`` deep-copies every value.
-        values = [{f: getattr(row, f) for f in _FIELDS} for row in rows]
+        values = [columns(row) for row in rows]
         await self._writer.run([(REQUEST_LOGS, values)])
 
     async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
