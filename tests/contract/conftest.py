@@ -21,7 +21,7 @@ from llmserver.adapters.memory import (
     MemoryRequestLogStore,
     MemoryUsageStore,
 )
-from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore
+from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore, RedisUsageStore
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
@@ -110,13 +110,27 @@ def key_store(request: pytest.FixtureRequest) -> KeyStore:
     return _sql_db(request).keys
 
 
-@pytest.fixture(params=[*DURABLE, "write-behind-sqlite"])
+@pytest.fixture(
+    params=[
+        *DURABLE,
+        "write-behind-sqlite",
+        pytest.param("redis-postgres", marks=[pytest.mark.redis, pytest.mark.postgres]),
+    ]
+)
 def usage_store(request: pytest.FixtureRequest) -> UsageStore:
     if request.param == "memory":
         return MemoryUsageStore()
     if request.param == "write-behind-sqlite":
         # The single-process ledger in front of a real store must keep the contract.
         return WriteBehindUsageStore(request.getfixturevalue("sqlite_db").usage)
+    if request.param == "redis-postgres":
+        # The replicas' ledger, written behind to the database they share.
+        return RedisUsageStore(
+            request.getfixturevalue("redis_client"),
+            request.getfixturevalue("postgres_db").usage,
+            policy="fail_closed",
+            prefix=request.getfixturevalue("redis_prefix"),
+        )
     return _sql_db(request).usage
 
 

@@ -28,7 +28,7 @@ from llmserver.domain.registry import ModelRegistry, ModelSpec
 if TYPE_CHECKING:
     from llmserver.adapters.inference.manager import MultiModelManager
     from llmserver.adapters.log_batcher import RequestLogBatcher
-    from llmserver.adapters.redis import RedisStores
+    from llmserver.adapters.redis import RedisStores, RedisUsageStore
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.adapters.sql.ownership import DatabaseClaim
     from llmserver.adapters.write_behind import PeriodicFlush, WriteBehindCompletionCache
@@ -64,6 +64,16 @@ class OwnedDatabase:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedQuota:
+    """What replicas sharing one Redis run for their quota counters."""
+
+    store: RedisUsageStore
+    """Holds this replica's lease (started and closed around the flush)."""
+    usage_flush: PeriodicFlush
+    """Writes this replica's settled usage from Redis behind to the database."""
+
+
+@dataclass(frozen=True, slots=True)
 class StateStores:
     """The quota ledger and the durable cache, with what writes them behind."""
 
@@ -71,7 +81,10 @@ class StateStores:
     cache: WriteBehindCompletionCache
     cache_flush: PeriodicFlush
     owned: OwnedDatabase | None
-    """``None`` for replicas: they read and write usage through the database."""
+    """For a single process; ``None`` for replicas."""
+    shared: SharedQuota | None = None
+    """For replicas with Redis; ``None`` for replicas without: they read and write usage
+    through the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +179,7 @@ def build_services(settings: Settings, overrides: Overrides | None = None) -> Se
             batcher.queue_size, batcher.last_flush_seconds or 0.0, batcher.dead_lettered_rows
         )
     )
-    state = _state_stores(database, settings)
+    state = _state_stores(database, settings, redis)
     models: MultiModelManager | None = None
     if chosen.backends is not None:
         backends = chosen.backends
@@ -228,11 +241,13 @@ def _shared_stores(
     return redis, redis.limiter, redis.hot_cache if settings.hot_cache else None
 
 
-def _state_stores(database: SqlDatabase, settings: Settings) -> StateStores:
+def _state_stores(
+    database: SqlDatabase, settings: Settings, redis: RedisStores | None
+) -> StateStores:
     """The quota ledger and the durable cache, per deployment.
 
-    Replicas share every decision through the database. A single process keeps them in
-    memory and writes them behind (see ``adapters.write_behind``), which takes every
+    A single process keeps the ledger in memory, replicas in Redis (without Redis, in the
+    database); both write it behind (see ``adapters.write_behind``), which takes every
     database round trip off the request path.
     """
     from llmserver.adapters.sql.ownership import DatabaseClaim
@@ -246,7 +261,13 @@ def _state_stores(database: SqlDatabase, settings: Settings) -> StateStores:
     interval_s = settings.state_flush_ms / 1000
     cache_flush = PeriodicFlush("completion_cache", cache.flush, interval_s=interval_s)
     if not settings.single_process:
-        return StateStores(database.usage, cache, cache_flush, owned=None)
+        if redis is None:
+            return StateStores(database.usage, cache, cache_flush, owned=None)
+        store = redis.usage_store(database.usage)
+        flush = PeriodicFlush(
+            "usage", store.flush, interval_s=interval_s, final=store.flush_at_shutdown
+        )
+        return StateStores(store, cache, cache_flush, None, SharedQuota(store, flush))
     usage = WriteBehindUsageStore(database.usage)
     usage_flush = PeriodicFlush("usage", usage.flush, interval_s=interval_s)
     owned = OwnedDatabase(partial(DatabaseClaim.take, database.engine), usage_flush)

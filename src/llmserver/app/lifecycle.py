@@ -25,9 +25,10 @@ from llmserver.domain.keys import Role
 
 if TYPE_CHECKING:
     from llmserver.adapters.inference.manager import MultiModelManager
+    from llmserver.adapters.redis import RedisUsageStore
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.adapters.write_behind import WriteBehindCompletionCache
-    from llmserver.app.composition import ServerComposition, StateStores
+    from llmserver.app.composition import ServerComposition, SharedQuota, StateStores
     from llmserver.app.metrics import Metrics
     from llmserver.app.services import ReadinessCheck, Services
     from llmserver.app.settings import Settings
@@ -88,6 +89,9 @@ async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
 async def _start_state_stores(stack: AsyncExitStack, state: StateStores, clock: Clock) -> None:
     stack.push_async_callback(state.cache_flush.close)
     state.cache_flush.start()
+    shared = state.shared
+    if shared is not None:
+        await _start_shared_quota(stack, shared)
     owned = state.owned
     if owned is None:
         return
@@ -106,6 +110,22 @@ async def _start_state_stores(stack: AsyncExitStack, state: StateStores, clock: 
         log.warning("cache_index_unavailable", error=f"{type(exc).__name__}: {exc}")
     stack.push_async_callback(owned.usage_flush.close)
     owned.usage_flush.start()
+
+
+async def _start_shared_quota(stack: AsyncExitStack, shared: SharedQuota) -> None:
+    # Closed in reverse: the last flush, then the lease is given up.
+    stack.push_async_callback(shared.store.close)
+    await shared.store.start()
+    stack.push_async_callback(shared.usage_flush.close)
+    shared.usage_flush.start()
+    stack.push_async_callback(_cancel, asyncio.create_task(_reconcile(shared.store)))
+
+
+async def _reconcile(store: RedisUsageStore) -> None:
+    try:
+        await store.reconcile()
+    except Exception as exc:  # Redis down at start: the next replica's start retries it
+        log.warning("usage_reconcile_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _load_models(stack: AsyncExitStack, manager: MultiModelManager, metrics: Metrics) -> None:

@@ -1,9 +1,11 @@
-"""Redis adapters: the shared RPM limiter (one Lua script) and the hot response cache."""
+"""Redis adapters: the shared RPM limiter and quota counters (Lua scripts) and the hot
+response cache."""
 
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
 from llmserver.adapters.redis.stores import RedisStores
+from llmserver.adapters.redis.usage import RedisUsageStore
 
 __all__ = [
     "FailurePolicy",
@@ -11,4 +13,5 @@ __all__ = [
     "RedisHotCache",
     "RedisRateLimitStore",
     "RedisStores",
+    "RedisUsageStore",
 ]

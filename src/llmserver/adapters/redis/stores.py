@@ -9,13 +9,15 @@ from redis.retry import Retry
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
+from llmserver.adapters.redis.usage import RedisUsageStore
+from llmserver.adapters.write_behind.pending_usage import DurableUsage
 
 
 class RedisStores:
     """The Redis-backed stores on one client, built once by the composition root.
 
-    ``limiter`` applies the failure policy; ``hot_cache`` treats every error as a miss.
-    Both report each Redis error to ``on_error`` with their component's name.
+    ``limiter`` and ``usage_store`` apply the failure policy; ``hot_cache`` treats every
+    error as a miss. All report each Redis error to ``on_error`` with their component's name.
     """
 
     def __init__(
@@ -27,6 +29,9 @@ class RedisStores:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        self._prefix = prefix
+        self._policy = failure_policy
+        self._on_error = on_error
         self.limiter = GuardedRateLimitStore(
             RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
         )
@@ -61,6 +66,16 @@ class RedisStores:
         )
         client = aioredis.Redis.from_pool(pool)
         return cls(client, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
+
+    def usage_store(self, durable: DurableUsage) -> RedisUsageStore:
+        """Quota counters shared by replicas, written behind to ``durable``."""
+        return RedisUsageStore(
+            self.client,
+            durable,
+            policy=self._policy,
+            prefix=self._prefix,
+            on_error=self._on_error,
+        )
 
     async def ping(self) -> None:
         await self.client.ping()

@@ -15,6 +15,8 @@ class PeriodicFlush:
 
     ``flush`` must keep whatever it failed to write so that the next call retries it;
     failures back off exponentially up to ``retry_max_s`` and are logged, never raised.
+    ``final``, when given, replaces ``flush`` on ``close``: the last chance to write what
+    ``flush`` keeps waiting for (e.g. a service that is down) somewhere it will not be lost.
     """
 
     def __init__(
@@ -24,9 +26,11 @@ class PeriodicFlush:
         *,
         interval_s: float,
         retry_max_s: float = 5.0,
+        final: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._name = name
         self._flush = flush
+        self._final = final or flush
         self._interval = interval_s
         self._retry_max = max(retry_max_s, interval_s)
         self._task: asyncio.Task[None] | None = None
@@ -43,11 +47,15 @@ class PeriodicFlush:
                 await asyncio.wait_for(self._stop.wait(), delay)
             if self._stop.is_set():
                 return
-            delay = self._interval if await self._attempt() else min(delay * 2, self._retry_max)
+            delay = (
+                self._interval
+                if await self._attempt(self._flush)
+                else min(delay * 2, self._retry_max)
+            )
 
-    async def _attempt(self) -> bool:
+    async def _attempt(self, flush: Callable[[], Awaitable[None]]) -> bool:
         try:
-            await self._flush()
+            await flush()
         except Exception as exc:  # the database may be restarting: keep the rows, retry
             log.warning("write_behind_flush_failed", store=self._name, error=f"{exc!r}")
             return False
@@ -65,7 +73,7 @@ class PeriodicFlush:
             self._task = None
         deadline = time.monotonic() + timeout_s
         delay = min(self._interval, 0.1)
-        while not await self._attempt():
+        while not await self._attempt(self._final):
             if time.monotonic() + delay > deadline:
                 log.error("write_behind_unflushed_at_shutdown", store=self._name)
                 return False

@@ -4,29 +4,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
-from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.domain.ports import RowsRejected, UsageStore
+from llmserver.adapters.write_behind.pending_usage import DurableUsage, PendingUsage, Slot
+from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 from llmserver.domain.single_flight import SingleFlight
-
-Slot = tuple[str, str]
-"""``(key_id, period)``"""
 
 EVICT_IDLE_S = 600.0
 """Counters untouched this long (and fully written) leave memory; a later request re-reads
 them from the database."""
-
-
-class DurableUsage(Protocol):
-    async def get(self, key_id: str, period: str) -> UsageRecord: ...
-
-    async def list(
-        self, *, key_id: str | None = None, period: str | None = None
-    ) -> Sequence[UsageRecord]: ...
-
-    async def add(self, totals: Sequence[UsageRecord]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -60,7 +46,7 @@ class WriteBehindUsageStore(UsageStore):
         self._evict_idle_s = evict_idle_s
         self._ledger: dict[Slot, _Counters] = {}
         self._loads: SingleFlight[Slot, _Counters] = SingleFlight()
-        self._pending: dict[Slot, _Counters] = {}
+        self._pending = PendingUsage()
         self._last_eviction = time.monotonic()
 
     @property
@@ -113,12 +99,7 @@ class WriteBehindUsageStore(UsageStore):
         counters.used_tokens += used
         counters.requests += 1
         counters.cache_hits += hit
-        pending = self._pending.get(slot)
-        if pending is None:
-            pending = self._pending[slot] = _Counters()
-        pending.used_tokens += used
-        pending.requests += 1
-        pending.cache_hits += hit
+        self._pending.add(slot, used, 1, hit)
 
     async def release(self, key_id: str, period: str, reserved: int) -> None:
         slot = (key_id, period)
@@ -146,27 +127,8 @@ class WriteBehindUsageStore(UsageStore):
         return sorted(merged.values(), key=lambda r: (r.period, r.key_id))
 
     async def flush(self) -> None:
-        """Add the settled usage to the database; on failure it stays queued, but a row
-        the database rejects is set aside (``dead_letter``) rather than retried forever."""
-        if self._pending:
-            batch, self._pending = self._pending, {}
-
-            def settled(records: Sequence[UsageRecord], error: RowsRejected | None) -> None:
-                for r in records:
-                    del batch[(r.key_id, r.period)]
-                if error is not None:
-                    dead_letter("usage", [f"{r.key_id}/{r.period}" for r in records], error)
-
-            try:
-                records = [c.record(slot) for slot, c in batch.items()]
-                await write_isolating(self._durable.add, records, settled)
-            except BaseException:
-                for slot, c in batch.items():
-                    merged = self._pending.setdefault(slot, _Counters())
-                    merged.used_tokens += c.used_tokens
-                    merged.requests += c.requests
-                    merged.cache_hits += c.cache_hits
-                raise
+        """Add the settled usage to the database (see ``PendingUsage.write``)."""
+        await self._pending.write(self._durable)
         self._evict_idle()
 
     def _evict_idle(self) -> None:
