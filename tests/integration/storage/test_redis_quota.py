@@ -188,6 +188,20 @@ async def test_a_crashed_replicas_unwritten_usage_is_taken_over_at_start(
     assert await database.usage.get(key, P) == UsageRecord(key, P, 30, 0, 1, 0)
 
 
+async def test_a_crashed_replicas_unwritten_usage_is_taken_over_by_the_next_request(
+    replica: Replica, database: SqlDatabase, key: str
+) -> None:
+    a, b = [await replica(database.usage) for _ in range(2)]
+    await a.settle(key, P, 0, 30)
+    await crash(a)
+
+    assert (await b.reserve(key, P, 5, 100)).admitted
+    await b.settle(key, P, 5, 5)
+    await b.flush()
+
+    assert await database.usage.get(key, P) == UsageRecord(key, P, 35, 0, 2, 0)
+
+
 async def test_a_live_replicas_unwritten_usage_is_left_to_it(
     replica: Replica, database: SqlDatabase, key: str
 ) -> None:

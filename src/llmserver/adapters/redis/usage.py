@@ -294,7 +294,9 @@ class RedisUsageStore(UsageStore):
         ]
         try:
             await self._seeded(self._settle, slot, args)
-        except REDIS_ERRORS as exc:
+        # Not only Redis's errors: seeding a key Redis lost reads the database, which may be
+        # down too. A settlement must not fail the request it ends; it is kept and replayed.
+        except Exception as exc:
             if not replay:
                 self._failed("settle", exc)
             owed = self._owed.setdefault(slot, _Owed())
