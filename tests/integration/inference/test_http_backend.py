@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Literal
 
-import httpx
+import aiohttp
 import pytest
 
 from integration.inference.fake_upstream import Answers, FakeUpstream
 from llmserver.adapters.inference.http_backend import HttpBackend
+from llmserver.adapters.inference.http_upstream_client import open_session
 from llmserver.domain.errors import ErrorKind, GenerationTimeout, InvalidRequest, UpstreamError
 from llmserver.domain.inference import (
     ChatMessage,
@@ -40,7 +41,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def make_backend(upstream: FakeUpstream) -> AsyncIterator[MakeBackend]:
-    async with httpx.AsyncClient() as client:
+    async with open_session() as client:
 
         def make(source: str | None = None, **options: float) -> HttpBackend:
             spec = ModelSpec(
@@ -65,7 +66,7 @@ async def test_chat_stream_passes_through(
         source=upstream.url + "/v1/",
         api_key_env="UPSTREAM_TEST_KEY",
     )
-    async with httpx.AsyncClient() as client:
+    async with open_session() as client:
         backend = HttpBackend(spec, client=client)
         events = [event async for event in backend.stream(CHAT, PARAMS)]
     assert events == [
@@ -191,15 +192,13 @@ async def test_no_retry_after_a_json_answer_started(
     assert len(upstream.seen) == 1
 
 
-class _KeepingClient(httpx.AsyncClient):
-    """Keeps the responses it hands out, to see whether they were closed."""
+def _keeping(responses: list[aiohttp.ClientResponse]) -> aiohttp.TraceConfig:
+    async def keep(_: object, __: object, params: aiohttp.TraceRequestEndParams) -> None:
+        responses.append(params.response)  # each response the session hands out
 
-    responses: list[httpx.Response]
-
-    async def send(self, request: httpx.Request, **options: Any) -> httpx.Response:
-        response = await super().send(request, **options)
-        self.responses.append(response)
-        return response
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(keep)
+    return trace
 
 
 @pytest.mark.parametrize("leaving", ["cancel-stream", "cancel-whole", "stop-reading-stream"])
@@ -210,8 +209,8 @@ async def test_a_client_leaving_closes_the_upstream_request(
     request is closed at once, so the upstream sees its connection close and stops."""
     upstream.script = ["stall"]
     spec = ModelSpec(id="remote", backend=BackendKind.HTTP, source=upstream.url)
-    async with _KeepingClient() as client, asyncio.timeout(5):
-        client.responses = []
+    responses: list[aiohttp.ClientResponse] = []
+    async with open_session([_keeping(responses)]) as client, asyncio.timeout(5):
         backend = HttpBackend(spec, client=client)
         if leaving == "stop-reading-stream":
             stream = backend.stream(CHAT, PARAMS)
@@ -220,12 +219,12 @@ async def test_a_client_leaving_closes_the_upstream_request(
             await stream.aclose()
         else:
             call = asyncio.create_task(_answer(backend, streamed=leaving == "cancel-stream"))
-            while not client.responses:
+            while not responses:
                 await asyncio.sleep(0.01)
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
-        assert client.responses[0].is_closed
+        assert responses[0].closed
         assert backend.status().details["in_flight"] == "0"
         while not upstream.hung_up:
             await asyncio.sleep(0.01)

@@ -1,9 +1,10 @@
 """The remote backend: any OpenAI-compatible upstream (vLLM, Ollama, llama.cpp, hosted APIs).
 
-The ``httpx.AsyncClient`` is injected (the manager owns one for all upstreams; tests pass
-their own). Connection errors and 5xx answers are retried with exponential backoff, but
-only before the first byte of the answer has reached our client: after that a retry
-would repeat text the client already has. Whatever the upstream gets wrong becomes a
+The ``aiohttp.ClientSession`` is injected (the manager opens one for all upstreams with
+``http_upstream_client.open_session``; tests open their own). Connection errors and 5xx
+answers are retried with exponential backoff, but only before the first byte of the
+answer has reached our client: after that a retry would repeat text the client already
+has. Whatever the upstream gets wrong becomes a
 gateway error with a message saying what happened; the upstream's API key never
 appears in one.
 
@@ -19,7 +20,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import httpx
+import aiohttp
+import msgspec
 
 from llmserver.adapters.inference.generation import collect
 from llmserver.adapters.inference.http_upstream_answers import (
@@ -28,6 +30,13 @@ from llmserver.adapters.inference.http_upstream_answers import (
     finish_reason,
     parse_answer,
     sse_data,
+)
+from llmserver.adapters.inference.http_upstream_client import (
+    TRANSPORT_ERRORS,
+    env_proxy,
+    is_read_timeout,
+    timeouts,
+    wait_for_end,
 )
 from llmserver.domain.errors import (
     GatewayError,
@@ -58,7 +67,7 @@ class HttpBackend(InferenceBackend):
         self,
         spec: ModelSpec,
         *,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         read_timeout_s: float = 300.0,
         connect_timeout_s: float = 5.0,
         max_retries: int = 2,
@@ -69,7 +78,7 @@ class HttpBackend(InferenceBackend):
         base = spec.source.rstrip("/")
         self._base = base if base.endswith("/v1") else f"{base}/v1"
         self._upstream_model = spec.upstream_model or spec.id
-        self._headers = {"Accept": "application/json"}
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
             if not key:
@@ -78,7 +87,8 @@ class HttpBackend(InferenceBackend):
                     f"variable {spec.api_key_env}, which is not set"
                 )
             self._headers["Authorization"] = f"Bearer {key}"
-        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._timeout = timeouts(connect_s=connect_timeout_s, read_s=read_timeout_s)
+        self._proxy, self._proxy_auth = env_proxy(self._base)
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self._in_flight = 0
@@ -138,10 +148,11 @@ class HttpBackend(InferenceBackend):
     @asynccontextmanager
     async def _exchange(
         self, prompt: Prompt, params: GenerationParams, *, stream: bool
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The upstream's answer, its headers read; closed on the way out, whatever the
         way: a cancelled call (our client left) closes the connection, and with it the
-        upstream's work on the request."""
+        upstream's work on the request. An answer read to its end has already gone back
+        to the pool, its connection kept alive."""
         path, body = self._body(prompt, params, stream=stream)
         self._in_flight += 1
         try:
@@ -149,7 +160,7 @@ class HttpBackend(InferenceBackend):
             try:
                 yield response
             finally:
-                await response.aclose()
+                response.close()
         finally:
             self._in_flight -= 1
 
@@ -175,22 +186,26 @@ class HttpBackend(InferenceBackend):
         body["prompt"] = prompt.text
         return "/completions", body
 
-    async def _send_with_retries(self, url: str, body: Mapping[str, Any]) -> httpx.Response:
+    async def _send_with_retries(self, url: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+        data = msgspec.json.encode(body)
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self._backoff_s * 2 ** (attempt - 2))
-            request = self._client.build_request(
-                "POST", url, json=body, headers=self._headers, timeout=self._timeout
-            )
             try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = await self._client.post(
+                    url,
+                    data=data,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    proxy=self._proxy,
+                    proxy_auth=self._proxy_auth,
+                    allow_redirects=False,
+                )
+            except TRANSPORT_ERRORS as exc:
                 # A read timeout means the upstream got the request and is slow: retrying
                 # would only pile more work on it.
-                if isinstance(exc, httpx.TimeoutException) and not isinstance(
-                    exc, httpx.ConnectTimeout
-                ):
+                if is_read_timeout(exc):
                     raise self._timeout_error(exc) from exc
                 if attempt < attempts:
                     continue
@@ -198,11 +213,11 @@ class HttpBackend(InferenceBackend):
                     f"cannot reach the upstream of model {self._spec.id!r} at {self._base} "
                     f"after {attempt} attempts: {type(exc).__name__}: {exc}"
                 ) from exc
-            if response.status_code < 400:
+            if response.status < 400:
                 return response
             detail = await error_detail(response, self._spec.id)
-            if response.status_code < 500 or attempt == attempts:
-                raise self._status_error(response.status_code, detail, attempt)
+            if response.status < 500 or attempt == attempts:
+                raise self._status_error(response.status, detail, attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _status_error(self, status: int, detail: str, attempts: int) -> GatewayError:
@@ -222,7 +237,7 @@ class HttpBackend(InferenceBackend):
             f"{who} answered HTTP {status}{tries}: {detail}", upstream_status=status
         )
 
-    def _timeout_error(self, exc: httpx.TimeoutException) -> GenerationTimeout:
+    def _timeout_error(self, exc: BaseException) -> GenerationTimeout:
         return GenerationTimeout(
             f"the upstream of model {self._spec.id!r} timed out ({type(exc).__name__})"
         )
@@ -230,7 +245,12 @@ class HttpBackend(InferenceBackend):
     # -- response ---------------------------------------------------------------------
 
     async def _whole_answer(
-        self, response: httpx.Response, prompt: Prompt, params: GenerationParams, *, asked: str
+        self,
+        response: aiohttp.ClientResponse,
+        prompt: Prompt,
+        params: GenerationParams,
+        *,
+        asked: str,
     ) -> Completion:
         """A JSON answer. Without usage, the prompt is counted as the stream path counts
         it, and so is the completion: by the same bound (a token is at least one UTF-8
@@ -238,7 +258,7 @@ class HttpBackend(InferenceBackend):
         count a whole answer, one chunk, as one token."""
         content_type = response.headers.get("content-type", "")
         with self._reading(lambda: "the connection before the end of its answer"):
-            raw = await response.aread()
+            raw = await response.read()
         if not content_type.startswith("application/json"):
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} answered "
@@ -268,20 +288,23 @@ class HttpBackend(InferenceBackend):
         what was lost, when it is), is a gateway error."""
         try:
             yield
-        except httpx.TimeoutException as exc:
-            raise self._timeout_error(exc) from exc
-        except httpx.TransportError as exc:
+        except TRANSPORT_ERRORS as exc:
+            if isinstance(exc, TimeoutError):
+                raise self._timeout_error(exc) from exc
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} dropped {dropped()}: {type(exc).__name__}"
             ) from exc
 
-    async def _events(self, response: httpx.Response, prompt: Prompt) -> AsyncIterator[StreamEvent]:
+    async def _events(
+        self, response: aiohttp.ClientResponse, prompt: Prompt
+    ) -> AsyncIterator[StreamEvent]:
         finish: FinishReason | None = None
         usage = Usage()
         chunks = 0
         with self._reading(lambda: f"the stream after {chunks} chunks"):
-            async for payload in sse_data(response):
-                if payload == "[DONE]":
+            async for payload in sse_data(response.content.iter_any()):
+                if payload == b"[DONE]":
+                    await wait_for_end(response)
                     break
                 chunk = parse_answer(payload, self._spec.id, "stream chunk")
                 usage = chunk.usage or usage
@@ -310,6 +333,6 @@ class HttpBackend(InferenceBackend):
         return prompt_tokens, produced if completion_tokens is None else completion_tokens
 
 
-def _is_event_stream(response: httpx.Response) -> bool:
+def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
     content_type: str = response.headers.get("content-type", "")
     return content_type.startswith("text/event-stream")

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, TypeVar
 
-import httpx
+import aiohttp
 import msgspec
 
+from llmserver.adapters.inference.http_upstream_client import TRANSPORT_ERRORS
 from llmserver.domain.errors import UpstreamError
 from llmserver.domain.inference import FinishReason
 
@@ -76,14 +77,14 @@ def parse_answer(data: str | bytes, model_id: str, what: str) -> Answer:
     return answer
 
 
-async def error_detail(response: httpx.Response, model_id: str) -> str:
+async def error_detail(response: aiohttp.ClientResponse, model_id: str) -> str:
     """What an error answer (HTTP 4xx/5xx) says: OpenAI's error message, else its text."""
     try:
-        raw = await response.aread()
-    except httpx.HTTPError:
+        raw = await response.read()
+    except TRANSPORT_ERRORS:
         raw = b""
     finally:
-        await response.aclose()
+        response.close()
     try:
         error = _decode(_ERROR_BODY, raw, model_id, "error body").error
     except UpstreamError:
@@ -110,22 +111,41 @@ def _decode(decoder: msgspec.json.Decoder[_T], data: str | bytes, model_id: str,
     )
 
 
-async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined with newlines)."""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield "\n".join(data)
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The ``data`` of each server-sent event in ``chunks`` (the body as it arrives, cut
+    anywhere), multi-line data joined with newlines. Lines end in CRLF, LF or CR, as the
+    format allows; a line has no length limit but the memory it takes."""
+    data: list[bytes] = []
+    partial: list[bytes] = []  # the start of a line whose end has not arrived
+    after_cr = False  # the last chunk ended in CR: an LF that starts the next is its CRLF
+    async for chunk in chunks:
+        if after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        after_cr = False
+        if b"\n" not in chunk and b"\r" not in chunk:
+            partial.append(chunk)  # a long line in many chunks is joined once, at its end
+            continue
+        lines = b"".join([*partial, chunk]).splitlines(keepends=True)
+        after_cr = lines[-1].endswith(b"\r")
+        partial = [] if lines[-1].endswith((b"\n", b"\r")) else [lines.pop()]
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if line:
+                _read_field(line, data)
+            elif data:
+                yield b"\n".join(data)
                 data = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value.removeprefix(" "))
+    _read_field(b"".join(partial), data)
     if data:
-        yield "\n".join(data)
+        yield b"\n".join(data)
+
+
+def _read_field(line: bytes, data: list[bytes]) -> None:
+    """Adds to ``data`` the value of a ``data`` line; other fields and comments (a line
+    that starts with a colon) say nothing we use."""
+    field, _, value = line.partition(b":")
+    if field == b"data":
+        data.append(value.removeprefix(b" "))
 
 
 def finish_reason(value: str) -> FinishReason:

@@ -22,7 +22,7 @@ from llmserver.domain.ports import InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class MultiModelManager(ModelBackends):
         specs: Iterable[ModelSpec],
         *,
         options: BackendOptions | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: aiohttp.ClientSession | None = None,
     ) -> None:
         self._slots = {spec.id: _Slot(spec) for spec in specs}
         self._options = options or BackendOptions()
@@ -120,7 +120,7 @@ class MultiModelManager(ModelBackends):
                 await slot.backend.close()
                 slot.backend, slot.state = None, LoadState.CLOSED
         if self._owns_http_client and self._http_client is not None:
-            await self._http_client.aclose()
+            await self._http_client.close()
             self._http_client = None
 
     async def _load(self, spec: ModelSpec) -> InferenceBackend:
@@ -155,11 +155,11 @@ class MultiModelManager(ModelBackends):
             request_timeout_s=options.request_timeout_s,
         )
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> aiohttp.ClientSession:
         if self._http_client is None:
-            import httpx
+            from llmserver.adapters.inference.http_upstream_client import open_session
 
-            self._http_client = httpx.AsyncClient()
+            self._http_client = open_session()
             self._owns_http_client = True
         return self._http_client
 
