@@ -4,9 +4,8 @@ The ``aiohttp.ClientSession`` is injected (the manager opens one for all upstrea
 ``http_upstream_client.open_session``; tests open their own). Connection errors and 5xx
 answers are retried with exponential backoff, but only before the first byte of the
 answer has reached our client: after that a retry would repeat text the client already
-has. Whatever the upstream gets wrong becomes a
-gateway error with a message saying what happened; the upstream's API key never
-appears in one.
+has. Whatever the upstream gets wrong becomes a gateway error with a message saying what
+happened; the upstream's API key never appears in one.
 
 A stream asks the upstream for server-sent events, a whole completion for one JSON body;
 either call takes the other kind of answer too, since some upstreams ignore ``stream``.
