@@ -6,11 +6,11 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from llmserver.adapters.pending_usage import DurableUsage
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
 from llmserver.adapters.redis.usage import RedisUsageStore
-from llmserver.adapters.write_behind.pending_usage import DurableUsage
 
 
 class RedisStores:

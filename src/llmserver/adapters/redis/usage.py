@@ -37,6 +37,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from llmserver.adapters.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy
 from llmserver.adapters.redis.usage_scripts import (
     NOT_SEEDED,
@@ -45,7 +46,6 @@ from llmserver.adapters.redis.usage_scripts import (
     SETTLE,
     TAKE_PENDING,
 )
-from llmserver.adapters.write_behind.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, period_reset_at

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from llmserver.adapters.write_behind.pending_usage import DurableUsage, PendingUsage, Slot
+from llmserver.adapters.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, fits
 from llmserver.domain.single_flight import SingleFlight
