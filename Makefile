@@ -94,6 +94,7 @@ fmt: $(STAMP) ## Format and auto-fix
 
 bench: $(STAMP) test-services ## Run the benchmarks; tables printed and written to bench/results/
 	@scripts/install-bench-tools.sh
+	@scripts/install-litellm.sh || echo "LiteLLM did not install: the proxy benchmark runs without it"
 	@$(BIN)/python -m bench $(BENCH)
 
 soak: $(STAMP) test-services ## Heavier reliability runs (replicas, faults)

@@ -1,4 +1,4 @@
-"""`python -m bench [gateway|inference ...]`: run the benchmarks, print tables, save results."""
+"""`python -m bench [gateway|proxy|inference|server ...]`: run, print and save benchmarks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 BENCHES = {
     "gateway": "bench.gateway_bench",
+    "proxy": "bench.proxy_bench",
     "inference": "bench.inference_bench",
     "server": "bench.server_inference_bench",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,7 @@ def save(
     title: str,
     measurements: dict[str, str],
     targets: list[Target],
-    raw: dict[str, object],
+    raw: Mapping[str, object],
 ) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = render(title, measurements, targets)

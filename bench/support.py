@@ -1,9 +1,17 @@
-"""What the HTTP benchmarks share: ports and API keys for the servers they start."""
+"""What the HTTP benchmarks share: ports, environments, databases and API keys for the
+servers they start."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -12,8 +20,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_env(**settings: str) -> dict[str, str]:
+    """This process's environment without its ``LLMSERVER_*`` variables, plus ``settings``
+    (``database_url="..."`` is ``LLMSERVER_DATABASE_URL``): the caller's own configuration
+    must not leak into a benchmark's server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    env.update({f"LLMSERVER_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    """Bring the database ``env`` names up to the schema's head."""
+    subprocess.run(
+        [sys.executable, "-m", "llmserver.cli", "migrate"],
+        cwd=ROOT,
+        env=dict(env),
+        check=True,
+        capture_output=True,
+    )
+
+
 async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
-    """A new key in the server's database (``role``, ``rpm_limit``, ``quota_tokens``...)."""
+    """A new key in the server's database, SQLite or PostgreSQL (``role``, ``rpm_limit``,
+    ``quota_tokens``...)."""
     from llmserver.adapters.clock import SystemClock
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.domain.key_admin import KeyAdmin

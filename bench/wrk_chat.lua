@@ -1,7 +1,12 @@
 -- wrk script: POST chat completions. BENCH_KEY is the API key; BENCH_UNIQUE=1 makes every
 -- request body unique (a cache miss every time), else every request is identical (hits).
+-- BENCH_NO_CACHE=1 sends Cache-Control: no-cache (the gateway answers from upstream).
 local key = os.getenv("BENCH_KEY") or ""
 local unique = os.getenv("BENCH_UNIQUE") == "1"
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
+if os.getenv("BENCH_NO_CACHE") == "1" then
+  headers["Cache-Control"] = "no-cache"
+end
 local thread_id = 0
 local counter = 0
 
@@ -23,10 +28,7 @@ function request()
   end
   local body = '{"model":"instant","messages":[{"role":"user","content":"' .. content ..
     '"}],"max_tokens":20,"temperature":0}'
-  return wrk.format("POST", "/v1/chat/completions", {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. key,
-  }, body)
+  return wrk.format("POST", "/v1/chat/completions", headers, body)
 end
 
 function done(summary, latency, requests)
