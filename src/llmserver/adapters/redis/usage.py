@@ -39,6 +39,7 @@ import structlog
 
 from llmserver.adapters.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy
+from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.adapters.redis.usage_scripts import (
     NOT_SEEDED,
     RESERVE,
@@ -62,6 +63,9 @@ SWEEP_CHUNK = 500
 Reply = list[int]
 """``RESERVE``'s answer: admitted, used, reserved, requests, hits, taken over."""
 ScriptArgs = list[Any]
+Replies = list[Any]
+Entry = tuple[Slot, tuple[int, ...]]
+"""One call's hash and its script arguments."""
 
 
 @dataclass(slots=True)
@@ -94,8 +98,13 @@ class RedisUsageStore(UsageStore):
         self._lease_s = lease_s
         self._on_error = on_error
         self.replica = secrets.token_hex(8)
-        self._reserve: Any = client.register_script(RESERVE)
-        self._settle: Any = client.register_script(SETTLE)
+        reserve: Any = client.register_script(RESERVE)
+        settle: Any = client.register_script(SETTLE)
+        self._reserve_all = partial(self._run, reserve, [self.replica, self._lease_prefix])
+        self._reserves: TurnBatch[Entry, Reply] = TurnBatch(
+            self._reserve_all, orphaned=self._orphaned_hold
+        )
+        self._changes: TurnBatch[Entry, int] = TurnBatch(partial(self._run, settle, [self.replica]))
         self._take: Any = client.register_script(TAKE_PENDING)
         self._seed_script: Any = client.register_script(SEED)
         self._seeds: SingleFlight[Slot, None] = SingleFlight()
@@ -240,35 +249,42 @@ class RedisUsageStore(UsageStore):
         return f"{self._prefix}{slot[0]}:{slot[1]}"
 
     async def _read(self, slot: Slot, tokens: int, quota: int | None) -> Reply:
-        args = [self.replica, self._lease_prefix, tokens, -1 if quota is None else quota]
-        reply: Reply = await self._seeded(self._reserve, slot, args)
+        reply: Reply = await self._reserves((slot, (tokens, -1 if quota is None else quota)))
         if reply[5]:
             self._queued.add(slot)
         return reply
 
-    async def _seeded(self, script: Any, slot: Slot, args: ScriptArgs) -> Any:
-        keys = [self._key(slot)]
-        reply = await script(keys=keys, args=args)
-        if reply == NOT_SEEDED or (isinstance(reply, list) and reply[0] == NOT_SEEDED):
-            await self._seeds.join(slot, partial(self._seed, slot))
-            reply = await script(keys=keys, args=args)
-        return reply
+    async def _run(self, script: Any, head: ScriptArgs, entries: Sequence[Entry]) -> Replies:
+        """One call of ``script`` over ``entries``; the entries whose hash is not seeded are
+        seeded from the database and run again."""
+        replies: Replies = await script(
+            keys=[self._key(slot) for slot, _ in entries],
+            args=[*head, *(value for _, values in entries for value in values)],
+        )
+        unseeded = [i for i, reply in enumerate(replies) if _unseeded(reply)]
+        if unseeded:
+            slots = {entries[i][0] for i in unseeded}
+            await asyncio.gather(*(self._seeds.join(s, partial(self._seed, s)) for s in slots))
+            again = await script(
+                keys=[self._key(entries[i][0]) for i in unseeded],
+                args=[*head, *(value for i in unseeded for value in entries[i][1])],
+            )
+            if any(_unseeded(reply) for reply in again):
+                raise aioredis.RedisError("usage counters vanished while being seeded")
+            for i, reply in zip(unseeded, again, strict=True):
+                replies[i] = reply
+        return replies
 
     async def _sweep(self, slots: Sequence[Slot]) -> dict[Slot, Reply]:
-        """Read many keys' counters (taking over dead replicas' fields), pipelined."""
+        """Read many keys' counters (taking over dead replicas' fields)."""
         read: dict[Slot, Reply] = {}
-        args = [self.replica, self._lease_prefix, 0, -1]
         for start in range(0, len(slots), SWEEP_CHUNK):
             chunk = slots[start : start + SWEEP_CHUNK]
-            async with self._client.pipeline(transaction=False) as pipe:
-                for slot in chunk:
-                    await self._reserve(keys=[self._key(slot)], args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await self._reserve_all([(slot, (0, -1)) for slot in chunk])
             for slot, reply in zip(chunk, replies, strict=True):
-                if reply[0] != NOT_SEEDED:
-                    read[slot] = reply
-                    if reply[5]:
-                        self._queued.add(slot)
+                read[slot] = reply
+                if reply[5]:
+                    self._queued.add(slot)
         return read
 
     async def _seed(self, slot: Slot) -> None:
@@ -284,16 +300,9 @@ class RedisUsageStore(UsageStore):
         return [_slot_of(m) for m in members if isinstance(m, (bytes, str))]
 
     async def _apply(self, slot: Slot, change: _Owed, *, replay: bool = False) -> None:
-        args = [
-            self.replica,
-            change.release,
-            change.used_tokens,
-            change.requests,
-            change.cache_hits,
-            1,
-        ]
+        values = (change.release, change.used_tokens, change.requests, change.cache_hits, 1)
         try:
-            await self._seeded(self._settle, slot, args)
+            await self._changes((slot, values))
         # Not only Redis's errors: seeding a key Redis lost reads the database, which may be
         # down too. A settlement must not fail the request it ends; it is kept and replayed.
         except Exception as exc:
@@ -309,6 +318,13 @@ class RedisUsageStore(UsageStore):
             return
         if change.requests:
             self._queued.add(slot)
+
+    def _orphaned_hold(self, entry: Entry, reply: Reply) -> None:
+        """A reservation made for a request that was cancelled meanwhile: nobody will
+        settle it, so the next flush releases it."""
+        slot, (tokens, _) = entry
+        if reply[0] == 1 and tokens > 0:
+            self._owed.setdefault(slot, _Owed()).release += tokens
 
     def _held(self, slot: Slot, reserved: int) -> int:
         """The part of ``reserved`` held in Redis: a ``fail_open`` admission held none."""
@@ -354,6 +370,10 @@ def _expires_at(period: str, now: datetime) -> int:
     except (ValueError, OverflowError):  # 9999-12: past the last instant a datetime holds
         end = datetime.max.replace(tzinfo=UTC)
     return int(max(end, now + KEEP_AFTER_PERIOD).timestamp())
+
+
+def _unseeded(reply: Any) -> bool:
+    return bool(reply == NOT_SEEDED or (isinstance(reply, list) and reply[0] == NOT_SEEDED))
 
 
 def _slot_of(member: bytes | str) -> Slot:

@@ -1,5 +1,7 @@
 """The Lua scripts behind ``RedisUsageStore``: each change of a key's quota counters is one
-atomic script, so replicas never interleave a check with another replica's add.
+atomic script, so replicas never interleave a check with another replica's add. Every
+script but the seed takes a batch: one entry per call made in the same turn of the event
+loop (see ``turn_batch``).
 
 One hash per key and period holds:
 - ``used``, ``requests``, ``hits``: the period's totals (seeded once from the database);
@@ -10,9 +12,9 @@ One hash per key and period holds:
 A replica is alive while its lease key (``ARGV`` names the prefix) exists. Every script
 that reads a hash drops the holds of replicas whose lease has gone (a crashed replica's
 requests will never settle) and takes over their unwritten usage, so that the caller
-writes it to the database. Every script answers ``-1`` on a hash that was never seeded
-(or that Redis lost): the caller seeds it from the database and runs the script again,
-since counting from zero would forget the period's usage.
+writes it to the database. Every script answers ``-1`` for an entry whose hash was never
+seeded (or that Redis lost): the caller seeds it from the database and runs that entry
+again, since counting from zero would forget the period's usage.
 
 Lua numbers are doubles, which Lua prints in exponent notation from 1e14 up: counts are
 compared as numbers (exact below 2^53) but always written from the strings they came as.
@@ -59,47 +61,72 @@ end
 RESERVE = (
     _SWEEP
     + """
--- KEYS[1]: the hash. ARGV: me, lease prefix, tokens, quota (-1: none).
-if redis.call('HEXISTS', KEYS[1], 'used') == 0 then return {-1} end
-local c = sweep(KEYS[1], ARGV[1], ARGV[2])
-local tokens, quota = tonumber(ARGV[3]), tonumber(ARGV[4])
-local admitted = 1
-if quota >= 0 and c.used + c.reserved + tokens > quota then
-  admitted = 0
-elseif tokens > 0 then
-  redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], ARGV[3])
-  c.reserved = c.reserved + tokens
+-- KEYS: one hash per reservation (repeats allowed). ARGV: me, lease prefix, then per
+-- reservation its tokens and quota (-1: none). Applied in order, each against the totals
+-- the ones before it left: a batch admits exactly what the same calls one by one would.
+local me, lease = ARGV[1], ARGV[2]
+local seen, out = {}, {}
+for i = 1, #KEYS do
+  local h = KEYS[i]
+  local c = seen[h]
+  if c == nil then
+    c = redis.call('HEXISTS', h, 'used') == 1 and sweep(h, me, lease)
+    seen[h] = c
+  end
+  if not c then
+    out[i] = {-1}
+  else
+    local raw = ARGV[1 + 2 * i]
+    local tokens, quota = tonumber(raw), tonumber(ARGV[2 + 2 * i])
+    local admitted = 1
+    if quota >= 0 and c.used + c.reserved + tokens > quota then
+      admitted = 0
+    elseif tokens > 0 then
+      redis.call('HINCRBY', h, 'r:' .. me, raw)
+      c.reserved = c.reserved + tokens
+    end
+    out[i] = {admitted, c.used, c.reserved, c.requests, c.hits, c.claimed}
+  end
 end
-return {admitted, c.used, c.reserved, c.requests, c.hits, c.claimed}
+return out
 """
 )
-"""Admit ``tokens`` iff used + live holds + tokens fits the quota (the domain's ``fits``);
-with 0 tokens and no quota, a read."""
+"""Admit each reservation iff used + live holds + its tokens fits its quota (the domain's
+``fits``); with 0 tokens and no quota, a read."""
 
 SETTLE = """
--- KEYS[1]: the hash. ARGV: me, tokens to release, used, requests, hits,
--- 1 to queue the usage for this replica's next database write (0: already queued).
-if redis.call('HEXISTS', KEYS[1], 'used') == 0 then return -1 end
+-- KEYS: one hash per change. ARGV: me, then per change: tokens to release, used tokens,
+-- requests, cache hits, 1 to queue the usage for this replica's next database write
+-- (0: it is queued already). Answers 1 per change applied, -1 per hash not seeded.
 local me = ARGV[1]
-if tonumber(ARGV[2]) > 0 then
-  local held = 'r:' .. me
-  if redis.call('HINCRBY', KEYS[1], held, '-' .. ARGV[2]) <= 0 then
-    redis.call('HDEL', KEYS[1], held)
+local out = {}
+for i = 1, #KEYS do
+  local h, a = KEYS[i], 1 + 5 * (i - 1)
+  if redis.call('HEXISTS', h, 'used') == 0 then
+    out[i] = -1
+  else
+    if tonumber(ARGV[a + 1]) > 0 then
+      local held = 'r:' .. me
+      if redis.call('HINCRBY', h, held, '-' .. ARGV[a + 1]) <= 0 then
+        redis.call('HDEL', h, held)
+      end
+    end
+    if tonumber(ARGV[a + 3]) > 0 then
+      redis.call('HINCRBY', h, 'used', ARGV[a + 2])
+      redis.call('HINCRBY', h, 'requests', ARGV[a + 3])
+      redis.call('HINCRBY', h, 'hits', ARGV[a + 4])
+      if ARGV[a + 5] == '1' then
+        redis.call('HINCRBY', h, 'pu:' .. me, ARGV[a + 2])
+        redis.call('HINCRBY', h, 'pr:' .. me, ARGV[a + 3])
+        redis.call('HINCRBY', h, 'ph:' .. me, ARGV[a + 4])
+      end
+    end
+    out[i] = 1
   end
 end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('HINCRBY', KEYS[1], 'used', ARGV[3])
-  redis.call('HINCRBY', KEYS[1], 'requests', ARGV[4])
-  redis.call('HINCRBY', KEYS[1], 'hits', ARGV[5])
-  if ARGV[6] == '1' then
-    redis.call('HINCRBY', KEYS[1], 'pu:' .. me, ARGV[3])
-    redis.call('HINCRBY', KEYS[1], 'pr:' .. me, ARGV[4])
-    redis.call('HINCRBY', KEYS[1], 'ph:' .. me, ARGV[5])
-  end
-end
-return 1
+return out
 """
-"""Release a hold and add the settled usage (settle; release is usage 0)."""
+"""Release holds and add settled usage (settle; release is usage 0)."""
 
 TAKE_PENDING = """
 -- KEYS[1]: the hash. ARGV: me. What this replica settled and has not written yet,
