@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,11 +129,13 @@ def server_env(database_url: str, demo_model_dir: Path, **extra: str) -> dict[st
     return env
 
 
-def spawn_server(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start ``llmserver serve`` without waiting for it."""
+def spawn_server(
+    env: dict[str, str], log_path: Path, port: int, args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start ``llmserver serve`` (with ``args`` added) without waiting for it."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "llmserver.cli", "serve", "--port", str(port), *args],
             env=env,
             cwd=REPO,
             stdout=log,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,11 +73,17 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default: LLMSERVER_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: LLMSERVER_PORT).")
-def serve(host: str | None, port: int | None) -> None:
-    """Run the API server (one process; run several behind nginx to scale out)."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Server processes sharing the port (default: LLMSERVER_WORKERS, 1). More than one "
+    "runs them as replicas and needs LLMSERVER_REDIS_URL. Each worker loads its own copy of "
+    "every model: cheap for http models, N times the memory for torch models.",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the API server (one process unless --workers; or several behind nginx)."""
     import uvicorn
-
-    from llmserver.app.factory import asgi_app
 
     settings = _settings()
     try:
@@ -83,20 +92,72 @@ def serve(host: str | None, port: int | None) -> None:
         raise click.ClickException(str(exc)) from None
     for name in unknown_variables():
         click.echo(f"warning: {name} is not a known setting (typo?)", err=True)
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_drain_s),
+        "server_header": False,
+    }
+    count = workers or settings.workers
+    if count > 1:
+        _serve_workers(settings, count, options)
+        return
+
+    from llmserver.app.factory import asgi_app
+
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal under the
     # handlers it found at start. Finding no-op handlers, that re-raise returns, and a clean,
     # drained shutdown exits 0 (as process supervisors expect) instead of dying by signal.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(
-        asgi_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_drain_s),
-        server_header=False,
+    uvicorn.run(asgi_app(settings), **options)
+
+
+def _serve_workers(settings: Settings, count: int, options: dict[str, Any]) -> None:
+    """Run ``count`` uvicorn worker processes on one socket, as replicas of one another.
+
+    Each worker is a whole server: a single-process server keeps quota and cache state in
+    its memory and claims the database for itself, so workers must run as replicas, which
+    share the RPM limiter through Redis and every quota decision through the database.
+    """
+    if settings.redis_url is None:
+        raise click.ClickException(
+            f"--workers {count} runs the workers as replicas, which share rate limits "
+            "through Redis: set LLMSERVER_REDIS_URL (or run one worker)"
+        )
+    if settings.single_process:
+        raise click.ClickException(
+            f"--workers {count} needs LLMSERVER_DEPLOYMENT=replicas or auto, not single: "
+            "a single-process server keeps quotas in its own memory"
+        )
+    from uvicorn import Config
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = Config(
+        "llmserver.app.factory:app_from_environment", factory=True, workers=count, **options
     )
+    # prometheus-client keeps each worker's values in files under PROMETHEUS_MULTIPROC_DIR
+    # (read when it is imported, so set before the workers start) and /metrics merges them.
+    # The directory must start empty: a file left by an earlier run would be counted again.
+    # A user's own directory is theirs to manage; otherwise this run gets a private one,
+    # removed when it ends.
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            directory = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="llmserver-metrics-")
+            )
+            stack.callback(os.environ.pop, "PROMETHEUS_MULTIPROC_DIR", None)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        # The supervisor forwards SIGTERM/SIGINT to every worker, each drains its requests
+        # as a lone server does, and the supervisor returns once all have exited.
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        # The supervisor stops every worker when one cannot start, and returns as on SIGTERM.
+        sys.exit(STARTUP_FAILURE)
 
 
 @main.command()

@@ -32,7 +32,7 @@ from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, Services, services_of
-from llmserver.app.settings import Settings
+from llmserver.app.settings import Settings, load_settings
 
 
 @get(paths.METRICS, include_in_schema=False)
@@ -113,3 +113,10 @@ def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
     return AccessLogMiddleware(
         lane, metrics, access_logger(settings.log_format, settings.log_level)
     )
+
+
+def app_from_environment() -> Any:
+    """``asgi_app`` for settings read as ``llmserver serve`` reads them (environment,
+    ``.env``, ``.env.local``): the factory each ``serve --workers N`` worker process calls,
+    since uvicorn's worker processes import the app by name instead of receiving it."""
+    return asgi_app(load_settings())

@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     env: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     server_secret: str | None = None
     database_url: str = "sqlite+aiosqlite:///var/llmserver.db"
     redis_url: str | None = None
@@ -101,6 +102,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str, str]] = [
             (1 <= self.port <= 65535, "port", "an integer from 1 to 65535"),
+            (self.workers >= 1, "workers", "an integer >= 1"),
             (self.profile in PROFILES, "profile", f"one of {', '.join(PROFILES)}"),
             (self.max_batch_size >= 1, "max_batch_size", "an integer >= 1"),
             (self.max_queue >= 1, "max_queue", "an integer >= 1"),

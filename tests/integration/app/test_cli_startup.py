@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from llmserver.adapters.sql import migrate
 
 # Runs the command as the ``llmserver`` script does, then prints the modules it loaded.
@@ -79,3 +81,40 @@ def test_keys_list_imports_its_stores_but_not_the_web_app(tmp_path: Path) -> Non
     # is left to migration 0001, and the app, the server and migrations (alembic) stay out.
     heavy = {"advanced_alchemy", "litestar", "numpy", "alembic"}
     assert loaded & (_SERVER_ONLY | heavy) == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--workers", "2"], {}, "LLMSERVER_REDIS_URL"),
+        ([], {"LLMSERVER_WORKERS": "3"}, "LLMSERVER_REDIS_URL"),
+        (
+            ["--workers", "2"],
+            {"LLMSERVER_REDIS_URL": "redis://127.0.0.1:1/0", "LLMSERVER_DEPLOYMENT": "single"},
+            "LLMSERVER_DEPLOYMENT",
+        ),
+        ([], {"LLMSERVER_WORKERS": "0"}, "LLMSERVER_WORKERS"),
+    ],
+)
+def test_serve_refuses_workers_that_could_not_share_limits(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    """Single-process servers keep quotas in their own memory and claim the database, so
+    several workers must be replicas: refused at start, naming the variable to set."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "llmserver.cli", "serve", "--port", "1", *args],
+        cwd=tmp_path,
+        env=clean
+        | env
+        | {
+            "LLMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+            "LLMSERVER_SERVER_SECRET": "cli-startup-secret-0123456789-abcdefgh",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert named in result.stderr

@@ -246,16 +246,20 @@ async def count_rows(database_url: str, sql: str, *args: Any) -> int:
 
 
 def start_servers(
-    envs: Sequence[dict[str, str]], logs: Sequence[Path], ports: Sequence[int]
+    envs: Sequence[dict[str, str]],
+    logs: Sequence[Path],
+    ports: Sequence[int],
+    args: Sequence[str] = (),
 ) -> list[subprocess.Popen[bytes]]:
-    """Start several servers at once and wait until every one is ready.
+    """Start several servers at once (each with ``args`` added to ``serve``) and wait until
+    every one is ready.
 
     A busy two-core machine loading several models at once needs more than the single
     server's start-up allowance; on failure every process is stopped and the failing
     server's last log lines are shown.
     """
     processes = [
-        spawn_server(env, log, port) for env, log, port in zip(envs, logs, ports, strict=True)
+        spawn_server(env, log, port, args) for env, log, port in zip(envs, logs, ports, strict=True)
     ]
     pending = dict(enumerate(ports))
     deadline = time.monotonic() + 300

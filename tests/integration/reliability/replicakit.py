@@ -1,0 +1,180 @@
+"""What the replica tests share: a fresh PostgreSQL database and Redis database for servers
+in replicas mode, and the exact-limit checks run against them (several ``serve`` processes,
+or one ``serve --workers N``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from integration.reliability.faultkit import (
+    Replicas,
+    Tally,
+    bearer,
+    chat_body,
+    count_rows,
+    create_key,
+    drop_database,
+    fresh_database,
+    usage_of,
+)
+from livesupport import TEST_SECRET, IssuedKeys, issue_keys, migrate, server_env
+
+SHARED_REDIS = os.environ.get("LLMSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+WINDOW_S = 60
+"""The RPM limiter's sliding window."""
+
+
+def unused_redis_db() -> tuple[redis.Redis, str]:
+    """A client of, and the URL of, a database of the shared Redis that holds nothing, so
+    the test owns it (and flushes it when done)."""
+    base = SHARED_REDIS.rsplit("/", 1)[0]
+    for db in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        try:
+            if client.dbsize() == 0:
+                return client, f"{base}/{db}"
+        except redis.RedisError as exc:
+            pytest.skip(f"no Redis server at {base}: {exc}")
+        client.close()
+    pytest.skip("every database of the shared Redis is in use")
+
+
+@dataclass
+class SharedStores:
+    env: dict[str, str]
+    database_url: str
+    keys: IssuedKeys
+
+
+@contextmanager
+def shared_stores(
+    postgres_url: str, demo_model_dir: Path, **extra_env: str
+) -> Iterator[SharedStores]:
+    """A migrated database with the test keys and an empty Redis database, both dropped on
+    exit, and the environment of a server in replicas mode on them."""
+    database_url = fresh_database(postgres_url)
+    client, redis_url = unused_redis_db()
+    env = server_env(
+        database_url,
+        demo_model_dir,
+        LLMSERVER_REDIS_URL=redis_url,
+        LLMSERVER_TORCH_THREADS="1",
+        **extra_env,
+    )
+    try:
+        migrate(database_url, env)
+        keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
+        yield SharedStores(env, database_url, keys)
+    finally:
+        client.flushdb()
+        client.close()
+        drop_database(database_url)
+
+
+async def fire(
+    servers: Replicas, key: str, bodies: list[dict[str, object]], concurrency: int
+) -> Tally:
+    """Send the bodies round-robin over the servers' URLs, at most ``concurrency`` at a time,
+    each on a connection of its own."""
+    tally = Tally()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    servers.urls[i % len(servers.urls)] + "/v1/chat/completions",
+                    headers=bearer(key),
+                    json=body,
+                )
+                for i, body in enumerate(bodies)
+            )
+        )
+    for response in responses:
+        tally.add(response)
+    return tally
+
+
+async def check_rpm_burst(servers: Replicas, rpm: int, burst: int, concurrency: int) -> None:
+    """A burst on a fresh key gets exactly ``rpm`` answers, the rest 429 with Retry-After."""
+    created = await create_key(servers.urls[0], servers.admin_key, f"rpm-{rpm}", rpm_limit=rpm)
+    started = time.monotonic()
+    bodies = [chat_body(max_tokens=2, cache=False) for _ in range(burst)]
+    tally = await fire(servers, created["key"], bodies, concurrency)
+    elapsed = time.monotonic() - started
+    print(
+        f"\nrpm {rpm} on {len(servers.urls)} url(s): {burst} requests in {elapsed:.1f}s -> "
+        f"{tally.count(200)} x 200, {tally.count(429)} x 429"
+    )
+    assert set(tally.statuses) == {200, 429}
+    assert tally.retry_after_missing == 0
+    # The limit is a sliding minute: exact when the whole burst fits in one.
+    assert elapsed < WINDOW_S, "the burst outlasted the rate-limit window; nothing to check"
+    assert tally.count(200) == rpm
+    assert tally.count(429) == burst - rpm
+
+
+async def check_quota(
+    servers: Replicas, quota_requests: int, hammer: int, concurrency: int
+) -> None:
+    """``hammer`` requests on a key whose quota holds ``quota_requests`` reservations: at
+    least that many are admitted, never more tokens than the quota are used, and the usage
+    row and request log agree with the answers."""
+    urls = servers.urls
+    prompt, max_tokens = "Count the sheep in the meadow.", 8
+    body = chat_body(prompt, max_tokens=max_tokens, cache=False)
+    async with httpx.AsyncClient(timeout=60) as client:
+        probe = await client.post(
+            urls[0] + "/v1/chat/completions", headers=bearer(servers.keys.user), json=body
+        )
+    assert probe.status_code == 200, probe.text
+    reservation = probe.json()["usage"]["prompt_tokens"] + max_tokens
+    quota = quota_requests * reservation
+    created = await create_key(
+        urls[1 % len(urls)], servers.admin_key, f"quota-{quota_requests}", quota_tokens=quota
+    )
+    key_id = created["details"]["id"]
+
+    tally = await fire(servers, created["key"], [dict(body) for _ in range(hammer)], concurrency)
+    usage = await usage_of(urls[2 % len(urls)], servers.admin_key, key_id)
+    print(
+        f"\nquota {quota} on {len(urls)} url(s): {hammer} requests -> {tally.count(200)} x 200, "
+        f"{tally.count(429)} x 429, used {usage['used_tokens']}, reported {tally.usage_tokens}"
+    )
+    assert set(tally.statuses) <= {200, 429}
+    # Each admitted request held a full reservation while it ran, so at least quota_requests
+    # got in; more only if early stops settled below their reservation.
+    assert tally.count(200) >= quota_requests
+    assert usage["used_tokens"] <= quota
+    assert usage["reserved_tokens"] == 0
+    assert usage["used_tokens"] == tally.usage_tokens
+    assert usage["requests"] == tally.count(200)
+
+    async def logged_tokens() -> int:
+        return await count_rows(
+            servers.database_url,
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM request_logs "
+            "WHERE key_id = $1 AND status = 200",
+            key_id,
+        )
+
+    for _ in range(50):
+        if await logged_tokens() == tally.usage_tokens:
+            break
+        await asyncio.sleep(0.1)
+    assert await logged_tokens() == tally.usage_tokens
+    assert (
+        await count_rows(
+            servers.database_url, "SELECT COUNT(*) FROM request_logs WHERE key_id = $1", key_id
+        )
+        == hammer
+    )
