@@ -168,14 +168,18 @@ async def test_requests_spread_over_workers_and_metrics_merge(workers: WorkerSer
 
 def test_a_worker_that_cannot_start_stops_the_server_with_a_failure(tmp_path: Path) -> None:
     """uvicorn's supervisor stops every worker when one fails before serving, and returns
-    as it does on SIGTERM; ``serve`` must still exit non-zero for process supervisors."""
+    as it does on SIGTERM; ``serve`` must still exit non-zero for process supervisors.
+    The workers use the PROMETHEUS_MULTIPROC_DIR the user set, and it is left in place."""
     client, redis_url = unused_redis_db()
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
     env = server_env(
         f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}",
         tmp_path,
         LLMSERVER_PROFILE="none",
         LLMSERVER_REDIS_URL=redis_url,
         LLMSERVER_UI_KEY="not-a-key",  # refused at start-up, in every worker
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     process = spawn_server(env, tmp_path / "server.log", free_port(), ["--workers", "2"])
     try:
@@ -186,6 +190,7 @@ def test_a_worker_that_cannot_start_stops_the_server_with_a_failure(tmp_path: Pa
         client.close()
     assert exit_code == 3, tail(tmp_path / "server.log")
     assert "LLMSERVER_UI_KEY is not a usable key" in (tmp_path / "server.log").read_text()
+    assert len({p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("*.db")}) == 2
 
 
 async def _drip(client: httpx.AsyncClient, key: str, started: asyncio.Event) -> list[str]:
