@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from integration.reliability.faultkit import Replicas, Upstream, start_servers
-from integration.reliability.replicakit import shared_stores
+from integration.reliability.faultkit import Upstream, start_servers
+from integration.reliability.replicakit import Replicas, shared_stores
 from livesupport import free_port, stop_server
 
 

@@ -25,28 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
-from livesupport import (
-    IssuedKeys,
-    free_port,
-    spawn_server,
-    stop_server,
-)
+from livesupport import free_port, spawn_server, stop_server
 
 MODEL = "demo-tiny-llama"
 SOAK = os.environ.get("LLMSERVER_SOAK") == "1"
 """``make soak`` sets LLMSERVER_SOAK=1 for the heavier sizes."""
-
-
-@dataclass
-class Replicas:
-    urls: list[str]
-    keys: IssuedKeys
-    database_url: str
-    logs: list[Path]
-
-    @property
-    def admin_key(self) -> str:
-        return self.keys.admin
 
 
 def _postgres_bin() -> Path:
@@ -196,35 +179,6 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
         if line.startswith(wanted + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-async def _postgres_admin(server_url: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(server_url).set(drivername="postgresql", database="postgres")
-    conn = await asyncpg.connect(server.render_as_string(hide_password=False), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def fresh_database(server_url: str) -> str:
-    """A new empty database on the server of ``server_url`` (its asyncpg URL)."""
-    from sqlalchemy.engine import make_url
-
-    name = f"llmserver_rel_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_postgres_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
-    return url.render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def fetch(database_url: str, sql: str, *args: Any) -> list[Any]:

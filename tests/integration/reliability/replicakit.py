@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,14 +18,11 @@ import pytest
 import redis
 
 from integration.reliability.faultkit import (
-    Replicas,
     Tally,
     bearer,
     chat_body,
     count_rows,
     create_key,
-    drop_database,
-    fresh_database,
     usage_of,
 )
 from livesupport import TEST_SECRET, IssuedKeys, issue_keys, migrate, server_env
@@ -32,6 +30,50 @@ from livesupport import TEST_SECRET, IssuedKeys, issue_keys, migrate, server_env
 SHARED_REDIS = os.environ.get("LLMSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WINDOW_S = 60
 """The RPM limiter's sliding window."""
+
+
+@dataclass
+class Replicas:
+    """Servers in replicas mode on one database: several URLs (one per ``serve`` process)
+    or one (``serve --workers N``)."""
+
+    urls: list[str]
+    keys: IssuedKeys
+    database_url: str
+    logs: list[Path]
+
+    @property
+    def admin_key(self) -> str:
+        return self.keys.admin
+
+
+async def _postgres_admin(server_url: str, sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url).set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(server.render_as_string(hide_password=False), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def fresh_database(server_url: str) -> str:
+    """A new empty database on the server of ``server_url`` (its asyncpg URL)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"llmserver_rel_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def unused_redis_db() -> tuple[redis.Redis, str]:

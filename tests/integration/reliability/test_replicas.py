@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from integration.reliability.faultkit import SOAK, Replicas
-from integration.reliability.replicakit import check_quota, check_rpm_burst
+from integration.reliability.faultkit import SOAK
+from integration.reliability.replicakit import Replicas, check_quota, check_rpm_burst
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -26,7 +26,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from integration.reliability.faultkit import (
     MODEL,
-    Replicas,
     Upstream,
     bearer,
     chat_body,
@@ -36,6 +35,7 @@ from integration.reliability.faultkit import (
     tail,
 )
 from integration.reliability.replicakit import (
+    Replicas,
     check_quota,
     check_rpm_burst,
     fire,
