@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
 
+from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.domain.ports import CachedCompletion, HotCache
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,11 @@ class RedisHotCache(HotCache):
         self._client = client
         self._prefix = prefix
         self._on_error = on_error
+        # The lookups of one event-loop turn are one MGET (see ``turn_batch``).
+        self._reads: TurnBatch[str, Any] = TurnBatch(self._read_all)
+
+    async def _read_all(self, keys: Sequence[str]) -> list[Any]:
+        return await self._client.mget(keys)
 
     def _failed(self, operation: str, exc: Exception) -> None:
         if self._on_error is not None:
@@ -57,7 +63,7 @@ class RedisHotCache(HotCache):
 
     async def get(self, key: str) -> CachedCompletion | None:
         try:
-            raw = await self._client.get(self._prefix + key)
+            raw = await self._reads(self._prefix + key)
             if raw is None:
                 return None
             # Values are msgpack bytes: the client must not decode responses. A value this

@@ -1,34 +1,45 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.domain.ports import RateLimitStore
 from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
 
 # The sliding-window log of ``domain.ratelimit.decide_window``, run atomically inside Redis so
 # every gateway process shares one limit. The sorted set holds one member per admitted
 # request, scored by its millisecond timestamp. Lua numbers are doubles: millisecond
-# epochs (~1.7e12) are exact.
+# epochs (~1.7e12) are exact. One call decides a batch, in order: the acquisitions made in
+# one event-loop turn (see ``turn_batch``), each as if made alone.
 _ACQUIRE = """
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
--- live entries are those with ts > now - window
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-if count < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, window)
-  return {1, limit - count - 1, 0, window}
+-- KEYS: one sorted set per acquisition. ARGV: window, then per acquisition: now, limit,
+-- member. Live entries are those with ts > now - window.
+local window = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local key, a = KEYS[i], 2 + 3 * (i - 1)
+  local now, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count < limit then
+    redis.call('ZADD', key, ARGV[a], ARGV[a + 2])
+    redis.call('PEXPIRE', key, window)
+    out[i] = {1, limit - count - 1, 0, window}
+  else
+    local blocker = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    out[i] = {0, 0, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + window - now}
+  end
 end
-local blocker = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-return {0, 0, tonumber(blocker[2]) + window - now, tonumber(newest[2]) + window - now}
+return out
 """
+
+Acquisition = tuple[str, int, int, str]
+"""The sorted set, now (ms), limit, member."""
 
 
 class RedisRateLimitStore(RateLimitStore):
@@ -38,13 +49,21 @@ class RedisRateLimitStore(RateLimitStore):
         self._client = client
         self._prefix = prefix
         self._script: Any = client.register_script(_ACQUIRE)
+        self._acquisitions: TurnBatch[Acquisition, list[int]] = TurnBatch(self._decide_all)
+
+    async def _decide_all(self, batch: Sequence[Acquisition]) -> list[list[int]]:
+        args: list[object] = [WINDOW_MS]
+        for _, now_ms, limit, member in batch:
+            args += [now_ms, limit, member]
+        replies: list[list[int]] = await self._script(keys=[a[0] for a in batch], args=args)
+        return replies
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
         # The member must be unique per request: two requests in the same millisecond
         # are two entries.
         member = f"{now_ms}:{secrets.token_hex(8)}"
-        admitted, remaining, retry_after_ms, reset_after_ms = await self._script(
-            keys=[self._prefix + bucket], args=[now_ms, limit, WINDOW_MS, member]
+        admitted, remaining, retry_after_ms, reset_after_ms = await self._acquisitions(
+            (self._prefix + bucket, now_ms, limit, member)
         )
         return RateDecision(
             admitted=bool(admitted),
