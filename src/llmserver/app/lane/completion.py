@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from litestar.enums import ScopeType
 
 from llmserver.app.auth import principal_of
-from llmserver.app.errors import Where, error_reply, rate_header_pairs, rate_headers
+from llmserver.app.errors import Where, error_reply, rate_header_pairs
 from llmserver.app.lane.body import ClientDisconnected, read_body
 from llmserver.app.lane.disconnect import DisconnectWatch
 from llmserver.app.lane.record import access_record, scope_header
-from llmserver.app.lane.replies import JsonReply, sse_reply
+from llmserver.app.lane.replies import JsonReply, SseReply
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
 from llmserver.app.services import STATE_KEY, Services
@@ -67,9 +67,9 @@ async def completion_reply(
 
 def _stream(session: StreamSession, body: serving.Body, record: AccessRecord) -> ASGIApp:
     record.cache = session.cache_status.value
-    return sse_reply(
+    return SseReply(
         serving.sse_events(session, body, record),
-        {"x-cache": session.cache_status.value, **rate_headers(session.rate)},
+        [(b"x-cache", session.cache_status.value.encode()), *rate_header_pairs(session.rate)],
     )
 
 

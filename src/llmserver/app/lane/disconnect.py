@@ -1,4 +1,4 @@
-"""Noticing, during a non-streaming completion, that its client has gone."""
+"""Noticing, during a completion's answer (computed, or streamed), that its client has gone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from llmserver.app.lane.body import BARE_CONTEXT
 
 
 class DisconnectWatch:
-    """Cancels the current task if the client disconnects while its answer is computed.
+    """Cancels the current task if the client disconnects while its answer is computed or
+    streamed.
 
     After the body, the server's ``receive()`` returns only when the client goes away.
     Listening costs a task (started on every miss, it took 15% off the gateway benchmark's

@@ -6,12 +6,13 @@ more than the rest of a cache hit; these send the messages themselves.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
 
-from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Scope, Send
 
 from llmserver.app.errors import ErrorReply
+from llmserver.app.lane.disconnect import DisconnectWatch
 from llmserver.app.routes.openai.protocol import ENCODER
 
 Headers = list[tuple[bytes, bytes]]
@@ -44,15 +45,39 @@ class JsonReply:
         await send({"type": "http.response.body", "body": self._body, "more_body": False})
 
 
-SSE_HEADERS = {
-    "cache-control": "no-cache",
-    "x-accel-buffering": "no",  # nginx: pass each event on as it comes
-}
+SSE_HEADERS: Headers = [
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: pass each event on as it comes
+]
+SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
-def sse_reply(events: AsyncIterator[bytes], headers: dict[str, str]) -> ASGIStreamingResponse:
-    """Server-sent events. Litestar's low-level streaming response (it needs no ``Request``)
-    also listens for the client leaving and then stops the stream, closing ``events``."""
-    return ASGIStreamingResponse(
-        iterator=events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-    )
+class SseReply:
+    """Server-sent events, each chunk of ``events`` sent as it comes.
+
+    Litestar's streaming response listened for the client leaving in an anyio task group:
+    a task, cancel scopes and a cancellation per stream, about 0.3 ms of a streamed answer
+    on the proxy benchmark. The completion lane's ``DisconnectWatch`` listens here instead
+    (a task only for a stream still going after its ``WAIT_S``): a client that leaves
+    cancels the stream, which ends as Litestar's did, ``events`` closed, no error raised.
+    """
+
+    __slots__ = ("_events", "_headers")
+
+    def __init__(self, events: AsyncGenerator[bytes, None], headers: Headers) -> None:
+        self._events = events
+        self._headers = [*SSE_HEADERS, *headers, SSE_CONTENT_TYPE]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+        watch = DisconnectWatch(receive)
+        try:
+            async for chunk in self._events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
+        finally:
+            watch.close()
+            await self._events.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -186,7 +186,7 @@ def _error_event(message: str, code: str) -> bytes:
 
 async def sse_events(
     session: StreamSession, body: Body, record: AccessRecord
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Render a stream session as OpenAI SSE chunks, in the shape of the route ``body`` came
     by. Closing this closes the session."""
     chat = isinstance(body, p.ChatCompletionRequest)
