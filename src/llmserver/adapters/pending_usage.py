@@ -54,6 +54,14 @@ class PendingUsage:
     def totals(self, slot: Slot) -> Totals | None:
         return self._slots.get(slot)
 
+    def pop(self, slot: Slot) -> Totals:
+        return self._slots.pop(slot, None) or Totals()
+
+    def drain_into(self, other: PendingUsage) -> None:
+        for slot, t in self._slots.items():
+            other.add(slot, t.used_tokens, t.requests, t.cache_hits)
+        self._slots.clear()
+
     def add(self, slot: Slot, used_tokens: int, requests: int, cache_hits: int) -> None:
         totals = self._slots.get(slot)
         if totals is None:

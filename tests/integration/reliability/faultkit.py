@@ -344,6 +344,8 @@ class Answer:
     status: int
     headers: httpx.Headers
     answered_at: float = 0.0
+    tokens: int = 0
+    """The usage the answer reported (prompt + completion), 0 unless it is a 200."""
 
 
 async def keep_loading(
@@ -362,8 +364,12 @@ async def keep_loading(
             except httpx.TransportError:
                 answers.append(Answer(sent_at, 0, httpx.Headers(), time.monotonic()))
             else:
+                ok = response.status_code == 200
+                tokens = response.json()["usage"]["total_tokens"] if ok else 0
                 answers.append(
-                    Answer(sent_at, response.status_code, response.headers, time.monotonic())
+                    Answer(
+                        sent_at, response.status_code, response.headers, time.monotonic(), tokens
+                    )
                 )
             await asyncio.sleep(0.02)
 

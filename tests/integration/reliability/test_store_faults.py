@@ -8,6 +8,7 @@ gateway and its stores, not a model.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -91,8 +92,12 @@ async def test_redis_outage_follows_the_failure_policy(
     )
     url, keys, processes = await asyncio.to_thread(_serve, env, tmp_path)
     try:
-        # A limit the load never reaches, so every request goes through the limiter.
-        key = (await create_key(url, keys.admin, "redis-load", rpm_limit=1_000_000))["key"]
+        # Limits the load never reaches, so every request goes through the limiter and
+        # reserves, settles or releases quota in Redis.
+        created = await create_key(
+            url, keys.admin, "redis-load", rpm_limit=1_000_000, quota_tokens=10**9
+        )
+        key = created["key"]
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             stop = asyncio.Event()
             load = asyncio.create_task(keep_loading(client, key, stop))
@@ -111,6 +116,15 @@ async def test_redis_outage_follows_the_failure_policy(
     finally:
         for process in processes:
             stop_server(process)  # type: ignore[arg-type]
+    # Stopped, so every settlement is written: the usage row holds exactly what was served,
+    # the settlements Redis missed included.
+    with sqlite3.connect(tmp_path / "llmserver.db") as db:
+        usage = db.execute(
+            "SELECT used_tokens, requests, reserved_tokens FROM usage WHERE key_id = ?",
+            (created["details"]["id"],),
+        ).fetchall()
+    served = [a for a in answers if a.status == 200]
+    assert usage == [(sum(a.tokens for a in served), len(served), 0)]
 
     # Sent and answered while Redis was down: a request sent just before the restart can
     # reach the limiter after Redis is back, and rightly be admitted.

@@ -8,6 +8,7 @@ its lease and never flushes again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from livesupport import RedisProcess
 from llmserver.adapters.redis import RedisStores, RedisUsageStore
@@ -105,9 +107,7 @@ async def replica(client: aioredis.Redis, prefix: str) -> AsyncIterator[Replica]
 
 async def crash(store: RedisUsageStore) -> None:
     """What a killed process leaves: a lease nobody renews, and no flush."""
-    heartbeat = store._heartbeat
-    assert heartbeat is not None
-    heartbeat.cancel()
+    store.lease.stop_renewing()
     await asyncio.sleep(LEASE_S * 1.5)
 
 
@@ -293,3 +293,24 @@ async def test_usage_settled_while_redis_is_down_is_written_to_the_database_at_s
     await store.flush_at_shutdown()
 
     assert await database.usage.get(key, P) == UsageRecord(key, P, 40, 0, 1, 1)
+
+
+async def test_usage_settled_just_before_redis_restarts_empty_is_written_from_memory(
+    redis_server: RedisProcess,
+    stores_on: dict[str, RedisUsageStore],
+    database: SqlDatabase,
+    key: str,
+) -> None:
+    store = stores_on["fail_closed"]
+    await store.reserve(key, P, 50, 100)
+    await store.settle(key, P, 50, 40)
+    redis_server.stop()  # before any flush took the 40 out of Redis
+    redis_server.start()
+
+    # The first command on a pooled connection the restart closed may fail; the periodic
+    # flush retries, as here, and keeps what it had meanwhile.
+    with contextlib.suppress(redis.exceptions.ConnectionError):
+        await store.flush()
+    await store.flush()
+
+    assert await database.usage.get(key, P) == UsageRecord(key, P, 40, 0, 1, 0)

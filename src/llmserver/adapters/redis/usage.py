@@ -26,8 +26,6 @@ that request can count twice (a quota errs towards refusing, never towards spend
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +37,7 @@ import structlog
 
 from llmserver.adapters.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy
+from llmserver.adapters.redis.lease import REDIS_ERRORS, ReplicaLease
 from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.adapters.redis.usage_scripts import (
     NOT_SEEDED,
@@ -47,6 +46,7 @@ from llmserver.adapters.redis.usage_scripts import (
     SETTLE,
     TAKE_PENDING,
 )
+from llmserver.adapters.redis.write_generations import WriteGenerations
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord, period_reset_at
@@ -54,7 +54,6 @@ from llmserver.domain.single_flight import SingleFlight
 
 log = structlog.get_logger(__name__)
 
-REDIS_ERRORS = (aioredis.RedisError, OSError)
 KEEP_AFTER_PERIOD = timedelta(days=31)
 """A period's hash outlives the period this long: admin reads of last month stay fresh."""
 SWEEP_CHUNK = 500
@@ -94,59 +93,36 @@ class RedisUsageStore(UsageStore):
         self._policy = FailurePolicy(policy)
         self._prefix = f"{prefix}usage:"
         self._index = f"{prefix}usage-index"
-        self._lease_prefix = f"{prefix}replica:"
-        self._lease_s = lease_s
+        self.lease = ReplicaLease(
+            client, f"{prefix}replica:", lease_s, partial(self._failed, "renew")
+        )
+        self.replica = self.lease.replica
         self._on_error = on_error
-        self.replica = secrets.token_hex(8)
         reserve: Any = client.register_script(RESERVE)
-        settle: Any = client.register_script(SETTLE)
-        self._reserve_all = partial(self._run, reserve, [self.replica, self._lease_prefix])
+        self._settle: Any = client.register_script(SETTLE)
+        self._reserve_all = partial(self._run, reserve, [self.replica, self.lease.prefix])
         self._reserves: TurnBatch[Entry, Reply] = TurnBatch(
             self._reserve_all, orphaned=self._orphaned_hold
         )
-        self._changes: TurnBatch[Entry, int] = TurnBatch(partial(self._run, settle, [self.replica]))
+        self._changes: TurnBatch[Entry, int] = TurnBatch(self._apply_all)
         self._take: Any = client.register_script(TAKE_PENDING)
         self._seed_script: Any = client.register_script(SEED)
         self._seeds: SingleFlight[Slot, None] = SingleFlight()
-        self._queued: set[Slot] = set()
-        """Slots where this replica has usage queued in Redis."""
+        self._generations = WriteGenerations()
         self._pending = PendingUsage()
         """Taken from Redis (or owed at shutdown), not yet in the database."""
         self._owed: dict[Slot, _Owed] = {}
         self._unheld: dict[Slot, int] = {}
         """Tokens ``fail_open`` admitted without a hold in Redis, per slot."""
-        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- the lease ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take the lease, keep renewing it, and sweep the keys left by crashed replicas."""
-        if self._heartbeat is None:
-            self._heartbeat = asyncio.create_task(self._renew_forever(), name="usage-lease")
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self._renew()
-
-    async def _renew(self) -> None:
-        await self._client.set(self._lease_prefix + self.replica, 1, px=int(self._lease_s * 1000))
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                await self._renew()
-            except REDIS_ERRORS as exc:
-                self._failed("renew", exc)
+        await self.lease.start()
 
     async def close(self) -> None:
-        """After the last flush: stop renewing and give the lease up, so that whatever is
-        left under this replica's name is taken over at once rather than after the lease."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self._client.delete(self._lease_prefix + self.replica)
+        """After the last flush: give the lease up."""
+        await self.lease.close()
 
     # -- the port ------------------------------------------------------------------------
 
@@ -210,18 +186,25 @@ class RedisUsageStore(UsageStore):
         it to the database (kept for the next flush if the database is down)."""
         for slot in list(self._owed):
             await self._apply(slot, self._owed.pop(slot), replay=True)
-        queued, self._queued = self._queued, set()
+        queued = await self._generations.close_current()
         if queued:
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for slot in queued:
-                        await self._take(keys=[self._key(slot)], args=[self.replica], client=pipe)
-                    replies = await pipe.execute()
-            except BaseException:
-                self._queued |= queued
-                raise
-            for slot, (used, requests, hits) in zip(queued, replies, strict=True):
-                self._pending.add(slot, int(used), int(requests), int(hits))
+            async with self._client.pipeline(transaction=False) as pipe:
+                for slot, generation in queued:
+                    args = [self.replica, generation]
+                    await self._take(keys=[self._key(slot)], args=args, client=pipe)
+                replies = await pipe.execute()
+            for (slot, generation), taken in zip(queued, replies, strict=True):
+                used, requests, hits, *claimed = (int(value) for value in taken)
+                # Redis gives back less than this replica queued if it lost it (restarted
+                # without persistence): what it remembers is written instead. More, if a
+                # settlement ran whose answer never came (a timeout): see the docstring.
+                mine = self._generations.taken(slot, generation)
+                self._pending.add(
+                    slot,
+                    max(used, mine.used_tokens) + claimed[0],
+                    max(requests, mine.requests) + claimed[1],
+                    max(hits, mine.cache_hits) + claimed[2],
+                )
         await self._pending.write(self._durable)
 
     async def flush_at_shutdown(self) -> None:
@@ -230,6 +213,7 @@ class RedisUsageStore(UsageStore):
             await self.flush()
         except REDIS_ERRORS as exc:
             self._failed("flush", exc)
+        self._generations.drain_into(self._pending)
         for slot, owed in self._owed.items():
             self._pending.add(slot, owed.used_tokens, owed.requests, owed.cache_hits)
         self._owed.clear()
@@ -250,8 +234,10 @@ class RedisUsageStore(UsageStore):
 
     async def _read(self, slot: Slot, tokens: int, quota: int | None) -> Reply:
         reply: Reply = await self._reserves((slot, (tokens, -1 if quota is None else quota)))
+        if _unseeded(reply):
+            raise aioredis.RedisError("usage counters vanished while being seeded")
         if reply[5]:
-            self._queued.add(slot)
+            self._generations.mark(slot)
         return reply
 
     async def _run(self, script: Any, head: ScriptArgs, entries: Sequence[Entry]) -> Replies:
@@ -269,8 +255,6 @@ class RedisUsageStore(UsageStore):
                 keys=[self._key(entries[i][0]) for i in unseeded],
                 args=[*head, *(value for i in unseeded for value in entries[i][1])],
             )
-            if any(_unseeded(reply) for reply in again):
-                raise aioredis.RedisError("usage counters vanished while being seeded")
             for i, reply in zip(unseeded, again, strict=True):
                 replies[i] = reply
         return replies
@@ -282,9 +266,10 @@ class RedisUsageStore(UsageStore):
             chunk = slots[start : start + SWEEP_CHUNK]
             replies = await self._reserve_all([(slot, (0, -1)) for slot in chunk])
             for slot, reply in zip(chunk, replies, strict=True):
-                read[slot] = reply
-                if reply[5]:
-                    self._queued.add(slot)
+                if not _unseeded(reply):
+                    read[slot] = reply
+                    if reply[5]:
+                        self._generations.mark(slot)
         return read
 
     async def _seed(self, slot: Slot) -> None:
@@ -302,7 +287,8 @@ class RedisUsageStore(UsageStore):
     async def _apply(self, slot: Slot, change: _Owed, *, replay: bool = False) -> None:
         values = (change.release, change.used_tokens, change.requests, change.cache_hits, 1)
         try:
-            await self._changes((slot, values))
+            if _unseeded(await self._changes((slot, values))):
+                raise aioredis.RedisError("usage counters vanished while being seeded")
         # Not only Redis's errors: seeding a key Redis lost reads the database, which may be
         # down too. A settlement must not fail the request it ends; it is kept and replayed.
         except Exception as exc:
@@ -315,9 +301,19 @@ class RedisUsageStore(UsageStore):
             owed.cache_hits += change.cache_hits
             if replay:
                 raise
-            return
-        if change.requests:
-            self._queued.add(slot)
+
+    async def _apply_all(self, entries: Sequence[Entry]) -> Replies:
+        """Settlements and releases; what is queued for the database is also remembered
+        here, whether or not its caller is still waiting for the answer."""
+        generation = self._generations.send()
+        try:
+            replies = await self._run(self._settle, [self.replica, generation], entries)
+            for (slot, (_, used, requests, hits, _)), reply in zip(entries, replies, strict=True):
+                if requests and not _unseeded(reply):
+                    self._generations.queued(generation, slot, used, requests, hits)
+        finally:
+            self._generations.landed(generation)
+        return replies
 
     def _orphaned_hold(self, entry: Entry, reply: Reply) -> None:
         """A reservation made for a request that was cancelled meanwhile: nobody will
@@ -344,17 +340,15 @@ class RedisUsageStore(UsageStore):
 
     def _unflushed(self, stored: UsageRecord) -> UsageRecord:
         """The database's record plus what this replica has not written yet."""
-        mine = self._pending.totals((stored.key_id, stored.period))
-        if mine is None:
-            return stored
-        return UsageRecord(
-            stored.key_id,
-            stored.period,
-            stored.used_tokens + mine.used_tokens,
-            0,
-            stored.requests + mine.requests,
-            stored.cache_hits + mine.cache_hits,
-        )
+        slot = (stored.key_id, stored.period)
+        record = UsageRecord(*slot, stored.used_tokens, 0, stored.requests, stored.cache_hits)
+        for queue in (self._pending, *self._generations.totals()):
+            mine = queue.totals(slot)
+            if mine is not None:
+                record.used_tokens += mine.used_tokens
+                record.requests += mine.requests
+                record.cache_hits += mine.cache_hits
+        return record
 
     def _failed(self, what: str, exc: BaseException) -> None:
         if self._on_error is not None:

@@ -6,8 +6,11 @@ loop (see ``turn_batch``).
 One hash per key and period holds:
 - ``used``, ``requests``, ``hits``: the period's totals (seeded once from the database);
 - ``r:<replica>``: tokens held by that replica's requests in flight;
-- ``pu:<replica>``, ``pr:<replica>``, ``ph:<replica>``: what that replica settled and has
-  not yet written to the database (used tokens, requests, cache hits).
+- ``pu:<replica>:<generation>``, ``pr:...``, ``ph:...``: what that replica settled and has
+  not yet written to the database (used tokens, requests, cache hits), by write generation
+  (see ``RedisUsageStore.flush``);
+- ``cu:<replica>``, ``cr:<replica>``, ``ch:<replica>``: what it took over from dead
+  replicas and has not yet written.
 
 A replica is alive while its lease key (``ARGV`` names the prefix) exists. Every script
 that reads a hash drops the holds of replicas whose lease has gone (a crashed replica's
@@ -38,7 +41,7 @@ local function sweep(h, me, lease)
     elseif f == 'requests' then c.requests = v
     elseif f == 'hits' then c.hits = v
     else
-      local kind, owner = string.match(f, '^(%a+):(.+)$')
+      local kind, owner = string.match(f, '^(%a+):([^:]+)')
       if owner ~= me then
         if dead[owner] == nil then
           dead[owner] = redis.call('EXISTS', lease .. owner) == 0
@@ -48,7 +51,9 @@ local function sweep(h, me, lease)
         if owner == me or not dead[owner] then c.reserved = c.reserved + v
         else redis.call('HDEL', h, f) end
       elseif owner ~= me and dead[owner] then
-        redis.call('HINCRBY', h, kind .. ':' .. me, raw)
+        -- pu/pr/ph (its own) and cu/cr/ch (what it had taken over) become this
+        -- replica's cu/cr/ch: kept apart from its own, which it also queues in memory.
+        redis.call('HINCRBY', h, 'c' .. string.sub(kind, 2) .. ':' .. me, raw)
         redis.call('HDEL', h, f)
         c.claimed = 1
       end
@@ -95,13 +100,14 @@ return out
 ``fits``); with 0 tokens and no quota, a read."""
 
 SETTLE = """
--- KEYS: one hash per change. ARGV: me, then per change: tokens to release, used tokens,
--- requests, cache hits, 1 to queue the usage for this replica's next database write
--- (0: it is queued already). Answers 1 per change applied, -1 per hash not seeded.
+-- KEYS: one hash per change. ARGV: me, the write generation, then per change: tokens to
+-- release, used tokens, requests, cache hits, 1 to queue the usage for this replica's
+-- database write of that generation. Answers 1 per change applied, -1 per hash not seeded.
 local me = ARGV[1]
+local queue = me .. ':' .. ARGV[2]
 local out = {}
 for i = 1, #KEYS do
-  local h, a = KEYS[i], 1 + 5 * (i - 1)
+  local h, a = KEYS[i], 2 + 5 * (i - 1)
   if redis.call('HEXISTS', h, 'used') == 0 then
     out[i] = -1
   else
@@ -116,9 +122,9 @@ for i = 1, #KEYS do
       redis.call('HINCRBY', h, 'requests', ARGV[a + 3])
       redis.call('HINCRBY', h, 'hits', ARGV[a + 4])
       if ARGV[a + 5] == '1' then
-        redis.call('HINCRBY', h, 'pu:' .. me, ARGV[a + 2])
-        redis.call('HINCRBY', h, 'pr:' .. me, ARGV[a + 3])
-        redis.call('HINCRBY', h, 'ph:' .. me, ARGV[a + 4])
+        redis.call('HINCRBY', h, 'pu:' .. queue, ARGV[a + 2])
+        redis.call('HINCRBY', h, 'pr:' .. queue, ARGV[a + 3])
+        redis.call('HINCRBY', h, 'ph:' .. queue, ARGV[a + 4])
       end
     end
     out[i] = 1
@@ -129,12 +135,16 @@ return out
 """Release holds and add settled usage (settle; release is usage 0)."""
 
 TAKE_PENDING = """
--- KEYS[1]: the hash. ARGV: me. What this replica settled and has not written yet,
--- handed over to be written (the fields go: the caller now owns the amounts).
-local f = {'pu:' .. ARGV[1], 'pr:' .. ARGV[1], 'ph:' .. ARGV[1]}
-local v = redis.call('HMGET', KEYS[1], f[1], f[2], f[3])
-redis.call('HDEL', KEYS[1], f[1], f[2], f[3])
-return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')}
+-- KEYS[1]: the hash. ARGV: me, a write generation. What this replica settled in that
+-- generation, then what it took over from dead replicas (used, requests, hits each),
+-- handed over to be written: the fields go, the caller now owns the amounts.
+local me, queue = ARGV[1], ARGV[1] .. ':' .. ARGV[2]
+local f = {'pu:' .. queue, 'pr:' .. queue, 'ph:' .. queue, 'cu:' .. me, 'cr:' .. me, 'ch:' .. me}
+local v = redis.call('HMGET', KEYS[1], unpack(f))
+redis.call('HDEL', KEYS[1], unpack(f))
+local out = {}
+for i = 1, 6 do out[i] = tonumber(v[i] or '0') end
+return out
 """
 
 SEED = """
