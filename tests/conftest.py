@@ -79,7 +79,7 @@ def redis_url() -> str:
 
 from pathlib import Path  # noqa: E402
 
-from livesupport import LiveServer, find_key_secrets, running_server  # noqa: E402
+from livesupport import LiveServer, RedisProcess, find_key_secrets, running_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +102,13 @@ def live_server(
     leaks = find_key_secrets([server.log_path, *root.glob("llmserver.db*")])
     if leaks:
         pytest.fail(f"API key secrets leaked into {sorted(leaks)}")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A started ``redis-server`` of the test's own, which it may stop and start (an
+    outage) without touching the shared one."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -11,7 +11,6 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -68,14 +67,6 @@ async def _ready(client: httpx.AsyncClient, expected: int) -> bool:
         return (await client.get("/readyz")).status_code == expected
     except httpx.TransportError:
         return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -220,21 +219,13 @@ async def test_a_live_replicas_unwritten_usage_is_left_to_it(
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def stores_on(
-    redis_server: RedisProcess, database: SqlDatabase
+    private_redis: RedisProcess, database: SqlDatabase
 ) -> AsyncIterator[dict[str, RedisUsageStore]]:
     """A replica's quota store per failure policy, configured as the server configures it
     (short timeouts), on a Redis the test can stop."""
     opened = {
-        policy: RedisStores.from_url(redis_server.url, failure_policy=policy)
+        policy: RedisStores.from_url(private_redis.url, failure_policy=policy)
         for policy in ("fail_open", "fail_closed")
     }
     yield {policy: stores.usage_store(database.usage) for policy, stores in opened.items()}
@@ -243,9 +234,9 @@ async def stores_on(
 
 
 async def test_while_redis_is_down_fail_closed_refuses_and_fail_open_admits(
-    redis_server: RedisProcess, stores_on: dict[str, RedisUsageStore], key: str
+    private_redis: RedisProcess, stores_on: dict[str, RedisUsageStore], key: str
 ) -> None:
-    redis_server.stop()
+    private_redis.stop()
 
     with pytest.raises(Unavailable, match="quota store is unavailable"):
         await stores_on["fail_closed"].reserve(key, P, 10, 100)
@@ -255,7 +246,7 @@ async def test_while_redis_is_down_fail_closed_refuses_and_fail_open_admits(
 
 
 async def test_usage_settled_while_redis_is_down_reaches_both_stores_when_it_is_back(
-    redis_server: RedisProcess,
+    private_redis: RedisProcess,
     stores_on: dict[str, RedisUsageStore],
     database: SqlDatabase,
     key: str,
@@ -264,13 +255,13 @@ async def test_usage_settled_while_redis_is_down_reaches_both_stores_when_it_is_
     await store.reserve(key, P, 10, 100)
     await store.settle(key, P, 10, 10)
     await store.flush()
-    redis_server.stop()
+    private_redis.stop()
 
     await store.reserve(key, P, 50, 100)  # admitted with no hold
     await store.settle(key, P, 50, 40)
     with pytest.raises(Exception):  # noqa: B017 - kept for the next flush, whatever the error
         await store.flush()
-    redis_server.start()  # an empty Redis: it kept nothing
+    private_redis.start()  # an empty Redis: it kept nothing
     await store.flush()
 
     assert await database.usage.get(key, P) == UsageRecord(key, P, 50, 0, 2, 0)
@@ -280,13 +271,13 @@ async def test_usage_settled_while_redis_is_down_reaches_both_stores_when_it_is_
 
 
 async def test_usage_settled_while_redis_is_down_is_written_to_the_database_at_shutdown(
-    redis_server: RedisProcess,
+    private_redis: RedisProcess,
     stores_on: dict[str, RedisUsageStore],
     database: SqlDatabase,
     key: str,
 ) -> None:
     store = stores_on["fail_open"]
-    redis_server.stop()
+    private_redis.stop()
     await store.reserve(key, P, 50, 100)
     await store.settle(key, P, 50, 40, cache_hit=True)
 
@@ -296,7 +287,7 @@ async def test_usage_settled_while_redis_is_down_is_written_to_the_database_at_s
 
 
 async def test_usage_settled_just_before_redis_restarts_empty_is_written_from_memory(
-    redis_server: RedisProcess,
+    private_redis: RedisProcess,
     stores_on: dict[str, RedisUsageStore],
     database: SqlDatabase,
     key: str,
@@ -304,8 +295,8 @@ async def test_usage_settled_just_before_redis_restarts_empty_is_written_from_me
     store = stores_on["fail_closed"]
     await store.reserve(key, P, 50, 100)
     await store.settle(key, P, 50, 40)
-    redis_server.stop()  # before any flush took the 40 out of Redis
-    redis_server.start()
+    private_redis.stop()  # before any flush took the 40 out of Redis
+    private_redis.start()
 
     # The first command on a pooled connection the restart closed may fail; the periodic
     # flush retries, as here, and keeps what it had meanwhile.
