@@ -16,7 +16,7 @@ from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai.serving import Body, sse_events
 from llmserver.domain.errors import GenerationTimeout
 from llmserver.domain.gateway import StreamSession
-from llmserver.domain.inference import StreamEvent, TextDelta
+from llmserver.domain.inference import FinishReason, StreamEnd, StreamEvent, TextDelta
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.registry import BackendKind, ModelSpec
 
@@ -42,7 +42,13 @@ async def _render(error: BaseException, *, chat: bool) -> tuple[list[Any], Acces
     session = StreamSession(SPEC, CacheStatus.MISS, None, datetime.now(UTC), _failing(error))
     record = AccessRecord("req-1")
     sent = [chunk async for chunk in sse_events(session, _body(chat=chat), record)]
-    datas = [chunk.removeprefix(b"data: ").strip().decode() for chunk in sent]
+    # A chunk may carry several events (the role chunk goes with the next).
+    datas = [
+        event.removeprefix(b"data: ").decode()
+        for chunk in sent
+        for event in chunk.split(b"\n\n")
+        if event
+    ]
     return [data if data == "[DONE]" else json.loads(data) for data in datas], record
 
 
@@ -74,3 +80,19 @@ async def test_a_gateway_error_says_what_happened() -> None:
     assert done == "[DONE]"
     assert error["error"]["message"] == "took longer than 1s"
     assert error["error"]["code"] == record.error_code == GenerationTimeout.code
+
+
+async def test_a_chat_streams_role_chunk_goes_with_its_first_text() -> None:
+    """One send before the first text, not two; the events are OpenAI's, in order."""
+
+    async def answer() -> AsyncIterator[StreamEvent]:
+        yield TextDelta("Hello")
+        yield StreamEnd(FinishReason.STOP, 3, 1)
+
+    session = StreamSession(SPEC, CacheStatus.MISS, None, datetime.now(UTC), answer())
+    sent = [c async for c in sse_events(session, _body(chat=True), AccessRecord("req-1"))]
+    role, text, rest = sent[0].split(b"\n\n", 2)
+    assert json.loads(role.removeprefix(b"data: "))["choices"][0]["delta"]["role"] == "assistant"
+    assert json.loads(text.removeprefix(b"data: "))["choices"][0]["delta"]["content"] == "Hello"
+    assert rest == b""
+    assert sent[-1] == b"data: [DONE]\n\n"

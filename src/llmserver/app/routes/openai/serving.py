@@ -207,18 +207,26 @@ async def sse_events(
             p.TextCompletion(completion_id, created, model, [p.TextChoice(0, text or "", finish)])
         )
 
+    # A chat stream's role chunk goes out with the chunk after it: ``open_stream`` has
+    # already fetched the first event, so holding the role chunk back delays nothing, and
+    # the first text takes one send (one write to the client's socket) instead of two.
+    head = chunk("", None, role=True) if chat else b""
+
+    def after_head(data: bytes) -> bytes:
+        nonlocal head
+        data, head = head + data, b""
+        return data
+
     events = session.events
     try:
-        if chat:
-            yield chunk("", None, role=True)
         async for event in events:
             if isinstance(event, TextDelta):
                 if event.text:
-                    yield chunk(event.text, None)
+                    yield after_head(chunk(event.text, None))
             elif isinstance(event, StreamEnd):
                 record.prompt_tokens = event.prompt_tokens
                 record.completion_tokens = event.completion_tokens
-                yield chunk(None if chat else "", event.finish_reason.value)
+                yield after_head(chunk(None if chat else "", event.finish_reason.value))
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     if chat:
@@ -227,10 +235,10 @@ async def sse_events(
                         )
                     else:
                         yield _sse(p.TextCompletion(completion_id, created, model, [], usage=usage))
-        yield DONE
+        yield after_head(DONE)
     except GatewayError as exc:
         record.error_code = exc.code
-        yield _error_event(exc.message, exc.code)
+        yield after_head(_error_event(exc.message, exc.code))
         yield DONE
     except Exception as exc:
         # A bug, not the client's doing: the stream still ends as a stream should, and the
@@ -242,7 +250,7 @@ async def sse_events(
             exc_info=exc,
         )
         record.error_code = INTERNAL_ERROR
-        yield _error_event(INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR)
+        yield after_head(_error_event(INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR))
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
