@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
@@ -119,8 +119,12 @@ class HttpBackend(InferenceBackend):
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         async with self._exchange(prompt, params, stream=True) as response:
             if _is_event_stream(response):
-                async for event in self._events(response, prompt):
-                    yield event
+                # Closed here, not left to the garbage collector: the caller stops at the
+                # final event, and a generator collected unfinished is closed by a task of
+                # its own (the event loop's finalizer), one per generator per stream.
+                async with aclosing(self._events(response, prompt)) as events:
+                    async for event in events:
+                        yield event
                 return
             whole = await self._whole_answer(response, prompt, params, asked="an event stream")
             if whole.text:
@@ -296,24 +300,26 @@ class HttpBackend(InferenceBackend):
 
     async def _events(
         self, response: aiohttp.ClientResponse, prompt: Prompt
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         finish: FinishReason | None = None
         usage = Usage()
         chunks = 0
         with self._reading(lambda: f"the stream after {chunks} chunks"):
-            async for payload in sse_data(response.content.iter_any()):
-                if payload == b"[DONE]":
-                    await wait_for_end(response)
-                    break
-                chunk = parse_answer(payload, self._spec.id, "stream chunk")
-                usage = chunk.usage or usage
-                for choice in chunk.choices or ():
-                    text = choice.content
-                    if text:
-                        chunks += 1
-                        yield TextDelta(text)
-                    if choice.finish_reason:
-                        finish = finish_reason(choice.finish_reason)
+            # Closed at [DONE] rather than collected unfinished (see ``stream``).
+            async with aclosing(sse_data(response.content.iter_any())) as payloads:
+                async for payload in payloads:
+                    if payload == b"[DONE]":
+                        await wait_for_end(response)
+                        break
+                    chunk = parse_answer(payload, self._spec.id, "stream chunk")
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices or ():
+                        text = choice.content
+                        if text:
+                            chunks += 1
+                            yield TextDelta(text)
+                        if choice.finish_reason:
+                            finish = finish_reason(choice.finish_reason)
         if finish is None:
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "

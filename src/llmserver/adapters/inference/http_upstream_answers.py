@@ -10,7 +10,7 @@ exception of the parser's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, TypeVar
 
 import aiohttp
@@ -111,7 +111,7 @@ def _decode(decoder: msgspec.json.Decoder[_T], data: str | bytes, model_id: str,
     )
 
 
-async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """The ``data`` of each server-sent event in ``chunks`` (the body as it arrives, cut
     anywhere), multi-line data joined with newlines. Lines end in CRLF, LF or CR, as the
     format allows; a line has no length limit but the memory it takes."""
