@@ -4,11 +4,12 @@ scripts).
 
 The database stays the durable record. A key's counters for a period are read from it
 once (by whichever replica first needs them) and seeded into Redis. What a replica
-settles is queued in the hash under its own name and written behind: every flush takes
-this replica's queued amounts and adds them to the database in one transaction
-(``PendingUsage``). A replica that crashes loses at most the flush in progress; what it
-had queued in Redis is taken over by the next replica that touches the key, or by any
-replica's start-up sweep (``reconcile``), once its lease has expired.
+settles is queued in the hash under its own name, and remembered in its memory, and written
+behind: every flush takes this replica's queued amounts and adds them to the database in
+one transaction (``PendingUsage``), its own memory standing in for what Redis lost if it
+restarted empty (``WriteGenerations``). A replica that crashes loses at most the flush in
+progress; what it had queued in Redis is taken over by the next replica that touches the
+key, or by any replica's start-up sweep (``reconcile``), once its lease has expired.
 
 Holds carry the replica's lease the same way: a crashed replica's reservations stop
 counting ``lease_s`` after its last renewal. A replica renews its lease every third of
@@ -184,28 +185,31 @@ class RedisUsageStore(UsageStore):
     async def flush(self) -> None:
         """Replay what Redis missed, take this replica's queued usage out of Redis and add
         it to the database (kept for the next flush if the database is down)."""
-        for slot in list(self._owed):
-            await self._apply(slot, self._owed.pop(slot), replay=True)
-        queued = await self._generations.close_current()
-        if queued:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for slot, generation in queued:
-                    args = [self.replica, generation]
-                    await self._take(keys=[self._key(slot)], args=args, client=pipe)
-                replies = await pipe.execute()
-            for (slot, generation), taken in zip(queued, replies, strict=True):
-                used, requests, hits, *claimed = (int(value) for value in taken)
-                # Redis gives back less than this replica queued if it lost it (restarted
-                # without persistence): what it remembers is written instead. More, if a
-                # settlement ran whose answer never came (a timeout): see the docstring.
-                mine = self._generations.taken(slot, generation)
-                self._pending.add(
-                    slot,
-                    max(used, mine.used_tokens) + claimed[0],
-                    max(requests, mine.requests) + claimed[1],
-                    max(hits, mine.cache_hits) + claimed[2],
-                )
-        await self._pending.write(self._durable)
+        # What was taken out of Redis before goes to the database even while Redis is down.
+        try:
+            for slot in list(self._owed):
+                await self._apply(slot, self._owed.pop(slot), replay=True)
+            queued = await self._generations.close_current()
+            if queued:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for slot, generation in queued:
+                        args = [self.replica, generation]
+                        await self._take(keys=[self._key(slot)], args=args, client=pipe)
+                    replies = await pipe.execute()
+                for (slot, generation), taken in zip(queued, replies, strict=True):
+                    used, requests, hits, *claimed = (int(value) for value in taken)
+                    # Redis gives back less than this replica queued if it lost it (restarted
+                    # without persistence): what it remembers is written instead. More, if a
+                    # settlement ran whose answer never came (a timeout): see the docstring.
+                    mine = self._generations.taken(slot, generation)
+                    self._pending.add(
+                        slot,
+                        max(used, mine.used_tokens) + claimed[0],
+                        max(requests, mine.requests) + claimed[1],
+                        max(hits, mine.cache_hits) + claimed[2],
+                    )
+        finally:
+            await self._pending.write(self._durable)
 
     async def flush_at_shutdown(self) -> None:
         """The last flush: what Redis still has not taken goes to the database directly."""
