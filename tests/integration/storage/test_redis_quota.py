@@ -140,6 +140,38 @@ async def test_counters_are_read_from_the_database_once_per_key_and_period(
     assert durable.reads == reads
 
 
+class GatedDurable(CountingDurable):
+    """The real SQL store, whose reads wait until the test opens the gate: a slow database."""
+
+    def __init__(self, inner: SqlUsageStore) -> None:
+        super().__init__(inner)
+        self.gate = asyncio.Event()
+
+    async def get(self, key_id: str, period: str) -> UsageRecord:
+        await self.gate.wait()
+        return await super().get(key_id, period)
+
+
+async def test_a_keys_first_read_of_the_database_delays_no_other_key(
+    replica: Replica, database: SqlDatabase, key: str
+) -> None:
+    durable = GatedDurable(database.usage)
+    store = await replica(durable)
+    seeded = uuid.uuid4().hex
+    durable.gate.set()
+    await store.reserve(seeded, P, 1, 100)
+    durable.gate.clear()
+
+    # Both in one turn of the event loop: one batch for Redis.
+    fresh = asyncio.create_task(store.reserve(key, P, 1, 100))
+    other = asyncio.create_task(store.reserve(seeded, P, 1, 100))
+    done, _ = await asyncio.wait({fresh, other}, timeout=2)
+
+    assert done == {other}, "the seeded key waited for the fresh key's database read"
+    durable.gate.set()
+    assert (await fresh).admitted
+
+
 async def test_settled_usage_is_written_behind_once_by_each_replica(
     replica: Replica, database: SqlDatabase, key: str
 ) -> None:

@@ -26,7 +26,6 @@ that request can count twice (a quota errs towards refusing, never towards spend
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -237,30 +236,32 @@ class RedisUsageStore(UsageStore):
         return f"{self._prefix}{slot[0]}:{slot[1]}"
 
     async def _read(self, slot: Slot, tokens: int, quota: int | None) -> Reply:
-        reply: Reply = await self._reserves((slot, (tokens, -1 if quota is None else quota)))
-        if _unseeded(reply):
-            raise aioredis.RedisError("usage counters vanished while being seeded")
+        entry = (slot, (tokens, -1 if quota is None else quota))
+        reply: Reply = await self._seeded(self._reserves, entry)
         if reply[5]:
             self._generations.mark(slot)
         return reply
 
+    async def _seeded(self, batch: TurnBatch[Entry, Any], entry: Entry) -> Any:
+        """``batch``'s answer to ``entry``, its hash seeded from the database first if Redis
+        does not have it. Seeded here, outside the batch: the other requests of its turn
+        do not wait for a database read one key's first request of the month needs."""
+        reply = await batch(entry)
+        if _unseeded(reply):
+            slot = entry[0]
+            await self._seeds.join(slot, partial(self._seed, slot))
+            reply = await batch(entry)
+            if _unseeded(reply):
+                raise aioredis.RedisError("usage counters vanished while being seeded")
+        return reply
+
     async def _run(self, script: Any, head: ScriptArgs, entries: Sequence[Entry]) -> Replies:
-        """One call of ``script`` over ``entries``; the entries whose hash is not seeded are
-        seeded from the database and run again."""
+        """One call of ``script`` over ``entries`` (``-1`` for each whose hash is not
+        seeded)."""
         replies: Replies = await script(
             keys=[self._key(slot) for slot, _ in entries],
             args=[*head, *(value for _, values in entries for value in values)],
         )
-        unseeded = [i for i, reply in enumerate(replies) if _unseeded(reply)]
-        if unseeded:
-            slots = {entries[i][0] for i in unseeded}
-            await asyncio.gather(*(self._seeds.join(s, partial(self._seed, s)) for s in slots))
-            again = await script(
-                keys=[self._key(entries[i][0]) for i in unseeded],
-                args=[*head, *(value for i in unseeded for value in entries[i][1])],
-            )
-            for i, reply in zip(unseeded, again, strict=True):
-                replies[i] = reply
         return replies
 
     async def _sweep(self, slots: Sequence[Slot]) -> dict[Slot, Reply]:
@@ -291,8 +292,7 @@ class RedisUsageStore(UsageStore):
     async def _apply(self, slot: Slot, change: _Owed, *, replay: bool = False) -> None:
         values = (change.release, change.used_tokens, change.requests, change.cache_hits, 1)
         try:
-            if _unseeded(await self._changes((slot, values))):
-                raise aioredis.RedisError("usage counters vanished while being seeded")
+            await self._seeded(self._changes, (slot, values))
         # Not only Redis's errors: seeding a key Redis lost reads the database, which may be
         # down too. A settlement must not fail the request it ends; it is kept and replayed.
         except Exception as exc:
