@@ -160,3 +160,23 @@ async def test_the_hot_cache_treats_an_unreadable_value_as_a_miss(
     finally:
         await stores.client.delete(*[k async for k in stores.client.scan_iter(match=f"{prefix}*")])
         await stores.close()
+
+
+async def test_a_pooled_connection_a_redis_restart_closed_is_replaced_not_an_outage(
+    private_redis: RedisProcess,
+) -> None:
+    """The one immediate retry reconnects: under fail_closed, the first requests after
+    Redis restarted are served, not refused on the connections it closed."""
+    stores = RedisStores.from_url(private_redis.url, failure_policy=FailurePolicy.FAIL_CLOSED)
+    try:
+        await asyncio.gather(*(stores.limiter.acquire(f"b{i}", 100, T) for i in range(20)))
+        private_redis.stop()
+        private_redis.start()
+
+        decisions = await asyncio.gather(
+            *(stores.limiter.acquire(f"b{i}", 100, T + 1) for i in range(20))
+        )
+    finally:
+        await stores.close()
+
+    assert all(d.admitted for d in decisions)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from llmserver.adapters.pending_usage import DurableUsage
 from llmserver.adapters.redis.cache import RedisHotCache
