@@ -7,12 +7,11 @@ import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Literal
 
-import aiohttp
 import pytest
 
 from integration.inference.fake_upstream import Answers, FakeUpstream
 from llmserver.adapters.inference.http_backend import HttpBackend
-from llmserver.adapters.inference.http_upstream_client import open_session
+from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.domain.errors import ErrorKind, GenerationTimeout, InvalidRequest, UpstreamError
 from llmserver.domain.inference import (
     ChatMessage,
@@ -41,7 +40,7 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 @pytest.fixture
 async def make_backend(upstream: FakeUpstream) -> AsyncIterator[MakeBackend]:
-    async with open_session() as client:
+    async with UpstreamClient() as client:
 
         def make(source: str | None = None, **options: float) -> HttpBackend:
             spec = ModelSpec(
@@ -66,7 +65,7 @@ async def test_chat_stream_passes_through(
         source=upstream.url + "/v1/",
         api_key_env="UPSTREAM_TEST_KEY",
     )
-    async with open_session() as client:
+    async with UpstreamClient() as client:
         backend = HttpBackend(spec, client=client)
         events = [event async for event in backend.stream(CHAT, PARAMS)]
     assert events == [
@@ -192,15 +191,6 @@ async def test_no_retry_after_a_json_answer_started(
     assert len(upstream.seen) == 1
 
 
-def _keeping(responses: list[aiohttp.ClientResponse]) -> aiohttp.TraceConfig:
-    async def keep(_: object, __: object, params: aiohttp.TraceRequestEndParams) -> None:
-        responses.append(params.response)  # each response the session hands out
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(keep)
-    return trace
-
-
 @pytest.mark.parametrize("leaving", ["cancel-stream", "cancel-whole", "stop-reading-stream"])
 async def test_a_client_leaving_closes_the_upstream_request(
     upstream: FakeUpstream, leaving: str
@@ -209,9 +199,9 @@ async def test_a_client_leaving_closes_the_upstream_request(
     request is closed at once, so the upstream sees its connection close and stops."""
     upstream.script = ["stall"]
     spec = ModelSpec(id="remote", backend=BackendKind.HTTP, source=upstream.url)
-    responses: list[aiohttp.ClientResponse] = []
-    async with open_session([_keeping(responses)]) as client, asyncio.timeout(5):
+    async with UpstreamClient() as client, asyncio.timeout(5):
         backend = HttpBackend(spec, client=client)
+        pool = client.upstream(upstream.url)
         if leaving == "stop-reading-stream":
             stream = backend.stream(CHAT, PARAMS)
             assert await anext(stream) == TextDelta("Hello")
@@ -219,12 +209,12 @@ async def test_a_client_leaving_closes_the_upstream_request(
             await stream.aclose()
         else:
             call = asyncio.create_task(_answer(backend, streamed=leaving == "cancel-stream"))
-            while not responses:
+            while not upstream.seen:
                 await asyncio.sleep(0.01)
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
-        assert responses[0].closed
+        assert pool.open == 0  # the connection was closed, not kept for another request
         assert backend.status().details["in_flight"] == "0"
         while not upstream.hung_up:
             await asyncio.sleep(0.01)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from llmserver.adapters.inference.http_backend import HttpBackend
-from llmserver.adapters.inference.http_upstream_client import open_session
+from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
 from llmserver.domain.registry import BackendKind, ModelSpec
 
@@ -76,7 +76,7 @@ async def test_sequential_calls_share_one_connection(
     url, server = upstream
     spec = ModelSpec(id="remote", backend=BackendKind.HTTP, source=url)
     params = GenerationParams(max_tokens=8)
-    async with open_session() as client:
+    async with UpstreamClient() as client:
         backend = HttpBackend(spec, client=client)
         for _ in range(CALLS):
             if streamed:

@@ -1,7 +1,7 @@
 """The remote backend: any OpenAI-compatible upstream (vLLM, Ollama, llama.cpp, hosted APIs).
 
-The ``aiohttp.ClientSession`` is injected (the manager opens one for all upstreams with
-``http_upstream_client.open_session``; tests open their own). Connection errors and 5xx
+The ``UpstreamClient`` is injected (the manager opens one for all upstreams; tests open
+their own). Connection errors and 5xx
 answers are retried with exponential backoff, but only before the first byte of the
 answer has reached our client: after that a retry would repeat text the client already
 has. Whatever the upstream gets wrong becomes a gateway error with a message saying what
@@ -18,8 +18,8 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 
 from llmserver.adapters.inference.generation import collect
@@ -32,10 +32,10 @@ from llmserver.adapters.inference.http_upstream_answers import (
 )
 from llmserver.adapters.inference.http_upstream_client import (
     TRANSPORT_ERRORS,
-    env_proxy,
+    Timeouts,
+    UpstreamClient,
+    UpstreamResponse,
     is_read_timeout,
-    timeouts,
-    wait_for_end,
 )
 from llmserver.domain.errors import (
     GatewayError,
@@ -66,18 +66,19 @@ class HttpBackend(InferenceBackend):
         self,
         spec: ModelSpec,
         *,
-        client: aiohttp.ClientSession,
+        client: UpstreamClient,
         read_timeout_s: float = 300.0,
         connect_timeout_s: float = 5.0,
         max_retries: int = 2,
         backoff_s: float = 0.25,
     ) -> None:
         self._spec = spec
-        self._client = client
         base = spec.source.rstrip("/")
         self._base = base if base.endswith("/v1") else f"{base}/v1"
+        self._upstream = client.upstream(self._base)
+        self._path = urlsplit(self._base).path
         self._upstream_model = spec.upstream_model or spec.id
-        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        headers = b"Accept: application/json\r\nContent-Type: application/json\r\n"
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
             if not key:
@@ -85,9 +86,9 @@ class HttpBackend(InferenceBackend):
                     f"model {spec.id!r} reads its upstream API key from the environment "
                     f"variable {spec.api_key_env}, which is not set"
                 )
-            self._headers["Authorization"] = f"Bearer {key}"
-        self._timeout = timeouts(connect_s=connect_timeout_s, read_s=read_timeout_s)
-        self._proxy, self._proxy_auth = env_proxy(self._base)
+            headers += b"Authorization: Bearer " + key.encode("latin-1") + b"\r\n"
+        self._headers = headers
+        self._timeouts = Timeouts(connect_s=connect_timeout_s, read_s=read_timeout_s)
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self._in_flight = 0
@@ -151,7 +152,7 @@ class HttpBackend(InferenceBackend):
     @asynccontextmanager
     async def _exchange(
         self, prompt: Prompt, params: GenerationParams, *, stream: bool
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[UpstreamResponse]:
         """The upstream's answer, its headers read; closed on the way out, whatever the
         way: a cancelled call (our client left) closes the connection, and with it the
         upstream's work on the request. An answer read to its end has already gone back
@@ -159,7 +160,7 @@ class HttpBackend(InferenceBackend):
         path, body = self._body(prompt, params, stream=stream)
         self._in_flight += 1
         try:
-            response = await self._send_with_retries(self._base + path, body)
+            response = await self._send_with_retries(self._path + path, body)
             try:
                 yield response
             finally:
@@ -189,22 +190,14 @@ class HttpBackend(InferenceBackend):
         body["prompt"] = prompt.text
         return "/completions", body
 
-    async def _send_with_retries(self, url: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+    async def _send_with_retries(self, path: str, body: Mapping[str, Any]) -> UpstreamResponse:
         data = msgspec.json.encode(body)
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self._backoff_s * 2 ** (attempt - 2))
             try:
-                response = await self._client.post(
-                    url,
-                    data=data,
-                    headers=self._headers,
-                    timeout=self._timeout,
-                    proxy=self._proxy,
-                    proxy_auth=self._proxy_auth,
-                    allow_redirects=False,
-                )
+                response = await self._upstream.post(path, data, self._headers, self._timeouts)
             except TRANSPORT_ERRORS as exc:
                 # A read timeout means the upstream got the request and is slow: retrying
                 # would only pile more work on it.
@@ -249,7 +242,7 @@ class HttpBackend(InferenceBackend):
 
     async def _whole_answer(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         prompt: Prompt,
         params: GenerationParams,
         *,
@@ -259,7 +252,7 @@ class HttpBackend(InferenceBackend):
         it, and so is the completion: by the same bound (a token is at least one UTF-8
         byte), capped at max_tokens. The stream path's count of a token a chunk would
         count a whole answer, one chunk, as one token."""
-        content_type = response.headers.get("content-type", "")
+        content_type = response.content_type
         with self._reading(lambda: "the connection before the end of its answer"):
             raw = await response.read()
         if not content_type.startswith("application/json"):
@@ -299,17 +292,17 @@ class HttpBackend(InferenceBackend):
             ) from exc
 
     async def _events(
-        self, response: aiohttp.ClientResponse, prompt: Prompt
+        self, response: UpstreamResponse, prompt: Prompt
     ) -> AsyncGenerator[StreamEvent, None]:
         finish: FinishReason | None = None
         usage = Usage()
         chunks = 0
         with self._reading(lambda: f"the stream after {chunks} chunks"):
             # Closed at [DONE] rather than collected unfinished (see ``stream``).
-            async with aclosing(sse_data(response.content.iter_any())) as payloads:
+            async with aclosing(sse_data(response.chunks())) as payloads:
                 async for payload in payloads:
                     if payload == b"[DONE]":
-                        await wait_for_end(response)
+                        await response.wait_for_end()
                         break
                     chunk = parse_answer(payload, self._spec.id, "stream chunk")
                     usage = chunk.usage or usage
@@ -338,6 +331,5 @@ class HttpBackend(InferenceBackend):
         return prompt_tokens, produced if completion_tokens is None else completion_tokens
 
 
-def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
-    content_type: str = response.headers.get("content-type", "")
-    return content_type.startswith("text/event-stream")
+def _is_event_stream(response: UpstreamResponse) -> bool:
+    return response.content_type.startswith("text/event-stream")

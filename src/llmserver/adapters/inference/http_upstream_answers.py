@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, TypeVar
 
-import aiohttp
 import msgspec
 
-from llmserver.adapters.inference.http_upstream_client import TRANSPORT_ERRORS
+from llmserver.adapters.inference.http_upstream_client import TRANSPORT_ERRORS, UpstreamResponse
 from llmserver.domain.errors import UpstreamError
 from llmserver.domain.inference import FinishReason
 
@@ -77,7 +76,7 @@ def parse_answer(data: str | bytes, model_id: str, what: str) -> Answer:
     return answer
 
 
-async def error_detail(response: aiohttp.ClientResponse, model_id: str) -> str:
+async def error_detail(response: UpstreamResponse, model_id: str) -> str:
     """What an error answer (HTTP 4xx/5xx) says: OpenAI's error message, else its text."""
     try:
         raw = await response.read()

@@ -22,7 +22,7 @@ from llmserver.domain.ports import InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 if TYPE_CHECKING:
-    import aiohttp
+    from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class MultiModelManager(ModelBackends):
         specs: Iterable[ModelSpec],
         *,
         options: BackendOptions | None = None,
-        http_client: aiohttp.ClientSession | None = None,
+        http_client: UpstreamClient | None = None,
     ) -> None:
         self._slots = {spec.id: _Slot(spec) for spec in specs}
         self._options = options or BackendOptions()
@@ -155,11 +155,11 @@ class MultiModelManager(ModelBackends):
             request_timeout_s=options.request_timeout_s,
         )
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> UpstreamClient:
         if self._http_client is None:
-            from llmserver.adapters.inference.http_upstream_client import open_session
+            from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 
-            self._http_client = open_session()
+            self._http_client = UpstreamClient()
             self._owns_http_client = True
         return self._http_client
 
