@@ -99,6 +99,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.shutdown_drain_s),
         "server_header": False,
+        # A response's head goes out in one write with its body (the module says why).
+        "http": "llmserver.app.server_protocol:HeadWithBodyProtocol",
     }
     count = workers or settings.workers
     if count > 1:

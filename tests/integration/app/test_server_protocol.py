@@ -1,0 +1,108 @@
+"""The server protocol writes a response's head with its first body, on a real uvicorn
+server and socket: what reaches the transport is recorded write by write."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from llmserver.app.server_protocol import HeadWithBodyProtocol
+
+WRITES: list[bytes] = []
+
+
+class _Recording:
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        WRITES.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def recorded(base: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
+    class Recorded(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(_Recording(transport))  # type: ignore[arg-type]
+
+    return Recorded
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    headers = [(b"x-a", b"1")]
+    head = {"type": "http.response.start", "status": 200, "headers": headers}
+    if scope["path"] == "/late":
+        await send(head)
+        await asyncio.sleep(0.05)  # a stream whose first event takes time
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    headers.append((b"content-length", b"4"))
+    await send(head)
+    await send({"type": "http.response.body", "body": b"body"})
+
+
+@pytest.fixture(params=[HeadWithBodyProtocol, HttpToolsProtocol], ids=["ours", "uvicorn's"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, type]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, port=port, http=recorded(request.param), log_config=None, lifespan="off"
+    )
+    serving = uvicorn.Server(config)
+    task = asyncio.create_task(serving.serve())
+    while not serving.started:
+        await asyncio.sleep(0.01)
+    yield port, request.param
+    serving.should_exit = True
+    await task
+
+
+async def exchange(port: int, request: bytes, end: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    WRITES.clear()
+    writer.write(request)
+    received = b""
+    while not received.endswith(end):
+        received += await asyncio.wait_for(reader.read(65536), 5)
+    writer.close()
+    return received
+
+
+async def test_a_whole_answer_is_one_write(server: tuple[int, type]) -> None:
+    port, protocol = server
+    received = await exchange(port, b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n", b"body")
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\nbody")
+    if protocol is HeadWithBodyProtocol:
+        assert [received] == WRITES
+    else:  # the control: uvicorn's own protocol writes the head, then the body
+        assert len(WRITES) == 2
+
+
+async def test_a_late_body_finds_the_head_already_sent(server: tuple[int, type]) -> None:
+    port, _ = server
+    await exchange(port, b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n", b"0\r\n\r\n")
+    assert WRITES[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert WRITES[0].endswith(b"\r\n\r\n")
+    assert b"first" in WRITES[1]
+
+
+async def test_a_head_request_still_gets_its_head(server: tuple[int, type]) -> None:
+    port, _ = server
+    received = await exchange(port, b"HEAD /json HTTP/1.1\r\nHost: x\r\n\r\n", b"\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"content-length: 4" in received
+    assert b"body" not in received
