@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -253,8 +253,10 @@ class HttpBackend(InferenceBackend):
         byte), capped at max_tokens. The stream path's count of a token a chunk would
         count a whole answer, one chunk, as one token."""
         content_type = response.content_type
-        with self._reading(lambda: "the connection before the end of its answer"):
+        try:
             raw = await response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise self._read_error(exc, "the connection before the end of its answer") from exc
         if not content_type.startswith("application/json"):
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} answered "
@@ -278,18 +280,14 @@ class HttpBackend(InferenceBackend):
             finish_reason=finish_reason(choice.finish_reason),
         )
 
-    @contextmanager
-    def _reading(self, dropped: Callable[[], str]) -> Iterator[None]:
-        """Reading an answer: a timeout, or a connection lost part-way (``dropped`` says
-        what was lost, when it is), is a gateway error."""
-        try:
-            yield
-        except TRANSPORT_ERRORS as exc:
-            if isinstance(exc, TimeoutError):
-                raise self._timeout_error(exc) from exc
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} dropped {dropped()}: {type(exc).__name__}"
-            ) from exc
+    def _read_error(self, exc: Exception, dropped: str) -> GatewayError:
+        """What a failed read of an answer is: a timeout, or a connection lost part-way
+        (``dropped`` says what was lost)."""
+        if isinstance(exc, TimeoutError):
+            return self._timeout_error(exc)
+        return UpstreamError(
+            f"the upstream of model {self._spec.id!r} dropped {dropped}: {type(exc).__name__}"
+        )
 
     async def _events(
         self, response: UpstreamResponse, prompt: Prompt
@@ -297,7 +295,7 @@ class HttpBackend(InferenceBackend):
         finish: FinishReason | None = None
         usage = Usage()
         chunks = 0
-        with self._reading(lambda: f"the stream after {chunks} chunks"):
+        try:
             # Closed at [DONE] rather than collected unfinished (see ``stream``).
             async with aclosing(sse_data(response.chunks())) as payloads:
                 async for payload in payloads:
@@ -313,6 +311,8 @@ class HttpBackend(InferenceBackend):
                             yield TextDelta(text)
                         if choice.finish_reason:
                             finish = finish_reason(choice.finish_reason)
+        except TRANSPORT_ERRORS as exc:
+            raise self._read_error(exc, f"the stream after {chunks} chunks") from exc
         if finish is None:
             raise UpstreamError(
                 f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "

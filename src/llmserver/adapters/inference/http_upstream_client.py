@@ -21,6 +21,7 @@ import os
 import ssl
 import time
 import urllib.request
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class UpstreamResponse:
             yield chunk
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+        return b"" if self._conn is None else await self._conn.whole(self._read_s)
 
     async def wait_for_end(self) -> None:
         """Waits a moment for the end of an answer whose content we have all (a stream's
@@ -124,7 +125,8 @@ class Upstream:
             fixed += b"Proxy-Authorization: " + self._proxy_auth + b"\r\n"
         self._fixed = fixed
         self._idle: list[Connection] = []
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS_PER_UPSTREAM)
+        self._busy = 0  # connections lent to answers
+        self._queue: deque[asyncio.Future[None]] = deque()  # requests waiting for one
         self.open = 0
 
     async def post(
@@ -137,13 +139,9 @@ class Upstream:
             b"POST %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n"
             % (target, self._fixed, headers, len(body))
         ) + body
-        try:
-            async with asyncio.timeout(timeouts.read_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise ReadTimedOut(
-                f"all {MAX_CONNECTIONS_PER_UPSTREAM} connections busy for {timeouts.read_s:g} s"
-            ) from None
+        if self._busy >= MAX_CONNECTIONS_PER_UPSTREAM:
+            await self._queued(timeouts.read_s)
+        self._busy += 1
         conn: Connection | None = None
         try:
             conn = self._reused() or await self._connect(timeouts.connect_s)
@@ -153,7 +151,7 @@ class Upstream:
             if conn is not None:
                 conn.close()
                 self.open -= 1
-            self._slots.release()
+            self._free_slot()
             raise
         return UpstreamResponse(conn, self, timeouts.read_s)
 
@@ -164,7 +162,38 @@ class Upstream:
         else:
             conn.close()
             self.open -= 1
-        self._slots.release()
+        self._free_slot()
+
+    async def _queued(self, read_s: float) -> None:
+        """Waits, at most ``read_s``, until an answer gives its connection back (a counter
+        and a queue rather than ``asyncio.Semaphore`` under ``asyncio.timeout``, which cost
+        every request a timer even with connections free)."""
+        turn = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
+        try:
+            async with asyncio.timeout(read_s):
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._free_slot()  # handed a slot just as we gave up: it goes on
+            else:
+                with suppress(ValueError):
+                    self._queue.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise ReadTimedOut(
+                    f"all {MAX_CONNECTIONS_PER_UPSTREAM} connections busy for {read_s:g} s"
+                ) from None
+            raise
+        self._busy -= 1  # the slot handed over by _free_slot; post takes it again
+
+    def _free_slot(self) -> None:
+        while self._queue:
+            turn = self._queue.popleft()
+            if not turn.done():
+                self._busy += 1  # held for the waiter until it runs
+                turn.set_result(None)
+                break
+        self._busy -= 1
 
     def close(self) -> None:
         for conn in self._idle:
