@@ -91,6 +91,17 @@ def test_hashing_is_keyed_by_the_server_secret() -> None:
     assert len(one.hash(issued.plaintext)) == 64
 
 
+@given(st.text(max_size=300))
+def test_a_hash_is_hmac_sha256_under_the_server_secret(text: str) -> None:
+    """Stored hashes stay valid: whatever the hasher does inside, each hash is the
+    standard HMAC-SHA256 of the key, keyed by the server secret."""
+    message = text.encode("utf-8", "surrogatepass")
+    expected = hmac.new(SECRET.encode(), message, "sha256").hexdigest()
+    hasher = KeyHasher(SECRET)
+    assert hasher.hash(text) == expected
+    assert hasher.hash(text) == expected  # the keyed state is copied, never used up
+
+
 @given(st.text(max_size=80))
 def test_only_the_exact_key_verifies(presented: str) -> None:
     hasher = KeyHasher(SECRET)
