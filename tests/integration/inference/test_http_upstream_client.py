@@ -274,3 +274,14 @@ async def test_http_and_https_through_the_environments_proxy(
         assert len(log) == seen
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("proxy", ["https://proxy.example:3128", "socks5://proxy.example:1080"])
+def test_a_proxy_we_cannot_speak_is_refused_when_the_model_is_created(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(ValueError, match="only http:// proxies are supported"):
+        http_upstream_client.env_proxy("https://api.example.com/v1")
