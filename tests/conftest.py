@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+
+# Many tests start Python subprocesses (servers, CLI commands). With PYTHONDONTWRITEBYTECODE
+# set (as on some CI machines) and a venv installed without bytecode, each of them compiles
+# every module it imports from source: some 5-10 s of CPU per server before it does
+# anything. Caching the bytecode lets the first process pay that and the rest reuse it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 POSTGRES_SERVER_URL = os.environ.get(
     "LLMSERVER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -84,10 +93,20 @@ from livesupport import LiveServer, RedisProcess, find_key_secrets, running_serv
 
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny demo model, built once per test session (offline, deterministic)."""
+    """The tiny demo model, built once per test run (offline, deterministic).
+
+    Under pytest-xdist every worker has a base temp dir of its own inside one shared by the
+    run: the model is built there once, under a lock, and the other workers reuse it
+    (``build_demo_model`` returns an identical finished build as it is)."""
+    pytest.importorskip("transformers")
     from llmserver.adapters.inference.demo_model import build_demo_model
 
-    return build_demo_model(tmp_path_factory.mktemp("models") / "demo-tiny-llama", size="tiny")
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent
+    with (shared / "demo-model.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_demo_model(shared / "models" / "demo-tiny-llama", size="tiny")
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,7 @@ def test_a_backed_up_request_log_is_503_with_its_own_code(
             tmp_path,
             demo_model_dir,
             database_url=f"sqlite+aiosqlite:///{db}",
+            LLMSERVER_PROFILE="none",  # no model: only unknown ones are asked for
             LLMSERVER_LOG_BATCH_ROWS="1",
             LLMSERVER_LOG_QUEUE_MAX="2",
         ) as server,
@@ -116,8 +117,11 @@ async def burst_one(base_url: str, key: str) -> int:
 
 def test_first_start_prints_an_admin_key_once(tmp_path: Path, demo_model_dir: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"
-    env = server_env(url, demo_model_dir, LLMSERVER_BOOTSTRAP_ADMIN="true")
-    migrate(url, env)
+    # No model: the bootstrap key does not depend on one, and each start would load it.
+    env = server_env(
+        url, demo_model_dir, LLMSERVER_BOOTSTRAP_ADMIN="true", LLMSERVER_PROFILE="none"
+    )
+    migrate(url)
     log = tmp_path / "server.log"
     port = free_port()
     proc = start_server(env, log, port)

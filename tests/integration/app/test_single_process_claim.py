@@ -17,7 +17,7 @@ def test_a_second_single_process_server_on_the_same_database_refuses_to_start(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     env = server_env(url, demo_model_dir, LLMSERVER_PROFILE="none")
-    migrate(url, env)
+    migrate(url)
     first = start_server(env, tmp_path / "first.log", free_port())
     try:
         second = spawn_server(env, tmp_path / "second.log", free_port())

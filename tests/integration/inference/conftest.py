@@ -1,4 +1,5 @@
-"""The tiny demo model, built once per test session, for every inference test."""
+"""The tiny demo model (tests/conftest.py builds it once per run) as a spec, for the
+inference tests."""
 
 from __future__ import annotations
 
@@ -10,14 +11,6 @@ import pytest
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("transformers")
-    from llmserver.adapters.inference.demo_model import build_demo_model
-
-    return build_demo_model(tmp_path_factory.mktemp("demo") / "tiny", size="tiny")
 
 
 @pytest.fixture

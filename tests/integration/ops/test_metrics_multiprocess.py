@@ -85,7 +85,7 @@ def test_live_server_renders_the_other_workers_values(tmp_path: Path, demo_model
         LLMSERVER_PROFILE="none",
         PROMETHEUS_MULTIPROC_DIR=str(directory),
     )
-    migrate(database_url, env)
+    migrate(database_url)
     run_worker(env, 3, "exit-cleanly")  # another worker's three requests
     port = free_port()
     process = start_server(env, tmp_path / "server.log", port)

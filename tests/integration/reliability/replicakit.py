@@ -76,11 +76,22 @@ def drop_database(url: str) -> None:
     asyncio.run(_postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _claimable_redis_dbs() -> range:
+    """The shared Redis's databases this pytest process may claim: 15 down to 1, or under
+    pytest-xdist every Nth of them from its own start, so that two workers never both find
+    one empty and take it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...
+    if worker is None:
+        return range(15, 0, -1)
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    return range(15 - int(worker.removeprefix("gw")), 0, -workers)
+
+
 def unused_redis_db() -> tuple[redis.Redis, str]:
     """A client of, and the URL of, a database of the shared Redis that holds nothing, so
     the test owns it (and flushes it when done)."""
     base = SHARED_REDIS.rsplit("/", 1)[0]
-    for db in range(15, 0, -1):
+    for db in _claimable_redis_dbs():
         client = redis.Redis.from_url(f"{base}/{db}")
         try:
             if client.dbsize() == 0:
@@ -114,7 +125,7 @@ def shared_stores(
         **extra_env,
     )
     try:
-        migrate(database_url, env)
+        migrate(database_url)
         keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
         yield SharedStores(env, database_url, keys)
     finally:

@@ -64,7 +64,7 @@ def http_server(
         LLMSERVER_MODELS_FILE=str(http_models_file(root / "models.toml", upstream)),
         LLMSERVER_REQUEST_TIMEOUT_S=str(TIMEOUT_S),
     )
-    migrate(database_url, env)
+    migrate(database_url)
     keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
     port = free_port()
     [process] = start_servers([env], [root / "server.log"], [port])

@@ -50,7 +50,7 @@ def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     env = server_env(
         database_url, demo_model_dir, LLMSERVER_MODELS_FILE=str(models), LLMSERVER_TORCH_THREADS="1"
     )
-    migrate(database_url, env)
+    migrate(database_url)
     keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
     port = free_port()
     [process] = start_servers([env], [root / "server.log"], [port])

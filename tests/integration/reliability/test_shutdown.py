@@ -65,7 +65,7 @@ async def _sigterm_during_streams(upstream: Upstream, root: Path) -> ShutdownRun
         # Rows stay queued until shutdown unless the batcher is flushed at exit.
         LLMSERVER_LOG_FLUSH_MS="60000",
     )
-    migrate(database_url, env)
+    migrate(database_url)
     keys = await issue_keys(database_url, TEST_SECRET)
     port = free_port()
     [process] = await asyncio.to_thread(start_servers, [env], [root / "server.log"], [port])

@@ -55,7 +55,7 @@ def _gateway_env(database_url: str, root: Path, upstream: Upstream, **extra: str
 
 
 def _serve(env: dict[str, str], root: Path) -> tuple[str, IssuedKeys, list[object]]:
-    migrate(env["LLMSERVER_DATABASE_URL"], env)
+    migrate(env["LLMSERVER_DATABASE_URL"])
     keys = asyncio.run(issue_keys(env["LLMSERVER_DATABASE_URL"], TEST_SECRET))
     port = free_port()
     processes = start_servers([env], [root / "server.log"], [port])

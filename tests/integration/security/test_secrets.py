@@ -131,7 +131,7 @@ def guarded_server(
     root = tmp_path_factory.mktemp("guarded")
     database_url = f"sqlite+aiosqlite:///{root / 'llmserver.db'}"
     env = server_env(database_url, root / "no-demo-model", LLMSERVER_PROFILE="none")
-    migrate(database_url, env)
+    migrate(database_url)
     keys = asyncio.run(issue_keys(database_url, TEST_SECRET))
     env |= {"LLMSERVER_CORS_ORIGINS": ALLOWED, "LLMSERVER_UI_KEY": keys.playground}
     port = free_port()
