@@ -22,7 +22,6 @@ from llmserver.adapters.memory import (
     MemoryUsageStore,
 )
 from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore, RedisUsageStore
-from llmserver.adapters.redis.stores import lane
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
@@ -101,14 +100,6 @@ async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aiore
     await client.aclose()
 
 
-@pytest.fixture
-async def redis_lane(redis_client: aioredis.Redis) -> AsyncIterator[aioredis.Redis]:
-    """The connection of its own each Redis store batches through, as the server has."""
-    own = lane(redis_client)
-    yield own
-    await own.aclose()
-
-
 @pytest.fixture(params=[*DURABLE, "cached-sqlite"])
 def key_store(request: pytest.FixtureRequest) -> KeyStore:
     if request.param == "memory":
@@ -139,7 +130,6 @@ def usage_store(request: pytest.FixtureRequest) -> UsageStore:
             request.getfixturevalue("postgres_db").usage,
             policy="fail_closed",
             prefix=request.getfixturevalue("redis_prefix"),
-            lane=request.getfixturevalue("redis_lane"),
         )
     return _sql_db(request).usage
 
@@ -173,9 +163,7 @@ def rate_limit_store(request: pytest.FixtureRequest) -> RateLimitStore:
     if request.param == "memory":
         return MemoryRateLimitStore()
     return RedisRateLimitStore(
-        request.getfixturevalue("redis_client"),
-        prefix=request.getfixturevalue("redis_prefix"),
-        lane=request.getfixturevalue("redis_lane"),
+        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
     )
 
 
@@ -184,7 +172,5 @@ def hot_cache(request: pytest.FixtureRequest) -> HotCache:
     if request.param == "memory":
         return MemoryHotCache()
     return RedisHotCache(
-        request.getfixturevalue("redis_client"),
-        prefix=request.getfixturevalue("redis_prefix"),
-        lane=request.getfixturevalue("redis_lane"),
+        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
     )

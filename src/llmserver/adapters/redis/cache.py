@@ -46,18 +46,15 @@ class RedisHotCache(HotCache):
         *,
         prefix: str = "llmserver:hot:",
         on_error: Callable[[str], None] | None = None,
-        lane: aioredis.Redis | None = None,
     ) -> None:
-        """``lane``: the client the batched lookups go through (``stores.lane``)."""
         self._client = client
-        self._lane = lane or client
         self._prefix = prefix
         self._on_error = on_error
         # The lookups of one event-loop turn are one MGET (see ``turn_batch``).
         self._reads: TurnBatch[str, Any] = TurnBatch(self._read_all)
 
     async def _read_all(self, keys: Sequence[str]) -> list[Any]:
-        return await self._lane.mget(keys)
+        return await self._client.mget(keys)
 
     def _failed(self, operation: str, exc: Exception) -> None:
         if self._on_error is not None:

@@ -45,16 +45,8 @@ Acquisition = tuple[str, int, int, str]
 class RedisRateLimitStore(RateLimitStore):
     """``RateLimitStore`` on a Redis sorted set per bucket, decided by one Lua script."""
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        prefix: str = "llmserver:rpm:",
-        lane: aioredis.Redis | None = None,
-    ) -> None:
-        """``lane``: the client the batched acquisitions go through (``stores.lane``)."""
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "llmserver:rpm:") -> None:
         self._client = client
-        self._lane = lane or client
         self._prefix = prefix
         self._script: Any = client.register_script(_ACQUIRE)
         self._acquisitions: TurnBatch[Acquisition, list[int]] = TurnBatch(self._decide_all)
@@ -63,9 +55,7 @@ class RedisRateLimitStore(RateLimitStore):
         args: list[object] = [WINDOW_MS]
         for _, now_ms, limit, member in batch:
             args += [now_ms, limit, member]
-        replies: list[list[int]] = await self._script(
-            keys=[a[0] for a in batch], args=args, client=self._lane
-        )
+        replies: list[list[int]] = await self._script(keys=[a[0] for a in batch], args=args)
         return replies
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:

@@ -13,15 +13,6 @@ from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
 from llmserver.adapters.redis.usage import RedisUsageStore
 
 
-def lane(client: aioredis.Redis) -> aioredis.Redis:
-    """A client that keeps one connection of ``client``'s pool for itself, for one kind of
-    per-turn batch (``turn_batch``): its commands skip the pool (a condition, a timeout and
-    the pool's bookkeeping per command; a sequential script call took 142-150 µs of CPU
-    this way against 191-244 µs through the pool) and run one after another, which is
-    what batches of one kind do anyway, since Redis runs one command at a time."""
-    return aioredis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
-
-
 class RedisStores:
     """The Redis-backed stores on one client, built once by the composition root.
 
@@ -41,12 +32,10 @@ class RedisStores:
         self._prefix = prefix
         self._policy = failure_policy
         self._on_error = on_error
-        self._lanes: list[aioredis.Redis] = []
-        limiter = RedisRateLimitStore(client, prefix=f"{prefix}rpm:", lane=self._lane())
-        self.limiter = GuardedRateLimitStore(limiter, failure_policy, on_error=on_error)
-        self.hot_cache = RedisHotCache(
-            client, prefix=f"{prefix}hot:", on_error=on_error, lane=self._lane()
+        self.limiter = GuardedRateLimitStore(
+            RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
         )
+        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error)
 
     @classmethod
     def from_url(
@@ -86,17 +75,10 @@ class RedisStores:
             policy=self._policy,
             prefix=self._prefix,
             on_error=self._on_error,
-            lane=self._lane(),
         )
 
     async def ping(self) -> None:
         await self.client.ping()
 
     async def close(self) -> None:
-        for each in self._lanes:
-            await each.aclose()
         await self.client.aclose()
-
-    def _lane(self) -> aioredis.Redis:
-        self._lanes.append(lane(self.client))
-        return self._lanes[-1]

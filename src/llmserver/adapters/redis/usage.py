@@ -87,11 +87,8 @@ class RedisUsageStore(UsageStore):
         prefix: str = "llmserver:",
         lease_s: float = 15.0,
         on_error: Callable[[str], None] | None = None,
-        lane: aioredis.Redis | None = None,
     ) -> None:
-        """``lane``: the client the batched scripts go through (``stores.lane``)."""
         self._client = client
-        self._lane = lane or client
         self._durable = durable
         self._policy = FailurePolicy(policy)
         self._prefix = f"{prefix}usage:"
@@ -264,7 +261,6 @@ class RedisUsageStore(UsageStore):
         replies: Replies = await script(
             keys=[self._key(slot) for slot, _ in entries],
             args=[*head, *(value for _, values in entries for value in values)],
-            client=self._lane,
         )
         return replies
 
