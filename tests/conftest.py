@@ -7,11 +7,15 @@ import fcntl
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from llmserver.adapters.redis.pipe import RedisPipe
 
 # Many tests start Python subprocesses (servers, CLI commands). With PYTHONDONTWRITEBYTECODE
 # set (as on some CI machines) and a venv installed without bytecode, each of them compiles
@@ -82,6 +86,16 @@ def migrated_postgres_url(postgres_url: str) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL
+
+
+@pytest.fixture
+async def redis_pipe(redis_url: str) -> AsyncIterator[RedisPipe]:
+    """The request path's Redis connection (the server's ``RedisStores`` makes one)."""
+    from llmserver.adapters.redis.pipe import RedisPipe
+
+    pipe = RedisPipe(redis_url)
+    yield pipe
+    await pipe.close()
 
 
 # --- A live LLM Server process on the demo model ---------------------------------------

@@ -130,6 +130,7 @@ def usage_store(request: pytest.FixtureRequest) -> UsageStore:
             request.getfixturevalue("postgres_db").usage,
             policy="fail_closed",
             prefix=request.getfixturevalue("redis_prefix"),
+            pipe=request.getfixturevalue("redis_pipe"),
         )
     return _sql_db(request).usage
 
@@ -163,7 +164,7 @@ def rate_limit_store(request: pytest.FixtureRequest) -> RateLimitStore:
     if request.param == "memory":
         return MemoryRateLimitStore()
     return RedisRateLimitStore(
-        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
+        request.getfixturevalue("redis_pipe"), prefix=request.getfixturevalue("redis_prefix")
     )
 
 
@@ -172,5 +173,7 @@ def hot_cache(request: pytest.FixtureRequest) -> HotCache:
     if request.param == "memory":
         return MemoryHotCache()
     return RedisHotCache(
-        request.getfixturevalue("redis_client"), prefix=request.getfixturevalue("redis_prefix")
+        request.getfixturevalue("redis_client"),
+        prefix=request.getfixturevalue("redis_prefix"),
+        pipe=request.getfixturevalue("redis_pipe"),
     )

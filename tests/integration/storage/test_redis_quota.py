@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from livesupport import RedisProcess
 from llmserver.adapters.redis import RedisStores, RedisUsageStore
+from llmserver.adapters.redis.pipe import RedisPipe
 from llmserver.adapters.sql import SqlDatabase
 from llmserver.adapters.sql.usage import SqlUsageStore
 from llmserver.domain.errors import Unavailable
@@ -81,7 +82,9 @@ Replica = Callable[..., Awaitable[RedisUsageStore]]
 
 
 @pytest.fixture
-async def replica(client: aioredis.Redis, prefix: str) -> AsyncIterator[Replica]:
+async def replica(
+    client: aioredis.Redis, redis_pipe: RedisPipe, prefix: str
+) -> AsyncIterator[Replica]:
     """Starts replicas (lease taken) on the shared Redis; closes them at the end."""
     started: list[RedisUsageStore] = []
 
@@ -92,6 +95,7 @@ async def replica(client: aioredis.Redis, prefix: str) -> AsyncIterator[Replica]
             policy="fail_closed",
             prefix=prefix,
             lease_s=LEASE_S,
+            pipe=redis_pipe,
         )
         await store.start()
         started.append(store)

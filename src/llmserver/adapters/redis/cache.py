@@ -8,6 +8,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
+from llmserver.adapters.redis.pipe import RedisPipe
 from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.domain.ports import CachedCompletion, HotCache
 
@@ -46,15 +47,18 @@ class RedisHotCache(HotCache):
         *,
         prefix: str = "llmserver:hot:",
         on_error: Callable[[str], None] | None = None,
+        pipe: RedisPipe,
     ) -> None:
+        """``pipe`` carries the batched lookups, ``client`` the writes."""
         self._client = client
+        self._pipe = pipe
         self._prefix = prefix
         self._on_error = on_error
         # The lookups of one event-loop turn are one MGET (see ``turn_batch``).
         self._reads: TurnBatch[str, Any] = TurnBatch(self._read_all)
 
     async def _read_all(self, keys: Sequence[str]) -> list[Any]:
-        return await self._client.mget(keys)
+        return await self._pipe.mget(keys)
 
     def _failed(self, operation: str, exc: Exception) -> None:
         if self._on_error is not None:

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import Any
 
-import redis.asyncio as aioredis
-
+from llmserver.adapters.redis.pipe import Lua, RedisPipe
+from llmserver.adapters.redis.script_args import UNPACK_LUA, packed
 from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.domain.ports import RateLimitStore
 from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
@@ -15,18 +14,20 @@ from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
 # request, scored by its millisecond timestamp. Lua numbers are doubles: millisecond
 # epochs (~1.7e12) are exact. One call decides a batch, in order: the acquisitions made in
 # one event-loop turn (see ``turn_batch``), each as if made alone.
-_ACQUIRE = """
--- KEYS: one sorted set per acquisition. ARGV: window, then per acquisition: now, limit,
--- member. Live entries are those with ts > now - window.
-local window = tonumber(ARGV[1])
+_ACQUIRE = Lua(
+    UNPACK_LUA
+    + """
+-- KEYS: one sorted set per acquisition. ARGV: window, then packed (``script_args``) per
+-- acquisition: now, limit, member. Live entries are those with ts > now - window.
+local window, v = tonumber(ARGV[1]), unpacked(ARGV[2])
 local out = {}
 for i = 1, #KEYS do
-  local key, a = KEYS[i], 2 + 3 * (i - 1)
-  local now, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local key, a = KEYS[i], 1 + 3 * (i - 1)
+  local now, limit = tonumber(v[a]), tonumber(v[a + 1])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   local count = redis.call('ZCARD', key)
   if count < limit then
-    redis.call('ZADD', key, ARGV[a], ARGV[a + 2])
+    redis.call('ZADD', key, v[a], v[a + 2])
     redis.call('PEXPIRE', key, window)
     out[i] = {1, limit - count - 1, 0, window}
   else
@@ -37,6 +38,7 @@ for i = 1, #KEYS do
 end
 return out
 """
+)
 
 Acquisition = tuple[str, int, int, str]
 """The sorted set, now (ms), limit, member."""
@@ -45,17 +47,16 @@ Acquisition = tuple[str, int, int, str]
 class RedisRateLimitStore(RateLimitStore):
     """``RateLimitStore`` on a Redis sorted set per bucket, decided by one Lua script."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "llmserver:rpm:") -> None:
-        self._client = client
+    def __init__(self, pipe: RedisPipe, *, prefix: str = "llmserver:rpm:") -> None:
+        self._pipe = pipe
         self._prefix = prefix
-        self._script: Any = client.register_script(_ACQUIRE)
         self._acquisitions: TurnBatch[Acquisition, list[int]] = TurnBatch(self._decide_all)
 
     async def _decide_all(self, batch: Sequence[Acquisition]) -> list[list[int]]:
-        args: list[object] = [WINDOW_MS]
-        for _, now_ms, limit, member in batch:
-            args += [now_ms, limit, member]
-        replies: list[list[int]] = await self._script(keys=[a[0] for a in batch], args=args)
+        values = (value for _, now_ms, limit, member in batch for value in (now_ms, limit, member))
+        replies: list[list[int]] = await self._pipe.evalsha(
+            _ACQUIRE, [a[0] for a in batch], [WINDOW_MS, packed(values)]
+        )
         return replies
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:

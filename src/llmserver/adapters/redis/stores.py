@@ -9,6 +9,7 @@ from redis.backoff import NoBackoff
 from llmserver.adapters.pending_usage import DurableUsage
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
+from llmserver.adapters.redis.pipe import RedisPipe
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
 from llmserver.adapters.redis.usage import RedisUsageStore
 
@@ -23,19 +24,21 @@ class RedisStores:
     def __init__(
         self,
         client: aioredis.Redis,
+        pipe: RedisPipe,
         *,
         failure_policy: FailurePolicy | str,
         prefix: str = "llmserver:",
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        self.pipe = pipe
         self._prefix = prefix
         self._policy = failure_policy
         self._on_error = on_error
         self.limiter = GuardedRateLimitStore(
-            RedisRateLimitStore(client, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
+            RedisRateLimitStore(pipe, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
         )
-        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error)
+        self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error, pipe=pipe)
 
     @classmethod
     def from_url(
@@ -65,7 +68,8 @@ class RedisStores:
             retry=Retry(NoBackoff(), 1),
         )
         client = aioredis.Redis.from_pool(pool)
-        return cls(client, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
+        pipe = RedisPipe(url, timeout_s=timeout_s)
+        return cls(client, pipe, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
 
     def usage_store(self, durable: DurableUsage) -> RedisUsageStore:
         """Quota counters shared by replicas, written behind to ``durable``."""
@@ -75,10 +79,12 @@ class RedisStores:
             policy=self._policy,
             prefix=self._prefix,
             on_error=self._on_error,
+            pipe=self.pipe,
         )
 
     async def ping(self) -> None:
         await self.client.ping()
 
     async def close(self) -> None:
+        await self.pipe.close()
         await self.client.aclose()

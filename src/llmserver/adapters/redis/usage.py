@@ -38,6 +38,8 @@ import structlog
 from llmserver.adapters.pending_usage import DurableUsage, PendingUsage, Slot
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy
 from llmserver.adapters.redis.lease import REDIS_ERRORS, ReplicaLease
+from llmserver.adapters.redis.pipe import Lua, RedisPipe
+from llmserver.adapters.redis.script_args import packed
 from llmserver.adapters.redis.turn_batch import TurnBatch
 from llmserver.adapters.redis.usage_scripts import (
     NOT_SEEDED,
@@ -87,8 +89,11 @@ class RedisUsageStore(UsageStore):
         prefix: str = "llmserver:",
         lease_s: float = 15.0,
         on_error: Callable[[str], None] | None = None,
+        pipe: RedisPipe,
     ) -> None:
+        """``pipe`` carries the batched scripts, ``client`` the rest."""
         self._client = client
+        self._pipe = pipe
         self._durable = durable
         self._policy = FailurePolicy(policy)
         self._prefix = f"{prefix}usage:"
@@ -98,9 +103,7 @@ class RedisUsageStore(UsageStore):
         )
         self.replica = self.lease.replica
         self._on_error = on_error
-        reserve: Any = client.register_script(RESERVE)
-        self._settle: Any = client.register_script(SETTLE)
-        self._reserve_all = partial(self._run, reserve, [self.replica, self.lease.prefix])
+        self._reserve_all = partial(self._run, RESERVE, [self.replica, self.lease.prefix])
         self._reserves: TurnBatch[Entry, Reply] = TurnBatch(
             self._reserve_all, orphaned=self._orphaned_hold
         )
@@ -255,12 +258,13 @@ class RedisUsageStore(UsageStore):
                 raise aioredis.RedisError("usage counters vanished while being seeded")
         return reply
 
-    async def _run(self, script: Any, head: ScriptArgs, entries: Sequence[Entry]) -> Replies:
+    async def _run(self, script: Lua, head: ScriptArgs, entries: Sequence[Entry]) -> Replies:
         """One call of ``script`` over ``entries`` (``-1`` for each whose hash is not
         seeded)."""
-        replies: Replies = await script(
-            keys=[self._key(slot) for slot, _ in entries],
-            args=[*head, *(value for _, values in entries for value in values)],
+        replies: Replies = await self._pipe.evalsha(
+            script,
+            [self._key(slot) for slot, _ in entries],
+            [*head, packed(value for _, values in entries for value in values)],
         )
         return replies
 
@@ -311,7 +315,7 @@ class RedisUsageStore(UsageStore):
         here, whether or not its caller is still waiting for the answer."""
         generation = self._generations.send()
         try:
-            replies = await self._run(self._settle, [self.replica, generation], entries)
+            replies = await self._run(SETTLE, [self.replica, generation], entries)
             for (slot, (_, used, requests, hits, _)), reply in zip(entries, replies, strict=True):
                 if requests and not _unseeded(reply):
                     self._generations.queued(generation, slot, used, requests, hits)

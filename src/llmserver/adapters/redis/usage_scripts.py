@@ -25,6 +25,9 @@ compared as numbers (exact below 2^53) but always written from the strings they 
 
 from __future__ import annotations
 
+from llmserver.adapters.redis.pipe import Lua
+from llmserver.adapters.redis.script_args import UNPACK_LUA
+
 NOT_SEEDED = -1
 
 # Shared by the scripts that read the whole hash: sums the live holds and takes over the
@@ -63,13 +66,15 @@ local function sweep(h, me, lease)
 end
 """
 
-RESERVE = (
+RESERVE = Lua(
     _SWEEP
+    + UNPACK_LUA
     + """
--- KEYS: one hash per reservation (repeats allowed). ARGV: me, lease prefix, then per
--- reservation its tokens and quota (-1: none). Applied in order, each against the totals
--- the ones before it left: a batch admits exactly what the same calls one by one would.
-local me, lease = ARGV[1], ARGV[2]
+-- KEYS: one hash per reservation (repeats allowed). ARGV: me, lease prefix, then packed
+-- (``script_args``) per reservation its tokens and quota (-1: none). Applied in order,
+-- each against the totals the ones before it left: a batch admits exactly what the same
+-- calls one by one would.
+local me, lease, v = ARGV[1], ARGV[2], unpacked(ARGV[3])
 local seen, out = {}, {}
 for i = 1, #KEYS do
   local h = KEYS[i]
@@ -81,8 +86,8 @@ for i = 1, #KEYS do
   if not c then
     out[i] = {-1}
   else
-    local raw = ARGV[1 + 2 * i]
-    local tokens, quota = tonumber(raw), tonumber(ARGV[2 + 2 * i])
+    local raw = v[2 * i - 1]
+    local tokens, quota = tonumber(raw), tonumber(v[2 * i])
     local admitted = 1
     if quota >= 0 and c.used + c.reserved + tokens > quota then
       admitted = 0
@@ -99,32 +104,35 @@ return out
 """Admit each reservation iff used + live holds + its tokens fits its quota (the domain's
 ``fits``); with 0 tokens and no quota, a read."""
 
-SETTLE = """
--- KEYS: one hash per change. ARGV: me, the write generation, then per change: tokens to
--- release, used tokens, requests, cache hits, 1 to queue the usage for this replica's
--- database write of that generation. Answers 1 per change applied, -1 per hash not seeded.
-local me = ARGV[1]
+SETTLE = Lua(
+    UNPACK_LUA
+    + """
+-- KEYS: one hash per change. ARGV: me, the write generation, then packed per change:
+-- tokens to release, used tokens, requests, cache hits, 1 to queue the usage for this
+-- replica's database write of that generation. Answers 1 per change applied, -1 per hash
+-- not seeded.
+local me, v = ARGV[1], unpacked(ARGV[3])
 local queue = me .. ':' .. ARGV[2]
 local out = {}
 for i = 1, #KEYS do
-  local h, a = KEYS[i], 2 + 5 * (i - 1)
+  local h, a = KEYS[i], 5 * (i - 1)
   if redis.call('HEXISTS', h, 'used') == 0 then
     out[i] = -1
   else
-    if tonumber(ARGV[a + 1]) > 0 then
+    if tonumber(v[a + 1]) > 0 then
       local held = 'r:' .. me
-      if redis.call('HINCRBY', h, held, '-' .. ARGV[a + 1]) <= 0 then
+      if redis.call('HINCRBY', h, held, '-' .. v[a + 1]) <= 0 then
         redis.call('HDEL', h, held)
       end
     end
-    if tonumber(ARGV[a + 3]) > 0 then
-      redis.call('HINCRBY', h, 'used', ARGV[a + 2])
-      redis.call('HINCRBY', h, 'requests', ARGV[a + 3])
-      redis.call('HINCRBY', h, 'hits', ARGV[a + 4])
-      if ARGV[a + 5] == '1' then
-        redis.call('HINCRBY', h, 'pu:' .. queue, ARGV[a + 2])
-        redis.call('HINCRBY', h, 'pr:' .. queue, ARGV[a + 3])
-        redis.call('HINCRBY', h, 'ph:' .. queue, ARGV[a + 4])
+    if tonumber(v[a + 3]) > 0 then
+      redis.call('HINCRBY', h, 'used', v[a + 2])
+      redis.call('HINCRBY', h, 'requests', v[a + 3])
+      redis.call('HINCRBY', h, 'hits', v[a + 4])
+      if v[a + 5] == '1' then
+        redis.call('HINCRBY', h, 'pu:' .. queue, v[a + 2])
+        redis.call('HINCRBY', h, 'pr:' .. queue, v[a + 3])
+        redis.call('HINCRBY', h, 'ph:' .. queue, v[a + 4])
       end
     end
     out[i] = 1
@@ -132,6 +140,7 @@ for i = 1, #KEYS do
 end
 return out
 """
+)
 """Release holds and add settled usage (settle; release is usage 0)."""
 
 TAKE_PENDING = """
