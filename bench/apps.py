@@ -165,7 +165,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = apps[args.which]()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False)  # type: ignore[arg-type]
+    # The gateway runs on the protocol `llmserver serve` uses; the bare route and the
+    # upstream on uvicorn's own, as a user's plain Litestar app would.
+    protocol = "llmserver.app.server_protocol:HeadWithBodyProtocol"
+    http = protocol if args.which == "gateway" else "auto"
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        http=http,
+    )
 
 
 if __name__ == "__main__":
