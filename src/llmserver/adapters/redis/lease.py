@@ -34,27 +34,33 @@ class ReplicaLease:
         self._lease_s = lease_s
         self._on_error = on_error
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         """Take the lease and keep renewing it."""
         if self._heartbeat is None:
+            self._stopped.clear()
             self._heartbeat = asyncio.create_task(self._renew_forever(), name="usage-lease")
             with contextlib.suppress(*REDIS_ERRORS):
                 await self._renew()
 
     def stop_renewing(self) -> None:
         """What a crash does to the lease (tests use it to play one)."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        self._stopped.set()
 
     async def close(self) -> None:
         """Stop renewing and give the lease up, so that whatever is left under this
-        replica's name is taken over at once rather than when the lease runs out."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        replica's name is taken over at once rather than when the lease runs out.
+
+        The heartbeat is told to stop and given a renewal's time to finish, then
+        cancelled: a cancellation alone, landing inside a Redis command, once left the
+        loop renewing and this close waiting on it (a test's teardown hung)."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            self._stopped.set()
+            _, pending = await asyncio.wait({heartbeat}, timeout=self._lease_s / 3)
+            for task in pending:
+                task.cancel()
         with contextlib.suppress(*REDIS_ERRORS):
             await self._client.delete(self.prefix + self.replica)
 
@@ -62,8 +68,12 @@ class ReplicaLease:
         await self._client.set(self.prefix + self.replica, 1, px=int(self._lease_s * 1000))
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_s / 3)
+        while not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._lease_s / 3):
+                    await self._stopped.wait()
+            if self._stopped.is_set():
+                return
             try:
                 await self._renew()
             except REDIS_ERRORS as exc:
