@@ -220,13 +220,15 @@ class RedisProcess:
     """A private ``redis-server`` (no persistence) that can be stopped and restarted on
     the same port, as a Redis outage looks to the app."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *options: str) -> None:
+        """``options``: more ``redis-server`` arguments (a unix socket, a password)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
         self.binary = binary
         self.root = root
         self.port = free_port()
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -248,6 +250,7 @@ class RedisProcess:
                 "no",
                 "--dir",
                 str(self.root),
+                *self.options,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -73,3 +74,23 @@ async def test_a_restart_costs_nothing_once_redis_is_back(private_redis: RedisPr
         assert await pipe.call("ECHO", "back") == b"back"
     finally:
         await pipe.close()
+
+
+async def test_a_unix_socket_with_a_password_and_a_database(tmp_path: Path) -> None:
+    """The URL is read as redis-py reads it (the pool beside it takes the same one)."""
+    socket_path = tmp_path / "redis.sock"
+    server = RedisProcess(tmp_path, "--unixsocket", str(socket_path), "--requirepass", "s3cret")
+    server.start()
+    pipe = RedisPipe(f"unix://:s3cret@{socket_path}?db=3")
+    wrong = RedisPipe(f"unix://:wrong@{socket_path}?db=3")
+    other = aioredis.Redis.from_url(f"unix://:s3cret@{socket_path}?db=3")
+    try:
+        assert await pipe.call("SET", "pipe-db", "3") == b"OK"
+        assert await other.get("pipe-db") == b"3"  # database 3, through the socket
+        with pytest.raises(ResponseError, match=r"WRONGPASS|invalid password"):
+            await wrong.call("ECHO", "refused")
+    finally:
+        await pipe.close()
+        await wrong.close()
+        await other.aclose()
+        server.stop()

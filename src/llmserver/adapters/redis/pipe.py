@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import hiredis
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -75,14 +76,16 @@ class _Protocol(asyncio.Protocol):
 
 class RedisPipe:
     def __init__(self, url: str, *, timeout_s: float = 0.5) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"the request-path Redis connection takes redis:// URLs: {url!r}")
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 6379
-        self._db = int(parts.path.lstrip("/") or 0)
-        self._password = unquote(parts.password) if parts.password else None
-        self._username = unquote(parts.username) if parts.username else None
+        """``url`` as redis-py reads it (``redis://``, ``rediss://`` with TLS, ``unix://``),
+        so that both connections of a process reach the same Redis."""
+        options = parse_url(url)
+        self._path: str | None = options.get("path")
+        self._host: str = options.get("host", "localhost")
+        self._port = int(options.get("port", 6379))
+        self._db = int(options.get("db", 0))
+        self._password: str | None = options.get("password")
+        self._username: str | None = options.get("username")
+        self._tls = _tls(options) if options.get("connection_class") is SSLConnection else None
         self._timeout_s = timeout_s
         self._conn: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
@@ -143,9 +146,15 @@ class RedisPipe:
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        conn: _Protocol | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                _, conn = await loop.create_connection(_Protocol, self._host, self._port)
+                if self._path is not None:
+                    _, conn = await loop.create_unix_connection(_Protocol, self._path)
+                else:
+                    _, conn = await loop.create_connection(
+                        _Protocol, self._host, self._port, ssl=self._tls
+                    )
                 setup: list[Sequence[Arg]] = []
                 if self._password is not None:
                     auth: list[Arg] = ["AUTH", self._password]
@@ -156,10 +165,13 @@ class RedisPipe:
                     setup.append(["SELECT", self._db])
                 for command in setup:
                     await self._send(conn, command)
-        except (OSError, TimeoutError) as exc:
-            raise RedisConnectionError(
-                f"cannot connect to Redis at {self._host}:{self._port}: {exc!r}"
-            ) from exc
+        except BaseException as exc:
+            if conn is not None:
+                conn.drop()  # a refused AUTH or SELECT leaves no connection behind
+            if isinstance(exc, OSError | TimeoutError):
+                where = self._path or f"{self._host}:{self._port}"
+                raise RedisConnectionError(f"cannot connect to Redis at {where}: {exc!r}") from exc
+            raise
         self._conn = conn
         return conn
 
@@ -185,3 +197,13 @@ def _expire(waiter: asyncio.Future[Any], timeout_s: float) -> None:
     # it and dropped, and the commands after it still get their own.
     if not waiter.done():
         waiter.set_exception(RedisTimeoutError(f"no reply from Redis in {timeout_s:g} s"))
+
+
+def _tls(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """TLS for a ``rediss://`` URL: verified against the system's CAs, or ``ssl_ca_certs``;
+    ``ssl_cert_reqs=none`` turns verification off, as it does for redis-py."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
