@@ -33,11 +33,7 @@ class ReadTimedOut(TransportError, TimeoutError):
 
 class Dropped(TransportError):
     """The connection ended, or carried something that is not HTTP, before the end of
-    the answer. ``before_answer``: not one byte of the answer had come."""
-
-    def __init__(self, message: str, *, before_answer: bool) -> None:
-        super().__init__(message)
-        self.before_answer = before_answer
+    the answer."""
 
 
 PAUSE_BYTES = 256 * 1024
@@ -61,7 +57,6 @@ class Connection(asyncio.Protocol):
         self._framed = False  # the headers give the body a length, or chunks
         self._head = False  # the answer's status line and headers have come
         self._complete = False  # ... and its whole body
-        self._any = False  # a byte of the answer has come
         self._until_eof = False  # a body with neither length nor chunks: ends at EOF
         self._keep_alive = False
         self.idle_since = 0.0
@@ -72,17 +67,16 @@ class Connection(asyncio.Protocol):
         self._transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self._any = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._end(Dropped(f"not HTTP ({exc})", before_answer=not self._head), abort=True)
+            self._end(Dropped(f"not HTTP ({exc})"), abort=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._until_eof and self._head and exc is None and not self._complete:
             self._complete = True  # the end of such a body is the connection's end
             self._signal()
-        self._end(Dropped("the connection", before_answer=not self._any), abort=False)
+        self._end(Dropped("the connection"), abort=False)
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -131,7 +125,7 @@ class Connection(asyncio.Protocol):
         """Writes a request; the connection's previous answer, if any, was read whole."""
         self._parser = httptools.HttpResponseParser(self)
         self.status, self.content_type = 0, ""
-        self._head = self._complete = self._any = self._until_eof = self._framed = False
+        self._head = self._complete = self._until_eof = self._framed = False
         assert self._transport is not None
         self._transport.write(request)
 
@@ -165,7 +159,7 @@ class Connection(asyncio.Protocol):
             await self._wait(read_s)
 
     def close(self) -> None:
-        self._end(Dropped("closed by us", before_answer=not self._any), abort=True)
+        self._end(Dropped("closed by us"), abort=True)
 
     # -- internals ----------------------------------------------------------------------
 
