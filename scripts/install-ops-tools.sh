@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs Debian's nginx (the reverse proxy the ops tests run for real) and prometheus (for
-# promtool, which checks ops/prometheus/prometheus.yml). Idempotent: a tool already on PATH is
+# Installs Debian's nginx (the reverse proxy the ops tests run for real), prometheus (for
+# promtool, which checks ops/prometheus/prometheus.yml) and strace (which shows where the
+# server writes, against the Kubernetes manifests' read-only root). Idempotent: a tool already on PATH is
 # left alone, and `apt-get update` runs only when a package is actually missing, so a warm
 # machine costs no network round trip. Services are not started: the tests run nginx as a
 # throwaway process and only need promtool from the prometheus package.
@@ -9,9 +10,10 @@ set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "ops tools already installed: nginx, promtool"
+    echo "ops tools already installed: nginx, promtool, strace"
     exit 0
 fi
 
@@ -43,3 +45,4 @@ $SUDO apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 "${m
 
 echo "nginx: $(/usr/sbin/nginx -v 2>&1)"
 echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+echo "strace: $(strace -V | head -n 1)"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from integration.ops.opstools import ROOT
@@ -73,11 +74,16 @@ def kubectls() -> list[Kubectl]:
     return found
 
 
-def unusable_reason(found: list[Kubectl]) -> str:
+def usable_kubectl() -> Path:
+    """The first kubectl recent enough to build the overlays; skips the test if none is."""
+    found = kubectls()
+    usable = [k for k in found if k.usable]
+    if usable:
+        return usable[0].path
     if not found:
-        return f"kubectl is not installed: {KUBECTL_SOURCE}"
+        pytest.skip(f"kubectl is not installed: {KUBECTL_SOURCE}")
     listed = ", ".join(k.describe() for k in found)
-    return f"no kubectl >= {dotted(MIN_KUBECTL)} here (found {listed}): {KUBECTL_SOURCE}"
+    pytest.skip(f"no kubectl >= {dotted(MIN_KUBECTL)} here (found {listed}): {KUBECTL_SOURCE}")
 
 
 def dotted(version: tuple[int, int]) -> str:

@@ -16,7 +16,7 @@ from types import ModuleType
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[3]
-INSTALL_HINT = "run scripts/install-ops-tools.sh (Debian nginx + prometheus)"
+INSTALL_HINT = "run scripts/install-ops-tools.sh (Debian nginx, prometheus, strace)"
 
 SSE_EVENTS = 5
 SSE_INTERVAL_S = 0.2

@@ -35,7 +35,7 @@ from integration.ops.k8stools import (
     secret_refs,
     server,
     settings_of,
-    unusable_reason,
+    usable_kubectl,
 )
 from integration.ops.opstools import ROOT
 from llmserver.app import paths
@@ -58,10 +58,8 @@ Rendered = dict[str, list[Manifest]]
 
 @pytest.fixture(scope="module")
 def rendered() -> Rendered:
-    usable = [k for k in kubectls() if k.usable]
-    if not usable:
-        pytest.skip(unusable_reason(kubectls()))
-    return {name: render(usable[0].path, name) for name in OVERLAY_NAMES}
+    kubectl = usable_kubectl()
+    return {name: render(kubectl, name) for name in OVERLAY_NAMES}
 
 
 @pytest.fixture(scope="module")
