@@ -52,6 +52,17 @@ database's close (docs/reliability.md measures SIGTERM to exit in 2.4-2.6 s with
 streams)."""
 
 SECRET_NAME = "llmserver-secrets"
+APPLY_FIRST = "-l 'app.kubernetes.io/component in (config,migrate)'"
+WAIT_FOR_JOB = "kubectl -n llmserver wait --for=condition=complete job/llmserver-migrate"
+
+SHARED_KINDS = ("ConfigMap", "Deployment", "Service", "Ingress")
+KINDS = {
+    "embedded": (*SHARED_KINDS, "PersistentVolumeClaim"),
+    "production": (
+        *SHARED_KINDS,
+        *("Job", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"),
+    ),
+}
 
 Rendered = dict[str, list[Manifest]]
 
@@ -101,17 +112,9 @@ def test_every_kubectl_here_renders_both_overlays_alike(rendered: Rendered) -> N
 def test_every_object_validates_against_the_schemas(
     rendered: Rendered, overlay: str, version: str
 ) -> None:
-    kinds = set()
-    refused = []
-    for obj in rendered[overlay]:
-        refused.append(refusal(obj, version))
-        kinds.add(obj["kind"])
-    assert [r for r in refused if r is not None] == []
-    expected = {"ConfigMap", "Deployment", "Service", "Ingress"}
-    extra = {"PersistentVolumeClaim"} if overlay == "embedded" else set()
-    if overlay == "production":
-        extra = {"Job", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"}
-    assert kinds == expected | extra
+    objects = rendered[overlay]
+    assert [r for r in (refusal(o, version) for o in objects) if r is not None] == []
+    assert sorted(o["kind"] for o in objects) == sorted(KINDS[overlay])
 
 
 def test_the_schema_checks_refuse_a_misspelt_field(rendered: Rendered) -> None:
@@ -240,6 +243,8 @@ def test_containers_run_unprivileged_on_a_read_only_root(rendered: Rendered, ove
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert spec["automountServiceAccountToken"] is False
+        # A Service's links would put LLMSERVER_PORT=tcp://... into the app's settings.
+        assert spec["enableServiceLinks"] is False
         volumes = {v["name"] for v in spec["volumes"]}
         for container in containers(spec):
             context = container["securityContext"]
@@ -331,8 +336,8 @@ def test_production_migrates_with_a_job_applied_before_the_rollout(rendered: Ren
     read = {source["configMapRef"]["name"] for source in migrate["envFrom"]}
     assert read == {o["metadata"]["name"] for o in first if o["kind"] == "ConfigMap"}
     recipe = (ROOT / "ops/k8s/overlays/production/kustomization.yaml").read_text()
-    assert "-l 'app.kubernetes.io/component in (config,migrate)'" in recipe
-    assert "kubectl -n llmserver wait --for=condition=complete job/llmserver-migrate" in recipe
+    assert APPLY_FIRST in recipe
+    assert WAIT_FOR_JOB in recipe
 
 
 def test_embedded_migrates_in_an_init_container_on_the_databases_volume(
@@ -381,6 +386,8 @@ def test_the_readme_applies_what_the_overlays_say(rendered: Rendered) -> None:
     for overlay in OVERLAY_NAMES:
         assert f"ops/k8s/overlays/{overlay}" in section
     assert f"create secret generic {SECRET_NAME}" in section
+    assert APPLY_FIRST in section
+    assert WAIT_FOR_JOB in section
     keys: set[str] = set()
     for objects in rendered.values():
         keys |= {key for _, key in secret_refs(server(objects)).values()}
