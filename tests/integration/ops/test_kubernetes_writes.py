@@ -12,6 +12,7 @@ under this test's temporary folder; /tmp is /tmp.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -55,16 +56,14 @@ def written_paths(traces: Path, cwd: Path) -> set[Path]:
 
 
 def traced(command: list[str], traces: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``command`` under strace, one trace file per process in the new folder ``traces``."""
+    """``command`` under strace, one trace file per process in the new folder ``traces``,
+    its output in ``traces``.log (a file: a pipe nobody reads would fill and block it)."""
     traces.mkdir()
     options = ["-ff", "-qq", "-y", "-e", f"trace={PATH_CALLS}", "-o", str(traces / "trace")]
-    return subprocess.Popen(
-        ["strace", *options, *command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    with traces.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(
+            ["strace", *options, *command], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
 
 
 def tracee(strace: subprocess.Popen[bytes]) -> int:
@@ -121,8 +120,7 @@ def test_the_embedded_pod_writes_only_to_its_volumes(
     llmserver = [sys.executable, "-m", "llmserver.cli"]
 
     migrate = traced([*llmserver, "migrate"], tmp_path / "migrate", env)
-    out, _ = migrate.communicate(timeout=120)
-    assert migrate.returncode == 0, out
+    assert migrate.wait(timeout=120) == 0, (tmp_path / "migrate.log").read_text()
     keys = asyncio.run(issue_keys(url, TEST_SECRET))
 
     serve = traced([*llmserver, "serve"], tmp_path / "serve", env)
@@ -130,7 +128,7 @@ def test_the_embedded_pod_writes_only_to_its_volumes(
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while True:
-            assert serve.poll() is None, serve.communicate()[0]
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()
             assert time.monotonic() < deadline, "the server never became ready"
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
@@ -153,12 +151,14 @@ def test_the_embedded_pod_writes_only_to_its_volumes(
             assert cached.headers["x-cache"] == "HIT"
             assert client.get("/metrics").status_code == 200
         os.kill(tracee(serve), signal.SIGTERM)
-        out, _ = serve.communicate(timeout=120)
+        serve.wait(timeout=120)
     finally:
-        if serve.poll() is None:
+        if serve.poll() is None:  # strace killed alone would leave its tracee running
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(tracee(serve), signal.SIGKILL)
             serve.kill()
             serve.wait()
-    assert serve.returncode == 0, out
+    assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
 
     volumes = (data, tmp)
     # Python writes bytecode next to sources it compiled; the image compiles it at build
