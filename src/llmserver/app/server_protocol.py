@@ -1,25 +1,45 @@
-"""uvicorn's httptools protocol, writing a response's head together with its first body.
+"""uvicorn's httptools protocol with a leaner response writer of our own.
 
-uvicorn writes the status line and headers as soon as the app sends
-``http.response.start``, then the body as a second write: two system calls, two TCP
-segments, and a client that wakes up for each. On the 2-core benchmark machine (a VM
-where waking another process is dear) a ``no-cache`` completion's median overhead over
-its upstream fell by about 0.1 ms and the gateway process's CPU per sequential call by
-about a tenth when the two became one write. So the head is held, and goes out with the
-first body part sent in the same event-loop turn, which is every JSON answer and the
-first event of a stream; a body that comes later (a stream whose first event takes time)
-finds the head already sent at the end of that turn, as before.
+Two things differ from uvicorn's ``RequestResponseCycle.send``; everything else (parsing,
+keep-alive, pipelining, flow control, drain on shutdown) is uvicorn's:
+
+- **The head goes out with the first body part.** uvicorn writes the status line and
+  headers as soon as the app sends ``http.response.start``, then the body as a second
+  write: two system calls, two TCP segments, and a client that wakes up for each. On the
+  2-core benchmark machine (a VM where waking another process is dear) a ``no-cache``
+  completion's median overhead over its upstream fell by about 0.1 ms and the gateway's
+  CPU per sequential call by about a tenth when the two became one write. So the head is
+  held, and goes out with the first body part sent in the same event-loop turn, which is
+  every JSON answer and the first event of a stream; a body that comes later (a stream
+  whose first event takes time) finds the head already sent at the end of that turn.
+- **Header bytes are checked in two searches, not two per header.** uvicorn runs its
+  name and value patterns once per header (16 regex searches for our usual answer, and
+  the same again per stream event's bookkeeping around them). Both patterns are single
+  character classes, so one search over the names joined, and one over the values
+  joined, refuse exactly what the per-header searches refuse.
+
+A stream event is one ``send`` per event: it costs a dictionary read or two and a write.
 
 The hook is ``HttpToolsProtocol._start_asgi_task`` (uvicorn 0.34 and later), through
-which every request's cycle, pipelined ones included, starts.
+which every request's cycle, pipelined ones included, starts; the cycle's state is
+uvicorn's own attributes, which ``tests/integration/app/test_server_protocol.py`` drives
+side by side with uvicorn's writer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application, ASGISendEvent
@@ -37,63 +57,103 @@ class _HeadWithBodyCycle(RequestResponseCycle):
     _held: bytes | None = None
 
     async def send(self, message: ASGISendEvent) -> None:
-        if message["type"] == "http.response.start" and not self.response_started:
-            transport = self.transport
-            holder = _Holder(transport)
-            self.transport = holder  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = transport
-            self._held = b"".join(holder.writes)
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        event = cast("dict[str, Any]", message)  # ASGI's union of events, read by hand
+        kind = event["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{kind}'."
+                )
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            self._held = self._head(event["status"], event.get("headers", ()))
             asyncio.get_running_loop().call_soon(self._write_held)
-            return
+        elif self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response completed.")
+        elif kind != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
+        else:
+            self._body(event.get("body", b""), event.get("more_body", False))
+
+    def _body(self, body: bytes, more_body: bool) -> None:
+        """One body part: framed, after the held head if it is still held."""
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            data = b""
+        elif self.chunked_encoding:
+            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more_body:
+                data += b"0\r\n\r\n"
+        else:
+            if len(body) > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= len(body)
+            data = body
         held, self._held = self._held, None
-        if held is None:
-            await super().send(message)
-            return
-        transport = self.transport
-        prefixed = _Prefixed(transport, held)
-        self.transport = prefixed  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = transport
-            if prefixed.head is not None and not self.disconnected:
-                transport.write(prefixed.head)  # a body that wrote nothing (HEAD, empty)
+        if held is not None:
+            data = held + data
+        if data:
+            self.transport.write(data)
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()  # the next pipelined request, or the keep-alive timer
+
+    def _head(self, status: int, extra: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The status line and headers, as uvicorn writes them, and its state set as
+        uvicorn sets it (content length, chunking, keep-alive)."""
+        headers = [*self.default_headers, *extra]
+        if HEADER_RE.search(b"".join([name for name, _ in headers])):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                self.scope["method"],
+                get_path_with_query_string(self.scope),
+                self.scope["http_version"],
+                status,
+            )
+        content = [STATUS_LINE[status]]
+        has_connection_close = False
+        for raw_name, value in headers:
+            name = raw_name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and b"close" in [
+                token.lower().strip() for token in value.split(b",")
+            ]:
+                self.keep_alive = False
+                has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if (
+            self.chunked_encoding is None
+            and self.scope["method"] != "HEAD"
+            and status not in (204, 304)
+        ):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
 
     def _write_held(self) -> None:
         """End of the turn: no body came with the head, so the head goes alone."""
         held, self._held = self._held, None
         if held is not None and not self.disconnected and not self.transport.is_closing():
             self.transport.write(held)
-
-
-class _Holder:
-    """Stands in for the transport while uvicorn writes a head: keeps what it writes."""
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _Prefixed:
-    """Stands in for the transport while uvicorn writes a body: the held head goes first,
-    in the same write."""
-
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
-        self._transport = transport
-        self.head: bytes | None = head
-
-    def write(self, data: bytes) -> None:
-        head, self.head = self.head, None
-        self._transport.write(data if head is None else head + data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)

@@ -48,6 +48,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
+    if scope["path"] == "/bad-header":  # a value that would split the head
+        headers.append((b"x-b", b"1\r\nx-injected: 1"))
     headers.append((b"content-length", b"4"))
     await send(head)
     await send({"type": "http.response.body", "body": b"body"})
@@ -59,7 +61,13 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, typ
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, port=port, http=recorded(request.param), log_config=None, lifespan="off"
+        app,
+        port=port,
+        http=recorded(request.param),
+        log_config=None,
+        lifespan="off",
+        timeout_keep_alive=1,
+        timeout_graceful_shutdown=2,  # a failed test's open connection cannot hang teardown
     )
     serving = uvicorn.Server(config)
     task = asyncio.create_task(serving.serve())
@@ -106,3 +114,48 @@ async def test_a_head_request_still_gets_its_head(server: tuple[int, type]) -> N
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"content-length: 4" in received
     assert b"body" not in received
+
+
+async def test_a_header_value_with_a_line_break_is_never_written(server: tuple[int, type]) -> None:
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    WRITES.clear()
+    writer.write(b"GET /bad-header HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = await asyncio.wait_for(reader.read(), 5)  # the server closes the connection
+    writer.close()
+    assert received == b""
+    assert not any(b"x-injected" in w for w in WRITES)
+
+
+async def test_pipelined_requests_are_answered_in_order(server: tuple[int, type]) -> None:
+    port, _ = server
+    one = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n"
+    late = b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(one + late + one)
+    received = b""
+    try:
+        while received.count(b"HTTP/1.1 200 OK") < 3 or not received.endswith(b"body"):
+            received += await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+    first, second, third = received.split(b"HTTP/1.1 200 OK")[1:]
+    assert first.endswith(b"\r\n\r\nbody")
+    assert second.endswith(b"5\r\nfirst\r\n0\r\n\r\n")
+    assert third.endswith(b"\r\n\r\nbody")
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(
+    server: tuple[int, type],
+) -> None:
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(b"body"):
+            received += await asyncio.wait_for(reader.read(65536), 5)
+        # The answer armed the 1 s keep-alive timer: the server closes the idle connection.
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
