@@ -21,6 +21,7 @@ from llmserver.adapters.clock import SystemClock
 from llmserver.app.services import Services
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
+from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher
 from llmserver.domain.registry import ModelRegistry, ModelSpec
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         RateLimitStore,
         UsageStore,
     )
+    from llmserver.domain.tracing import Tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ class ServerComposition:
     models: MultiModelManager | None
     """The backends to load and close; ``None`` when ``Overrides`` supplied them."""
     specs: Sequence[ModelSpec]
+    tracer: Tracer | None = None
+    """Closed last, so that it exports the spans of the last requests."""
 
 
 class KeySettings(Protocol):
@@ -143,8 +147,33 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     return KeyServices(admin, database.dispose)
 
 
-def build_services(settings: Settings, overrides: Overrides | None = None) -> ServerComposition:
-    """Wire the server for ``settings``; nothing runs until ``lifecycle`` starts it."""
+def build_tracer(settings: Settings) -> Tracer | None:
+    """The OpenTelemetry tracer when ``LLMSERVER_OTEL_ENDPOINT`` is set, else ``None``:
+    tracing off, and nothing traced is built (see ``domain.tracing``)."""
+    if settings.otel_endpoint is None:
+        return None
+    from llmserver.app.settings import SettingsError
+
+    try:
+        from llmserver.adapters.otel_tracer import OtelTracer
+    except ImportError:
+        raise SettingsError(
+            "otel_endpoint",
+            settings.otel_endpoint,
+            "unset, or the otel extra installed (pip install 'llmserver[otel]')",
+        ) from None
+    return OtelTracer(
+        settings.otel_endpoint,
+        service_name=settings.otel_service_name,
+        log_bodies=settings.log_bodies,
+    )
+
+
+def build_services(
+    settings: Settings, overrides: Overrides | None = None, tracer: Tracer | None = None
+) -> ServerComposition:
+    """Wire the server for ``settings``; nothing runs until ``lifecycle`` starts it.
+    ``tracer`` (``build_tracer``'s) traces the gateway and the backends."""
     from llmserver.adapters.key_cache import CachedKeyStore
     from llmserver.adapters.log_batcher import RequestLogBatcher
     from llmserver.app.metrics import Metrics
@@ -184,10 +213,14 @@ def build_services(settings: Settings, overrides: Overrides | None = None) -> Se
     if chosen.backends is not None:
         backends = chosen.backends
     else:
-        backends = models = _model_manager(specs, settings)
+        backends = models = _model_manager(specs, settings, tracer)
     metrics.set_queue_depth_source(lambda: {s.model_id: s.queue_depth for s in backends.statuses()})
     keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
-    gateway = Gateway(
+    # Picked here, once: with tracing off the plain gateway runs, without a check per step.
+    gateway_type: Callable[..., Gateway] = (
+        Gateway if tracer is None else partial(TracedGateway, tracer)
+    )
+    gateway = gateway_type(
         keys=keys,
         hasher=hasher,
         usage=state.usage,
@@ -219,7 +252,7 @@ def build_services(settings: Settings, overrides: Overrides | None = None) -> Se
         log_queue_full=lambda: batcher.full,
     )
     return ServerComposition(
-        services, metrics, database, redis, batcher, state, backends, models, specs
+        services, metrics, database, redis, batcher, state, backends, models, specs, tracer
     )
 
 
@@ -274,7 +307,9 @@ def _state_stores(
     return StateStores(usage, cache, cache_flush, owned)
 
 
-def _model_manager(specs: Sequence[ModelSpec], settings: Settings) -> MultiModelManager:
+def _model_manager(
+    specs: Sequence[ModelSpec], settings: Settings, tracer: Tracer | None
+) -> MultiModelManager:
     from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
 
     return MultiModelManager(
@@ -284,5 +319,6 @@ def _model_manager(specs: Sequence[ModelSpec], settings: Settings) -> MultiModel
             max_batch_size=settings.max_batch_size,
             max_queue=settings.max_queue,
             request_timeout_s=settings.request_timeout_s,
+            tracer=tracer,
         ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
@@ -20,7 +20,7 @@ from llmserver import __version__
 from llmserver.app import paths
 from llmserver.app.access_log import AccessLogMiddleware, access_logger
 from llmserver.app.auth import authenticate_admin
-from llmserver.app.composition import Overrides, build_services
+from llmserver.app.composition import Overrides, build_services, build_tracer
 from llmserver.app.errors import EXCEPTION_HANDLERS
 from llmserver.app.lane.completion import CompletionLane
 from llmserver.app.lifecycle import running
@@ -33,6 +33,11 @@ from llmserver.app.routes.openai.routes import openai_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, Services, services_of
 from llmserver.app.settings import Settings, load_settings
+from llmserver.app.tracing_middleware import TracingMiddleware
+from llmserver.domain.tracing import Tracer
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp
 
 
 @get(paths.METRICS, include_in_schema=False)
@@ -47,12 +52,16 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(body, headers={"content-type": content_type})
 
 
-def create_app(settings: Settings, overrides: Overrides | None = None) -> Litestar:
+def create_app(
+    settings: Settings, overrides: Overrides | None = None, tracer: Tracer | None = None
+) -> Litestar:
+    """``tracer``: the one ``asgi_app`` built, which the server's parts report to and
+    close at shutdown (``None``: tracing off)."""
     configure_logging(settings.log_format, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        composed = build_services(settings, overrides)
+        composed = build_services(settings, overrides, tracer)
         async with running(composed, lambda services: app.state.update({STATE_KEY: services})):
             yield
 
@@ -101,15 +110,19 @@ def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
     """The Litestar app wrapped in the access-log / request-id middleware.
 
     The wrapper sits outside Litestar so that every request gets an id and an access line,
-    404s and body-size refusals included.
+    404s and body-size refusals included. With tracing on, the tracing middleware is the
+    next layer in (it reads the request id); with it off, it is not there at all.
     """
-    app = create_app(settings, overrides)
+    tracer = build_tracer(settings)
+    app = create_app(settings, overrides, tracer)
 
     def metrics() -> Metrics | None:
         services: Services | None = app.state.get(STATE_KEY)
         return services.metrics if services is not None else None
 
-    lane = CompletionLane(app, enabled=not settings.cors_origins)
+    lane: ASGIApp = CompletionLane(app, enabled=not settings.cors_origins)
+    if tracer is not None:
+        lane = TracingMiddleware(lane, tracer)
     return AccessLogMiddleware(
         lane, metrics, access_logger(settings.log_format, settings.log_level)
     )

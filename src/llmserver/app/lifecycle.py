@@ -65,6 +65,9 @@ async def running(
 
 async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
     services = composed.services
+    if composed.tracer is not None:
+        # First pushed, so closed last: it exports the spans of everything stopped before.
+        stack.push_async_callback(composed.tracer.close)
     stack.callback(composed.metrics.close)
     database = composed.database
     stack.push_async_callback(database.dispose)

@@ -98,6 +98,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     key_cache_ttl_s: float = 1.0
     bootstrap_admin: bool = False
     shutdown_drain_s: float = 30.0
+    otel_endpoint: str | None = None
+    otel_service_name: str = "llmserver"
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str, str]] = [
@@ -134,6 +136,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 "torch_threads",
                 "an integer >= 1",
             ),
+            (
+                self.otel_endpoint is None
+                or self.otel_endpoint.startswith(("http://", "https://")),
+                "otel_endpoint",
+                "an OTLP/HTTP URL, http:// or https:// (e.g. http://localhost:4318)",
+            ),
+            (bool(self.otel_service_name.strip()), "otel_service_name", "a non-empty name"),
             (self.shutdown_drain_s >= 0, "shutdown_drain_s", "a number of seconds >= 0"),
             (self.key_cache_ttl_s >= 0, "key_cache_ttl_s", "a number of seconds >= 0"),
         ]

@@ -23,6 +23,7 @@ from llmserver.domain.registry import BackendKind, ModelSpec
 
 if TYPE_CHECKING:
     from llmserver.adapters.inference.http_upstream_client import UpstreamClient
+    from llmserver.domain.tracing import Tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class BackendOptions:
     """For HTTP upstreams."""
     max_retries: int = 2
     """For HTTP upstreams: retries on connection errors and 5xx before the first byte."""
+    tracer: Tracer | None = None
+    """Where the backends report their queue waits and upstream calls; ``None``: off."""
 
 
 class LoadState(StrEnum):
@@ -143,6 +146,7 @@ class MultiModelManager(ModelBackends):
                 spec,
                 max_queue=options.max_queue,
                 request_timeout_s=options.request_timeout_s,
+                tracer=options.tracer,
             )
         from llmserver.adapters.inference.torch_backend import TorchBackend
 
@@ -153,13 +157,14 @@ class MultiModelManager(ModelBackends):
             max_batch_size=options.max_batch_size,
             max_queue=options.max_queue,
             request_timeout_s=options.request_timeout_s,
+            tracer=options.tracer,
         )
 
     def _client(self) -> UpstreamClient:
         if self._http_client is None:
             from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 
-            self._http_client = UpstreamClient()
+            self._http_client = UpstreamClient(tracer=self._options.tracer)
             self._owns_http_client = True
         return self._http_client
 

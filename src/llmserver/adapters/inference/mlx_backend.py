@@ -37,6 +37,7 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.tracing import QUEUE_WAIT, Span, Tracer
 
 MISSING_MLX = (
     'the MLX backend needs mlx-lm and mlx: pip install "llmserver[mlx]" '
@@ -51,12 +52,20 @@ class _Job:
     channel: EventChannel
     deadline: float
     waiting: bool = True
+    queued: Span | None = None
+    """Its queue-wait span (tracing on), ended when it leaves the queue."""
 
 
 class MlxBackend(InferenceBackend):
     def __init__(
-        self, spec: ModelSpec, *, max_queue: int = 64, request_timeout_s: float = 300.0
+        self,
+        spec: ModelSpec,
+        *,
+        max_queue: int = 64,
+        request_timeout_s: float = 300.0,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer
         try:
             import mlx.core as mx
             import mlx_lm
@@ -115,6 +124,8 @@ class MlxBackend(InferenceBackend):
                     "already waiting; retry shortly"
                 )
             self._waiting += 1
+        if self._tracer is not None:
+            job.queued = self._tracer.start(QUEUE_WAIT)
         self._executor.submit(self._run, job)
         return consume(job.channel, lambda: self._leave_queue(job))
 
@@ -141,7 +152,9 @@ class MlxBackend(InferenceBackend):
             was_waiting, job.waiting = job.waiting, False
             if was_waiting:
                 self._waiting -= 1
-            return was_waiting
+        if was_waiting and job.queued is not None:
+            job.queued.end()
+        return was_waiting
 
     def _shut_down(self) -> Unavailable:
         return Unavailable(f"model {self._spec.id!r} was shut down")

@@ -59,6 +59,7 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.tracing import QUEUE_WAIT, Span, Tracer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class _Request:
     length: int = 0
     """Real (unpadded) tokens in this row's KV cache."""
     last_token: int = 0
+    queued: Span | None = None
+    """Its queue-wait span (tracing on): ended when the worker takes it, or when it leaves."""
 
     @property
     def gone(self) -> bool:
@@ -94,8 +97,10 @@ class TorchBackend(InferenceBackend):
         max_batch_size: int = 8,
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
+        tracer: Tracer | None = None,
     ) -> None:
         self._threads = threads
+        self._tracer = tracer
         if threads:
             torch.set_num_threads(threads)
         self._spec = spec
@@ -198,11 +203,16 @@ class TorchBackend(InferenceBackend):
                     f"model {self._spec.id!r} is busy: {len(self._waiting)} requests are "
                     "already waiting; retry shortly"
                 )
+            if self._tracer is not None:
+                # Before it is queued: the worker may take it at once.
+                request.queued = self._tracer.start(QUEUE_WAIT)
             self._waiting.append(request)
             self._cond.notify()
         return request
 
     def _forget(self, request: _Request) -> None:
+        if request.queued is not None:
+            request.queued.end()  # if it never left the queue
         with self._cond:
             # A waiting request frees its queue slot at once; an active row leaves the
             # batch at the worker's next step.
@@ -230,6 +240,10 @@ class TorchBackend(InferenceBackend):
                     admitted = [
                         self._waiting.popleft() for _ in range(min(free, len(self._waiting)))
                     ]
+                if self._tracer is not None:
+                    for request in admitted:
+                        if request.queued is not None:
+                            request.queued.end()
                 try:
                     self._drop_gone_rows()
                     if admitted:

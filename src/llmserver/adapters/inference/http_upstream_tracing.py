@@ -1,0 +1,49 @@
+"""The upstream client's requests as HTTP client spans, with W3C trace context."""
+
+from __future__ import annotations
+
+import ssl
+
+from llmserver.adapters.inference.http_upstream_client import Timeouts, Upstream, UpstreamResponse
+from llmserver.domain.tracing import SpanKind, Tracer
+
+
+class TracedUpstream(Upstream):
+    """An ``Upstream`` whose every request (each retry too) is an HTTP client span, and
+    carries that span's W3C ``traceparent`` so the upstream's own spans join the trace.
+
+    The span ends when the head of the answer has come (or the request failed), as
+    OpenTelemetry's aiohttp client instrumentation ends it: the body's time is the
+    inference span's. It names the origin and path, never a header: the
+    ``Authorization`` line stays out of it."""
+
+    def __init__(self, base_url: str, tls: ssl.SSLContext, tracer: Tracer) -> None:
+        super().__init__(base_url, tls)
+        self._tracer = tracer
+
+    async def post(
+        self, path: str, body: bytes, headers: bytes, timeouts: Timeouts
+    ) -> UpstreamResponse:
+        tracer = self._tracer
+        span = tracer.start(
+            "POST",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "server.address": self.host,
+                "server.port": self.port,
+                "url.full": self._origin + path,
+            },
+        )
+        traced = headers + b"traceparent: " + tracer.traceparent(span).encode() + b"\r\n"
+        try:
+            response = await super().post(path, body, traced, timeouts)
+        except BaseException as exc:
+            span.fail(exc)
+            span.end()
+            raise
+        span.set("http.response.status_code", response.status)
+        if response.status >= 400:
+            span.fail(str(response.status))
+        span.end()
+        return response

@@ -1,0 +1,173 @@
+"""The inference span: a backend's call, in the OpenTelemetry GenAI semantic conventions.
+
+One span per call to a model (``chat demo-tiny-llama``): what was asked
+(``gen_ai.request.*``), what it cost (``gen_ai.usage.input_tokens``,
+``gen_ai.usage.output_tokens``), how it ended (``gen_ai.response.finish_reasons``) and, for a
+stream, how long the first text took (``gen_ai.response.time_to_first_chunk``). The span is
+current while the backend works, so the backend's own spans (its queue, an upstream's HTTP
+call) are its children. Prompt and completion text (``gen_ai.input.messages``,
+``gen_ai.output.messages``, the stop sequences) only when the tracer's ``log_bodies`` allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from llmserver.domain.inference import (
+    BackendStatus,
+    Completion,
+    FinishReason,
+    GenerationParams,
+    Prompt,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+from llmserver.domain.ports import InferenceBackend, ModelBackends
+from llmserver.domain.tracing import AttributeValue, Span, Spanned, Tracer
+
+
+def _messages(prompt: Prompt) -> str:
+    """``gen_ai.input.messages``: the conventions' JSON of role and text parts."""
+    if prompt.messages is None:
+        turns = [("user", prompt.text or "")]
+    else:
+        turns = [(m.role, m.content) for m in prompt.messages]
+    return json.dumps(
+        [{"role": role, "parts": [{"type": "text", "content": text}]} for role, text in turns]
+    )
+
+
+def _answer(text: str, finish: FinishReason) -> str:
+    """``gen_ai.output.messages`` for one choice."""
+    message = {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": text}],
+        "finish_reason": finish.value,
+    }
+    return json.dumps([message])
+
+
+class TracedBackend(InferenceBackend):
+    """One backend whose ``generate`` and ``stream`` are inference spans."""
+
+    def __init__(self, inner: InferenceBackend, tracer: Tracer) -> None:
+        self.inner = inner
+        self._tracer = tracer
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        with Spanned(self._tracer, "llmserver.count_tokens") as span:
+            count = await self.inner.count_tokens(prompt)
+            span.set("llmserver.prompt_tokens", count)
+            return count
+
+    def min_prompt_tokens(self, prompt: Prompt) -> int:
+        return self.inner.min_prompt_tokens(prompt)
+
+    async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        name, attributes = self._request(prompt, params, stream=False)
+        with Spanned(self._tracer, name, attributes) as span:
+            completion = await self.inner.generate(prompt, params)
+            self._finish(span, completion, completion.finish_reason, completion.text)
+            return completion
+
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        """The backend's stream, current in the span only while the backend runs: the
+        span is never left current in the consumer's context across a ``yield``."""
+        tracer = self._tracer
+        name, attributes = self._request(prompt, params, stream=True)
+        span = tracer.start(name, attributes=attributes)
+        started = time.monotonic()
+        first = True
+        texts: list[str] | None = [] if tracer.log_bodies else None
+        try:
+            with tracer.current(span):
+                events = self.inner.stream(prompt, params)
+            try:
+                while True:
+                    with tracer.current(span):
+                        event = await anext(events, None)
+                    if event is None:
+                        break
+                    if isinstance(event, TextDelta):
+                        if first and event.text:
+                            first = False
+                            ttft = time.monotonic() - started
+                            span.set("gen_ai.response.time_to_first_chunk", ttft)
+                        if texts is not None:
+                            texts.append(event.text)
+                    elif isinstance(event, StreamEnd):
+                        text = None if texts is None else "".join(texts)
+                        self._finish(span, event, event.finish_reason, text)
+                    yield event
+            finally:
+                close = getattr(events, "aclose", None)
+                if close is not None:
+                    await close()
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        finally:
+            span.end()
+
+    def status(self) -> BackendStatus:
+        return self.inner.status()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def _request(
+        self, prompt: Prompt, params: GenerationParams, *, stream: bool
+    ) -> tuple[str, dict[str, AttributeValue]]:
+        operation = "text_completion" if prompt.messages is None else "chat"
+        model = self.inner.model_id
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": params.max_tokens,
+            "gen_ai.request.temperature": params.temperature,
+            "gen_ai.request.top_p": params.top_p,
+            "gen_ai.request.stream": stream,
+        }
+        if params.seed is not None:
+            attributes["gen_ai.request.seed"] = params.seed
+        if self._tracer.log_bodies:
+            attributes["gen_ai.input.messages"] = _messages(prompt)
+            if params.stop:
+                attributes["gen_ai.request.stop_sequences"] = params.stop
+        return f"{operation} {model}", attributes
+
+    def _finish(
+        self, span: Span, usage: Completion | StreamEnd, finish: FinishReason, text: str | None
+    ) -> None:
+        span.set("gen_ai.response.model", self.inner.model_id)
+        span.set("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set("gen_ai.usage.output_tokens", usage.completion_tokens)
+        span.set("gen_ai.response.finish_reasons", (finish.value,))
+        if self._tracer.log_bodies and text is not None:
+            span.set("gen_ai.output.messages", _answer(text, finish))
+
+
+class TracedBackends(ModelBackends):
+    """``ModelBackends`` whose backends are ``TracedBackend``s (one per loaded backend)."""
+
+    def __init__(self, inner: ModelBackends, tracer: Tracer) -> None:
+        self._inner = inner
+        self._tracer = tracer
+        self._traced: dict[str, TracedBackend] = {}
+
+    def backend(self, model_id: str) -> InferenceBackend:
+        inner = self._inner.backend(model_id)
+        traced = self._traced.get(model_id)
+        if traced is None or traced.inner is not inner:  # a reloaded model is a new backend
+            traced = self._traced[model_id] = TracedBackend(inner, self._tracer)
+        return traced
+
+    def statuses(self) -> Sequence[BackendStatus]:
+        return self._inner.statuses()

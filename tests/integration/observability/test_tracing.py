@@ -1,0 +1,264 @@
+"""OpenTelemetry traces of a live server, exported over OTLP/HTTP to a receiver in the test.
+
+The server runs the demo model and an ``http`` model whose upstream is a small server of
+the test's own; the receiver decodes the real protobuf. Each test sends requests with a
+request id of its own and reads back the trace whose root span carries it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from integration.observability.otlp_receiver import (
+    EchoUpstream,
+    OtlpReceiver,
+    ReceivedSpan,
+    echo_upstream,
+    otlp_receiver,
+)
+from livesupport import LiveServer, running_server
+
+pytestmark = pytest.mark.slow
+
+MODEL = "demo-tiny-llama"
+ECHO = "echo"
+UPSTREAM_SECRET = "upstream-secret-" + "u" * 24
+
+
+class Traced:
+    def __init__(self, server: LiveServer, receiver: OtlpReceiver, upstream: EchoUpstream) -> None:
+        self.server = server
+        self.receiver = receiver
+        self.upstream = upstream
+
+    def post(
+        self, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> tuple[str, httpx.Response]:
+        """The request's id and its answer (a stream read to its end)."""
+        request_id = uuid.uuid4().hex
+        response = httpx.post(
+            self.server.base_url + "/v1/chat/completions",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {self.server.user_key}",
+                "X-Request-ID": request_id,
+                **(headers or {}),
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return request_id, response
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[Traced]:
+    root = tmp_path_factory.mktemp("traced")
+    with otlp_receiver() as receiver, echo_upstream() as upstream:
+        models = root / "models.toml"
+        models.write_text(
+            "[[models]]\n"
+            f'id = "{ECHO}"\n'
+            'backend = "http"\n'
+            f'source = "{upstream.url}"\n'
+            'api_key_env = "UPSTREAM_KEY"\n'
+            "context_length = 512\n"
+        )
+        with running_server(
+            root,
+            demo_model_dir,
+            LLMSERVER_OTEL_ENDPOINT=receiver.url,
+            LLMSERVER_MODELS_FILE=str(models),
+            UPSTREAM_KEY=UPSTREAM_SECRET,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        ) as server:
+            yield Traced(server, receiver, upstream)
+
+
+def chat(model: str, content: str, **options: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **options}
+
+
+def root_of(spans: list[ReceivedSpan]) -> ReceivedSpan:
+    (root,) = [s for s in spans if s.parent_id == "" or s.is_server]
+    assert root.is_server
+    assert root.parent_id == ""
+    return root
+
+
+def children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSpan]:
+    return [s for s in spans if s.parent_id == parent.span_id]
+
+
+def named(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    (span,) = [s for s in spans if s.name == name]
+    return span
+
+
+def test_a_completion_is_one_span_with_a_child_per_step(traced: Traced) -> None:
+    request_id, response = traced.post(
+        chat(MODEL, f"trace me {uuid.uuid4().hex}", max_tokens=3, temperature=0)
+    )
+    usage = response.json()["usage"]
+    spans = traced.receiver.trace(request_id)
+    root = root_of(spans)
+    assert root.name == "POST /v1/chat/completions"
+    assert root.service == "llmserver"
+    assert {s.trace_id for s in spans} == {root.trace_id}
+    assert root.attributes["llmserver.request_id"] == request_id
+    assert root.attributes["http.response.status_code"] == 200
+    assert root.attributes["gen_ai.operation.name"] == "chat"
+    assert root.attributes["gen_ai.request.model"] == MODEL
+    assert root.attributes["llmserver.cache"] == "MISS"
+    assert root.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert root.attributes["llmserver.key_prefix"] == traced.server.user_key.split("_")[1]
+
+    steps = children(spans, root)
+    assert sorted(s.name for s in steps) == sorted(
+        [
+            "llmserver.auth",
+            "llmserver.rate_limit",
+            "llmserver.cache.lookup",
+            "llmserver.count_tokens",
+            "llmserver.quota.reserve",
+            "llmserver.cache.lookup",
+            f"chat {MODEL}",
+        ]
+    )
+    lookups = {s.attributes["llmserver.cache.layer"]: s for s in steps if "cache" in s.name}
+    assert {layer: s.attributes["llmserver.cache.hit"] for layer, s in lookups.items()} == {
+        "hot": False,
+        "durable": False,
+    }
+    assert named(steps, "llmserver.auth").attributes["llmserver.key_role"] == "user"
+    assert named(steps, "llmserver.rate_limit").attributes["llmserver.admitted"] is True
+
+    inference = named(steps, f"chat {MODEL}")
+    assert inference.attributes["gen_ai.operation.name"] == "chat"
+    assert inference.attributes["gen_ai.request.model"] == MODEL
+    assert inference.attributes["gen_ai.request.max_tokens"] == 3
+    assert inference.attributes["gen_ai.request.temperature"] == 0.0
+    assert inference.attributes["gen_ai.request.stream"] is False
+    assert inference.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert inference.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    finish = response.json()["choices"][0]["finish_reason"]
+    assert inference.attributes["gen_ai.response.finish_reasons"] == (finish,)
+    assert [s.name for s in children(spans, inference)] == ["llmserver.queue.wait"]
+
+
+def test_a_stream_is_traced_to_its_end_with_its_first_token(traced: Traced) -> None:
+    request_id, response = traced.post(
+        chat(
+            MODEL,
+            f"stream me {uuid.uuid4().hex}",
+            max_tokens=4,
+            temperature=0.9,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert response.text.endswith("data: [DONE]\n\n")
+    spans = traced.receiver.trace(request_id)
+    root = root_of(spans)
+    inference = named(children(spans, root), f"chat {MODEL}")
+    assert inference.attributes["gen_ai.request.stream"] is True
+    assert 0 < inference.attributes["gen_ai.response.time_to_first_chunk"] < 60
+    assert inference.attributes["gen_ai.usage.output_tokens"] >= 1
+    assert inference.attributes["gen_ai.response.finish_reasons"][0] in {"stop", "length"}
+    output_tokens = inference.attributes["gen_ai.usage.output_tokens"]
+    assert root.attributes["gen_ai.usage.output_tokens"] == output_tokens
+    assert [s.name for s in children(spans, inference)] == ["llmserver.queue.wait"]
+
+
+def test_a_cache_hit_has_no_inference(traced: Traced) -> None:
+    body = chat(MODEL, f"twice {uuid.uuid4().hex}", max_tokens=2, temperature=0)
+    traced.post(body)
+    request_id, _ = traced.post(body)
+    spans = traced.receiver.trace(request_id)
+    root = root_of(spans)
+    assert root.attributes["llmserver.cache"] == "HIT"
+    (lookup,) = [s for s in spans if s.name == "llmserver.cache.lookup"]
+    assert lookup.attributes == {"llmserver.cache.layer": "hot", "llmserver.cache.hit": True}
+    assert not [s for s in spans if s.name.startswith("chat ")]
+
+
+def test_a_callers_traceparent_makes_the_request_its_child(traced: Traced) -> None:
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    request_id, _ = traced.post(
+        chat(MODEL, "joined", max_tokens=2, temperature=0.5),
+        headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
+    )
+    root = next(s for s in traced.receiver.trace(request_id) if s.is_server)
+    assert (root.trace_id, root.parent_id) == (trace_id, parent_id)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_http_upstream_gets_the_trace_in_its_traceparent(traced: Traced, stream: bool) -> None:
+    request_id, _ = traced.post(chat(ECHO, "to the upstream", max_tokens=5, stream=stream))
+    seen = traced.upstream.headers[-1]
+    assert seen["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+    version, trace_id, parent_id, flags = seen["traceparent"].split("-")
+    assert version == "00"
+    assert int(flags, 16) & 1  # sampled
+
+    spans = traced.receiver.trace(request_id)
+    root = root_of(spans)
+    assert trace_id == root.trace_id
+    inference = named(children(spans, root), f"chat {ECHO}")
+    (call,) = children(spans, inference)
+    assert call.span_id == parent_id
+    assert call.name == "POST"
+    assert call.kind == 3  # CLIENT
+    assert call.attributes["url.full"] == f"{traced.upstream.url}/v1/chat/completions"
+    assert call.attributes["server.address"] == "127.0.0.1"
+    assert call.attributes["http.response.status_code"] == 200
+    assert inference.attributes["gen_ai.usage.output_tokens"] == 3  # the upstream's count
+
+
+def test_no_secret_and_no_prompt_text_is_exported(traced: Traced) -> None:
+    prompts = [f"private words {uuid.uuid4().hex}" for _ in range(3)]
+    ids = [
+        traced.post(chat(MODEL, prompts[0], max_tokens=2, temperature=0))[0],
+        traced.post(chat(MODEL, prompts[1], max_tokens=2, stream=True))[0],
+        traced.post(chat(ECHO, prompts[2], max_tokens=2, stop=["private stop"]))[0],
+    ]
+    for request_id in ids:
+        traced.receiver.trace(request_id)
+    exported = traced.receiver.all_bytes()
+    server = traced.server
+    for secret in (server.user_key, UPSTREAM_SECRET, *prompts, "private stop", "Bearer"):
+        assert secret.encode() not in exported
+    assert server.user_key.split("_")[1].encode() in exported  # the prefix is there
+
+
+def test_spans_carry_text_with_log_bodies_and_are_flushed_at_shutdown(
+    tmp_path: Path, demo_model_dir: Path
+) -> None:
+    prompt = f"logged words {uuid.uuid4().hex}"
+    with otlp_receiver() as receiver:
+        with running_server(
+            tmp_path,
+            demo_model_dir,
+            LLMSERVER_OTEL_ENDPOINT=receiver.url + "/v1/traces",
+            LLMSERVER_OTEL_SERVICE_NAME="gateway-under-test",
+            LLMSERVER_LOG_BODIES="true",
+            # Nothing is exported before shutdown unless shutdown flushes it.
+            OTEL_BSP_SCHEDULE_DELAY="600000",
+        ) as server:
+            traced = Traced(server, receiver, EchoUpstream())
+            request_id, response = traced.post(chat(MODEL, prompt, max_tokens=3, temperature=0))
+            time.sleep(1)
+            assert receiver.spans == []
+        spans = receiver.trace(request_id, timeout_s=5)
+    inference = named(spans, f"chat {MODEL}")
+    assert prompt in inference.attributes["gen_ai.input.messages"]
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert answer in inference.attributes["gen_ai.output.messages"]
+    assert {s.service for s in spans} == {"gateway-under-test"}
+    assert server.user_key.encode() not in receiver.all_bytes()
