@@ -7,6 +7,8 @@ response cache, request log, metrics) in front of an instant backend, so the dif
 is the gateway's own overhead.
 ``upstream``: an instant OpenAI-compatible upstream for the proxy benchmark: the ``bare``
 answer for ``stream: false``, a whole server-sent event stream at once for ``stream: true``.
+``otlp_sink``: where a traced gateway exports its spans (OTLP/HTTP): it reads each batch
+and answers 200, as a collector would, keeping nothing.
 """
 
 from __future__ import annotations
@@ -149,6 +151,16 @@ def upstream_app() -> Litestar:
     return Litestar([upstream_chat], openapi_config=None, logging_config=None)
 
 
+@post("/v1/traces", status_code=200)
+async def otlp_traces(request: Request[Any, Any, Any]) -> Response[bytes]:
+    await request.body()
+    return Response(b"", media_type="application/x-protobuf")
+
+
+def otlp_sink_app() -> Litestar:
+    return Litestar([otlp_traces], openapi_config=None, logging_config=None)
+
+
 def gateway_app() -> object:
     from llmserver.app.composition import Overrides
     from llmserver.app.factory import asgi_app
@@ -160,7 +172,12 @@ def gateway_app() -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    apps = {"bare": bare_app, "gateway": gateway_app, "upstream": upstream_app}
+    apps = {
+        "bare": bare_app,
+        "gateway": gateway_app,
+        "upstream": upstream_app,
+        "otlp_sink": otlp_sink_app,
+    }
     parser.add_argument("which", choices=list(apps))
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

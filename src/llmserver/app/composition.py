@@ -53,6 +53,8 @@ class Overrides:
     backends: ModelBackends | None = None
     specs: Sequence[ModelSpec] | None = None
     clock: Clock | None = None
+    tracer: Tracer | None = None
+    """Used when tracing is on (``LLMSERVER_OTEL_ENDPOINT``), e.g. with another exporter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +149,13 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     return KeyServices(admin, database.dispose)
 
 
-def build_tracer(settings: Settings) -> Tracer | None:
+def build_tracer(settings: Settings, overrides: Overrides | None = None) -> Tracer | None:
     """The OpenTelemetry tracer when ``LLMSERVER_OTEL_ENDPOINT`` is set, else ``None``:
     tracing off, and nothing traced is built (see ``domain.tracing``)."""
     if settings.otel_endpoint is None:
         return None
+    if overrides is not None and overrides.tracer is not None:
+        return overrides.tracer
     from llmserver.app.settings import SettingsError
 
     try:

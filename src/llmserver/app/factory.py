@@ -113,7 +113,7 @@ def asgi_app(settings: Settings, overrides: Overrides | None = None) -> Any:
     404s and body-size refusals included. With tracing on, the tracing middleware is the
     next layer in (it reads the request id); with it off, it is not there at all.
     """
-    tracer = build_tracer(settings)
+    tracer = build_tracer(settings, overrides)
     app = create_app(settings, overrides, tracer)
 
     def metrics() -> Metrics | None:

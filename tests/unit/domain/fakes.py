@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar, cast
@@ -19,6 +20,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+from llmserver.domain.tracing import Attributes, AttributeValue, Span, SpanKind, error_type
 
 T = TypeVar("T")
 
@@ -200,3 +202,72 @@ def run_now(awaitable: Coroutine[object, object, T]) -> T:
         return cast("T", done.value)
     awaitable.close()
     raise AssertionError("the coroutine suspended; run it on an event loop")
+
+
+@dataclass
+class RecordedSpan:
+    name: str
+    parent: RecordedSpan | None
+    attributes: dict[str, AttributeValue]
+    error: str | None = None
+    ended: int = 0
+
+    def set(self, key: str, value: AttributeValue) -> None:
+        assert not self.ended, f"{self.name}: set after end"
+        self.attributes[key] = value
+
+    def fail(self, error: BaseException | str) -> None:
+        self.error = error_type(error)
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+_CURRENT: ContextVar[RecordedSpan | None] = ContextVar("current_span", default=None)
+
+
+class _Current:
+    def __init__(self, span: RecordedSpan) -> None:
+        self._span = span
+        self._token: Token[RecordedSpan | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _CURRENT.set(self._span)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        _CURRENT.reset(self._token)
+
+
+@dataclass
+class RecordingTracer:
+    """A Tracer that keeps every span, its parent (the current span when it started) and
+    what was set on it."""
+
+    log_bodies: bool = False
+    spans: list[RecordedSpan] = field(default_factory=list)
+
+    def start(
+        self,
+        name: str,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes | None = None,
+        traceparent: str | None = None,
+    ) -> RecordedSpan:
+        span = RecordedSpan(name, _CURRENT.get(), dict(attributes or {}))
+        self.spans.append(span)
+        return span
+
+    def current(self, span: Span) -> _Current:
+        assert isinstance(span, RecordedSpan)
+        return _Current(span)
+
+    def traceparent(self, span: Span) -> str:
+        return "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+
+    async def close(self) -> None:
+        return None
+
+    def named(self, name: str) -> list[RecordedSpan]:
+        return [s for s in self.spans if s.name == name]

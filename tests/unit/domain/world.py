@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from llmserver.adapters.memory import (
@@ -18,13 +19,14 @@ from llmserver.adapters.memory import (
 )
 from llmserver.app.statuses import http_status
 from llmserver.domain.gateway import CompletionRequest, Gateway, GatewayPolicy, Principal
+from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.inference import ChatMessage, Prompt
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
 from llmserver.domain.logs import Origin, RequestLog
 from llmserver.domain.quota import UsageRecord, period_of
 from llmserver.domain.registry import BackendKind, ModelDefaults, ModelRegistry, ModelSpec
 
-from .fakes import FakeBackend, FakeBackends, FakeClock, RecordingTelemetry
+from .fakes import FakeBackend, FakeBackends, FakeClock, RecordingTelemetry, RecordingTracer
 
 SERVER_SECRET = "unit-test-server-secret-0123456789abcdef"
 MODEL = "fake-model"
@@ -62,12 +64,17 @@ class World:
     cache: MemoryCompletionCache = field(default_factory=MemoryCompletionCache)
     telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
     logs: list[RequestLog] = field(default_factory=list)
+    tracer: RecordingTracer | None = None
+    """When set, the gateway is the traced one (``TracedGateway``), reporting to it."""
 
     def __post_init__(self) -> None:
         self.hasher = KeyHasher(SERVER_SECRET)
         self.backend = FakeBackend(MODEL, clock=self.clock)
         self.hot_cache = MemoryHotCache(monotonic=self.clock.monotonic) if self.hot else None
-        self.gateway = Gateway(
+        gateway: Callable[..., Gateway] = (
+            Gateway if self.tracer is None else partial(TracedGateway, self.tracer)
+        )
+        self.gateway = gateway(
             keys=self.keys,
             hasher=self.hasher,
             usage=self.usage,

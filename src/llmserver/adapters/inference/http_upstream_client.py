@@ -22,11 +22,10 @@ import ssl
 import time
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from llmserver.adapters.inference.http_upstream_connection import (
@@ -35,9 +34,6 @@ from llmserver.adapters.inference.http_upstream_connection import (
     ReadTimedOut,
     TransportError,
 )
-
-if TYPE_CHECKING:
-    from llmserver.domain.tracing import Tracer
 
 MAX_CONNECTIONS_PER_UPSTREAM = 100
 KEEPALIVE_S = 4.0
@@ -307,10 +303,14 @@ def env_proxy(url: str) -> tuple[Proxy | None, bytes | None]:
 class UpstreamClient:
     """Every upstream's pool, by origin; call in a running event loop, close when done."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None, tracer: Tracer | None = None) -> None:
-        """``tracer``: trace every request (``TracedUpstream``); ``None``: off."""
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None = None,
+        pools: Callable[[str, ssl.SSLContext], Upstream] = Upstream,
+    ) -> None:
+        """``pools`` makes an origin's pool (``http_upstream_tracing`` traces them)."""
         self._tls = tls or _tls_context()
-        self._tracer = tracer
+        self._pools = pools
         self._upstreams: dict[str, Upstream] = {}
 
     def upstream(self, base_url: str) -> Upstream:
@@ -318,15 +318,8 @@ class UpstreamClient:
         key = f"{url.scheme}://{url.netloc}"
         pool = self._upstreams.get(key)
         if pool is None:
-            pool = self._upstreams[key] = self._pool(base_url)
+            pool = self._upstreams[key] = self._pools(base_url, self._tls)
         return pool
-
-    def _pool(self, base_url: str) -> Upstream:
-        if self._tracer is None:
-            return Upstream(base_url, self._tls)
-        from llmserver.adapters.inference.http_upstream_tracing import TracedUpstream
-
-        return TracedUpstream(base_url, self._tls, self._tracer)
 
     async def close(self) -> None:
         for pool in self._upstreams.values():

@@ -17,7 +17,8 @@ class TracedUpstream(Upstream):
     inference span's. It names the origin and path, never a header: the
     ``Authorization`` line stays out of it."""
 
-    def __init__(self, base_url: str, tls: ssl.SSLContext, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, base_url: str, tls: ssl.SSLContext) -> None:
+        """``partial(TracedUpstream, tracer)`` is an ``UpstreamClient``'s ``pools``."""
         super().__init__(base_url, tls)
         self._tracer = tracer
 

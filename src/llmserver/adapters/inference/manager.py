@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING
 
 from llmserver.domain.errors import ModelNotFound, Unavailable
@@ -164,7 +165,13 @@ class MultiModelManager(ModelBackends):
         if self._http_client is None:
             from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 
-            self._http_client = UpstreamClient(tracer=self._options.tracer)
+            tracer = self._options.tracer
+            if tracer is None:
+                self._http_client = UpstreamClient()
+            else:
+                from llmserver.adapters.inference.http_upstream_tracing import TracedUpstream
+
+                self._http_client = UpstreamClient(pools=partial(TracedUpstream, tracer))
             self._owns_http_client = True
         return self._http_client
 

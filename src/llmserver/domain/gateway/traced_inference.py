@@ -73,7 +73,9 @@ class TracedBackend(InferenceBackend):
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         name, attributes = self._request(prompt, params, stream=False)
         with Spanned(self._tracer, name, attributes) as span:
-            completion = await self.inner.generate(prompt, params)
+            # Current while the backend works: its queue and upstream spans are children.
+            with self._tracer.current(span):
+                completion = await self.inner.generate(prompt, params)
             self._finish(span, completion, completion.finish_reason, completion.text)
             return completion
 
@@ -85,6 +87,7 @@ class TracedBackend(InferenceBackend):
         span = tracer.start(name, attributes=attributes)
         started = time.monotonic()
         first = True
+        finished = False
         texts: list[str] | None = [] if tracer.log_bodies else None
         try:
             with tracer.current(span):
@@ -103,6 +106,7 @@ class TracedBackend(InferenceBackend):
                         if texts is not None:
                             texts.append(event.text)
                     elif isinstance(event, StreamEnd):
+                        finished = True
                         text = None if texts is None else "".join(texts)
                         self._finish(span, event, event.finish_reason, text)
                     yield event
@@ -111,7 +115,9 @@ class TracedBackend(InferenceBackend):
                 if close is not None:
                     await close()
         except BaseException as exc:
-            span.fail(exc)
+            # Closed once its final event is out: how a consumer ends a stream, not a failure.
+            if not (finished and isinstance(exc, GeneratorExit)):
+                span.fail(exc)
             raise
         finally:
             span.end()

@@ -1,0 +1,97 @@
+"""The traced gateway: the same answers as the plain one, each step a span, no text unless
+the tracer may carry it, and an inference span ended however its request ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmserver.domain.errors import UpstreamError
+from llmserver.domain.logs import CacheStatus
+
+from .fakes import RecordingTracer
+from .world import MODEL, World, ask, origin
+
+PROMPT = "what is six times seven"
+
+
+async def test_a_traced_completion_answers_as_the_plain_one_with_a_span_per_step() -> None:
+    plain, traced = World(), World(tracer=RecordingTracer())
+    answers = []
+    for world in (plain, traced):
+        principal = await world.principal(rpm_limit=10, quota_tokens=1000)
+        answers.append(await world.gateway.complete(principal, ask(PROMPT), origin("r1")))
+    assert answers[0].completion == answers[1].completion
+    assert [row.prompt_tokens for row in plain.logs] == [row.prompt_tokens for row in traced.logs]
+
+    tracer = traced.tracer
+    assert tracer is not None
+    assert [s.name for s in tracer.spans] == [
+        "llmserver.auth",
+        "llmserver.rate_limit",
+        "llmserver.cache.lookup",
+        "llmserver.count_tokens",
+        "llmserver.quota.reserve",
+        "llmserver.cache.lookup",
+        f"chat {MODEL}",
+    ]
+    assert all(s.ended == 1 and s.error is None for s in tracer.spans)
+    (inference,) = tracer.named(f"chat {MODEL}")
+    completion = answers[1].completion
+    assert inference.attributes["gen_ai.usage.input_tokens"] == completion.prompt_tokens
+    assert inference.attributes["gen_ai.usage.output_tokens"] == completion.completion_tokens
+    assert inference.attributes["gen_ai.response.finish_reasons"] == (
+        completion.finish_reason.value,
+    )
+    assert not any(PROMPT in str(v) for s in tracer.spans for v in s.attributes.values())
+
+
+async def test_with_log_bodies_the_inference_span_carries_the_prompt_and_answer() -> None:
+    tracer = RecordingTracer(log_bodies=True)
+    world = World(tracer=tracer)
+    principal = await world.principal()
+    outcome = await world.gateway.complete(principal, ask(PROMPT, stop=("STOP",)), origin("r1"))
+    (inference,) = tracer.named(f"chat {MODEL}")
+    assert PROMPT in str(inference.attributes["gen_ai.input.messages"])
+    assert outcome.completion.text in str(inference.attributes["gen_ai.output.messages"])
+    assert inference.attributes["gen_ai.request.stop_sequences"] == ("STOP",)
+
+
+async def test_a_failed_inference_records_its_code_and_never_its_message() -> None:
+    tracer = RecordingTracer()
+    world = World(tracer=tracer)
+    world.backend.error = UpstreamError(f"the upstream said: {PROMPT}")
+    principal = await world.principal()
+    with pytest.raises(UpstreamError):
+        await world.gateway.complete(principal, ask(PROMPT), origin("r1"))
+    (inference,) = tracer.named(f"chat {MODEL}")
+    assert (inference.error, inference.ended) == ("upstream_error", 1)
+    assert not any(PROMPT in str(v) for s in tracer.spans for v in s.attributes.values())
+
+
+async def test_a_stream_left_early_ends_its_span_as_cancelled() -> None:
+    tracer = RecordingTracer()
+    world = World(tracer=tracer)
+    principal = await world.principal()
+    session = await world.gateway.open_stream(principal, ask(temperature=0.5), origin("s1"))
+    assert session.cache_status is CacheStatus.BYPASS
+    await anext(session.events)  # the first delta, then the client goes away
+    await session.events.aclose()  # type: ignore[attr-defined]
+    (inference,) = tracer.named(f"chat {MODEL}")
+    assert (inference.error, inference.ended) == ("cancelled", 1)
+    assert inference.attributes["gen_ai.request.stream"] is True
+    first_chunk = inference.attributes["gen_ai.response.time_to_first_chunk"]
+    assert isinstance(first_chunk, float)
+    assert first_chunk >= 0
+    assert world.backend.streams_closed == 1
+
+
+async def test_a_finished_stream_reports_its_usage() -> None:
+    tracer = RecordingTracer()
+    world = World(tracer=tracer)
+    principal = await world.principal()
+    session = await world.gateway.open_stream(principal, ask(temperature=0.5), origin("s1"))
+    events = [event async for event in session.events]
+    (inference,) = tracer.named(f"chat {MODEL}")
+    assert inference.ended == 1
+    assert inference.error is None
+    assert inference.attributes["gen_ai.usage.output_tokens"] == len(events) - 1
