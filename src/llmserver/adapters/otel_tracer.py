@@ -14,6 +14,8 @@ apply to what it reads: ``OTEL_EXPORTER_OTLP_HEADERS`` (a collector's credential
 from __future__ import annotations
 
 import asyncio
+import threading
+from contextlib import suppress
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -42,6 +44,9 @@ _KINDS = {
 }
 
 TRACES_PATH = "/v1/traces"
+CLOSE_TIMEOUT_S = 5.0
+"""How long shutdown waits for the last spans to be exported: a collector that hangs must
+not hold the process past its drain time."""
 _W3C = TraceContextTextMapPropagator()
 
 
@@ -143,5 +148,26 @@ class OtelTracer(Tracer):
         return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{int(ids.trace_flags):02x}"
 
     async def close(self) -> None:
-        # Exports what is queued: blocking network calls, so off the event loop.
-        await asyncio.to_thread(self._provider.shutdown)
+        """Exports what is queued, within ``CLOSE_TIMEOUT_S``. Blocking network calls, so
+        in a thread; a daemon one, which the interpreter does not wait for at exit, as it
+        would for ``asyncio.to_thread``'s should the collector hang."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def shut_down() -> None:
+            try:
+                self._provider.shutdown()
+            finally:
+                with suppress(RuntimeError):  # the loop is gone: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, done)
+
+        threading.Thread(target=shut_down, name="otel-shutdown", daemon=True).start()
+        try:
+            await asyncio.wait_for(done, CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            return  # the spans still queued are lost with the process
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)

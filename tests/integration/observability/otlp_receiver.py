@@ -151,6 +151,32 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 
 
 @dataclass
+class HangingCollector:
+    """Takes each export's request and never answers it (a collector that hangs)."""
+
+    requests: int = 0
+    url: str = ""
+
+
+@contextmanager
+def hanging_collector() -> Iterator[HangingCollector]:
+    collector = HangingCollector()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            collector.requests += 1
+            time.sleep(60)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    with serving(Handler) as url:
+        collector.url = url
+        yield collector
+
+
+@dataclass
 class EchoUpstream:
     """An OpenAI-compatible upstream that answers every chat with the same words and
     keeps each request's headers."""

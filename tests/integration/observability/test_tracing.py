@@ -7,6 +7,7 @@ request id of its own and reads back the trace whose root span carries it.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from integration.observability.otlp_receiver import (
     OtlpReceiver,
     ReceivedSpan,
     echo_upstream,
+    hanging_collector,
     otlp_receiver,
 )
 from livesupport import LiveServer, running_server
@@ -263,8 +265,38 @@ def test_spans_carry_text_with_log_bodies_and_are_flushed_at_shutdown(
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the server's log:\n{server.logs()[-4000:]}") from None
     inference = named(spans, f"chat {MODEL}")
-    assert prompt in inference.attributes["gen_ai.input.messages"]
+    (asked,) = json.loads(inference.attributes["gen_ai.input.messages"])
+    assert asked == {"role": "user", "parts": [{"type": "text", "content": prompt}]}
+    (answered,) = json.loads(inference.attributes["gen_ai.output.messages"])
     answer = response.json()["choices"][0]["message"]["content"]
-    assert answer in inference.attributes["gen_ai.output.messages"]
+    assert answered["parts"] == [{"type": "text", "content": answer}]
     assert {s.service for s in spans} == {"gateway-under-test"}
     assert server.user_key.encode() not in receiver.all_bytes()
+
+
+def test_a_collector_that_hangs_delays_no_request_and_not_the_shutdown(
+    tmp_path: Path, demo_model_dir: Path
+) -> None:
+    with (
+        hanging_collector() as collector,
+        running_server(
+            tmp_path,
+            demo_model_dir,
+            LLMSERVER_OTEL_ENDPOINT=collector.url,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        ) as server,
+    ):
+        traced = Traced(server, OtlpReceiver(), EchoUpstream())
+        traced.post(chat(MODEL, "first", max_tokens=2))
+        deadline = time.monotonic() + 10
+        while collector.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert collector.requests >= 1  # an export is stuck: the exporter waits 10 s
+        for n in range(5):
+            started = time.monotonic()
+            traced.post(chat(MODEL, f"while it hangs {n}", max_tokens=2))
+            assert time.monotonic() - started < 5
+        process = server.process
+    # Stopped by SIGTERM on its own, within the stop's 30 s, not killed: the last export
+    # is given up after a few seconds.
+    assert process.returncode == 0
