@@ -134,8 +134,17 @@ class OtelTracer(Tracer):
         attributes: Attributes | None = None,
         traceparent: str | None = None,
     ) -> Span:
-        # A caller's traceparent that does not parse is ignored: the span is a root.
-        parent = _W3C.extract({"traceparent": traceparent}) if traceparent is not None else None
+        if traceparent is not None:
+            # A caller's traceparent that does not parse is ignored: the span is a root.
+            parent = _W3C.extract({"traceparent": traceparent})
+        else:
+            parent = None
+            current = trace.get_current_span()
+            if not current.is_recording() and current.get_span_context().is_valid:
+                # A trace the sampler left out: its steps are not recorded either, and
+                # skipping the SDK saves most of tracing's cost on such a request. Calls out
+                # still carry its context on, marked unsampled.
+                return _Span(current)
         return _Span(self._tracer.start_span(name, parent, _KINDS[kind], attributes=attributes))
 
     def current(self, span: Span) -> _Current:

@@ -203,6 +203,20 @@ def test_a_callers_traceparent_makes_the_request_its_child(traced: Traced) -> No
     assert (root.trace_id, root.parent_id) == (trace_id, parent_id)
 
 
+def test_a_trace_its_caller_left_unsampled_is_not_recorded_but_still_propagated(
+    traced: Traced,
+) -> None:
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    traced.post(
+        chat(ECHO, "unsampled", max_tokens=2),
+        headers={"traceparent": f"00-{trace_id}-{parent_id}-00"},
+    )
+    version, seen_trace, _, flags = traced.upstream.headers[-1]["traceparent"].split("-")
+    assert (version, seen_trace, flags) == ("00", trace_id, "00")
+    traced.receiver.trace(traced.post(chat(ECHO, "sampled", max_tokens=2))[0])  # a later one
+    assert not [s for s in traced.receiver.spans if s.trace_id == trace_id]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_http_upstream_gets_the_trace_in_its_traceparent(traced: Traced, stream: bool) -> None:
     request_id, _ = traced.post(chat(ECHO, "to the upstream", max_tokens=5, stream=stream))

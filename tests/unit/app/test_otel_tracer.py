@@ -60,3 +60,19 @@ async def test_spans_nest_fail_by_type_and_are_flushed_by_close() -> None:
     assert child_span.status.status_code is StatusCode.ERROR
     assert child_span.status.description is None
     assert dict(child_span.attributes or {}) == {"error.type": "upstream_error"}
+
+
+async def test_a_trace_left_unsampled_records_nothing_and_propagates_unsampled() -> None:
+    exporter = Keep()
+    tracer = OtelTracer("http://unused", service_name="t", log_bodies=False, exporter=exporter)
+    caller = "00-" + "c" * 32 + "-" + "d" * 16 + "-00"
+    root = tracer.start("root", kind=SpanKind.SERVER, traceparent=caller)
+    with tracer.current(root):
+        child = tracer.start("child")
+    call = tracer.traceparent(child)
+    child.end()
+    root.end()
+    await tracer.close()
+    assert exporter.spans == []
+    assert call.split("-")[1] == "c" * 32
+    assert call.endswith("-00")
