@@ -85,9 +85,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API server (one process unless --workers; or several behind nginx)."""
     import uvicorn
 
+    from llmserver.app.composition import require_tracing_installed
+
     settings = _settings()
     try:
         settings.require_server_secret()
+        require_tracing_installed(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     for name in unknown_variables():

@@ -149,6 +149,24 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     return KeyServices(admin, database.dispose)
 
 
+def require_tracing_installed(settings: Settings) -> None:
+    """Refuses tracing asked for (``LLMSERVER_OTEL_ENDPOINT``) without the ``otel`` extra,
+    naming the variable: ``serve`` checks it before it starts anything."""
+    if settings.otel_endpoint is None:
+        return
+    try:
+        import opentelemetry.exporter.otlp.proto.http
+        import opentelemetry.sdk  # noqa: F401
+    except ImportError:
+        from llmserver.app.settings import SettingsError
+
+        raise SettingsError(
+            "otel_endpoint",
+            settings.otel_endpoint,
+            "unset, or the otel extra installed (pip install 'llmserver[otel]')",
+        ) from None
+
+
 def build_tracer(settings: Settings, overrides: Overrides | None = None) -> Tracer | None:
     """The OpenTelemetry tracer when ``LLMSERVER_OTEL_ENDPOINT`` is set, else ``None``:
     tracing off, and nothing traced is built (see ``domain.tracing``)."""
@@ -156,16 +174,9 @@ def build_tracer(settings: Settings, overrides: Overrides | None = None) -> Trac
         return None
     if overrides is not None and overrides.tracer is not None:
         return overrides.tracer
-    from llmserver.app.settings import SettingsError
+    require_tracing_installed(settings)
+    from llmserver.adapters.otel_tracer import OtelTracer
 
-    try:
-        from llmserver.adapters.otel_tracer import OtelTracer
-    except ImportError:
-        raise SettingsError(
-            "otel_endpoint",
-            settings.otel_endpoint,
-            "unset, or the otel extra installed (pip install 'llmserver[otel]')",
-        ) from None
     return OtelTracer(
         settings.otel_endpoint,
         service_name=settings.otel_service_name,

@@ -118,3 +118,30 @@ def test_serve_refuses_workers_that_could_not_share_limits(
     )
     assert result.returncode == 1, result.stderr
     assert named in result.stderr
+
+
+def test_serve_refuses_tracing_without_the_otel_extra(tmp_path: Path) -> None:
+    """As if installed without the extra: the SDK's modules cannot be imported."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    without_sdk = (
+        "import sys; sys.modules['opentelemetry.sdk'] = None\n"
+        "from llmserver.cli import main\n"
+        "main.main(['serve', '--port', '1'], prog_name='llmserver')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without_sdk],
+        cwd=tmp_path,
+        env=clean
+        | {
+            "LLMSERVER_OTEL_ENDPOINT": "http://127.0.0.1:4318",
+            "LLMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+            "LLMSERVER_SERVER_SECRET": "cli-startup-secret-0123456789-abcdefgh",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "LLMSERVER_OTEL_ENDPOINT" in result.stderr
+    assert "llmserver[otel]" in result.stderr
