@@ -21,6 +21,8 @@ import structlog
 
 from llmserver import __version__
 from llmserver.adapters.sql.ownership import DatabaseClaimed
+from llmserver.app.services import CheckStatus
+from llmserver.app.settings import RedisFailurePolicy
 from llmserver.domain.keys import Role
 
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
     checks: dict[str, ReadinessCheck] = {"database": _database_check(database)}
     if composed.redis is not None:
         stack.push_async_callback(composed.redis.close)
-        checks["redis"] = _redis_check(composed.redis.ping)
+        checks["redis"] = _redis_check(composed.redis.ping, services.settings.redis_failure_policy)
     await composed.batcher.start()
     stack.push_async_callback(composed.batcher.close)
     # Before the models: the exit stack flushes these after the last request settled.
@@ -155,37 +157,60 @@ def freeze_heap() -> None:
 
 
 async def _check(
-    name: str, probe: Callable[[], Awaitable[tuple[bool, str | None]]]
-) -> tuple[bool, str | None]:
+    name: str, probe: Callable[[], Awaitable[tuple[CheckStatus, str | None]]]
+) -> tuple[CheckStatus, str | None]:
     try:
         return await probe()
     except Exception as exc:  # readiness reports every failure instead of raising
-        return False, f"{name} unreachable: {type(exc).__name__}: {exc}"
+        return CheckStatus.FAIL, f"{name} unreachable: {type(exc).__name__}: {exc}"
 
 
 def _database_check(database: SqlDatabase) -> ReadinessCheck:
-    async def probe() -> tuple[bool, str | None]:
-        current, head = await database.migration_state()
+    async def probe() -> tuple[CheckStatus, str | None]:
+        current, head, behind = await database.migration_state()
+        if behind:
+            schema = "no schema" if current is None else f"schema at {current}"
+            return CheckStatus.FAIL, f"{schema}, code expects {head}: run `llmserver migrate`"
         if current != head:
-            return False, f"schema at {current}, code expects {head}: run `llmserver migrate`"
-        return True, None
+            # The migrations Job of an upgrade runs before the rollout: the old pods keep
+            # serving on the newer schema, which the upgrade rules require to be compatible.
+            return CheckStatus.OK, (
+                f"schema at {current}, newer than this code's head {head} "
+                "(a later release's migration)"
+            )
+        return CheckStatus.OK, None
 
     return lambda: _check("database", probe)
 
 
-def _redis_check(ping: Callable[[], Awaitable[Any]]) -> ReadinessCheck:
-    async def probe() -> tuple[bool, str | None]:
-        await ping()
-        return True, None
+def _redis_check(ping: Callable[[], Awaitable[Any]], policy: RedisFailurePolicy) -> ReadinessCheck:
+    async def probe() -> tuple[CheckStatus, str | None]:
+        try:
+            await ping()
+        except Exception as exc:  # an outage is an answer here, not an error
+            unreachable = f"redis unreachable: {type(exc).__name__}: {exc}"
+        else:
+            return CheckStatus.OK, None
+        if policy is RedisFailurePolicy.FAIL_OPEN:
+            # Every request is still served, so taking the pod out of the Service would
+            # only turn a Redis outage into a full one.
+            return CheckStatus.DEGRADED, (
+                f"{unreachable}; serving under LLMSERVER_REDIS_FAILURE_POLICY=fail_open: "
+                "RPM limits and quotas are not enforced and the hot cache misses until it is back"
+            )
+        return CheckStatus.FAIL, (
+            f"{unreachable}; LLMSERVER_REDIS_FAILURE_POLICY=fail_closed refuses requests "
+            "with 503 until it is back"
+        )
 
-    return lambda: _check("redis", probe)
+    return probe
 
 
 def _models_check(backends: ModelBackends) -> ReadinessCheck:
-    async def probe() -> tuple[bool, str | None]:
+    async def probe() -> tuple[CheckStatus, str | None]:
         statuses = backends.statuses()
         broken = [f"{s.model_id}: {s.error or 'loading'}" for s in statuses if not s.ready]
-        return (not broken, "; ".join(broken) or None)
+        return (CheckStatus.FAIL if broken else CheckStatus.OK, "; ".join(broken) or None)
 
     return lambda: _check("models", probe)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from llmserver.domain.gateway import Gateway
@@ -19,8 +20,16 @@ if TYPE_CHECKING:
     from llmserver.app.settings import Settings
     from llmserver.domain.ports import Clock
 
-ReadinessCheck = Callable[[], Awaitable[tuple[bool, str | None]]]
-"""Returns (ready, detail). Must not raise: a failure is a not-ready answer."""
+
+class CheckStatus(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    """Serving, with less than configured (Redis down under ``fail_open``): still ready."""
+    FAIL = "fail"
+
+
+ReadinessCheck = Callable[[], Awaitable[tuple[CheckStatus, str | None]]]
+"""Returns (status, detail). Must not raise: a failure is a not-ready answer."""
 
 STATE_KEY = "llmserver"
 
@@ -37,7 +46,7 @@ class Services:
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     log_queue_full: Callable[[], bool] = lambda: False
 
-    async def readiness(self) -> dict[str, tuple[bool, str | None]]:
+    async def readiness(self) -> dict[str, tuple[CheckStatus, str | None]]:
         names = list(self.checks)
         results = await asyncio.gather(*(self.checks[name]() for name in names))
         return dict(zip(names, results, strict=True))

@@ -69,6 +69,45 @@ async def _ready(client: httpx.AsyncClient, expected: int) -> bool:
         return False
 
 
+OUTAGE_READINESS = {
+    "fail_open": (200, "ready", "degraded"),
+    "fail_closed": (503, "not_ready", "fail"),
+}
+"""/readyz during a Redis outage: ``fail_open`` serves every request, so the pod stays in the
+Service; ``fail_closed`` refuses them, so traffic should go to a pod that can serve."""
+
+
+async def _readiness(client: httpx.AsyncClient) -> tuple[int, str, dict[str, str]]:
+    response = await client.get("/readyz")
+    body = response.json()
+    return response.status_code, body["status"], body["checks"]["redis"]
+
+
+async def _redis_back(client: httpx.AsyncClient) -> bool:
+    return await _readiness(client) == (200, "ready", {"status": "ok"})
+
+
+async def _assert_outage_readiness(client: httpx.AsyncClient, policy: str) -> None:
+    """Wait until /readyz sees the outage, then check it answers the policy's way (and that
+    a ``fail_open`` pod answered 200 all along: it never leaves the Service)."""
+    code, status, check_status = OUTAGE_READINESS[policy]
+    seen: list[tuple[int, str, dict[str, str]]] = []
+
+    async def reports_outage() -> bool:
+        seen.append(await _readiness(client))
+        return seen[-1][2]["status"] == check_status
+
+    assert await wait_until(reports_outage, 10), seen[-1]
+    seen.append(await _readiness(client))
+    if policy == "fail_open":
+        assert all(answer[:2] == (200, "ready") for answer in seen), seen
+    assert seen[-1][:2] == (code, status)
+    assert seen[-1][2]["status"] == check_status
+    detail = seen[-1][2]["detail"]
+    assert detail.startswith("redis unreachable: "), detail
+    assert f"LLMSERVER_REDIS_FAILURE_POLICY={policy}" in detail
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("policy", ["fail_open", "fail_closed"])
 async def test_redis_outage_follows_the_failure_policy(
@@ -95,11 +134,12 @@ async def test_redis_outage_follows_the_failure_policy(
             await asyncio.sleep(1.0)
             private_redis.stop()
             down_at = time.monotonic()
-            assert await wait_until(lambda: _ready(client, 503), 10)
+            await _assert_outage_readiness(client, policy)
             await asyncio.sleep(OUTAGE_S)
+            await _assert_outage_readiness(client, policy)
             restart_at = time.monotonic()
             private_redis.start()
-            assert await wait_until(lambda: _ready(client, 200), 20)
+            assert await wait_until(lambda: _redis_back(client), 20)
             recovered_at = time.monotonic()
             await asyncio.sleep(1.0)
             stop.set()

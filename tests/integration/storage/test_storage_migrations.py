@@ -30,10 +30,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
     steps: list[str] = []
     db = SqlDatabase.from_url(empty_database_url)
     try:
-        assert await db.migration_state() == (None, head)
+        assert await db.migration_state() == (None, head, True)
 
         await migrate.upgrade(empty_database_url, progress=steps.append)
-        assert await db.migration_state() == (head, head)
+        assert await db.migration_state() == (head, head, False)
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_tables) == TABLES
             roles = (await conn.execute(select(RoleModel.__table__))).all()
@@ -52,12 +52,12 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         assert "op." not in generated
 
         await migrate.downgrade(empty_database_url, "base", progress=steps.append)
-        assert await db.migration_state() == (None, head)
+        assert await db.migration_state() == (None, head, True)
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_tables) == set()
 
         await migrate.upgrade(empty_database_url)
-        assert await db.migration_state() == (head, head)
+        assert await db.migration_state() == (head, head, False)
     finally:
         await db.dispose()
     docs = {

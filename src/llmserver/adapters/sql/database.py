@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -9,6 +11,17 @@ from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
 from llmserver.adapters.sql.usage import SqlUsageStore
+
+
+class MigrationState(NamedTuple):
+    current: str | None
+    """The database's revision; ``None`` when it has no schema."""
+    head: str | None
+    """The code's head revision."""
+    behind: bool
+    """Whether the code needs a migration the database lacks: no schema, or one of the
+    code's own revisions below head. A revision the code does not know is not behind: it
+    is a later release's migration, which must keep this release working."""
 
 
 class SqlDatabase:
@@ -38,15 +51,16 @@ class SqlDatabase:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def migration_state(self) -> tuple[str | None, str | None]:
-        """``(current revision of the database, head revision of the code)``."""
+    async def migration_state(self) -> MigrationState:
         # Alembic is imported on first use, not with the stores: `llmserver keys` would
         # pay its 0.2 s import for nothing.
-        from llmserver.adapters.sql.migrate import current_revision, head_revision
+        from llmserver.adapters.sql.migrate import current_revision, head_revision, known_revisions
 
         async with self.engine.connect() as conn:
             current = await conn.run_sync(current_revision)
-        return current, head_revision()
+        head = head_revision()
+        behind = current is None or (current != head and current in known_revisions())
+        return MigrationState(current, head, behind)
 
     async def dispose(self) -> None:
         await self.writer.dispose()

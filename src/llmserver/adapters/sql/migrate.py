@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,21 @@ def _config(
     return config
 
 
+@cache
+def _scripts() -> ScriptDirectory:
+    # Parsed once per process: the scripts do not change under a running server, and
+    # /readyz, polled every few seconds, would otherwise load every revision file each time.
+    return ScriptDirectory.from_config(_config())
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return _scripts().get_current_head()
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision id this code's migrations define (exact ids, not prefixes)."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -1,8 +1,10 @@
 """Liveness and readiness.
 
 ``/healthz`` answers 200 while the process runs, touching nothing. ``/readyz`` checks every
-dependency a request needs (database reachable and migrated to head, Redis when
-configured, each model loaded) and answers 503 while any is not ready, naming why.
+dependency a request needs (database reachable and migrated to at least the code's head,
+Redis when configured, each model loaded) and answers 503 while any is not ready, naming
+why. A dependency the server serves without (Redis down under ``fail_open``) is reported
+``degraded`` and keeps it ready.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import msgspec
 from litestar import Request, Response, get
 
 from llmserver.app import paths
-from llmserver.app.services import services_of
+from llmserver.app.services import CheckStatus, services_of
 
 
 class Check(msgspec.Struct, frozen=True, omit_defaults=True):
-    status: str
+    status: CheckStatus
     detail: str | None = None
 
 
@@ -35,8 +37,8 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request[Any, Any, Any]) -> Response[Readiness]:
     services = services_of(request)
     results = await services.readiness()
-    checks = {name: Check("ok" if ok else "fail", detail) for name, (ok, detail) in results.items()}
-    ready = all(ok for ok, _ in results.values())
+    checks = {name: Check(status, detail) for name, (status, detail) in results.items()}
+    ready = all(status is not CheckStatus.FAIL for status, _ in results.values())
     return Response(
         Readiness("ready" if ready else "not_ready", checks),
         status_code=200 if ready else 503,
