@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.util import CommandError
 from sqlalchemy import text
 
 from livesupport import running_server
@@ -70,6 +71,11 @@ def test_readyz_accepts_a_schema_at_or_past_head_and_refuses_one_behind(
             "detail": f"schema at {NEXT_RELEASE}, newer than this code's head {head} "
             "(a later release's migration)",
         }
+        # Why the README says to roll back with `rollout undo`, not this release's Job.
+        with pytest.raises(
+            CommandError, match=f"Can't locate revision identified by '{NEXT_RELEASE}'"
+        ):
+            asyncio.run(migrate.upgrade(database_url))
 
         asyncio.run(_stamp(database_url, str(head)))
         asyncio.run(migrate.downgrade(database_url, "-1"))
