@@ -3,22 +3,21 @@
 Two things differ from uvicorn's ``RequestResponseCycle.send``; everything else (parsing,
 keep-alive, pipelining, flow control, drain on shutdown) is uvicorn's:
 
-- **The head goes out with the first body part.** uvicorn writes the status line and
-  headers as soon as the app sends ``http.response.start``, then the body as a second
-  write: two system calls, two TCP segments, and a client that wakes up for each. On the
-  2-core benchmark machine (a VM where waking another process is dear) a ``no-cache``
-  completion's median overhead over its upstream fell by about 0.1 ms and the gateway's
-  CPU per sequential call by about a tenth when the two became one write. So the head is
-  held, and goes out with the first body part sent in the same event-loop turn, which is
-  every JSON answer and the first event of a stream; a body that comes later (a stream
-  whose first event takes time) finds the head already sent at the end of that turn.
+- **What a response sends in one event-loop turn goes out in one write.** uvicorn
+  writes the status line and headers as soon as the app sends ``http.response.start``,
+  then each body part as a write of its own: a system call, a TCP segment, and a client
+  that wakes up, for each. On the 2-core benchmark machine (a VM where waking another
+  process is dear) a ``no-cache`` completion's median overhead over its upstream fell by
+  about 0.1 ms, and the gateway's CPU per sequential call by about a tenth, when head and
+  body became one write. So the parts are kept until the end of the turn they were sent
+  in, or until the body's last part, and written together: a JSON answer is one write; a
+  stream whose upstream delivered several events at once sends them in one; a stream
+  whose events come apart in time (a model generating) sends each at the end of its own
+  turn, so nothing waits longer than the turn that produced it.
 - **Header bytes are checked in two searches, not two per header.** uvicorn runs its
-  name and value patterns once per header (16 regex searches for our usual answer, and
-  the same again per stream event's bookkeeping around them). Both patterns are single
-  character classes, so one search over the names joined, and one over the values
-  joined, refuse exactly what the per-header searches refuse.
-
-A stream event is one ``send`` per event: it costs a dictionary read or two and a write.
+  name and value patterns once per header (16 regex searches for our usual answer).
+  Both patterns are single character classes, so one search over the names joined, and
+  one over the values joined, refuse exactly what the per-header searches refuse.
 
 The hook is ``HttpToolsProtocol._start_asgi_task`` (uvicorn 0.34 and later), through
 which every request's cycle, pipelined ones included, starts; the cycle's state is
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -54,14 +53,14 @@ class HeadWithBodyProtocol(HttpToolsProtocol):
 
 
 class _HeadWithBodyCycle(RequestResponseCycle):
-    _held: bytes | None = None
+    _unsent: list[bytes] | None = None  # what this turn sent, not yet written
 
     async def send(self, message: ASGISendEvent) -> None:
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
             return
-        event = cast("dict[str, Any]", message)  # ASGI's union of events, read by hand
+        event: dict[str, Any] = message  # type: ignore[assignment]  # ASGI's union, read by hand
         kind = event["type"]
         if not self.response_started:
             if kind != "http.response.start":
@@ -70,8 +69,7 @@ class _HeadWithBodyCycle(RequestResponseCycle):
                 )
             self.response_started = True
             self.waiting_for_100_continue = False
-            self._held = self._head(event["status"], event.get("headers", ()))
-            asyncio.get_running_loop().call_soon(self._write_held)
+            self._keep(self._head(event["status"], event.get("headers", ())))
         elif self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response completed.")
         elif kind != "http.response.body":
@@ -80,7 +78,7 @@ class _HeadWithBodyCycle(RequestResponseCycle):
             self._body(event.get("body", b""), event.get("more_body", False))
 
     def _body(self, body: bytes, more_body: bool) -> None:
-        """One body part: framed, after the held head if it is still held."""
+        """One body part, framed; the last one writes what is kept at once."""
         if self.scope["method"] == "HEAD":
             self.expected_content_length = 0
             data = b""
@@ -93,12 +91,10 @@ class _HeadWithBodyCycle(RequestResponseCycle):
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_content_length -= len(body)
             data = body
-        held, self._held = self._held, None
-        if held is not None:
-            data = held + data
         if data:
-            self.transport.write(data)
+            self._keep(data)
         if not more_body:
+            self._write_unsent()
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
@@ -152,8 +148,15 @@ class _HeadWithBodyCycle(RequestResponseCycle):
         content.append(b"\r\n")
         return b"".join(content)
 
-    def _write_held(self) -> None:
-        """End of the turn: no body came with the head, so the head goes alone."""
-        held, self._held = self._held, None
-        if held is not None and not self.disconnected and not self.transport.is_closing():
-            self.transport.write(held)
+    def _keep(self, data: bytes) -> None:
+        if self._unsent is None:
+            self._unsent = [data]
+            asyncio.get_running_loop().call_soon(self._write_unsent)
+        else:
+            self._unsent.append(data)
+
+    def _write_unsent(self) -> None:
+        """At the end of the turn, or with the body's last part."""
+        unsent, self._unsent = self._unsent, None
+        if unsent and not self.disconnected and not self.transport.is_closing():
+            self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))

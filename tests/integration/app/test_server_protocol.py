@@ -48,6 +48,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
+    if scope["path"] == "/burst":  # three events at once (an upstream's whole answer), one later
+        await send(head)
+        for part in (b"a", b"b", b"c"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"d", "more_body": True})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     if scope["path"] == "/bad-header":  # a value that would split the head
         headers.append((b"x-b", b"1\r\nx-injected: 1"))
     headers.append((b"content-length", b"4"))
@@ -106,6 +115,20 @@ async def test_a_late_body_finds_the_head_already_sent(server: tuple[int, type])
     assert WRITES[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert WRITES[0].endswith(b"\r\n\r\n")
     assert b"first" in WRITES[1]
+
+
+async def test_what_one_turn_sends_is_one_write(server: tuple[int, type]) -> None:
+    port, protocol = server
+    received = await exchange(port, b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n", b"0\r\n\r\n")
+    assert received.endswith(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n1\r\nd\r\n0\r\n\r\n")
+    if protocol is HeadWithBodyProtocol:
+        # The head and the three events of the first turn together; the event of a later
+        # turn at the end of its own turn, not held for the end of the body.
+        assert len(WRITES) == 3
+        assert WRITES[0].endswith(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n")
+        assert WRITES[1:] == [b"1\r\nd\r\n", b"0\r\n\r\n"]
+    else:  # uvicorn's own: a write per message
+        assert len(WRITES) == 6
 
 
 async def test_a_head_request_still_gets_its_head(server: tuple[int, type]) -> None:
