@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.adapters.sql.ownership import DatabaseClaim
     from llmserver.adapters.write_behind import PeriodicFlush, WriteBehindCompletionCache
+    from llmserver.app.maintenance import Upkeep
     from llmserver.app.metrics import Metrics
     from llmserver.app.settings import Settings
     from llmserver.domain.ports import (
@@ -105,6 +106,7 @@ class ServerComposition:
     models: MultiModelManager | None
     """The backends to load and close; ``None`` when ``Overrides`` supplied them."""
     specs: Sequence[ModelSpec]
+    upkeep: Upkeep
     tracer: Tracer | None = None
     """Closed last, so that it exports the spans of the last requests."""
 
@@ -191,6 +193,7 @@ def build_services(
     ``tracer`` (``build_tracer``'s) traces the gateway and the backends."""
     from llmserver.adapters.key_cache import CachedKeyStore
     from llmserver.adapters.log_batcher import RequestLogBatcher
+    from llmserver.app.maintenance import Upkeep
     from llmserver.app.metrics import Metrics
     from llmserver.app.metrics_scrape import BatcherState
     from llmserver.app.model_specs import model_specs
@@ -261,13 +264,17 @@ def build_services(
         gateway=gateway,
         key_admin=KeyAdmin(keys, state.usage, hasher, clock, registry),
         logs=database.logs,
+        retention=database.retention,
         clock=clock,
         metrics=metrics,
         started_at=int(time.time()),
         log_queue_full=lambda: batcher.full,
     )
+    upkeep = Upkeep(
+        state.cache, database.retention, clock, settings.cache_max_rows, settings.log_retention_days
+    )
     return ServerComposition(
-        services, metrics, database, redis, batcher, state, backends, models, specs, tracer
+        services, metrics, database, redis, batcher, state, backends, models, specs, upkeep, tracer
     )
 
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from llmserver.adapters.inference.manager import MultiModelManager
     from llmserver.adapters.redis import RedisUsageStore
     from llmserver.adapters.sql.database import SqlDatabase
-    from llmserver.adapters.write_behind import WriteBehindCompletionCache
     from llmserver.app.composition import ServerComposition, SharedQuota, StateStores
     from llmserver.app.metrics import Metrics
     from llmserver.app.services import ReadinessCheck, Services
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
     from llmserver.domain.ports import Clock, ModelBackends
 
 log = structlog.get_logger("llmserver")
-
-CACHE_PURGE_INTERVAL_S = 600.0
 
 
 @asynccontextmanager
@@ -85,8 +82,8 @@ async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
     if composed.models is not None:
         _load_models(stack, composed.models, composed.metrics)
     checks["models"] = _models_check(composed.backends)
-    purge = asyncio.create_task(_purge_expired_cache(composed.state.cache, services.clock))
-    stack.push_async_callback(_cancel, purge)
+    for task in composed.upkeep.tasks():
+        stack.push_async_callback(_cancel, task)
     await _check_ui_key(services.settings, services.gateway)
     services.checks.update(checks)
 
@@ -244,18 +241,6 @@ async def _bootstrap(key_admin: KeyAdmin, settings: Settings) -> None:
 def print_secret(text: str) -> None:
     sys.stderr.write(text)
     sys.stderr.flush()
-
-
-async def _purge_expired_cache(cache: WriteBehindCompletionCache, clock: Clock) -> None:
-    """Expired entries are already ignored on read; this only reclaims their space."""
-    while True:
-        await asyncio.sleep(CACHE_PURGE_INTERVAL_S)
-        try:
-            removed = await cache.purge_expired(clock.now())
-            if removed:
-                log.info("cache_purged", entries=removed)
-        except Exception as exc:  # the database may be restarting; try again next round
-            log.warning("cache_purge_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmserver.domain.gateway import Gateway
 from llmserver.domain.key_admin import KeyAdmin
-from llmserver.domain.ports import RequestLogReader
+from llmserver.domain.ports import RequestLogReader, RequestLogRetention
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -40,6 +40,7 @@ class Services:
     gateway: Gateway
     key_admin: KeyAdmin
     logs: RequestLogReader
+    retention: RequestLogRetention
     clock: Clock
     metrics: Metrics | None
     started_at: int

@@ -83,6 +83,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cache_ttl_s: int = 86_400
     cache_scope: CacheScope = CacheScope.KEY
     cache_hits_count_against_quota: bool = False
+    cache_max_rows: int | None = None
     max_body_bytes: int = 1_048_576
     body_read_timeout_s: float = 30.0
     log_format: LogFormat = LogFormat.AUTO
@@ -91,6 +92,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     log_flush_ms: int = 200
     log_batch_rows: int = 500
     log_queue_max: int = 50_000
+    log_retention_days: int | None = None
     ui_key: str | None = None
     ui_dist_dir: str = "frontend/dist"
     cors_origins: tuple[str, ...] = ()
@@ -143,6 +145,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 "an OTLP/HTTP URL, http:// or https:// (e.g. http://localhost:4318)",
             ),
             (bool(self.otel_service_name.strip()), "otel_service_name", "a non-empty name"),
+            (
+                self.cache_max_rows is None or self.cache_max_rows >= 1,
+                "cache_max_rows",
+                "an integer >= 1 (unset: no cap)",
+            ),
+            (
+                self.log_retention_days is None or self.log_retention_days >= 1,
+                "log_retention_days",
+                "an integer number of days >= 1 (unset: keep forever)",
+            ),
             (self.shutdown_drain_s >= 0, "shutdown_drain_s", "a number of seconds >= 0"),
             (self.key_cache_ttl_s >= 0, "key_cache_ttl_s", "a number of seconds >= 0"),
         ]

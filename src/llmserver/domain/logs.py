@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 
 from llmserver.domain.errors import ErrorKind
@@ -71,3 +71,31 @@ class LogQuery:
     until: datetime | None = None
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """What one key spent on one model in one UTC day, counted from its request-log rows.
+
+    Rows that retention removed are counted from the roll-up written before they went, so
+    the figures for a day are the same before and after its rows expire. Teams, when they
+    exist, join ``key_id`` here and in the roll-up's grouping (``sql.rollup.DIMENSIONS``).
+    """
+
+    day: date
+    key_id: str | None
+    model: str | None
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    """Requests answered with a status of 400 or more."""
+
+
+def day_bounds(since: date, until: date) -> tuple[datetime, datetime]:
+    """The UTC instants at which the days ``since`` (included) and ``until`` (excluded) begin."""
+    return (
+        datetime.combine(since, time(), tzinfo=UTC),
+        datetime.combine(until, time(), tzinfo=UTC),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from llmserver.domain.inference import (
@@ -23,7 +23,7 @@ from llmserver.domain.inference import (
     StreamEvent,
 )
 from llmserver.domain.keys import ApiKey
-from llmserver.domain.logs import LogQuery, RequestLog
+from llmserver.domain.logs import DailyUsage, LogQuery, RequestLog
 from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.ratelimit import RateDecision
 
@@ -99,9 +99,43 @@ class RequestLogSink(Protocol):
         ...
 
 
+BATCH_ROWS = 1_000
+"""Rows one background transaction (a purge, an eviction, a page of an export) touches at
+most: a bounded batch never holds a lock or a snapshot for long."""
+
+
 class RequestLogReader(Protocol):
     async def query(self, query: LogQuery) -> tuple[Sequence[RequestLog], int]:
         """Rows matching the query (newest first) and the total count."""
+        ...
+
+    def export(
+        self, since: datetime, until: datetime | None = None, *, batch_rows: int = BATCH_ROWS
+    ) -> AsyncIterator[RequestLog]:
+        """Rows created in ``[since, until)``, oldest first, read ``batch_rows`` at a time
+        (never all at once)."""
+        ...
+
+
+class RequestLogRetention(Protocol):
+    """Keeps the request log from growing without bound, its usage figures intact."""
+
+    async def prepare(self, now: datetime, months_ahead: int) -> Sequence[str]:
+        """Make room for the rows of this month and ``months_ahead`` more: on PostgreSQL
+        their monthly partitions (the names of those created); elsewhere nothing."""
+        ...
+
+    async def expire(self, before: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
+        """Roll the usage of rows created before ``before`` up per key, model and day, then
+        remove them; returns how many went. Monthly partitions go whole, once all of their
+        month is before ``before``."""
+        ...
+
+    async def daily_usage(
+        self, since: date, until: date, *, key_id: str | None = None, model: str | None = None
+    ) -> Sequence[DailyUsage]:
+        """Usage per day in ``[since, until)``, key and model, ordered so: the rolled-up
+        rows and the live ones together, the same whether a day's rows expired or not."""
         ...
 
 
@@ -137,7 +171,14 @@ class CompletionCache(Protocol):
         """Store or replace the entry for ``entry.key``."""
         ...
 
-    async def purge_expired(self, now: datetime) -> int: ...
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
+        """Remove expired entries, ``batch_rows`` per transaction; returns how many."""
+        ...
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
+        """Remove the least recently hit entries (an entry never hit counts from when it
+        was stored) until at most ``max_rows`` remain; returns how many went."""
+        ...
 
 
 class HotCache(Protocol):

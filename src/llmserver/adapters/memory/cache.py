@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from llmserver.domain.ports import CachedCompletion, CompletionCache, HotCache
+from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache, HotCache
 
 
 class MemoryCompletionCache(CompletionCache):
@@ -31,11 +31,18 @@ class MemoryCompletionCache(CompletionCache):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    async def purge_expired(self, now: datetime) -> int:
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
         expired = [k for k, e in self._entries.items() if e.expires_at <= now]
         for key in expired:
             del self._entries[key]
         return len(expired)
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
+        # Ordered by last use: a hit or a put moves an entry to the end.
+        excess = max(0, len(self._entries) - max_rows)
+        for _ in range(excess):
+            self._entries.popitem(last=False)
+        return excess
 
 
 class MemoryHotCache(HotCache):

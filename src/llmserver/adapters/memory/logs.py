@@ -1,17 +1,46 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import fields
+from datetime import UTC, date, datetime
 
-from llmserver.domain.logs import LogQuery, RequestLog
-from llmserver.domain.ports import RequestLogReader, RequestLogSink
+from llmserver.domain.logs import CacheStatus, DailyUsage, LogQuery, RequestLog, day_bounds
+from llmserver.domain.ports import (
+    BATCH_ROWS,
+    RequestLogReader,
+    RequestLogRetention,
+    RequestLogSink,
+)
+
+_Day = tuple[date, str | None, str | None]
+_COUNTS = [f.name for f in fields(DailyUsage)][3:]
 
 
-class MemoryRequestLogStore(RequestLogSink, RequestLogReader):
-    """Request-log sink and reader in process memory (bounded: oldest rows drop first)."""
+def _counts(row: RequestLog) -> Counter[str]:
+    return Counter(
+        requests=1,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        cache_hits=int(row.cache_status is CacheStatus.HIT),
+        errors=int(row.status >= 400),
+    )
+
+
+def _add(totals: dict[_Day, Counter[str]], rows: Iterable[RequestLog]) -> None:
+    for row in rows:
+        day = (row.created_at.astimezone(UTC).date(), row.key_id, row.model)
+        totals.setdefault(day, Counter()).update(_counts(row))
+
+
+class MemoryRequestLogStore(RequestLogSink, RequestLogReader, RequestLogRetention):
+    """Request-log sink, reader and retention in process memory (bounded: oldest rows drop
+    first, uncounted; the rows ``expire`` removes are rolled up)."""
 
     def __init__(self, max_rows: int = 100_000) -> None:
         self._rows: list[RequestLog] = []
         self._max = max_rows
+        self._rolled_up: dict[_Day, Counter[str]] = {}
 
     async def write(self, rows: Sequence[RequestLog]) -> None:
         self._rows.extend(rows)
@@ -29,3 +58,45 @@ class MemoryRequestLogStore(RequestLogSink, RequestLogReader):
             and (query.until is None or row.created_at < query.until)
         ]
         return matching[query.offset : query.offset + query.limit], len(matching)
+
+    async def export(
+        self, since: datetime, until: datetime | None = None, *, batch_rows: int = BATCH_ROWS
+    ) -> AsyncIterator[RequestLog]:
+        rows = sorted(
+            (
+                r
+                for r in self._rows
+                if r.created_at >= since and (until is None or r.created_at < until)
+            ),
+            key=lambda r: r.created_at,
+        )
+        for row in rows:
+            yield row
+
+    async def prepare(self, now: datetime, months_ahead: int) -> Sequence[str]:
+        return []
+
+    async def expire(self, before: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
+        expired = [r for r in self._rows if r.created_at < before]
+        _add(self._rolled_up, expired)
+        self._rows = [r for r in self._rows if r.created_at >= before]
+        return len(expired)
+
+    async def daily_usage(
+        self, since: date, until: date, *, key_id: str | None = None, model: str | None = None
+    ) -> Sequence[DailyUsage]:
+        start, end = day_bounds(since, until)
+        totals = {day: Counter(counts) for day, counts in self._rolled_up.items()}
+        _add(totals, (r for r in self._rows if start <= r.created_at < end))
+        return [
+            DailyUsage(day, key, name, **{c: counts[c] for c in _COUNTS})
+            for (day, key, name), counts in sorted(totals.items(), key=_order)
+            if since <= day < until
+            and (key_id is None or key == key_id)
+            and (model is None or name == model)
+        ]
+
+
+def _order(item: tuple[_Day, Counter[str]]) -> tuple[date, str, str]:
+    (day, key, model), _ = item
+    return day, key or "", model or ""

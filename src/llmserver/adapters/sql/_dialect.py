@@ -15,10 +15,15 @@ def upsert_insert(dialect_name: str, table: Table, **values: Any) -> Any:
 
     Both dialects spell the clause the same way, so callers stay dialect-free.
     """
+    return dialect_insert(dialect_name, table).values(**values)
+
+
+def dialect_insert(dialect_name: str, table: Table) -> Any:
+    """``upsert_insert`` without values yet (for ``from_select``)."""
     if dialect_name == "postgresql":
-        return postgresql.insert(table).values(**values)
+        return postgresql.insert(table)
     if dialect_name == "sqlite":
-        return sqlite.insert(table).values(**values)
+        return sqlite.insert(table)
     raise ValueError(
         f"unsupported database dialect {dialect_name!r}; use one of {SUPPORTED_DIALECTS}"
     )

@@ -54,4 +54,5 @@ def cached_completion(row: Row[Any]) -> CachedCompletion:
 def cache_columns(entry: CachedCompletion) -> dict[str, Any]:
     values = columns(entry)
     values["response"] = {name: values.pop(name) for name in _RESPONSE}
+    values["last_hit_at"] = entry.created_at  # as if hit when stored, for the size cap
     return values

@@ -20,7 +20,7 @@ _USAGE: Table = UsageModel.__table__  # type: ignore[assignment]
 REQUEST_LOGS = "request_logs.insert"
 CACHE_ENTRIES = "completion_cache.upsert"
 CACHE_HITS = "completion_cache.add_hits"
-"""Rows ``{"k": key, "n": hits}``."""
+"""Rows ``{"k": key, "n": hits, "at": latest hit}``."""
 USAGE_TOTALS = "usage.add"
 """Rows ``{key_id, period, used_tokens, requests, cache_hits}``, added to what is stored."""
 
@@ -36,7 +36,7 @@ def write_statements(dialect: str) -> dict[str, Any]:
         ),
         CACHE_HITS: update(_CACHE)
         .where(_CACHE.c.key == bindparam("k"))
-        .values(hit_count=_CACHE.c.hit_count + bindparam("n")),
+        .values(hit_count=_CACHE.c.hit_count + bindparam("n"), last_hit_at=bindparam("at")),
         USAGE_TOTALS: usage.on_conflict_do_update(
             index_elements=[_USAGE.c.key_id, _USAGE.c.period],
             set_={

@@ -6,14 +6,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._records import cache_columns, cached_completion
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import CACHE_ENTRIES, CACHE_HITS
 from llmserver.adapters.sql.models import CompletionCacheModel
-from llmserver.domain.ports import CachedCompletion, CompletionCache
+from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
 
@@ -38,7 +38,7 @@ class SqlCompletionCache(CompletionCache):
         count_hit = (
             update(_T)
             .where(_T.c.key == key)
-            .values(hit_count=_T.c.hit_count + 1)
+            .values(hit_count=_T.c.hit_count + 1, last_hit_at=now)
             .returning(_T.c.hit_count)
         )
         # A miss only reads (so on SQLite it never takes the write lock); a hit, which
@@ -69,10 +69,12 @@ class SqlCompletionCache(CompletionCache):
             rows += [cache_columns(entry) for entry in entries[start : start + MAP_CHUNK]]
         await self._writer.run([(CACHE_ENTRIES, rows)])
 
-    async def add_hits(self, hits: Mapping[str, int]) -> None:
+    async def add_hits(self, hits: Mapping[str, int], at: datetime) -> None:
+        """Count hits, the latest of them at ``at``."""
         if not hits:
             return
-        await self._writer.run([(CACHE_HITS, [{"k": key, "n": n} for key, n in hits.items()])])
+        rows = [{"k": key, "n": n, "at": at} for key, n in hits.items()]
+        await self._writer.run([(CACHE_HITS, rows)])
 
     async def live_keys(self, now: datetime) -> list[str]:
         """The keys of every live entry, for an index that saves reads on misses."""
@@ -80,7 +82,34 @@ class SqlCompletionCache(CompletionCache):
             result = await conn.execute(select(_T.c.key).where(_T.c.expires_at > now))
             return list(result.scalars())
 
-    async def purge_expired(self, now: datetime) -> int:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(delete(_T).where(_T.c.expires_at <= now))
-        return result.rowcount
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
+        expired = select(_T.c.key).where(_T.c.expires_at <= now)
+        return await self._delete_batches(expired, batch_rows)
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
+        async with self._engine.connect() as conn:
+            stored = (await conn.execute(select(func.count()).select_from(_T))).scalar_one()
+        excess = stored - max_rows
+        if excess <= 0:
+            return 0
+        coldest = select(_T.c.key).order_by(_T.c.last_hit_at, _T.c.key)
+        return await self._delete_batches(coldest, batch_rows, limit=excess)
+
+    async def _delete_batches(self, keys: Any, batch_rows: int, limit: int | None = None) -> int:
+        """Delete the rows whose key ``keys`` selects (``limit`` of them at most), one short
+        transaction per ``batch_rows``: a long delete would hold SQLite's one write lock
+        (or PostgreSQL's row locks) against every other writer."""
+        removed = 0
+        while limit is None or removed < limit:
+            size = batch_rows if limit is None else min(batch_rows, limit - removed)
+            async with self._engine.begin() as conn:
+                batch = (
+                    await conn.execute(
+                        delete(_T).where(_T.c.key.in_(keys.limit(size).scalar_subquery()))
+                    )
+                ).rowcount
+            removed += batch
+            if batch < size:
+                break
+            await asyncio.sleep(0)
+        return removed

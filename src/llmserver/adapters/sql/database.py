@@ -10,6 +10,7 @@ from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
+from llmserver.adapters.sql.retention import SqlRequestLogRetention
 from llmserver.adapters.sql.usage import SqlUsageStore
 
 
@@ -25,7 +26,7 @@ class MigrationState(NamedTuple):
 
 
 class SqlDatabase:
-    """One engine and the four stores on it; built once by the composition root."""
+    """One engine and the stores on it; built once by the composition root."""
 
     def __init__(self, engine: AsyncEngine, *, writer_process: bool = False) -> None:
         self.engine = engine
@@ -36,6 +37,7 @@ class SqlDatabase:
         self.writer = TransactionWriter(engine, process=writer_process)
         self.usage = SqlUsageStore(engine, self.writer)
         self.logs = SqlRequestLogStore(engine, self.writer)
+        self.retention = SqlRequestLogRetention(engine)
         self.cache = SqlCompletionCache(engine, self.writer)
 
     @classmethod

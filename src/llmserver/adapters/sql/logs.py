@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._records import columns, record
@@ -11,9 +12,10 @@ from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import REQUEST_LOGS
 from llmserver.adapters.sql.models import RequestLogModel
 from llmserver.domain.logs import LogQuery, RequestLog
-from llmserver.domain.ports import RequestLogReader, RequestLogSink
+from llmserver.domain.ports import BATCH_ROWS, RequestLogReader, RequestLogSink
 
 _T: Table = RequestLogModel.__table__  # type: ignore[assignment]
+_FIELDS = [c for c in _T.c if c.name != "id"]
 
 
 class SqlRequestLogStore(RequestLogSink, RequestLogReader):
@@ -42,7 +44,7 @@ class SqlRequestLogStore(RequestLogSink, RequestLogReader):
         if query.until is not None:
             conditions.append(_T.c.created_at < query.until)
         page = (
-            select(*(c for c in _T.c if c.name != "id"))
+            select(*_FIELDS)
             .where(*conditions)
             .order_by(_T.c.created_at.desc(), _T.c.id.desc())
             .limit(query.limit)
@@ -53,3 +55,23 @@ class SqlRequestLogStore(RequestLogSink, RequestLogReader):
             rows = [record(row, RequestLog) for row in await conn.execute(page)]
             total = (await conn.execute(count)).scalar_one()
         return rows, total
+
+    async def export(
+        self, since: datetime, until: datetime | None = None, *, batch_rows: int = BATCH_ROWS
+    ) -> AsyncIterator[RequestLog]:
+        # Keyset pages on (created_at, id), each its own short read: no snapshot or cursor
+        # is held between pages, and a page costs the same however deep the export is.
+        page = select(*_FIELDS, _T.c.id).order_by(_T.c.created_at, _T.c.id).limit(batch_rows)
+        page = page.where(_T.c.created_at >= since)
+        if until is not None:
+            page = page.where(_T.c.created_at < until)
+        after: tuple[datetime, int] | None = None
+        while True:
+            stmt = page if after is None else page.where(tuple_(_T.c.created_at, _T.c.id) > after)
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+            for row in rows:
+                yield record(row, RequestLog)
+            if len(rows) < batch_rows:
+                return
+            after = (rows[-1].created_at, rows[-1].id)

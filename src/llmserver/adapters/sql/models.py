@@ -19,13 +19,14 @@ compares the models with the migrated database) until a migration follows.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -133,6 +134,10 @@ class UsageModel(Base):
 
 
 class RequestLogModel(Base):
+    """On PostgreSQL a table partitioned by month of ``created_at`` (``sql.partitions``),
+    whose primary key must hold the partition key; SQLite keeps ``id`` alone as its key,
+    which is what makes it auto-increment there (Alembic does not compare primary keys)."""
+
     __tablename__ = "request_logs"
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
@@ -148,8 +153,30 @@ class RequestLogModel(Base):
     cache_status: Mapped[str | None] = mapped_column(String(8))
     error_code: Mapped[str | None] = mapped_column(String(64))
     stream: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTimeUTC(timezone=True), primary_key=True, index=True
+    )
     body: Mapped[str | None] = mapped_column(Text)
+
+
+class UsageDailyModel(Base):
+    """Request-log usage rolled up per UTC day, key and model, written as retention removes
+    the rows it counts (so live rows and these never count a request twice).
+
+    A row without a key or model holds ``""`` there (a primary key cannot hold NULL). When
+    teams exist, a ``team_id`` column joins the primary key beside ``key_id`` and the
+    roll-up's grouping (``sql.rollup.DIMENSIONS``)."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(MODEL_ID_MAX_CHARS), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_hits: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
 
 
 class CompletionCacheModel(Base):
@@ -164,6 +191,9 @@ class CompletionCacheModel(Base):
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
     hit_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_hit_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    """The latest hit, to within a write-behind flush; ``created_at`` until the first. The
+    size cap (``LLMSERVER_CACHE_MAX_ROWS``) evicts the entries with the oldest."""
 
 
 metadata = Base.metadata

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.domain.ports import CachedCompletion, CompletionCache, RowsRejected
+from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache, RowsRejected
 from llmserver.domain.single_flight import SingleFlight
 
 
@@ -16,11 +16,13 @@ class DurableCache(Protocol):
 
     async def put_many(self, entries: Sequence[CachedCompletion]) -> None: ...
 
-    async def add_hits(self, hits: Mapping[str, int]) -> None: ...
+    async def add_hits(self, hits: Mapping[str, int], at: datetime) -> None: ...
 
     async def live_keys(self, now: datetime) -> list[str]: ...
 
-    async def purge_expired(self, now: datetime) -> int: ...
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int: ...
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int: ...
 
 
 MAX_PENDING = 20_000
@@ -53,6 +55,10 @@ class WriteBehindCompletionCache(CompletionCache):
         self._writing: dict[str, CachedCompletion] = {}
         """Entries of the flush in progress: still answered from here until committed."""
         self._hits: dict[str, int] = {}
+        self._last_hit: datetime | None = None
+        """When the latest queued hit came: written as every queued entry's last hit, so
+        the hot path keeps one assignment, not a time per key (the size cap's order is
+        then exact to within a flush interval)."""
         self._reads: SingleFlight[str, CachedCompletion | None] = SingleFlight()
         """Identical requests arriving together (a popular prompt that fell out of the hot
         cache) share one read instead of queueing up on SQLite's single connection."""
@@ -76,6 +82,7 @@ class WriteBehindCompletionCache(CompletionCache):
         elif entry.expires_at <= now:
             return None
         hits = self._hits[key] = self._hits.get(key, 0) + 1
+        self._last_hit = now
         return replace(entry, hit_count=entry.hit_count + hits)
 
     async def put(self, entry: CachedCompletion) -> None:
@@ -87,9 +94,13 @@ class WriteBehindCompletionCache(CompletionCache):
         if self._index is not None:
             self._index.add(_short(entry.key))
 
-    async def purge_expired(self, now: datetime) -> int:
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
         await self.flush()
-        return await self._durable.purge_expired(now)
+        return await self._durable.purge_expired(now, batch_rows=batch_rows)
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
+        await self.flush()  # the entries and hits queued here count
+        return await self._durable.evict(max_rows, batch_rows=batch_rows)
 
     async def flush(self) -> None:
         """Write queued entries, then queued hit counts; whatever fails stays queued, but
@@ -112,8 +123,9 @@ class WriteBehindCompletionCache(CompletionCache):
                 raise
             finally:
                 self._writing = {}
-        if self._hits:
+        if self._hits and self._last_hit is not None:
             hits, self._hits = self._hits, {}
+            at = self._last_hit
 
             def counted(done: Sequence[tuple[str, int]], error: RowsRejected | None) -> None:
                 for key, _ in done:
@@ -122,7 +134,7 @@ class WriteBehindCompletionCache(CompletionCache):
                     dead_letter("completion_cache.hits", [key for key, _ in done], error)
 
             async def add_hits(part: Sequence[tuple[str, int]]) -> None:
-                await self._durable.add_hits(dict(part))
+                await self._durable.add_hits(dict(part), at)
 
             try:
                 await write_isolating(add_hits, list(hits.items()), counted)

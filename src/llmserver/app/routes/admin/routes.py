@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -99,6 +99,37 @@ async def usage(
     return v.UsageList([v.UsageView.of(r) for r in records])
 
 
+MAX_DAILY_SPAN_DAYS = 366
+
+
+@get(
+    "/usage/daily",
+    summary="Usage per UTC day, key and model, from the request log (expired days included)",
+    responses=ADMIN_ERRORS,
+)
+async def daily_usage(
+    request: Request[Any, Any, Any],
+    since: Annotated[date, Parameter(description="First day (YYYY-MM-DD, UTC).")],
+    until: Annotated[
+        date | None, Parameter(description="Day after the last (YYYY-MM-DD); default: tomorrow.")
+    ] = None,
+    key_id: str | None = None,
+    model: str | None = None,
+) -> v.DailyUsageList:
+    services = await _admin(request)
+    end = until or services.clock.now().astimezone(UTC).date() + timedelta(days=1)
+    if not since < end:
+        raise InvalidRequest(f"until ({end}) must be after since ({since}).", param="until")
+    if (end - since).days > MAX_DAILY_SPAN_DAYS:
+        raise InvalidRequest(
+            f"since to until spans {(end - since).days} days; ask for "
+            f"{MAX_DAILY_SPAN_DAYS} at most per request.",
+            param="until",
+        )
+    rows = await services.retention.daily_usage(since, end, key_id=key_id, model=model)
+    return v.DailyUsageList([v.DailyUsageView.of(r) for r in rows])
+
+
 _NAIVE_IS_UTC = "A time without a UTC offset is read as UTC."
 _SINCE = f"Rows logged at or after this time (ISO 8601). {_NAIVE_IS_UTC}"
 _UNTIL = f"Rows logged before this time (ISO 8601). {_NAIVE_IS_UTC}"
@@ -153,7 +184,16 @@ async def roles(request: Request[Any, Any, Any]) -> v.RoleList:
 def admin_router() -> Router:
     return Router(
         path=paths.ADMIN,
-        route_handlers=[create_key, list_keys, show_key, revoke_key, usage, logs, roles],
+        route_handlers=[
+            create_key,
+            list_keys,
+            show_key,
+            revoke_key,
+            usage,
+            daily_usage,
+            logs,
+            roles,
+        ],
         tags=["Admin"],
         security=[{"BearerToken": []}],
         before_request=_refuse_nul,

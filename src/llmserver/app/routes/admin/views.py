@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, TypeVar
 
 import msgspec
 
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, MAX_QUOTA_TOKENS, MAX_RPM
 from llmserver.domain.keys import ApiKey, Role, RoleSpec
-from llmserver.domain.logs import RequestLog
+from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.quota import UsageRecord
 
 View = TypeVar("View", bound=msgspec.Struct)
@@ -79,6 +79,26 @@ class UsageView(msgspec.Struct, frozen=True):
 
 class UsageList(msgspec.Struct, frozen=True):
     data: list[UsageView]
+    object: str = "list"
+
+
+class DailyUsageView(msgspec.Struct, frozen=True):
+    day: date
+    key_id: str | None
+    model: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cache_hits: int
+    errors: int
+
+    @classmethod
+    def of(cls, usage: DailyUsage) -> DailyUsageView:
+        return _view(usage, cls)
+
+
+class DailyUsageList(msgspec.Struct, frozen=True):
+    data: list[DailyUsageView]
     object: str = "list"
 
 
