@@ -244,13 +244,15 @@ def init_env(path: str) -> None:
     click.echo(f"{path}: generated LLMSERVER_SERVER_SECRET")
 
 
-def _register_keys() -> None:
+def _register_groups() -> None:
     from llmserver.cli_keys import keys
+    from llmserver.cli_logs import logs
 
     main.add_command(keys)
+    main.add_command(logs)
 
 
-_register_keys()
+_register_groups()
 
 
 def run(argv: list[str] | None = None) -> Any:

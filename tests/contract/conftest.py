@@ -30,6 +30,7 @@ from llmserver.domain.ports import (
     HotCache,
     KeyStore,
     RateLimitStore,
+    RequestLogRetention,
     UsageStore,
 )
 
@@ -140,6 +141,18 @@ def log_store(request: pytest.FixtureRequest) -> MemoryRequestLogStore | SqlRequ
     if request.param == "memory":
         return MemoryRequestLogStore()
     return _sql_db(request).logs
+
+
+@pytest.fixture(params=DURABLE)
+def log_storage(
+    request: pytest.FixtureRequest,
+) -> tuple[MemoryRequestLogStore | SqlRequestLogStore, RequestLogRetention]:
+    """A request-log store and the retention over the same rows."""
+    if request.param == "memory":
+        store = MemoryRequestLogStore()
+        return store, store
+    db = _sql_db(request)
+    return db.logs, db.retention
 
 
 @pytest.fixture(

@@ -102,3 +102,32 @@ async def test_an_answer_the_store_cannot_hold_is_rejected_as_such(
     else:
         stored = await completion_cache.get("nul", NOW)
         assert stored is None or stored.text == "a\x00b"
+
+
+async def test_purge_works_through_expired_entries_in_batches(
+    completion_cache: CompletionCache,
+) -> None:
+    for n in range(5):
+        await completion_cache.put(entry(f"old-{n}", ttl=timedelta(seconds=n)))
+    await completion_cache.put(entry("live"))
+
+    assert await completion_cache.purge_expired(NOW + timedelta(seconds=5), batch_rows=2) == 5
+    assert await completion_cache.get("live", NOW) is not None
+
+
+async def test_eviction_keeps_the_most_recently_hit_entries(
+    completion_cache: CompletionCache,
+) -> None:
+    for n, key in enumerate(["a", "b", "c", "d"]):
+        await completion_cache.put(entry(key, created_at=NOW + timedelta(seconds=n)))
+    await completion_cache.get("a", NOW + timedelta(seconds=10))  # hit last, kept longest
+
+    assert await completion_cache.evict(4) == 0
+    assert await completion_cache.evict(2, batch_rows=1) == 2  # b and c: stored earliest
+    later = NOW + timedelta(seconds=11)
+    assert await completion_cache.get("b", later) is None
+    assert await completion_cache.get("c", later) is None
+    assert await completion_cache.get("d", later) is not None
+    assert await completion_cache.evict(1) == 1
+    assert await completion_cache.get("d", later) is not None  # hit just now
+    assert await completion_cache.get("a", later) is None

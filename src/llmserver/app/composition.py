@@ -42,6 +42,8 @@ if TYPE_CHECKING:
         KeyStore,
         ModelBackends,
         RateLimitStore,
+        RequestLogReader,
+        RequestLogRetention,
         UsageStore,
     )
     from llmserver.domain.tracing import Tracer
@@ -149,6 +151,19 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     hasher = KeyHasher(settings.server_secret)
     admin = KeyAdmin(database.keys, database.usage, hasher, SystemClock(), settings.models)
     return KeyServices(admin, database.dispose)
+
+
+@dataclass(frozen=True, slots=True)
+class LogServices:
+    logs: RequestLogReader
+    retention: RequestLogRetention
+    close: Callable[[], Awaitable[None]]
+
+
+def build_log_services(database_url: str) -> LogServices:
+    """``llmserver logs``: the request log's reader and retention, straight on the database."""
+    database = sql_database(database_url)
+    return LogServices(database.logs, database.retention, database.dispose)
 
 
 def require_tracing_installed(settings: Settings) -> None:

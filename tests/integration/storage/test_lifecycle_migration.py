@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, inspect, insert, select, text
+from sqlalchemy import Connection, Table, insert, inspect, select, text
 
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql.models import CompletionCacheModel, RequestLogModel
