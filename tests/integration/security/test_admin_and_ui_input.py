@@ -97,6 +97,7 @@ def test_a_time_outside_the_utc_calendar_is_a_400(
         ("/admin/logs", {"status": "abc"}, "status"),
         ("/admin/logs", {"since": "yesterday"}, "since"),
         ("/admin/usage", {"period": "2026-13"}, "period"),
+        ("/admin/usage/daily", {"since": "2026-02-30"}, "since"),
     ],
 )
 def test_query_parameter_errors_name_the_parameter(
@@ -111,6 +112,46 @@ def test_query_parameter_errors_name_the_parameter(
         "invalid_request_error",
     )
     assert f"parameter '{param}'" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("until", "said"),
+    [("2026-03-01", "must be after since (2026-03-01)"), ("2027-03-03", "spans 367 days")],
+)
+def test_a_daily_usage_window_backwards_or_too_long_is_a_400(
+    admin: httpx.Client, until: str, said: str
+) -> None:
+    params = {"since": "2026-03-01", "until": until}
+    error = _error(admin.get("/admin/usage/daily", params=params), 400)
+
+    assert (error["param"], error["code"]) == ("until", "invalid_request")
+    assert said in error["message"]
+
+
+def test_daily_usage_reports_a_logged_completion(
+    admin: httpx.Client, live_server: LiveServer
+) -> None:
+    row = _logged_row(admin, live_server)
+    day = row["created_at"][:10]
+
+    response = admin.get("/admin/usage/daily", params={"since": day, "key_id": row["key_id"]})
+    # By default: from the first of this month to today.
+    default = admin.get("/admin/usage/daily", params={"key_id": row["key_id"]})
+
+    assert response.status_code == default.status_code == 200, response.text
+    assert response.json() == default.json()
+    assert response.json()["data"] == [
+        {
+            "day": day,
+            "key_id": row["key_id"],
+            "model": row["model"],
+            "requests": 1,
+            "prompt_tokens": row["prompt_tokens"],
+            "completion_tokens": row["completion_tokens"],
+            "cache_hits": 0,
+            "errors": 0,
+        }
+    ]
 
 
 def test_a_key_for_an_alias_may_use_the_model(admin: httpx.Client, live_server: LiveServer) -> None:
@@ -192,6 +233,7 @@ def postgres_admin(
         ("GET", "/admin/logs?key_id=%00", None, "key_id"),
         ("GET", "/admin/logs?model=m%00", None, "model"),
         ("GET", "/admin/usage?key_id=%00", None, "key_id"),
+        ("GET", "/admin/usage/daily?since=2026-01-01&model=m%00", None, "model"),
         ("POST", "/admin/keys", {"name": "a\u0000b"}, "name"),
         (
             "POST",

@@ -109,7 +109,10 @@ MAX_DAILY_SPAN_DAYS = 366
 )
 async def daily_usage(
     request: Request[Any, Any, Any],
-    since: Annotated[date, Parameter(description="First day (YYYY-MM-DD, UTC).")],
+    since: Annotated[
+        date | None,
+        Parameter(description="First day (YYYY-MM-DD, UTC); default: this month's first."),
+    ] = None,
     until: Annotated[
         date | None, Parameter(description="Day after the last (YYYY-MM-DD); default: tomorrow.")
     ] = None,
@@ -117,7 +120,9 @@ async def daily_usage(
     model: str | None = None,
 ) -> v.DailyUsageList:
     services = await _admin(request)
-    end = until or services.clock.now().astimezone(UTC).date() + timedelta(days=1)
+    today = services.clock.now().astimezone(UTC).date()
+    since = since or today.replace(day=1)
+    end = until or today + timedelta(days=1)
     if not since < end:
         raise InvalidRequest(f"until ({end}) must be after since ({since}).", param="until")
     if (end - since).days > MAX_DAILY_SPAN_DAYS:
