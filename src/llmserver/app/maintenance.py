@@ -40,7 +40,8 @@ class Upkeep:
     cache_max_rows: int | None
     log_retention_days: int | None
 
-    async def cache_round(self) -> None:
+    async def cache_round(self) -> tuple[int, int]:
+        """Returns the entries purged (expired) and evicted (over the cap)."""
         now = self.clock.now()
         purged = await self.cache.purge_expired(now)
         evicted = 0
@@ -48,17 +49,21 @@ class Upkeep:
             evicted = await self.cache.evict(self.cache_max_rows)
         if purged or evicted:
             log.info("cache_trimmed", expired=purged, evicted=evicted)
+        return purged, evicted
 
-    async def log_round(self) -> None:
+    async def log_round(self) -> int:
+        """Returns the rows expired."""
         now = self.clock.now()
         created = await self.logs.prepare(now, MONTHS_AHEAD)
         if created:
             log.info("request_log_partitions_created", partitions=list(created))
         cutoff = retention_cutoff(now, self.log_retention_days)
-        if cutoff is not None:
-            removed = await self.logs.expire(cutoff)
-            if removed:
-                log.info("request_logs_expired", rows=removed, before=cutoff.isoformat())
+        if cutoff is None:
+            return 0
+        removed = await self.logs.expire(cutoff)
+        if removed:
+            log.info("request_logs_expired", rows=removed, before=cutoff.isoformat())
+        return removed
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -72,7 +77,7 @@ def retention_cutoff(now: datetime, days: int | None) -> datetime | None:
     return None if days is None else now - timedelta(days=days)
 
 
-async def _every(interval_s: float, name: str, work: Callable[[], Awaitable[None]]) -> None:
+async def _every(interval_s: float, name: str, work: Callable[[], Awaitable[object]]) -> None:
     while True:
         try:
             await work()
