@@ -242,6 +242,11 @@ def build_services(
         )
     )
     state = _state_stores(database, settings, redis)
+    if hot is not None and settings.cache_max_rows is not None:
+        from llmserver.adapters.write_behind import HitRecordingHotCache
+
+        # The size cap evicts the least recently hit: it must see the hot layer's hits.
+        hot = HitRecordingHotCache(hot, state.cache, clock.now)
     models: MultiModelManager | None = None
     if chosen.backends is not None:
         backends = chosen.backends

@@ -15,9 +15,11 @@ import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
+from llmserver.adapters.memory import MemoryHotCache
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.write_behind import (
+    HitRecordingHotCache,
     PeriodicFlush,
     WriteBehindCompletionCache,
     WriteBehindUsageStore,
@@ -309,3 +311,29 @@ async def test_rows_the_database_rejects_are_set_aside_and_the_rest_written(
     assert [await db.cache.peek(k, NOW) is not None for k in ("x", "y")] == [True, True]
     dead = [(e["store"], e["ids"]) for e in logged if e["event"] == "rows_dead_lettered"]
     assert dead == [("usage", [f"None/{P}"]), ("completion_cache", ["bad"])]
+
+
+async def test_hits_the_hot_cache_answers_keep_an_entry_from_eviction(db: SqlDatabase) -> None:
+    cache = WriteBehindCompletionCache(db.cache, index=True)
+    hot = MemoryHotCache()
+    older, newer = (
+        replace(_entry("older"), created_at=NOW),
+        replace(_entry("newer"), created_at=NOW + timedelta(seconds=1)),
+    )
+    for entry in (older, newer):
+        await cache.put(entry)
+    await hot.put(older, 3600)
+    await cache.flush()
+
+    # Served from the hot layer only: the durable layer never sees these requests.
+    recording = HitRecordingHotCache(hot, cache, lambda: NOW + timedelta(seconds=5))
+    assert await recording.get("older") == older
+    assert await recording.get("absent") is None
+    await cache.flush()
+
+    assert await cache.evict(1) == 1
+    assert await cache.get("older", NOW) is not None  # hit last (in the hot layer): kept
+    assert await cache.get("newer", NOW) is None
+    stored = await db.cache.peek("older", NOW)
+    assert stored is not None
+    assert stored.hit_count == 0  # a hot hit moves the time only

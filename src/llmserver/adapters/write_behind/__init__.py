@@ -7,8 +7,16 @@ latency. Replicas (``replicas``) share their quota counters in Redis
 (``adapters.redis.usage``), which writes behind through the same ``PendingUsage``.
 """
 
-from llmserver.adapters.write_behind.cache import WriteBehindCompletionCache
+from llmserver.adapters.write_behind.cache import (
+    HitRecordingHotCache,
+    WriteBehindCompletionCache,
+)
 from llmserver.adapters.write_behind.flush import PeriodicFlush
 from llmserver.adapters.write_behind.usage import WriteBehindUsageStore
 
-__all__ = ["PeriodicFlush", "WriteBehindCompletionCache", "WriteBehindUsageStore"]
+__all__ = [
+    "HitRecordingHotCache",
+    "PeriodicFlush",
+    "WriteBehindCompletionCache",
+    "WriteBehindUsageStore",
+]

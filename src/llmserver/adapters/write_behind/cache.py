@@ -1,13 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Protocol
 
 from llmserver.adapters.dead_letter import dead_letter, write_isolating
-from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache, RowsRejected
+from llmserver.domain.ports import (
+    BATCH_ROWS,
+    CachedCompletion,
+    CompletionCache,
+    HotCache,
+    RowsRejected,
+)
 from llmserver.domain.single_flight import SingleFlight
 
 
@@ -85,6 +91,12 @@ class WriteBehindCompletionCache(CompletionCache):
         self._last_hit = now
         return replace(entry, hit_count=entry.hit_count + hits)
 
+    def record_hot_hit(self, key: str, now: datetime) -> None:
+        """A hit the hot cache answered: the entry's last hit moves (its count does not), so
+        that the size cap does not evict what the hot layer keeps serving."""
+        self._hits.setdefault(key, 0)
+        self._last_hit = now
+
     async def put(self, entry: CachedCompletion) -> None:
         # A replaced entry starts counting again, as in the database.
         self._entries[entry.key] = entry
@@ -142,3 +154,30 @@ class WriteBehindCompletionCache(CompletionCache):
                 for key, n in hits.items():
                     self._hits[key] = self._hits.get(key, 0) + n
                 raise
+
+
+class HitRecordingHotCache(HotCache):
+    """A hot cache that reports its hits to the durable cache behind it.
+
+    The gateway asks the durable layer only when the hot one misses, so without this an
+    entry the hot layer serves all day would look unused to the size cap. Picked only with
+    ``LLMSERVER_CACHE_MAX_ROWS`` set: it adds a clock read and a dict write per hot hit."""
+
+    def __init__(
+        self,
+        hot: HotCache,
+        durable: WriteBehindCompletionCache,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._hot = hot
+        self._durable = durable
+        self._now = now
+
+    async def get(self, key: str) -> CachedCompletion | None:
+        entry = await self._hot.get(key)
+        if entry is not None:
+            self._durable.record_hot_hit(key, self._now())
+        return entry
+
+    async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
+        await self._hot.put(entry, ttl_seconds)
