@@ -5,8 +5,8 @@
 an old month that has none (the default partition took them: deleted in batches) and 200k
 this month (kept). While clients send completions, ``llmserver logs expire --days 30``
 runs in a process of its own; the p99 of the completions that ran during it is compared
-with the p99 before it. Printed (run with ``-s``): both latencies, the expiry's time, and
-the log's size before and after.
+with the p99 before it. Printed (run with ``-s``): both latencies and throughputs, the
+expiry's time, and the log's size before, after, and after a VACUUM of the default partition.
 """
 
 from __future__ import annotations
@@ -134,6 +134,20 @@ async def _soak(url: str, base_url: str, admin_key: str, env: dict[str, str]) ->
 
         async with db.engine.connect() as conn:
             size_after = (await conn.execute(_SIZE)).scalar_one()
+            await conn.commit()
+            # What the batched deletes left in the default partition is dead space until
+            # (auto)vacuum reclaims it; the dropped partitions' space is gone already.
+            vacuum = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await vacuum.execute(text("VACUUM request_logs_default"))
+            size_vacuumed = (await conn.execute(_SIZE)).scalar_one()
+            default_heap, default_total = (
+                await conn.execute(
+                    text(
+                        "SELECT pg_relation_size('request_logs_default'), "
+                        "pg_total_relation_size('request_logs_default')"
+                    )
+                )
+            ).one()
             left = await conn.execute(
                 text("SELECT count(*) FROM request_logs WHERE request_id LIKE 'current-%'")
             )
@@ -151,6 +165,9 @@ async def _soak(url: str, base_url: str, admin_key: str, env: dict[str, str]) ->
         "expire_s": expire_s,
         "log_mb_before": size_before / 2**20,
         "log_mb_after": size_after / 2**20,
+        "log_mb_after_vacuum": size_vacuumed / 2**20,
+        "default_partition_heap_mb_after_vacuum": default_heap / 2**20,
+        "default_partition_mb_after_vacuum": default_total / 2**20,
     }
 
 

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from llmserver.adapters.sql import SqlDatabase
 from llmserver.adapters.sql.ownership import DatabaseClaim, DatabaseClaimed
@@ -31,3 +32,24 @@ async def test_a_database_is_claimed_by_one_process_at_a_time(database_url: str)
         await again.release()
     finally:
         await asyncio.gather(first.dispose(), second.dispose())
+
+
+@pytest.mark.postgres
+async def test_a_claim_on_postgres_holds_no_transaction_open(fresh_postgres_url: str) -> None:
+    """The claim's session was left idle in a transaction for the server's whole life, which
+    pinned the database's xmin horizon: VACUUM could then reclaim no row deleted or updated
+    after the server started (the retention soak's 200k deleted rows kept all their pages)."""
+    db, probe = SqlDatabase.from_url(fresh_postgres_url), SqlDatabase.from_url(fresh_postgres_url)
+    try:
+        claim = await DatabaseClaim.take(db.engine)
+        async with probe.engine.connect() as conn:
+            sessions = await conn.execute(
+                text(
+                    "SELECT state, backend_xmin FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert [tuple(s) for s in sessions] == [("idle", None)]
+        await claim.release()
+    finally:
+        await asyncio.gather(db.dispose(), probe.dispose())

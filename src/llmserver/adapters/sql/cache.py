@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llmserver.adapters.sql._paced import paced_batches
 from llmserver.adapters.sql._records import cache_columns, cached_completion
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import CACHE_ENTRIES, CACHE_HITS
@@ -100,16 +101,14 @@ class SqlCompletionCache(CompletionCache):
         transaction per ``batch_rows``: a long delete would hold SQLite's one write lock
         (or PostgreSQL's row locks) against every other writer."""
         removed = 0
-        while limit is None or removed < limit:
+
+        async def batch() -> tuple[int, bool]:
+            nonlocal removed
             size = batch_rows if limit is None else min(batch_rows, limit - removed)
+            chosen = _T.c.key.in_(keys.limit(size).scalar_subquery())
             async with self._engine.begin() as conn:
-                batch = (
-                    await conn.execute(
-                        delete(_T).where(_T.c.key.in_(keys.limit(size).scalar_subquery()))
-                    )
-                ).rowcount
-            removed += batch
-            if batch < size:
-                break
-            await asyncio.sleep(0)
-        return removed
+                gone = int((await conn.execute(delete(_T).where(chosen))).rowcount)
+            removed += gone
+            return gone, gone == size and (limit is None or removed < limit)
+
+        return await paced_batches(batch)

@@ -43,6 +43,10 @@ class DatabaseClaim:
             return cls(_flock(Path(url.database)))
         conn = await engine.connect()
         try:
+            # The lock is the session's: no transaction need stay open around it, and one
+            # left idle for the server's life would pin the database's xmin horizon, so
+            # that VACUUM could reclaim no row deleted or updated after the server started.
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             held = await conn.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_LOCK_KEY}
             )

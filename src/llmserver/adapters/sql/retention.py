@@ -1,7 +1,7 @@
 """Request-log retention: on PostgreSQL by monthly partitions (``partitions``), on SQLite
 (and for PostgreSQL's default partition) by deletes in bounded batches.
 
-Each batch is a short transaction of its own: its rows' usage is rolled up
+Each batch is a short transaction of its own, paced (``_paced``): its rows' usage is rolled up
 (``rollup.roll_up``) and the rows deleted, chosen by id first so that both statements see
 exactly the same rows whatever the log writer commits meanwhile. On PostgreSQL the batches
 also take the storage's advisory lock, so that two replicas never roll up a row twice.
@@ -9,7 +9,6 @@ also take the storage's advisory lock, so that two replicas never roll up a row 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import TableClause
 
 from llmserver.adapters.sql import partitions, rollup
+from llmserver.adapters.sql._paced import paced_batches
 from llmserver.adapters.sql.models import RequestLogModel
 from llmserver.domain.logs import DailyUsage
 from llmserver.domain.ports import BATCH_ROWS, RequestLogRetention
@@ -45,12 +45,12 @@ class SqlRequestLogRetention(RequestLogRetention):
             # What is left before the cutoff in month partitions waits for the month to
             # go; rows the default partition took are deleted as on SQLite.
             source = partitions.logs_table(partitions.DEFAULT_PARTITION)
-        while True:
+
+        async def batch() -> tuple[int, bool]:
             gone = await self._expire_batch(source, before, batch_rows)
-            removed += gone
-            if gone < batch_rows:
-                return removed
-            await asyncio.sleep(0)
+            return gone, gone == batch_rows
+
+        return removed + await paced_batches(batch)
 
     async def _expire_batch(
         self, source: Table | TableClause, before: datetime, batch_rows: int
