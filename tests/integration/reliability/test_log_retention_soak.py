@@ -5,8 +5,9 @@
 an old month that has none (the default partition took them: deleted in batches) and 200k
 this month (kept). While clients send completions, ``llmserver logs expire --days 30``
 runs in a process of its own; the p99 of the completions that ran during it is compared
-with the p99 before it. Printed (run with ``-s``): both latencies and throughputs, the
-expiry's time, and the log's size before, after, and after a VACUUM of the default partition.
+with the p99 of those 15 s before and 15 s after it. Printed (run with ``-s``): the
+latencies and throughputs, the expiry's time, and the log's size before, after, and after
+a VACUUM of the default partition.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ BEFORE_S = 15.0
 OLD_PARTITIONED, OLD_DEFAULT, CURRENT = 600_000, 200_000, 200_000
 P99_SLACK = 1.5
 P99_FLOOR_MS = 20.0
-"""During retention the p99 may be at most 1.5 times the one before plus 20 ms: the
-noise of a shared two-core machine on which PostgreSQL and the server both run."""
+"""During retention the p99 may be at most 1.5 times the larger of the ones before and
+after it, plus 20 ms: the noise of a shared two-core machine on which PostgreSQL, the
+server and the clients all run."""
 
 _FILL = text(
     """
@@ -128,6 +130,8 @@ async def _soak(url: str, base_url: str, admin_key: str, env: dict[str, str]) ->
         during = await _load(base_url, admin_key, lambda: expire.returncode is not None)
         output, _ = await expire.communicate()
         expire_s = time.monotonic() - started
+        deadline = time.monotonic() + BEFORE_S
+        after = await _load(base_url, admin_key, lambda: time.monotonic() > deadline)
         assert expire.returncode == 0, output.decode()
         removed = OLD_PARTITIONED + OLD_DEFAULT
         assert output.decode().startswith(f"removed {removed} rows"), output.decode()
@@ -160,8 +164,10 @@ async def _soak(url: str, base_url: str, admin_key: str, env: dict[str, str]) ->
     return {
         "p99_before_ms": _p99(before),
         "p99_during_ms": _p99(during),
+        "p99_after_ms": _p99(after),
         "requests_per_s_before": len(before) / BEFORE_S,
         "requests_per_s_during": len(during) / expire_s,
+        "requests_per_s_after": len(after) / BEFORE_S,
         "expire_s": expire_s,
         "log_mb_before": size_before / 2**20,
         "log_mb_after": size_after / 2**20,
@@ -180,5 +186,7 @@ def test_retention_of_a_million_rows_while_serving(
         report = asyncio.run(_soak(url, server.base_url, server.admin_key, env))
     print("\nlog retention soak:", ", ".join(f"{k}={v:.1f}" for k, v in report.items()))
     assert report["requests_per_s_during"] * report["expire_s"] >= 50, report
-    assert report["p99_during_ms"] <= report["p99_before_ms"] * P99_SLACK + P99_FLOOR_MS, report
+    # Bracketed by the load before and after: other work on the machine moves them all.
+    baseline = max(report["p99_before_ms"], report["p99_after_ms"])
+    assert report["p99_during_ms"] <= baseline * P99_SLACK + P99_FLOOR_MS, report
     assert report["log_mb_after"] < report["log_mb_before"] / 2, report
