@@ -6,10 +6,12 @@ month's usage is in the roll-up."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from llmserver.adapters.log_batcher import RequestLogBatcher
 from llmserver.adapters.sql import SqlDatabase, migrate
@@ -91,3 +93,25 @@ async def test_partitions_are_made_ahead_filled_from_default_and_dropped_whole(
     finally:
         await db.dispose()
         await other.dispose()
+
+
+async def test_dropping_a_partition_waits_at_most_the_lock_timeout(fresh_postgres_url: str) -> None:
+    """A long reader of request_logs holds off the drop's exclusive lock; the drop gives up
+    after ``LOCK_TIMEOUT`` (the next round retries) instead of queueing every insert."""
+    await migrate.upgrade(fresh_postgres_url)
+    db = SqlDatabase.from_url(fresh_postgres_url)
+    try:
+        await db.retention.prepare(MARCH, 0)
+        await db.logs.write(_rows(3, MARCH))
+        async with db.engine.connect() as reader:
+            await reader.execute(text("SELECT count(*) FROM request_logs"))  # holds its lock
+            started = time.monotonic()
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await db.retention.expire(datetime(2026, 5, 1, tzinfo=UTC))
+            assert time.monotonic() - started < 5 + 3
+        # The reader gone, the next round drops it, its rows rolled up once.
+        assert await db.retention.expire(datetime(2026, 5, 1, tzinfo=UTC)) == 3
+        usage = await db.retention.daily_usage(date(2026, 3, 1), date(2026, 4, 1))
+        assert [u.requests for u in usage] == [2, 1]
+    finally:
+        await db.dispose()
