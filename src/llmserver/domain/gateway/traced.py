@@ -27,6 +27,7 @@ from llmserver.domain.gateway.traced_inference import TracedBackends
 from llmserver.domain.gateway.use_case import Gateway
 from llmserver.domain.gateway.values import Principal
 from llmserver.domain.ports import (
+    BATCH_ROWS,
     CachedCompletion,
     CompletionCache,
     HotCache,
@@ -148,5 +149,8 @@ class TracedCache(CompletionCache):
     async def put(self, entry: CachedCompletion) -> None:
         await self._inner.put(entry)
 
-    async def purge_expired(self, now: datetime) -> int:
-        return await self._inner.purge_expired(now)
+    async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int:
+        return await self._inner.purge_expired(now, batch_rows=batch_rows)
+
+    async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
+        return await self._inner.evict(max_rows, batch_rows=batch_rows)
