@@ -101,40 +101,35 @@ def test_serve_refuses_workers_that_could_not_share_limits(
 ) -> None:
     """Single-process servers keep quotas in their own memory and claim the database, so
     several workers must be replicas: refused at start, naming the variable to set."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "llmserver.cli", "serve", "--port", "1", *args],
-        cwd=tmp_path,
-        env=clean
-        | env
-        | {
-            "LLMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
-            "LLMSERVER_SERVER_SECRET": "cli-startup-secret-0123456789-abcdefgh",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1, result.stderr
-    assert named in result.stderr
+    refusal = _serve_refusal(tmp_path, ["-m", "llmserver.cli", "serve", "--port", "1", *args], env)
+    assert named in refusal
 
 
 def test_serve_refuses_tracing_without_the_otel_extra(tmp_path: Path) -> None:
     """As if installed without the extra: the SDK's modules cannot be imported."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
     without_sdk = (
         "import sys; sys.modules['opentelemetry.sdk'] = None\n"
         "from llmserver.cli import main\n"
         "main.main(['serve', '--port', '1'], prog_name='llmserver')\n"
     )
+    refusal = _serve_refusal(
+        tmp_path, ["-c", without_sdk], {"LLMSERVER_OTEL_ENDPOINT": "http://127.0.0.1:4318"}
+    )
+    assert "LLMSERVER_OTEL_ENDPOINT" in refusal
+    assert "llmserver[otel]" in refusal
+
+
+def _serve_refusal(cwd: Path, python_args: list[str], env: dict[str, str]) -> str:
+    """What ``python *python_args``, a ``serve`` that must refuse to start, writes to stderr
+    with ``env`` over a valid database and server secret: it has to exit 1 before serving."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
     result = subprocess.run(
-        [sys.executable, "-c", without_sdk],
-        cwd=tmp_path,
+        [sys.executable, *python_args],
+        cwd=cwd,
         env=clean
+        | env
         | {
-            "LLMSERVER_OTEL_ENDPOINT": "http://127.0.0.1:4318",
-            "LLMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+            "LLMSERVER_DATABASE_URL": f"sqlite+aiosqlite:///{cwd / 'serve.db'}",
             "LLMSERVER_SERVER_SECRET": "cli-startup-secret-0123456789-abcdefgh",
         },
         capture_output=True,
@@ -143,5 +138,4 @@ def test_serve_refuses_tracing_without_the_otel_extra(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert "LLMSERVER_OTEL_ENDPOINT" in result.stderr
-    assert "llmserver[otel]" in result.stderr
+    return result.stderr
