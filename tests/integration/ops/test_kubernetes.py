@@ -38,6 +38,7 @@ from integration.ops.k8stools import (
     usable_kubectl,
 )
 from integration.ops.opstools import ROOT
+from llmserver.adapters.otel_tracer import CLOSE_TIMEOUT_S
 from llmserver.app import paths
 from llmserver.app.factory import create_app
 from llmserver.app.settings import Settings, load_settings
@@ -209,7 +210,8 @@ def test_grace_period_covers_the_prestop_wait_the_drain_and_the_flushes(
     pre_stop = float(command[1])
     assert pre_stop >= 1, "the endpoints' removal needs time to reach every proxy"
     grace = only(objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= pre_stop + drain + EXIT_FLUSH_S
+    # With LLMSERVER_OTEL_ENDPOINT set, the tracer's last export comes after the flushes.
+    assert grace >= pre_stop + drain + EXIT_FLUSH_S + CLOSE_TIMEOUT_S
 
 
 def test_the_image_is_the_one_the_dockerfile_and_compose_build(rendered: Rendered) -> None:
