@@ -8,6 +8,7 @@ step writes in place instead of copying the whole cache.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -131,6 +132,33 @@ def new_cache(config: Any, limit: int) -> Any:
         RoomyLayer(limit) if type(layer) is DynamicLayer else layer for layer in cache.layers
     ]
     return cache
+
+
+def prefill(
+    model: Any,
+    rows: list[Row],
+    prompts: Sequence[list[int]],
+    *,
+    pad: int,
+    limit: int,
+    device: torch.device,
+) -> tuple[Batch[Row], torch.Tensor]:
+    """``rows``' prompts (``prompts``, in the same order) through ``model`` together,
+    left-padded to the longest: the rows as a batch with their new cache (room up to
+    ``limit`` tokens), and each row's next-token logits."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    group: Batch[Row] = Batch()
+    group.rows, group.cache, group.mask = rows, new_cache(model.config, limit), mask
+    # A lone prompt runs without mask or positions: exactly what ``generate`` runs.
+    padded = (
+        {}
+        if len(rows) == 1
+        else {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+    )
+    out = model(input_ids=ids, cache=group.cache, use_cache=True, logits_to_keep=1, **padded)
+    return group, out.logits[:, -1, :]
 
 
 def left_pad(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:

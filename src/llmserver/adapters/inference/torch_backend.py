@@ -46,7 +46,7 @@ from llmserver.adapters.inference.generation import (
     collect,
     consume,
 )
-from llmserver.adapters.inference.kv_cache import Batch, new_cache
+from llmserver.adapters.inference.kv_cache import Batch, prefill
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
@@ -307,7 +307,14 @@ class TorchBackend(InferenceBackend):
         if not rows:
             return
         try:
-            group, logits = self._forward_prefill(rows)
+            group, logits = prefill(
+                self.model,
+                rows,
+                [r.prompt_ids for r in rows],
+                pad=int(self.tokenizer.pad_token_id or 0),
+                limit=self._context_length,
+                device=self.device,
+            )
         except Exception as exc:
             if len(rows) == 1:
                 log.exception("prefill failed for a request on model %s", self._spec.id)
@@ -323,37 +330,6 @@ class TorchBackend(InferenceBackend):
             row.length = len(row.prompt_ids)
         group.keep(self._emit(logits, rows))
         self._batch.join(group)
-
-    def _forward_prefill(self, rows: list[_Request]) -> tuple[Batch[_Request], torch.Tensor]:
-        """The rows' prompts through the model: their cache and next-token logits."""
-        width = max(len(r.prompt_ids) for r in rows)
-        pad = int(self.tokenizer.pad_token_id or 0)
-        ids = torch.tensor(
-            [[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows], device=self.device
-        )
-        mask = torch.tensor(
-            [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows],
-            device=self.device,
-        )
-        group: Batch[_Request] = Batch()
-        group.rows, group.cache, group.mask = (
-            rows,
-            new_cache(self.model.config, self._context_length),
-            mask,
-        )
-        # A lone prompt runs without mask or positions: exactly what ``generate`` runs.
-        padded = (
-            {}
-            if len(rows) == 1
-            else {
-                "attention_mask": mask,
-                "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-            }
-        )
-        out = self.model(
-            input_ids=ids, cache=group.cache, use_cache=True, logits_to_keep=1, **padded
-        )
-        return group, out.logits[:, -1, :]
 
     def _decode_step(self) -> None:
         batch = self._batch
