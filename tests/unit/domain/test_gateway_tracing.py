@@ -6,7 +6,22 @@ from __future__ import annotations
 import pytest
 
 from llmserver.domain.errors import UpstreamError
+from llmserver.domain.gateway.traced import (
+    TracedCache,
+    TracedHotCache,
+    TracedRateLimits,
+    TracedUsage,
+)
+from llmserver.domain.gateway.traced_inference import TracedBackend, TracedBackends
 from llmserver.domain.logs import CacheStatus
+from llmserver.domain.ports import (
+    CompletionCache,
+    HotCache,
+    InferenceBackend,
+    ModelBackends,
+    RateLimitStore,
+    UsageStore,
+)
 
 from .fakes import RecordingTracer
 from .world import MODEL, World, ask, origin
@@ -95,3 +110,27 @@ async def test_a_finished_stream_reports_its_usage() -> None:
     assert inference.ended == 1
     assert inference.error is None
     assert inference.attributes["gen_ai.usage.output_tokens"] == len(events) - 1
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "port"),
+    [
+        (TracedCache, CompletionCache),
+        (TracedHotCache, HotCache),
+        (TracedUsage, UsageStore),
+        (TracedRateLimits, RateLimitStore),
+        (TracedBackend, InferenceBackend),
+        (TracedBackends, ModelBackends),
+    ],
+)
+def test_every_traced_wrapper_implements_its_whole_port(wrapper: type, port: type) -> None:
+    """A wrapper subclasses its port, a Protocol: a method it does not define inherits the
+    port's empty body, which answers None instead of passing the call on (the cache's
+    purge and eviction were missed so once, when the port gained them)."""
+    methods = {
+        name
+        for name, value in vars(port).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    }
+    assert methods
+    assert methods - set(vars(wrapper)) == set()
