@@ -13,7 +13,9 @@ keep-alive, pipelining, flow control, drain on shutdown) is uvicorn's:
   in, or until the body's last part, and written together: a JSON answer is one write; a
   stream whose upstream delivered several events at once sends them in one; a stream
   whose events come apart in time (a model generating) sends each at the end of its own
-  turn, so nothing waits longer than the turn that produced it.
+  turn, so nothing waits longer than the turn that produced it. What is kept is at most
+  what one turn produces, which our producers bound: the events of one upstream read, or
+  one cached answer replayed; the transport's own flow control applies between turns.
 - **Header bytes are checked in two searches, not two per header.** uvicorn runs its
   name and value patterns once per header (16 regex searches for our usual answer).
   Both patterns are single character classes, so one search over the names joined, and
