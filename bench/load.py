@@ -86,6 +86,35 @@ def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+def _busy_jiffies() -> tuple[int, int]:
+    """The machine's CPU time so far, busy and in all (``/proc/stat``, in clock ticks)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(*, busy_below: float = 0.1, max_wait_s: float = 30.0) -> None:
+    """Wait until the machine has been idle for a second: less than ``busy_below`` of its
+    CPU time busy. A server keeps working after a scenario (LiteLLM's proxy kept most of a
+    core busy for seconds after its run), and that work fell on whatever was measured next:
+    the gateway's ``no-cache`` throughput over the upstream's read 0.32-0.34 in runs where
+    it did and 0.48 in one where it did not. Gives up after ``max_wait_s``, saying so."""
+    if not os.path.exists("/proc/stat"):
+        return
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, total0 = _busy_jiffies()
+        time.sleep(1.0)
+        busy1, total1 = _busy_jiffies()
+        share = (busy1 - busy0) / max(total1 - total0, 1)
+        if share < busy_below:
+            return
+        if time.monotonic() > deadline:
+            print(f"  .. the machine stayed busy ({share:.0%} of its CPU): measuring anyway")
+            return
+
+
 def wrk(
     port: int,
     key: str,
@@ -94,7 +123,9 @@ def wrk(
     no_cache: bool = False,
     duration: int = DURATION_S,
 ) -> dict[str, float]:
-    """wrk's numbers for chat completions (``wrk_chat.lua``); failed requests raise."""
+    """wrk's numbers for chat completions (``wrk_chat.lua``), on a settled machine; failed
+    requests raise."""
+    settle()
     env = {
         **os.environ,
         "BENCH_KEY": key,
@@ -183,7 +214,9 @@ def sequential_medians(
 ) -> dict[str, dict[str, float]]:
     """Median milliseconds to first text and to the end, per client, over ``calls`` calls
     each. The clients take turns in ``rounds`` blocks, so that the shared machine's drift
-    within the run falls on all of them alike; 20 calls each go first, uncounted."""
+    within the run falls on all of them alike; 20 calls each go first, uncounted. Starts on
+    a settled machine."""
+    settle()
     for client in clients.values():
         for _ in range(20):
             client.call(stream=stream)
