@@ -101,8 +101,14 @@ class Spanned:
 
     __slots__ = ("_span",)
 
-    def __init__(self, tracer: Tracer, name: str, attributes: Attributes | None = None) -> None:
-        self._span = tracer.start(name, attributes=attributes)
+    def __init__(
+        self,
+        tracer: Tracer,
+        name: str,
+        attributes: Attributes | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+    ) -> None:
+        self._span = tracer.start(name, kind=kind, attributes=attributes)
 
     def __enter__(self) -> Span:
         return self._span

@@ -183,6 +183,11 @@ class EchoUpstream:
 
     headers: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
+    failures: list[int] = field(default_factory=list)
+    """Statuses the next requests are answered with (an OpenAI error), first first; once
+    they are used up it answers again."""
+    gate: threading.Event | None = None
+    """When set, each request waits for it (up to 30 s) before it is answered."""
 
 
 def _echo_handler(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
@@ -192,8 +197,14 @@ def _echo_handler(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
             upstream.headers.append({k.lower(): v for k, v in self.headers.items()})
+            if upstream.gate is not None:
+                upstream.gate.wait(30)
+            status = upstream.failures.pop(0) if upstream.failures else 200
             usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-            if body.get("stream"):
+            if status != 200:
+                error = {"error": {"message": "failed on purpose", "type": "server_error"}}
+                data, content_type = json.dumps(error).encode(), "application/json"
+            elif body.get("stream"):
                 chunks = [
                     {"choices": [{"index": 0, "delta": {"content": "echo reply"}}]},
                     {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
@@ -209,7 +220,7 @@ def _echo_handler(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
                     "usage": usage,
                 }
                 data, content_type = json.dumps(answer).encode(), "application/json"
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(data)))
             self.end_headers()

@@ -8,14 +8,17 @@ request id of its own and reads back the trace whose root span carries it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from integration.observability.otlp_receiver import (
     EchoUpstream,
@@ -26,6 +29,7 @@ from integration.observability.otlp_receiver import (
     otlp_receiver,
 )
 from livesupport import LiveServer, running_server
+from traced_steps import miss_steps
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +37,9 @@ MODEL = "demo-tiny-llama"
 ECHO = "echo"
 UPSTREAM_SECRET = "upstream-secret-" + "u" * 24
 STATUS_UNSET = 0  # neither failed nor marked ok
+STATUS_ERROR = 2
+INTERNAL = ProtoSpan.SpanKind.SPAN_KIND_INTERNAL
+CLIENT = ProtoSpan.SpanKind.SPAN_KIND_CLIENT
 
 
 class Traced:
@@ -42,9 +49,10 @@ class Traced:
         self.upstream = upstream
 
     def post(
-        self, body: dict[str, Any], *, headers: dict[str, str] | None = None
+        self, body: dict[str, Any], *, headers: dict[str, str] | None = None, status: int = 200
     ) -> tuple[str, httpx.Response]:
-        """The request's id and its answer (a stream read to its end)."""
+        """The request's id and its answer (a stream read to its end), which must have
+        ``status``."""
         request_id = uuid.uuid4().hex
         response = httpx.post(
             self.server.base_url + "/v1/chat/completions",
@@ -56,7 +64,7 @@ class Traced:
             },
             timeout=60,
         )
-        assert response.status_code == 200, response.text
+        assert response.status_code == status, response.text
         return request_id, response
 
 
@@ -124,17 +132,7 @@ def test_a_completion_is_one_span_with_a_child_per_step(traced: Traced) -> None:
     assert {s.status_code for s in spans} == {STATUS_UNSET}
 
     steps = children(spans, root)
-    assert sorted(s.name for s in steps) == sorted(
-        [
-            "llmserver.auth",
-            "llmserver.rate_limit",
-            "llmserver.cache.lookup",
-            "llmserver.count_tokens",
-            "llmserver.quota.reserve",
-            "llmserver.cache.lookup",
-            f"chat {MODEL}",
-        ]
-    )
+    assert sorted(s.name for s in steps) == sorted(miss_steps(MODEL))
     lookups = {s.attributes["llmserver.cache.layer"]: s for s in steps if "cache" in s.name}
     assert {layer: s.attributes["llmserver.cache.hit"] for layer, s in lookups.items()} == {
         "hot": False,
@@ -144,7 +142,9 @@ def test_a_completion_is_one_span_with_a_child_per_step(traced: Traced) -> None:
     assert named(steps, "llmserver.rate_limit").attributes["llmserver.admitted"] is True
 
     inference = named(steps, f"chat {MODEL}")
+    assert inference.kind == INTERNAL  # the model runs in this process
     assert inference.attributes["gen_ai.operation.name"] == "chat"
+    assert inference.attributes["gen_ai.provider.name"] == "llmserver.torch"
     assert inference.attributes["gen_ai.request.model"] == MODEL
     assert inference.attributes["gen_ai.request.max_tokens"] == 3
     assert inference.attributes["gen_ai.request.temperature"] == 0.0
@@ -231,14 +231,98 @@ def test_an_http_upstream_gets_the_trace_in_its_traceparent(traced: Traced, stre
     root = root_of(spans)
     assert trace_id == root.trace_id
     inference = named(children(spans, root), f"chat {ECHO}")
+    assert inference.kind == CLIENT  # a call to another process, over HTTP
+    assert inference.attributes["gen_ai.provider.name"] == "llmserver.http"
+    assert inference.attributes["server.address"] == "127.0.0.1"
+    assert inference.attributes["server.port"] == int(traced.upstream.url.rsplit(":", 1)[1])
     (call,) = children(spans, inference)
     assert call.span_id == parent_id
     assert call.name == "POST"
-    assert call.kind == 3  # CLIENT
+    assert call.kind == CLIENT
     assert call.attributes["url.full"] == f"{traced.upstream.url}/v1/chat/completions"
     assert call.attributes["server.address"] == "127.0.0.1"
     assert call.attributes["http.response.status_code"] == 200
     assert inference.attributes["gen_ai.usage.output_tokens"] == 3  # the upstream's count
+
+
+def test_each_retry_of_an_upstream_is_a_client_span_with_its_own_traceparent(
+    traced: Traced,
+) -> None:
+    traced.upstream.failures = [503]  # answered by the retry
+    seen = len(traced.upstream.headers)
+    request_id, _ = traced.post(chat(ECHO, "retried", max_tokens=5))
+    sent = [h["traceparent"].split("-")[2] for h in traced.upstream.headers[seen:]]
+    spans = traced.receiver.trace(request_id)
+    inference = named(children(spans, root_of(spans)), f"chat {ECHO}")
+    calls = children(spans, inference)
+    assert [c.span_id for c in calls] == sent  # each request its own span, in order
+    assert len(set(sent)) == 2
+    assert [c.attributes["http.response.status_code"] for c in calls] == [503, 200]
+    assert [c.status_code for c in calls] == [STATUS_ERROR, STATUS_UNSET]
+    assert inference.status_code == STATUS_UNSET
+
+
+def test_a_shared_inference_belongs_to_the_trace_of_the_request_that_started_it(
+    traced: Traced,
+) -> None:
+    body = chat(ECHO, f"shared {uuid.uuid4().hex}", max_tokens=5, temperature=0)
+    seen = len(traced.upstream.headers)
+    traced.upstream.gate = gate = threading.Event()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(traced.post, body)
+            deadline = time.monotonic() + 10
+            while len(traced.upstream.headers) == seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            second = pool.submit(traced.post, body)
+            time.sleep(1)  # the second joins the first's flight while the upstream waits
+            gate.set()
+            first_id, second_id = first.result()[0], second.result()[0]
+    finally:
+        traced.upstream.gate = None
+        gate.set()
+    assert len(traced.upstream.headers) == seen + 1  # one inference answered both
+    started = traced.receiver.trace(first_id)
+    inference = named(started, f"chat {ECHO}")
+    assert inference.parent_id == root_of(started).span_id
+    joined = traced.receiver.trace(second_id)
+    assert joined[0].trace_id != inference.trace_id
+    # The joiner missed both cache layers and waited on the flight: no inference of its own.
+    assert sorted(s.name for s in children(joined, root_of(joined))) == sorted(
+        miss_steps(ECHO)[:-1]
+    )
+    assert root_of(joined).attributes["llmserver.cache"] == "HIT"
+
+
+def test_a_client_error_is_recorded_by_its_code_and_a_server_error_fails_the_request(
+    traced: Traced,
+) -> None:
+    key = traced.server.user_key
+    wrong = key[:-1] + ("b" if key.endswith("a") else "a")  # well formed, not issued
+    refused_id, _ = traced.post(
+        chat(MODEL, "wrong key", max_tokens=2),
+        headers={"Authorization": f"Bearer {wrong}"},
+        status=401,
+    )
+    spans = traced.receiver.trace(refused_id)
+    root = root_of(spans)
+    assert root.attributes["http.response.status_code"] == 401
+    assert root.attributes["llmserver.error_code"] == "invalid_api_key"
+    assert (root.status_code, root.attributes.get("error.type")) == (STATUS_UNSET, None)
+
+    traced.upstream.failures = [502, 502, 502]  # the first try and both retries
+    failed_id, _ = traced.post(chat(ECHO, "upstream down", max_tokens=2), status=502)
+    spans = traced.receiver.trace(failed_id)
+    root = root_of(spans)
+    assert root.attributes["http.response.status_code"] == 502
+    assert root.attributes["llmserver.error_code"] == "upstream_error"
+    assert (root.status_code, root.attributes["error.type"]) == (STATUS_ERROR, "upstream_error")
+    inference = named(children(spans, root), f"chat {ECHO}")
+    assert (inference.status_code, inference.attributes["error.type"]) == (
+        STATUS_ERROR,
+        "upstream_error",
+    )
+    assert len(children(spans, inference)) == 3
 
 
 def test_no_secret_and_no_prompt_text_is_exported(traced: Traced) -> None:

@@ -209,6 +209,7 @@ class RecordedSpan:
     name: str
     parent: RecordedSpan | None
     attributes: dict[str, AttributeValue]
+    kind: SpanKind = SpanKind.INTERNAL
     error: str | None = None
     ended: int = 0
 
@@ -255,7 +256,7 @@ class RecordingTracer:
         attributes: Attributes | None = None,
         traceparent: str | None = None,
     ) -> RecordedSpan:
-        span = RecordedSpan(name, _CURRENT.get(), dict(attributes or {}))
+        span = RecordedSpan(name, _CURRENT.get(), dict(attributes or {}), kind)
         self.spans.append(span)
         return span
 

@@ -13,6 +13,7 @@ from llmserver.domain.gateway.traced import (
     TracedUsage,
 )
 from llmserver.domain.gateway.traced_inference import TracedBackend, TracedBackends
+from llmserver.domain.inference import GenerationParams
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import (
     CompletionCache,
@@ -22,9 +23,11 @@ from llmserver.domain.ports import (
     RateLimitStore,
     UsageStore,
 )
+from llmserver.domain.tracing import SpanKind
+from traced_steps import miss_steps
 
-from .fakes import RecordingTracer
-from .world import MODEL, World, ask, origin
+from .fakes import FakeBackend, FakeBackends, RecordingTracer
+from .world import MODEL, OTHER_MODEL, OTHER_SPEC, World, ask, origin
 
 PROMPT = "what is six times seven"
 
@@ -40,17 +43,13 @@ async def test_a_traced_completion_answers_as_the_plain_one_with_a_span_per_step
 
     tracer = traced.tracer
     assert tracer is not None
-    assert [s.name for s in tracer.spans] == [
-        "llmserver.auth",
-        "llmserver.rate_limit",
-        "llmserver.cache.lookup",
-        "llmserver.count_tokens",
-        "llmserver.quota.reserve",
-        "llmserver.cache.lookup",
-        f"chat {MODEL}",
-    ]
+    assert [s.name for s in tracer.spans] == miss_steps(MODEL)
     assert all(s.ended == 1 and s.error is None for s in tracer.spans)
     (inference,) = tracer.named(f"chat {MODEL}")
+    # A local model runs in this process: INTERNAL, and a provider name of our own.
+    assert inference.kind is SpanKind.INTERNAL
+    assert inference.attributes["gen_ai.provider.name"] == "llmserver.torch"
+    assert "server.address" not in inference.attributes
     completion = answers[1].completion
     assert inference.attributes["gen_ai.usage.input_tokens"] == completion.prompt_tokens
     assert inference.attributes["gen_ai.usage.output_tokens"] == completion.completion_tokens
@@ -58,6 +57,25 @@ async def test_a_traced_completion_answers_as_the_plain_one_with_a_span_per_step
         completion.finish_reason.value,
     )
     assert not any(PROMPT in str(v) for s in tracer.spans for v in s.attributes.values())
+
+
+async def test_an_http_models_inference_is_a_client_span_naming_its_upstream() -> None:
+    """An upstream is another process reached over HTTP: CLIENT, as the GenAI conventions
+    recommend, with the upstream's address; the provider stays ours (module doc)."""
+    tracer = RecordingTracer()
+    backends = TracedBackends(
+        FakeBackends(FakeBackend(OTHER_MODEL)), tracer, {OTHER_MODEL: OTHER_SPEC}
+    )
+    backend = backends.backend(OTHER_MODEL)
+    prompt = ask(model=OTHER_MODEL).prompt
+    await backend.generate(prompt, GenerationParams())
+    _ = [event async for event in backend.stream(prompt, GenerationParams())]
+    spans = tracer.named(f"chat {OTHER_MODEL}")
+    assert [s.kind for s in spans] == [SpanKind.CLIENT, SpanKind.CLIENT]
+    for span in spans:
+        assert span.attributes["gen_ai.provider.name"] == "llmserver.http"
+        assert span.attributes["server.address"] == "upstream"  # OTHER_SPEC's http://upstream
+        assert span.attributes["server.port"] == 80
 
 
 async def test_with_log_bodies_the_inference_span_carries_the_prompt_and_answer() -> None:

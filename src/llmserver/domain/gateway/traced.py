@@ -37,6 +37,7 @@ from llmserver.domain.ports import (
 )
 from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.ratelimit import RateDecision
+from llmserver.domain.registry import ModelRegistry
 from llmserver.domain.tracing import Spanned, Tracer
 
 CACHE_LOOKUP = "llmserver.cache.lookup"
@@ -51,6 +52,7 @@ class TracedGateway(Gateway):
         limiter: RateLimitStore,
         cache: CompletionCache,
         hot_cache: HotCache | None,
+        registry: ModelRegistry,
         backends: ModelBackends,
         **parts: Any,
     ) -> None:
@@ -60,7 +62,8 @@ class TracedGateway(Gateway):
             limiter=TracedRateLimits(limiter, tracer),
             cache=TracedCache(cache, tracer),
             hot_cache=None if hot_cache is None else TracedHotCache(hot_cache, tracer),
-            backends=TracedBackends(backends, tracer),
+            registry=registry,
+            backends=TracedBackends(backends, tracer, registry.by_id),
             **parts,
         )
         self._tracer = tracer

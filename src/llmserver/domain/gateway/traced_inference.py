@@ -7,13 +7,24 @@ stream, how long the first text took (``gen_ai.response.time_to_first_chunk``). 
 current while the backend works, so the backend's own spans (its queue, an upstream's HTTP
 call) are its children. Prompt and completion text (``gen_ai.input.messages``,
 ``gen_ai.output.messages``, the stop sequences) only when the tracer's ``log_bodies`` allows.
+
+``gen_ai.provider.name`` (Required by the conventions) is ``llmserver.<backend>``, a custom
+value: a local model (``llmserver.torch``, ``llmserver.mlx``) is served by this process, and
+an ``http`` upstream (``llmserver.http``) is any OpenAI-compatible server (vLLM, another
+LLM Server, OpenAI itself), which the configuration does not say; the well-known ``openai``
+would claim OpenAI's own telemetry flavour. For ``http``, ``server.address`` and
+``server.port`` name the upstream instead, as the conventions suggest for telling the actual
+system apart. Span kind: ``CLIENT`` for an ``http`` model (a call to another process over
+HTTP, where the conventions recommend it), ``INTERNAL`` for a local one (a model running in
+this process, which they allow).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from llmserver.domain.inference import (
     BackendStatus,
@@ -26,7 +37,21 @@ from llmserver.domain.inference import (
     TextDelta,
 )
 from llmserver.domain.ports import InferenceBackend, ModelBackends
-from llmserver.domain.tracing import AttributeValue, Span, Spanned, Tracer
+from llmserver.domain.registry import BackendKind, ModelSpec
+from llmserver.domain.tracing import AttributeValue, Span, SpanKind, Spanned, Tracer
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def provider_attributes(spec: ModelSpec) -> dict[str, AttributeValue]:
+    """``gen_ai.provider.name`` and, for an ``http`` upstream, its address (module doc)."""
+    attributes: dict[str, AttributeValue] = {"gen_ai.provider.name": f"llmserver.{spec.backend}"}
+    if spec.backend is BackendKind.HTTP:
+        url = urlsplit(spec.source)
+        if url.hostname:
+            attributes["server.address"] = url.hostname
+            attributes["server.port"] = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
+    return attributes
 
 
 def _messages(prompt: Prompt) -> str:
@@ -53,9 +78,12 @@ def _answer(text: str, finish: FinishReason) -> str:
 class TracedBackend(InferenceBackend):
     """One backend whose ``generate`` and ``stream`` are inference spans."""
 
-    def __init__(self, inner: InferenceBackend, tracer: Tracer) -> None:
+    def __init__(self, inner: InferenceBackend, tracer: Tracer, spec: ModelSpec) -> None:
         self.inner = inner
         self._tracer = tracer
+        self._provider = provider_attributes(spec)
+        remote = spec.backend is BackendKind.HTTP
+        self._kind = SpanKind.CLIENT if remote else SpanKind.INTERNAL
 
     @property
     def model_id(self) -> str:
@@ -72,7 +100,7 @@ class TracedBackend(InferenceBackend):
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         name, attributes = self._request(prompt, params, stream=False)
-        with Spanned(self._tracer, name, attributes) as span:
+        with Spanned(self._tracer, name, attributes, self._kind) as span:
             # Current while the backend works: its queue and upstream spans are children.
             with self._tracer.current(span):
                 completion = await self.inner.generate(prompt, params)
@@ -84,7 +112,7 @@ class TracedBackend(InferenceBackend):
         span is never left current in the consumer's context across a ``yield``."""
         tracer = self._tracer
         name, attributes = self._request(prompt, params, stream=True)
-        span = tracer.start(name, attributes=attributes)
+        span = tracer.start(name, kind=self._kind, attributes=attributes)
         started = time.monotonic()
         first = True
         finished = False
@@ -135,6 +163,7 @@ class TracedBackend(InferenceBackend):
         model = self.inner.model_id
         attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": operation,
+            **self._provider,
             "gen_ai.request.model": model,
             "gen_ai.request.max_tokens": params.max_tokens,
             "gen_ai.request.temperature": params.temperature,
@@ -161,18 +190,23 @@ class TracedBackend(InferenceBackend):
 
 
 class TracedBackends(ModelBackends):
-    """``ModelBackends`` whose backends are ``TracedBackend``s (one per loaded backend)."""
+    """``ModelBackends`` whose backends are ``TracedBackend``s (one per loaded backend);
+    ``specs`` (the registry's, by id) say which kind of backend each model has."""
 
-    def __init__(self, inner: ModelBackends, tracer: Tracer) -> None:
+    def __init__(
+        self, inner: ModelBackends, tracer: Tracer, specs: Mapping[str, ModelSpec]
+    ) -> None:
         self._inner = inner
         self._tracer = tracer
+        self._specs = specs
         self._traced: dict[str, TracedBackend] = {}
 
     def backend(self, model_id: str) -> InferenceBackend:
         inner = self._inner.backend(model_id)
         traced = self._traced.get(model_id)
         if traced is None or traced.inner is not inner:  # a reloaded model is a new backend
-            traced = self._traced[model_id] = TracedBackend(inner, self._tracer)
+            spec = self._specs[model_id]  # the gateway asks only for models it resolved
+            traced = self._traced[model_id] = TracedBackend(inner, self._tracer, spec)
         return traced
 
     def statuses(self) -> Sequence[BackendStatus]:
