@@ -11,7 +11,7 @@ from opentelemetry.trace import StatusCode
 
 from llmserver.adapters.otel_tracer import OtelTracer, traces_url
 from llmserver.domain.errors import UpstreamError
-from llmserver.domain.tracing import SpanKind
+from llmserver.domain.tracing import Span, SpanKind
 
 
 @pytest.mark.parametrize(
@@ -36,13 +36,19 @@ class Keep(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def test_spans_nest_fail_by_type_and_are_flushed_by_close() -> None:
+def root_and_child(caller: str) -> tuple[Keep, OtelTracer, Span, Span]:
+    """A tracer exporting to a ``Keep``, a server span continuing the ``caller``'s
+    traceparent, and a child started while that span is current."""
     exporter = Keep()
     tracer = OtelTracer("http://unused", service_name="t", log_bodies=False, exporter=exporter)
-    caller = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     root = tracer.start("root", kind=SpanKind.SERVER, traceparent=caller)
     with tracer.current(root):
         child = tracer.start("child")
+    return exporter, tracer, root, child
+
+
+async def test_spans_nest_fail_by_type_and_are_flushed_by_close() -> None:
+    exporter, tracer, root, child = root_and_child("00-" + "a" * 32 + "-" + "b" * 16 + "-01")
     child.fail(UpstreamError("the upstream quoted the prompt"))
     child.end()
     child.end()  # a second end (another thread's) does nothing
@@ -63,12 +69,7 @@ async def test_spans_nest_fail_by_type_and_are_flushed_by_close() -> None:
 
 
 async def test_a_trace_left_unsampled_records_nothing_and_propagates_unsampled() -> None:
-    exporter = Keep()
-    tracer = OtelTracer("http://unused", service_name="t", log_bodies=False, exporter=exporter)
-    caller = "00-" + "c" * 32 + "-" + "d" * 16 + "-00"
-    root = tracer.start("root", kind=SpanKind.SERVER, traceparent=caller)
-    with tracer.current(root):
-        child = tracer.start("child")
+    exporter, tracer, root, child = root_and_child("00-" + "c" * 32 + "-" + "d" * 16 + "-00")
     call = tracer.traceparent(child)
     child.end()
     root.end()
