@@ -149,6 +149,18 @@ def test_no_secret_value_is_in_the_repository(rendered: Rendered) -> None:
         assert {name for name, _ in secret_refs(server(objects)).values()} == {SECRET_NAME}
 
 
+def test_the_settings_offered_commented_out_are_settings_the_app_accepts(tmp_path: Path) -> None:
+    """An operator uncomments them as they are: each must be a real setting, valid as given."""
+    text = (ROOT / "ops/k8s/base/settings.env").read_text()
+    offered = dict(re.findall(r"^# (LLMSERVER_[A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    assert {"LLMSERVER_OTEL_ENDPOINT", "LLMSERVER_LOG_RETENTION_DAYS"} <= offered.keys()
+    assert "LLMSERVER_CACHE_MAX_ROWS" in offered
+    known = {f"LLMSERVER_{name.upper()}" for name in Settings.__struct_fields__}
+    assert offered.keys() <= known
+    settings = load_settings(offered, root=tmp_path)
+    assert (settings.log_retention_days, settings.cache_max_rows) == (90, 100_000)
+
+
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
 def test_the_settings_load_as_the_app_reads_them(
     rendered: Rendered, overlay: str, tmp_path: Path
