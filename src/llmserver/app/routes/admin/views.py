@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Self
 
 import msgspec
 
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, MAX_QUOTA_TOKENS, MAX_RPM
-from llmserver.domain.keys import ApiKey, Role, RoleSpec
-from llmserver.domain.logs import DailyUsage, RequestLog
-from llmserver.domain.quota import UsageRecord
-
-View = TypeVar("View", bound=msgspec.Struct)
+from llmserver.domain.keys import Role
 
 
-def _view(source: object, view: type[View]) -> View:
-    """The view's fields read off a domain record by name. Values keep their type unless
-    the view's differs (a tuple becomes a list); an enum stays one, and encodes as its
-    value, so the JSON is what the record's values would give."""
-    return msgspec.convert(source, view, from_attributes=True)
+class RecordView(msgspec.Struct, frozen=True):
+    """A body that shows a domain record: ``of(record)`` reads its fields off the record by
+    name. Values keep their type unless the view's differs (a tuple becomes a list); an enum
+    stays one, and encodes as its value, so the JSON is what the record's values would give.
+    A view names its record in a comment: a docstring would be its OpenAPI description."""
+
+    @classmethod
+    def of(cls, record: object) -> Self:
+        return msgspec.convert(record, cls, from_attributes=True)
 
 
-class KeyView(msgspec.Struct, frozen=True):
+# Shows an ApiKey, without its hash.
+class KeyView(RecordView, frozen=True):
     id: str
     name: str
     prefix: str
@@ -34,10 +35,6 @@ class KeyView(msgspec.Struct, frozen=True):
     revoked_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None
-
-    @classmethod
-    def of(cls, key: ApiKey) -> KeyView:
-        return _view(key, cls)
 
 
 class CreatedKey(msgspec.Struct, frozen=True):
@@ -64,7 +61,8 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """A duration such as ``30d``, ``12h`` or ``90m``, at most ``36500d``."""
 
 
-class UsageView(msgspec.Struct, frozen=True):
+# Shows a UsageRecord: a key's usage in a month.
+class UsageView(RecordView, frozen=True):
     key_id: str
     period: str
     used_tokens: int
@@ -72,17 +70,14 @@ class UsageView(msgspec.Struct, frozen=True):
     requests: int
     cache_hits: int
 
-    @classmethod
-    def of(cls, record: UsageRecord) -> UsageView:
-        return _view(record, cls)
-
 
 class UsageList(msgspec.Struct, frozen=True):
     data: list[UsageView]
     object: str = "list"
 
 
-class DailyUsageView(msgspec.Struct, frozen=True):
+# Shows a DailyUsage row: a day's usage of a key and model.
+class DailyUsageView(RecordView, frozen=True):
     day: date
     key_id: str | None
     model: str | None
@@ -92,17 +87,14 @@ class DailyUsageView(msgspec.Struct, frozen=True):
     cache_hits: int
     errors: int
 
-    @classmethod
-    def of(cls, usage: DailyUsage) -> DailyUsageView:
-        return _view(usage, cls)
-
 
 class DailyUsageList(msgspec.Struct, frozen=True):
     data: list[DailyUsageView]
     object: str = "list"
 
 
-class LogView(msgspec.Struct, frozen=True):
+# Shows a RequestLog row.
+class LogView(RecordView, frozen=True):
     request_id: str
     created_at: datetime
     route: str
@@ -118,10 +110,6 @@ class LogView(msgspec.Struct, frozen=True):
     stream: bool
     body: str | None
 
-    @classmethod
-    def of(cls, row: RequestLog) -> LogView:
-        return _view(row, cls)
-
 
 class LogPage(msgspec.Struct, frozen=True):
     data: list[LogView]
@@ -131,15 +119,12 @@ class LogPage(msgspec.Struct, frozen=True):
     object: str = "list"
 
 
-class RoleView(msgspec.Struct, frozen=True):
+# Shows a RoleSpec.
+class RoleView(RecordView, frozen=True):
     name: str
     description: str
     default_rpm: int | None
     default_quota_tokens: int | None
-
-    @classmethod
-    def of(cls, spec: RoleSpec) -> RoleView:
-        return _view(spec, cls)
 
 
 class RoleList(msgspec.Struct, frozen=True):
