@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,24 @@ def test_each_retry_of_an_upstream_is_a_client_span_with_its_own_traceparent(
     assert inference.status_code == STATUS_UNSET
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def durable_misses_outside(receiver: OtlpReceiver, trace_id: str) -> int:
+    """How many durable-cache misses of other traces than ``trace_id`` have come."""
+    return sum(
+        1
+        for s in list(receiver.spans)
+        if s.trace_id != trace_id
+        and s.attributes.get("llmserver.cache.layer") == "durable"
+        and s.attributes.get("llmserver.cache.hit") is False
+    )
+
+
 def test_a_shared_inference_belongs_to_the_trace_of_the_request_that_started_it(
     traced: Traced,
 ) -> None:
@@ -271,11 +289,13 @@ def test_a_shared_inference_belongs_to_the_trace_of_the_request_that_started_it(
     try:
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(traced.post, body)
-            deadline = time.monotonic() + 10
-            while len(traced.upstream.headers) == seen and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: len(traced.upstream.headers) > seen)
+            first_trace = traced.upstream.headers[seen]["traceparent"].split("-")[1]
+            before = durable_misses_outside(traced.receiver, first_trace)
             second = pool.submit(traced.post, body)
-            time.sleep(1)  # the second joins the first's flight while the upstream waits
+            # The second request joins the flight right after its durable lookup, with no
+            # wait between: once that span is exported, it is waiting on the first's.
+            wait_for(lambda: durable_misses_outside(traced.receiver, first_trace) > before)
             gate.set()
             first_id, second_id = first.result()[0], second.result()[0]
     finally:
