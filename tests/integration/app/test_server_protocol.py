@@ -117,16 +117,20 @@ async def test_a_late_body_finds_the_head_already_sent(server: tuple[int, type])
     assert b"first" in WRITES[1]
 
 
-async def test_what_one_turn_sends_is_one_write(server: tuple[int, type]) -> None:
+async def test_the_first_event_goes_at_once_and_the_rest_of_its_turn_together(
+    server: tuple[int, type],
+) -> None:
     port, protocol = server
     received = await exchange(port, b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n", b"0\r\n\r\n")
     assert received.endswith(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n1\r\nd\r\n0\r\n\r\n")
     if protocol is HeadWithBodyProtocol:
-        # The head and the three events of the first turn together; the event of a later
-        # turn at the end of its own turn, not held for the end of the body.
-        assert len(WRITES) == 3
-        assert WRITES[0].endswith(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n")
-        assert WRITES[1:] == [b"1\r\nd\r\n", b"0\r\n\r\n"]
+        # The head with the first event at once; the other two events of that turn together
+        # at its end; the event of a later turn at the end of its own turn, not held for
+        # the end of the body.
+        assert len(WRITES) == 4
+        assert WRITES[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert WRITES[0].endswith(b"\r\n\r\n1\r\na\r\n")
+        assert WRITES[1:] == [b"1\r\nb\r\n1\r\nc\r\n", b"1\r\nd\r\n", b"0\r\n\r\n"]
     else:  # uvicorn's own: a write per message
         assert len(WRITES) == 6
 
