@@ -173,8 +173,8 @@ def migrate(revision: str) -> None:
 
     settings = _settings()
     _ensure_sqlite_dir(settings)
-    asyncio.run(upgrade(settings.database_url, revision, progress=_progress))
-    click.echo(f"database at {revision}")
+    if asyncio.run(upgrade(settings.database_url, revision, progress=_progress)):
+        click.echo(f"database at {revision}")
 
 
 @main.command()

@@ -92,8 +92,24 @@ async def _run(
         await engine.dispose()
 
 
-async def upgrade(url: str, revision: str = "head", progress: Progress | None = None) -> None:
+async def upgrade(url: str, revision: str = "head", progress: Progress | None = None) -> bool:
+    """Upgrade to ``revision``; False when asked for head on a schema newer than this code's
+    head (a revision it does not know, written by a later release): nothing to do, where
+    Alembic would fail on the unknown revision. That is the rollback of an expand/contract
+    release: the previous release's migrations run on the newer schema, which it serves."""
+    if revision == "head":
+        current = await _run(
+            url, None, lambda config: current_revision(config.attributes["connection"])
+        )
+        if current is not None and current not in known_revisions():
+            if progress is not None:
+                progress(
+                    f"schema at {current}, newer than this code's head {head_revision()} "
+                    "(a later release's migration): nothing to upgrade"
+                )
+            return False
     await _run(url, progress, lambda config: command.upgrade(config, revision))
+    return True
 
 
 async def downgrade(url: str, revision: str = "-1", progress: Progress | None = None) -> None:
