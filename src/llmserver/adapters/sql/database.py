@@ -56,12 +56,12 @@ class SqlDatabase:
     async def migration_state(self) -> MigrationState:
         # Alembic is imported on first use, not with the stores: `llmserver keys` would
         # pay its 0.2 s import for nothing.
-        from llmserver.adapters.sql.migrate import current_revision, head_revision, known_revisions
+        from llmserver.adapters.sql.migrate import current_revision, head_revision, newer_than_code
 
         async with self.engine.connect() as conn:
             current = await conn.run_sync(current_revision)
         head = head_revision()
-        behind = current is None or (current != head and current in known_revisions())
+        behind = current is None or (current != head and not newer_than_code(current))
         return MigrationState(current, head, behind)
 
     async def dispose(self) -> None:

@@ -72,6 +72,11 @@ def known_revisions() -> frozenset[str]:
     return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
+def newer_than_code(revision: str | None) -> bool:
+    """A schema revision this code does not know: a later release's migration."""
+    return revision is not None and revision not in known_revisions()
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
@@ -97,19 +102,21 @@ async def upgrade(url: str, revision: str = "head", progress: Progress | None = 
     head (a revision it does not know, written by a later release): nothing to do, where
     Alembic would fail on the unknown revision. That is the rollback of an expand/contract
     release: the previous release's migrations run on the newer schema, which it serves."""
-    if revision == "head":
-        current = await _run(
-            url, None, lambda config: current_revision(config.attributes["connection"])
-        )
-        if current is not None and current not in known_revisions():
+
+    def run(config: Config) -> bool:
+        current = current_revision(config.attributes["connection"])
+        if revision == "head" and newer_than_code(current):
             if progress is not None:
                 progress(
                     f"schema at {current}, newer than this code's head {head_revision()} "
                     "(a later release's migration): nothing to upgrade"
                 )
             return False
-    await _run(url, progress, lambda config: command.upgrade(config, revision))
-    return True
+        command.upgrade(config, revision)
+        return True
+
+    upgraded: bool = await _run(url, progress, run)
+    return upgraded
 
 
 async def downgrade(url: str, revision: str = "-1", progress: Progress | None = None) -> None:
