@@ -8,8 +8,12 @@ Two loops, started by ``lifecycle``:
   time, then, with ``LLMSERVER_LOG_RETENTION_DAYS``, rows older than the window rolled up
   and removed (see ``RequestLogRetention``).
 
-They run at start and then every interval; a failure (the database restarting) is logged
-and the next round tries again. Nothing here runs on the request path.
+They run every interval, the first an interval after start: not at start, where they
+would compete with the model loads and the first requests, on every replica of a rolling
+restart at once (the migration has made this month's partition and the next ones; a row of
+a month without one lands in the default partition, which the next round empties into it).
+A failure (the database restarting) is logged and the next round tries again. Nothing here
+runs on the request path.
 """
 
 from __future__ import annotations
@@ -79,8 +83,8 @@ def retention_cutoff(now: datetime, days: int | None) -> datetime | None:
 
 async def _every(interval_s: float, name: str, work: Callable[[], Awaitable[object]]) -> None:
     while True:
+        await asyncio.sleep(interval_s)
         try:
             await work()
         except Exception as exc:  # the database may be restarting; try again next round
             log.warning(f"{name}_upkeep_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval_s)
