@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, TypeVar
 import click
 import msgspec
 
-from llmserver.domain.logs import RequestLog
+from llmserver.domain.logs import RequestLog, as_utc
 
 if TYPE_CHECKING:
     from llmserver.app.composition import LogServices
@@ -50,7 +50,7 @@ def _run(ctx: click.Context, use: Callable[[LogServices], Awaitable[T]]) -> T:
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """An ISO 8601 date or time; one without a UTC offset is read as UTC."""
+    """An ISO 8601 date or time, in UTC (one without a UTC offset is read as UTC)."""
     if value is None:
         return None
     try:
@@ -59,7 +59,10 @@ def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> d
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 date or time (e.g. 2026-12-01T10:00Z)"
         ) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    try:
+        return as_utc(at)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group()

@@ -93,6 +93,17 @@ class DailyUsage:
     """Requests answered with a status of 400 or more."""
 
 
+def as_utc(at: datetime) -> datetime:
+    """``at`` in UTC, as the stores compare it; a time with no offset is taken to be UTC.
+    ValueError when UTC has no such time (0001-01-01T00:00+01:00, 9999-12-31T23:00-02:00)."""
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{at.isoformat()} is outside the years 1 to 9999 in UTC.") from None
+
+
 def day_bounds(since: date, until: date) -> tuple[datetime, datetime]:
     """The UTC instants at which the days ``since`` (included) and ``until`` (excluded) begin."""
     return (

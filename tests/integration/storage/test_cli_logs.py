@@ -104,6 +104,8 @@ def test_export_as_csv_within_a_window(database: str) -> None:
 def test_export_refuses_a_bad_window(database: str) -> None:
     bad = logs(database, "export", "--since", "yesterday", code=2)
     assert "'yesterday' is not an ISO 8601 date or time" in bad.output
+    before_utc = logs(database, "export", "--since", "0001-01-01T00:00+01:00", code=2)
+    assert "0001-01-01T00:00:00+01:00 is outside the years 1 to 9999 in UTC." in before_utc.output
     empty = logs(database, "export", "--since", "2024-06-02", "--until", "2024-06-01", code=2)
     assert "must be after --since" in empty.output
 

@@ -18,7 +18,7 @@ from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.keys import DEFAULT_ROLES
-from llmserver.domain.logs import LogQuery
+from llmserver.domain.logs import LogQuery, as_utc
 from llmserver.domain.quota import period_of
 
 ADMIN_ERRORS = documented_errors(400, 401, 403, 404)
@@ -141,17 +141,12 @@ _UNTIL = f"Rows logged before this time (ISO 8601). {_NAIVE_IS_UTC}"
 
 
 def _utc(at: datetime | None, param: str) -> datetime | None:
-    """``at`` in UTC, as the store compares it; a time with no offset is taken to be UTC."""
     if at is None:
         return None
-    if at.tzinfo is None:
-        return at.replace(tzinfo=UTC)
     try:
-        return at.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:00-02:00
-        raise InvalidRequest(
-            f"{param} {at.isoformat()} is outside the years 1 to 9999 in UTC.", param=param
-        ) from None
+        return as_utc(at)
+    except ValueError as exc:
+        raise InvalidRequest(f"{param} {exc}", param=param) from None
 
 
 @get("/logs", summary="Request logs, newest first, with filters", responses=ADMIN_ERRORS)
