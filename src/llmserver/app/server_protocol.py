@@ -170,4 +170,4 @@ class _HeadWithBodyCycle(RequestResponseCycle):
         """At the end of the turn, or with the body's last part."""
         unsent, self._unsent = self._unsent, None
         if unsent and not self.disconnected and not self.transport.is_closing():
-            self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
+            self.transport.write(b"".join(unsent))  # one item: joined, it is that item
