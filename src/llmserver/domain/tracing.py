@@ -70,7 +70,7 @@ class Tracer(Protocol):
 
     def current(self, span: Span) -> AbstractContextManager[None]:
         """Makes ``span`` the current span of this context for the block: spans started
-        in it are its children."""
+        in it are its children. The manager may be entered again after each block."""
         ...
 
     def traceparent(self, span: Span) -> str:

@@ -117,12 +117,13 @@ class TracedBackend(InferenceBackend):
         first = True
         finished = False
         texts: list[str] | None = [] if tracer.log_bodies else None
+        current = tracer.current(span)  # entered again for each event, built once
         try:
-            with tracer.current(span):
+            with current:
                 events = self.inner.stream(prompt, params)
             try:
                 while True:
-                    with tracer.current(span):
+                    with current:
                         event = await anext(events, None)
                     if event is None:
                         break
