@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from llmserver.adapters.inference.http_upstream_client import Timeouts, Upstream, UpstreamResponse
-from llmserver.domain.tracing import SpanKind, Tracer
+from llmserver.domain.tracing import Attributes, SpanKind, Spanned, Tracer
 
 
 class TracedUpstream(Upstream):
@@ -26,25 +26,16 @@ class TracedUpstream(Upstream):
         self, path: str, body: bytes, headers: bytes, timeouts: Timeouts
     ) -> UpstreamResponse:
         tracer = self._tracer
-        span = tracer.start(
-            "POST",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": "POST",
-                "server.address": self.host,
-                "server.port": self.port,
-                "url.full": self._origin + path,
-            },
-        )
-        traced = headers + b"traceparent: " + tracer.traceparent(span).encode() + b"\r\n"
-        try:
+        attributes: Attributes = {
+            "http.request.method": "POST",
+            "server.address": self.host,
+            "server.port": self.port,
+            "url.full": self._origin + path,
+        }
+        with Spanned(tracer, "POST", attributes, SpanKind.CLIENT) as span:
+            traced = headers + b"traceparent: " + tracer.traceparent(span).encode() + b"\r\n"
             response = await super().post(path, body, traced, timeouts)
-        except BaseException as exc:
-            span.fail(exc)
-            span.end()
-            raise
-        span.set("http.response.status_code", response.status)
-        if response.status >= 400:
-            span.fail(str(response.status))
-        span.end()
-        return response
+            span.set("http.response.status_code", response.status)
+            if response.status >= 400:
+                span.fail(str(response.status))
+            return response
