@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -74,10 +74,7 @@ class _Span(Span):
         self.otel.set_status(Status(StatusCode.ERROR))
 
     def end(self) -> None:
-        # Two threads may race to end a queue-wait span (its request admitted just as its
-        # client leaves); the loser would only make the SDK log a warning.
-        if not isinstance(self.otel, ReadableSpan) or self.otel.end_time is None:
-            self.otel.end()
+        self.otel.end()
 
 
 class _Current:

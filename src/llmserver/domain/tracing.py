@@ -46,7 +46,7 @@ class Span(Protocol):
         ...
 
     def end(self) -> None:
-        """End it now. Ending it again, from any thread, does nothing."""
+        """End it now, once."""
         ...
 
 

@@ -211,13 +211,14 @@ class TorchBackend(InferenceBackend):
         return request
 
     def _forget(self, request: _Request) -> None:
-        if request.queued is not None:
-            request.queued.end()  # if it never left the queue
         with self._cond:
             # A waiting request frees its queue slot at once; an active row leaves the
             # batch at the worker's next step.
-            if request in self._waiting:
+            waiting = request in self._waiting
+            if waiting:
                 self._waiting.remove(request)
+        if waiting and request.queued is not None:
+            request.queued.end()  # it never left the queue: the worker did not end it
 
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -240,10 +241,9 @@ class TorchBackend(InferenceBackend):
                     admitted = [
                         self._waiting.popleft() for _ in range(min(free, len(self._waiting)))
                     ]
-                if self._tracer is not None:
-                    for request in admitted:
-                        if request.queued is not None:
-                            request.queued.end()
+                for request in admitted:  # taken from the queue here, so ended here
+                    if request.queued is not None:
+                        request.queued.end()
                 try:
                     self._drop_gone_rows()
                     if admitted:
