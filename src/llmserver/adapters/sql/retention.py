@@ -56,15 +56,13 @@ class SqlRequestLogRetention(RequestLogRetention):
         self, source: Table | TableClause, before: datetime, batch_rows: int
     ) -> int:
         oldest = select(source.c.id).where(source.c.created_at < before).limit(batch_rows)
-        async with self._engine.connect() as conn:
-            ids = list((await conn.execute(oldest)).scalars())
-        if not ids:
-            return 0
-        chosen: Any = source.c.id.in_(ids)
         async with self._engine.begin() as conn:
             if self._partitioned:
-                await partitions.lock(conn)
-            # Rows another replica removed meanwhile are neither counted nor deleted here.
+                await partitions.lock(conn)  # the batch is chosen under it: no replica's twice
+            ids = list((await conn.execute(oldest)).scalars())
+            if not ids:
+                return 0
+            chosen: Any = source.c.id.in_(ids)
             await conn.execute(rollup.roll_up(self._dialect, source, chosen))
             result = await conn.execute(delete(source).where(chosen))
         return int(result.rowcount)
