@@ -14,6 +14,7 @@ from sqlalchemy import delete
 
 from llmserver.adapters.key_cache import CachedKeyStore
 from llmserver.adapters.memory import (
+    MemoryAuditLog,
     MemoryCompletionCache,
     MemoryHotCache,
     MemoryKeyStore,
@@ -26,6 +27,7 @@ from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
 from llmserver.domain.ports import (
+    AuditLog,
     CompletionCache,
     HotCache,
     KeyStore,
@@ -190,3 +192,10 @@ def hot_cache(request: pytest.FixtureRequest) -> HotCache:
         prefix=request.getfixturevalue("redis_prefix"),
         pipe=request.getfixturevalue("redis_pipe"),
     )
+
+
+@pytest.fixture(params=DURABLE)
+def audit_log(request: pytest.FixtureRequest) -> AuditLog:
+    if request.param == "memory":
+        return MemoryAuditLog()
+    return _sql_db(request).audit

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
+from llmserver.domain.audit import AuditEntry, AuditEvent, AuditQuery
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -285,3 +286,15 @@ class NullTelemetry:
 
     def backend_error(self, model: str, kind: str) -> None:
         pass
+
+
+class AuditLog(Protocol):
+    """The audit trail of admin actions (append-only)."""
+
+    async def record(self, event: AuditEvent) -> AuditEntry:
+        """Append the event; returns it with its id."""
+        ...
+
+    async def query(self, query: AuditQuery) -> tuple[Sequence[AuditEntry], int]:
+        """Entries matching the query (newest first) and the total count."""
+        ...

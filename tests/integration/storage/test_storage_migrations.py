@@ -12,7 +12,15 @@ from llmserver.adapters.sql.models import RequestLogModel, RoleModel, metadata
 from llmserver.adapters.sql.partitions import is_partition
 from llmserver.domain.keys import DEFAULT_ROLES
 
-TABLES = {"roles", "api_keys", "usage", "request_logs", "completion_cache", "usage_daily"}
+TABLES = {
+    "roles",
+    "api_keys",
+    "usage",
+    "request_logs",
+    "completion_cache",
+    "usage_daily",
+    "audit_log",
+}
 
 
 def _tables(conn: Connection) -> set[str]:
@@ -73,8 +81,9 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "0002": "request_logs.request_id holds the 128 characters an X-Request-ID may have",
         "0003": "data lifecycle: request_logs by month (PostgreSQL), usage_daily, "
         "completion_cache.last_hit_at",
+        "0004": "audit_log: every admin action, who made it, and what it changed",
     }
-    assert head == "0003"
+    assert head == "0004"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

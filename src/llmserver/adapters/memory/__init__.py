@@ -5,6 +5,7 @@ domain's unit tests, so they are production code and pass the same contract suit
 SQL and Redis adapters.
 """
 
+from llmserver.adapters.memory.audit import MemoryAuditLog
 from llmserver.adapters.memory.cache import MemoryCompletionCache, MemoryHotCache
 from llmserver.adapters.memory.keys import MemoryKeyStore
 from llmserver.adapters.memory.logs import MemoryRequestLogStore
@@ -12,6 +13,7 @@ from llmserver.adapters.memory.ratelimit import MemoryRateLimitStore
 from llmserver.adapters.memory.usage import MemoryUsageStore
 
 __all__ = [
+    "MemoryAuditLog",
     "MemoryCompletionCache",
     "MemoryHotCache",
     "MemoryKeyStore",

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from llmserver.adapters.sql._engine import create_engine
 from llmserver.adapters.sql._writer import TransactionWriter
+from llmserver.adapters.sql.audit import SqlAuditLog
 from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
@@ -39,6 +40,7 @@ class SqlDatabase:
         self.logs = SqlRequestLogStore(engine, self.writer)
         self.retention = SqlRequestLogRetention(engine)
         self.cache = SqlCompletionCache(engine, self.writer)
+        self.audit = SqlAuditLog(engine)
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False, writer_process: bool = False) -> SqlDatabase:

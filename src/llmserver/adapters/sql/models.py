@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
+from llmserver.domain.audit import AUDIT_ACTION_MAX_CHARS, AUDIT_TARGET_MAX_CHARS
 from llmserver.domain.key_admin import MAX_NAME_LENGTH
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
@@ -194,6 +195,23 @@ class CompletionCacheModel(Base):
     last_hit_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
     """The latest hit, to within a write-behind flush; ``created_at`` until the first. The
     size cap (``LLMSERVER_CACHE_MAX_ROWS``) evicts the entries with the oldest."""
+
+
+class AuditLogModel(Base):
+    """Append-only: the app inserts and reads, never updates or deletes. The actor is a key
+    id without a foreign key, so that an entry outlives the key it names."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    action: Mapped[str] = mapped_column(String(AUDIT_ACTION_MAX_CHARS), index=True)
+    actor_key_id: Mapped[str] = mapped_column(String(64), index=True)
+    actor_prefix: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(AUDIT_TARGET_MAX_CHARS), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JsonB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JsonB)
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX_CHARS))
 
 
 metadata = Base.metadata

@@ -1,0 +1,94 @@
+"""The audit trail: who changed what through the admin API, and when.
+
+An entry names its actor by the admin key's id and public prefix, never by anything secret;
+its ``before``/``after`` hold a key's settings (``key_settings``), never its hash, and no
+plaintext key ever reaches this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmserver.domain.keys import ApiKey
+
+AUDIT_TARGET_MAX_CHARS = 200
+"""The widest target an entry names: a key id (32) or a model id."""
+AUDIT_ACTION_MAX_CHARS = 32
+
+Settings = Mapping[str, object]
+"""A JSON object of plain values (strings, numbers, lists, null): a key's settings."""
+
+
+class AuditAction(StrEnum):
+    KEY_CREATE = "key.create"
+    KEY_UPDATE = "key.update"
+    KEY_REVOKE = "key.revoke"
+    KEY_ROTATE = "key.rotate"
+    CACHE_PURGE = "cache.purge"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One admin action, as recorded."""
+
+    at: datetime
+    action: AuditAction
+    actor_key_id: str
+    actor_prefix: str
+    target: str | None = None
+    before: Settings | None = None
+    after: Settings | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A recorded event with the id the trail gave it (ids grow with time)."""
+
+    id: int
+    at: datetime
+    action: AuditAction
+    actor_key_id: str
+    actor_prefix: str
+    target: str | None = None
+    before: Settings | None = None
+    after: Settings | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    action: AuditAction | None = None
+    actor_key_id: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def key_settings(key: ApiKey) -> dict[str, object]:
+    """What an entry shows of a key: its settings by name. Listed field by field on
+    purpose, so that a field added to ``ApiKey`` (a hash, a secret) stays out until
+    someone decides it belongs here."""
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "role": key.role.value,
+        "quota_tokens": key.quota_tokens,
+        "rpm_limit": key.rpm_limit,
+        "allowed_models": list(key.allowed_models),
+        "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+    }
+
+
+def changed_only(before: Settings, after: Settings) -> tuple[Settings, Settings]:
+    """The settings that differ, before and after: an update's entry shows what moved."""
+    names = [n for n in after if before.get(n) != after[n]]
+    return {n: before.get(n) for n in names}, {n: after[n] for n in names}
