@@ -119,3 +119,41 @@ async def test_every_string_field_at_its_longest_legal_value_round_trips(
     await key_store.add(key)
 
     assert await key_store.get(key.id) == key
+
+
+async def test_update_changes_the_settings_and_keeps_the_rest(key_store: KeyStore) -> None:
+    key = make_key(quota_tokens=1000, rpm_limit=60, allowed_models=("tiny",))
+    await key_store.add(key)
+    await key_store.find_by_prefix(key.prefix)  # a cache in front now holds the old copy
+    revoked_at = T0 + timedelta(days=2)
+    edited = make_key(
+        name="é" * MAX_NAME_LENGTH,
+        quota_tokens=None,
+        rpm_limit=2,
+        allowed_models=("m" * MODEL_ID_MAX_CHARS,),
+        expires_at=T0 + timedelta(days=9),
+        # Not settings: the update leaves these as stored.
+        key_hash="f" * 64,
+        prefix="otherprefix0",
+        role=Role.ADMIN,
+        revoked_at=revoked_at,
+        last_used_at=revoked_at,
+    )
+    stored = await key_store.update(edited)
+    expected = ApiKey(
+        id=key.id,
+        name="é" * MAX_NAME_LENGTH,
+        prefix=key.prefix,
+        key_hash=key.key_hash,
+        role=Role.USER,
+        created_at=key.created_at,
+        quota_tokens=None,
+        rpm_limit=2,
+        allowed_models=("m" * MODEL_ID_MAX_CHARS,),
+        expires_at=T0 + timedelta(days=9),
+    )
+    assert stored == expected
+    assert await key_store.get(key.id) == expected
+    assert await key_store.find_by_prefix(key.prefix) == expected
+    assert await key_store.update(make_key(2)) is None
+    assert await key_store.get("key-2") is None

@@ -108,6 +108,14 @@ class CachedKeyStore(KeyStore):
             self._by_prefix.pop(key.prefix, None)
         return key
 
+    async def update(self, key: ApiKey) -> ApiKey | None:
+        stored = await self._inner.update(key)
+        self._generation += 1
+        if stored is not None:
+            # Its new limits apply from the next request through this process.
+            self._by_prefix.pop(stored.prefix, None)
+        return stored
+
     async def touch(self, key_id: str, at: datetime) -> None:
         await self._inner.touch(key_id, at)
         self._generation += 1

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
@@ -103,6 +104,80 @@ def allowed_model_ids(
     return tuple(dict.fromkeys(ids))
 
 
+def _clean_name(name: str) -> str:
+    if not name.strip():
+        raise InvalidRequest("A key needs a name.", param="name")
+    if "\x00" in name:  # PostgreSQL text cannot hold it: the insert would fail (a 500)
+        raise InvalidRequest("A key name cannot contain a NUL character.", param="name")
+    if len(name.strip()) > MAX_NAME_LENGTH:
+        raise InvalidRequest(f"A key name has at most {MAX_NAME_LENGTH} characters.", param="name")
+    return name.strip()
+
+
+def _check_limits(quota_tokens: int | None, rpm_limit: int | None) -> None:
+    for limit, param, least, most in (
+        (quota_tokens, "quota_tokens", 0, MAX_QUOTA_TOKENS),
+        (rpm_limit, "rpm_limit", 1, MAX_RPM),
+    ):
+        if limit is not None and not least <= limit <= most:
+            raise InvalidRequest(f"{param} must be between {least} and {most}.", param=param)
+
+
+class Keep(Enum):
+    """A setting an edit leaves as it is (``None`` means "no limit", so it cannot)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEdit:
+    """What an edit changes; every field left at ``KEEP`` stays."""
+
+    name: str | Keep = KEEP
+    quota_tokens: int | None | Keep = KEEP
+    rpm_limit: int | None | Keep = KEEP
+    allowed_models: Sequence[str] | Keep = KEEP
+    expires_at: datetime | None | Keep = KEEP
+    allow_unknown_models: bool = False
+
+
+MAX_GRACE = timedelta(days=30)
+"""The longest an old key keeps working after a rotation."""
+DEFAULT_GRACE = timedelta(hours=24)
+"""Long enough for every client to pick up the new key in a day's deploy, short enough
+that a leaked key, the usual reason to rotate, does not stay usable for long."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    old_before: ApiKey
+    old_after: ApiKey
+    """The old key, now expiring at the end of the grace period (or revoked, with none)."""
+    new: ApiKey
+    plaintext: str
+    """The new key's secret, shown once."""
+
+
+def parse_grace(text: str) -> timedelta:
+    """A rotation's grace period: ``0`` (revoke at once) or a duration of at most 30d."""
+    if re.fullmatch(r"\s*0+\s*[smhdw]?\s*", text, re.ASCII):
+        return timedelta(0)
+    try:
+        grace = parse_duration(text)
+    except InvalidRequest:
+        grace = None
+    if grace is None or grace > MAX_GRACE:
+        raise InvalidRequest(
+            f"Invalid grace period {text[:40]!r}: expected 0 (revoke the old key at once) or "
+            f"a duration of at most {MAX_GRACE.days}d, such as 24h or 15m.",
+            param="grace_period",
+        )
+    return grace
+
+
 class KeyAdmin:
     def __init__(
         self,
@@ -134,14 +209,7 @@ class KeyAdmin:
         Limits not given take the role's defaults (``RoleSpec``); ``allowed_models`` is
         stored as model ids (``allowed_model_ids``).
         """
-        if not name.strip():
-            raise InvalidRequest("A key needs a name.", param="name")
-        if "\x00" in name:  # PostgreSQL text cannot hold it: the insert would fail (a 500)
-            raise InvalidRequest("A key name cannot contain a NUL character.", param="name")
-        if len(name.strip()) > MAX_NAME_LENGTH:
-            raise InvalidRequest(
-                f"A key name has at most {MAX_NAME_LENGTH} characters.", param="name"
-            )
+        name = _clean_name(name)
         try:
             spec = role_spec(Role(role))
         except ValueError:
@@ -149,32 +217,37 @@ class KeyAdmin:
             raise InvalidRequest(
                 f"Unknown role {role!r}: use one of {roles}.", param="role"
             ) from None
-        for limit, param, most in (
-            (quota_tokens, "quota_tokens", MAX_QUOTA_TOKENS),
-            (rpm_limit, "rpm_limit", MAX_RPM),
-        ):
-            if limit is not None and not 0 <= limit <= most:
-                raise InvalidRequest(f"{param} must be between 0 and {most}.", param=param)
+        _check_limits(quota_tokens, rpm_limit)
         if isinstance(expires_in, str):
             expires_in = parse_duration(expires_in)
         now = self._clock.now()
         models = allowed_model_ids(self._models, allowed_models, allow_unknown=allow_unknown_models)
+        template = ApiKey(
+            id="",
+            name=name,
+            prefix="",
+            key_hash="",
+            role=spec.name,
+            created_at=now,
+            quota_tokens=spec.default_quota_tokens if quota_tokens is None else quota_tokens,
+            rpm_limit=spec.default_rpm if rpm_limit is None else rpm_limit,
+            allowed_models=models,
+            expires_at=None if expires_in is None else now + expires_in,
+        )
+        return await self._issue(template)
+
+    async def _issue(self, template: ApiKey) -> tuple[ApiKey, str]:
+        """Store a key with ``template``'s settings under a fresh id, prefix and secret."""
         # A random 12-character prefix collides about never; if it does, the store
         # refuses the duplicate and a fresh key is drawn.
         failures = 0
         while True:
             issued = generate_key()
-            key = ApiKey(
+            key = replace(
+                template,
                 id=uuid.uuid4().hex,
-                name=name.strip(),
                 prefix=issued.prefix,
                 key_hash=self._hasher.hash(issued.plaintext),
-                role=spec.name,
-                created_at=now,
-                quota_tokens=spec.default_quota_tokens if quota_tokens is None else quota_tokens,
-                rpm_limit=spec.default_rpm if rpm_limit is None else rpm_limit,
-                allowed_models=models,
-                expires_at=None if expires_in is None else now + expires_in,
             )
             try:
                 await self._keys.add(key)
@@ -200,6 +273,67 @@ class KeyAdmin:
         if revoked is None:
             raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
         return revoked
+
+    async def update(self, id_or_prefix: str, edit: KeyEdit) -> tuple[ApiKey, ApiKey]:
+        """Change a key's settings; returns it before and after. A revoked key can be
+        edited (nothing brings it back); the role cannot change (make a new key)."""
+        _check_limits(
+            None if isinstance(edit.quota_tokens, Keep) else edit.quota_tokens,
+            None if isinstance(edit.rpm_limit, Keep) else edit.rpm_limit,
+        )
+        before = wanted = await self.find(id_or_prefix)
+        if not isinstance(edit.name, Keep):
+            wanted = replace(wanted, name=_clean_name(edit.name))
+        if not isinstance(edit.quota_tokens, Keep):
+            wanted = replace(wanted, quota_tokens=edit.quota_tokens)
+        if not isinstance(edit.rpm_limit, Keep):
+            wanted = replace(wanted, rpm_limit=edit.rpm_limit)
+        if not isinstance(edit.allowed_models, Keep):
+            models = allowed_model_ids(
+                self._models, edit.allowed_models, allow_unknown=edit.allow_unknown_models
+            )
+            wanted = replace(wanted, allowed_models=models)
+        if not isinstance(edit.expires_at, Keep):
+            wanted = replace(wanted, expires_at=self._checked_expiry(edit.expires_at))
+        after = await self._keys.update(wanted)
+        if after is None:
+            raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
+        return before, after
+
+    def _checked_expiry(self, at: datetime | None) -> datetime | None:
+        if at is None:
+            return at
+        if at.tzinfo is None:
+            raise InvalidRequest("expires_at needs a UTC offset.", param="expires_at")
+        if at - self._clock.now() > timedelta(days=MAX_LIFETIME_DAYS):
+            raise InvalidRequest(
+                f"expires_at is more than {MAX_LIFETIME_DAYS} days away; leave it null for a "
+                "key that never expires.",
+                param="expires_at",
+            )
+        return at
+
+    async def rotate(self, id_or_prefix: str, grace: timedelta = DEFAULT_GRACE) -> Rotation:
+        """A new key with the old one's settings; the old one expires after ``grace``
+        (sooner if it was going to anyway), or is revoked at once when ``grace`` is zero."""
+        old = await self.find(id_or_prefix)
+        if key_state(old, self._clock.now()) is not KeyState.ACTIVE:
+            raise InvalidRequest(
+                f"Key '{old.prefix}' is {key_state(old, self._clock.now()).value}: only an "
+                "active key can be rotated.",
+                param="key_id",
+            )
+        now = self._clock.now()
+        new, plaintext = await self._issue(replace(old, created_at=now, last_used_at=None))
+        if grace <= timedelta(0):
+            after = await self._keys.revoke(old.id, now)
+        else:
+            ends = now + grace
+            expiry = ends if old.expires_at is None else min(old.expires_at, ends)
+            after = await self._keys.update(replace(old, expires_at=expiry))
+        if after is None:  # removed meanwhile: nothing does that, but say so if it happens
+            raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
+        return Rotation(old, after, new, plaintext)
 
     async def usage(
         self, id_or_prefix: str | None = None, period: str | None = None

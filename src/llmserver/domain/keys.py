@@ -62,6 +62,10 @@ def role_spec(role: Role) -> RoleSpec:
     return next(spec for spec in DEFAULT_ROLES if spec.name is role)
 
 
+EDITABLE_KEY_FIELDS = ("name", "quota_tokens", "rpm_limit", "allowed_models", "expires_at")
+"""The settings an admin may change on an existing key."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     id: str
@@ -88,6 +92,10 @@ class ApiKey:
 
     def revoked(self, at: datetime) -> ApiKey:
         return replace(self, revoked_at=at)
+
+    def with_settings_of(self, other: ApiKey) -> ApiKey:
+        """This key with ``other``'s editable settings."""
+        return replace(self, **{name: getattr(other, name) for name in EDITABLE_KEY_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,12 @@ class KeyStore(Protocol):
         """Mark revoked (idempotent: the first revocation time is kept)."""
         ...
 
+    async def update(self, key: ApiKey) -> ApiKey | None:
+        """Store ``key``'s settings (``EDITABLE_KEY_FIELDS``) over those of the stored key
+        with its id, whose hash, prefix, role, revocation and last use stay; returns the
+        stored key, or ``None`` if there is none with that id."""
+        ...
+
     async def touch(self, key_id: str, at: datetime) -> None:
         """Record last use."""
         ...

@@ -35,6 +35,13 @@ class MemoryKeyStore(KeyStore):
             self._by_id[key_id] = key
         return key
 
+    async def update(self, key: ApiKey) -> ApiKey | None:
+        stored = self._by_id.get(key.id)
+        if stored is None:
+            return None
+        self._by_id[key.id] = stored = stored.with_settings_of(key)
+        return stored
+
     async def touch(self, key_id: str, at: datetime) -> None:
         key = self._by_id.get(key_id)
         if key is not None:

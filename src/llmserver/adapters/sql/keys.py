@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llmserver.adapters.sql._records import columns, record
 from llmserver.adapters.sql.models import ApiKeyModel
-from llmserver.domain.keys import ApiKey
+from llmserver.domain.keys import EDITABLE_KEY_FIELDS, ApiKey
 from llmserver.domain.ports import KeyStore
 
 _T: Table = ApiKeyModel.__table__  # type: ignore[assignment]
@@ -63,6 +63,17 @@ class SqlKeyStore(KeyStore):
                 .values(revoked_at=at)
             )
             row = await session.scalar(_by_id(key_id))
+            return None if row is None else record(row, ApiKey)
+
+    async def update(self, key: ApiKey) -> ApiKey | None:
+        values = columns(key)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ApiKeyModel)
+                .where(ApiKeyModel.id == key.id)
+                .values({name: values[name] for name in EDITABLE_KEY_FIELDS})
+            )
+            row = await session.scalar(_by_id(key.id))
             return None if row is None else record(row, ApiKey)
 
     async def touch(self, key_id: str, at: datetime) -> None:
