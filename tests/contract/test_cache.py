@@ -131,3 +131,35 @@ async def test_eviction_keeps_the_most_recently_hit_entries(
     assert await completion_cache.evict(1) == 1
     assert await completion_cache.get("d", later) is not None  # hit just now
     assert await completion_cache.get("a", later) is None
+
+
+async def test_stats_count_live_entries_and_hits_per_model(
+    completion_cache: CompletionCache,
+) -> None:
+    await completion_cache.put(entry("a1", model="alpha"))
+    await completion_cache.put(entry("a2", model="alpha"))
+    await completion_cache.put(entry("b1", model="b" * MODEL_ID_MAX_CHARS))
+    await completion_cache.put(entry("gone", model="alpha", ttl=timedelta(seconds=1)))
+    for _ in range(3):
+        await completion_cache.get("a1", NOW)
+    await completion_cache.get("b1", NOW)
+    stats = await completion_cache.stats(NOW + timedelta(seconds=1))
+    assert [(s.model, s.entries, s.hits) for s in stats] == [
+        ("alpha", 2, 3),
+        ("b" * MODEL_ID_MAX_CHARS, 1, 1),
+    ]
+
+
+async def test_purge_by_model_or_all(completion_cache: CompletionCache) -> None:
+    for n in range(5):
+        await completion_cache.put(entry(f"a{n}", model="alpha"))
+    await completion_cache.put(entry("b1", model="beta"))
+    await completion_cache.put(entry("old", model="alpha", ttl=timedelta(seconds=1)))
+
+    assert await completion_cache.purge("alpha", batch_rows=2) == 6  # expired ones too
+    assert await completion_cache.get("a0", NOW) is None
+    assert await completion_cache.get("b1", NOW) is not None
+    assert await completion_cache.purge("nobody") == 0
+    assert await completion_cache.purge() == 1
+    assert await completion_cache.get("b1", NOW) is None
+    assert await completion_cache.stats(NOW) == []

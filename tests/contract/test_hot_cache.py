@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from llmserver.domain.inference import FinishReason
@@ -35,3 +36,16 @@ async def test_an_entry_expires_after_its_ttl(hot_cache: HotCache) -> None:
     await asyncio.sleep(1.1)
 
     assert await hot_cache.get("k1") is None
+
+
+async def test_clear_forgets_every_entry(hot_cache: HotCache) -> None:
+    # More entries than one Redis clear batch, so the batching is exercised.
+    keys = [f"k{n}" for n in range(1_203)]
+    for key in keys:
+        await hot_cache.put(replace(ENTRY, key=key), ttl_seconds=60)
+
+    await hot_cache.clear()
+
+    assert [key for key in keys if await hot_cache.get(key) is not None] == []
+    await hot_cache.put(ENTRY, ttl_seconds=60)  # usable after a clear
+    assert await hot_cache.get("k1") == ENTRY

@@ -17,7 +17,7 @@ from llmserver.domain.key_admin import (
     parse_grace,
 )
 from llmserver.domain.keys import KeyHasher, Role, parse_prefix
-from test_key_admin import MODELS, SECRET, FakeClock
+from unit.test_key_admin import MODELS, SECRET, FakeClock
 
 
 @pytest.fixture

@@ -137,10 +137,10 @@ class KeyEdit:
     """What an edit changes; every field left at ``KEEP`` stays."""
 
     name: str | Keep = KEEP
-    quota_tokens: int | None | Keep = KEEP
-    rpm_limit: int | None | Keep = KEEP
+    quota_tokens: int | Keep | None = KEEP
+    rpm_limit: int | Keep | None = KEEP
     allowed_models: Sequence[str] | Keep = KEEP
-    expires_at: datetime | None | Keep = KEEP
+    expires_at: datetime | Keep | None = KEEP
     allow_unknown_models: bool = False
 
 

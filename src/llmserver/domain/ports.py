@@ -167,6 +167,15 @@ class CachedCompletion:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCacheStats:
+    """A model's live entries in the durable cache and the hits they have had."""
+
+    model: str
+    entries: int
+    hits: int
+
+
 class CompletionCache(Protocol):
     """The durable, deduplicating response cache."""
 
@@ -187,6 +196,14 @@ class CompletionCache(Protocol):
         was stored) until at most ``max_rows`` remain; returns how many went."""
         ...
 
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]:
+        """Live entries and their hits per model, ordered by model."""
+        ...
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int:
+        """Remove every entry (of ``model`` only, if given), live or not; returns how many."""
+        ...
+
 
 class HotCache(Protocol):
     """A fast TTL cache in front of the durable one (in-process or Redis)."""
@@ -194,6 +211,11 @@ class HotCache(Protocol):
     async def get(self, key: str) -> CachedCompletion | None: ...
 
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None: ...
+
+    async def clear(self) -> None:
+        """Forget every entry (a purge of the durable cache clears this layer whole: its
+        entries are short-lived copies, refilled from the durable one)."""
+        ...
 
 
 @runtime_checkable

@@ -2,11 +2,17 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache, HotCache
+from llmserver.domain.ports import (
+    BATCH_ROWS,
+    CachedCompletion,
+    CompletionCache,
+    HotCache,
+    ModelCacheStats,
+)
 
 
 class MemoryCompletionCache(CompletionCache):
@@ -44,6 +50,20 @@ class MemoryCompletionCache(CompletionCache):
             self._entries.popitem(last=False)
         return excess
 
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]:
+        totals: dict[str, tuple[int, int]] = {}
+        for e in self._entries.values():
+            if e.expires_at > now:
+                entries, hits = totals.get(e.model, (0, 0))
+                totals[e.model] = (entries + 1, hits + e.hit_count)
+        return [ModelCacheStats(m, *totals[m]) for m in sorted(totals)]
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int:
+        gone = [k for k, e in self._entries.items() if model is None or e.model == model]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
 
 class MemoryHotCache(HotCache):
     """A bounded LRU with per-entry TTL, in front of the durable cache."""
@@ -71,3 +91,6 @@ class MemoryHotCache(HotCache):
         self._entries.move_to_end(entry.key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+
+    async def clear(self) -> None:
+        self._entries.clear()

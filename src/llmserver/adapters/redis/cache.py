@@ -14,6 +14,9 @@ from llmserver.domain.ports import CachedCompletion, HotCache
 
 log = structlog.get_logger(__name__)
 
+CLEAR_BATCH = 500
+"""Keys one SCAN step asks for and one UNLINK removes, when the hot cache is cleared."""
+
 
 class _Entry(msgspec.Struct, frozen=True, array_like=True):
     """The stored form: a compact msgpack array (field order is the format)."""
@@ -85,3 +88,15 @@ class RedisHotCache(HotCache):
             await self._client.set(self._prefix + entry.key, value, ex=ttl_seconds)
         except (aioredis.RedisError, OSError) as exc:
             self._failed("put", exc)
+
+    async def clear(self) -> None:
+        # SCAN, not KEYS: it never blocks Redis for the whole keyspace. Unlike a lookup, a
+        # clear that fails raises: the admin who asked must hear that it did not happen.
+        batch: list[str | bytes] = []
+        async for key in self._client.scan_iter(match=f"{self._prefix}*", count=CLEAR_BATCH):
+            batch.append(key)
+            if len(batch) == CLEAR_BATCH:
+                await self._client.unlink(*batch)
+                batch = []
+        if batch:
+            await self._client.unlink(*batch)

@@ -14,7 +14,7 @@ from llmserver.adapters.sql._records import cache_columns, cached_completion
 from llmserver.adapters.sql._writer import TransactionWriter
 from llmserver.adapters.sql._writes import CACHE_ENTRIES, CACHE_HITS
 from llmserver.adapters.sql.models import CompletionCacheModel
-from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache
+from llmserver.domain.ports import BATCH_ROWS, CachedCompletion, CompletionCache, ModelCacheStats
 
 _T: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
 
@@ -95,6 +95,23 @@ class SqlCompletionCache(CompletionCache):
             return 0
         coldest = select(_T.c.key).order_by(_T.c.last_hit_at, _T.c.key)
         return await self._delete_batches(coldest, batch_rows, limit=excess)
+
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]:
+        per_model = (
+            select(_T.c.model, func.count(), func.coalesce(func.sum(_T.c.hit_count), 0))
+            .where(_T.c.expires_at > now)
+            .group_by(_T.c.model)
+            .order_by(_T.c.model)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(per_model)).all()
+        return [ModelCacheStats(model, int(n), int(hits)) for model, n, hits in rows]
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int:
+        chosen = select(_T.c.key)
+        if model is not None:
+            chosen = chosen.where(_T.c.model == model)
+        return await self._delete_batches(chosen, batch_rows)
 
     async def _delete_batches(self, keys: Any, batch_rows: int, limit: int | None = None) -> int:
         """Delete the rows whose key ``keys`` selects (``limit`` of them at most), one short

@@ -12,6 +12,7 @@ from llmserver.domain.ports import (
     CachedCompletion,
     CompletionCache,
     HotCache,
+    ModelCacheStats,
     RowsRejected,
 )
 from llmserver.domain.single_flight import SingleFlight
@@ -29,6 +30,10 @@ class DurableCache(Protocol):
     async def purge_expired(self, now: datetime, *, batch_rows: int = BATCH_ROWS) -> int: ...
 
     async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int: ...
+
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]: ...
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int: ...
 
 
 MAX_PENDING = 20_000
@@ -114,6 +119,17 @@ class WriteBehindCompletionCache(CompletionCache):
         await self.flush()  # the entries and hits queued here count
         return await self._durable.evict(max_rows, batch_rows=batch_rows)
 
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]:
+        await self.flush()  # the entries and hits queued here count
+        return await self._durable.stats(now)
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int:
+        # Queued entries are written first and purged with the rest, so the count is
+        # every entry that went. The index may keep their hashes: a purged key then costs
+        # one read, which finds nothing and drops it from the index (see ``get``).
+        await self.flush()
+        return await self._durable.purge(model, batch_rows=batch_rows)
+
     async def flush(self) -> None:
         """Write queued entries, then queued hit counts; whatever fails stays queued, but
         what the database rejects is set aside (``dead_letter``): a cache may forget."""
@@ -181,3 +197,6 @@ class HitRecordingHotCache(HotCache):
 
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
         await self._hot.put(entry, ttl_seconds)
+
+    async def clear(self) -> None:
+        await self._hot.clear()

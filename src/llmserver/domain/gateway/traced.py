@@ -32,6 +32,7 @@ from llmserver.domain.ports import (
     CompletionCache,
     HotCache,
     ModelBackends,
+    ModelCacheStats,
     RateLimitStore,
     UsageStore,
 )
@@ -137,6 +138,9 @@ class TracedHotCache(HotCache):
     async def put(self, entry: CachedCompletion, ttl_seconds: int) -> None:
         await self._inner.put(entry, ttl_seconds)
 
+    async def clear(self) -> None:
+        await self._inner.clear()
+
 
 class TracedCache(CompletionCache):
     def __init__(self, inner: CompletionCache, tracer: Tracer) -> None:
@@ -157,3 +161,9 @@ class TracedCache(CompletionCache):
 
     async def evict(self, max_rows: int, *, batch_rows: int = BATCH_ROWS) -> int:
         return await self._inner.evict(max_rows, batch_rows=batch_rows)
+
+    async def stats(self, now: datetime) -> Sequence[ModelCacheStats]:
+        return await self._inner.stats(now)
+
+    async def purge(self, model: str | None = None, *, batch_rows: int = BATCH_ROWS) -> int:
+        return await self._inner.purge(model, batch_rows=batch_rows)
