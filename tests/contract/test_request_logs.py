@@ -101,3 +101,17 @@ async def test_every_string_field_at_its_longest_legal_value_round_trips(
     await log_store.write([longest])
 
     assert list((await log_store.query(LogQuery()))[0]) == [longest]
+
+
+async def test_filters_by_request_id_and_cache_status(log_store: Store) -> None:
+    statuses = [CacheStatus.HIT, CacheStatus.MISS, None]
+    await log_store.write([row(n, cache_status=statuses[n % 3]) for n in range(9)])
+
+    hits, n_hits = await log_store.query(LogQuery(cache_status=CacheStatus.HIT))
+    one, n_one = await log_store.query(LogQuery(request_id="req-4"))
+    both, _ = await log_store.query(LogQuery(request_id="req-4", cache_status=CacheStatus.HIT))
+
+    assert [r.request_id for r in hits] == ["req-6", "req-3", "req-0"]
+    assert n_hits == 3
+    assert ([r.request_id for r in one], n_one) == (["req-4"], 1)
+    assert list(both) == []

@@ -13,6 +13,7 @@ from llmserver.domain.key_admin import (
     KeyAdmin,
     KeyEdit,
     KeyState,
+    key_matches,
     key_state,
     parse_grace,
 )
@@ -138,3 +139,23 @@ def test_bad_grace_periods_are_refused(text: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         parse_grace(text)
     assert refused.value.param == "grace_period"
+
+
+async def test_key_search_by_text_state_and_role(admin: KeyAdmin, clock: FakeClock) -> None:
+    billing, _ = await admin.create(name="Billing service")
+    ops, _ = await admin.create(name="ops", role=Role.ADMIN)
+    old, _ = await admin.create(name="old billing")
+    await admin.revoke(old.id)
+    every = await admin.list()
+    now = clock.now()
+
+    def names(**filters: object) -> list[str]:
+        return [k.name for k in every if key_matches(k, now, **filters)]  # type: ignore[arg-type]
+
+    assert names(text="BILLING") == ["Billing service", "old billing"]
+    assert names(text=ops.prefix) == ["ops"]
+    assert names(text=billing.id[:8]) == ["Billing service"]
+    assert names(state=KeyState.REVOKED) == ["old billing"]
+    assert names(text="billing", state=KeyState.ACTIVE) == ["Billing service"]
+    assert names(role=Role.ADMIN) == ["ops"]
+    assert names() == ["Billing service", "ops", "old billing"]

@@ -288,6 +288,11 @@ def build_services(
         clock=clock,
         metrics=metrics,
         started_at=int(time.time()),
+        audit=database.audit,
+        cache=state.cache,
+        hot_cache=hot,
+        backends=backends,
+        specs=specs,
         log_queue_full=lambda: batcher.full,
     )
     upkeep = Upkeep(

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from llmserver.domain.gateway import Gateway
 from llmserver.domain.key_admin import KeyAdmin
-from llmserver.domain.ports import RequestLogReader, RequestLogRetention
+from llmserver.domain.ports import (
+    AuditLog,
+    CompletionCache,
+    HotCache,
+    ModelBackends,
+    RequestLogReader,
+    RequestLogRetention,
+)
+from llmserver.domain.registry import ModelSpec
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -44,6 +52,12 @@ class Services:
     clock: Clock
     metrics: Metrics | None
     started_at: int
+    audit: AuditLog
+    cache: CompletionCache
+    """The durable response cache (the admin API's stats and purges)."""
+    hot_cache: HotCache | None
+    backends: ModelBackends
+    specs: list[ModelSpec]
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     log_queue_full: Callable[[], bool] = lambda: False
 

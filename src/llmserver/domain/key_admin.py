@@ -48,6 +48,26 @@ def key_state(key: ApiKey, now: datetime) -> KeyState:
     return KeyState.ACTIVE
 
 
+def key_matches(
+    key: ApiKey,
+    now: datetime,
+    *,
+    text: str | None = None,
+    state: KeyState | None = None,
+    role: Role | None = None,
+) -> bool:
+    """Whether a key passes a listing's filters: ``text`` found (ignoring case) in its name,
+    prefix or id; its state; its role."""
+    if state is not None and key_state(key, now) is not state:
+        return False
+    if role is not None and key.role is not role:
+        return False
+    if text:
+        needle = text.strip().casefold()
+        return any(needle in field.casefold() for field in (key.name, key.prefix, key.id))
+    return True
+
+
 def parse_duration(text: str) -> timedelta:
     """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"`` as a positive timedelta of at
     most ``MAX_LIFETIME_DAYS``."""

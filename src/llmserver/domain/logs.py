@@ -69,6 +69,8 @@ class LogQuery:
     status: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    request_id: str | None = None
+    cache_status: CacheStatus | None = None
     limit: int = 50
     offset: int = 0
 

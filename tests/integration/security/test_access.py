@@ -55,6 +55,18 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/admin/usage/daily", "/admin/usage/daily", None, ADMIN),
     ("GET", "/admin/logs", "/admin/logs", None, ADMIN),
     ("GET", "/admin/roles", "/admin/roles", None, ADMIN),
+    ("PATCH", "/admin/keys/{victim}", "/admin/keys/{key_id}", {"rpm_limit": 100}, ADMIN),
+    (
+        "POST",
+        "/admin/keys/{victim}/rotate",
+        "/admin/keys/{key_id}/rotate",
+        {"grace_period": "1h"},
+        ADMIN | dict.fromkeys(ADMINS, 201),
+    ),
+    ("GET", "/admin/audit", "/admin/audit", None, ADMIN),
+    ("GET", "/admin/models", "/admin/models", None, ADMIN),
+    ("GET", "/admin/cache", "/admin/cache", None, ADMIN),
+    ("POST", "/admin/cache/purge", "/admin/cache/purge", {"model": "no-such-model"}, ADMIN),
     # Last: the admin's revocation must find the key untouched by everyone before.
     ("DELETE", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),
 ]

@@ -56,6 +56,8 @@ class MemoryRequestLogStore(RequestLogSink, RequestLogReader, RequestLogRetentio
             and (query.status is None or row.status == query.status)
             and (query.since is None or row.created_at >= query.since)
             and (query.until is None or row.created_at < query.until)
+            and (query.request_id is None or row.request_id == query.request_id)
+            and (query.cache_status is None or row.cache_status is query.cache_status)
         ]
         return matching[query.offset : query.offset + query.limit], len(matching)
 

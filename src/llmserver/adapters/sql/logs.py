@@ -43,6 +43,10 @@ class SqlRequestLogStore(RequestLogSink, RequestLogReader):
             conditions.append(_T.c.created_at >= query.since)
         if query.until is not None:
             conditions.append(_T.c.created_at < query.until)
+        if query.request_id is not None:
+            conditions.append(_T.c.request_id == query.request_id)
+        if query.cache_status is not None:
+            conditions.append(_T.c.cache_status == query.cache_status.value)
         page = (
             select(*_FIELDS)
             .where(*conditions)

@@ -11,22 +11,21 @@ from litestar.params import Parameter
 
 from llmserver.app import paths
 from llmserver.app.auth import authenticate_admin
-from llmserver.app.errors import documented_errors
 from llmserver.app.lane.body import read_body
 from llmserver.app.routes.admin import views as v
+from llmserver.app.routes.admin.audited import AdminCall
+from llmserver.app.routes.admin.console import console_handlers
+from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
+from llmserver.domain.audit import AuditAction, changed_only, key_settings
 from llmserver.domain.errors import InvalidRequest
-from llmserver.domain.keys import DEFAULT_ROLES
-from llmserver.domain.logs import LogQuery, as_utc
+from llmserver.domain.key_admin import KeyState, key_matches
+from llmserver.domain.keys import DEFAULT_ROLES, Role
+from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, CacheStatus, LogQuery
 from llmserver.domain.quota import period_of
 
-ADMIN_ERRORS = documented_errors(400, 401, 403, 404)
 _CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
-
-
-MAX_OFFSET = 1_000_000_000
-"""Databases take 64-bit offsets at most; nobody pages a billion rows deep."""
 
 
 async def _refuse_nul(request: Request[Any, Any, Any]) -> None:
@@ -49,7 +48,8 @@ async def _admin(request: Request[Any, Any, Any]) -> Services:
     responses=ADMIN_ERRORS,
 )
 async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
-    services = await _admin(request)
+    call = await AdminCall.of(request)
+    services = call.services
     settings = services.settings
     raw = await read_body(
         request.scope, request.receive, settings.max_body_bytes, settings.body_read_timeout_s
@@ -64,25 +64,47 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         expires_in=body.expires_in,
         allow_unknown_models=body.allow_unknown_models,
     )
-    return v.CreatedKey(key=plaintext, details=v.KeyView.of(key))
+    await call.audit(AuditAction.KEY_CREATE, key.id, after=key_settings(key))
+    return v.CreatedKey(key=plaintext, details=v.key_view(key, services.clock.now()))
 
 
-@get("/keys", summary="List API keys (never their secrets)", responses=ADMIN_ERRORS)
-async def list_keys(request: Request[Any, Any, Any]) -> v.KeyList:
+@get("/keys", summary="List API keys (never their secrets), with filters", responses=ADMIN_ERRORS)
+async def list_keys(
+    request: Request[Any, Any, Any],
+    q: Annotated[
+        str | None,
+        Parameter(max_length=200, description="Text in the key's name, prefix or id (any case)."),
+    ] = None,
+    # "state" is a name Litestar keeps for itself: the query parameter is mapped to it.
+    in_state: Annotated[KeyState | None, Parameter(query="state")] = None,
+    role: Role | None = None,
+) -> v.KeyList:
     services = await _admin(request)
-    return v.KeyList([v.KeyView.of(k) for k in await services.key_admin.list()])
+    now = services.clock.now()
+    return v.KeyList(
+        [
+            v.key_view(k, now)
+            for k in await services.key_admin.list()
+            if key_matches(k, now, text=q, state=in_state, role=role)
+        ]
+    )
 
 
 @get("/keys/{key_id:str}", summary="Show one API key", responses=ADMIN_ERRORS)
 async def show_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     services = await _admin(request)
-    return v.KeyView.of(await services.key_admin.find(key_id))
+    return v.key_view(await services.key_admin.find(key_id), services.clock.now())
 
 
 @delete("/keys/{key_id:str}", status_code=200, summary="Revoke an API key", responses=ADMIN_ERRORS)
 async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
-    services = await _admin(request)
-    return v.KeyView.of(await services.key_admin.revoke(key_id))
+    call = await AdminCall.of(request)
+    before = await call.services.key_admin.find(key_id)
+    after = await call.services.key_admin.revoke(key_id)
+    if before != after:  # revoking a revoked key changes nothing: nothing to record
+        old, new = changed_only(key_settings(before), key_settings(after))
+        await call.audit(AuditAction.KEY_REVOKE, after.id, old, new)
+    return v.key_view(after, call.services.clock.now())
 
 
 @get("/usage", summary="Token usage per key and month", responses=ADMIN_ERRORS)
@@ -135,28 +157,16 @@ async def daily_usage(
     return v.DailyUsageList([v.DailyUsageView.of(r) for r in rows])
 
 
-_NAIVE_IS_UTC = "A time without a UTC offset is read as UTC."
-_SINCE = f"Rows logged at or after this time (ISO 8601). {_NAIVE_IS_UTC}"
-_UNTIL = f"Rows logged before this time (ISO 8601). {_NAIVE_IS_UTC}"
-
-
-def _utc(at: datetime | None, param: str) -> datetime | None:
-    if at is None:
-        return None
-    try:
-        return as_utc(at)
-    except ValueError as exc:
-        raise InvalidRequest(f"{param} {exc}", param=param) from None
-
-
 @get("/logs", summary="Request logs, newest first, with filters", responses=ADMIN_ERRORS)
 async def logs(
     request: Request[Any, Any, Any],
     key_id: str | None = None,
     model: str | None = None,
     status: Annotated[int | None, Parameter(ge=100, le=599)] = None,
-    since: Annotated[datetime | None, Parameter(description=_SINCE)] = None,
-    until: Annotated[datetime | None, Parameter(description=_UNTIL)] = None,
+    since: Annotated[datetime | None, Parameter(description=SINCE)] = None,
+    until: Annotated[datetime | None, Parameter(description=UNTIL)] = None,
+    request_id: Annotated[str | None, Parameter(max_length=REQUEST_ID_MAX_CHARS)] = None,
+    cache_status: CacheStatus | None = None,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> v.LogPage:
@@ -166,8 +176,10 @@ async def logs(
             key_id=key_id,
             model=model,
             status=status,
-            since=_utc(since, "since"),
-            until=_utc(until, "until"),
+            since=utc_param(since, "since"),
+            until=utc_param(until, "until"),
+            request_id=request_id,
+            cache_status=cache_status,
             limit=limit,
             offset=offset,
         )
@@ -193,6 +205,7 @@ def admin_router() -> Router:
             daily_usage,
             logs,
             roles,
+            *console_handlers(),
         ],
         tags=["Admin"],
         security=[{"BearerToken": []}],

@@ -7,8 +7,14 @@ from typing import Annotated, Self
 
 import msgspec
 
-from llmserver.domain.key_admin import MAX_NAME_LENGTH, MAX_QUOTA_TOKENS, MAX_RPM
-from llmserver.domain.keys import Role
+from llmserver.domain.key_admin import (
+    MAX_NAME_LENGTH,
+    MAX_QUOTA_TOKENS,
+    MAX_RPM,
+    KeyState,
+    key_state,
+)
+from llmserver.domain.keys import ApiKey, Role
 
 
 class RecordView(msgspec.Struct, frozen=True):
@@ -35,6 +41,12 @@ class KeyView(RecordView, frozen=True):
     revoked_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None
+    state: KeyState = KeyState.ACTIVE
+    """active, revoked or expired, at the time of the answer."""
+
+
+def key_view(key: ApiKey, now: datetime) -> KeyView:
+    return msgspec.structs.replace(KeyView.of(key), state=key_state(key, now))
 
 
 class CreatedKey(msgspec.Struct, frozen=True):

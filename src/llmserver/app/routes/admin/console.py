@@ -1,0 +1,174 @@
+"""Admin routes behind the web console: key edits and rotation, the audit trail, models
+and deployments, the response cache. Every one authenticates an admin key first, and every
+one that changes something writes an audit entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, patch, post
+from litestar.params import Parameter
+from litestar.types import ControllerRouterHandler
+
+from llmserver.app.lane.body import read_body
+from llmserver.app.routes.admin import console_views as cv
+from llmserver.app.routes.admin.audited import AdminCall
+from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
+from llmserver.app.routes.admin.views import key_view
+from llmserver.app.routes.openai.serving import decode
+from llmserver.app.services import Services
+from llmserver.domain.audit import AuditAction, AuditQuery, changed_only, key_settings
+from llmserver.domain.key_admin import parse_grace
+
+_UPDATE = msgspec.json.Decoder(cv.UpdateKey)
+_ROTATE = msgspec.json.Decoder(cv.RotateKey)
+_PURGE = msgspec.json.Decoder(cv.PurgeCache)
+
+
+async def _body(call: AdminCall, *, optional: bool = False) -> bytes:
+    settings = call.services.settings
+    raw = await read_body(
+        call.request.scope,
+        call.request.receive,
+        settings.max_body_bytes,
+        settings.body_read_timeout_s,
+    )
+    # A POST whose every field has a default may come without a body.
+    return b"{}" if optional and not raw.strip() else raw
+
+
+@patch(
+    "/keys/{key_id:str}",
+    summary="Change an API key's name, limits, models or expiry (fields left out stay)",
+    responses=ADMIN_ERRORS,
+)
+async def update_key(request: Request[Any, Any, Any], key_id: str) -> Any:
+    call = await AdminCall.of(request)
+    body: cv.UpdateKey = decode(_UPDATE, await _body(call))
+    before, after = await call.services.key_admin.update(key_id, body.edit())
+    old, new = changed_only(key_settings(before), key_settings(after))
+    if new:
+        await call.audit(AuditAction.KEY_UPDATE, after.id, old, new)
+    return key_view(after, call.services.clock.now())
+
+
+@post(
+    "/keys/{key_id:str}/rotate",
+    status_code=201,
+    summary="Replace an API key by a new one with the same settings (the secret is shown once)",
+    description="The old key keeps working for the grace period (default 24h, `0`: revoked "
+    "at once), then expires.",
+    responses=ADMIN_ERRORS,
+)
+async def rotate_key(request: Request[Any, Any, Any], key_id: str) -> cv.RotatedKey:
+    call = await AdminCall.of(request)
+    body: cv.RotateKey = decode(_ROTATE, await _body(call, optional=True))
+    rotation = await call.services.key_admin.rotate(key_id, parse_grace(body.grace_period))
+    old, new = changed_only(key_settings(rotation.old_before), key_settings(rotation.old_after))
+    await call.audit(
+        AuditAction.KEY_ROTATE,
+        rotation.old_after.id,
+        old,
+        {**new, "replaced_by": rotation.new.id, "replaced_by_prefix": rotation.new.prefix},
+    )
+    now = call.services.clock.now()
+    return cv.RotatedKey(
+        key=rotation.plaintext,
+        details=key_view(rotation.new, now),
+        replaced=key_view(rotation.old_after, now),
+    )
+
+
+@get("/audit", summary="The audit trail of admin actions, newest first", responses=ADMIN_ERRORS)
+async def audit_trail(
+    request: Request[Any, Any, Any],
+    action: AuditAction | None = None,
+    actor_key_id: Annotated[str | None, Parameter(max_length=64)] = None,
+    target: Annotated[str | None, Parameter(max_length=200)] = None,
+    since: Annotated[datetime | None, Parameter(description=SINCE)] = None,
+    until: Annotated[datetime | None, Parameter(description=UNTIL)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
+) -> cv.AuditPage:
+    call = await AdminCall.of(request)
+    entries, total = await call.services.audit.query(
+        AuditQuery(
+            action=action,
+            actor_key_id=actor_key_id,
+            target=target,
+            since=utc_param(since, "since"),
+            until=utc_param(until, "until"),
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return cv.AuditPage([cv.AuditView.of(e) for e in entries], total, limit, offset)
+
+
+def _model_views(services: Services) -> list[cv.ModelView]:
+    statuses = {s.model_id: s for s in services.backends.statuses()}
+    views = []
+    for spec in services.specs:
+        status = statuses.get(spec.id)
+        views.append(
+            cv.ModelView(
+                id=spec.id,
+                aliases=list(spec.aliases),
+                backend=spec.backend.value,
+                context_length=spec.context_length,
+                ready=status is not None and status.ready,
+                error=None if status is None else status.error,
+                queue_depth=0 if status is None else status.queue_depth,
+                details={} if status is None else dict(status.details),
+            )
+        )
+    return views
+
+
+@get("/models", summary="Models, their backends, health and queue depth", responses=ADMIN_ERRORS)
+async def models(request: Request[Any, Any, Any]) -> cv.ModelList:
+    call = await AdminCall.of(request)
+    return cv.ModelList(_model_views(call.services))
+
+
+@get(
+    "/cache", summary="The response cache: live entries and hits, per model", responses=ADMIN_ERRORS
+)
+async def cache(request: Request[Any, Any, Any]) -> cv.CacheView:
+    call = await AdminCall.of(request)
+    services = call.services
+    per_model = await services.cache.stats(services.clock.now())
+    return cv.CacheView(
+        enabled=services.settings.cache_enabled,
+        ttl_s=services.settings.cache_ttl_s,
+        hot_layer=services.hot_cache is not None,
+        entries=sum(m.entries for m in per_model),
+        hits=sum(m.hits for m in per_model),
+        models=[cv.ModelCacheView.of(m) for m in per_model],
+    )
+
+
+@post(
+    "/cache/purge",
+    status_code=200,
+    summary="Remove cached responses: one model's, or every one",
+    description="The hot layer (in process or in Redis) is cleared whole either way.",
+    responses=ADMIN_ERRORS,
+)
+async def purge_cache(request: Request[Any, Any, Any]) -> cv.Purged:
+    call = await AdminCall.of(request)
+    body: cv.PurgeCache = decode(_PURGE, await _body(call, optional=True))
+    services = call.services
+    removed = await services.cache.purge(body.model)
+    if services.hot_cache is not None:
+        await services.hot_cache.clear()
+    await call.audit(
+        AuditAction.CACHE_PURGE, body.model, after={"model": body.model, "removed": removed}
+    )
+    return cv.Purged(removed, body.model)
+
+
+def console_handlers() -> list[ControllerRouterHandler]:
+    return [update_key, rotate_key, audit_trail, models, cache, purge_cache]
