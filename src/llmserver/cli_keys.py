@@ -17,7 +17,7 @@ import click
 
 from llmserver.adapters.clock import SystemClock
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.key_admin import KeyAdmin, key_state
+from llmserver.domain.key_admin import KeyAdmin, key_state, parse_grace
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
@@ -214,6 +214,40 @@ def revoke(ctx: click.Context, id_or_prefix: str) -> None:
     """Revoke a key by id or prefix (idempotent)."""
     key = _run(ctx, lambda admin: admin.revoke(id_or_prefix))
     click.echo(f"revoked {key.id} ({key.prefix}) at {_iso(key.revoked_at)}")
+
+
+@keys.command("rotate")
+@click.argument("id_or_prefix")
+@click.option(
+    "--grace",
+    default="24h",
+    show_default=True,
+    help="How long the old key keeps working: 0 (revoked at once) up to 30d.",
+)
+@_json_option
+@click.pass_context
+def rotate(ctx: click.Context, id_or_prefix: str, grace: str, as_json: bool) -> None:
+    """Replace a key by a new one with the same settings; print the new secret (shown only
+    this once). The old key expires after the grace period. A running server sees the change
+    within LLMSERVER_KEY_CACHE_TTL_S."""
+    rotation = _run(ctx, lambda admin: admin.rotate(id_or_prefix, parse_grace(grace)))
+    old = rotation.old_after
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "key": rotation.plaintext,
+                    "details": _key_dict(rotation.new),
+                    "replaced": _key_dict(old),
+                }
+            )
+        )
+        return
+    _details(rotation.new)
+    click.echo(f"\n{rotation.plaintext}\n")
+    click.echo("Store this key now: it is shown only once and cannot be recovered.", err=True)
+    ends = _iso(old.revoked_at) if old.revoked_at else _iso(old.expires_at)
+    click.echo(f"old key {old.id} ({old.prefix}) stops working at {ends}", err=True)
 
 
 _USAGE_LAG_NOTE = (

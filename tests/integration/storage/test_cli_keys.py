@@ -102,6 +102,30 @@ def test_revoke_then_show(cli: click.Group) -> None:
     assert shown["revoked_at"] is not None
 
 
+def test_rotate_prints_the_new_secret_once_and_ends_the_old_key(cli: click.Group) -> None:
+    created = json.loads(run(cli, "create", "--name", "svc", "--rpm", "7", "--json"))
+    old = created["details"]
+
+    result = CliRunner().invoke(cli, ["keys", "rotate", old["prefix"], "--grace", "2h"])
+    assert result.exit_code == 0, result.output
+    secret = next(line for line in result.stdout.splitlines() if line.startswith("llms_"))
+    assert secret != created["key"]
+    assert f"old key {old['id']} ({old['prefix']}) stops working at" in result.stderr
+    new_prefix = secret.split("_")[1]
+    new = json.loads(run(cli, "show", new_prefix, "--json"))
+    assert (new["name"], new["rpm_limit"], new["state"]) == ("svc", 7, "active")
+    still = json.loads(run(cli, "show", old["id"], "--json"))
+    assert still["state"] == "active"
+    assert still["expires_at"] is not None
+
+    now = json.loads(run(cli, "rotate", new_prefix, "--grace", "0", "--json"))
+    assert now["replaced"]["state"] == "revoked"
+    assert now["key"].startswith("llms_")
+    refused = CliRunner().invoke(cli, ["keys", "rotate", new_prefix])
+    assert refused.exit_code != 0
+    assert "only an active key can be rotated" in refused.output
+
+
 def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:
     created = json.loads(run(cli, "create", "--name", "u", "--json"))
     key_id = created["details"]["id"]
