@@ -24,9 +24,9 @@ export function sessionStore(): Storage | null {
   }
 }
 
-export function loadUserKey(storage: Storage | null): string | null {
+export function loadUserKey(storage: Storage | null, item: string = STORAGE_ITEM): string | null {
   try {
-    const key = storage?.getItem(STORAGE_ITEM)?.trim();
+    const key = storage?.getItem(item)?.trim();
     return key ? key : null;
   } catch {
     return null;
@@ -34,20 +34,20 @@ export function loadUserKey(storage: Storage | null): string | null {
 }
 
 /** Store the pasted key (trimmed); an empty value forgets it. Returns what is now stored. */
-export function saveUserKey(storage: Storage | null, key: string): string | null {
+export function saveUserKey(storage: Storage | null, key: string, item: string = STORAGE_ITEM): string | null {
   const trimmed = key.trim();
   try {
-    if (trimmed) storage?.setItem(STORAGE_ITEM, trimmed);
-    else storage?.removeItem(STORAGE_ITEM);
+    if (trimmed) storage?.setItem(item, trimmed);
+    else storage?.removeItem(item);
   } catch {
     // Storage full or refused: the key still works for this page view, held in memory.
   }
   return trimmed || null;
 }
 
-export function forgetUserKey(storage: Storage | null): void {
+export function forgetUserKey(storage: Storage | null, item: string = STORAGE_ITEM): void {
   try {
-    storage?.removeItem(STORAGE_ITEM);
+    storage?.removeItem(item);
   } catch {
     // Nothing stored, nothing to forget.
   }

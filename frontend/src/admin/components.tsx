@@ -1,0 +1,81 @@
+/** Pieces every console page uses: loading, errors, paging, a secret shown once. */
+import { useCallback, useEffect, useState, type DependencyList } from "react";
+import { copyText } from "../lib/clipboard";
+import { ApiError, describeError } from "../lib/errors";
+
+export function errorText(error: ApiError): string {
+  return `${describeError(error).title}: ${error.message}`;
+}
+
+export function asApiError(error: unknown): ApiError {
+  return error instanceof ApiError ? error : new ApiError(0, { message: String(error) });
+}
+
+export type Loaded<T> = { state: "loading" } | { state: "ready"; data: T } | { state: "error"; error: ApiError };
+
+/** Runs `load` when `deps` change (aborting the previous run) and on `reload()`. */
+export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: DependencyList): [Loaded<T>, () => void] {
+  const [loaded, setLoaded] = useState<Loaded<T>>({ state: "loading" });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    const controller = new AbortController();
+    load(controller.signal)
+      .then((data) => setLoaded({ state: "ready", data }))
+      .catch((error: unknown) => {
+        if (!controller.signal.aborted) setLoaded({ state: "error", error: asApiError(error) });
+      });
+    return () => controller.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [...deps, tick]);
+  return [loaded, useCallback(() => setTick((n) => n + 1), [])];
+}
+
+export function ErrorNote({ error }: { error: ApiError | null }) {
+  if (!error) return null;
+  return (
+    <p className="error-text" role="alert" data-testid="error">
+      {errorText(error)}
+    </p>
+  );
+}
+
+export function LoadState<T>({ loaded }: { loaded: Loaded<T> }) {
+  if (loaded.state === "loading") return <p role="status">Loading…</p>;
+  if (loaded.state === "error") return <ErrorNote error={loaded.error} />;
+  return null;
+}
+
+export function Pager({ total, limit, offset, onPage }: { total: number; limit: number; offset: number; onPage(offset: number): void }) {
+  const last = Math.min(offset + limit, total);
+  return (
+    <nav className="pager" aria-label="Pages">
+      <span data-testid="page-range">{total ? `${offset + 1}–${last} of ${total}` : "nothing found"}</span>
+      <button type="button" className="ghost small" disabled={offset === 0} onClick={() => onPage(Math.max(0, offset - limit))}>
+        Previous
+      </button>
+      <button type="button" className="ghost small" disabled={last >= total} onClick={() => onPage(offset + limit)}>
+        Next
+      </button>
+    </nav>
+  );
+}
+
+/** A new key's secret, shown this once with a copy button, until dismissed. */
+export function SecretOnce({ secret, label, onDone }: { secret: string; label: string; onDone(): void }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <section className="secret-once" aria-labelledby="secret-title" data-testid="secret-once">
+      <h2 id="secret-title">{label}</h2>
+      <p>Copy it now: it is shown only this once and cannot be recovered.</p>
+      <div className="secret-row">
+        <code data-testid="new-secret">{secret}</code>
+        <button type="button" onClick={() => void copyText(secret).then(setCopied)} data-testid="copy-secret">
+          {copied ? "Copied" : "Copy"}
+        </button>
+      </div>
+      <button type="button" className="primary" onClick={onDone} data-testid="secret-done">
+        I have stored it
+      </button>
+    </section>
+  );
+}

@@ -1,0 +1,365 @@
+import { useState } from "react";
+import type { ApiError } from "../../lib/errors";
+import { ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
+import { query, type AdminApi, type CreatedKey, type KeyView, type RotatedKey, type UsageView } from "../lib/api";
+import { formatLimit, formatTime, isoToLocal, localToIso, parseLimit, parseModels } from "../lib/forms";
+
+interface Listing {
+  keys: KeyView[];
+  usage: Map<string, UsageView>;
+}
+
+export function KeysPage({ api }: { api: AdminApi }) {
+  const [search, setSearch] = useState("");
+  const [state, setState] = useState("");
+  const [role, setRole] = useState("");
+  const [secret, setSecret] = useState<{ label: string; value: string } | null>(null);
+  const [editing, setEditing] = useState<KeyView | null>(null);
+  const [listing, reload] = useLoad<Listing>(
+    async (signal) => {
+      const [keys, usage] = await Promise.all([
+        api.get<{ data: KeyView[] }>(`/keys${query({ q: search, state, role })}`, signal),
+        api.get<{ data: UsageView[] }>("/usage", signal),
+      ]);
+      return { keys: keys.data, usage: new Map(usage.data.map((u) => [u.key_id, u])) };
+    },
+    [api, search, state, role],
+  );
+
+  return (
+    <>
+      {secret && <SecretOnce label={secret.label} secret={secret.value} onDone={() => setSecret(null)} />}
+      <CreateKey
+        api={api}
+        onCreated={(created) => {
+          setSecret({ label: `New key “${created.details.name}”`, value: created.key });
+          reload();
+        }}
+      />
+      <section aria-labelledby="keys-title">
+        <h2 id="keys-title">All keys</h2>
+        <div className="filters" role="search">
+          <label>
+            Search
+            <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="name, prefix or id" data-testid="key-search" />
+          </label>
+          <label>
+            State
+            <select value={state} onChange={(e) => setState(e.target.value)}>
+              <option value="">any</option>
+              <option value="active">active</option>
+              <option value="revoked">revoked</option>
+              <option value="expired">expired</option>
+            </select>
+          </label>
+          <label>
+            Role
+            <select value={role} onChange={(e) => setRole(e.target.value)}>
+              <option value="">any</option>
+              <option value="admin">admin</option>
+              <option value="user">user</option>
+              <option value="playground">playground</option>
+            </select>
+          </label>
+        </div>
+        <LoadState loaded={listing} />
+        {listing.state === "ready" && (
+          <KeyTable
+            listing={listing.data}
+            api={api}
+            onEdit={setEditing}
+            onChanged={reload}
+            onRotated={(rotated) => {
+              setSecret({ label: `Replacement for “${rotated.details.name}”`, value: rotated.key });
+              reload();
+            }}
+          />
+        )}
+      </section>
+      {editing && (
+        <EditKey
+          api={api}
+          keyView={editing}
+          onClose={(changed) => {
+            setEditing(null);
+            if (changed) reload();
+          }}
+        />
+      )}
+    </>
+  );
+}
+
+function KeyTable({
+  listing,
+  api,
+  onEdit,
+  onChanged,
+  onRotated,
+}: {
+  listing: Listing;
+  api: AdminApi;
+  onEdit(key: KeyView): void;
+  onChanged(): void;
+  onRotated(rotated: RotatedKey): void;
+}) {
+  const [confirming, setConfirming] = useState<{ id: string; action: "revoke" | "rotate" } | null>(null);
+  const [grace, setGrace] = useState("24h");
+  const [error, setError] = useState<ApiError | null>(null);
+
+  async function act(key: KeyView, action: "revoke" | "rotate") {
+    setError(null);
+    try {
+      if (action === "revoke") await api.call("DELETE", `/keys/${key.id}`);
+      else onRotated(await api.call<RotatedKey>("POST", `/keys/${key.id}/rotate`, { grace_period: grace }));
+      setConfirming(null);
+      onChanged();
+    } catch (e) {
+      setError(asApiError(e));
+    }
+  }
+
+  if (!listing.keys.length) return <p>No key matches.</p>;
+  return (
+    <>
+      <ErrorNote error={error} />
+      <div className="table-wrap">
+        <table data-testid="keys-table">
+          <caption className="sr-only">API keys with their limits and this month's usage</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Prefix</th>
+              <th scope="col">Role</th>
+              <th scope="col">State</th>
+              <th scope="col">RPM</th>
+              <th scope="col">Quota (tokens/month)</th>
+              <th scope="col">Used this month</th>
+              <th scope="col">Last used</th>
+              <th scope="col">Expires</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {listing.keys.map((key) => {
+              const usage = listing.usage.get(key.id);
+              const open = confirming?.id === key.id ? confirming.action : null;
+              return (
+                <tr key={key.id} data-testid="key-row" data-prefix={key.prefix} data-key-id={key.id} data-state={key.state}>
+                  <th scope="row">{key.name}</th>
+                  <td>
+                    <code>{key.prefix}</code>
+                  </td>
+                  <td>{key.role}</td>
+                  <td>
+                    <span className={`badge ${key.state}`}>{key.state}</span>
+                  </td>
+                  <td>{formatLimit(key.rpm_limit)}</td>
+                  <td>{formatLimit(key.quota_tokens)}</td>
+                  <td>{usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—"}</td>
+                  <td>{formatTime(key.last_used_at)}</td>
+                  <td>{formatTime(key.expires_at)}</td>
+                  <td className="actions">
+                    <button type="button" className="small" onClick={() => onEdit(key)} aria-label={`Edit ${key.name}`} data-testid="edit-key">
+                      Edit
+                    </button>
+                    {key.state === "active" && open === null && (
+                      <>
+                        <button type="button" className="small" onClick={() => setConfirming({ id: key.id, action: "rotate" })} aria-label={`Rotate ${key.name}`} data-testid="rotate-key">
+                          Rotate
+                        </button>
+                        <button type="button" className="small danger" onClick={() => setConfirming({ id: key.id, action: "revoke" })} aria-label={`Revoke ${key.name}`} data-testid="revoke-key">
+                          Revoke
+                        </button>
+                      </>
+                    )}
+                    {open === "rotate" && (
+                      <span className="confirm">
+                        <label>
+                          Old key works for
+                          <select value={grace} onChange={(e) => setGrace(e.target.value)}>
+                            <option value="0">no time (revoke now)</option>
+                            <option value="1h">1 hour</option>
+                            <option value="24h">24 hours</option>
+                            <option value="7d">7 days</option>
+                          </select>
+                        </label>
+                        <button type="button" className="small primary" onClick={() => void act(key, "rotate")} data-testid="confirm-rotate">
+                          Rotate now
+                        </button>
+                        <button type="button" className="small ghost" onClick={() => setConfirming(null)}>
+                          Cancel
+                        </button>
+                      </span>
+                    )}
+                    {open === "revoke" && (
+                      <span className="confirm">
+                        <button type="button" className="small danger" onClick={() => void act(key, "revoke")} data-testid="confirm-revoke">
+                          Confirm revoke
+                        </button>
+                        <button type="button" className="small ghost" onClick={() => setConfirming(null)}>
+                          Cancel
+                        </button>
+                      </span>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+interface LimitFields {
+  name: string;
+  rpm: string;
+  quota: string;
+  models: string;
+}
+
+function checkLimits(fields: LimitFields): { rpm_limit: number | null; quota_tokens: number | null } | string {
+  const rpm = parseLimit(fields.rpm, 1);
+  if (!rpm.ok) return `Requests per minute: ${rpm.error}.`;
+  const quota = parseLimit(fields.quota, 0);
+  if (!quota.ok) return `Monthly token quota: ${quota.error}.`;
+  return { rpm_limit: rpm.value, quota_tokens: quota.value };
+}
+
+function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: LimitFields): void; idPrefix: string }) {
+  return (
+    <>
+      <label htmlFor={`${idPrefix}-name`}>Name</label>
+      <input id={`${idPrefix}-name`} type="text" required maxLength={200} value={fields.name} onChange={(e) => set({ ...fields, name: e.target.value })} data-testid={`${idPrefix}-name`} />
+      <label htmlFor={`${idPrefix}-rpm`}>Requests per minute</label>
+      <input id={`${idPrefix}-rpm`} type="text" inputMode="numeric" value={fields.rpm} onChange={(e) => set({ ...fields, rpm: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-rpm`} />
+      <label htmlFor={`${idPrefix}-quota`}>Monthly token quota</label>
+      <input id={`${idPrefix}-quota`} type="text" inputMode="numeric" value={fields.quota} onChange={(e) => set({ ...fields, quota: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-quota`} />
+      <label htmlFor={`${idPrefix}-models`}>Allowed models (comma-separated)</label>
+      <input id={`${idPrefix}-models`} type="text" value={fields.models} onChange={(e) => set({ ...fields, models: e.target.value })} placeholder="every model" />
+    </>
+  );
+}
+
+function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: CreatedKey): void }) {
+  const [fields, setFields] = useState<LimitFields>({ name: "", rpm: "", quota: "", models: "" });
+  const [role, setRole] = useState("user");
+  const [expires, setExpires] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function create() {
+    const limits = checkLimits(fields);
+    if (typeof limits === "string") return setError(limits);
+    setError(null);
+    setBusy(true);
+    try {
+      // Blank limits take the role's defaults on creation (see the roles' table in the README).
+      const body: Record<string, unknown> = { name: fields.name, role, allowed_models: parseModels(fields.models) };
+      if (limits.rpm_limit !== null) body.rpm_limit = limits.rpm_limit;
+      if (limits.quota_tokens !== null) body.quota_tokens = limits.quota_tokens;
+      if (expires.trim()) body.expires_in = expires.trim();
+      onCreated(await api.call<CreatedKey>("POST", "/keys", body));
+      setFields({ name: "", rpm: "", quota: "", models: "" });
+      setExpires("");
+    } catch (e) {
+      setError(asApiError(e).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <details className="create-key">
+      <summary data-testid="open-create">Create a key</summary>
+      <form
+        className="form-grid"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void create();
+        }}
+      >
+        <LimitInputs fields={fields} set={setFields} idPrefix="create" />
+        <label htmlFor="create-role">Role</label>
+        <select id="create-role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="create-role">
+          <option value="user">user</option>
+          <option value="playground">playground</option>
+          <option value="admin">admin</option>
+        </select>
+        <label htmlFor="create-expires">Expires in (e.g. 30d, 12h; blank: never)</label>
+        <input id="create-expires" type="text" value={expires} onChange={(e) => setExpires(e.target.value)} />
+        <p className="field-note span">Blank limits take the role's defaults.</p>
+        {error && (
+          <p className="error-text span" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={busy || !fields.name.trim()} data-testid="create-key">
+          Create key
+        </button>
+      </form>
+    </details>
+  );
+}
+
+function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; onClose(changed: boolean): void }) {
+  const [fields, setFields] = useState<LimitFields>({
+    name: keyView.name,
+    rpm: keyView.rpm_limit === null ? "" : String(keyView.rpm_limit),
+    quota: keyView.quota_tokens === null ? "" : String(keyView.quota_tokens),
+    models: keyView.allowed_models.join(", "),
+  });
+  const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
+  const [error, setError] = useState<string | null>(null);
+
+  async function save() {
+    const limits = checkLimits(fields);
+    if (typeof limits === "string") return setError(limits);
+    try {
+      await api.call("PATCH", `/keys/${keyView.id}`, {
+        name: fields.name,
+        ...limits,
+        allowed_models: parseModels(fields.models),
+        expires_at: localToIso(expires),
+      });
+      onClose(true);
+    } catch (e) {
+      setError(asApiError(e).message);
+    }
+  }
+
+  return (
+    <section className="edit-key" role="dialog" aria-modal="false" aria-labelledby="edit-title" data-testid="edit-dialog">
+      <h2 id="edit-title">
+        Edit <code>{keyView.prefix}</code>
+      </h2>
+      <form
+        className="form-grid"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void save();
+        }}
+      >
+        <LimitInputs fields={fields} set={setFields} idPrefix="edit" />
+        <label htmlFor="edit-expires">Expires at (blank: never)</label>
+        <input id="edit-expires" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
+        <p className="field-note span">Blank limits mean no limit. Changes apply from the key's next request.</p>
+        {error && (
+          <p className="error-text span" role="alert">
+            {error}
+          </p>
+        )}
+        <div className="span actions">
+          <button type="submit" className="primary" data-testid="save-edit">
+            Save
+          </button>
+          <button type="button" className="ghost" onClick={() => onClose(false)}>
+            Cancel
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
