@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -42,3 +43,30 @@ def test_swagger_ui_is_in_the_build(build: tuple[Path, str]) -> None:
     dist, _ = build
     for name in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
         assert (dist / "swagger" / name).stat().st_size > 10_000, name
+
+
+PLAYGROUND_ENTRY_BASELINE_BYTES = 239_655
+"""The playground's entry script before the admin console existed (main at eb178bd). The
+console may add at most 10% to what the playground loads first; when the playground itself
+grows, measure the entry without the console again and update this."""
+
+
+def _first_load(dist: Path) -> list[Path]:
+    """The assets index.html loads before any code runs: scripts, styles, preloads."""
+    page = (dist / "index.html").read_text()
+    return [dist / "assets" / name for name in re.findall(r'/ui/assets/([^"]+)"', page)]
+
+
+def test_the_admin_console_loads_only_on_its_own_path(build: tuple[Path, str]) -> None:
+    dist, _ = build
+    first = _first_load(dist)
+    assert first
+    assert not [p.name for p in first if p.name.startswith("AdminApp")]
+    console = sorted((dist / "assets").glob("AdminApp-*"))
+    assert {p.suffix for p in console} == {".js", ".css"}
+    entry = next(p for p in first if p.suffix == ".js")
+    # The console's code and its chart library are in its chunk, not in the entry.
+    assert b"admin-key-input" in next(p for p in console if p.suffix == ".js").read_bytes()
+    for marker in (b"admin-key-input", b"recharts"):
+        assert marker not in entry.read_bytes(), marker
+    assert entry.stat().st_size <= PLAYGROUND_ENTRY_BASELINE_BYTES * 1.10
