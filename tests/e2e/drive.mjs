@@ -4,14 +4,9 @@
 //
 // Prints one JSON object with what it observed; exits non-zero with a message on the first
 // failed expectation. pytest (test_playground.py) runs it and asserts on the JSON as well.
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-
-// playwright-core is a devDependency of the frontend; resolve it from there.
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const { chromium } = createRequire(join(root, "frontend/package.json"))("playwright-core");
+import { launchChromium, root } from "./chromium.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -36,22 +31,7 @@ function expect(condition, message) {
 // Generous: the demo model shares two cores with whatever else the test run is doing.
 const TIMEOUT = 120_000;
 const result = { console: [], screenshots: [] };
-const browser = await chromium.launch({
-  executablePath: opts.chromium,
-  // launch() gives every run a fresh throwaway profile. Keep Chromium from phoning home or
-  // updating itself: the test machine may be offline.
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  timeout: TIMEOUT,
-});
+const browser = await launchChromium(opts.chromium, TIMEOUT);
 
 async function shot(page, name) {
   const path = join(opts.out, `${name}.png`);

@@ -6,15 +6,11 @@
 // Prints one JSON object with what it observed; exits non-zero with a message on the first
 // failed expectation. pytest (test_admin_console.py) runs it and asserts on the JSON.
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { frontendRequire, launchChromium, root } from "./chromium.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const frontend = createRequire(join(root, "frontend/package.json"));
-const { chromium } = frontend("playwright-core");
-const AXE = readFileSync(frontend.resolve("axe-core/axe.min.js"), "utf8");
+const AXE = readFileSync(frontendRequire.resolve("axe-core/axe.min.js"), "utf8");
 
 const { values: opts } = parseArgs({
   options: {
@@ -34,20 +30,7 @@ const TIMEOUT = 120_000;
 // A prompt carrying markup: the logs page must show it as text, never run or render it.
 const MARKUP = '<img src=x onerror="window.__injected=1"><b id="injected">bold</b> tell me a story';
 const result = { console: [], screenshots: [], axe: {}, pages: {} };
-const browser = await chromium.launch({
-  executablePath: opts.chromium,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  timeout: TIMEOUT,
-});
+const browser = await launchChromium(opts.chromium, TIMEOUT);
 
 async function shot(page, name) {
   const path = join(opts.out, `${name}.png`);

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -8,54 +8,7 @@ from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_admin import KeyAdmin, KeyState, key_state, parse_duration
 from llmserver.domain.keys import KeyHasher, Role, parse_prefix
-from llmserver.domain.registry import BackendKind, ModelRegistry, ModelSpec
-
-SECRET = "test-secret-0123456789-abcdefghijklmnop"
-MODELS = ModelRegistry(
-    [
-        ModelSpec(id="tiny", backend=BackendKind.HTTP, source="http://127.0.0.1:9"),
-        ModelSpec(
-            id="demo-tiny-llama",
-            aliases=("demo",),
-            backend=BackendKind.HTTP,
-            source="http://127.0.0.1:9",
-        ),
-    ]
-)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self._now = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._now.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def keys() -> MemoryKeyStore:
-    return MemoryKeyStore()
-
-
-@pytest.fixture
-def usage() -> MemoryUsageStore:
-    return MemoryUsageStore()
-
-
-@pytest.fixture
-def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
-    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS)
+from unit.key_admin_support import MODELS, SECRET, FakeClock
 
 
 async def test_create_stores_only_the_hash_and_returns_the_plaintext_once(

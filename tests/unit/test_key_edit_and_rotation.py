@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
+from llmserver.adapters.memory import MemoryKeyStore
 from llmserver.domain.audit import changed_only, key_settings
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.key_admin import (
@@ -17,23 +17,8 @@ from llmserver.domain.key_admin import (
     key_state,
     parse_grace,
 )
-from llmserver.domain.keys import KeyHasher, Role, parse_prefix
-from unit.test_key_admin import MODELS, SECRET, FakeClock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def keys() -> MemoryKeyStore:
-    return MemoryKeyStore()
-
-
-@pytest.fixture
-def admin(keys: MemoryKeyStore, clock: FakeClock) -> KeyAdmin:
-    return KeyAdmin(keys, MemoryUsageStore(), KeyHasher(SECRET), clock, MODELS)
+from llmserver.domain.keys import Role, parse_prefix
+from unit.key_admin_support import FakeClock
 
 
 async def test_an_edit_changes_only_what_it_names(admin: KeyAdmin, clock: FakeClock) -> None:
@@ -66,6 +51,8 @@ async def test_an_edit_changes_only_what_it_names(admin: KeyAdmin, clock: FakeCl
         (KeyEdit(allowed_models=["nope"]), "allowed_models"),
         (KeyEdit(expires_at=datetime(2026, 1, 1)), "expires_at"),  # noqa: DTZ001
         (KeyEdit(expires_at=datetime(9000, 1, 1, tzinfo=UTC)), "expires_at"),
+        (KeyEdit(expires_at=datetime(2026, 3, 14, 11, tzinfo=UTC)), "expires_at"),
+        (KeyEdit(expires_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))), "expires_at"),
     ],
 )
 async def test_a_bad_edit_names_its_field_and_changes_nothing(
@@ -142,8 +129,11 @@ def test_bad_grace_periods_are_refused(text: str) -> None:
 
 
 async def test_key_search_by_text_state_and_role(admin: KeyAdmin, clock: FakeClock) -> None:
+    # A second apart: keys list in creation order.
     billing, _ = await admin.create(name="Billing service")
+    clock.advance(1)
     ops, _ = await admin.create(name="ops", role=Role.ADMIN)
+    clock.advance(1)
     old, _ = await admin.create(name="old billing")
     await admin.revoke(old.id)
     every = await admin.list()

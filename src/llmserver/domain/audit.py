@@ -32,7 +32,7 @@ class AuditAction(StrEnum):
     CACHE_PURGE = "cache.purge"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
     """One admin action, as recorded."""
 
@@ -46,19 +46,11 @@ class AuditEvent:
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry(AuditEvent):
     """A recorded event with the id the trail gave it (ids grow with time)."""
 
     id: int
-    at: datetime
-    action: AuditAction
-    actor_key_id: str
-    actor_prefix: str
-    target: str | None = None
-    before: Settings | None = None
-    after: Settings | None = None
-    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

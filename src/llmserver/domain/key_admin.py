@@ -325,6 +325,13 @@ class KeyAdmin:
             return at
         if at.tzinfo is None:
             raise InvalidRequest("expires_at needs a UTC offset.", param="expires_at")
+        # Bounded both ways: the database stores UTC, and a time near year 1 or 9999 in
+        # another zone has no UTC form (an overflow, a 500).
+        if at <= self._clock.now():
+            raise InvalidRequest(
+                "expires_at is not in the future; revoke the key to end it now.",
+                param="expires_at",
+            )
         if at - self._clock.now() > timedelta(days=MAX_LIFETIME_DAYS):
             raise InvalidRequest(
                 f"expires_at is more than {MAX_LIFETIME_DAYS} days away; leave it null for a "

@@ -16,7 +16,7 @@ from llmserver.app.lane.body import read_body
 from llmserver.app.routes.admin import console_views as cv
 from llmserver.app.routes.admin.audited import AdminCall
 from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
-from llmserver.app.routes.admin.views import key_view
+from llmserver.app.routes.admin.views import KeyView, key_view
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services
 from llmserver.domain.audit import AuditAction, AuditQuery, changed_only, key_settings
@@ -44,7 +44,7 @@ async def _body(call: AdminCall, *, optional: bool = False) -> bytes:
     summary="Change an API key's name, limits, models or expiry (fields left out stay)",
     responses=ADMIN_ERRORS,
 )
-async def update_key(request: Request[Any, Any, Any], key_id: str) -> Any:
+async def update_key(request: Request[Any, Any, Any], key_id: str) -> KeyView:
     call = await AdminCall.of(request)
     body: cv.UpdateKey = decode(_UPDATE, await _body(call))
     before, after = await call.services.key_admin.update(key_id, body.edit())

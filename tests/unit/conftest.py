@@ -1,0 +1,30 @@
+"""Fixtures of the key administration use case, on the in-memory stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
+from llmserver.domain.key_admin import KeyAdmin
+from llmserver.domain.keys import KeyHasher
+from unit.key_admin_support import MODELS, SECRET, FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def keys() -> MemoryKeyStore:
+    return MemoryKeyStore()
+
+
+@pytest.fixture
+def usage() -> MemoryUsageStore:
+    return MemoryUsageStore()
+
+
+@pytest.fixture
+def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
+    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS)
