@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from llmserver.adapters.clock import SystemClock
+from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.key_admin import KeyAdmin, key_state, parse_grace
+from llmserver.domain.key_admin import KeyAdmin, key_state, parse_grace, rotation_change
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
@@ -27,7 +28,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
+def _run(
+    ctx: click.Context,
+    use: Callable[[KeyAdmin], Awaitable[T]],
+    change: Callable[[T], KeyChange | None] | None = None,
+) -> T:
+    """Run ``use`` on the database; a command that changes a key names the change, which
+    goes to the audit trail with ``cli`` as its actor."""
     # Imported here, where they are used: the SQL stores take most of a second to import,
     # which `llmserver --help` and every other command would pay too.
     from sqlalchemy.exc import DBAPIError
@@ -39,7 +46,21 @@ def _run(ctx: click.Context, use: Callable[[KeyAdmin], Awaitable[T]]) -> T:
     async def run() -> T:
         built = build_key_services(settings)
         try:
-            return await use(built.key_admin)
+            done = await use(built.key_admin)
+            recorded = None if change is None else change(done)
+            if recorded is not None:
+                await built.audit.record(
+                    AuditEvent(
+                        at=SystemClock().now(),
+                        action=recorded.action,
+                        actor_key_id=CLI_ACTOR,
+                        actor_prefix=CLI_ACTOR,
+                        target=recorded.target,
+                        before=recorded.before,
+                        after=recorded.after,
+                    )
+                )
+            return done
         finally:
             await built.close()
 
@@ -156,6 +177,7 @@ def create(
             expires_in=expires,
             allow_unknown_models=allow_unknown_models,
         ),
+        lambda created: key_change(AuditAction.KEY_CREATE, None, created[0]),
     )
     if as_json:
         click.echo(json.dumps({"key": plaintext, "details": _key_dict(key)}))
@@ -212,7 +234,11 @@ def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
 @click.pass_context
 def revoke(ctx: click.Context, id_or_prefix: str) -> None:
     """Revoke a key by id or prefix (idempotent)."""
-    key = _run(ctx, lambda admin: admin.revoke(id_or_prefix))
+
+    async def revoke(admin: KeyAdmin) -> tuple[ApiKey, ApiKey]:
+        return await admin.find(id_or_prefix), await admin.revoke(id_or_prefix)
+
+    _, key = _run(ctx, revoke, lambda done: key_change(AuditAction.KEY_REVOKE, *done))
     click.echo(f"revoked {key.id} ({key.prefix}) at {_iso(key.revoked_at)}")
 
 
@@ -230,7 +256,9 @@ def rotate(ctx: click.Context, id_or_prefix: str, grace: str, as_json: bool) -> 
     """Replace a key by a new one with the same settings; print the new secret (shown only
     this once). The old key expires after the grace period. A running server sees the change
     within LLMSERVER_KEY_CACHE_TTL_S."""
-    rotation = _run(ctx, lambda admin: admin.rotate(id_or_prefix, parse_grace(grace)))
+    rotation = _run(
+        ctx, lambda admin: admin.rotate(id_or_prefix, parse_grace(grace)), rotation_change
+    )
     old = rotation.old_after
     if as_json:
         click.echo(

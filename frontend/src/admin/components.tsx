@@ -25,7 +25,7 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: Depe
         if (!controller.signal.aborted) setLoaded({ state: "error", error: asApiError(error) });
       });
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `load` is a new closure each render; the caller's deps say when it means new data.
   }, [...deps, tick]);
   return [loaded, useCallback(() => setTick((n) => n + 1), [])];
 }

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from llmserver.app.metrics import Metrics
     from llmserver.app.settings import Settings
     from llmserver.domain.ports import (
+        AuditLog,
         Clock,
         HotCache,
         KeyStore,
@@ -130,6 +131,7 @@ class KeySettings(Protocol):
 @dataclass(frozen=True, slots=True)
 class KeyServices:
     key_admin: KeyAdmin
+    audit: AuditLog
     close: Callable[[], Awaitable[None]]
 
 
@@ -150,7 +152,7 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     database = sql_database(settings.database_url)
     hasher = KeyHasher(settings.server_secret)
     admin = KeyAdmin(database.keys, database.usage, hasher, SystemClock(), settings.models)
-    return KeyServices(admin, database.dispose)
+    return KeyServices(admin, database.audit, database.dispose)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 AUDIT_TARGET_MAX_CHARS = 200
 """The widest target an entry names: a key id (32) or a model id."""
 AUDIT_ACTION_MAX_CHARS = 32
+CLI_ACTOR = "cli"
+"""The actor of changes made with ``llmserver keys``, straight on the database: no admin
+key is involved to name."""
 
 Settings = Mapping[str, object]
 """A JSON object of plain values (strings, numbers, lists, null): a key's settings."""
@@ -84,3 +87,27 @@ def changed_only(before: Settings, after: Settings) -> tuple[Settings, Settings]
     """The settings that differ, before and after: an update's entry shows what moved."""
     names = [n for n in after if before.get(n) != after[n]]
     return {n: before.get(n) for n in names}, {n: after[n] for n in names}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    """What an entry records of a change to a key."""
+
+    action: AuditAction
+    target: str
+    before: Settings | None
+    after: Settings | None
+
+
+def key_change(
+    action: AuditAction, before: ApiKey | None, after: ApiKey, **extra: object
+) -> KeyChange | None:
+    """A created key's settings (``before`` is ``None``), or the settings a change moved,
+    with ``extra`` facts added to the after side; ``None`` when nothing moved (revoking a
+    revoked key, an edit to the same values): nothing happened, nothing to record."""
+    if before is None:
+        return KeyChange(action, after.id, None, {**key_settings(after), **extra})
+    old, new = changed_only(key_settings(before), key_settings(after))
+    if not new and not extra:
+        return None
+    return KeyChange(action, after.id, old, {**new, **extra})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
+from llmserver.domain.audit import AuditAction, KeyChange, key_change
 from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
@@ -196,6 +197,17 @@ def parse_grace(text: str) -> timedelta:
             param="grace_period",
         )
     return grace
+
+
+def rotation_change(rotation: Rotation) -> KeyChange | None:
+    """A rotation's audit record: on the old key, naming its replacement."""
+    return key_change(
+        AuditAction.KEY_ROTATE,
+        rotation.old_before,
+        rotation.old_after,
+        replaced_by=rotation.new.id,
+        replaced_by_prefix=rotation.new.prefix,
+    )
 
 
 class KeyAdmin:

@@ -14,6 +14,7 @@ from llmserver.app.composition import build_services
 from llmserver.app.settings import Settings
 from llmserver.cli import main
 from llmserver.cli_keys import keys
+from llmserver.domain.audit import AuditAction, AuditEntry, AuditQuery
 from llmserver.domain.keys import KeyHasher
 from llmserver.domain.registry import ModelRegistry, profile_models
 
@@ -124,6 +125,36 @@ def test_rotate_prints_the_new_secret_once_and_ends_the_old_key(cli: click.Group
     refused = CliRunner().invoke(cli, ["keys", "rotate", new_prefix])
     assert refused.exit_code != 0
     assert "only an active key can be rotated" in refused.output
+
+
+def test_changes_made_with_the_command_are_audited_as_cli(cli: click.Group, tmp_path: Path) -> None:
+    created = json.loads(run(cli, "create", "--name", "audited", "--rpm", "5", "--json"))
+    key_id = created["details"]["id"]
+    rotated = json.loads(run(cli, "rotate", key_id, "--grace", "0", "--json"))
+    run(cli, "revoke", rotated["details"]["id"])
+    run(cli, "revoke", rotated["details"]["id"])  # again: nothing changes, nothing recorded
+
+    async def trail() -> list[AuditEntry]:
+        db = SqlDatabase.from_url(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+        try:
+            return list((await db.audit.query(AuditQuery()))[0])
+        finally:
+            await db.dispose()
+
+    entries = asyncio.run(trail())
+    assert [(e.action, e.target) for e in entries] == [
+        (AuditAction.KEY_REVOKE, rotated["details"]["id"]),
+        (AuditAction.KEY_ROTATE, key_id),
+        (AuditAction.KEY_CREATE, key_id),
+    ]
+    assert {(e.actor_key_id, e.actor_prefix, e.request_id) for e in entries} == {
+        ("cli", "cli", None)
+    }
+    assert entries[1].after is not None
+    assert entries[1].after["replaced_by"] == rotated["details"]["id"]
+    assert entries[2].after is not None
+    assert entries[2].after["rpm_limit"] == 5
+    assert not [e for e in entries if created["key"] in repr(e) or rotated["key"] in repr(e)]
 
 
 def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:

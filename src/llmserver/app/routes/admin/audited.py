@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.lane.record import access_record
 from llmserver.app.services import Services, services_of
-from llmserver.domain.audit import AuditAction, AuditEvent, Settings
+from llmserver.domain.audit import AuditAction, AuditEvent, KeyChange, Settings
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -49,3 +49,7 @@ class AdminCall:
                 request_id=access_record(self.request.scope).request_id or None,
             )
         )
+
+    async def audit_key(self, change: KeyChange | None) -> None:
+        if change is not None:
+            await self.audit(change.action, change.target, change.before, change.after)

@@ -19,8 +19,8 @@ from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, U
 from llmserver.app.routes.admin.views import KeyView, key_view
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services
-from llmserver.domain.audit import AuditAction, AuditQuery, changed_only, key_settings
-from llmserver.domain.key_admin import parse_grace
+from llmserver.domain.audit import AuditAction, AuditQuery, key_change
+from llmserver.domain.key_admin import parse_grace, rotation_change
 
 _UPDATE = msgspec.json.Decoder(cv.UpdateKey)
 _ROTATE = msgspec.json.Decoder(cv.RotateKey)
@@ -48,9 +48,7 @@ async def update_key(request: Request[Any, Any, Any], key_id: str) -> KeyView:
     call = await AdminCall.of(request)
     body: cv.UpdateKey = decode(_UPDATE, await _body(call))
     before, after = await call.services.key_admin.update(key_id, body.edit())
-    old, new = changed_only(key_settings(before), key_settings(after))
-    if new:
-        await call.audit(AuditAction.KEY_UPDATE, after.id, old, new)
+    await call.audit_key(key_change(AuditAction.KEY_UPDATE, before, after))
     return key_view(after, call.services.clock.now())
 
 
@@ -66,13 +64,7 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: str) -> cv.Rotated
     call = await AdminCall.of(request)
     body: cv.RotateKey = decode(_ROTATE, await _body(call, optional=True))
     rotation = await call.services.key_admin.rotate(key_id, parse_grace(body.grace_period))
-    old, new = changed_only(key_settings(rotation.old_before), key_settings(rotation.old_after))
-    await call.audit(
-        AuditAction.KEY_ROTATE,
-        rotation.old_after.id,
-        old,
-        {**new, "replaced_by": rotation.new.id, "replaced_by_prefix": rotation.new.prefix},
-    )
+    await call.audit_key(rotation_change(rotation))
     now = call.services.clock.now()
     return cv.RotatedKey(
         key=rotation.plaintext,

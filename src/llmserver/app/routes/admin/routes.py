@@ -18,7 +18,7 @@ from llmserver.app.routes.admin.console import console_handlers
 from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
-from llmserver.domain.audit import AuditAction, changed_only, key_settings
+from llmserver.domain.audit import AuditAction, key_change
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.key_admin import KeyState, key_matches
 from llmserver.domain.keys import DEFAULT_ROLES, Role
@@ -64,7 +64,7 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         expires_in=body.expires_in,
         allow_unknown_models=body.allow_unknown_models,
     )
-    await call.audit(AuditAction.KEY_CREATE, key.id, after=key_settings(key))
+    await call.audit_key(key_change(AuditAction.KEY_CREATE, None, key))
     return v.CreatedKey(key=plaintext, details=v.key_view(key, services.clock.now()))
 
 
@@ -101,9 +101,7 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     call = await AdminCall.of(request)
     before = await call.services.key_admin.find(key_id)
     after = await call.services.key_admin.revoke(key_id)
-    if before != after:  # revoking a revoked key changes nothing: nothing to record
-        old, new = changed_only(key_settings(before), key_settings(after))
-        await call.audit(AuditAction.KEY_REVOKE, after.id, old, new)
+    await call.audit_key(key_change(AuditAction.KEY_REVOKE, before, after))
     return v.key_view(after, call.services.clock.now())
 
 
