@@ -1,5 +1,5 @@
 /** Pieces every console page uses: loading, errors, paging, a secret shown once. */
-import { useCallback, useEffect, useState, type DependencyList } from "react";
+import { useCallback, useEffect, useState, type DependencyList, type ReactNode } from "react";
 import { copyText } from "../lib/clipboard";
 import { ApiError, describeError } from "../lib/errors";
 
@@ -77,5 +77,60 @@ export function SecretOnce({ secret, label, onDone }: { secret: string; label: s
         I have stored it
       </button>
     </section>
+  );
+}
+
+/** A labelled select; `any` (an empty value) first when `anyLabel` is given. */
+export function Choice({
+  label,
+  value,
+  options,
+  onChange,
+  anyLabel,
+  testId,
+}: {
+  label: string;
+  value: string;
+  options: readonly (string | readonly [value: string, text: string])[];
+  onChange(value: string): void;
+  anyLabel?: string;
+  testId?: string;
+}) {
+  return (
+    <label>
+      {label}
+      <select value={value} onChange={(e) => onChange(e.target.value)} data-testid={testId}>
+        {anyLabel !== undefined && <option value="">{anyLabel}</option>}
+        {options.map((option) => {
+          const [v, text] = typeof option === "string" ? [option, option] : option;
+          return (
+            <option key={v} value={v}>
+              {text}
+            </option>
+          );
+        })}
+      </select>
+    </label>
+  );
+}
+
+/** A scrollable table with a header row of column names. */
+export function DataTable({ testId, columns, caption, children }: { testId: string; columns: string[]; caption?: string; children: ReactNode }) {
+  return (
+    <div className="table-wrap">
+      <table data-testid={testId}>
+        {caption && <caption className="sr-only">{caption}</caption>}
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th scope="col" key={c}>
+                {c}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
   );
 }

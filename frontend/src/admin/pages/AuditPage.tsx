@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { LoadState, Pager, useLoad } from "../components";
+import { Choice, DataTable, LoadState, Pager, useLoad } from "../components";
 import { query, type AdminApi, type AuditEntry, type Page } from "../lib/api";
 import { formatTime } from "../lib/forms";
 
@@ -25,24 +25,17 @@ export function AuditPage({ api }: { api: AdminApi }) {
   return (
     <>
       <div className="filters" role="search">
-        <label>
-          Action
-          <select
-            value={action}
-            onChange={(e) => {
-              setOffset(0);
-              setAction(e.target.value);
-            }}
-            data-testid="audit-action"
-          >
-            <option value="">any</option>
-            {ACTIONS.map((a) => (
-              <option key={a} value={a}>
-                {a}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice
+          label="Action"
+          value={action}
+          onChange={(value) => {
+            setOffset(0);
+            setAction(value);
+          }}
+          anyLabel="any"
+          options={ACTIONS}
+          testId="audit-action"
+        />
         <label>
           Target (key id or model)
           <input
@@ -60,20 +53,7 @@ export function AuditPage({ api }: { api: AdminApi }) {
       {page.state === "ready" && (
         <>
           <Pager total={page.data.total} limit={LIMIT} offset={offset} onPage={setOffset} />
-          <div className="table-wrap">
-            <table data-testid="audit-table">
-              <thead>
-                <tr>
-                  <th scope="col">When</th>
-                  <th scope="col">Action</th>
-                  <th scope="col">By (admin key)</th>
-                  <th scope="col">Target</th>
-                  <th scope="col">Before</th>
-                  <th scope="col">After</th>
-                  <th scope="col">Request id</th>
-                </tr>
-              </thead>
-              <tbody>
+          <DataTable testId="audit-table" columns={["When", "Action", "By (admin key)", "Target", "Before", "After", "Request id"]}>
                 {page.data.data.map((e) => (
                   <tr key={e.id} data-testid="audit-row" data-action={e.action} data-target={e.target ?? ""}>
                     <td>{formatTime(e.at)}</td>
@@ -91,9 +71,7 @@ export function AuditPage({ api }: { api: AdminApi }) {
                     </td>
                   </tr>
                 ))}
-              </tbody>
-            </table>
-          </div>
+          </DataTable>
         </>
       )}
     </>

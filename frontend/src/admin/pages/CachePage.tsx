@@ -1,6 +1,6 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
-import { ErrorNote, LoadState, asApiError, useLoad } from "../components";
+import { DataTable, ErrorNote, LoadState, asApiError, useLoad } from "../components";
 import { query, type AdminApi, type CacheView, type DailyUsage } from "../lib/api";
 
 function monthStart(): string {
@@ -93,17 +93,7 @@ export function CachePage({ api }: { api: AdminApi }) {
           <p>
             Purge every entry: {purgeButton(null, "Purge every cached response")}
           </p>
-          <div className="table-wrap">
-            <table data-testid="cache-table">
-              <thead>
-                <tr>
-                  <th scope="col">Model</th>
-                  <th scope="col">Live entries</th>
-                  <th scope="col">Hits</th>
-                  <th scope="col">Purge</th>
-                </tr>
-              </thead>
-              <tbody>
+          <DataTable testId="cache-table" columns={["Model", "Live entries", "Hits", "Purge"]}>
                 {loaded.data.cache.models.map((m) => (
                   <tr key={m.model} data-model={m.model}>
                     <th scope="row">{m.model}</th>
@@ -112,9 +102,7 @@ export function CachePage({ api }: { api: AdminApi }) {
                     <td>{purgeButton(m.model, `Purge the cached responses of ${m.model}`)}</td>
                   </tr>
                 ))}
-              </tbody>
-            </table>
-          </div>
+          </DataTable>
         </>
       )}
     </>

@@ -1,8 +1,11 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
-import { ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
+import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
 import { query, type AdminApi, type CreatedKey, type KeyView, type RotatedKey, type UsageView } from "../lib/api";
 import { formatLimit, formatTime, isoToLocal, localToIso, parseLimit, parseModels } from "../lib/forms";
+
+const STATES = ["active", "revoked", "expired"] as const;
+const ROLES = ["user", "playground", "admin"] as const;
 
 interface Listing {
   keys: KeyView[];
@@ -43,24 +46,8 @@ export function KeysPage({ api }: { api: AdminApi }) {
             Search
             <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="name, prefix or id" data-testid="key-search" />
           </label>
-          <label>
-            State
-            <select value={state} onChange={(e) => setState(e.target.value)}>
-              <option value="">any</option>
-              <option value="active">active</option>
-              <option value="revoked">revoked</option>
-              <option value="expired">expired</option>
-            </select>
-          </label>
-          <label>
-            Role
-            <select value={role} onChange={(e) => setRole(e.target.value)}>
-              <option value="">any</option>
-              <option value="admin">admin</option>
-              <option value="user">user</option>
-              <option value="playground">playground</option>
-            </select>
-          </label>
+          <Choice label="State" value={state} onChange={setState} anyLabel="any" options={STATES} />
+          <Choice label="Role" value={role} onChange={setRole} anyLabel="any" options={ROLES} />
         </div>
         <LoadState loaded={listing} />
         {listing.state === "ready" && (
@@ -123,24 +110,11 @@ function KeyTable({
   return (
     <>
       <ErrorNote error={error} />
-      <div className="table-wrap">
-        <table data-testid="keys-table">
-          <caption className="sr-only">API keys with their limits and this month's usage</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Prefix</th>
-              <th scope="col">Role</th>
-              <th scope="col">State</th>
-              <th scope="col">RPM</th>
-              <th scope="col">Quota (tokens/month)</th>
-              <th scope="col">Used this month</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Expires</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
+      <DataTable
+        testId="keys-table"
+        caption="API keys with their limits and this month's usage"
+        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "Used this month", "Last used", "Expires", "Actions"]}
+      >
             {listing.keys.map((key) => {
               const usage = listing.usage.get(key.id);
               const open = confirming?.id === key.id ? confirming.action : null;
@@ -206,9 +180,7 @@ function KeyTable({
                 </tr>
               );
             })}
-          </tbody>
-        </table>
-      </div>
+      </DataTable>
     </>
   );
 }
@@ -284,9 +256,11 @@ function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: Creat
         <LimitInputs fields={fields} set={setFields} idPrefix="create" />
         <label htmlFor="create-role">Role</label>
         <select id="create-role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="create-role">
-          <option value="user">user</option>
-          <option value="playground">playground</option>
-          <option value="admin">admin</option>
+          {ROLES.map((r) => (
+            <option key={r} value={r}>
+              {r}
+            </option>
+          ))}
         </select>
         <label htmlFor="create-expires">Expires in (e.g. 30d, 12h; blank: never)</label>
         <input id="create-expires" type="text" value={expires} onChange={(e) => setExpires(e.target.value)} />

@@ -1,9 +1,10 @@
 import { useState } from "react";
-import { LoadState, Pager, useLoad } from "../components";
+import { Choice, DataTable, LoadState, Pager, useLoad } from "../components";
 import { query, type AdminApi, type LogRow, type Page } from "../lib/api";
 import { formatTime, localToIso } from "../lib/forms";
 
 const LIMIT = 25;
+const CACHE_STATUSES = ["HIT", "MISS", "BYPASS"] as const;
 
 interface Filters {
   key_id: string;
@@ -51,15 +52,7 @@ export function LogsPage({ api }: { api: AdminApi }) {
         {field("key_id", "Key id")}
         {field("model", "Model")}
         {field("status", "Status", "number")}
-        <label>
-          Cache
-          <select value={draft.cache_status} onChange={(e) => setDraft({ ...draft, cache_status: e.target.value })}>
-            <option value="">any</option>
-            <option value="HIT">HIT</option>
-            <option value="MISS">MISS</option>
-            <option value="BYPASS">BYPASS</option>
-          </select>
-        </label>
+        <Choice label="Cache" value={draft.cache_status} onChange={(v) => setDraft({ ...draft, cache_status: v })} anyLabel="any" options={CACHE_STATUSES} />
         {field("request_id", "Request id")}
         {field("since", "From", "datetime-local")}
         {field("until", "Until", "datetime-local")}
@@ -71,27 +64,11 @@ export function LogsPage({ api }: { api: AdminApi }) {
       {page.state === "ready" && (
         <>
           <Pager total={page.data.total} limit={LIMIT} offset={offset} onPage={setOffset} />
-          <div className="table-wrap">
-            <table data-testid="logs-table">
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Key</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Tokens (prompt + completion)</th>
-                  <th scope="col">Cache</th>
-                  <th scope="col">Latency</th>
-                  <th scope="col">Request id</th>
-                </tr>
-              </thead>
-              <tbody>
+          <DataTable testId="logs-table" columns={["Time", "Status", "Key", "Model", "Tokens (prompt + completion)", "Cache", "Latency", "Request id"]}>
                 {page.data.data.map((row) => (
                   <LogLine key={row.request_id + row.created_at} row={row} open={open === row.request_id} onToggle={() => setOpen(open === row.request_id ? null : row.request_id)} />
                 ))}
-              </tbody>
-            </table>
-          </div>
+          </DataTable>
         </>
       )}
     </>

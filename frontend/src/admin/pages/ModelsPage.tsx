@@ -1,5 +1,5 @@
 import { useEffect } from "react";
-import { LoadState, useLoad } from "../components";
+import { DataTable, LoadState, useLoad } from "../components";
 import type { AdminApi, ModelView } from "../lib/api";
 
 const POLL_MS = 3000;
@@ -13,23 +13,13 @@ export function ModelsPage({ api }: { api: AdminApi }) {
 
   return (
     <>
-      <p className="field-note">Live: refreshed every {POLL_MS / 1000} seconds.</p>
+      <p className="field-note" aria-live="polite">
+        Live: refreshed every {POLL_MS / 1000} seconds.
+        {models.state === "ready" && ` ${models.data.data.filter((m) => m.ready).length} of ${models.data.data.length} ready.`}
+      </p>
       {models.state !== "ready" && <LoadState loaded={models} />}
       {models.state === "ready" && (
-        <div className="table-wrap">
-          <table data-testid="models-table">
-            <thead>
-              <tr>
-                <th scope="col">Model</th>
-                <th scope="col">Aliases</th>
-                <th scope="col">Backend</th>
-                <th scope="col">Health</th>
-                <th scope="col">Queue depth</th>
-                <th scope="col">Context</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody aria-live="polite">
+        <DataTable testId="models-table" columns={["Model", "Aliases", "Backend", "Health", "Queue depth", "Context", "Details"]}>
               {models.data.data.map((m) => (
                 <tr key={m.id} data-testid="model-row" data-ready={m.ready}>
                   <th scope="row">{m.id}</th>
@@ -48,9 +38,7 @@ export function ModelsPage({ api }: { api: AdminApi }) {
                   </td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        </div>
+        </DataTable>
       )}
     </>
   );

@@ -1,6 +1,6 @@
 import { useMemo, useState } from "react";
 import { Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
-import { LoadState, useLoad } from "../components";
+import { Choice, DataTable, LoadState, useLoad } from "../components";
 import { query, type AdminApi, type DailyUsage, type KeyView } from "../lib/api";
 import { daysBetween, hitRateByDay, seriesByDay, totalsBy, usageCsv, type GroupBy, type Metric, type Totals } from "../lib/usage";
 
@@ -57,20 +57,8 @@ export function UsagePage({ api }: { api: AdminApi }) {
           To
           <input type="date" value={until} min={since} onChange={(e) => e.target.value && setUntil(e.target.value)} data-testid="usage-until" />
         </label>
-        <label>
-          By
-          <select value={by} onChange={(e) => setBy(e.target.value as GroupBy)} data-testid="usage-by">
-            <option value="key">key</option>
-            <option value="model">model</option>
-          </select>
-        </label>
-        <label>
-          Chart
-          <select value={metric} onChange={(e) => setMetric(e.target.value as Metric)}>
-            <option value="tokens">tokens</option>
-            <option value="requests">requests</option>
-          </select>
-        </label>
+        <Choice label="By" value={by} onChange={(v) => setBy(v as GroupBy)} options={["key", "model"]} testId="usage-by" />
+        <Choice label="Chart" value={metric} onChange={(v) => setMetric(v as Metric)} options={["tokens", "requests"]} />
         <button type="button" onClick={download} disabled={!rows.length} data-testid="usage-csv">
           Download CSV
         </button>
@@ -123,20 +111,7 @@ export function UsagePage({ api }: { api: AdminApi }) {
 function TopTable({ totals, label, by }: { totals: Totals[]; label(group: string): string; by: GroupBy }) {
   if (!totals.length) return <p>No requests in this range.</p>;
   return (
-    <div className="table-wrap">
-      <table data-testid="usage-top">
-        <thead>
-          <tr>
-            <th scope="col">{by === "key" ? "Key" : "Model"}</th>
-            <th scope="col">Requests</th>
-            <th scope="col">Prompt tokens</th>
-            <th scope="col">Completion tokens</th>
-            <th scope="col">Cache hit rate</th>
-            <th scope="col">Errors</th>
-            <th scope="col">Cost</th>
-          </tr>
-        </thead>
-        <tbody>
+    <DataTable testId="usage-top" columns={[by === "key" ? "Key" : "Model", "Requests", "Prompt tokens", "Completion tokens", "Cache hit rate", "Errors", "Cost"]}>
           {totals.map((t) => (
             <tr key={t.group} data-group={t.group}>
               <th scope="row">{label(t.group)}</th>
@@ -148,8 +123,6 @@ function TopTable({ totals, label, by }: { totals: Totals[]; label(group: string
               <td>0</td>
             </tr>
           ))}
-        </tbody>
-      </table>
-    </div>
+    </DataTable>
   );
 }
