@@ -12,7 +12,7 @@ if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1;
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
 fi
 
-extras=(--extra torch --extra otel)
+extras=(--extra torch --extra otel --extra embeddings-minilm)
 case "$(uname -s)-$(uname -m)" in
   Darwin-arm64|Linux-x86_64|Linux-aarch64) extras+=(--extra mlx) ;;
 esac

@@ -197,6 +197,7 @@ class AccessLogMiddleware:
 _KNOWN_ROUTES = (
     paths.CHAT_COMPLETIONS,
     paths.COMPLETIONS,
+    paths.EMBEDDINGS,
     paths.MODELS,
     paths.HEALTHZ,
     paths.READYZ,

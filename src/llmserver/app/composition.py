@@ -212,7 +212,7 @@ def build_services(
     from llmserver.adapters.log_batcher import RequestLogBatcher
     from llmserver.app.maintenance import Upkeep
     from llmserver.app.metrics import Metrics
-    from llmserver.app.metrics_scrape import BatcherState
+    from llmserver.app.metrics_scrape import BatcherState, embedding_passes
     from llmserver.app.model_specs import model_specs
     from llmserver.app.settings import CacheScope, SqliteWriter
 
@@ -255,6 +255,7 @@ def build_services(
     else:
         backends = models = _model_manager(specs, settings, tracer)
     metrics.set_queue_depth_source(lambda: {s.model_id: s.queue_depth for s in backends.statuses()})
+    metrics.set_embedding_passes_source(lambda: embedding_passes(backends.statuses()))
     keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
     # Picked here, once: with tracing off the plain gateway runs, without a check per step.
     gateway_type: Callable[..., Gateway] = (
@@ -367,6 +368,7 @@ def _model_manager(
             threads=settings.torch_threads,
             max_batch_size=settings.max_batch_size,
             max_queue=settings.max_queue,
+            max_embedding_batch_rows=settings.embedding_batch_rows,
             request_timeout_s=settings.request_timeout_s,
             tracer=tracer,
         ),

@@ -39,6 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from llmserver.app.metrics_scrape import (
     BatcherSource,
+    EmbeddingPassesSource,
     QueueDepthSource,
     ScrapeSources,
     ScrapeTimeCollector,
@@ -333,6 +334,9 @@ class Metrics:
 
     def set_queue_depth_source(self, source: QueueDepthSource) -> None:
         self._sources.queue_depth = source
+
+    def set_embedding_passes_source(self, source: EmbeddingPassesSource) -> None:
+        self._sources.embedding_passes = source
 
     def set_batcher_source(self, source: BatcherSource) -> None:
         self._sources.batcher = source

@@ -4,12 +4,14 @@ worker that answers the scrape, since only it can see them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from llmserver.domain.inference import BackendStatus
 
 
 class BatcherState(NamedTuple):
@@ -19,13 +21,25 @@ class BatcherState(NamedTuple):
 
 
 QueueDepthSource = Callable[[], Mapping[str, int]]
+EmbeddingPassesSource = Callable[[], Mapping[str, tuple[int, int]]]
+"""Per embedding model: forward passes run and inputs embedded, since it loaded."""
 BatcherSource = Callable[[], BatcherState]
+
+
+def embedding_passes(statuses: Iterable[BackendStatus]) -> dict[str, tuple[int, int]]:
+    """The embedding backends' pass counts, from their status details."""
+    return {
+        s.model_id: (int(s.details["forward_passes"]), int(s.details["embedded_inputs"]))
+        for s in statuses
+        if "forward_passes" in s.details
+    }
 
 
 @dataclass(slots=True)
 class ScrapeSources:
     queue_depth: QueueDepthSource | None = None
     batcher: BatcherSource | None = None
+    embedding_passes: EmbeddingPassesSource | None = None
 
 
 class ScrapeTimeCollector(Collector):
@@ -47,6 +61,7 @@ class ScrapeTimeCollector(Collector):
             for label, n in sorted(by_label.items()):
                 depth.add_metric([label], n)
         yield depth
+        yield from self._embedding_passes()
 
         size = GaugeMetricFamily(
             "llmserver_request_log_queue_size",
@@ -69,3 +84,22 @@ class ScrapeTimeCollector(Collector):
         yield size
         yield last
         yield dead
+
+    def _embedding_passes(self) -> Iterator[Metric]:
+        passes = CounterMetricFamily(
+            "llmserver_embedding_forward_passes",
+            "Forward passes an embedding model has run, per model (inputs / passes is the "
+            "average batch: inputs of concurrent requests share passes).",
+            labels=["model"],
+        )
+        inputs = CounterMetricFamily(
+            "llmserver_embedding_inputs",
+            "Inputs an embedding model has embedded, per model.",
+            labels=["model"],
+        )
+        if self._sources.embedding_passes is not None:
+            for model, (ran, embedded) in sorted(self._sources.embedding_passes().items()):
+                passes.add_metric([self._model(model)], ran)
+                inputs.add_metric([self._model(model)], embedded)
+        yield passes
+        yield inputs

@@ -1,6 +1,7 @@
-"""The OpenAPI operations of the completion routes, which Litestar cannot derive.
+"""The OpenAPI operations of the completion and embedding routes, which Litestar cannot
+derive.
 
-The completion routes are raw ASGI handlers (see ``routes.openai.routes``), so Litestar
+These routes are raw ASGI handlers (see ``routes.openai.routes``), so Litestar
 documents nothing about them. The msgspec Structs they decode and encode are the source of
 truth: their JSON Schema is added here with each operation's bodies, the SSE content type a
 streamed 200 carries, and every error answer in OpenAI's shape. Clients, generators and
@@ -29,6 +30,7 @@ from litestar.openapi.spec import (
 
 from llmserver.app import paths
 from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
+from llmserver.app.routes.openai import embeddings
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.ui import UI_PATH
 
@@ -77,6 +79,7 @@ class _Route:
     summary: str
     request: type[msgspec.Struct]
     response: type[msgspec.Struct]
+    streams: bool = True
 
 
 _ROUTES = (
@@ -94,6 +97,14 @@ _ROUTES = (
         p.CompletionRequest,
         p.TextCompletion,
     ),
+    _Route(
+        paths.EMBEDDINGS,
+        "V1EmbeddingsCreateEmbeddings",
+        "Create embeddings",
+        embeddings.EmbeddingsRequest,
+        embeddings.EmbeddingList,
+        streams=False,
+    ),
 )
 
 
@@ -106,16 +117,21 @@ def _json(kind: type) -> dict[str, OpenAPIMediaType]:
 
 
 def _operation(route: _Route) -> Operation:
-    ok = OpenAPIResponse(
-        description="The completion; with `stream: true`, server-sent events of chunks "
-        "ending with `data: [DONE]`.",
-        content={
-            **_json(route.response),
-            "text/event-stream": OpenAPIMediaType(
-                schema=Schema(description="SSE: `data: {chunk}` lines, then `data: [DONE]`")
-            ),
-        },
-    )
+    if route.streams:
+        ok = OpenAPIResponse(
+            description="The completion; with `stream: true`, server-sent events of chunks "
+            "ending with `data: [DONE]`.",
+            content={
+                **_json(route.response),
+                "text/event-stream": OpenAPIMediaType(
+                    schema=Schema(description="SSE: `data: {chunk}` lines, then `data: [DONE]`")
+                ),
+            },
+        )
+    else:
+        ok = OpenAPIResponse(
+            description="The embeddings, in the inputs' order.", content=_json(route.response)
+        )
     errors = {
         str(status): OpenAPIResponse(description=ERROR_MEANINGS[status], content=_json(ErrorBody))
         for status in COMPLETION_ERRORS

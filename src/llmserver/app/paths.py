@@ -6,6 +6,7 @@ from __future__ import annotations
 API = "/v1"
 CHAT_COMPLETIONS = f"{API}/chat/completions"
 COMPLETIONS = f"{API}/completions"
+EMBEDDINGS = f"{API}/embeddings"
 MODELS = f"{API}/models"
 MODEL = f"{MODELS}/{{model_id:path}}"
 MODEL_LABEL = f"{MODELS}/{{id}}"

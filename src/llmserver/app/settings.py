@@ -78,6 +78,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     torch_threads: int | None = None
     max_batch_size: int = 8
     max_queue: int = 64
+    embedding_batch_rows: int = 64
     request_timeout_s: float = 300.0
     cache_enabled: bool = True
     cache_ttl_s: int = 86_400
@@ -110,6 +111,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.profile in PROFILES, "profile", f"one of {', '.join(PROFILES)}"),
             (self.max_batch_size >= 1, "max_batch_size", "an integer >= 1"),
             (self.max_queue >= 1, "max_queue", "an integer >= 1"),
+            (self.embedding_batch_rows >= 1, "embedding_batch_rows", "an integer >= 1"),
             (self.request_timeout_s > 0, "request_timeout_s", "a number of seconds > 0"),
             (self.cache_ttl_s >= 1, "cache_ttl_s", "an integer number of seconds >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),

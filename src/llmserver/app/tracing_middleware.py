@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _UNTRACED = frozenset({paths.HEALTHZ, paths.READYZ, paths.METRICS})
-_OPERATIONS = {paths.CHAT_COMPLETIONS: "chat", paths.COMPLETIONS: "text_completion"}
+_OPERATIONS = {
+    paths.CHAT_COMPLETIONS: "chat",
+    paths.COMPLETIONS: "text_completion",
+    paths.EMBEDDINGS: "embeddings",
+}
 
 
 class TracingMiddleware:

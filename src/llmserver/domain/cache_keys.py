@@ -12,9 +12,11 @@ content, model, revision or parameter gives another.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _quote
 
+from llmserver.domain.embeddings import EmbeddingInput
 from llmserver.domain.inference import GenerationParams, Prompt
 
 CACHE_KEY_VERSION = 3
@@ -81,3 +83,30 @@ def is_cacheable(params: GenerationParams, policy: CachePolicy, *, opted_out: bo
     if params.temperature == 0:
         return True
     return policy.cache_sampled_with_seed and params.seed is not None
+
+
+def embedding_cache_key(
+    *,
+    owner: str | None,
+    model_id: str,
+    revision: str,
+    inputs: Sequence[EmbeddingInput],
+    dimensions: int | None,
+    encoding: str,
+) -> str:
+    """An embedding request's key: a JSON array that starts with a string where a
+    completion's starts with its version number, so the two kinds never share a key.
+
+    Token arrays and texts are told apart by their JSON type (``[1,2]`` against ``"12"``).
+    """
+    parts = ",".join(
+        _quote(item) if isinstance(item, str) else f"[{','.join(map(str, item))}]"
+        for item in inputs
+    )
+    scope = "null" if owner is None else _quote(owner)
+    width = "null" if dimensions is None else int(dimensions)
+    encoded = (
+        f'["embeddings",{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},'
+        f"{width},{_quote(encoding)},[{parts}]]"
+    )
+    return hashlib.sha256(encoded.encode()).hexdigest()

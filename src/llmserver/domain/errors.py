@@ -71,6 +71,33 @@ class ContextLengthExceeded(InvalidRequest):
         self.context_length = context_length
 
 
+class InputTooLong(ContextLengthExceeded):
+    """An embedding input longer than the model takes (there is nothing to generate, so
+    ``ContextLengthExceeded``'s message about completion tokens would mislead)."""
+
+    def __init__(self, *, index: int, tokens: int, context_length: int) -> None:
+        InvalidRequest.__init__(
+            self,
+            f"Input {index} has {tokens} tokens; this model takes at most {context_length} "
+            "tokens per input. Shorten it or split it.",
+            param="input",
+        )
+        self.prompt_tokens = tokens
+        self.context_length = context_length
+
+
+class WrongModelKind(InvalidRequest):
+    """A model asked for on a surface it does not serve (chat on an embedding model)."""
+
+    code = "unsupported_model"
+
+    def __init__(self, model: str, *, kind: str, surface: str, instead: str) -> None:
+        super().__init__(
+            f"Model {model!r} is {kind} model and cannot serve {surface}; use {instead}.",
+            param="model",
+        )
+
+
 class AuthReason(StrEnum):
     MISSING = "missing_api_key"
     MALFORMED = "malformed_api_key"

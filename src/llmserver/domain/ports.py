@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from llmserver.domain.audit import AuditEntry, AuditEvent, AuditQuery
+from llmserver.domain.embeddings import EmbeddingInput, Embeddings
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -250,11 +251,37 @@ class InferenceBackend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """One loaded embedding model. Implementations batch concurrent calls internally."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    async def count_tokens(self, inputs: Sequence[EmbeddingInput]) -> list[int]:
+        """Each input's tokens as the model will see them; backends that cannot tokenize
+        (remote HTTP) return an upper bound."""
+        ...
+
+    async def embed(self, inputs: Sequence[EmbeddingInput], dimensions: int | None) -> Embeddings:
+        """One vector per input, in order; ``InvalidRequest`` for what the model refuses
+        (a token id outside its vocabulary, ``dimensions`` it cannot give)."""
+        ...
+
+    def status(self) -> BackendStatus: ...
+
+    async def close(self) -> None: ...
+
+
 class ModelBackends(Protocol):
     """The loaded backends, by model id (the MultiModelManager implements this)."""
 
     def backend(self, model_id: str) -> InferenceBackend:
         """The ready backend, or raise ``Unavailable`` naming the load error."""
+        ...
+
+    def embedder(self, model_id: str) -> EmbeddingBackend:
+        """The ready embedding backend, or raise ``Unavailable`` naming the load error."""
         ...
 
     def statuses(self) -> Sequence[BackendStatus]: ...

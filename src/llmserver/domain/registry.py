@@ -19,6 +19,33 @@ class BackendKind(StrEnum):
     HTTP = "http"
 
 
+class ModelKind(StrEnum):
+    """Which API surfaces a model serves."""
+
+    CHAT = "chat"
+    """Text generation: chat completions and completions."""
+    EMBEDDING = "embedding"
+    """Vectors: embeddings."""
+
+
+CAPABILITIES: dict[ModelKind, tuple[str, ...]] = {
+    ModelKind.CHAT: ("chat", "completions"),
+    ModelKind.EMBEDDING: ("embeddings",),
+}
+"""What ``/v1/models`` reports a model of each kind can do."""
+
+
+class Pooling(StrEnum):
+    """How an embedding model's token states become one vector."""
+
+    MODEL = "model"
+    """The model's own (a sentence-transformers ``1_Pooling/config.json``), else mean."""
+    MEAN = "mean"
+    """The mean of the real (unpadded) tokens' states."""
+    CLS = "cls"
+    """The first token's state."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelDefaults:
     max_tokens: int = 256
@@ -43,9 +70,25 @@ class ModelSpec:
     api_key_env: str | None = None
     """For ``http``: the environment variable holding the upstream API key."""
     owned_by: str = "llmserver"
+    kind: ModelKind = ModelKind.CHAT
+    pooling: Pooling = Pooling.MODEL
+    """For embedding models."""
+    normalize: bool = True
+    """For embedding models: scale each vector to unit length (cosine = dot product)."""
+    matryoshka: bool = False
+    """For embedding models: a request may ask for fewer ``dimensions`` (the vector is cut,
+    then scaled back to unit length), which only Matryoshka-trained models make sense of."""
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return CAPABILITIES[self.kind]
 
 
 DEMO_MODEL_ID = "demo-tiny-llama"
+DEMO_EMBEDDING_MODEL_ID = "demo-embed"
+DEMO_EMBEDDING_SUBDIR = "embedding"
+"""The demo embedding model is built inside the demo model's folder, so every place that
+builds or names the one has the other."""
 
 
 def profile_models(profile: str, *, demo_model_dir: str) -> tuple[ModelSpec, ...]:
@@ -62,6 +105,18 @@ def profile_models(profile: str, *, demo_model_dir: str) -> tuple[ModelSpec, ...
                 device="cpu",
                 dtype="float32",
                 defaults=ModelDefaults(max_tokens=64),
+            ),
+            ModelSpec(
+                id=DEMO_EMBEDDING_MODEL_ID,
+                backend=BackendKind.TORCH,
+                source=f"{demo_model_dir}/{DEMO_EMBEDDING_SUBDIR}",
+                revision="demo-embed-v1",
+                context_length=512,
+                device="cpu",
+                dtype="float32",
+                kind=ModelKind.EMBEDDING,
+                pooling=Pooling.MEAN,
+                matryoshka=True,
             ),
         ),
         "cpu": (

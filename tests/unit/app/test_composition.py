@@ -31,7 +31,8 @@ async def test_building_starts_no_task_and_opens_no_database(tmp_path: Path) -> 
     # The demo model (whose directory does not even exist) waits for the lifecycle to load it.
     assert composed.models is composed.backends
     assert [(s.model_id, s.ready, s.error) for s in composed.backends.statuses()] == [
-        ("demo-tiny-llama", False, "pending")
+        ("demo-tiny-llama", False, "pending"),
+        ("demo-embed", False, "pending"),
     ]
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar, cast
 
+from llmserver.domain.embeddings import EmbeddingInput, Embeddings, float32_bytes
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -148,19 +149,60 @@ class FakeBackend:
         pass
 
 
+@dataclass
+class FakeEmbedder:
+    """An EmbeddingBackend: one token per word, and each vector ``[words, chars, 0, ...]``
+    (``dimensions`` values) as float32, so a test can tell which input made which."""
+
+    model_id: str
+    dimensions: int = 4
+    calls: int = 0
+    gate: asyncio.Event | None = None
+
+    async def count_tokens(self, inputs: Sequence[EmbeddingInput]) -> list[int]:
+        return [len(i.split()) if isinstance(i, str) else len(i) for i in inputs]
+
+    async def embed(self, inputs: Sequence[EmbeddingInput], dimensions: int | None) -> Embeddings:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        counts = await self.count_tokens(inputs)
+        width = dimensions or self.dimensions
+        vectors = [
+            float32_bytes([float(n), float(len(i)), *[0.0] * (width - 2)])
+            for n, i in zip(counts, inputs, strict=True)
+        ]
+        return Embeddings(vectors, sum(counts))
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(self.model_id, ready=True)
+
+    async def close(self) -> None:
+        pass
+
+
 class FakeBackends:
     """ModelBackends over a fixed set of fake backends."""
 
-    def __init__(self, *backends: FakeBackend) -> None:
+    def __init__(self, *backends: FakeBackend, embedders: Sequence[FakeEmbedder] = ()) -> None:
         self._by_id = {b.model_id: b for b in backends}
+        self._embedders = {e.model_id: e for e in embedders}
 
     def backend(self, model_id: str) -> FakeBackend:
         if model_id not in self._by_id:
             raise Unavailable(f"The model '{model_id}' is not loaded.")
         return self._by_id[model_id]
 
+    def embedder(self, model_id: str) -> FakeEmbedder:
+        if model_id not in self._embedders:
+            raise Unavailable(f"The model '{model_id}' is not loaded.")
+        return self._embedders[model_id]
+
     def statuses(self) -> Sequence[BackendStatus]:
-        return [b.status() for b in self._by_id.values()]
+        return [
+            *(b.status() for b in self._by_id.values()),
+            *(e.status() for e in self._embedders.values()),
+        ]
 
 
 @dataclass

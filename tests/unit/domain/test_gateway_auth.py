@@ -15,7 +15,7 @@ from llmserver.domain.errors import (
 )
 from llmserver.domain.gateway import TOUCH_INTERVAL
 
-from .world import MODEL, OTHER_MODEL, World, ask, origin
+from .world import EMBED_MODEL, MODEL, OTHER_MODEL, World, ask, origin
 
 
 async def refusal(world: World, presented: str | None) -> AuthReason:
@@ -123,4 +123,8 @@ async def test_visible_models_follow_the_allowed_list() -> None:
     restricted = await world.principal(allowed_models=(MODEL,))
     unrestricted = await world.principal()
     assert [s.id for s in world.gateway.visible_models(restricted)] == [MODEL]
-    assert {s.id for s in world.gateway.visible_models(unrestricted)} == {MODEL, OTHER_MODEL}
+    assert {s.id for s in world.gateway.visible_models(unrestricted)} == {
+        MODEL,
+        OTHER_MODEL,
+        EMBED_MODEL,
+    }

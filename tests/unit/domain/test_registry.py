@@ -10,6 +10,7 @@ from llmserver.domain.registry import (
     MODEL_ID_MAX_CHARS,
     PROFILES,
     BackendKind,
+    ModelKind,
     ModelRegistry,
     ModelSpec,
     profile_models,
@@ -73,8 +74,14 @@ def test_profiles_serve_their_model(profile: str, model: str, backend: BackendKi
 
 
 def test_the_demo_profile_loads_the_given_directory_on_cpu() -> None:
-    [spec] = profile_models("demo", demo_model_dir="/models/demo")
-    assert (spec.source, spec.device) == ("/models/demo", "cpu")
+    chat, embedding = profile_models("demo", demo_model_dir="/models/demo")
+    assert (chat.source, chat.device, chat.kind) == ("/models/demo", "cpu", ModelKind.CHAT)
+    assert (embedding.source, embedding.device, embedding.kind) == (
+        "/models/demo/embedding",
+        "cpu",
+        ModelKind.EMBEDDING,
+    )
+    assert (chat.capabilities, embedding.capabilities) == (("chat", "completions"), ("embeddings",))
 
 
 def test_every_listed_profile_exists_and_others_are_refused() -> None:

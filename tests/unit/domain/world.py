@@ -24,9 +24,22 @@ from llmserver.domain.inference import ChatMessage, Prompt
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
 from llmserver.domain.logs import Origin, RequestLog
 from llmserver.domain.quota import UsageRecord, period_of
-from llmserver.domain.registry import BackendKind, ModelDefaults, ModelRegistry, ModelSpec
+from llmserver.domain.registry import (
+    BackendKind,
+    ModelDefaults,
+    ModelKind,
+    ModelRegistry,
+    ModelSpec,
+)
 
-from .fakes import FakeBackend, FakeBackends, FakeClock, RecordingTelemetry, RecordingTracer
+from .fakes import (
+    FakeBackend,
+    FakeBackends,
+    FakeClock,
+    FakeEmbedder,
+    RecordingTelemetry,
+    RecordingTracer,
+)
 
 SERVER_SECRET = "unit-test-server-secret-0123456789abcdef"
 MODEL = "fake-model"
@@ -41,6 +54,14 @@ SPEC = ModelSpec(
     defaults=ModelDefaults(max_tokens=8, temperature=0.0),
 )
 OTHER_SPEC = ModelSpec(id=OTHER_MODEL, backend=BackendKind.HTTP, source="http://upstream")
+EMBED_MODEL = "fake-embed"
+EMBED_SPEC = ModelSpec(
+    id=EMBED_MODEL,
+    backend=BackendKind.TORCH,
+    source="/nowhere",
+    context_length=16,
+    kind=ModelKind.EMBEDDING,
+)
 
 
 def origin(request_id: str) -> Origin:
@@ -70,6 +91,7 @@ class World:
     def __post_init__(self) -> None:
         self.hasher = KeyHasher(SERVER_SECRET)
         self.backend = FakeBackend(MODEL, clock=self.clock)
+        self.embedder = FakeEmbedder(EMBED_MODEL)
         self.hot_cache = MemoryHotCache(monotonic=self.clock.monotonic) if self.hot else None
         gateway: Callable[..., Gateway] = (
             Gateway if self.tracer is None else partial(TracedGateway, self.tracer)
@@ -81,8 +103,8 @@ class World:
             limiter=self.limiter,
             cache=self.cache,
             hot_cache=self.hot_cache,
-            registry=ModelRegistry([SPEC, OTHER_SPEC]),
-            backends=FakeBackends(self.backend),
+            registry=ModelRegistry([SPEC, OTHER_SPEC, EMBED_SPEC]),
+            backends=FakeBackends(self.backend, embedders=[self.embedder]),
             clock=self.clock,
             log=self.logs.append,
             policy=self.policy,

@@ -5,7 +5,8 @@ Everything is made here, offline and deterministically: a byte-level BPE trained
 with a Llama-3-style chat template, and a ``LlamaForCausalLM`` initialised from a fixed
 seed. The directory reloads through ``from_pretrained`` with ``HF_HUB_OFFLINE=1`` and
 through ``mlx_lm.load``. The model emits random text: it exists so the server, the tests
-and the benchmarks run without any hub access.
+and the benchmarks run without any hub access. The demo embedding model, a random encoder
+on the same tokenizer, is built into its ``embedding`` folder (``demo_embedding_model``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from llmserver.adapters.inference.demo_embedding_model import ENCODER_SHAPES, save_demo_encoder
+from llmserver.domain.registry import DEMO_EMBEDDING_SUBDIR
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -65,7 +69,13 @@ _SHAPES: dict[DemoSize, _Shape] = {
 
 
 def _marker(size: DemoSize) -> dict[str, object]:
-    return {"version": DEMO_VERSION, "size": size, "seed": SEED, "shape": asdict(_SHAPES[size])}
+    return {
+        "version": DEMO_VERSION,
+        "size": size,
+        "seed": SEED,
+        "shape": asdict(_SHAPES[size]),
+        "embedding_shape": asdict(ENCODER_SHAPES[size]),
+    }
 
 
 def is_built(target_dir: Path, size: DemoSize = "tiny") -> bool:
@@ -106,6 +116,11 @@ def build_demo_model(
         say(f"initialising a random Llama ({size}) with seed {SEED}")
         params = _save_model(staging, shape, tokenizer)
         say(f"saved {params / 1e6:.2f}M parameters")
+        say(f"initialising a random BERT encoder ({size}) for the demo embedding model")
+        encoder = save_demo_encoder(
+            staging / DEMO_EMBEDDING_SUBDIR, ENCODER_SHAPES[size], tokenizer, seed=SEED
+        )
+        say(f"saved {encoder / 1e6:.2f}M encoder parameters")
         (staging / MARKER_FILE).write_text(json.dumps(_marker(size), indent=2))
         if target_dir.exists():
             shutil.rmtree(target_dir)

@@ -252,17 +252,7 @@ class HttpBackend(InferenceBackend):
         it, and so is the completion: by the same bound (a token is at least one UTF-8
         byte), capped at max_tokens. The stream path's count of a token a chunk would
         count a whole answer, one chunk, as one token."""
-        content_type = response.content_type
-        try:
-            raw = await response.read()
-        except TRANSPORT_ERRORS as exc:
-            raise self._read_error(exc, "the connection before the end of its answer") from exc
-        if not content_type.startswith("application/json"):
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} answered "
-                f"{content_type or 'no content type'} instead of {asked}: "
-                f"{raw[:200].decode(errors='replace')!r}"
-            )
+        raw = await self._read_json(response, asked)
         answer = parse_answer(raw, self._spec.id, "completion")
         choice = answer.choices[0] if answer.choices else None
         if choice is None or not choice.finish_reason:
@@ -279,6 +269,34 @@ class HttpBackend(InferenceBackend):
             completion_tokens=completion_tokens,
             finish_reason=finish_reason(choice.finish_reason),
         )
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> bytes:
+        """``body`` POSTed to ``path`` under the upstream's ``/v1`` (retried as every call
+        is), and its JSON answer read whole: for the other surfaces an upstream serves
+        (``HttpEmbeddingBackend``)."""
+        self._in_flight += 1
+        try:
+            response = await self._send_with_retries(self._path + path, body)
+            try:
+                return await self._read_json(response, "JSON")
+            finally:
+                response.close()
+        finally:
+            self._in_flight -= 1
+
+    async def _read_json(self, response: UpstreamResponse, asked: str) -> bytes:
+        content_type = response.content_type
+        try:
+            raw = await response.read()
+        except TRANSPORT_ERRORS as exc:
+            raise self._read_error(exc, "the connection before the end of its answer") from exc
+        if not content_type.startswith("application/json"):
+            raise UpstreamError(
+                f"the upstream of model {self._spec.id!r} answered "
+                f"{content_type or 'no content type'} instead of {asked}: "
+                f"{raw[:200].decode(errors='replace')!r}"
+            )
+        return raw
 
     def _read_error(self, exc: Exception, dropped: str) -> GatewayError:
         """What a failed read of an answer is: a timeout, or a connection lost part-way

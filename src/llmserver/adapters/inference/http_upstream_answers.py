@@ -68,7 +68,7 @@ _T = TypeVar("_T")
 def parse_answer(data: str | bytes, model_id: str, what: str) -> Answer:
     """``data`` read as the OpenAI ``what`` (a stream chunk, a completion); an error the
     upstream reports in it instead is an upstream error with the upstream's message."""
-    answer = _decode(_ANSWER, data, model_id, what)
+    answer = decode_upstream(_ANSWER, data, model_id, what)
     if answer.error is not None:
         error = answer.error
         message = error.message if isinstance(error, _ErrorDetail) else error
@@ -85,7 +85,7 @@ async def error_detail(response: UpstreamResponse, model_id: str) -> str:
     finally:
         response.close()
     try:
-        error = _decode(_ERROR_BODY, raw, model_id, "error body").error
+        error = decode_upstream(_ERROR_BODY, raw, model_id, "error body").error
     except UpstreamError:
         error = None  # not OpenAI's shape: its text says what there is to say
     if isinstance(error, _ErrorDetail) and error.message is not None:
@@ -93,7 +93,9 @@ async def error_detail(response: UpstreamResponse, model_id: str) -> str:
     return raw[:200].decode(errors="replace") or "(empty body)"
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], data: str | bytes, model_id: str, what: str) -> _T:
+def decode_upstream(
+    decoder: msgspec.json.Decoder[_T], data: str | bytes, model_id: str, what: str
+) -> _T:
     """Whatever ``data`` is instead of what ``decoder`` describes (not JSON, another shape,
     a count out of range, nesting deep enough to exhaust the parser's stack) is an
     upstream error, a 502."""

@@ -1,7 +1,8 @@
 """The MultiModelManager: every configured model, loaded eagerly, behind one port.
 
-Each spec's backend kind picks its adapter; the torch, MLX and HTTP modules are imported
-only when a model uses them, so a gateway-only install never imports torch. Models load
+Each spec's backend kind picks its adapter, and its model kind (chat or embedding) which of
+the two ports it serves; the torch, MLX and HTTP modules are imported only when a model
+uses them, so a gateway-only install never imports torch. Models load
 one after another (loading two at once only fights over the same cores and memory); a
 model that fails to load stays failed with its error, which readiness reports and
 every request to it receives as ``Unavailable``.
@@ -17,10 +18,10 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING
 
-from llmserver.domain.errors import ModelNotFound, Unavailable
+from llmserver.domain.errors import ModelNotFound, Unavailable, WrongModelKind
 from llmserver.domain.inference import BackendStatus
-from llmserver.domain.ports import InferenceBackend, ModelBackends
-from llmserver.domain.registry import BackendKind, ModelSpec
+from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
+from llmserver.domain.registry import BackendKind, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
     from llmserver.adapters.inference.http_upstream_client import UpstreamClient
@@ -34,6 +35,8 @@ class BackendOptions:
     threads: int | None = None
     max_batch_size: int = 8
     max_queue: int = 64
+    max_embedding_batch_rows: int = 64
+    """Inputs one forward pass of an embedding model takes at most (from any requests)."""
     request_timeout_s: float = 300.0
     connect_timeout_s: float = 5.0
     """For HTTP upstreams."""
@@ -56,6 +59,7 @@ class _Slot:
     spec: ModelSpec
     state: LoadState = LoadState.PENDING
     backend: InferenceBackend | None = None
+    embedder: EmbeddingBackend | None = None
     error: str | None = None
     load_seconds: float | None = None
 
@@ -81,11 +85,32 @@ class MultiModelManager(ModelBackends):
             raise ModelNotFound(model_id)
         if slot.backend is not None:
             return slot.backend
+        if slot.embedder is not None:
+            raise WrongModelKind(
+                model_id, kind="an embedding", surface="completions", instead="/v1/embeddings"
+            )
+        raise self._not_ready(slot)
+
+    def embedder(self, model_id: str) -> EmbeddingBackend:
+        slot = self._slots.get(model_id)
+        if slot is None:
+            raise ModelNotFound(model_id)
+        if slot.embedder is not None:
+            return slot.embedder
+        if slot.backend is not None:
+            raise WrongModelKind(
+                model_id, kind="a chat", surface="embeddings", instead="/v1/chat/completions"
+            )
+        raise self._not_ready(slot)
+
+    @staticmethod
+    def _not_ready(slot: _Slot) -> Unavailable:
+        model_id = slot.spec.id
         if slot.state is LoadState.FAILED:
-            raise Unavailable(f"model {model_id!r} failed to load: {slot.error}", retry_after=60)
+            return Unavailable(f"model {model_id!r} failed to load: {slot.error}", retry_after=60)
         if slot.state is LoadState.CLOSED:
-            raise Unavailable(f"model {model_id!r} is shut down")
-        raise Unavailable(f"model {model_id!r} is still loading; retry shortly")
+            return Unavailable(f"model {model_id!r} is shut down")
+        return Unavailable(f"model {model_id!r} is still loading; retry shortly")
 
     def statuses(self) -> Sequence[BackendStatus]:
         return [self._status(slot) for slot in self._slots.values()]
@@ -108,7 +133,10 @@ class MultiModelManager(ModelBackends):
             slot.state = LoadState.LOADING
             started = time.perf_counter()
             try:
-                slot.backend = await self._load(spec)
+                if spec.kind is ModelKind.EMBEDDING:
+                    slot.embedder = await self._load_embedder(spec)
+                else:
+                    slot.backend = await self._load(spec)
             except Exception as exc:
                 slot.state, slot.error = LoadState.FAILED, f"{type(exc).__name__}: {exc}"
                 say(f"model {spec.id} failed to load: {slot.error}")
@@ -120,9 +148,10 @@ class MultiModelManager(ModelBackends):
 
     async def close(self) -> None:
         for slot in self._slots.values():
-            if slot.backend is not None:
-                await slot.backend.close()
-                slot.backend, slot.state = None, LoadState.CLOSED
+            loaded = slot.backend or slot.embedder
+            if loaded is not None:
+                await loaded.close()
+                slot.backend, slot.embedder, slot.state = None, None, LoadState.CLOSED
         if self._owns_http_client and self._http_client is not None:
             await self._http_client.close()
             self._http_client = None
@@ -161,6 +190,31 @@ class MultiModelManager(ModelBackends):
             tracer=options.tracer,
         )
 
+    async def _load_embedder(self, spec: ModelSpec) -> EmbeddingBackend:
+        options = self._options
+        if spec.backend is BackendKind.HTTP:
+            from llmserver.adapters.inference.http_embedding_backend import HttpEmbeddingBackend
+
+            return HttpEmbeddingBackend(
+                spec,
+                client=self._client(),
+                read_timeout_s=options.request_timeout_s,
+                connect_timeout_s=options.connect_timeout_s,
+                max_retries=options.max_retries,
+            )
+        if spec.backend is BackendKind.MLX:
+            raise ValueError("embedding models run on the torch or http backend, not mlx")
+        from llmserver.adapters.inference.torch_embedding_backend import TorchEmbeddingBackend
+
+        return await asyncio.to_thread(
+            TorchEmbeddingBackend,
+            spec,
+            threads=options.threads,
+            max_batch_rows=options.max_embedding_batch_rows,
+            max_queue=options.max_queue,
+            request_timeout_s=options.request_timeout_s,
+        )
+
     def _client(self) -> UpstreamClient:
         if self._http_client is None:
             from llmserver.adapters.inference.http_upstream_client import UpstreamClient
@@ -176,8 +230,9 @@ class MultiModelManager(ModelBackends):
         return self._http_client
 
     def _status(self, slot: _Slot) -> BackendStatus:
-        if slot.backend is not None:
-            status = slot.backend.status()
+        loaded = slot.backend or slot.embedder
+        if loaded is not None:
+            status = loaded.status()
         else:
             status = BackendStatus(
                 model_id=slot.spec.id,

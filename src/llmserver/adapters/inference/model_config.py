@@ -18,6 +18,16 @@ backend = "http"
 source = "http://127.0.0.1:11434"
 upstream_model = "llama3.2"
 api_key_env = "UPSTREAM_API_KEY"
+
+[[models]]
+id = "all-minilm-l6-v2"
+kind = "embedding"             # chat (the default) | embedding
+backend = "torch"              # torch | http (an upstream's /v1/embeddings)
+source = "/path/to/all-MiniLM-L6-v2"
+context_length = 256
+pooling = "model"              # model (its own, else mean) | mean | cls
+normalize = true               # unit-length vectors (the default)
+matryoshka = false             # true: requests may ask for fewer `dimensions`
 ```
 Every error names the file, the entry and the field.
 """
@@ -25,11 +35,13 @@ Every error names the file, the entry and the field.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from llmserver.domain.registry import BackendKind, ModelDefaults, ModelSpec
+from llmserver.domain.registry import BackendKind, ModelDefaults, ModelKind, ModelSpec, Pooling
 
 
 class ModelConfigError(ValueError):
@@ -96,6 +108,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
     ):
         raise ModelConfigError(f"{where}: field 'context_length' must be a positive integer")
     options: dict[str, Any] = {name: text(name) for name in _STR_FIELDS}
+    options.update(_embedding_options(where, entry, text))
     return ModelSpec(
         id=model_id,
         backend=BackendKind(backend),
@@ -105,6 +118,37 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         defaults=_defaults(where, entry.get("defaults", {})),
         **{name: value for name, value in options.items() if value is not None},
     )
+
+
+def _choice(where: str, name: str, value: str | None, kinds: type[StrEnum]) -> Any:
+    if value is not None and value not in {k.value for k in kinds}:
+        choices = ", ".join(k.value for k in kinds)
+        raise ModelConfigError(f"{where}: field '{name}' must be one of {choices}, not {value!r}")
+    return None if value is None else kinds(value)
+
+
+def _embedding_options(
+    where: str, entry: dict[str, Any], text: Callable[[str], str | None]
+) -> dict[str, Any]:
+    """``kind`` and the fields only an embedding model takes."""
+    options: dict[str, Any] = {
+        "kind": _choice(where, "kind", text("kind"), ModelKind),
+        "pooling": _choice(where, "pooling", text("pooling"), Pooling),
+    }
+    for flag in ("normalize", "matryoshka"):
+        value = entry.get(flag)
+        if value is not None and not isinstance(value, bool):
+            raise ModelConfigError(f"{where}: field '{flag}' must be true or false")
+        options[flag] = value
+    given = [name for name in ("pooling", "normalize", "matryoshka") if name in entry]
+    if options["kind"] is not ModelKind.EMBEDDING and given:
+        raise ModelConfigError(
+            f"{where}: {', '.join(repr(g) for g in given)} only apply to an embedding model "
+            '(kind = "embedding")'
+        )
+    if options["kind"] is ModelKind.EMBEDDING and entry.get("backend") == BackendKind.MLX:
+        raise ModelConfigError(f"{where}: embedding models run on the torch or http backend")
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _defaults(where: str, raw: Any) -> ModelDefaults:

@@ -13,7 +13,7 @@ from llmserver.app.auth import principal_of
 from llmserver.app.errors import Where, error_reply, rate_header_pairs
 from llmserver.app.lane.body import ClientDisconnected, read_body
 from llmserver.app.lane.disconnect import DisconnectWatch
-from llmserver.app.lane.record import access_record, scope_header
+from llmserver.app.lane.record import access_record, wants_cache
 from llmserver.app.lane.replies import JsonReply, SseReply
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import serving
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 
     from llmserver.app.lane.record import AccessRecord
     from llmserver.domain.gateway import Outcome, StreamSession
-
-
-def _wants_cache(scope: Scope) -> bool:
-    directives = (scope_header(scope, b"cache-control") or b"").lower()
-    return b"no-cache" not in directives and b"no-store" not in directives
 
 
 async def _body(
@@ -57,7 +52,7 @@ async def completion_reply(
     body, logged = await _body(services, route, scope, receive)
     record = access_record(scope)
     record.model = body.model
-    request = serving.to_domain(body, use_cache=_wants_cache(scope))
+    request = serving.to_domain(body, use_cache=wants_cache(scope))
     origin = Origin(record.request_id, route, http_status, logged)
     gateway = services.gateway
     if body.stream:

@@ -53,6 +53,13 @@ def access_record(scope: Scope) -> AccessRecord:
     return record if record is not None else open_record(scope, "")
 
 
+def wants_cache(scope: Scope) -> bool:
+    """Whether the client lets the response cache answer (no ``Cache-Control: no-cache``
+    or ``no-store``)."""
+    directives = (scope_header(scope, b"cache-control") or b"").lower()
+    return b"no-cache" not in directives and b"no-store" not in directives
+
+
 def scope_header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a request header, read from the raw ASGI pairs (``name`` in lower
     case): a scan of a few pairs costs less than building a header container per request."""

@@ -25,6 +25,7 @@ Who owns what:
 - ``answering``: ``Answers``, durable cache, single-flight, inference, cache store.
 - ``streaming``: ``Streams``, a streamed answer and the cached replay.
 - ``outcomes``: ``Outcomes``, settle / release / fail and the log row; ``BackendErrors``.
+- ``embedding``: ``EmbeddingUseCase``, the same steps for ``/v1/embeddings``.
 - ``use_case``: ``Gateway``, authentication and the use case composing the four above,
   each called once per step (the hot path is measured in microseconds).
 """
@@ -33,6 +34,7 @@ from llmserver.domain.gateway.use_case import Gateway
 from llmserver.domain.gateway.values import (
     TOUCH_INTERVAL,
     CompletionRequest,
+    EmbeddingOutcome,
     GatewayPolicy,
     Outcome,
     Principal,
@@ -43,6 +45,7 @@ from llmserver.domain.gateway.values import (
 __all__ = [
     "TOUCH_INTERVAL",
     "CompletionRequest",
+    "EmbeddingOutcome",
     "Gateway",
     "GatewayPolicy",
     "Outcome",

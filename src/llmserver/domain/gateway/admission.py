@@ -16,6 +16,7 @@ from llmserver.domain.errors import (
     ModelNotAllowed,
     QuotaExceeded,
     RateLimited,
+    WrongModelKind,
 )
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.values import Admission, Call, Principal, generation_params
@@ -30,7 +31,7 @@ from llmserver.domain.ports import (
 )
 from llmserver.domain.quota import Reservation, period_of, period_reset_at
 from llmserver.domain.ratelimit import RateDecision
-from llmserver.domain.registry import ModelRegistry, ModelSpec
+from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
 
 
 class Admissions:
@@ -64,8 +65,12 @@ class Admissions:
     async def admit(self, call: Call) -> Admission:
         principal, request = call.principal, call.request
         spec = call.spec = self.model_for(principal, request.model)
+        if spec.kind is not ModelKind.CHAT:
+            raise WrongModelKind(
+                spec.id, kind="an embedding", surface="completions", instead="/v1/embeddings"
+            )
         params = generation_params(spec, request)
-        rate = await self._check_rate(principal, call.at)
+        rate = await self.check_rate(principal, call.at)
         try:
             key = None
             if is_cacheable(params, self._policy, opted_out=not request.use_cache):
@@ -81,7 +86,7 @@ class Admissions:
             with BackendErrors(self._telemetry, spec.id):
                 backend = self._backends.backend(spec.id)
             # Before the count: a hit carries its prompt's (see the package docstring).
-            cached = await self._hot_lookup(key) if key is not None else None
+            cached = await self.hot_lookup(key) if key is not None else None
             if cached is not None:
                 prompt_tokens = cached.prompt_tokens
             else:
@@ -103,7 +108,7 @@ class Admissions:
                     context_length=spec.context_length,
                 )
             # Last step: nothing after the reservation may fail before it is handed over.
-            reservation = await self._reserve(principal, prompt_tokens + params.max_tokens, call.at)
+            reservation = await self.reserve(principal, prompt_tokens + params.max_tokens, call.at)
         except GatewayError as exc:
             exc.rate = rate
             raise
@@ -119,7 +124,7 @@ class Admissions:
             cached,
         )
 
-    async def _check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
+    async def check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
         limit = principal.key.rpm_limit
         if limit is None:
             return None
@@ -131,7 +136,7 @@ class Admissions:
             raise error
         return decision
 
-    async def _reserve(self, principal: Principal, tokens: int, at: datetime) -> Reservation:
+    async def reserve(self, principal: Principal, tokens: int, at: datetime) -> Reservation:
         quota = principal.key.quota_tokens
         period = period_of(at)
         result = await self._usage.reserve(principal.key.id, period, tokens, quota)
@@ -145,7 +150,7 @@ class Admissions:
             )
         return Reservation(principal.key.id, period, tokens)
 
-    async def _hot_lookup(self, key: str) -> Completion | None:
+    async def hot_lookup(self, key: str) -> Completion | None:
         if self._hot is None:
             return None
         hot = await self._hot.get(key)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway.outcomes import BackendErrors
-from llmserver.domain.gateway.values import Admission
+from llmserver.domain.gateway.values import Admission, Admitted
 from llmserver.domain.inference import Completion, Prompt
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import (
@@ -47,13 +48,23 @@ class Answers:
         if cached is not None:
             admission.cache_status = CacheStatus.HIT
             return cached
-        # Joining a running inference serves an answer it did not pay for: a (deduplicated)
-        # hit. The inference runs in its own task so that the request that started it can go
-        # away without failing the others; it is cancelled when nobody waits any more.
-        admission.cache_status = CacheStatus.HIT if key in self._flights else CacheStatus.MISS
-        return await self._flights.join(key, partial(self._generate_and_store, admission, prompt))
+        return await self.join(admission, partial(self.generate, admission, prompt))
 
-    async def cached(self, admission: Admission) -> Completion | None:
+    async def join(
+        self, admission: Admitted, produce: Callable[[], Awaitable[Completion]]
+    ) -> Completion:
+        """The answer of the inference running for the admission's cache key, or of
+        ``produce``, started now and stored when done (the caller found no cached answer).
+
+        Joining a running inference serves an answer it did not pay for: a (deduplicated)
+        hit. The inference runs in its own task so that the request that started it can go
+        away without failing the others; it is cancelled when nobody waits any more."""
+        key = admission.cache_key
+        assert key is not None
+        admission.cache_status = CacheStatus.HIT if key in self._flights else CacheStatus.MISS
+        return await self._flights.join(key, partial(self._produce_and_store, admission, produce))
+
+    async def cached(self, admission: Admitted) -> Completion | None:
         """The hot cache's answer found at admission, else the durable layer's."""
         if admission.cached is not None or admission.cache_key is None:
             return admission.cached
@@ -72,7 +83,7 @@ class Answers:
                 await self._hot.put(entry, remaining)
         return entry.completion()
 
-    async def store(self, admission: Admission, completion: Completion) -> None:
+    async def store(self, admission: Admitted, completion: Completion) -> None:
         assert admission.cache_key is not None
         now = self._clock.now()
         entry = CachedCompletion(
@@ -94,8 +105,10 @@ class Answers:
         if self._hot is not None:
             await self._hot.put(entry, self._policy.ttl_seconds)
 
-    async def _generate_and_store(self, admission: Admission, prompt: Prompt) -> Completion:
-        completion = await self.generate(admission, prompt)
+    async def _produce_and_store(
+        self, admission: Admitted, produce: Callable[[], Awaitable[Completion]]
+    ) -> Completion:
+        completion = await produce()
         await self.store(admission, completion)
         return completion
 

@@ -14,8 +14,8 @@ from llmserver.domain.errors import (
     QuotaExceeded,
     RateLimited,
 )
-from llmserver.domain.gateway.values import Admission, Call, CompletionRequest, LogSubmit
-from llmserver.domain.inference import Completion
+from llmserver.domain.gateway.values import Admitted, Asked, Logged, LogSubmit
+from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.logs import CacheStatus, RequestLog
 from llmserver.domain.ports import Clock, Telemetry, UsageStore
 from llmserver.domain.quota import settle_amount
@@ -43,7 +43,7 @@ def _kind_and_code(exc: BaseException) -> tuple[ErrorKind, str]:
     return ErrorKind.INTERNAL, type(exc).__name__
 
 
-def _unknown_model(request: CompletionRequest) -> str:
+def _unknown_model(request: Asked) -> str:
     """The model a request named, as its log row can hold it: no model id is longer than
     ``MODEL_ID_MAX_CHARS`` and PostgreSQL text cannot hold NUL (the row would be set aside).
     Only for names that resolved to no model, so never on a served request's path."""
@@ -92,7 +92,7 @@ class Outcomes:
         self._charge_hits = cache_hits_count_against_quota
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def settle(self, admission: Admission, tokens: int) -> None:
+    async def settle(self, admission: Admitted, tokens: int) -> None:
         reservation, admission.reservation = admission.reservation, None
         if reservation is None:
             return
@@ -106,21 +106,32 @@ class Outcomes:
             cache_hit=hit,
         )
 
-    async def release(self, admission: Admission) -> None:
+    async def release(self, admission: Admitted) -> None:
         reservation, admission.reservation = admission.reservation, None
         if reservation is not None:
             await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
 
-    def succeed(self, call: Call, admission: Admission, completion: Completion) -> None:
+    def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(
             admission.spec.id, completion.prompt_tokens, completion.completion_tokens
         )
         self._write_log(call, None, completion, admission.cache_status)
 
+    async def abort(self, call: Logged, admission: Admitted | None, exc: BaseException) -> None:
+        """Close a request that raised ``exc`` and log it. A client that went away after
+        its admission pays for its prompt, as for a stream cut before its first token (the
+        model took it in; leaving must not make work free), and nothing for an answer it
+        never received."""
+        if admission is not None and isinstance(exc, asyncio.CancelledError):
+            read = Completion("", admission.prompt_tokens, 0, FinishReason.STOP)
+            await self.fail(call, admission, exc, charge=read.total_tokens, completion=read)
+        else:
+            await self.fail(call, admission, exc)
+
     async def fail(
         self,
-        call: Call,
-        admission: Admission | None,
+        call: Logged,
+        admission: Admitted | None,
         exc: BaseException,
         *,
         charge: int | None = None,
@@ -149,7 +160,7 @@ class Outcomes:
                 error_code=code,
             )
 
-    async def _close(self, admission: Admission, charge: int | None) -> None:
+    async def _close(self, admission: Admitted, charge: int | None) -> None:
         if charge is None:
             await self.release(admission)
         else:
@@ -157,7 +168,7 @@ class Outcomes:
 
     def _write_log(
         self,
-        call: Call,
+        call: Logged,
         kind: ErrorKind | None,
         completion: Completion | None,
         cache_status: CacheStatus | None,

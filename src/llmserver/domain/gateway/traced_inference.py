@@ -36,7 +36,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.ports import InferenceBackend, ModelBackends
+from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
 from llmserver.domain.tracing import AttributeValue, Span, SpanKind, Spanned, Tracer
 
@@ -209,6 +209,10 @@ class TracedBackends(ModelBackends):
             spec = self._specs[model_id]  # the gateway asks only for models it resolved
             traced = self._traced[model_id] = TracedBackend(inner, self._tracer, spec)
         return traced
+
+    def embedder(self, model_id: str) -> EmbeddingBackend:
+        # An embedding's span is the request's own: there is no generation to report.
+        return self._inner.embedder(model_id)
 
     def statuses(self) -> Sequence[BackendStatus]:
         return self._inner.statuses()

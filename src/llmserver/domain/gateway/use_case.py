@@ -3,11 +3,11 @@ admission, answering, streaming and outcomes (see the package docstring for the 
 
 from __future__ import annotations
 
-import asyncio
-
+from llmserver.domain.embeddings import EmbeddingRequest
 from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
 from llmserver.domain.gateway.admission import Admissions
 from llmserver.domain.gateway.answering import Answers
+from llmserver.domain.gateway.embedding import EmbeddingUseCase
 from llmserver.domain.gateway.outcomes import Outcomes
 from llmserver.domain.gateway.streaming import Events, Streams
 from llmserver.domain.gateway.values import (
@@ -15,13 +15,14 @@ from llmserver.domain.gateway.values import (
     Admission,
     Call,
     CompletionRequest,
+    EmbeddingOutcome,
     GatewayPolicy,
     LogSubmit,
     Outcome,
     Principal,
     StreamSession,
 )
-from llmserver.domain.inference import Completion, FinishReason
+from llmserver.domain.inference import Completion
 from llmserver.domain.keys import KeyHasher, parse_prefix
 from llmserver.domain.logs import Origin
 from llmserver.domain.ports import (
@@ -92,6 +93,15 @@ class Gateway:
         self._streams = Streams(
             answers=self._answers, outcomes=self._outcomes, clock=clock, telemetry=sink
         )
+        self._embeddings = EmbeddingUseCase(
+            admissions=self._admissions,
+            answers=self._answers,
+            outcomes=self._outcomes,
+            backends=backends,
+            clock=clock,
+            telemetry=sink,
+            policy=policy.cache,
+        )
 
     @property
     def registry(self) -> ModelRegistry:
@@ -143,17 +153,16 @@ class Gateway:
             completion = await self._answers.answer(admission, request.prompt)
             await outcomes.settle(admission, completion.total_tokens)
         except BaseException as exc:
-            if admission is not None and isinstance(exc, asyncio.CancelledError):
-                # The client went away: it pays for its prompt, as for a stream cut before
-                # its first token (the model took it in; leaving must not make work free),
-                # and nothing for an answer it never received.
-                read = Completion("", admission.prompt_tokens, 0, FinishReason.STOP)
-                await outcomes.fail(call, admission, exc, charge=read.total_tokens, completion=read)
-            else:
-                await outcomes.fail(call, admission, exc)
+            await outcomes.abort(call, admission, exc)
             raise
         outcomes.succeed(call, admission, completion)
         return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)
+
+    async def embed(
+        self, principal: Principal, request: EmbeddingRequest, origin: Origin
+    ) -> EmbeddingOutcome:
+        """Vectors for ``request``'s inputs, through the same policy as a completion."""
+        return await self._embeddings.embed(principal, request, origin)
 
     async def open_stream(
         self, principal: Principal, request: CompletionRequest, origin: Origin

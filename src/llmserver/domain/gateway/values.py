@@ -1,20 +1,24 @@
 """What goes into the gateway and what comes out: requests, principals, results, policy.
 
-``Call`` and ``Admission`` are the package's own records of one request on its way through;
-everything else is re-exported by the package."""
+``Call`` and ``Admission`` are the package's own records of one completion on its way
+through, ``EmbeddingCall`` and ``EmbeddingAdmission`` of one embedding request; ``Logged``
+and ``Admitted`` are what the steps both share (outcomes, the cache) need of either.
+Everything else is re-exported by the package."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from llmserver.domain.cache_keys import CachePolicy
+from llmserver.domain.embeddings import EmbeddingRequest, Embeddings
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import Completion, GenerationParams, Prompt, StreamEvent
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
-from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.ports import EmbeddingBackend, InferenceBackend
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelSpec
@@ -78,6 +82,16 @@ class StreamSession:
     events: AsyncIterator[StreamEvent]
 
 
+@dataclass(slots=True)
+class EmbeddingOutcome:
+    """What the HTTP layer needs to answer a successful embedding request."""
+
+    embeddings: Embeddings
+    model: ModelSpec
+    cache_status: CacheStatus
+    rate: RateDecision | None
+
+
 LogSubmit = Callable[[RequestLog], object]
 """Hands a request-log row to the write-behind batcher; must not block."""
 
@@ -126,3 +140,65 @@ class Admission:
     cached: Completion | None = None
     """The hot cache's answer, found before the tokens were counted."""
     cache_status: CacheStatus = CacheStatus.BYPASS
+
+
+@dataclass(slots=True)
+class EmbeddingCall:
+    """One embedding request on its way through the gateway: what its log row needs."""
+
+    origin: Origin
+    principal: Principal
+    request: EmbeddingRequest
+    started: float
+    at: datetime
+    stream: bool = False
+    spec: ModelSpec | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingAdmission:
+    spec: ModelSpec
+    backend: EmbeddingBackend
+    prompt_tokens: int
+    reservation: Reservation | None
+    rate: RateDecision | None
+    cache_key: str | None
+    cached: Completion | None = None
+    """The hot cache's entry (the vectors as ``embeddings.to_cache_text``)."""
+    cache_status: CacheStatus = CacheStatus.BYPASS
+
+
+class Asked(Protocol):
+    @property
+    def model(self) -> str:
+        """The model name as the client sent it."""
+        ...
+
+
+class Logged(Protocol):
+    """What a request's log row needs of its call, whichever surface it came by."""
+
+    @property
+    def origin(self) -> Origin: ...
+    @property
+    def principal(self) -> Principal: ...
+    @property
+    def request(self) -> Asked: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def spec(self) -> ModelSpec | None: ...
+
+
+class Admitted(Protocol):
+    """What closing a request's reservation and caching its answer need of its
+    admission, whichever surface it came by."""
+
+    spec: ModelSpec
+    prompt_tokens: int
+    reservation: Reservation | None
+    cache_key: str | None
+    cached: Completion | None
+    cache_status: CacheStatus

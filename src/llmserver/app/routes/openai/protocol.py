@@ -123,10 +123,17 @@ class TextCompletion(msgspec.Struct, frozen=True):
     system_fingerprint: str | None = None
 
 
+Capability = Literal["chat", "completions", "embeddings"]
+
+
 class Model(msgspec.Struct, frozen=True):
     id: str
     created: int
     owned_by: str
+    capabilities: list[Capability]
+    """Extension: the surfaces the model serves, ``chat`` and ``completions`` for a
+    generating model (``/v1/chat/completions``, ``/v1/completions``), ``embeddings`` for
+    an embedding model (``/v1/embeddings``); the others answer it a 400."""
     object: Literal["model"] = "model"
 
 

@@ -19,6 +19,7 @@ from llmserver.app.auth import authenticate
 from llmserver.app.errors import documented_errors
 from llmserver.app.lane.completion import completion_reply
 from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.openai.embeddings import create_embeddings
 from llmserver.app.services import services_in, services_of
 from llmserver.domain.registry import ModelSpec
 
@@ -44,7 +45,8 @@ async def completions(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _model(spec: ModelSpec, created: int) -> p.Model:
-    return p.Model(id=spec.id, created=created, owned_by=spec.owned_by)
+    capabilities: list[p.Capability] = [*spec.capabilities]  # type: ignore[list-item]
+    return p.Model(id=spec.id, created=created, owned_by=spec.owned_by, capabilities=capabilities)
 
 
 @get(paths.MODELS, summary="List the models this key may use", responses=MODEL_ERRORS)
@@ -66,6 +68,6 @@ async def show_model(request: Request[Any, Any, Any], model_id: str) -> p.Model:
 def openai_router() -> Router:
     return Router(
         path="/",
-        route_handlers=[chat_completions, completions, list_models, show_model],
+        route_handlers=[chat_completions, completions, create_embeddings, list_models, show_model],
         tags=["OpenAI"],
     )
