@@ -9,7 +9,7 @@ import httpx
 from livesupport import LiveServer
 
 
-def test_completion_routes_document_their_request_bodies(live_server: LiveServer) -> None:
+def test_completion_and_embedding_routes_document_their_bodies(live_server: LiveServer) -> None:
     document = httpx.get(live_server.base_url + "/openapi/openapi.json").json()
     schemas = document["components"]["schemas"]
     for path, name in (
@@ -24,6 +24,11 @@ def test_completion_routes_document_their_request_bodies(live_server: LiveServer
             "application/json",
             "text/event-stream",
         }
+    embeddings = document["paths"]["/v1/embeddings"]["post"]
+    ref = embeddings["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/OpenAIEmbeddingsRequest"
+    assert set(embeddings["responses"]["200"]["content"]) == {"application/json"}
+    assert set(schemas["OpenAIEmbeddingsRequest"]["required"]) == {"model", "input"}
     chat = schemas["OpenAIChatCompletionRequest"]["properties"]
     assert {"messages", "max_tokens", "temperature", "top_p", "stop", "seed", "stream"} <= set(chat)
 

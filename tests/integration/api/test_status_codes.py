@@ -267,4 +267,4 @@ def test_an_alias_is_answered_and_cached_under_the_model_id(live_server: LiveSer
         live_server.base_url + "/v1/models",
         headers={"Authorization": f"Bearer {live_server.user_key}"},
     ).json()
-    assert [m["id"] for m in listed["data"]] == [MODEL]
+    assert [m["id"] for m in listed["data"]] == [MODEL, "demo-embed"]

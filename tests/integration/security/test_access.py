@@ -48,6 +48,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
         {"model": MODEL, "prompt": "hi", "max_tokens": 1},
         KEYED,
     ),
+    ("POST", "/v1/embeddings", "/v1/embeddings", {"model": "demo-embed", "input": "hi"}, KEYED),
     ("GET", "/admin/keys", "/admin/keys", None, ADMIN),
     ("POST", "/admin/keys", "/admin/keys", {"name": "matrix"}, ADMIN | dict.fromkeys(ADMINS, 201)),
     ("GET", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),

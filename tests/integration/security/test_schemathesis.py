@@ -56,8 +56,16 @@ FUZZ_SETTINGS = settings(
 )
 
 
-def _fuzz(base_url: str, key: str, mode: GenerationMode) -> tuple[int, list[str]]:
-    """Every operation, ``MAX_EXAMPLES`` generated cases each; returns (cases, failures).
+def _fuzz(
+    base_url: str,
+    key: str,
+    mode: GenerationMode,
+    *,
+    only: str | None = None,
+    examples: int = MAX_EXAMPLES,
+) -> tuple[int, list[str]]:
+    """Every operation (or the one labelled ``only``), ``examples`` generated cases each;
+    returns (cases, failures).
 
     Driven through schemathesis's Python API with Hypothesis directly rather than its
     pytest plugin, which does not run under this pytest version.
@@ -69,8 +77,10 @@ def _fuzz(base_url: str, key: str, mode: GenerationMode) -> tuple[int, list[str]
         if isinstance(result, Err):
             raise result.err()  # the served schema itself is invalid: fail with its reason
         operation = result.ok()
+        if only is not None and operation.label != only:
+            continue
 
-        @FUZZ_SETTINGS
+        @settings(FUZZ_SETTINGS, max_examples=examples)
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             nonlocal calls
@@ -102,4 +112,22 @@ def test_fuzz_every_operation(
     calls, failures = _fuzz(live_server.base_url, fuzz_keys[role], mode)
     print(f"\nschemathesis {role} {mode.value}: {calls} requests, {len(failures)} failures")
     assert calls > 0
+    assert not failures, "\n".join(failures)
+
+
+EMBEDDINGS = "POST /v1/embeddings"
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_fuzz_embeddings_harder(
+    mode: GenerationMode, fuzz_keys: dict[str, str], live_server: LiveServer
+) -> None:
+    """The embeddings body is a union (a text, texts, token ids, lists of them) with a
+    batch limit and a ``dimensions`` the model bounds: more cases than the sweep gives it.
+    A test of its own also proves the served schema documents the route."""
+    calls, failures = _fuzz(
+        live_server.base_url, fuzz_keys["user"], mode, only=EMBEDDINGS, examples=120
+    )
+    print(f"\nschemathesis {EMBEDDINGS} {mode.value}: {calls} requests, {len(failures)} failures")
+    assert calls > 0, f"{EMBEDDINGS} is not in the served OpenAPI schema"
     assert not failures, "\n".join(failures)
