@@ -1,4 +1,4 @@
-"""`python -m bench [gateway|proxy|inference|server ...]`: run, print and save benchmarks."""
+"""`python -m bench [gateway|proxy|inference|server|embeddings ...]`: run, print, save."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHES = {
     "proxy": "bench.proxy_bench",
     "inference": "bench.inference_bench",
     "server": "bench.server_inference_bench",
+    "embeddings": "bench.embeddings_bench",
 }
 
 

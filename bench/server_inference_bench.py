@@ -31,10 +31,15 @@ SECRET = "bench-server-secret-" + "s" * 32
 MODEL = "bench-llama"
 
 
-def start_server(tmp: Path, path: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(
+    tmp: Path, path: Path, *, models_toml: str | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The server on the bench chat model at ``path``, or on the models ``models_toml``
+    declares; returns the process, its base URL and an admin key."""
     models = tmp / "models.toml"
     models.write_text(
-        f'[[models]]\nid = "{MODEL}"\nbackend = "torch"\nsource = "{path}"\n'
+        models_toml
+        or f'[[models]]\nid = "{MODEL}"\nbackend = "torch"\nsource = "{path}"\n'
         'device = "cpu"\ndtype = "float32"\ncontext_length = 2048\n'
     )
     database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"

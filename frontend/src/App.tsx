@@ -1,9 +1,11 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { EmbeddingsPanel } from "./components/EmbeddingsPanel";
 import { KeyPanel } from "./components/KeyPanel";
 import { Message, type Turn } from "./components/Message";
 import { ParamsPanel } from "./components/ParamsPanel";
 import { listModels, streamChat, type ModelInfo } from "./lib/api";
 import type { UiConfig } from "./lib/config";
+import { isEmbeddingModel } from "./lib/embeddings";
 import { ApiError, describeError } from "./lib/errors";
 import { activeKey, forgetUserKey, loadUserKey, saveUserKey, sessionStore } from "./lib/keys";
 import {
@@ -55,6 +57,7 @@ export function App({ config }: { config: UiConfig }) {
   const [turns, setTurns] = useState<Turn[]>([]);
   const [prompt, setPrompt] = useState("");
   const [settingsOpen, setSettingsOpen] = useState(false);
+  const [tab, setTab] = useState<"chat" | "embeddings">("chat");
   const abortRef = useRef<AbortController | null>(null);
   const nextId = useRef(1);
   const endRef = useRef<HTMLDivElement>(null);
@@ -68,8 +71,9 @@ export function App({ config }: { config: UiConfig }) {
       }
       setModels({ state: "loading" });
       listModels(config.apiBase, key.key, signal)
-        .then((list) => {
-          setModels({ state: "ready", models: list });
+        .then((all) => {
+          setModels({ state: "ready", models: all });
+          const list = all.filter((m) => !isEmbeddingModel(m));
           setModel((current) => (list.some((m) => m.id === current) ? current : (list[0]?.id ?? "")));
         })
         .catch((error: unknown) => {
@@ -142,6 +146,9 @@ export function App({ config }: { config: UiConfig }) {
   }
 
   const modelsError = models.state === "error" ? describeError(models.error) : null;
+  const listed = models.state === "ready" ? models.models : [];
+  const chatModels = listed.filter((m) => !isEmbeddingModel(m));
+  const embeddingModels = listed.filter(isEmbeddingModel).map((m) => m.id);
   const lastTurn = turns[turns.length - 1];
 
   return (
@@ -161,11 +168,11 @@ export function App({ config }: { config: UiConfig }) {
             id="model"
             value={model}
             onChange={(e) => setModel(e.target.value)}
-            disabled={models.state !== "ready" || models.models.length === 0}
+            disabled={chatModels.length === 0}
             data-testid="model-select"
           >
-            {models.state === "ready" && models.models.length > 0 ? (
-              models.models.map((m) => (
+            {chatModels.length > 0 ? (
+              chatModels.map((m) => (
                 <option key={m.id} value={m.id}>
                   {m.id}
                 </option>
@@ -179,6 +186,13 @@ export function App({ config }: { config: UiConfig }) {
           <button type="button" className="ghost icon" title="Reload models" aria-label="Reload models" onClick={() => loadModels()} disabled={!key.key}>
             ↻
           </button>
+        </div>
+        <div className="tabs" role="tablist">
+          {(["chat", "embeddings"] as const).map((name) => (
+            <button key={name} type="button" role="tab" className="ghost" aria-selected={tab === name} onClick={() => setTab(name)} data-testid={`tab-${name}`}>
+              {name === "chat" ? "Chat" : "Embeddings"}
+            </button>
+          ))}
         </div>
         <button
           type="button"
@@ -216,7 +230,8 @@ export function App({ config }: { config: UiConfig }) {
             onStopText={setStopText}
           />
         </aside>
-        <main className="chat">
+        {tab === "embeddings" && <EmbeddingsPanel apiBase={config.apiBase} apiKey={key.key} models={embeddingModels} />}
+        <main className="chat" hidden={tab !== "chat"}>
           <div className="messages" aria-live="polite">
             {turns.length === 0 ? (
               <div className="empty">

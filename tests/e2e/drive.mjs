@@ -14,6 +14,7 @@ const { values: opts } = parseArgs({
     key: { type: "string" },
     // "full": paste --key and go through every feature. "operator-key": the server injects
     // the key through config.js (LLMSERVER_UI_KEY); --key is that key, never typed in.
+    // "embeddings": paste --key and compare texts in the Embeddings tab.
     scenario: { type: "string", default: "full" },
     out: { type: "string", default: join(root, "tests/e2e/artifacts") },
     model: { type: "string" },
@@ -104,12 +105,36 @@ try {
   else {
     await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
     if (opts.scenario === "operator-key") await operatorKeyScenario(page);
+    else if (opts.scenario === "embeddings") await embeddingsScenario(page);
     else await fullScenario(context, page, requests);
   }
   await context.close();
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();
+}
+
+/** The Embeddings tab: the similarity of two different texts, then of a text with itself. */
+async function embeddingsScenario(page) {
+  await page.getByTestId("api-key-input").fill(opts.key);
+  await page.getByTestId("save-key").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-select"]')?.value, null, { timeout: TIMEOUT });
+  result.chatModels = await page.getByTestId("model-select").locator("option").allTextContents();
+  await page.getByTestId("tab-embeddings").click();
+  const select = page.getByTestId("embedding-model");
+  result.embeddingModels = await select.locator("option").allTextContents();
+  result.chatHidden = await page.locator("main.chat").isHidden();
+  const compare = async (first, second) => {
+    await page.getByTestId("embedding-first").fill(first);
+    await page.getByTestId("embedding-second").fill(second);
+    await page.getByTestId("compare").click();
+    await page.getByTestId("similarity").or(page.getByTestId("embedding-error")).waitFor({ timeout: TIMEOUT });
+    await page.getByTestId("compare").getByText("Compare").waitFor({ timeout: TIMEOUT });
+    return page.getByTestId("similarity").innerText();
+  };
+  result.different = await compare("The cat sat on the mat.", "Quarterly revenue grew by four percent.");
+  await shot(page, "08-embeddings");
+  result.same = await compare("The cat sat on the mat.", "The cat sat on the mat.");
 }
 
 async function fullScenario(context, page, requests) {

@@ -6,6 +6,8 @@ import { readChatStream, type Usage } from "./sse";
 export interface ModelInfo {
   id: string;
   owned_by?: string;
+  /** The surfaces it serves: "chat", "completions", "embeddings" (see lib/embeddings). */
+  capabilities?: string[];
 }
 
 function networkError(error: unknown): ApiError {

@@ -106,15 +106,16 @@ def test_real_weights_put_a_paraphrase_closer_than_an_unrelated_sentence(
 def test_the_http_backend_passes_the_upstreams_vectors_and_usage_through(
     upstream: LiveServer, gateway: LiveServer
 ) -> None:
-    direct = client(upstream).embeddings.create(
-        model="all-minilm", input=[SENTENCE, [2023, 2003]], encoding_format="float"
-    )
-    remote = client(gateway).embeddings.create(
-        model="remote-minilm", input=[SENTENCE, [2023, 2003]], encoding_format="float"
-    )
-    assert remote.model == "remote-minilm"
-    assert [d.embedding for d in remote.data] == [d.embedding for d in direct.data]
-    assert remote.usage.prompt_tokens == direct.usage.prompt_tokens
+    for inputs in ([SENTENCE, UNRELATED], [[2023, 2003], [2054]]):
+        direct = client(upstream).embeddings.create(
+            model="all-minilm", input=inputs, encoding_format="float"
+        )
+        remote = client(gateway).embeddings.create(
+            model="remote-minilm", input=inputs, encoding_format="float"
+        )
+        assert remote.model == "remote-minilm"
+        assert [d.embedding for d in remote.data] == [d.embedding for d in direct.data]
+        assert remote.usage.prompt_tokens == direct.usage.prompt_tokens
     # The gateway's own policy ran: its usage counts the upstream's tokens.
     usage = httpx.get(
         gateway.base_url + "/admin/usage",

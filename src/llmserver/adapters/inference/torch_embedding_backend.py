@@ -41,6 +41,17 @@ from llmserver.domain.registry import ModelSpec, Pooling
 
 log = logging.getLogger(__name__)
 
+GATHER_GAP_S = 0.005
+GATHER_MAX_S = 0.025
+"""An idle worker that gets a row waits for more to join its pass while they keep coming
+(no gap longer than ``GATHER_GAP_S``), for ``GATHER_MAX_S`` at most. Requests sent together
+reach the queue apart (each is read, authorised, counted and tokenized first: about a
+millisecond each on a busy 2-core machine); started on the first few, the pass leaves the
+rest to a second one. There, 64 one-input all-MiniLM-L6-v2 calls took 1.5x as long in two
+passes (19 + 45 rows) as in one, and a 2 ms gap still split them; with 5 ms they went in
+one (``python -m bench embeddings`` measures it through the server). A lone request pays
+``GATHER_GAP_S``."""
+
 _MEMO_SIZE = 256
 """Inputs tokenized when counted, kept for the embedding that follows (so each input is
 tokenized once); the oldest go first, and ``embed`` takes its entry out."""
@@ -249,6 +260,7 @@ class TorchEmbeddingBackend(EmbeddingBackend):
                 with self._cond:
                     while not self._closed and not self._waiting:
                         self._cond.wait()
+                    self._gather()
                     if self._closed:
                         break
                     taken = self._take()
@@ -258,6 +270,15 @@ class TorchEmbeddingBackend(EmbeddingBackend):
             self._waiting.clear()
         for job in pending:
             job.finish(Unavailable(f"model {self._spec.id!r} was shut down"))
+
+    def _gather(self) -> None:
+        """Under the lock: let the rows still arriving join the pass (``GATHER_GAP_S``)."""
+        deadline = time.monotonic() + GATHER_MAX_S
+        while not self._closed and len(self._waiting) < self._max_rows:
+            left = min(GATHER_GAP_S, deadline - time.monotonic())
+            before = len(self._waiting)
+            if left <= 0 or not self._cond.wait(left) and len(self._waiting) == before:
+                return
 
     def _take(self) -> list[tuple[_Job, int]]:
         """Up to ``max_batch_rows`` live rows, oldest first (under the lock)."""
