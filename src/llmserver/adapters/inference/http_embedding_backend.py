@@ -15,7 +15,6 @@ import msgspec
 
 from llmserver.adapters.inference.http_backend import HttpBackend
 from llmserver.adapters.inference.http_upstream_answers import decode_upstream
-from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings, float32_bytes
 from llmserver.domain.errors import InvalidRequest, UpstreamError
 from llmserver.domain.inference import BackendStatus
@@ -44,23 +43,10 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 
 
 class HttpEmbeddingBackend(EmbeddingBackend):
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        client: UpstreamClient,
-        read_timeout_s: float = 300.0,
-        connect_timeout_s: float = 5.0,
-        max_retries: int = 2,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, http: HttpBackend) -> None:
+        """``http``: the chat backend for the same spec, whose connection it calls through."""
         self._spec = spec
-        self._http = HttpBackend(
-            spec,
-            client=client,
-            read_timeout_s=read_timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            max_retries=max_retries,
-        )
+        self._http = http
         self._upstream_model = spec.upstream_model or spec.id
 
     @property

@@ -24,6 +24,7 @@ from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBack
 from llmserver.domain.registry import BackendKind, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
+    from llmserver.adapters.inference.http_backend import HttpBackend
     from llmserver.adapters.inference.http_upstream_client import UpstreamClient
     from llmserver.domain.tracing import Tracer
 
@@ -156,18 +157,22 @@ class MultiModelManager(ModelBackends):
             await self._http_client.close()
             self._http_client = None
 
+    def _http(self, spec: ModelSpec) -> HttpBackend:
+        from llmserver.adapters.inference.http_backend import HttpBackend
+
+        options = self._options
+        return HttpBackend(
+            spec,
+            client=self._client(),
+            read_timeout_s=options.request_timeout_s,
+            connect_timeout_s=options.connect_timeout_s,
+            max_retries=options.max_retries,
+        )
+
     async def _load(self, spec: ModelSpec) -> InferenceBackend:
         options = self._options
         if spec.backend is BackendKind.HTTP:
-            from llmserver.adapters.inference.http_backend import HttpBackend
-
-            return HttpBackend(
-                spec,
-                client=self._client(),
-                read_timeout_s=options.request_timeout_s,
-                connect_timeout_s=options.connect_timeout_s,
-                max_retries=options.max_retries,
-            )
+            return self._http(spec)
         if spec.backend is BackendKind.MLX:
             from llmserver.adapters.inference.mlx_backend import MlxBackend
 
@@ -195,13 +200,7 @@ class MultiModelManager(ModelBackends):
         if spec.backend is BackendKind.HTTP:
             from llmserver.adapters.inference.http_embedding_backend import HttpEmbeddingBackend
 
-            return HttpEmbeddingBackend(
-                spec,
-                client=self._client(),
-                read_timeout_s=options.request_timeout_s,
-                connect_timeout_s=options.connect_timeout_s,
-                max_retries=options.max_retries,
-            )
+            return HttpEmbeddingBackend(spec, self._http(spec))
         if spec.backend is BackendKind.MLX:
             raise ValueError("embedding models run on the torch or http backend, not mlx")
         from llmserver.adapters.inference.torch_embedding_backend import TorchEmbeddingBackend

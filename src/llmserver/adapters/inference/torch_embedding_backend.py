@@ -277,7 +277,7 @@ class TorchEmbeddingBackend(EmbeddingBackend):
         while not self._closed and len(self._waiting) < self._max_rows:
             left = min(GATHER_GAP_S, deadline - time.monotonic())
             before = len(self._waiting)
-            if left <= 0 or not self._cond.wait(left) and len(self._waiting) == before:
+            if left <= 0 or (not self._cond.wait(left) and len(self._waiting) == before):
                 return
 
     def _take(self) -> list[tuple[_Job, int]]:
