@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from llmserver.adapters.inference.prompts import OFF_LOOP_CHARS
 from llmserver.adapters.inference.torch_embedding_loading import load_encoder
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings, check_dimensions
 from llmserver.domain.errors import (
@@ -52,9 +53,13 @@ passes (19 + 45 rows) as in one, and a 2 ms gap still split them; with 5 ms they
 one (``python -m bench embeddings`` measures it through the server). A lone request pays
 ``GATHER_GAP_S``."""
 
-_MEMO_SIZE = 256
-"""Inputs tokenized when counted, kept for the embedding that follows (so each input is
-tokenized once); the oldest go first, and ``embed`` takes its entry out."""
+_MEMO_SIZE = 64
+_MEMO_MAX_IDS = 16_384
+"""Inputs tokenized when counted are kept for the embedding that follows (so each input is
+tokenized once): up to ``_MEMO_SIZE`` requests, oldest out first, each of at most
+``_MEMO_MAX_IDS`` ids, so requests counted and then refused (over quota) cannot make it
+hold much; ``embed`` takes its entry out. Read and written on the event loop's thread
+only."""
 
 
 @dataclass(eq=False)
@@ -159,17 +164,18 @@ class TorchEmbeddingBackend(EmbeddingBackend):
         key = tuple(inputs)
         rows = self._memo.get(key)
         if rows is None:
-            rows = self._tokenize(key)
-            self._memo[key] = rows
-            if len(self._memo) > _MEMO_SIZE:
-                self._memo.popitem(last=False)
+            rows = await self._rows(key)
+            if sum(len(row) for row in rows) <= _MEMO_MAX_IDS:
+                self._memo[key] = rows
+                if len(self._memo) > _MEMO_SIZE:
+                    self._memo.popitem(last=False)
         return [len(row) for row in rows]
 
     async def embed(self, inputs: Sequence[EmbeddingInput], dimensions: int | None) -> Embeddings:
         spec = self._spec
         check_dimensions(dimensions, self.dimensions, supported=spec.matryoshka, model=spec.id)
         key = tuple(inputs)
-        rows = self._memo.pop(key, None) or self._tokenize(key)
+        rows = self._memo.pop(key, None) or await self._rows(key)
         loop = asyncio.get_running_loop()
         job = _Job(
             rows,
@@ -213,6 +219,13 @@ class TorchEmbeddingBackend(EmbeddingBackend):
         await asyncio.to_thread(self._worker.join)
 
     # -- request side ---------------------------------------------------------------
+
+    async def _rows(self, inputs: tuple[EmbeddingInput, ...]) -> list[list[int]]:
+        """The inputs' ids: a large batch is tokenized off the event loop, as a large
+        prompt is (``prompts.OFF_LOOP_CHARS``)."""
+        if sum(len(item) for item in inputs) < OFF_LOOP_CHARS:
+            return self._tokenize(inputs)
+        return await asyncio.to_thread(self._tokenize, inputs)
 
     def _tokenize(self, inputs: tuple[EmbeddingInput, ...]) -> list[list[int]]:
         texts = [(i, text) for i, text in enumerate(inputs) if isinstance(text, str)]
