@@ -8,6 +8,7 @@ import math
 import struct
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,17 @@ DIMENSIONS = 64
 pytestmark = pytest.mark.slow
 
 
-def client(live_server: LiveServer, key: str | None = None) -> OpenAI:
-    return OpenAI(
+@pytest.fixture(scope="module")
+def sdk(live_server: LiveServer) -> Iterator[OpenAI]:
+    """The openai SDK with the user key, closed at the end (an SDK client left to the
+    garbage collector leaves its pooled sockets unclosed)."""
+    with OpenAI(
         base_url=live_server.base_url + "/v1",
-        api_key=key or live_server.user_key,
+        api_key=live_server.user_key,
         max_retries=0,
         timeout=60,
-    )
+    ) as client:
+        yield client
 
 
 def embed(live_server: LiveServer, body: dict[str, Any], key: str | None = None) -> httpx.Response:
@@ -52,8 +57,8 @@ def norm(vector: list[float]) -> float:
     return math.sqrt(math.fsum(v * v for v in vector))
 
 
-def test_float_embedding_in_openais_shape(live_server: LiveServer) -> None:
-    reply = client(live_server).embeddings.create(
+def test_float_embedding_in_openais_shape(live_server: LiveServer, sdk: OpenAI) -> None:
+    reply = sdk.embeddings.create(
         model=MODEL, input=text(), encoding_format="float", user="someone"
     )
     assert reply.object == "list"
@@ -67,7 +72,9 @@ def test_float_embedding_in_openais_shape(live_server: LiveServer) -> None:
     assert reply.usage.total_tokens == reply.usage.prompt_tokens
 
 
-def test_base64_is_little_endian_float32_of_the_same_vector(live_server: LiveServer) -> None:
+def test_base64_is_little_endian_float32_of_the_same_vector(
+    live_server: LiveServer, sdk: OpenAI
+) -> None:
     sentence = text()
     floats = embed(live_server, {"model": MODEL, "input": sentence}).json()
     packed = embed(
@@ -76,18 +83,17 @@ def test_base64_is_little_endian_float32_of_the_same_vector(live_server: LiveSer
     raw = base64.b64decode(packed["data"][0]["embedding"])
     assert list(struct.unpack(f"<{DIMENSIONS}f", raw)) == floats["data"][0]["embedding"]
     # The SDK asks for base64 when no format is given, and decodes it.
-    decoded = client(live_server).embeddings.create(model=MODEL, input=sentence)
+    decoded = sdk.embeddings.create(model=MODEL, input=sentence)
     assert decoded.data[0].embedding == floats["data"][0]["embedding"]
 
 
-def test_a_batch_keeps_its_order_and_matches_single_requests(live_server: LiveServer) -> None:
+def test_a_batch_keeps_its_order_and_matches_single_requests(
+    live_server: LiveServer, sdk: OpenAI
+) -> None:
     texts = [text() for _ in range(5)]
-    batch = client(live_server).embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    batch = sdk.embeddings.create(model=MODEL, input=texts, encoding_format="float")
     assert [item.index for item in batch.data] == list(range(5))
-    singles = [
-        client(live_server).embeddings.create(model=MODEL, input=t, encoding_format="float")
-        for t in texts
-    ]
+    singles = [sdk.embeddings.create(model=MODEL, input=t, encoding_format="float") for t in texts]
     for item, single in zip(batch.data, singles, strict=True):
         assert item.embedding == pytest.approx(single.data[0].embedding, abs=1e-5)
     assert batch.usage.prompt_tokens == sum(s.usage.prompt_tokens for s in singles)
@@ -113,12 +119,10 @@ def test_token_arrays_embed_as_their_text(live_server: LiveServer, demo_model_di
     assert "vocabulary" in outside.json()["error"]["message"]
 
 
-def test_dimensions_truncate_and_renormalise(live_server: LiveServer) -> None:
+def test_dimensions_truncate_and_renormalise(live_server: LiveServer, sdk: OpenAI) -> None:
     sentence = text()
-    full = client(live_server).embeddings.create(
-        model=MODEL, input=sentence, encoding_format="float"
-    )
-    short = client(live_server).embeddings.create(
+    full = sdk.embeddings.create(model=MODEL, input=sentence, encoding_format="float")
+    short = sdk.embeddings.create(
         model=MODEL, input=sentence, dimensions=16, encoding_format="float"
     )
     vector = short.data[0].embedding
@@ -127,7 +131,7 @@ def test_dimensions_truncate_and_renormalise(live_server: LiveServer) -> None:
     head = full.data[0].embedding[:16]
     assert vector == pytest.approx([v / norm(head) for v in head], abs=1e-5)
     with pytest.raises(openai.BadRequestError) as refused:
-        client(live_server).embeddings.create(model=MODEL, input=sentence, dimensions=65)
+        sdk.embeddings.create(model=MODEL, input=sentence, dimensions=65)
     assert refused.value.param == "dimensions"
 
 
@@ -145,15 +149,13 @@ def test_identical_inputs_hit_the_cache(live_server: LiveServer) -> None:
     assert bypass.headers["x-cache"] == "BYPASS"
 
 
-def test_the_wrong_kind_of_model_is_a_clear_400(live_server: LiveServer) -> None:
+def test_the_wrong_kind_of_model_is_a_clear_400(live_server: LiveServer, sdk: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as on_chat:
-        client(live_server).embeddings.create(model=CHAT_MODEL, input="hi")
+        sdk.embeddings.create(model=CHAT_MODEL, input="hi")
     assert on_chat.value.code == "unsupported_model"
     assert "/v1/chat/completions" in on_chat.value.message
     with pytest.raises(openai.BadRequestError) as on_embed:
-        client(live_server).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}]
-        )
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert on_embed.value.code == "unsupported_model"
     assert "/v1/embeddings" in on_embed.value.message
 
@@ -177,8 +179,8 @@ def test_bad_bodies_are_400_naming_the_field(
     assert response.json()["error"]["param"] == param
 
 
-def test_models_report_their_capabilities(live_server: LiveServer) -> None:
-    listed = client(live_server).models.list()
+def test_models_report_their_capabilities(live_server: LiveServer, sdk: OpenAI) -> None:
+    listed = sdk.models.list()
     capabilities = {m.id: m.model_extra["capabilities"] for m in listed.data if m.model_extra}
     assert capabilities == {CHAT_MODEL: ["chat", "completions"], MODEL: ["embeddings"]}
 

@@ -85,11 +85,14 @@ def gateway(
 
 
 def client(server: LiveServer) -> OpenAI:
+    """Use in a ``with``: an SDK client left to the garbage collector leaves its pooled
+    sockets unclosed."""
     return OpenAI(base_url=server.base_url + "/v1", api_key=server.user_key, max_retries=0)
 
 
 def vectors(server: LiveServer, model: str) -> list[list[float]]:
-    reply = client(server).embeddings.create(model=model, input=[SENTENCE, PARAPHRASE, UNRELATED])
+    with client(server) as sdk:
+        reply = sdk.embeddings.create(model=model, input=[SENTENCE, PARAPHRASE, UNRELATED])
     assert [len(item.embedding) for item in reply.data] == [384] * 3
     return [item.embedding for item in reply.data]
 
@@ -107,12 +110,13 @@ def test_the_http_backend_passes_the_upstreams_vectors_and_usage_through(
     upstream: LiveServer, gateway: LiveServer
 ) -> None:
     for inputs in ([SENTENCE, UNRELATED], [[2023, 2003], [2054]]):
-        direct = client(upstream).embeddings.create(
-            model="all-minilm", input=inputs, encoding_format="float"
-        )
-        remote = client(gateway).embeddings.create(
-            model="remote-minilm", input=inputs, encoding_format="float"
-        )
+        with client(upstream) as direct_sdk, client(gateway) as remote_sdk:
+            direct = direct_sdk.embeddings.create(
+                model="all-minilm", input=inputs, encoding_format="float"
+            )
+            remote = remote_sdk.embeddings.create(
+                model="remote-minilm", input=inputs, encoding_format="float"
+            )
         assert remote.model == "remote-minilm"
         assert [d.embedding for d in remote.data] == [d.embedding for d in direct.data]
         assert remote.usage.prompt_tokens == direct.usage.prompt_tokens
@@ -129,12 +133,12 @@ def test_dimensions_on_a_model_without_matryoshka_training_is_400(
     upstream: LiveServer, gateway: LiveServer
 ) -> None:
     for server, model in ((upstream, "all-minilm"), (gateway, "remote-minilm")):
-        with pytest.raises(openai.BadRequestError) as refused:
-            client(server).embeddings.create(model=model, input=SENTENCE, dimensions=128)
+        with client(server) as sdk, pytest.raises(openai.BadRequestError) as refused:
+            sdk.embeddings.create(model=model, input=SENTENCE, dimensions=128)
         assert refused.value.param == "dimensions"
 
 
 def test_an_input_longer_than_the_model_was_trained_on_is_400(upstream: LiveServer) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
-        client(upstream).embeddings.create(model="all-minilm", input="word " * 300)
+    with client(upstream) as sdk, pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="all-minilm", input="word " * 300)
     assert refused.value.code == "context_length_exceeded"
