@@ -160,7 +160,7 @@ async def test_a_slow_reader_gets_a_large_body_whole() -> None:
         )
         await asyncio.sleep(0.3)  # the reader lags: far more than PAUSE_BYTES arrive meanwhile
         received = bytearray()
-        async for chunk in response.chunks():
+        while (chunk := await response.next_chunk()) is not None:
             received += chunk
         response.close()
     assert bytes(received) == body

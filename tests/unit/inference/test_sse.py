@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from llmserver.adapters.inference.http_upstream_answers import sse_data
+from llmserver.adapters.inference.http_upstream_answers import SseEvents
 
 EVENTS = [b'{"a":1}', b'{"b":\n"y"}', b"[DONE]"]
 
@@ -28,43 +28,42 @@ def body(newline: bytes) -> bytes:
     return newline.join(lines) + newline
 
 
-async def chunked(data: bytes, cuts: Sequence[int]) -> AsyncIterator[bytes]:
+def events(data: bytes, cuts: Sequence[int]) -> list[bytes]:
+    parser = SseEvents()
+    found: list[bytes] = []
     start = 0
     for cut in [*sorted(cuts), len(data)]:
         if cut > start:
-            yield data[start:cut]
+            found += parser.feed(data[start:cut])
             start = cut
-
-
-async def events(data: bytes, cuts: Sequence[int]) -> list[bytes]:
-    return [event async for event in sse_data(chunked(data, cuts))]
+    return found + parser.end()
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
-async def test_every_single_cut_gives_the_same_events(newline: bytes) -> None:
+def test_every_single_cut_gives_the_same_events(newline: bytes) -> None:
     data = body(newline)
     for cut in range(len(data) + 1):
-        assert await events(data, [cut]) == EVENTS, (newline, cut)
+        assert events(data, [cut]) == EVENTS, (newline, cut)
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
-async def test_byte_by_byte_and_random_chunkings_give_the_same_events(newline: bytes) -> None:
+def test_byte_by_byte_and_random_chunkings_give_the_same_events(newline: bytes) -> None:
     data = body(newline)
-    assert await events(data, range(len(data))) == EVENTS
+    assert events(data, range(len(data))) == EVENTS
     rng = random.Random(7)
     for _ in range(300):
         cuts = rng.sample(range(len(data)), rng.randint(1, 12))
-        assert await events(data, cuts) == EVENTS, cuts
+        assert events(data, cuts) == EVENTS, cuts
 
 
-async def test_multi_line_data_is_joined_and_a_last_event_without_blank_line_counts() -> None:
+def test_multi_line_data_is_joined_and_a_last_event_without_blank_line_counts() -> None:
     data = b"data: one\ndata: two\n\ndata: tail"
 
-    assert await events(data, [5, 13]) == [b"one\ntwo", b"tail"]
+    assert events(data, [5, 13]) == [b"one\ntwo", b"tail"]
 
 
-async def test_a_long_line_in_many_chunks_is_one_event() -> None:
+def test_a_long_line_in_many_chunks_is_one_event() -> None:
     payload = b"x" * 100_000
     data = b"data: " + payload + b"\n\n"
 
-    assert await events(data, range(0, len(data), 1000)) == [payload]
+    assert events(data, range(0, len(data), 1000)) == [payload]

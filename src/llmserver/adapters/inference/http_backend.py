@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,11 +24,11 @@ import msgspec
 
 from llmserver.adapters.inference.generation import collect
 from llmserver.adapters.inference.http_upstream_answers import (
+    SseEvents,
     Usage,
     error_detail,
     finish_reason,
     parse_answer,
-    sse_data,
 )
 from llmserver.adapters.inference.http_upstream_client import (
     TRANSPORT_ERRORS,
@@ -114,23 +114,12 @@ class HttpBackend(InferenceBackend):
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         async with self._exchange(prompt, params, stream=False) as response:
             if _is_event_stream(response):
-                return await collect(self._events(response, prompt))
+                # The response stays open: this ``async with`` closes it, not the events.
+                return await collect(self._answer(nullcontext(response), prompt, params))
             return await self._whole_answer(response, prompt, params, asked="JSON")
 
-    async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        async with self._exchange(prompt, params, stream=True) as response:
-            if _is_event_stream(response):
-                # Closed here, not left to the garbage collector: the caller stops at the
-                # final event, and a generator collected unfinished is closed by a task of
-                # its own (the event loop's finalizer), one per generator per stream.
-                async with aclosing(self._events(response, prompt)) as events:
-                    async for event in events:
-                        yield event
-                return
-            whole = await self._whole_answer(response, prompt, params, asked="an event stream")
-            if whole.text:
-                yield TextDelta(whole.text, tokens=whole.completion_tokens)
-            yield StreamEnd(whole.finish_reason, whole.prompt_tokens, whole.completion_tokens)
+    def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        return self._answer(self._exchange(prompt, params, stream=True), prompt, params)
 
     def status(self) -> BackendStatus:
         return BackendStatus(
@@ -307,37 +296,56 @@ class HttpBackend(InferenceBackend):
             f"the upstream of model {self._spec.id!r} dropped {dropped}: {type(exc).__name__}"
         )
 
-    async def _events(
-        self, response: UpstreamResponse, prompt: Prompt
+    async def _answer(
+        self,
+        exchange: AbstractAsyncContextManager[UpstreamResponse],
+        prompt: Prompt,
+        params: GenerationParams,
     ) -> AsyncGenerator[StreamEvent, None]:
-        finish: FinishReason | None = None
-        usage = Usage()
-        chunks = 0
-        try:
-            # Closed at [DONE] rather than collected unfinished (see ``stream``).
-            async with aclosing(sse_data(response.chunks())) as payloads:
-                async for payload in payloads:
-                    if payload == b"[DONE]":
-                        await response.wait_for_end()
-                        break
-                    chunk = parse_answer(payload, self._spec.id, "stream chunk")
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices or ():
-                        text = choice.content
-                        if text:
-                            chunks += 1
-                            yield TextDelta(text)
-                        if choice.finish_reason:
-                            finish = finish_reason(choice.finish_reason)
-        except TRANSPORT_ERRORS as exc:
-            raise self._read_error(exc, f"the stream after {chunks} chunks") from exc
-        if finish is None:
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
-                "chunks without a finish reason"
-            )
-        prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
-        yield StreamEnd(finish, prompt_tokens, completion_tokens)
+        """The answer ``exchange`` opens, as events, whichever kind the upstream sent.
+
+        One generator from the socket to the gateway, which closes it at the final event:
+        every event of a stream passes each generator layer once, so the exchange, the
+        event-stream parsing and the whole-answer fallback share one."""
+        async with exchange as response:
+            if not _is_event_stream(response):
+                whole = await self._whole_answer(response, prompt, params, asked="an event stream")
+                if whole.text:
+                    yield TextDelta(whole.text, tokens=whole.completion_tokens)
+                yield StreamEnd(whole.finish_reason, whole.prompt_tokens, whole.completion_tokens)
+                return
+            finish: FinishReason | None = None
+            usage = Usage()
+            chunks = 0
+            parser = SseEvents()
+            try:
+                ended = False
+                while not ended:
+                    body = await response.next_chunk()
+                    ended = body is None
+                    for payload in parser.end() if body is None else parser.feed(body):
+                        if payload == b"[DONE]":
+                            await response.wait_for_end()
+                            ended = True
+                            break
+                        chunk = parse_answer(payload, self._spec.id, "stream chunk")
+                        usage = chunk.usage or usage
+                        for choice in chunk.choices or ():
+                            text = choice.content
+                            if text:
+                                chunks += 1
+                                yield TextDelta(text)
+                            if choice.finish_reason:
+                                finish = finish_reason(choice.finish_reason)
+            except TRANSPORT_ERRORS as exc:
+                raise self._read_error(exc, f"the stream after {chunks} chunks") from exc
+            if finish is None:
+                raise UpstreamError(
+                    f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
+                    "chunks without a finish reason"
+                )
+            prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
+            yield StreamEnd(finish, prompt_tokens, completion_tokens)
 
     async def _counts(self, usage: Usage, prompt: Prompt, produced: int) -> tuple[int, int]:
         """The upstream's token counts, with what it left out counted here: the prompt by

@@ -10,7 +10,6 @@ exception of the parser's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -112,33 +111,46 @@ def decode_upstream(
     )
 
 
-async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """The ``data`` of each server-sent event in ``chunks`` (the body as it arrives, cut
-    anywhere), multi-line data joined with newlines. Lines end in CRLF, LF or CR, as the
-    format allows; a line has no length limit but the memory it takes."""
-    data: list[bytes] = []
-    partial: list[bytes] = []  # the start of a line whose end has not arrived
-    after_cr = False  # the last chunk ended in CR: an LF that starts the next is its CRLF
-    async for chunk in chunks:
-        if after_cr and chunk.startswith(b"\n"):
+class SseEvents:
+    """The ``data`` of each server-sent event of a body fed as it arrives (cut anywhere),
+    multi-line data joined with newlines. Lines end in CRLF, LF or CR, as the format
+    allows; a line has no length limit but the memory it takes.
+
+    A parser fed from the reading loop rather than an async generator of its own: every
+    event of a stream passes each generator layer between the socket and the client once,
+    and this one took a layer's resumption per event for work that never waits."""
+
+    def __init__(self) -> None:
+        self._data: list[bytes] = []
+        self._partial: list[bytes] = []  # the start of a line whose end has not arrived
+        self._after_cr = False  # the last chunk ended in CR: an LF starting the next ends it
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events that ``chunk`` completes."""
+        if self._after_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
-        after_cr = False
+        self._after_cr = False
         if b"\n" not in chunk and b"\r" not in chunk:
-            partial.append(chunk)  # a long line in many chunks is joined once, at its end
-            continue
-        lines = b"".join([*partial, chunk]).splitlines(keepends=True)
-        after_cr = lines[-1].endswith(b"\r")
-        partial = [] if lines[-1].endswith((b"\n", b"\r")) else [lines.pop()]
+            self._partial.append(chunk)  # a long line in many chunks is joined once, at its end
+            return []
+        lines = b"".join([*self._partial, chunk]).splitlines(keepends=True)
+        self._after_cr = lines[-1].endswith(b"\r")
+        self._partial = [] if lines[-1].endswith((b"\n", b"\r")) else [lines.pop()]
+        events: list[bytes] = []
+        data = self._data
         for line in lines:
             line = line.rstrip(b"\r\n")
             if line:
                 _read_field(line, data)
             elif data:
-                yield b"\n".join(data)
-                data = []
-    _read_field(b"".join(partial), data)
-    if data:
-        yield b"\n".join(data)
+                events.append(b"\n".join(data))
+                data.clear()
+        return events
+
+    def end(self) -> list[bytes]:
+        """The last event, when the body ended without the blank line that ends it."""
+        _read_field(b"".join(self._partial), self._data)
+        return [b"\n".join(self._data)] if self._data else []
 
 
 def _read_field(line: bytes, data: list[bytes]) -> None:

@@ -22,7 +22,7 @@ import ssl
 import time
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
@@ -74,13 +74,9 @@ class UpstreamResponse:
         self.status = conn.status
         self.content_type = conn.content_type
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it comes, piece by piece."""
-        while self._conn is not None:
-            chunk = await self._conn.next_chunk(self._read_s)
-            if chunk is None:
-                return
-            yield chunk
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it came, or None at its end."""
+        return None if self._conn is None else await self._conn.next_chunk(self._read_s)
 
     async def read(self) -> bytes:
         return b"" if self._conn is None else await self._conn.whole(self._read_s)
