@@ -112,14 +112,16 @@ class HttpBackend(InferenceBackend):
         return 0
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        async with self._exchange(prompt, params, stream=False) as response:
+        async with self._exchange(*self._body(prompt, params, stream=False)) as response:
             if _is_event_stream(response):
                 # The response stays open: this ``async with`` closes it, not the events.
                 return await collect(self._answer(nullcontext(response), prompt, params))
             return await self._whole_answer(response, prompt, params, asked="JSON")
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._answer(self._exchange(prompt, params, stream=True), prompt, params)
+        return self._answer(
+            self._exchange(*self._body(prompt, params, stream=True)), prompt, params
+        )
 
     def status(self) -> BackendStatus:
         return BackendStatus(
@@ -140,13 +142,12 @@ class HttpBackend(InferenceBackend):
 
     @asynccontextmanager
     async def _exchange(
-        self, prompt: Prompt, params: GenerationParams, *, stream: bool
+        self, path: str, body: Mapping[str, Any]
     ) -> AsyncIterator[UpstreamResponse]:
         """The upstream's answer, its headers read; closed on the way out, whatever the
         way: a cancelled call (our client left) closes the connection, and with it the
         upstream's work on the request. An answer read to its end has already gone back
         to the pool, its connection kept alive."""
-        path, body = self._body(prompt, params, stream=stream)
         self._in_flight += 1
         try:
             response = await self._send_with_retries(self._path + path, body)
@@ -263,15 +264,8 @@ class HttpBackend(InferenceBackend):
         """``body`` POSTed to ``path`` under the upstream's ``/v1`` (retried as every call
         is), and its JSON answer read whole: for the other surfaces an upstream serves
         (``HttpEmbeddingBackend``)."""
-        self._in_flight += 1
-        try:
-            response = await self._send_with_retries(self._path + path, body)
-            try:
-                return await self._read_json(response, "JSON")
-            finally:
-                response.close()
-        finally:
-            self._in_flight -= 1
+        async with self._exchange(path, body) as response:
+            return await self._read_json(response, "JSON")
 
     async def _read_json(self, response: UpstreamResponse, asked: str) -> bytes:
         content_type = response.content_type
