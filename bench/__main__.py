@@ -1,4 +1,4 @@
-"""`python -m bench [gateway|proxy|inference|server|embeddings ...]`: run, print, save."""
+"""`python -m bench [gateway|proxy|inference|quantize|mlx|server|embeddings ...]`: run, save."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ BENCHES = {
     "gateway": "bench.gateway_bench",
     "proxy": "bench.proxy_bench",
     "inference": "bench.inference_bench",
+    "quantize": "bench.quantize_bench",
+    "mlx": "bench.mlx_bench",
     "server": "bench.server_inference_bench",
     "embeddings": "bench.embeddings_bench",
 }

@@ -13,6 +13,13 @@ MODEL_ID_MAX_CHARS = 200
 response cache store. A request naming a longer (so unknown) model is logged cut to it."""
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+"""What a torch model's weights may be loaded as; ``auto`` is bfloat16 on a CPU that has it
+natively (float32 on one that does not), float16 on a GPU."""
+QUANTIZE_MODES = ("none", "int8")
+"""``int8``: torch's dynamic int8 for linear layers (CPU only, float32 activations)."""
+
+
 class BackendKind(StrEnum):
     TORCH = "torch"
     MLX = "mlx"
@@ -64,6 +71,8 @@ class ModelSpec:
     context_length: int = 4096
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = "none"
+    """One of ``QUANTIZE_MODES``: how a torch model's linear layers are stored and run."""
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     upstream_model: str | None = None
     """For ``http``: the model name the upstream knows (defaults to ``id``)."""

@@ -34,6 +34,12 @@ max_tokens = 100
 temperature = 0.7
 
 [[models]]
+id = "small-int8"
+backend = "torch"
+source = "org/small"
+quantize = "int8"
+
+[[models]]
 id = "remote"
 backend = "http"
 source = "http://127.0.0.1:11434"
@@ -53,6 +59,7 @@ api_key_env = "UPSTREAM_KEY"
             revision="abc",
             defaults=ModelDefaults(max_tokens=100, temperature=0.7, top_p=1.0),
         ),
+        ModelSpec(id="small-int8", backend=BackendKind.TORCH, source="org/small", quantize="int8"),
         ModelSpec(
             id="remote",
             backend=BackendKind.HTTP,
@@ -145,6 +152,33 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
         (
             '[[models]]\nid = "a"\nkind = "embedding"\nbackend = "mlx"\nsource = "x"',
             "embedding models run on the torch or http backend",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\nquantize = "int4"',
+            r"models\[0\] \('a'\): field 'quantize' must be one of none, int8, not 'int4'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\ndtype = "fp8"',
+            r"\('a'\): field 'dtype' must be one of auto, float32, float16, bfloat16, not 'fp8'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "mlx"\nsource = "x"\nquantize = "int8"',
+            r"\('a'\): field 'quantize' applies to backend 'torch' only, not 'mlx'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\ndtype = "float32"',
+            r"\('a'\): field 'dtype' applies to backend 'torch' only, not 'http'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\nquantize = "int8"\n'
+            'dtype = "bfloat16"',
+            r"\('a'\): field 'quantize' = 'int8' runs float32 activations, so 'dtype' must be "
+            "auto or float32, not 'bfloat16'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\nquantize = "int8"\n'
+            'device = "cuda"',
+            r"\('a'\): field 'quantize' = 'int8' runs on CPU only, not device 'cuda'",
         ),
         ("models = 3", r"'models' must be an array of tables"),
         ("[server]\nport = 1", r"unknown top-level keys \['server'\]"),

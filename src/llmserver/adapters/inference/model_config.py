@@ -8,7 +8,8 @@ source = "meta-llama/Llama-3.2-1B-Instruct"
 aliases = ["small"]
 context_length = 8192
 device = "cpu"
-dtype = "bfloat16"
+dtype = "bfloat16"                # auto | float32 | float16 | bfloat16 (torch only)
+quantize = "none"                 # none | int8: dynamic int8 linear layers (torch on CPU)
 [models.defaults]
 max_tokens = 256
 
@@ -41,14 +42,30 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from llmserver.domain.registry import BackendKind, ModelDefaults, ModelKind, ModelSpec, Pooling
+from llmserver.domain.registry import (
+    DTYPES,
+    QUANTIZE_MODES,
+    BackendKind,
+    ModelDefaults,
+    ModelKind,
+    ModelSpec,
+    Pooling,
+)
 
 
 class ModelConfigError(ValueError):
     """The model config file is unreadable or an entry in it is invalid."""
 
 
-_STR_FIELDS = ("revision", "device", "dtype", "upstream_model", "api_key_env", "owned_by")
+_STR_FIELDS = (
+    "revision",
+    "device",
+    "dtype",
+    "quantize",
+    "upstream_model",
+    "api_key_env",
+    "owned_by",
+)
 _KNOWN = {f.name for f in fields(ModelSpec)}
 _DEFAULTS = ModelDefaults()
 
@@ -109,6 +126,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         raise ModelConfigError(f"{where}: field 'context_length' must be a positive integer")
     options: dict[str, Any] = {name: text(name) for name in _STR_FIELDS}
     options.update(_embedding_options(where, entry, text))
+    _check_weights(where, BackendKind(backend), options)
     return ModelSpec(
         id=model_id,
         backend=BackendKind(backend),
@@ -149,6 +167,30 @@ def _embedding_options(
     if options["kind"] is ModelKind.EMBEDDING and entry.get("backend") == BackendKind.MLX:
         raise ModelConfigError(f"{where}: embedding models run on the torch or http backend")
     return {name: value for name, value in options.items() if value is not None}
+
+
+def _check_weights(where: str, backend: BackendKind, options: dict[str, Any]) -> None:
+    """Refuse a dtype or quantize value the torch loader would only reject at load time."""
+    dtype, quantize = options["dtype"], options["quantize"]
+    for name, value, choices in (("dtype", dtype, DTYPES), ("quantize", quantize, QUANTIZE_MODES)):
+        if value is not None and value not in choices:
+            raise ModelConfigError(
+                f"{where}: field '{name}' must be one of {', '.join(choices)}, not {value!r}"
+            )
+        if value is not None and backend is not BackendKind.TORCH:
+            # An MLX model is quantised when converted (mlx_lm.convert -q); http is remote.
+            raise ModelConfigError(
+                f"{where}: field '{name}' applies to backend 'torch' only, not {backend.value!r}"
+            )
+    if quantize == "int8" and dtype not in (None, "auto", "float32"):
+        raise ModelConfigError(
+            f"{where}: field 'quantize' = 'int8' runs float32 activations, so 'dtype' must be "
+            f"auto or float32, not {dtype!r}"
+        )
+    if quantize == "int8" and options["device"] not in (None, "auto", "cpu"):
+        raise ModelConfigError(
+            f"{where}: field 'quantize' = 'int8' runs on CPU only, not device {options['device']!r}"
+        )
 
 
 def _defaults(where: str, raw: Any) -> ModelDefaults:

@@ -158,6 +158,7 @@ class TorchBackend(InferenceBackend):
                 "backend": "torch",
                 "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."),
+                "quantize": self._spec.quantize,
                 "active": str(active),
                 "max_batch_size": str(self._max_batch),
                 "max_rows_per_step": str(self.max_rows_per_step),
