@@ -31,7 +31,15 @@ CHAT = Prompt(messages=(ChatMessage("user", "Hello there"),))
 
 @pytest.fixture
 async def backend(demo_spec: ModelSpec) -> AsyncIterator[MlxBackend]:
-    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX), max_queue=2)
+    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX))
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def one_row(demo_spec: ModelSpec) -> AsyncIterator[MlxBackend]:
+    """One row at a time, so that a second request has to wait in the queue."""
+    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX), max_batch_size=1, max_queue=2)
     yield made
     await made.close()
 
@@ -71,7 +79,46 @@ async def test_stop_string(backend: MlxBackend) -> None:
     assert stopped.text == full[: full.find(stop)]
 
 
-async def test_queue_is_bounded_and_cancel_frees_it(backend: MlxBackend) -> None:
+async def test_concurrent_requests_are_batched_and_answer_as_alone(
+    backend: MlxBackend,
+) -> None:
+    """Eight requests of different prompts and lengths at once: they share decode steps,
+    and each greedy answer is the one it gets alone."""
+    prompts = [Prompt(messages=(ChatMessage("user", "Hello " * n),)) for n in range(1, 9)]
+    params = [GenerationParams(max_tokens=8 + 3 * n, temperature=0) for n in range(8)]
+    alone = [await backend.generate(p, q) for p, q in zip(prompts, params, strict=True)]
+    assert backend.status().details["max_rows_per_step"] == "1"
+    together = await asyncio.gather(
+        *(backend.generate(p, q) for p, q in zip(prompts, params, strict=True))
+    )
+    assert int(backend.status().details["max_rows_per_step"]) > 1
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert [c.completion_tokens for c in together] == [8 + 3 * n for n in range(8)]
+
+
+async def test_seeded_sample_is_the_same_alone_and_in_a_batch(backend: MlxBackend) -> None:
+    sampled = GenerationParams(max_tokens=20, temperature=1.0, seed=5)
+    alone = await backend.generate(CHAT, sampled)
+    noise = [GenerationParams(max_tokens=30, temperature=1.0, seed=s) for s in range(4)]
+    together = await asyncio.gather(
+        backend.generate(CHAT, sampled), *(backend.generate(CHAT, p) for p in noise)
+    )
+    assert together[0] == alone
+
+
+async def test_a_cancelled_stream_leaves_the_batch_and_the_others_finish(
+    backend: MlxBackend,
+) -> None:
+    running = backend.stream(CHAT, GenerationParams(max_tokens=400, seed=1))
+    assert isinstance(await anext(running), TextDelta)
+    other = asyncio.create_task(backend.generate(CHAT, GenerationParams(max_tokens=12)))
+    await running.aclose()  # type: ignore[attr-defined]
+    assert (await other).completion_tokens == 12
+    assert backend.status().details["active"] == "0"
+
+
+async def test_queue_is_bounded_and_cancel_frees_it(one_row: MlxBackend) -> None:
+    backend = one_row
     running = backend.stream(CHAT, GenerationParams(max_tokens=400, seed=1))
     assert isinstance(await anext(running), TextDelta)
     queued = [

@@ -179,6 +179,7 @@ class MultiModelManager(ModelBackends):
             return await asyncio.to_thread(
                 MlxBackend,
                 spec,
+                max_batch_size=options.max_batch_size,
                 max_queue=options.max_queue,
                 request_timeout_s=options.request_timeout_s,
                 tracer=options.tracer,

@@ -1,21 +1,23 @@
 """The MLX backend: mlx-lm models (Apple silicon; also MLX's CPU build on Linux).
 
-Requests run one at a time on one dedicated thread, in arrival order. mlx-lm's
-``generate_step`` is single-sequence and MLX's random state is global (``mx.random.seed``
-is how a request's ``seed`` reproduces), so running requests side by side would mix
-their random streams; on Apple silicon one sequence already keeps the GPU busy for the
-8B-class models this backend is for. The queue in front is bounded like the torch
-backend's, and a cancelled or timed-out request stops at its next token.
+Concurrent requests share one ``mlx_lm`` ``BatchGenerator`` (continuous batching: rows
+join between decode steps, up to ``max_batch_size``; prompts are prefilled in chunks between
+the running rows' steps), driven by one dedicated worker thread, the only one touching MLX.
+Each sampled request draws from a PRNG key of its own (split once per token), not MLX's
+global random state, so a request's ``seed`` reproduces whatever else shares its batch.
+The queue in front is bounded like the torch backend's, and a cancelled or timed-out
+request leaves the batch before the next step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,8 @@ from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.tracing import QUEUE_WAIT, Span, Tracer
 
+log = logging.getLogger(__name__)
+
 MISSING_MLX = (
     'the MLX backend needs mlx-lm and mlx: pip install "llmserver[mlx]" '
     "(on Linux this brings MLX's CPU build)"
@@ -50,10 +54,26 @@ class _Job:
     ids: list[int]
     params: GenerationParams
     channel: EventChannel
+    events: TokenEvents
     deadline: float
-    waiting: bool = True
     queued: Span | None = None
     """Its queue-wait span (tracing on), ended when it leaves the queue."""
+
+
+def keyed_sampler(mx: Any, params: GenerationParams) -> Callable[[Any], Any]:
+    """Temperature / top-p sampling from a PRNG key of the request's own."""
+    from mlx_lm.sample_utils import apply_top_p
+
+    key = mx.random.key(params.seed if params.seed is not None else secrets.randbits(63))
+
+    def sample(logprobs: Any) -> Any:
+        nonlocal key
+        key, use = mx.random.split(key)
+        if params.top_p < 1.0:
+            logprobs = apply_top_p(logprobs, params.top_p)
+        return mx.random.categorical(logprobs * (1.0 / params.temperature), key=use)
+
+    return sample
 
 
 class MlxBackend(InferenceBackend):
@@ -61,6 +81,7 @@ class MlxBackend(InferenceBackend):
         self,
         spec: ModelSpec,
         *,
+        max_batch_size: int = 8,
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
         tracer: Tracer | None = None,
@@ -69,13 +90,11 @@ class MlxBackend(InferenceBackend):
         try:
             import mlx.core as mx
             import mlx_lm
-            from mlx_lm.generate import generate_step
-            from mlx_lm.sample_utils import make_sampler
+            from mlx_lm.generate import BatchGenerator
         except ImportError as exc:
             raise RuntimeError(MISSING_MLX) from exc
         self._mx: Any = mx
-        self._generate_step: Any = generate_step
-        self._make_sampler: Any = make_sampler
+        self._batch_generator: Any = BatchGenerator
         self._spec = spec
         loaded: Any = mlx_lm.load(spec.source)
         self._model, wrapper = loaded[0], loaded[1]
@@ -83,13 +102,18 @@ class MlxBackend(InferenceBackend):
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
         self._context_length = spec.context_length
+        self._max_batch = max(1, max_batch_size)
         self._max_queue = max_queue
         self._timeout = request_timeout_s
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._active = 0
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._active: dict[int, _Job] = {}
+        """Rows in the batch, by the generator's uid (the worker's alone)."""
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlx-{spec.id}")
+        self.max_rows_per_step = 0
+        """The most rows one decode step has run (evidence that batching happens)."""
+        self._worker = threading.Thread(target=self._run, name=f"mlx-{spec.id}", daemon=True)
+        self._worker.start()
 
     @property
     def model_id(self) -> str:
@@ -102,109 +126,175 @@ class MlxBackend(InferenceBackend):
         return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        return await collect(self._start(await self._encode.encode(prompt), params))
+        ids = await self._encode.encode(prompt)
+        return await collect(self._start(ids, params, buffered=True))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._encode.start(prompt, lambda ids: self._start(ids, params))
+        return self._encode.start(prompt, lambda ids: self._start(ids, params, buffered=False))
 
-    def _start(self, ids: list[int], params: GenerationParams) -> AsyncIterator[StreamEvent]:
+    def _start(
+        self, ids: list[int], params: GenerationParams, *, buffered: bool
+    ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
         job = _Job(
             ids,
             params,
-            EventChannel(asyncio.get_running_loop()),
+            EventChannel(asyncio.get_running_loop(), buffered=buffered),
+            TokenEvents(self._decode, params, len(ids), self._eos),
             deadline=time.monotonic() + self._timeout,
         )
-        with self._lock:
+        with self._cond:
             if self._closed:
                 raise Unavailable(f"model {self._spec.id!r} is shutting down")
-            if self._waiting >= self._max_queue:
+            if len(self._waiting) >= self._max_queue:
                 raise Overloaded(
-                    f"model {self._spec.id!r} is busy: {self._waiting} requests are "
+                    f"model {self._spec.id!r} is busy: {len(self._waiting)} requests are "
                     "already waiting; retry shortly"
                 )
-            self._waiting += 1
-        if self._tracer is not None:
-            job.queued = self._tracer.start(QUEUE_WAIT)
-        self._executor.submit(self._run, job)
+            if self._tracer is not None:
+                job.queued = self._tracer.start(QUEUE_WAIT)
+            self._waiting.append(job)
+            self._cond.notify()
         return consume(job.channel, lambda: self._leave_queue(job))
 
     def status(self) -> BackendStatus:
-        with self._lock:
-            waiting, active = self._waiting, self._active
+        with self._cond:
+            waiting, active = len(self._waiting), len(self._active)
         return BackendStatus(
             model_id=self._spec.id,
             ready=not self._closed,
             error="closed" if self._closed else None,
             queue_depth=waiting,
-            details={"backend": "mlx", "active": str(active), "max_batch_size": "1"},
+            details={
+                "backend": "mlx",
+                "active": str(active),
+                "max_batch_size": str(self._max_batch),
+                "max_rows_per_step": str(self.max_rows_per_step),
+            },
         )
 
     async def close(self) -> None:
-        with self._lock:
+        with self._cond:
             self._closed = True
+            self._cond.notify_all()
         self._encode.close()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._worker.join)
 
-    def _leave_queue(self, job: _Job) -> bool:
-        """Free the job's queue slot once (when it starts, or when its consumer leaves)."""
-        with self._lock:
-            was_waiting, job.waiting = job.waiting, False
-            if was_waiting:
-                self._waiting -= 1
-        if was_waiting and job.queued is not None:
+    def _leave_queue(self, job: _Job) -> None:
+        """A consumer that leaves frees its queue slot at once; a row leaves at the next step."""
+        with self._cond:
+            waiting = job in self._waiting
+            if waiting:
+                self._waiting.remove(job)
+        if waiting and job.queued is not None:
             job.queued.end()
-        return was_waiting
-
-    def _shut_down(self) -> Unavailable:
-        return Unavailable(f"model {self._spec.id!r} was shut down")
 
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text
 
-    def _run(self, job: _Job) -> None:
-        if not self._leave_queue(job):
-            return  # abandoned while waiting
-        if self._closed:
-            job.channel.send(self._shut_down())
-            return
-        with self._lock:
-            self._active += 1
-        try:
-            self._generate(job)
-        except Exception as exc:
-            job.channel.send(exc)
-        finally:
-            with self._lock:
-                self._active -= 1
+    # -- worker side ----------------------------------------------------------------
 
-    def _generate(self, job: _Job) -> None:
-        mx, params = self._mx, job.params
-        mx.random.seed(params.seed if params.seed is not None else secrets.randbits(32))
-        sampler = self._make_sampler(
-            temp=0.0 if params.greedy else params.temperature,
-            top_p=params.top_p if params.top_p < 1.0 else 0.0,
+    def _new_generator(self) -> Any:
+        # No stop tokens and per-row max_tokens: TokenEvents decides when a row ends
+        # (EOS, stop strings, length), exactly as for the torch backend.
+        return self._batch_generator(
+            self._model,
+            completion_batch_size=self._max_batch,
+            prefill_batch_size=self._max_batch,
         )
-        events = TokenEvents(self._decode, params, len(job.ids), self._eos)
-        steps = self._generate_step(
-            mx.array(job.ids), self._model, max_tokens=params.max_tokens, sampler=sampler
+
+    def _run(self) -> None:
+        gen = self._new_generator()
+        while True:
+            with self._cond:
+                while not self._closed and not self._waiting and not self._active:
+                    self._cond.wait()
+                if self._closed:
+                    break
+                free = self._max_batch - len(self._active)
+                admitted = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+            for job in admitted:
+                if job.queued is not None:
+                    job.queued.end()
+            try:
+                self._drop_gone_rows(gen)
+                if admitted:
+                    self._admit(gen, admitted)
+                if self._active:
+                    self._step(gen)
+            except Exception as exc:
+                # A failed step may leave the batch half-advanced: every row in it gets the
+                # error and the generator starts afresh.
+                log.exception("generation failed for model %s", self._spec.id)
+                with self._cond:
+                    failed = [*self._active.values()]
+                    self._active.clear()
+                for job in failed:
+                    job.channel.send(exc)
+                gen.close()
+                gen = self._new_generator()
+        gen.close()
+        error = Unavailable(f"model {self._spec.id!r} was shut down")
+        with self._cond:
+            pending = [*self._waiting, *self._active.values()]
+            self._waiting.clear()
+            self._active.clear()
+        for job in pending:
+            job.channel.send(error)
+
+    def _admit(self, gen: Any, jobs: list[_Job]) -> None:
+        samplers = [None if j.params.greedy else keyed_sampler(self._mx, j.params) for j in jobs]
+        uids = gen.insert(
+            [j.ids for j in jobs],
+            max_tokens=[j.params.max_tokens for j in jobs],
+            samplers=samplers,
         )
-        for token, _logprobs in steps:
-            if job.channel.cancelled:
-                return
-            if self._closed:
-                job.channel.send(self._shut_down())
-                return
-            if time.monotonic() >= job.deadline:
+        with self._cond:
+            self._active.update(zip(uids, jobs, strict=True))
+
+    def _drop_gone_rows(self, gen: Any) -> None:
+        now = time.monotonic()
+        with self._cond:
+            expired = [j for j in self._waiting if now >= j.deadline]
+            for job in expired:
+                self._waiting.remove(job)
+            gone = {
+                uid: job
+                for uid, job in self._active.items()
+                if job.channel.cancelled or now >= job.deadline
+            }
+            for uid in gone:
+                del self._active[uid]
+        if gone:
+            gen.remove(list(gone))
+        for job in [*expired, *gone.values()]:
+            if not job.channel.cancelled:
                 job.channel.send(
                     GenerationTimeout(
                         f"generation on model {self._spec.id!r} took longer than {self._timeout:g}s"
                     )
                 )
-                return
-            out, finished = events.push(int(token))
-            for event in out:
+
+    def _step(self, gen: Any) -> None:
+        self.max_rows_per_step = max(self.max_rows_per_step, len(self._active))
+        _prompt_progress, responses = gen.next()
+        out: list[tuple[_Job, list[StreamEvent]]] = []
+        finished = []
+        for response in responses:
+            job = self._active.get(response.uid)
+            if job is None:
+                continue
+            events, done = job.events.push(int(response.token))
+            out.append((job, events))
+            if done:
+                finished.append(response.uid)
+        with self._cond:  # before the final events: a finished request is no longer active
+            for uid in finished:
+                del self._active[uid]
+        for job, events in out:
+            for event in events:
                 job.channel.send(event)
-            if finished:
-                return
+        # The generator drops a row at its max_tokens itself; one ended by EOS or a stop
+        # string is still in it.
+        gen.remove(finished)
