@@ -1,5 +1,9 @@
 """MLX backend batching: 8 concurrent requests against one, on the ~100M bench model.
 
+What it measures decides whether a model on MLX's CPU device batches by default (it runs
+one row at a time unless its spec sets ``max_batch_size``; mlx_backend.py): the model here
+sets it, so the concurrent requests do share decode steps.
+
 The same weights as the torch benchmarks (mlx-lm loads the safetensors Llama directory;
 MLX's CPU build on Linux). Single and concurrent runs alternate within each round, so
 drift in machine load hits both alike.
@@ -36,8 +40,10 @@ async def _measure(path: str) -> list[Target]:
 
     load_before = os.getloadavg()[0]
     progress(f"loading the bench model into MLX from {path}")
-    spec = ModelSpec(id="bench-mlx", backend=BackendKind.MLX, source=path)
-    backend = MlxBackend(spec, max_batch_size=CONCURRENCY)
+    spec = ModelSpec(
+        id="bench-mlx", backend=BackendKind.MLX, source=path, max_batch_size=CONCURRENCY
+    )
+    backend = MlxBackend(spec)
     prompts = [Prompt(messages=(ChatMessage("user", text),)) for text in PROMPTS]
     greedy = GenerationParams(max_tokens=NEW_TOKENS, temperature=0.0)
 
@@ -68,8 +74,9 @@ async def _measure(path: str) -> list[Target]:
         Target(
             f"MLX {CONCURRENCY} concurrent / MLX single",
             m["concurrent"] / m["single"],
-            2.0,
+            1.0,
             ">=",
+            "(batching pays; below 1 a model on MLX's CPU device rightly runs one row)",
         )
     ]
     measurements = {

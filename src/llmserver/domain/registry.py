@@ -73,6 +73,9 @@ class ModelSpec:
     dtype: str = "auto"
     quantize: str = "none"
     """One of ``QUANTIZE_MODES``: how a torch model's linear layers are stored and run."""
+    max_batch_size: int | None = None
+    """Rows this model runs together; unset: the server's ``max_batch_size``, except an MLX
+    model on MLX's CPU device, which runs one (batching did not pay there in ``make bench``)."""
     defaults: ModelDefaults = field(default_factory=ModelDefaults)
     upstream_model: str | None = None
     """For ``http``: the model name the upstream knows (defaults to ``id``)."""

@@ -77,3 +77,20 @@ async def test_mlx_models_load_through_the_manager(demo_spec: ModelSpec) -> None
         assert completion.completion_tokens == 3
     finally:
         await manager.close()
+
+
+@pytest.mark.mlx
+async def test_a_models_own_max_batch_size_wins_over_the_servers(demo_spec: ModelSpec) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("mlx_lm")
+    torch_spec = replace(demo_spec, max_batch_size=3)
+    mlx_spec = replace(demo_spec, id="demo-mlx", backend=BackendKind.MLX, max_batch_size=5)
+    manager = MultiModelManager(
+        [torch_spec, mlx_spec], options=BackendOptions(max_batch_size=2, max_queue=4)
+    )
+    await manager.load_all()
+    try:
+        rows = {s.model_id: s.details["max_batch_size"] for s in manager.statuses()}
+        assert rows == {torch_spec.id: "3", mlx_spec.id: "5"}
+    finally:
+        await manager.close()

@@ -31,7 +31,8 @@ CHAT = Prompt(messages=(ChatMessage("user", "Hello there"),))
 
 @pytest.fixture
 async def backend(demo_spec: ModelSpec) -> AsyncIterator[MlxBackend]:
-    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX))
+    # The spec's own max_batch_size: batching on MLX's CPU device too.
+    made = MlxBackend(replace(demo_spec, backend=BackendKind.MLX, max_batch_size=8))
     yield made
     await made.close()
 
@@ -134,6 +135,25 @@ async def test_queue_is_bounded_and_cancel_frees_it(one_row: MlxBackend) -> None
     assert backend.status().queue_depth == 1
     await running.aclose()  # type: ignore[attr-defined]
     assert (await queued[1]).completion_tokens == 2
+
+
+async def test_on_the_cpu_device_a_model_runs_one_row_unless_its_spec_says(
+    demo_spec: ModelSpec,
+) -> None:
+    import mlx.core as mx
+
+    if mx.default_device() != mx.cpu:
+        pytest.skip("MLX runs on a GPU here")
+    default = MlxBackend(replace(demo_spec, backend=BackendKind.MLX), max_batch_size=8)
+    try:
+        assert default.status().details["max_batch_size"] == "1"
+        done = await asyncio.gather(
+            *(default.generate(CHAT, GenerationParams(max_tokens=6)) for _ in range(3))
+        )
+        assert [c.completion_tokens for c in done] == [6, 6, 6]
+        assert default.max_rows_per_step == 1
+    finally:
+        await default.close()
 
 
 def test_missing_mlx_fails_at_load_with_the_install_hint(

@@ -38,6 +38,7 @@ id = "small-int8"
 backend = "torch"
 source = "org/small"
 quantize = "int8"
+max_batch_size = 4
 
 [[models]]
 id = "remote"
@@ -59,7 +60,13 @@ api_key_env = "UPSTREAM_KEY"
             revision="abc",
             defaults=ModelDefaults(max_tokens=100, temperature=0.7, top_p=1.0),
         ),
-        ModelSpec(id="small-int8", backend=BackendKind.TORCH, source="org/small", quantize="int8"),
+        ModelSpec(
+            id="small-int8",
+            backend=BackendKind.TORCH,
+            source="org/small",
+            quantize="int8",
+            max_batch_size=4,
+        ),
         ModelSpec(
             id="remote",
             backend=BackendKind.HTTP,
@@ -118,6 +125,10 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
         (
             '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\ncontext_length = "big"',
             "field 'context_length' must be a positive integer",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "mlx"\nsource = "x"\nmax_batch_size = 0',
+            "field 'max_batch_size' must be a positive integer",
         ),
         (
             '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\naliases = "b"',

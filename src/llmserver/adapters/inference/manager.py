@@ -173,13 +173,14 @@ class MultiModelManager(ModelBackends):
         options = self._options
         if spec.backend is BackendKind.HTTP:
             return self._http(spec)
+        rows = spec.max_batch_size or options.max_batch_size
         if spec.backend is BackendKind.MLX:
             from llmserver.adapters.inference.mlx_backend import MlxBackend
 
             return await asyncio.to_thread(
                 MlxBackend,
                 spec,
-                max_batch_size=options.max_batch_size,
+                max_batch_size=rows,
                 max_queue=options.max_queue,
                 request_timeout_s=options.request_timeout_s,
                 tracer=options.tracer,
@@ -190,7 +191,7 @@ class MultiModelManager(ModelBackends):
             TorchBackend,
             spec,
             threads=options.threads,
-            max_batch_size=options.max_batch_size,
+            max_batch_size=rows,
             max_queue=options.max_queue,
             request_timeout_s=options.request_timeout_s,
             tracer=options.tracer,

@@ -3,6 +3,9 @@
 Concurrent requests share one ``mlx_lm`` ``BatchGenerator`` (continuous batching: rows
 join between decode steps, up to ``max_batch_size``; prompts are prefilled in chunks between
 the running rows' steps), driven by one dedicated worker thread, the only one touching MLX.
+On MLX's CPU device a model runs one row at a time unless its spec sets ``max_batch_size``:
+there 8 concurrent requests decoded 0.8x the tokens/s of one (``make bench``, BENCH=mlx),
+so batching would only stretch every request's latency.
 Each sampled request draws from a PRNG key of its own (split once per token), not MLX's
 global random state, so a request's ``seed`` reproduces whatever else shares its batch.
 The queue in front is bounded like the torch backend's, and a cancelled or timed-out
@@ -102,7 +105,8 @@ class MlxBackend(InferenceBackend):
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
         self._context_length = spec.context_length
-        self._max_batch = max(1, max_batch_size)
+        on_cpu = mx.default_device() == mx.cpu
+        self._max_batch = 1 if on_cpu and spec.max_batch_size is None else max(1, max_batch_size)
         self._max_queue = max_queue
         self._timeout = request_timeout_s
         self._cond = threading.Condition()

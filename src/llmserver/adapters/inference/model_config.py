@@ -10,6 +10,7 @@ context_length = 8192
 device = "cpu"
 dtype = "bfloat16"                # auto | float32 | float16 | bfloat16 (torch only)
 quantize = "none"                 # none | int8: dynamic int8 linear layers (torch on CPU)
+max_batch_size = 8                # rows run together (default LLMSERVER_MAX_BATCH_SIZE)
 [models.defaults]
 max_tokens = 256
 
@@ -117,13 +118,17 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
     aliases = entry.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise ModelConfigError(f"{where}: field 'aliases' must be a list of non-empty strings")
-    context_length = entry.get("context_length", 4096)
-    if (
-        not isinstance(context_length, int)
-        or isinstance(context_length, bool)
-        or context_length < 1
-    ):
-        raise ModelConfigError(f"{where}: field 'context_length' must be a positive integer")
+
+    def positive_int(name: str) -> int | None:
+        value = entry.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ModelConfigError(f"{where}: field '{name}' must be a positive integer")
+        return value
+
+    context_length = positive_int("context_length") or 4096
+    max_batch_size = positive_int("max_batch_size")
     options: dict[str, Any] = {name: text(name) for name in _STR_FIELDS}
     options.update(_embedding_options(where, entry, text))
     _check_weights(where, BackendKind(backend), options)
@@ -133,6 +138,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         source=source,
         aliases=tuple(aliases),
         context_length=context_length,
+        max_batch_size=max_batch_size,
         defaults=_defaults(where, entry.get("defaults", {})),
         **{name: value for name, value in options.items() if value is not None},
     )
