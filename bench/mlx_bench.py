@@ -26,6 +26,11 @@ slower than torch here, and a round runs 9 requests."""
 
 
 def run() -> list[Target]:
+    import importlib.util
+
+    if importlib.util.find_spec("mlx_lm") is None:
+        progress('skipped: mlx-lm is not installed (pip install "llmserver[mlx]")')
+        return []
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llmserver.adapters.inference.demo_model import build_demo_model
 

@@ -112,8 +112,8 @@ async def _measure(path: str) -> list[Target]:
         variants.append(_Variant(label, TorchBackend(spec, max_batch_size=CONCURRENCY)))
     prompts = [Prompt(messages=(ChatMessage("user", text),)) for text in PROMPTS]
     greedy = GenerationParams(max_tokens=NEW_TOKENS, temperature=0.0)
-    # min_tokens is not a request option: a prompt whose greedy path ends early is counted
-    # by the tokens it did produce, alike for every variant.
+    # Requests cannot set a minimum length: tokens/s counts what each request produced, so a
+    # greedy path that meets EOS early counts as such, alike for every variant.
 
     async def single(backend: Any) -> float:
         started = time.perf_counter()

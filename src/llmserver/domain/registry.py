@@ -14,8 +14,7 @@ response cache store. A request naming a longer (so unknown) model is logged cut
 
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-"""What a torch model's weights may be loaded as; ``auto`` is bfloat16 on a CPU that has it
-natively (float32 on one that does not), float16 on a GPU."""
+"""What a torch model's weights may be loaded as; ``auto`` is float32 on CPU, float16 on a GPU."""
 QUANTIZE_MODES = ("none", "int8")
 """``int8``: torch's dynamic int8 for linear layers (CPU only, float32 activations)."""
 

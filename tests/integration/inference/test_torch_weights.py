@@ -77,11 +77,6 @@ async def test_bfloat16_loads_and_generates(demo_spec: ModelSpec) -> None:
         await backend.close()
 
 
-def test_auto_on_cpu_is_bfloat16_only_where_native() -> None:
-    native = torch.bfloat16 if cpu_has_bfloat16() else torch.float32
-    assert resolve_dtype("auto", torch.device("cpu")) == native
-
-
 def test_bfloat16_without_native_support_falls_back_to_float32_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -90,7 +85,6 @@ def test_bfloat16_without_native_support_falls_back_to_float32_with_a_warning(
         dtype = resolve_dtype("bfloat16", torch.device("cpu"), model_id="m1")
     assert dtype == torch.float32
     assert "model m1: dtype 'bfloat16' asked for, but this CPU has no native" in caplog.text
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
 
 
 def test_a_spec_the_toml_check_never_saw_is_refused_at_load(demo_spec: ModelSpec) -> None:

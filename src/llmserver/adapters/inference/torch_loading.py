@@ -54,11 +54,9 @@ def resolve_device(requested: str) -> torch.device:
 
 def resolve_dtype(requested: str, device: torch.device, *, model_id: str = "") -> torch.dtype:
     if requested == "auto":
-        if device.type != "cpu":
-            return torch.float16
-        # bfloat16 beat float32 at decode in `make bench` (bench/results/quantize.md) where
-        # the CPU has it natively; emulated, it is slower, and float16 is slow on any CPU.
-        return torch.bfloat16 if cpu_has_bfloat16() else torch.float32
+        # float16 is slow or unsupported for many CPU kernels, and bfloat16 did not win
+        # at every batch size in `make bench` (bench/results/quantize.md): an opt-in.
+        return torch.float32 if device.type == "cpu" else torch.float16
     if requested not in _DTYPES:
         raise RuntimeError(f"unknown dtype {requested!r}; use auto, {', '.join(_DTYPES)}")
     if requested == "bfloat16" and device.type == "cpu" and not cpu_has_bfloat16():
@@ -112,9 +110,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = resolve_device(spec.device)
-    # The int8 kernels take float32 activations: ``auto`` means float32 for them.
-    requested = "float32" if spec.quantize == "int8" and spec.dtype == "auto" else spec.dtype
-    dtype = resolve_dtype(requested, device, model_id=spec.id)
+    dtype = resolve_dtype(spec.dtype, device, model_id=spec.id)
     if spec.quantize == "int8" and (device.type != "cpu" or dtype != torch.float32):
         raise RuntimeError(
             f"model {spec.id!r}: quantize 'int8' runs on CPU in float32 only, but device "
