@@ -146,6 +146,8 @@ def test_models_show_backend_health_and_queue(http: httpx.Client, admin: dict[st
     assert demo["backend"] == "torch"
     assert demo["queue_depth"] == 0
     assert demo["error"] is None
+    # What the weights run as: the demo profile asks for plain float32.
+    assert (demo["details"]["dtype"], demo["details"]["quantize"]) == ("float32", "none")
 
 
 def test_cache_stats_purge_and_log_filters(
