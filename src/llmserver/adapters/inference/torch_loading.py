@@ -132,14 +132,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     model = model.to(device).eval()
     if spec.quantize == "int8":
         model = quantize_int8(model)
-    # What the model runs as can differ from what was asked (auto, a bfloat16 fallback).
-    log.info(
-        "model %s loaded on %s as %s, quantize %s",
-        spec.id,
-        device,
-        str(dtype).removeprefix("torch."),
-        spec.quantize,
-    )
     return LoadedModel(
         tokenizer=tokenizer,
         model=model,
