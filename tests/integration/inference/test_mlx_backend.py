@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,49 @@ async def test_seeded_sample_is_the_same_alone_and_in_a_batch(backend: MlxBacken
         backend.generate(CHAT, sampled), *(backend.generate(CHAT, p) for p in noise)
     )
     assert together[0] == alone
+
+
+class _FailsOnItsThirdToken:
+    """A row's token events, except that the third token's decoding raises."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._tokens = 0
+
+    def push(self, token: int) -> Any:
+        self._tokens += 1
+        if self._tokens == 3:
+            raise RuntimeError("injected fault")
+        return self._inner.push(token)
+
+
+async def test_a_row_that_fails_leaves_and_the_others_finish(
+    backend: MlxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    others = [
+        (Prompt(text="Once upon a time"), GenerationParams(max_tokens=20, temperature=0)),
+        (CHAT, GenerationParams(max_tokens=20, seed=4)),
+    ]
+    expected = [await backend.generate(p, q) for p, q in others]
+    poison = GenerationParams(max_tokens=37, temperature=0)
+    admit = backend._admit
+
+    def poisoning(gen: Any, jobs: list[Any]) -> None:
+        for job in jobs:
+            if job.params == poison:
+                job.events = _FailsOnItsThirdToken(job.events)
+        admit(gen, jobs)
+
+    monkeypatch.setattr(backend, "_admit", poisoning)
+    failed, *rest = await asyncio.gather(
+        backend.generate(CHAT, poison),
+        *(backend.generate(p, q) for p, q in others),
+        return_exceptions=True,
+    )
+    assert isinstance(failed, RuntimeError)
+    assert str(failed) == "injected fault"
+    assert rest == expected
+    assert backend.status().details["active"] == "0"
 
 
 async def test_a_cancelled_stream_leaves_the_batch_and_the_others_finish(

@@ -232,8 +232,10 @@ class MlxBackend(InferenceBackend):
                 # error and the generator starts afresh.
                 log.exception("generation failed for model %s", self._spec.id)
                 with self._cond:
-                    failed = [*self._active.values()]
+                    active = [*self._active.values()]
                     self._active.clear()
+                # Admitted jobs the generator refused never became rows: they fail too.
+                failed = [*active, *(j for j in admitted if all(j is not a for a in active))]
                 for job in failed:
                     job.channel.send(exc)
                 gen.close()
@@ -289,7 +291,12 @@ class MlxBackend(InferenceBackend):
             job = self._active.get(response.uid)
             if job is None:
                 continue
-            events, done = job.events.push(int(response.token))
+            try:
+                events, done = job.events.push(int(response.token))
+            except Exception as exc:  # decoding this row's text: its failure alone
+                log.exception("generation failed for a request on model %s", self._spec.id)
+                events, done = [], True
+                job.channel.send(exc)
             out.append((job, events))
             if done:
                 finished.append(response.uid)
