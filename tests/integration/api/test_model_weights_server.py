@@ -30,7 +30,7 @@ def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield live
 
 
-async def test_concurrent_chats_on_an_int8_model_answer_as_alone(server: LiveServer) -> None:
+async def test_concurrent_chats_on_an_int8_model(server: LiveServer) -> None:
     client = AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=server.user_key, max_retries=0)
     prompts = [f"Tell me about the number {n}" for n in range(4)]
 
@@ -46,12 +46,12 @@ async def test_concurrent_chats_on_an_int8_model_answer_as_alone(server: LiveSer
         return answer.choices[0].message.content or "", answer.usage.completion_tokens
 
     try:
-        alone = [await chat(p) for p in prompts]
-        together = await asyncio.gather(*(chat(p) for p in prompts))
+        # Greedy texts are not compared with each alone: one activation scale per int8
+        # step makes a row's text depend on its batch-mates (README "Models").
+        answers = await asyncio.gather(*(chat(p) for p in prompts))
     finally:
         await client.close()
-    assert together == alone
-    assert all(tokens > 0 for _, tokens in alone)
+    assert all(text and 0 < tokens <= 12 for text, tokens in answers)
 
     admin = {"Authorization": f"Bearer {server.admin_key}"}
     models = httpx.get(f"{server.base_url}/admin/models", headers=admin).json()["data"]

@@ -50,19 +50,19 @@ async def test_int8_replaces_every_linear_layer_and_generates(int8: TorchBackend
     assert completion.text
 
 
-async def test_int8_batches_and_each_row_answers_as_alone(int8: TorchBackend) -> None:
-    alone = [await int8.generate(p, GREEDY) for p in PROMPTS]
-    together = await asyncio.gather(*(int8.generate(p, GREEDY) for p in PROMPTS))
+async def test_int8_rows_share_decode_steps_and_each_finishes(int8: TorchBackend) -> None:
+    # Dynamic int8 takes one activation scale over a whole step's rows, so a row's greedy
+    # text may differ with its batch-mates (README "Models"): not compared with alone.
+    mixed = await asyncio.gather(*(int8.generate(p, GREEDY) for p in PROMPTS))
     assert int8.max_rows_per_step > 1
-    assert [c.text for c in together] == [c.text for c in alone]
+    assert all(c.text and 0 < c.completion_tokens <= 16 for c in mixed)
 
 
-async def test_int8_seeded_sampling_reproduces(int8: TorchBackend) -> None:
+async def test_int8_alone_is_deterministic_greedy_and_seeded(int8: TorchBackend) -> None:
     sampled = GenerationParams(max_tokens=20, temperature=1.0, top_p=0.9, seed=7)
-    first, again = await asyncio.gather(
-        int8.generate(PROMPTS[1], sampled), int8.generate(PROMPTS[1], sampled)
-    )
-    assert first == again
+    for params in (GREEDY, sampled):
+        first = await int8.generate(PROMPTS[1], params)
+        assert await int8.generate(PROMPTS[1], params) == first
 
 
 @pytest.mark.skipif(not cpu_has_bfloat16(), reason="this CPU has no native bfloat16")

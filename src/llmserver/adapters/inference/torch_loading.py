@@ -6,6 +6,9 @@ one-off probe on the 98M bench model (one thread, best of 100 decode steps; not 
 it decoded a token ~4x faster than float32, ahead of weight-only int8 with bfloat16
 activations (``torch._weight_int8pack_mm``, ~2.6x) and of bfloat16 (~1.5x);
 ``make bench`` measures it against float32 and bfloat16 (bench/results/quantize.md).
+The activation scale is one per step over every row in it, so an int8 row's output
+depends a little on its batch-mates; float32 rows' do not (nor would weight-only int8's,
+the slower kind above: the way to take if that ever matters more than speed).
 ``torch.ao.quantization`` is deprecated in favour of torchao but still ships in torch
 2.13 and needs no extra dependency: its deprecation warnings are silenced where it is
 called, and a torch without it fails the load with a clear message.
