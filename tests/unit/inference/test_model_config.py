@@ -169,6 +169,11 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
             r"models\[0\] \('a'\): field 'quantize' must be one of none, int8, not 'int4'",
         ),
         (
+            '[[models]]\nid = "a"\nkind = "embedding"\nbackend = "torch"\nsource = "x"\n'
+            'quantize = "int8"',
+            r"\('a'\): field 'quantize' applies to chat models only",
+        ),
+        (
             '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\ndtype = "fp8"',
             r"\('a'\): field 'dtype' must be one of auto, float32, float16, bfloat16, not 'fp8'",
         ),

@@ -131,7 +131,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
     max_batch_size = positive_int("max_batch_size")
     options: dict[str, Any] = {name: text(name) for name in _STR_FIELDS}
     options.update(_embedding_options(where, entry, text))
-    _check_weights(where, BackendKind(backend), options)
+    _check_weights(where, BackendKind(backend), options, given=set(entry))
     return ModelSpec(
         id=model_id,
         backend=BackendKind(backend),
@@ -175,8 +175,14 @@ def _embedding_options(
     return {name: value for name, value in options.items() if value is not None}
 
 
-def _check_weights(where: str, backend: BackendKind, options: dict[str, Any]) -> None:
+def _check_weights(
+    where: str, backend: BackendKind, options: dict[str, Any], *, given: set[str]
+) -> None:
     """Refuse a dtype or quantize value the torch loader would only reject at load time."""
+    if options.get("kind") is ModelKind.EMBEDDING:
+        for name in sorted(given & {"quantize", "max_batch_size"}):
+            # The encoder backend has its own loader and LLMSERVER_EMBEDDING_BATCH_ROWS.
+            raise ModelConfigError(f"{where}: field '{name}' applies to chat models only")
     dtype, quantize = options["dtype"], options["quantize"]
     for name, value, choices in (("dtype", dtype, DTYPES), ("quantize", quantize, QUANTIZE_MODES)):
         if value is not None and value not in choices:
