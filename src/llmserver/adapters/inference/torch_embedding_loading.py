@@ -83,7 +83,7 @@ def load_encoder(spec: ModelSpec) -> LoadedEncoder:
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    dtype = resolve_dtype(spec.dtype, device, model_id=spec.id)
     source = resolve_source(spec.source)
     hub_args: dict[str, Any] = {} if Path(source).is_dir() else {"revision": spec.revision}
     tokenizer: Any = AutoTokenizer.from_pretrained(source, **hub_args)

@@ -55,7 +55,7 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_dtype(requested: str, device: torch.device, *, model_id: str = "") -> torch.dtype:
+def resolve_dtype(requested: str, device: torch.device, *, model_id: str) -> torch.dtype:
     if requested == "auto":
         # float16 is slow or unsupported for many CPU kernels, and bfloat16 did not win
         # at every batch size in `make bench` (bench/results/quantize.md): an opt-in.
