@@ -270,13 +270,17 @@ def error_reply(exc: Exception, where: Where) -> ErrorReply:
     return _unexpected(exc, where)
 
 
-def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Litestar's exception handler for everything: ``error_reply`` as a ``Response``, its
-    code noted for the access line."""
+def noted_error(request: Request[Any, Any, Any], exc: Exception) -> ErrorReply:
+    """``error_reply`` for a request Litestar routed, its code noted for the access line."""
     record = access_record(request.scope)
     reply = error_reply(exc, Where(request.method, request.url.path, record.request_id))
     record.error_code = reply.body.error.code
-    return reply.response()
+    return reply
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Litestar's exception handler for everything: ``error_reply`` as a ``Response``."""
+    return noted_error(request, exc).response()
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {Exception: handle_exception}

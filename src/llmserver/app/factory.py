@@ -28,8 +28,10 @@ from llmserver.app.log_setup import configure_logging
 from llmserver.app.metrics import Metrics
 from llmserver.app.openapi import document_completion_routes, swagger_ui
 from llmserver.app.routes.admin import admin_router
+from llmserver.app.routes.anthropic.routes import anthropic_router
 from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
+from llmserver.app.routes.responses.routes import responses_router
 from llmserver.app.routes.ui import ui_router
 from llmserver.app.services import STATE_KEY, Services, services_of
 from llmserver.app.settings import Settings, load_settings
@@ -87,6 +89,8 @@ def create_app(
             readyz,
             metrics_endpoint,
             openai_router(),
+            responses_router(),
+            anthropic_router(),
             admin_router(),
             ui_router(Path(settings.ui_dist_dir), settings.ui_key),
         ],

@@ -29,6 +29,8 @@ _OPERATIONS = {
     paths.CHAT_COMPLETIONS: "chat",
     paths.COMPLETIONS: "text_completion",
     paths.EMBEDDINGS: "embeddings",
+    paths.MESSAGES: "chat",
+    paths.RESPONSES: "chat",
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
+from litestar.exceptions import MethodNotAllowedException
 
 from llmserver.app.auth import principal_of
 from llmserver.app.errors import Where, error_reply, rate_header_pairs
@@ -15,9 +16,10 @@ from llmserver.app.lane.body import ClientDisconnected, read_body
 from llmserver.app.lane.disconnect import DisconnectWatch
 from llmserver.app.lane.record import access_record, wants_cache
 from llmserver.app.lane.replies import JsonReply, SseReply
-from llmserver.app.routes.openai import protocol as p
-from llmserver.app.routes.openai import serving
-from llmserver.app.services import STATE_KEY, Services
+from llmserver.app.routes.openai.protocol import ENCODER
+from llmserver.app.routes.openai.serving import decode
+from llmserver.app.routes.surfaces import SURFACES
+from llmserver.app.services import STATE_KEY, Services, services_in
 from llmserver.app.statuses import http_status
 from llmserver.domain.errors import RequestLogBacklog
 from llmserver.domain.logs import Origin
@@ -27,17 +29,18 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
     from llmserver.app.lane.record import AccessRecord
+    from llmserver.app.lane.surface import AnySurface, CompletionBody
     from llmserver.domain.gateway import Outcome, StreamSession
 
 
 async def _body(
-    services: Services, route: str, scope: Scope, receive: Receive
-) -> tuple[serving.Body, str | None]:
+    services: Services, surface: AnySurface, scope: Scope, receive: Receive
+) -> tuple[CompletionBody, str | None]:
     """The decoded body, and its text when body logging is on."""
     settings = services.settings
     raw = await read_body(scope, receive, settings.max_body_bytes, settings.body_read_timeout_s)
     logged = raw.decode("utf-8", "replace") if settings.log_bodies else None
-    return serving.decode(serving.DECODERS[route], raw), logged
+    return decode(surface.decoder, raw), logged
 
 
 async def completion_reply(
@@ -49,28 +52,34 @@ async def completion_reply(
         # Back-pressure instead of dropping request-log rows: refuse new work until the
         # batcher catches up (the database is slow or down).
         raise RequestLogBacklog("The request log is backed up; retry shortly.", retry_after=1.0)
-    body, logged = await _body(services, route, scope, receive)
+    surface = SURFACES[route]
+    body, logged = await _body(services, surface, scope, receive)
     record = access_record(scope)
     record.model = body.model
-    request = serving.to_domain(body, use_cache=wants_cache(scope))
+    request = surface.to_domain(body, wants_cache(scope))
     origin = Origin(record.request_id, route, http_status, logged)
     gateway = services.gateway
     if body.stream:
-        return _stream(await gateway.open_stream(principal, request, origin), body, record)
-    return await _answer(gateway.complete(principal, request, origin), body, record, receive)
+        session = await gateway.open_stream(principal, request, origin)
+        return _stream(session, surface, body, record)
+    completing = gateway.complete(principal, request, origin)
+    return await _answer(completing, surface, body, record, receive)
 
 
-def _stream(session: StreamSession, body: serving.Body, record: AccessRecord) -> ASGIApp:
+def _stream(
+    session: StreamSession, surface: AnySurface, body: CompletionBody, record: AccessRecord
+) -> ASGIApp:
     record.cache = session.cache_status.value
     return SseReply(
-        serving.sse_events(session, body, record),
+        surface.stream(session, body, record),
         [(b"x-cache", session.cache_status.value.encode()), *rate_header_pairs(session.rate)],
     )
 
 
 async def _answer(
     completing: Coroutine[Any, Any, Outcome],
-    body: serving.Body,
+    surface: AnySurface,
+    body: CompletionBody,
     record: AccessRecord,
     receive: Receive,
 ) -> ASGIApp:
@@ -89,7 +98,7 @@ async def _answer(
     record.prompt_tokens = outcome.completion.prompt_tokens
     record.completion_tokens = outcome.completion.completion_tokens
     return JsonReply(
-        p.ENCODER.encode(serving.answer(body, outcome)),
+        ENCODER.encode(surface.answer(body, outcome)),
         [(b"x-cache", outcome.cache_status.value.encode()), *rate_header_pairs(outcome.rate)],
     )
 
@@ -110,8 +119,9 @@ class CompletionLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = scope.get("path", "")  # a lifespan scope has none
+        surface = SURFACES.get(route)
         if (
-            route not in serving.DECODERS
+            surface is None
             or not self._enabled
             or scope["type"] != ScopeType.HTTP
             or scope.get("method") != "POST"
@@ -122,8 +132,25 @@ class CompletionLane:
         try:
             reply = await completion_reply(self.app.state[STATE_KEY], route, scope, receive)
         except Exception as exc:
-            record = access_record(scope)
-            error = error_reply(exc, Where("POST", route, record.request_id))
-            record.error_code = error.body.error.code
-            reply = JsonReply.error(error)
+            reply = failure_reply(surface, exc, route, scope)
         await reply(scope, receive, send)
+
+
+async def serve_completion(route: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """A completion route's handler when Litestar routes the request (see the class)."""
+    try:
+        if scope.get("method") != "POST":
+            raise MethodNotAllowedException(headers={"allow": "POST"})
+        reply = await completion_reply(services_in(scope), route, scope, receive)
+    except Exception as exc:
+        reply = failure_reply(SURFACES[route], exc, route, scope)
+    await reply(scope, receive, send)
+
+
+def failure_reply(surface: AnySurface, exc: Exception, route: str, scope: Scope) -> ASGIApp:
+    """The answer to a completion route's request that raised ``exc``, in its surface's
+    shape, its code noted for the access line."""
+    record = access_record(scope)
+    error = error_reply(exc, Where(str(scope.get("method", "POST")), route, record.request_id))
+    record.error_code = error.body.error.code
+    return surface.error(error)

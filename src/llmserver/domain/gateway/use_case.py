@@ -8,7 +8,7 @@ from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
 from llmserver.domain.gateway.admission import Admissions
 from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.embedding import EmbeddingUseCase
-from llmserver.domain.gateway.outcomes import Outcomes
+from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.streaming import Events, Streams
 from llmserver.domain.gateway.values import (
     TOUCH_INTERVAL,
@@ -22,7 +22,7 @@ from llmserver.domain.gateway.values import (
     Principal,
     StreamSession,
 )
-from llmserver.domain.inference import Completion
+from llmserver.domain.inference import Completion, Prompt
 from llmserver.domain.keys import KeyHasher, parse_prefix
 from llmserver.domain.logs import Origin
 from llmserver.domain.ports import (
@@ -63,6 +63,8 @@ class Gateway:
         self._hasher = hasher
         self._registry = registry
         self._clock = clock
+        self._backends = backends
+        self._telemetry = sink
         # An inference nobody waits for any more is not worth finishing.
         self._inflight: SingleFlight[str, Completion] = SingleFlight(cancel_unwaited=True)
         self._admissions = Admissions(
@@ -179,5 +181,18 @@ class Gateway:
         # including a session that is dropped without being iterated or closed.
         first = await anext(rest)
         return StreamSession(
-            admission.spec, admission.cache_status, admission.rate, created, Events(first, rest)
+            admission.spec,
+            admission.cache_status,
+            admission.rate,
+            created,
+            Events(first, rest),
+            admission.prompt_tokens,
         )
+
+    async def count_tokens(self, principal: Principal, model: str, prompt: Prompt) -> int:
+        """The prompt's size in ``model``'s tokens, as admission counts it for the quota;
+        the key must be allowed the model. Counting spends nothing: no RPM, quota or log."""
+        spec = self._admissions.model_for(principal, model)
+        with BackendErrors(self._telemetry, spec.id):
+            backend = self._backends.backend(spec.id)
+            return await backend.count_tokens(prompt)

@@ -80,6 +80,8 @@ class StreamSession:
     rate: RateDecision | None
     created: datetime
     events: AsyncIterator[StreamEvent]
+    prompt_tokens: int = 0
+    """The prompt's size as admitted, for protocols that report it before the first text."""
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """The OpenAI routes.
 
-The two completion routes are raw ASGI handlers whose answer ``app.lane.completion_reply``
+The two completion routes are raw ASGI handlers whose answer ``app.lane.completion``
 builds: their POSTs usually reach it through the completion lane, in front of Litestar; the
 handlers registered here serve them when Litestar routes them (CORS on, a ``root_path``).
 ``app.openapi`` documents them.
@@ -11,37 +11,29 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, asgi, get
-from litestar.exceptions import MethodNotAllowedException
 from litestar.types import Receive, Scope, Send
 
 from llmserver.app import paths
 from llmserver.app.auth import authenticate
 from llmserver.app.errors import documented_errors
-from llmserver.app.lane.completion import completion_reply
+from llmserver.app.lane.completion import serve_completion
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai.embeddings import create_embeddings
-from llmserver.app.services import services_in, services_of
+from llmserver.app.services import services_of
 from llmserver.domain.registry import ModelSpec
 
 MODEL_ERRORS = documented_errors(401, 403, 404)
 
 
-async def _serve(route: str, scope: Scope, receive: Receive, send: Send) -> None:
-    if scope.get("method") != "POST":
-        raise MethodNotAllowedException(headers={"allow": "POST"})
-    reply = await completion_reply(services_in(scope), route, scope, receive)
-    await reply(scope, receive, send)
-
-
 # copy_scope=False: the handler fills in the access record the middleware put in the scope.
 @asgi(paths.CHAT_COMPLETIONS, copy_scope=False)
 async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
-    await _serve(paths.CHAT_COMPLETIONS, scope, receive, send)
+    await serve_completion(paths.CHAT_COMPLETIONS, scope, receive, send)
 
 
 @asgi(paths.COMPLETIONS, copy_scope=False)
 async def completions(scope: Scope, receive: Receive, send: Send) -> None:
-    await _serve(paths.COMPLETIONS, scope, receive, send)
+    await serve_completion(paths.COMPLETIONS, scope, receive, send)
 
 
 def _model(spec: ModelSpec, created: int) -> p.Model:

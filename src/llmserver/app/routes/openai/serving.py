@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import structlog
 
-from llmserver.app import paths
 from llmserver.app.access_log import new_request_id
 from llmserver.app.errors import INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE
 from llmserver.app.lane.record import AccessRecord
+from llmserver.app.lane.replies import JsonReply
+from llmserver.app.lane.surface import Surface
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
@@ -50,16 +51,17 @@ def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise InvalidRequest("The request body's JSON is nested too deeply to decode.") from None
 
 
-def _stops(stop: p.StopValue | None) -> tuple[str, ...]:
+def stop_sequences(stop: p.StopValue | None, param: str = "stop") -> tuple[str, ...]:
+    """The request's stop sequences, at most ``MAX_STOP_SEQUENCES`` and none empty."""
     if stop is None:
         return ()
     stops = (stop,) if isinstance(stop, str) else tuple(stop)
     if len(stops) > MAX_STOP_SEQUENCES:
         raise InvalidRequest(
-            f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param="stop"
+            f"At most {MAX_STOP_SEQUENCES} stop sequences are allowed.", param=param
         )
     if any(not s for s in stops):
-        raise InvalidRequest("Stop sequences must not be empty.", param="stop")
+        raise InvalidRequest("Stop sequences must not be empty.", param=param)
     return stops
 
 
@@ -88,12 +90,6 @@ def _message_text(message: p.Message, index: int) -> str:
 Body = p.ChatCompletionRequest | p.CompletionRequest
 """A completion route's request body; its type says which route it came by."""
 
-DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    paths.CHAT_COMPLETIONS: p.CHAT_DECODER,
-    paths.COMPLETIONS: p.COMPLETION_DECODER,
-}
-"""Each completion route's body decoder, by path."""
-
 
 def _prompt(body: Body) -> tuple[Prompt, int | None]:
     """The prompt and ``max_tokens``, which the two bodies spell differently."""
@@ -111,7 +107,7 @@ def _prompt(body: Body) -> tuple[Prompt, int | None]:
     return Prompt(text=prompt), body.max_tokens
 
 
-def to_domain(body: Body, *, use_cache: bool) -> CompletionRequest:
+def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
     """The use case's request for either body."""
     prompt, max_tokens = _prompt(body)
     _check_common(body)
@@ -121,7 +117,7 @@ def to_domain(body: Body, *, use_cache: bool) -> CompletionRequest:
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
-        stop=_stops(body.stop),
+        stop=stop_sequences(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
     )
@@ -254,3 +250,11 @@ async def sse_events(
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+CHAT: Surface[p.ChatCompletionRequest] = Surface(
+    p.CHAT_DECODER, to_domain, answer, sse_events, JsonReply.error
+)
+TEXT: Surface[p.CompletionRequest] = Surface(
+    p.COMPLETION_DECODER, to_domain, answer, sse_events, JsonReply.error
+)
