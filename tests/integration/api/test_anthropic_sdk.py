@@ -165,11 +165,14 @@ def test_an_unknown_model_is_not_found(live_server: LiveServer) -> None:
         )
 
 
+IMAGE_TURN: Any = [{"role": "user", "content": [{"type": "image", "source": {}}]}]
+
+
 def test_a_bad_body_is_an_invalid_request_error_naming_the_field(live_server: LiveServer) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         client(live_server).messages.create(
             model=MODEL,
-            messages=[{"role": "user", "content": [{"type": "image", "source": {}}]}],  # type: ignore[list-item]
+            messages=IMAGE_TURN,
             max_tokens=1,
         )
     assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]

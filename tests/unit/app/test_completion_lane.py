@@ -6,8 +6,10 @@ import pytest
 from litestar.routes import ASGIRoute
 
 from llmserver.app.factory import create_app
-from llmserver.app.routes.openai import serving
+from llmserver.app.routes.anthropic.routes import messages
 from llmserver.app.routes.openai.routes import chat_completions, completions
+from llmserver.app.routes.responses.routes import responses
+from llmserver.app.routes.surfaces import SURFACES
 from llmserver.app.settings import Settings
 
 
@@ -20,10 +22,15 @@ def test_the_lane_takes_exactly_the_paths_litestar_routes_to_the_completion_hand
     app = create_app(
         Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'lane.db'}", profile="none")
     )
-    handlers = {chat_completions.fn, completions.fn}
+    handlers = {chat_completions.fn, completions.fn, messages.fn, responses.fn}
     routed = {
         route.path
         for route in app.routes
         if isinstance(route, ASGIRoute) and route.route_handler.fn in handlers
     }
-    assert routed == set(serving.DECODERS) == {"/v1/chat/completions", "/v1/completions"}
+    assert routed == set(SURFACES) == {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/messages",
+        "/v1/responses",
+    }
