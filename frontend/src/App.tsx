@@ -1,9 +1,11 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { ApiSwitch } from "./components/ApiSwitch";
 import { EmbeddingsPanel } from "./components/EmbeddingsPanel";
 import { KeyPanel } from "./components/KeyPanel";
 import { Message, type Turn } from "./components/Message";
 import { ParamsPanel } from "./components/ParamsPanel";
 import { listModels, streamChat, type ModelInfo } from "./lib/api";
+import { CHAT_ROUTES, type ChatApi } from "./lib/chatApi";
 import type { UiConfig } from "./lib/config";
 import { isEmbeddingModel } from "./lib/embeddings";
 import { ApiError, describeError } from "./lib/errors";
@@ -53,6 +55,7 @@ export function App({ config }: { config: UiConfig }) {
   const [model, setModel] = useState("");
   const [systemPrompt, setSystemPrompt] = useState("");
   const [params, setParams] = useState<Params>(DEFAULT_PARAMS);
+  const [api, setApi] = useState<ChatApi>("chat");
   const [stopText, setStopText] = useState("");
   const [turns, setTurns] = useState<Turn[]>([]);
   const [prompt, setPrompt] = useState("");
@@ -107,7 +110,8 @@ export function App({ config }: { config: UiConfig }) {
       [...history(base), { role: "user", content: text }],
       { ...params, stop: parseStopSequences(stopText) },
     );
-    const curl = curlCommand(new URL(`${config.apiBase}/chat/completions`, window.location.href).href, request);
+    const route = CHAT_ROUTES[api];
+    const curl = curlCommand(new URL(`${config.apiBase}${route.path}`, window.location.href).href, route.body(request));
     setTurns([...base, userTurn, { id: replyId, role: "assistant", content: "", status: "streaming", curl }]);
     setPrompt("");
     const controller = new AbortController();
@@ -119,6 +123,8 @@ export function App({ config }: { config: UiConfig }) {
         request,
         { onDelta: (delta) => update(replyId, (t) => ({ ...t, content: t.content + delta })) },
         controller.signal,
+        undefined,
+        route,
       );
       update(replyId, (t) => ({ ...t, status: stats.stopped ? "stopped" : "done", stats }));
     } catch (error) {
@@ -221,6 +227,7 @@ export function App({ config }: { config: UiConfig }) {
               {modelsError.hint && <p className="hint">{modelsError.hint}</p>}
             </div>
           )}
+          <ApiSwitch api={api} onApi={setApi} />
           <ParamsPanel
             systemPrompt={systemPrompt}
             onSystemPrompt={setSystemPrompt}

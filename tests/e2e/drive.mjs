@@ -73,6 +73,26 @@ async function operatorKeyScenario(page) {
   await shot(page, "06-operator-key");
 }
 
+/** A chat switched to the Messages API: the reply streams in through /v1/messages. */
+async function messagesScenario(page, requests) {
+  await page.getByTestId("api-key-input").fill(opts.key);
+  await page.getByTestId("save-key").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="model-select"]')?.value, null, { timeout: TIMEOUT });
+  await page.getByTestId("api-select").selectOption("messages");
+  await page.getByTestId("system-prompt").fill("You are a concise assistant.");
+  await page.getByTestId("max-tokens").fill("24");
+  await page.getByTestId("prompt").fill(opts.prompt);
+  await page.getByTestId("send").click();
+  const turn = await lastTurnDone(page);
+  result.status = await turn.getAttribute("data-status");
+  result.reply = await turn.getByTestId("reply").textContent();
+  result.usage = await turn.getByTestId("usage").innerText();
+  result.posted = requests.filter((r) => r.method === "POST").map((r) => new URL(r.url).pathname);
+  await turn.getByTestId("show-curl").click();
+  result.curl = await turn.getByTestId("curl").textContent();
+  await shot(page, "08-messages-api");
+}
+
 /** /openapi with every request that leaves the server refused, as on a machine offline. */
 async function openapiScenario(context, page) {
   const origin = new URL(opts.url).origin;
@@ -100,12 +120,15 @@ try {
   page.on("pageerror", (error) => result.console.push(`pageerror: ${error.message}`));
   const requests = [];
   page.on("request", (request) => requests.push(request.url()));
+  const posts = [];
+  page.on("request", (request) => posts.push({ method: request.method(), url: request.url() }));
 
   if (opts.scenario === "openapi") await openapiScenario(context, page);
   else {
     await page.goto(`${opts.url}/ui/`, { waitUntil: "networkidle", timeout: TIMEOUT });
     if (opts.scenario === "operator-key") await operatorKeyScenario(page);
     else if (opts.scenario === "embeddings") await embeddingsScenario(page);
+    else if (opts.scenario === "messages") await messagesScenario(page, posts);
     else await fullScenario(context, page, requests);
   }
   await context.close();

@@ -164,3 +164,15 @@ def test_openapi_renders_with_the_network_blocked(
     assert report["refused"] == []
     assert "LLM Server" in report["title"]
     assert {"/v1/chat/completions", "/v1/completions", "/v1/models"} <= set(report["paths"])
+
+
+def test_a_chat_switched_to_the_messages_api_streams_its_reply_through_it(
+    browser_ready: None, live_server: LiveServer
+) -> None:
+    report = drive(live_server.base_url, live_server.playground_key, scenario="messages")
+    assert report["status"] == "done"
+    assert report["reply"]
+    assert "/v1/messages" in report["posted"]
+    assert "/v1/chat/completions" not in report["posted"]
+    assert "/v1/messages" in report["curl"]
+    assert '"max_tokens": 24' in report["curl"]

@@ -1,3 +1,4 @@
+import { CHAT_ROUTES, type ChatRoute } from "./chatApi";
 import { ApiError, errorFromResponse } from "./errors";
 import { authHeaders } from "./keys";
 import type { ChatRequest } from "./request";
@@ -53,7 +54,8 @@ export interface StreamCallbacks {
 }
 
 /**
- * Send a streaming chat completion and feed the reply to `onDelta` as it arrives.
+ * Send a streaming chat request through `route`'s API (Chat Completions unless told
+ * otherwise) and feed the reply to `onDelta` as it arrives.
  * Resolves with the reply's statistics, also when `signal` stops it mid-stream; rejects with
  * ApiError, or with the abort reason when `signal` fires before the response starts.
  */
@@ -64,14 +66,15 @@ export async function streamChat(
   callbacks: StreamCallbacks,
   signal: AbortSignal,
   now: () => number = () => performance.now(),
+  route: ChatRoute = CHAT_ROUTES.chat,
 ): Promise<ReplyStats> {
   const started = now();
   let response: Response;
   try {
-    response = await fetch(`${apiBase}/chat/completions`, {
+    response = await fetch(`${apiBase}${route.path}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders(key) },
-      body: JSON.stringify(request),
+      body: JSON.stringify(route.body(request)),
       signal,
     });
   } catch (error) {
@@ -92,7 +95,7 @@ export async function streamChat(
     stopped: false,
   };
   try {
-    await consume(response.body, stats, callbacks, () => now() - started);
+    await consume(response.body, stats, callbacks, () => now() - started, route);
   } catch (error) {
     if (!signal.aborted) throw error instanceof ApiError ? error : networkError(error);
     stats.stopped = true;
@@ -106,8 +109,9 @@ async function consume(
   stats: ReplyStats,
   callbacks: StreamCallbacks,
   elapsed: () => number,
+  route: ChatRoute,
 ): Promise<void> {
-  for await (const event of readChatStream(body)) {
+  for await (const event of readChatStream(body, route.events)) {
     switch (event.kind) {
       case "delta":
         if (stats.ttftMs === null) stats.ttftMs = elapsed();

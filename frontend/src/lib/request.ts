@@ -75,7 +75,7 @@ function shellQuote(text: string): string {
  * The request as a shell command. The key is always the `$LLMSERVER_API_KEY` variable,
  * never the real key, so the command can be pasted into chats and tickets.
  */
-export function curlCommand(url: string, request: ChatRequest): string {
+export function curlCommand(url: string, request: object): string {
   return [
     `curl -N ${shellQuote(url)}`,
     `  -H "Authorization: Bearer $LLMSERVER_API_KEY"`,

@@ -133,9 +133,13 @@ export function chatEvents(data: string): StreamEvent[] {
   return events;
 }
 
-/** Read a fetch body as chat completion stream events, decoding UTF-8 across chunk boundaries. */
+/**
+ * Read a fetch body as chat stream events, decoding UTF-8 across chunk boundaries;
+ * `toEvents` maps each server-sent event (a chat completion chunk unless told otherwise).
+ */
 export async function* readChatStream(
   body: ReadableStream<Uint8Array>,
+  toEvents: (event: SseEvent) => StreamEvent[] = (event) => chatEvents(event.data),
 ): AsyncGenerator<StreamEvent, void, undefined> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
@@ -147,7 +151,7 @@ export async function* readChatStream(
         ? parser.push(decoder.decode()).concat(parser.end())
         : parser.push(decoder.decode(value, { stream: true }));
       for (const event of events) {
-        for (const streamEvent of chatEvents(event.data)) {
+        for (const streamEvent of toEvents(event)) {
           yield streamEvent;
           if (streamEvent.kind === "done") return;
         }

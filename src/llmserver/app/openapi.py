@@ -1,12 +1,15 @@
 """The OpenAPI operations of the completion and embedding routes, which Litestar cannot
 derive.
 
-These routes are raw ASGI handlers (see ``routes.openai.routes``), so Litestar
-documents nothing about them. The msgspec Structs they decode and encode are the source of
-truth: their JSON Schema is added here with each operation's bodies, the SSE content type a
-streamed 200 carries, and every error answer in OpenAI's shape. Clients, generators and
-schemathesis then see exactly what the server accepts and answers. The two ways of sending
-a key are described here too (``BearerToken``, which the admin routes name, and ``ApiKey``).
+The completion routes (OpenAI's chat and text completions and Responses, Anthropic's
+Messages) and the embedding route are raw ASGI handlers (see ``routes.openai.routes``), so
+Litestar documents nothing about them; Messages' ``count_tokens`` is documented here beside
+them. The msgspec Structs they decode and encode are the source of truth: their JSON Schema
+is added here with each operation's bodies, the SSE content type a streamed 200 carries,
+and every error answer in its API's shape (Anthropic's on the Messages routes, OpenAI's
+elsewhere). Clients, generators and schemathesis then see exactly what the server accepts
+and answers. The two ways of sending a key are described here too (``BearerToken``, which
+the admin routes name, and ``ApiKey``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ from litestar.openapi.spec import (
 
 from llmserver.app import paths
 from llmserver.app.errors import ERROR_MEANINGS, ErrorBody
+from llmserver.app.routes.anthropic import protocol as a
 from llmserver.app.routes.openai import embeddings
 from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.responses import protocol as r
 from llmserver.app.routes.ui import UI_PATH
 
-_PREFIX = "OpenAI"
-"""Component names get a prefix so they never collide with Litestar's own (``Model``...)."""
+_PREFIXES = {
+    p.__name__: "OpenAI",
+    embeddings.__name__: "OpenAI",
+    ErrorBody.__module__: "OpenAI",
+    r.__name__: "OpenAIResponses",
+    a.__name__: "Anthropic",
+}
+"""Component names get their API's prefix: the APIs share struct names (``Usage``,
+``Message``), and none may collide with Litestar's own (``Model``...)."""
 
 COMPLETION_ERRORS = (400, 401, 403, 404, 408, 413, 429, 503, 504)
 
@@ -79,7 +91,13 @@ class _Route:
     summary: str
     request: type[msgspec.Struct]
     response: type[msgspec.Struct]
-    streams: bool = True
+    errors: tuple[int, ...] = COMPLETION_ERRORS
+    error_body: type[msgspec.Struct] = ErrorBody
+    """The error shape of the route's API: OpenAI's, or Anthropic's on its routes."""
+    streams: str | None = "chunks ending with `data: [DONE]`"
+    """What ``stream: true`` answers with; ``None`` for a route that does not stream."""
+    tag: str = "OpenAI"
+    answer: str = "The answer"
 
 
 _ROUTES = (
@@ -103,13 +121,44 @@ _ROUTES = (
         "Create embeddings",
         embeddings.EmbeddingsRequest,
         embeddings.EmbeddingList,
-        streams=False,
+        streams=None,
+        answer="The embeddings, in the inputs' order",
+    ),
+    _Route(
+        paths.RESPONSES,
+        "V1ResponsesResponses",
+        "Create a model response (stateless: nothing is stored)",
+        r.ResponsesRequest,
+        r.Response,
+        streams="`event: response.*` events, from `response.created` to `response.completed` "
+        "(`response.incomplete`, `response.failed`)",
+    ),
+    _Route(
+        paths.MESSAGES,
+        "V1MessagesMessages",
+        "Create a message (Anthropic Messages API)",
+        a.MessagesRequest,
+        a.Message,
+        error_body=a.ErrorBody,
+        streams="Anthropic's events, from `message_start` to `message_stop`",
+        tag="Anthropic",
+    ),
+    _Route(
+        paths.COUNT_TOKENS,
+        "V1MessagesCountTokens",
+        "Count a message's input tokens (Anthropic Messages API)",
+        a.CountTokensRequest,
+        a.TokenCount,
+        errors=(400, 401, 403, 404, 413, 503),
+        error_body=a.ErrorBody,
+        streams=None,
+        tag="Anthropic",
     ),
 )
 
 
 def _ref(kind: type) -> Reference:
-    return Reference(ref=f"#/components/schemas/{_PREFIX}{kind.__name__}")
+    return Reference(ref=f"#/components/schemas/{_PREFIXES[kind.__module__]}{kind.__name__}")
 
 
 def _json(kind: type) -> dict[str, OpenAPIMediaType]:
@@ -117,46 +166,41 @@ def _json(kind: type) -> dict[str, OpenAPIMediaType]:
 
 
 def _operation(route: _Route) -> Operation:
-    if route.streams:
-        ok = OpenAPIResponse(
-            description="The completion; with `stream: true`, server-sent events of chunks "
-            "ending with `data: [DONE]`.",
-            content={
-                **_json(route.response),
-                "text/event-stream": OpenAPIMediaType(
-                    schema=Schema(description="SSE: `data: {chunk}` lines, then `data: [DONE]`")
-                ),
-            },
-        )
-    else:
-        ok = OpenAPIResponse(
-            description="The embeddings, in the inputs' order.", content=_json(route.response)
+    content = _json(route.response)
+    description = f"{route.answer}."
+    if route.streams is not None:
+        description = f"{route.answer}; with `stream: true`, server-sent events: {route.streams}."
+        content["text/event-stream"] = OpenAPIMediaType(
+            schema=Schema(description=f"SSE: {route.streams}")
         )
     errors = {
-        str(status): OpenAPIResponse(description=ERROR_MEANINGS[status], content=_json(ErrorBody))
-        for status in COMPLETION_ERRORS
+        str(status): OpenAPIResponse(
+            description=ERROR_MEANINGS[status], content=_json(route.error_body)
+        )
+        for status in route.errors
     }
     return Operation(
-        tags=["OpenAI"],
+        tags=[route.tag],
         summary=route.summary,
         operation_id=route.operation_id,
         request_body=RequestBody(required=True, content=_json(route.request)),
-        responses={"200": ok, **errors},
+        responses={"200": OpenAPIResponse(description=description, content=content), **errors},
         security=[{name: []} for name in SECURITY_SCHEMES],
     )
 
 
 def document_completion_routes(app: Litestar) -> None:
     document = app.openapi_schema
-    types = tuple({t for r in _ROUTES for t in (r.request, r.response)} | {ErrorBody})
-    _, components = msgspec.json.schema_components(
-        sorted(types, key=lambda t: t.__name__),
-        ref_template="#/components/schemas/" + _PREFIX + "{name}",
-    )
     assert document.components is not None
     schemas: dict[str, Any] = dict(document.components.schemas or {})
-    # Plain dicts render as they are; the document only needs them serialised.
-    schemas.update({_PREFIX + name: schema for name, schema in components.items()})
+    types = {t for route in _ROUTES for t in (route.request, route.response, route.error_body)}
+    for prefix in sorted(set(_PREFIXES.values())):
+        _, components = msgspec.json.schema_components(
+            sorted((t for t in types if _PREFIXES[t.__module__] == prefix), key=str),
+            ref_template="#/components/schemas/" + prefix + "{name}",
+        )
+        # Plain dicts render as they are; the document only needs them serialised.
+        schemas.update({prefix + name: schema for name, schema in components.items()})
     document.components.schemas = schemas
     document.components.security_schemes = dict(SECURITY_SCHEMES)
     paths = dict(document.paths or {})

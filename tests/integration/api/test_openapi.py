@@ -45,3 +45,36 @@ def test_the_docs_page_loads_everything_from_this_server(live_server: LiveServer
         # (which /ui answers for any path it has no file for) means `make ui` has not run.
         assert asset.status_code == 200, f"{url}: run make ui"
         assert not asset.headers["content-type"].startswith("text/html"), f"{url}: run make ui"
+
+
+def test_new_surfaces_document_their_bodies_and_error_shapes(live_server: LiveServer) -> None:
+    document = httpx.get(live_server.base_url + "/openapi/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for path, request, answer, error, streams in (
+        ("/v1/messages", "AnthropicMessagesRequest", "AnthropicMessage", "Anthropic", True),
+        (
+            "/v1/messages/count_tokens",
+            "AnthropicCountTokensRequest",
+            "AnthropicTokenCount",
+            "Anthropic",
+            False,
+        ),
+        (
+            "/v1/responses",
+            "OpenAIResponsesResponsesRequest",
+            "OpenAIResponsesResponse",
+            "OpenAI",
+            True,
+        ),
+    ):
+        operation = document["paths"][path]["post"]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{request}"
+        ok = operation["responses"]["200"]["content"]
+        assert ok["application/json"]["schema"]["$ref"] == f"#/components/schemas/{answer}"
+        assert ("text/event-stream" in ok) is streams
+        refused = operation["responses"]["401"]["content"]["application/json"]["schema"]
+        assert refused["$ref"] == f"#/components/schemas/{error}ErrorBody"
+        assert "model" in schemas[request]["required"]
+    assert "max_tokens" in schemas["AnthropicMessagesRequest"]["required"]
+    assert schemas["AnthropicErrorBody"]["required"] == ["error"]

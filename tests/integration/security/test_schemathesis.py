@@ -56,6 +56,10 @@ FUZZ_SETTINGS = settings(
 )
 
 
+SURFACES = {"POST /v1/chat/completions", "POST /v1/messages", "POST /v1/responses"}
+"""One completion operation of each API surface, which every full run must have fuzzed."""
+
+
 def _fuzz(
     base_url: str,
     key: str,
@@ -63,9 +67,9 @@ def _fuzz(
     *,
     only: str | None = None,
     examples: int = MAX_EXAMPLES,
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[str], set[str]]:
     """Every operation (or the one labelled ``only``), ``examples`` generated cases each;
-    returns (cases, failures).
+    returns (cases, failures, the labels of the operations that got cases).
 
     Driven through schemathesis's Python API with Hypothesis directly rather than its
     pytest plugin, which does not run under this pytest version.
@@ -73,6 +77,7 @@ def _fuzz(
     schema = schemathesis.openapi.from_url(base_url + "/openapi/openapi.json")
     calls = 0
     failures: list[str] = []
+    fuzzed: set[str] = set()
     for result in schema.get_all_operations():
         if isinstance(result, Err):
             raise result.err()  # the served schema itself is invalid: fail with its reason
@@ -92,13 +97,17 @@ def _fuzz(
                 timeout=30,
             )
 
+        before = calls
         try:
             run()
         except Unsatisfiable:
             continue  # nothing in this operation can be made invalid (negative mode)
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:600]}")
-    return calls, failures
+        finally:
+            if calls > before:
+                fuzzed.add(operation.label)
+    return calls, failures, fuzzed
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -109,9 +118,10 @@ def test_fuzz_every_operation(
     fuzz_keys: dict[str, str],
     live_server: LiveServer,
 ) -> None:
-    calls, failures = _fuzz(live_server.base_url, fuzz_keys[role], mode)
+    calls, failures, fuzzed = _fuzz(live_server.base_url, fuzz_keys[role], mode)
     print(f"\nschemathesis {role} {mode.value}: {calls} requests, {len(failures)} failures")
     assert calls > 0
+    assert fuzzed >= SURFACES, SURFACES - fuzzed
     assert not failures, "\n".join(failures)
 
 
@@ -125,7 +135,7 @@ def test_fuzz_embeddings_harder(
     """The embeddings body is a union (a text, texts, token ids, lists of them) with a
     batch limit and a ``dimensions`` the model bounds: more cases than the sweep gives it.
     A test of its own also proves the served schema documents the route."""
-    calls, failures = _fuzz(
+    calls, failures, _ = _fuzz(
         live_server.base_url, fuzz_keys["user"], mode, only=EMBEDDINGS, examples=120
     )
     print(f"\nschemathesis {EMBEDDINGS} {mode.value}: {calls} requests, {len(failures)} failures")

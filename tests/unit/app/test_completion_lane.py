@@ -28,9 +28,13 @@ def test_the_lane_takes_exactly_the_paths_litestar_routes_to_the_completion_hand
         for route in app.routes
         if isinstance(route, ASGIRoute) and route.route_handler.fn in handlers
     }
-    assert routed == set(SURFACES) == {
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/messages",
-        "/v1/responses",
-    }
+    assert (
+        routed
+        == set(SURFACES)
+        == {
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/messages",
+            "/v1/responses",
+        }
+    )

@@ -62,13 +62,18 @@ class Admissions:
             raise ModelNotAllowed(name)
         return spec
 
-    async def admit(self, call: Call) -> Admission:
-        principal, request = call.principal, call.request
-        spec = call.spec = self.model_for(principal, request.model)
+    def chat_model_for(self, principal: Principal, name: str) -> ModelSpec:
+        """``model_for``, refusing a model that does not generate text."""
+        spec = self.model_for(principal, name)
         if spec.kind is not ModelKind.CHAT:
             raise WrongModelKind(
                 spec.id, kind="an embedding", surface="completions", instead="/v1/embeddings"
             )
+        return spec
+
+    async def admit(self, call: Call) -> Admission:
+        principal, request = call.principal, call.request
+        spec = call.spec = self.chat_model_for(principal, request.model)
         params = generation_params(spec, request)
         rate = await self.check_rate(principal, call.at)
         try:

@@ -192,7 +192,7 @@ class Gateway:
     async def count_tokens(self, principal: Principal, model: str, prompt: Prompt) -> int:
         """The prompt's size in ``model``'s tokens, as admission counts it for the quota;
         the key must be allowed the model. Counting spends nothing: no RPM, quota or log."""
-        spec = self._admissions.model_for(principal, model)
+        spec = self._admissions.chat_model_for(principal, model)
         with BackendErrors(self._telemetry, spec.id):
             backend = self._backends.backend(spec.id)
             return await backend.count_tokens(prompt)

@@ -29,7 +29,7 @@ async def messages(scope: Scope, receive: Receive, send: Send) -> None:
     await serve_completion(paths.MESSAGES, scope, receive, send)
 
 
-@post(paths.COUNT_TOKENS, status_code=200)
+@post(paths.COUNT_TOKENS, status_code=200, include_in_schema=False)  # app.openapi documents it
 async def count_tokens(request: Request[Any, Any, Any]) -> a.TokenCount:
     services = services_of(request)
     principal = await authenticate(request)
