@@ -39,7 +39,7 @@ _VARYING = {
     "x-quota-reset",
     "retry-after-ms",
 }
-_PER_ANSWER = {"id", "created"}
+_PER_ANSWER = {"id", "created", "created_at", "item_id"}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,20 @@ def _text(prompt: str, **params: Any) -> dict[str, Any]:
     return {"model": MODEL, "prompt": prompt, "max_tokens": 4, "temperature": 0, **params}
 
 
+def _message(content: str, **params: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 4,
+        "temperature": 0,
+        **params,
+    }
+
+
+def _response(text: str, **params: Any) -> dict[str, Any]:
+    return {"model": MODEL, "input": text, "max_output_tokens": 4, "temperature": 0, **params}
+
+
 def _seen(response: httpx.Response) -> dict[str, Any]:
     """What a client sees, less what differs between any two answers."""
     headers = {
@@ -121,8 +135,11 @@ def _seen(response: httpx.Response) -> dict[str, Any]:
 
 
 def _event(block: str) -> Any:
-    data = block.removeprefix("data: ")
-    return data if data == "[DONE]" else _strip(json.loads(data))
+    """A server-sent event's data (and its name, for the APIs that name them)."""
+    name, _, data = block.rpartition("data: ")
+    if data == "[DONE]":
+        return data
+    return [name.strip(), _strip(json.loads(data))] if name else _strip(json.loads(data))
 
 
 _SECONDS = re.compile(r"\d+(\.\d+)?s\b")
@@ -133,6 +150,8 @@ def _strip(body: Any) -> Any:
     a countdown, so only its presence counts."""
     if isinstance(body, dict):
         return {k: _strip(v) for k, v in body.items() if k not in _PER_ANSWER}
+    if isinstance(body, list):
+        return [_strip(item) for item in body]
     if isinstance(body, str):
         return _SECONDS.sub("<n>s", body)
     return body
@@ -158,8 +177,10 @@ def test_the_two_servers_take_the_two_paths(servers: dict[str, LiveServer]) -> N
     [
         ("/v1/chat/completions", _chat("parity answer")),
         ("/v1/completions", _text("parity answer")),
+        ("/v1/messages", _message("parity message")),
+        ("/v1/responses", _response("parity response")),
     ],
-    ids=["chat", "text"],
+    ids=["chat", "text", "messages", "responses"],
 )
 def test_an_answer_then_its_cache_hit(
     servers: dict[str, LiveServer], path: str, body: dict[str, Any]
@@ -179,14 +200,20 @@ def test_an_answer_then_its_cache_hit(
             "/v1/completions",
             _text("parity stream", stream=True, stream_options={"include_usage": True}),
         ),
+        ("/v1/messages", _message("parity message stream", stream=True)),
+        ("/v1/responses", _response("parity response stream", stream=True)),
     ],
-    ids=["chat", "text"],
+    ids=["chat", "text", "messages", "responses"],
 )
 def test_a_stream(servers: dict[str, LiveServer], path: str, body: dict[str, Any]) -> None:
     seen = _both(servers, _post(path, body))
     assert seen["status"] == 200
     assert seen["headers"]["content-type"] == "text/event-stream; charset=utf-8"
-    assert seen["body"][-1] == "[DONE]"
+    last = {
+        "/v1/messages": ["event: message_stop", {"type": "message_stop"}],
+        "/v1/responses": "event: response.incomplete",
+    }.get(path, "[DONE]")
+    assert seen["body"][-1] == last or seen["body"][-1][0] == last
 
 
 ERROR_CASES: dict[str, tuple[int, Request]] = {
@@ -218,6 +245,42 @@ def test_an_error(servers: dict[str, LiveServer], case: str) -> None:
     seen = _both(servers, request)
     assert seen["status"] == status, seen
     assert set(seen["body"]["error"]) == {"message", "type", "param", "code"}
+
+
+MESSAGES_ERROR_CASES: dict[str, tuple[int, str, Request]] = {
+    "400 not json": (400, "invalid_request_error", _post("/v1/messages", b"{not json")),
+    "400 no max_tokens": (
+        400,
+        "invalid_request_error",
+        _post("/v1/messages", {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}),
+    ),
+    "401 no key": (
+        401,
+        "authentication_error",
+        _post("/v1/messages", _message("x"), key=lambda s: None),
+    ),
+    "404 unknown model": (
+        404,
+        "not_found_error",
+        _post("/v1/messages", _message("x", model="no-such-model")),
+    ),
+    "413 too large": (413, "request_too_large", _post("/v1/messages", _message("x" * 4096))),
+    "429 quota": (
+        429,
+        "rate_limit_error",
+        _post("/v1/messages", _message("x"), key=lambda s: _key(s, quota_tokens=0)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MESSAGES_ERROR_CASES)
+def test_a_messages_error_in_anthropics_shape(servers: dict[str, LiveServer], case: str) -> None:
+    status, kind, request = MESSAGES_ERROR_CASES[case]
+    seen = _both(servers, request)
+    assert seen["status"] == status, seen
+    assert seen["body"]["type"] == "error"
+    assert seen["body"]["error"]["type"] == kind
+    assert seen["body"]["error"]["message"]
 
 
 def test_429_rate_limited(servers: dict[str, LiveServer]) -> None:
