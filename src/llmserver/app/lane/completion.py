@@ -108,7 +108,8 @@ class CompletionLane:
     ``app``.
 
     It answers as Litestar would: errors raised before the reply are rendered by the same
-    mapping (``app.errors.error_reply``). It stands aside when CORS is configured
+    mapping (``app.errors.error_reply``), in the route's surface's shape, as the handlers
+    Litestar routes to render them (``serve_completion``). It stands aside when CORS is configured
     (Litestar's middleware adds those headers) and under a ``root_path``, which Litestar's
     router resolves.
     """

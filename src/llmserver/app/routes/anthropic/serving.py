@@ -6,12 +6,13 @@ from llmserver.app.access_log import new_request_id
 from llmserver.app.errors import ErrorReply
 from llmserver.app.lane.replies import JsonReply
 from llmserver.app.routes.anthropic import protocol as a
+from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.openai.protocol import ENCODER
 from llmserver.app.routes.openai.serving import stop_sequences
-from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome
 from llmserver.domain.inference import ChatMessage, FinishReason, Prompt
 
+_TEXT = frozenset({"text"})
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -50,17 +51,7 @@ def error_answer(reply: ErrorReply) -> JsonReply:
 
 
 def _text(content: a.Content, param: str) -> str:
-    if isinstance(content, str):
-        return content
-    texts = []
-    for index, block in enumerate(content):
-        if block.type != "text" or block.text is None:
-            raise InvalidRequest(
-                f"Content blocks of type '{block.type}' are not supported; send text blocks.",
-                param=f"{param}[{index}]",
-            )
-        texts.append(block.text)
-    return "".join(texts)
+    return joined_text(content, _TEXT, param, "text blocks")
 
 
 def prompt_of(body: a.MessagesRequest | a.CountTokensRequest) -> Prompt:

@@ -14,6 +14,7 @@ from llmserver.app.errors import INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE
 from llmserver.app.lane.record import AccessRecord
 from llmserver.app.lane.replies import JsonReply
 from llmserver.app.lane.surface import Surface
+from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.openai import protocol as p
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
@@ -23,6 +24,7 @@ log = structlog.get_logger("llmserver.errors")
 
 MAX_STOP_SEQUENCES = 4
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
+_TEXT = frozenset({"text"})
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
@@ -74,17 +76,7 @@ def _message_text(message: p.Message, index: int) -> str:
     content = message.content
     if content is None:
         return ""
-    if isinstance(content, str):
-        return content
-    texts = []
-    for part in content:
-        if part.type != "text" or part.text is None:
-            raise InvalidRequest(
-                f"Content parts of type '{part.type}' are not supported; send text.",
-                param=f"messages[{index}].content",
-            )
-        texts.append(part.text)
-    return "".join(texts)
+    return joined_text(content, _TEXT, f"messages[{index}].content", "text")
 
 
 Body = p.ChatCompletionRequest | p.CompletionRequest

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from llmserver.app.access_log import new_request_id
+from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.responses import protocol as r
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome
@@ -14,17 +15,7 @@ _TEXT_PARTS = frozenset({"input_text", "output_text"})
 
 
 def _text(content: str | list[r.InputContent], index: int) -> str:
-    if isinstance(content, str):
-        return content
-    texts = []
-    for part, item in enumerate(content):
-        if item.type not in _TEXT_PARTS or item.text is None:
-            raise InvalidRequest(
-                f"Content parts of type '{item.type}' are not supported; send input_text.",
-                param=f"input[{index}].content[{part}]",
-            )
-        texts.append(item.text)
-    return "".join(texts)
+    return joined_text(content, _TEXT_PARTS, f"input[{index}].content", "input_text")
 
 
 def _prompt(body: r.ResponsesRequest) -> Prompt:
