@@ -102,7 +102,20 @@ async def redis_pipe(redis_url: str) -> AsyncIterator[RedisPipe]:
 
 from pathlib import Path  # noqa: E402
 
-from livesupport import LiveServer, RedisProcess, find_key_secrets, running_server  # noqa: E402
+from livesupport import (  # noqa: E402
+    LiveServer,
+    RedisProcess,
+    close_sdk_clients,
+    find_key_secrets,
+    running_server,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """The SDK clients a test made with ``livesupport.closed_after_test``, closed."""
+    yield
+    close_sdk_clients()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import httpx
 import pytest
@@ -263,3 +264,24 @@ class RedisProcess:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+_SDK_CLIENTS: list[_Closable] = []
+
+
+def closed_after_test(client: C) -> C:
+    """``client``, closed when the test ends (by ``close_sdk_clients``, which
+    tests/conftest.py runs after every test): an SDK client left to the garbage collector
+    leaves its pooled sockets unclosed, a ResourceWarning that fails a later test."""
+    _SDK_CLIENTS.append(client)
+    return client
+
+
+def close_sdk_clients() -> None:
+    while _SDK_CLIENTS:
+        _SDK_CLIENTS.pop().close()

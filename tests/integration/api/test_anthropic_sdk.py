@@ -12,7 +12,7 @@ import httpx
 import pytest
 from anthropic import Anthropic
 
-from livesupport import LiveServer
+from livesupport import LiveServer, closed_after_test
 
 MODEL = "demo-tiny-llama"
 
@@ -23,8 +23,8 @@ GREEDY = {"temperature": 0}
 
 
 def client(live_server: LiveServer, key: str | None = None) -> Anthropic:
-    return Anthropic(
-        base_url=live_server.base_url, api_key=key or live_server.user_key, max_retries=0
+    return closed_after_test(
+        Anthropic(base_url=live_server.base_url, api_key=key or live_server.user_key, max_retries=0)
     )
 
 

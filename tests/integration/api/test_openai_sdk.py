@@ -20,7 +20,7 @@ from openai.types.responses import (
 )
 from pydantic import SecretStr
 
-from livesupport import LiveServer
+from livesupport import LiveServer, closed_after_test
 
 MODEL = "demo-tiny-llama"
 
@@ -28,11 +28,13 @@ pytestmark = pytest.mark.slow
 
 
 def client(live_server: LiveServer, key: str | None = None) -> OpenAI:
-    return OpenAI(
-        base_url=live_server.base_url + "/v1",
-        api_key=key or live_server.user_key,
-        max_retries=0,
-        timeout=60,
+    return closed_after_test(
+        OpenAI(
+            base_url=live_server.base_url + "/v1",
+            api_key=key or live_server.user_key,
+            max_retries=0,
+            timeout=60,
+        )
     )
 
 
