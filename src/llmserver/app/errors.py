@@ -70,6 +70,7 @@ ERROR_MEANINGS = {
     429: "Rate limit (Retry-After, x-ratelimit-* headers) or monthly quota exhausted.",
     503: "A model, the queue or a store is unavailable; retry after Retry-After.",
     504: "Generation took longer than the request timeout.",
+    529: "The model's queue is full (the Messages API's overloaded_error; other APIs answer 503).",
 }
 
 

@@ -139,6 +139,7 @@ _ROUTES = (
         "Create a message (Anthropic Messages API)",
         a.MessagesRequest,
         a.Message,
+        errors=(*COMPLETION_ERRORS, 529),
         error_body=a.ErrorBody,
         streams="Anthropic's events, from `message_start` to `message_stop`",
         tag="Anthropic",

@@ -31,23 +31,23 @@ def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path
         tmp_path, demo_model_dir, LLMSERVER_MAX_QUEUE="1", LLMSERVER_MAX_BATCH_SIZE="1"
     ) as server:
 
-        async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        async def one(client: httpx.AsyncClient, key: str, path: str, i: int) -> httpx.Response:
             return await client.post(
-                f"{server.base_url}/v1/chat/completions",
+                f"{server.base_url}{path}",
                 json={
                     "model": "demo",
                     "messages": [{"role": "user", "content": f"request {i}"}],
                     "max_tokens": 400,
                     "temperature": 0.8,
                 },
-                headers={"Authorization": f"Bearer {server.admin_key}"},
+                headers={"Authorization": f"Bearer {key}"},
             )
 
-        async def burst() -> list[httpx.Response]:
+        async def burst(key: str, path: str) -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as client:
-                return await asyncio.gather(*(one(client, i) for i in range(8)))
+                return await asyncio.gather(*(one(client, key, path, i) for i in range(8)))
 
-        responses = asyncio.run(burst())
+        responses = asyncio.run(burst(server.admin_key, "/v1/chat/completions"))
         codes = sorted(r.status_code for r in responses)
         assert 200 in codes
         assert 503 in codes
@@ -55,6 +55,15 @@ def test_queue_full_is_503_with_retry_after(tmp_path: Path, demo_model_dir: Path
         refused = next(r for r in responses if r.status_code == 503)
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "model_overloaded"
+        # Anthropic's API answers a full queue with 529 overloaded_error (the anthropic
+        # SDK's OverloadedError), not the 503 it keeps for a service that is down.
+        messages = asyncio.run(burst(server.admin_key, "/v1/messages"))
+        codes = sorted(r.status_code for r in messages)
+        assert 529 in codes, codes
+        assert set(codes) <= {200, 529}, codes
+        refused = next(r for r in messages if r.status_code == 529)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["type"] == "overloaded_error"
         # the server keeps serving once the queue drains
         assert asyncio.run(burst_one(server.base_url, server.admin_key)) == 200
 

@@ -18,7 +18,7 @@ from llmserver.app.auth import authenticate
 from llmserver.app.errors import noted_error
 from llmserver.app.lane.completion import serve_completion
 from llmserver.app.routes.anthropic import protocol as a
-from llmserver.app.routes.anthropic.serving import error_body, prompt_of
+from llmserver.app.routes.anthropic.serving import error_body, prompt_of, status_of
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import services_of
 
@@ -40,7 +40,7 @@ async def count_tokens(request: Request[Any, Any, Any]) -> a.TokenCount:
 
 def _anthropic_error(request: Request[Any, Any, Any], exc: Exception) -> Response[a.ErrorBody]:
     reply = noted_error(request, exc)
-    return Response(error_body(reply), status_code=reply.status, headers=reply.headers)
+    return Response(error_body(reply), status_code=status_of(reply), headers=reply.headers)
 
 
 def anthropic_router() -> Router:

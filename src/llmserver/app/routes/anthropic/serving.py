@@ -9,6 +9,7 @@ from llmserver.app.routes.anthropic import protocol as a
 from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.openai.protocol import ENCODER
 from llmserver.app.routes.openai.serving import stop_sequences
+from llmserver.domain.errors import Overloaded
 from llmserver.domain.gateway import CompletionRequest, Outcome
 from llmserver.domain.inference import ChatMessage, FinishReason, Prompt
 
@@ -23,7 +24,11 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
     503: "overloaded_error",
     504: "timeout_error",
+    529: "overloaded_error",
 }
+OVERLOADED = 529
+"""Anthropic's status for a full queue, which its SDK raises as ``OverloadedError`` (503,
+a store that is down, stays 503: ``ServiceUnavailableError``)."""
 
 STOP_REASONS: dict[FinishReason, a.StopReason] = {
     FinishReason.STOP: "end_turn",
@@ -39,15 +44,20 @@ def error_type(status: int) -> str:
     return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
+def status_of(reply: ErrorReply) -> int:
+    """``reply``'s status as Anthropic's API would answer it."""
+    return OVERLOADED if reply.body.error.code == Overloaded.code else reply.status
+
+
 def error_body(reply: ErrorReply) -> a.ErrorBody:
-    return a.ErrorBody(a.ErrorDetail(error_type(reply.status), reply.body.error.message))
+    return a.ErrorBody(a.ErrorDetail(error_type(status_of(reply)), reply.body.error.message))
 
 
 def error_answer(reply: ErrorReply) -> JsonReply:
     """``reply`` in Anthropic's error shape, with its status and headers (``retry-after``
     and the rate-limit headers included)."""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
-    return JsonReply(ENCODER.encode(error_body(reply)), headers, reply.status)
+    return JsonReply(ENCODER.encode(error_body(reply)), headers, status_of(reply))
 
 
 def _text(content: a.Content, param: str) -> str:
