@@ -92,6 +92,18 @@ StreamEvent = TextDelta | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixCacheStats:
+    """A local backend's prefix cache: counters since start and what it holds now."""
+
+    hit_tokens: int = 0
+    """Prompt tokens whose KV cache was reused instead of computed."""
+    evictions: int = 0
+    blocks: int = 0
+    bytes: int = 0
+    budget_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BackendStatus:
     """What readiness and metrics need to know about one loaded model."""
 
@@ -100,3 +112,5 @@ class BackendStatus:
     error: str | None = None
     queue_depth: int = 0
     details: dict[str, str] = field(default_factory=dict)
+    prefix_cache: PrefixCacheStats | None = None
+    """``None`` where the backend has none (remote, MLX) or it is turned off."""

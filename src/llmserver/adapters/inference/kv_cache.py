@@ -98,6 +98,17 @@ class RoomyLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     def values(self, tensor: torch.Tensor | None) -> None:
         self._adopt("values", tensor)
 
+    def preload(self, keys: torch.Tensor, values: torch.Tensor, *, room: int) -> None:
+        """Start from copies of ``keys``/``values`` (a cached prefix), with room for
+        ``room`` tokens before the buffer first grows."""
+        for name, states in (("keys", keys), ("values", values)):
+            shape = list(states.shape)
+            shape[-2] = min(max(room, shape[-2]), self._limit)
+            buffer = states.new_empty(shape)
+            buffer[:, :, : states.shape[-2]] = states
+            self._buffers[name] = (buffer, states.shape[-2])
+        self.lazy_initialization(keys, values)
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device = key_states.device
         self.is_initialized = True
@@ -132,6 +143,12 @@ def new_cache(config: Any, limit: int) -> Any:
         RoomyLayer(limit) if type(layer) is DynamicLayer else layer for layer in cache.layers
     ]
     return cache
+
+
+def can_preload(config: Any) -> bool:
+    """Whether every layer of ``new_cache(config)`` can start from a cached prefix (a
+    sliding-window layer cannot: it keeps only its window)."""
+    return all(isinstance(layer, RoomyLayer) for layer in new_cache(config, 1).layers)
 
 
 def prefill(

@@ -13,11 +13,13 @@ bounded queue.
 How the loop works:
 - Requests wait in a bounded queue (``max_queue``; beyond it ``Overloaded``). Between
   two decode steps the worker admits waiting requests up to ``max_batch_size`` rows.
-- Requests admitted together are prefilled together (left-padded, with position ids
-  from the mask, as ``generate`` does for a batch; a lone request runs unpadded, so it
-  computes exactly what ``model.generate`` computes). Their first tokens are sampled and
-  sent at once (time to first token = prefill), and their KV cache joins the batch's,
-  the shorter one left-padded with masked zeros.
+- Admitted requests are prefilled in bounded steps (``chunked_prefill``), one step
+  between two decode steps, so a long prompt cannot stall the running rows: new short
+  prompts together, left-padded (a lone one unpadded, exactly what ``model.generate``
+  computes), a long one in chunks of ``prefill_chunk_tokens``. A prompt that starts with
+  blocks another prompt computed starts from a copy of them (``prefix_cache``). A row's
+  first token is sampled and sent when its prefill completes (time to first token), and
+  its KV cache joins the batch's, the shorter one left-padded with masked zeros.
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
@@ -39,6 +41,7 @@ from typing import Any
 
 import torch
 
+from llmserver.adapters.inference.chunked_prefill import ChunkedPrefill, PrefillFailed
 from llmserver.adapters.inference.generation import (
     EventChannel,
     TokenEvents,
@@ -46,7 +49,7 @@ from llmserver.adapters.inference.generation import (
     collect,
     consume,
 )
-from llmserver.adapters.inference.kv_cache import Batch, prefill
+from llmserver.adapters.inference.kv_cache import Batch
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
@@ -97,6 +100,8 @@ class TorchBackend(InferenceBackend):
         max_batch_size: int = 8,
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
+        prefix_cache_mb: int = 256,
+        prefill_chunk_tokens: int = 256,
         tracer: Tracer | None = None,
     ) -> None:
         self._threads = threads
@@ -119,6 +124,14 @@ class TorchBackend(InferenceBackend):
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Request] = collections.deque()
         self._batch: Batch[_Request] = Batch()
+        self._prefill: ChunkedPrefill[_Request] = ChunkedPrefill(
+            self.model,
+            chunk_tokens=prefill_chunk_tokens,
+            limit=self._context_length,
+            pad=int(self.tokenizer.pad_token_id or 0),
+            device=self.device,
+            prefix_cache_bytes=prefix_cache_mb * 2**20,
+        )
         self._closed = False
         self.max_rows_per_step = 0
         """The most rows one decode step has run (evidence that batching happens)."""
@@ -149,6 +162,7 @@ class TorchBackend(InferenceBackend):
     def status(self) -> BackendStatus:
         with self._cond:
             waiting, active = len(self._waiting), len(self._batch.rows)
+        prefix = self._prefill.prefix_cache
         return BackendStatus(
             model_id=self._spec.id,
             ready=not self._closed,
@@ -160,9 +174,12 @@ class TorchBackend(InferenceBackend):
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "quantize": self._spec.quantize,
                 "active": str(active),
+                "prefilling": str(len(self._prefill)),
+                "prefill_chunk_tokens": str(self._prefill.chunk_tokens),
                 "max_batch_size": str(self._max_batch),
                 "max_rows_per_step": str(self.max_rows_per_step),
             },
+            prefix_cache=None if prefix is None else prefix.stats(),
         )
 
     async def close(self) -> None:
@@ -234,21 +251,27 @@ class TorchBackend(InferenceBackend):
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not self._closed and not self._waiting and not self._batch.rows:
+                    while (
+                        not self._closed
+                        and not self._waiting
+                        and not self._batch.rows
+                        and not self._prefill
+                    ):
                         self._cond.wait()
                     if self._closed:
                         break
-                    free = self._max_batch - len(self._batch.rows)
+                    free = self._max_batch - len(self._batch.rows) - len(self._prefill)
                     admitted = [
                         self._waiting.popleft() for _ in range(min(free, len(self._waiting)))
                     ]
                 for request in admitted:  # taken from the queue here, so ended here
                     if request.queued is not None:
                         request.queued.end()
+                    self._prefill.add(request, request.prompt_ids)
                 try:
                     self._drop_gone_rows()
-                    if admitted:
-                        self._prefill(admitted)
+                    if self._prefill:
+                        self._prefill_step()
                     if self._batch.rows:
                         self._decode_step()
                 except Exception as exc:
@@ -258,14 +281,14 @@ class TorchBackend(InferenceBackend):
                     # fails there (out of memory, a device error) fails every row alike.
                     # The cache may be half-written by then: the batch is dropped whole.
                     log.exception("generation failed for model %s", self._spec.id)
-                    for row in itertools.chain(self._batch.rows, admitted):
+                    for row in itertools.chain(self._batch.rows, self._prefill.clear()):
                         row.send(exc)
                     self._batch.keep([])
         self._fail_all(Unavailable(f"model {self._spec.id!r} was shut down"))
 
     def _fail_all(self, error: BaseException) -> None:
         with self._cond:
-            pending = [*self._waiting, *self._batch.rows]
+            pending = [*self._waiting, *self._batch.rows, *self._prefill.clear()]
             self._waiting.clear()
         self._batch.keep([])
         for request in pending:
@@ -279,6 +302,9 @@ class TorchBackend(InferenceBackend):
                 self._waiting.remove(request)
         for request in expired:
             request.send(self._timeout_error())
+        for request in self._prefill.remove(lambda r: r.gone or now >= r.deadline):
+            if not request.gone:
+                request.send(self._timeout_error())
         keep = []
         for i, row in enumerate(self._batch.rows):
             if row.gone:
@@ -294,42 +320,25 @@ class TorchBackend(InferenceBackend):
             f"generation on model {self._spec.id!r} took longer than {self._timeout:g}s"
         )
 
-    def _prefill(self, requests: Sequence[_Request]) -> None:
-        """Prefill newly admitted requests together, send their first tokens, join them.
-
-        When the group's forward pass fails, each row is prefilled alone, so that only a
-        row that fails by itself gets the error.
-        """
-        now = time.monotonic()
-        for request in requests:
-            if not request.gone and now >= request.deadline:
-                request.send(self._timeout_error())
-        rows = [r for r in requests if not r.gone and now < r.deadline]
-        if not rows:
-            return
+    def _prefill_step(self) -> None:
+        """One bounded step of prefill; the rows it completes get their first tokens and
+        join the batch. A failed forward pass fails only the rows it computed."""
         try:
-            group, logits = prefill(
-                self.model,
-                rows,
-                [r.prompt_ids for r in rows],
-                pad=int(self.tokenizer.pad_token_id or 0),
-                limit=self._context_length,
-                device=self.device,
-            )
-        except Exception as exc:
-            if len(rows) == 1:
-                log.exception("prefill failed for a request on model %s", self._spec.id)
-                rows[0].send(exc)
-                return
-            log.warning(
-                "prefill of %d rows on model %s failed; one by one", len(rows), self._spec.id
-            )
-            for row in rows:
-                self._prefill([row])
+            done = self._prefill.step()
+        except PrefillFailed as failed:
+            error = failed.__cause__ or failed
+            if not failed.rows:
+                log.warning("a grouped prefill on model %s failed; one by one", self._spec.id)
+            for row in failed.rows:
+                log.error("prefill failed for a request on model %s", self._spec.id, exc_info=error)
+                row.send(error)
             return
-        for row in rows:
+        if done is None:
+            return
+        group, logits = done
+        for row in group.rows:
             row.length = len(row.prompt_ids)
-        group.keep(self._emit(logits, rows))
+        group.keep(self._emit(logits, group.rows))
         self._batch.join(group)
 
     def _decode_step(self) -> None:

@@ -1,0 +1,180 @@
+"""Prefill in bounded steps, so that a long prompt cannot stall the rows decoding.
+
+The worker alternates one prefill step with one decode step of the running batch. A step
+computes at most ``chunk_tokens`` prompt tokens (counting padding): either a group of
+new short prompts together, left-padded (as ``generate`` does for a batch; a lone one
+unpadded, exactly what ``generate`` computes), or the next chunk of one prompt into that
+row's own cache. A row whose prompt starts with cached blocks (``PrefixCache``) begins
+with a copy of them and computes only the rest, in chunks. A completed row's full blocks
+go into the prefix cache, and it leaves as a batch of its own to join the running one.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic
+
+import torch
+
+from llmserver.adapters.inference.kv_cache import Batch, Row, can_preload, new_cache, prefill
+from llmserver.adapters.inference.prefix_cache import PrefixCache, joined
+
+
+@dataclass(eq=False, slots=True)
+class _Pending(Generic[Row]):
+    row: Row
+    ids: list[int]
+    cache: Any = None
+    """The row's own cache once a chunk (or a prefix-cache hit) has filled it."""
+    done: int = 0
+    """Prompt tokens already in ``cache``."""
+    alone: bool = False
+    """Its group's forward pass failed: it runs by itself, so only its own failure is its."""
+
+
+class PrefillFailed(Exception):
+    """A prefill step's forward pass failed; ``rows`` are the requests it computed."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        super().__init__(f"prefill of {len(rows)} rows failed")
+        self.rows = rows
+
+
+class ChunkedPrefill(Generic[Row]):
+    """Rows waiting for (the rest of) their prefill, first come first served."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        chunk_tokens: int,
+        limit: int,
+        pad: int,
+        device: torch.device,
+        prefix_cache_bytes: int,
+    ) -> None:
+        self._model = model
+        self.chunk_tokens = chunk_tokens
+        self._limit = limit
+        self._pad = pad
+        self._device = device
+        self.prefix_cache = (
+            PrefixCache(prefix_cache_bytes)
+            if prefix_cache_bytes > 0 and can_preload(model.config)
+            else None
+        )
+        """``None`` when turned off (a budget of 0) or the model has sliding-window layers."""
+        self._pending: collections.deque[_Pending[Row]] = collections.deque()
+
+    @property
+    def rows(self) -> list[Row]:
+        return [p.row for p in self._pending]
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, row: Row, ids: list[int]) -> None:
+        pending = _Pending(row, ids)
+        if self.prefix_cache is not None:
+            blocks = self.prefix_cache.match(ids)
+            if blocks:
+                pending.cache = new_cache(self._model.config, self._limit)
+                for n, layer in enumerate(pending.cache.layers):
+                    keys, values = joined(blocks, n)
+                    layer.preload(keys[None], values[None], room=len(ids))
+                pending.done = len(blocks) * self.prefix_cache.block_tokens
+        self._pending.append(pending)
+
+    def remove(self, leaves: Callable[[Row], bool]) -> list[Row]:
+        """Take out the rows ``leaves`` picks (gone, timed out); they are returned."""
+        gone = [p for p in self._pending if leaves(p.row)]
+        for pending in gone:
+            self._pending.remove(pending)
+        return [p.row for p in gone]
+
+    def clear(self) -> list[Row]:
+        rows = self.rows
+        self._pending.clear()
+        return rows
+
+    def step(self) -> tuple[Batch[Row], torch.Tensor] | None:
+        """One step: the rows it completes as a batch, with each one's next-token logits,
+        or ``None`` when it only advanced a long prompt. Raises ``PrefillFailed``."""
+        group = self._fresh_group()
+        if group:
+            return self._prefill_group(group)
+        return self._prefill_chunk(self._pending[0])
+
+    def _fresh_group(self) -> list[_Pending[Row]]:
+        """The new prompts at the head of the queue that fit one step together."""
+        group: list[_Pending[Row]] = []
+        width = 0
+        for pending in self._pending:
+            fresh = pending.done == 0 and not pending.alone
+            wider = max(width, len(pending.ids))
+            if not fresh or wider * (len(group) + 1) > self.chunk_tokens:
+                break
+            group.append(pending)
+            width = wider
+        return group
+
+    def _prefill_group(self, group: list[_Pending[Row]]) -> tuple[Batch[Row], torch.Tensor]:
+        rows = [p.row for p in group]
+        try:
+            batch, logits = prefill(
+                self._model,
+                rows,
+                [p.ids for p in group],
+                pad=self._pad,
+                limit=self._limit,
+                device=self._device,
+            )
+        except Exception as exc:
+            if len(group) > 1:
+                for pending in group:
+                    pending.alone = True
+                raise PrefillFailed([]) from exc
+            self._pending.popleft()
+            raise PrefillFailed(rows) from exc
+        for _ in group:
+            self._pending.popleft()
+        assert batch.mask is not None
+        width = batch.mask.shape[1]
+        for i, pending in enumerate(group):
+            self._remember(pending.ids, batch.cache, i, width - len(pending.ids))
+        return batch, logits
+
+    def _prefill_chunk(self, pending: _Pending[Row]) -> tuple[Batch[Row], torch.Tensor] | None:
+        end = min(pending.done + self.chunk_tokens, len(pending.ids))
+        if pending.cache is None:
+            pending.cache = new_cache(self._model.config, self._limit)
+        ids = torch.tensor([pending.ids[pending.done : end]], device=self._device)
+        try:
+            # No mask or positions: one unpadded row continues from its cache's length.
+            out = self._model(input_ids=ids, cache=pending.cache, use_cache=True, logits_to_keep=1)
+        except Exception as exc:
+            self._pending.popleft()
+            raise PrefillFailed([pending.row]) from exc
+        pending.done = end
+        if end < len(pending.ids):
+            return None
+        self._pending.popleft()
+        self._remember(pending.ids, pending.cache, 0, 0)
+        batch: Batch[Row] = Batch()
+        batch.rows, batch.cache = [pending.row], pending.cache
+        batch.mask = torch.ones((1, end), dtype=torch.long, device=self._device)
+        logits: torch.Tensor = out.logits[:, -1, :]
+        return batch, logits
+
+    def _remember(self, ids: list[int], cache: Any, row: int, offset: int) -> None:
+        if self.prefix_cache is None:
+            return
+        span = slice(offset, offset + len(ids))
+        layers = cache.layers
+        self.prefix_cache.store(
+            ids,
+            [layer.keys[row, :, span] for layer in layers],
+            [layer.values[row, :, span] for layer in layers],
+        )

@@ -1,0 +1,157 @@
+"""The torch backend's prefix cache and chunked prefill on the tiny demo model: the same
+tokens as the plain path, sharing across a batch, eviction, and decode steps that go on
+while a long prompt prefills."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from llmserver.domain.inference import (
+    ChatMessage,
+    Completion,
+    GenerationParams,
+    Prompt,
+    PrefixCacheStats,
+    TextDelta,
+)
+from llmserver.domain.registry import ModelSpec
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+PHRASE = "You are a careful assistant who answers in plain words. "
+SYSTEM = PHRASE * 12
+LONG_SYSTEM = PHRASE * 18
+GREEDY = GenerationParams(max_tokens=24, temperature=0)
+QUESTIONS = ["Hello there", "What is a clock?", "Name three colours", "Why is the sky blue?"]
+
+MakeBackend = Callable[..., TorchBackend]
+
+
+def chat(question: str, system: str = SYSTEM) -> Prompt:
+    return Prompt(messages=(ChatMessage("system", system), ChatMessage("user", question)))
+
+
+@pytest.fixture
+async def make_backend(demo_spec: ModelSpec) -> AsyncIterator[MakeBackend]:
+    made: list[TorchBackend] = []
+
+    def make(**options: Any) -> TorchBackend:
+        backend = TorchBackend(demo_spec, max_batch_size=8, request_timeout_s=60.0, **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()
+
+
+def stats(backend: TorchBackend) -> PrefixCacheStats:
+    found = backend.status().prefix_cache
+    assert found is not None
+    return found
+
+
+async def answers(backend: TorchBackend, prompts: list[Prompt]) -> list[Completion]:
+    return [await backend.generate(p, GREEDY) for p in prompts]
+
+
+async def test_a_cached_prefix_gives_the_tokens_of_the_plain_path(
+    make_backend: MakeBackend,
+) -> None:
+    cached, plain = make_backend(prefix_cache_mb=16), make_backend(prefix_cache_mb=0)
+    assert plain.status().prefix_cache is None
+    prompts = [chat(q) for q in QUESTIONS]
+    system_tokens = await cached.count_tokens(chat(""))
+    got = await answers(cached, prompts)
+    assert got == await answers(plain, prompts)
+    # Every request after the first reuses at least the system prompt's full blocks.
+    assert stats(cached).hit_tokens >= (len(prompts) - 1) * (system_tokens // 16 * 16)
+    assert stats(cached).evictions == 0
+
+
+async def test_concurrent_rows_share_a_cached_prefix(make_backend: MakeBackend) -> None:
+    cached, plain = make_backend(prefix_cache_mb=16), make_backend(prefix_cache_mb=0)
+    prompts = [chat(q) for q in QUESTIONS]
+    await cached.generate(chat("warm the cache up"), GREEDY)
+    before = stats(cached).hit_tokens
+    together = await asyncio.gather(*(cached.generate(p, GREEDY) for p in prompts))
+    assert list(together) == await answers(plain, prompts)
+    assert stats(cached).hit_tokens - before >= len(prompts) * 16
+    assert cached.max_rows_per_step > 1
+
+
+async def test_a_tiny_budget_evicts_and_changes_no_answer(make_backend: MakeBackend) -> None:
+    # One MiB holds 64 blocks of this model (16 KiB each): three ~440-token prompts
+    # do not fit together, so each one evicts what came before.
+    cached, plain = make_backend(prefix_cache_mb=1), make_backend(prefix_cache_mb=0)
+    prompts = [chat("Go on", system=f"{n} " + LONG_SYSTEM) for n in range(3)]
+    assert await answers(cached, prompts * 2) == await answers(plain, prompts * 2)
+    after = stats(cached)
+    assert after.evictions > 0
+    assert 0 < after.bytes <= after.budget_bytes == 2**20
+
+
+async def test_eviction_does_not_touch_a_running_row(make_backend: MakeBackend) -> None:
+    cached, plain = make_backend(prefix_cache_mb=1), make_backend(prefix_cache_mb=0)
+    long_answer = GenerationParams(max_tokens=60, temperature=0)
+    target = chat("Tell me more", system=LONG_SYSTEM)
+    await cached.generate(target, GREEDY)  # its system prompt is cached now
+    hits = stats(cached).hit_tokens
+    stream = cached.stream(target, long_answer)
+    parts = [await anext(stream)]  # running, built from cached blocks
+    assert stats(cached).hit_tokens > hits
+    evictions = stats(cached).evictions
+    for n in range(3):  # other prompts push every block of the target's prefix out
+        await cached.generate(chat("Go on", system=f"{n} " + LONG_SYSTEM), GREEDY)
+    assert stats(cached).evictions > evictions
+    parts += [event async for event in stream]
+    text = "".join(p.text for p in parts if isinstance(p, TextDelta))
+    assert text == (await plain.generate(target, long_answer)).text
+
+
+async def test_chunked_prefill_gives_the_tokens_of_one_pass(make_backend: MakeBackend) -> None:
+    chunked = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
+    prompt = chat("Go on", system=LONG_SYSTEM)
+    ids = await chunked._encode.encode(prompt)
+    assert len(ids) > 10 * 32
+    out = chunked.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)
+    completion = await chunked.generate(prompt, GREEDY)
+    expected = out[0, len(ids) :].tolist()
+    assert completion.text == chunked.tokenizer.decode(expected, skip_special_tokens=True)
+
+
+async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
+    make_backend: MakeBackend,
+) -> None:
+    backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
+    long_prompt = chat("Go on", system=LONG_SYSTEM)
+    long_ids = await backend._encode.encode(long_prompt)
+    running = backend.stream(Prompt(text="Once upon a time"), GenerationParams(max_tokens=400, temperature=0))
+    await anext(running)
+    # (rows, tokens) of every forward pass while the long prompt is in the queue
+    passes: list[tuple[int, int]] = []
+
+    def record(_module: object, _args: object, kwargs: dict[str, Any]) -> None:
+        passes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
+
+    hook = backend.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        await backend.generate(long_prompt, GenerationParams(max_tokens=1))
+    finally:
+        hook.remove()
+        await running.aclose()  # type: ignore[attr-defined]
+    chunks = [i for i, shape in enumerate(passes) if shape[0] == 1 and shape[1] > 1]
+    assert len(chunks) == -(-len(long_ids) // 32)
+    assert all(passes[i][1] <= 32 for i in chunks)
+    # Between two chunks the running row took a decode step (one token per row).
+    for first, second in zip(chunks, chunks[1:], strict=False):
+        assert (1, 1) in passes[first + 1 : second]
