@@ -11,6 +11,7 @@ from prometheus_client.samples import Sample
 
 from llmserver.app.metrics import OTHER, Metrics, status_class
 from llmserver.app.metrics_scrape import BatcherState
+from llmserver.domain.inference import PrefixCacheStats
 from llmserver.domain.ports import Telemetry
 
 MODELS = frozenset({"llama-3.2-1b", "demo"})
@@ -188,3 +189,19 @@ def test_status_class(status: int, expected: str) -> None:
 def test_multiprocess_dir_needs_the_environment_at_import(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
         Metrics(allowed_models=MODELS, multiprocess_dir=str(tmp_path))
+
+
+def test_prefix_cache_counters_read_each_model_at_scrape_time(metrics: Metrics) -> None:
+    assert "llmserver_prefix_cache_hit_tokens_total" not in {s.name for s in samples(metrics)}
+    held = {
+        "demo": PrefixCacheStats(hit_tokens=48, evictions=2, blocks=3, bytes=3072),
+        "unknown-a": PrefixCacheStats(hit_tokens=16, evictions=1),
+        "unknown-b": PrefixCacheStats(hit_tokens=32),
+    }
+    metrics.set_prefix_cache_source(lambda: held)
+    assert value(metrics, "llmserver_prefix_cache_hit_tokens_total", model="demo") == 48
+    assert value(metrics, "llmserver_prefix_cache_evictions_total", model="demo") == 2
+    assert value(metrics, "llmserver_prefix_cache_bytes", model="demo") == 3072
+    # Models outside the configured set share one bounded label.
+    assert value(metrics, "llmserver_prefix_cache_hit_tokens_total", model=OTHER) == 48
+    assert value(metrics, "llmserver_prefix_cache_evictions_total", model=OTHER) == 1

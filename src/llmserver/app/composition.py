@@ -256,6 +256,9 @@ def build_services(
         backends = models = _model_manager(specs, settings, tracer)
     metrics.set_queue_depth_source(lambda: {s.model_id: s.queue_depth for s in backends.statuses()})
     metrics.set_embedding_passes_source(lambda: embedding_passes(backends.statuses()))
+    metrics.set_prefix_cache_source(
+        lambda: {s.model_id: s.prefix_cache for s in backends.statuses() if s.prefix_cache}
+    )
     keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
     # Picked here, once: with tracing off the plain gateway runs, without a check per step.
     gateway_type: Callable[..., Gateway] = (
@@ -370,6 +373,8 @@ def _model_manager(
             max_queue=settings.max_queue,
             max_embedding_batch_rows=settings.embedding_batch_rows,
             request_timeout_s=settings.request_timeout_s,
+            prefix_cache_mb=settings.prefix_cache_mb,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
             tracer=tracer,
         ),
     )

@@ -40,6 +40,7 @@ from prometheus_client.process_collector import ProcessCollector
 from llmserver.app.metrics_scrape import (
     BatcherSource,
     EmbeddingPassesSource,
+    PrefixCacheSource,
     QueueDepthSource,
     ScrapeSources,
     ScrapeTimeCollector,
@@ -337,6 +338,9 @@ class Metrics:
 
     def set_embedding_passes_source(self, source: EmbeddingPassesSource) -> None:
         self._sources.embedding_passes = source
+
+    def set_prefix_cache_source(self, source: PrefixCacheSource) -> None:
+        self._sources.prefix_cache = source
 
     def set_batcher_source(self, source: BatcherSource) -> None:
         self._sources.batcher = source

@@ -1,5 +1,6 @@
 """The metrics read from their owners when Prometheus scrapes, so they are exact, not
-polled: the model queues' depth and the request-log batcher's state. They describe the
+polled: the model queues' depth, the local models' prefix caches and the request-log
+batcher's state. They describe the
 worker that answers the scrape, since only it can see them."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from llmserver.domain.inference import BackendStatus
+from llmserver.domain.inference import BackendStatus, PrefixCacheStats
 
 
 class BatcherState(NamedTuple):
@@ -24,6 +25,7 @@ QueueDepthSource = Callable[[], Mapping[str, int]]
 EmbeddingPassesSource = Callable[[], Mapping[str, tuple[int, int]]]
 """Per embedding model: forward passes run and inputs embedded, since it loaded."""
 BatcherSource = Callable[[], BatcherState]
+PrefixCacheSource = Callable[[], Mapping[str, PrefixCacheStats]]
 
 
 def embedding_passes(statuses: Iterable[BackendStatus]) -> dict[str, tuple[int, int]]:
@@ -40,6 +42,7 @@ class ScrapeSources:
     queue_depth: QueueDepthSource | None = None
     batcher: BatcherSource | None = None
     embedding_passes: EmbeddingPassesSource | None = None
+    prefix_cache: PrefixCacheSource | None = None
 
 
 class ScrapeTimeCollector(Collector):
@@ -54,14 +57,11 @@ class ScrapeTimeCollector(Collector):
             labels=["model"],
         )
         if self._sources.queue_depth is not None:
-            by_label: dict[str, int] = {}
-            for model, n in self._sources.queue_depth().items():
-                label = self._model(model)
-                by_label[label] = by_label.get(label, 0) + n
-            for label, n in sorted(by_label.items()):
+            for label, n in self._per_model(self._sources.queue_depth().items()):
                 depth.add_metric([label], n)
         yield depth
         yield from self._embedding_passes()
+        yield from self._prefix_cache()
 
         size = GaugeMetricFamily(
             "llmserver_request_log_queue_size",
@@ -103,3 +103,35 @@ class ScrapeTimeCollector(Collector):
                 inputs.add_metric([self._model(model)], embedded)
         yield passes
         yield inputs
+
+    def _per_model(self, values: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Summed by model label (models beyond the known set share ``other``)."""
+        by_label: dict[str, int] = {}
+        for model, n in values:
+            label = self._model(model)
+            by_label[label] = by_label.get(label, 0) + n
+        return sorted(by_label.items())
+
+    def _prefix_cache(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily(
+            "llmserver_prefix_cache_hit_tokens",
+            "Prompt tokens a local model took from its prefix cache instead of computing.",
+            labels=["model"],
+        )
+        evictions = CounterMetricFamily(
+            "llmserver_prefix_cache_evictions",
+            "Prefix-cache blocks evicted to stay within LLMSERVER_PREFIX_CACHE_MB.",
+            labels=["model"],
+        )
+        held = GaugeMetricFamily(
+            "llmserver_prefix_cache_bytes",
+            "Bytes of KV cache a local model's prefix cache holds.",
+            labels=["model"],
+        )
+        found = {} if self._sources.prefix_cache is None else self._sources.prefix_cache()
+        for family, field in ((hits, "hit_tokens"), (evictions, "evictions"), (held, "bytes")):
+            for label, n in self._per_model((m, getattr(s, field)) for m, s in found.items()):
+                family.add_metric([label], n)
+        yield hits
+        yield evictions
+        yield held

@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_queue: int = 64
     embedding_batch_rows: int = 64
     request_timeout_s: float = 300.0
+    prefix_cache_mb: int = 256
+    prefill_chunk_tokens: int = 256
     cache_enabled: bool = True
     cache_ttl_s: int = 86_400
     cache_scope: CacheScope = CacheScope.KEY
@@ -113,6 +115,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.max_queue >= 1, "max_queue", "an integer >= 1"),
             (self.embedding_batch_rows >= 1, "embedding_batch_rows", "an integer >= 1"),
             (self.request_timeout_s > 0, "request_timeout_s", "a number of seconds > 0"),
+            (self.prefix_cache_mb >= 0, "prefix_cache_mb", "an integer >= 0 (0: off)"),
+            (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens", "an integer >= 1"),
             (self.cache_ttl_s >= 1, "cache_ttl_s", "an integer number of seconds >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),
             (self.body_read_timeout_s > 0, "body_read_timeout_s", "a number of seconds > 0"),

@@ -5,6 +5,7 @@ while a long prompt prefills."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,8 +15,8 @@ from llmserver.domain.inference import (
     ChatMessage,
     Completion,
     GenerationParams,
-    Prompt,
     PrefixCacheStats,
+    Prompt,
     TextDelta,
 )
 from llmserver.domain.registry import ModelSpec
@@ -31,6 +32,7 @@ PHRASE = "You are a careful assistant who answers in plain words. "
 SYSTEM = PHRASE * 12
 LONG_SYSTEM = PHRASE * 18
 GREEDY = GenerationParams(max_tokens=24, temperature=0)
+LONG_GREEDY = GenerationParams(max_tokens=400, temperature=0)
 QUESTIONS = ["Hello there", "What is a clock?", "Name three colours", "Why is the sky blue?"]
 
 MakeBackend = Callable[..., TorchBackend]
@@ -118,15 +120,54 @@ async def test_eviction_does_not_touch_a_running_row(make_backend: MakeBackend) 
     assert text == (await plain.generate(target, long_answer)).text
 
 
+class ForwardPasses:
+    """The (rows, tokens) of every forward pass of a model while it is installed."""
+
+    def __init__(self, model: Any) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self._hook = model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, _module: object, _args: object, kwargs: dict[str, Any]) -> None:
+        self.shapes.append(tuple(kwargs["input_ids"].shape))
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+    def chunks(self) -> list[int]:
+        """Where the one-row passes of several tokens (prefill) are."""
+        return [i for i, (rows, tokens) in enumerate(self.shapes) if rows == 1 and tokens > 1]
+
+
+async def while_a_row_decodes(backend: TorchBackend, prompt: Prompt) -> tuple[str, ForwardPasses]:
+    """``prompt``'s greedy answer, computed while another row is decoding."""
+    running = backend.stream(Prompt(text="Once upon a time"), LONG_GREEDY)
+    await anext(running)
+    passes = ForwardPasses(backend.model)
+    try:
+        completion = await backend.generate(prompt, GREEDY)
+    finally:
+        passes.remove()
+        await running.aclose()  # type: ignore[attr-defined]
+    return completion.text, passes
+
+
 async def test_chunked_prefill_gives_the_tokens_of_one_pass(make_backend: MakeBackend) -> None:
     chunked = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
     prompt = chat("Go on", system=LONG_SYSTEM)
     ids = await chunked._encode.encode(prompt)
     assert len(ids) > 10 * 32
     out = chunked.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)
-    completion = await chunked.generate(prompt, GREEDY)
-    expected = out[0, len(ids) :].tolist()
-    assert completion.text == chunked.tokenizer.decode(expected, skip_special_tokens=True)
+    expected = chunked.tokenizer.decode(out[0, len(ids) :].tolist(), skip_special_tokens=True)
+    text, passes = await while_a_row_decodes(chunked, prompt)
+    assert len(passes.chunks()) > 10
+    assert text == expected
+    # With no other row decoding nobody waits on it: the prompt runs in one pass.
+    passes = ForwardPasses(chunked.model)
+    try:
+        assert (await chunked.generate(prompt, GREEDY)).text == expected
+    finally:
+        passes.remove()
+    assert passes.shapes[0] == (1, len(ids))
 
 
 async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
@@ -135,23 +176,10 @@ async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
     backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
     long_prompt = chat("Go on", system=LONG_SYSTEM)
     long_ids = await backend._encode.encode(long_prompt)
-    running = backend.stream(Prompt(text="Once upon a time"), GenerationParams(max_tokens=400, temperature=0))
-    await anext(running)
-    # (rows, tokens) of every forward pass while the long prompt is in the queue
-    passes: list[tuple[int, int]] = []
-
-    def record(_module: object, _args: object, kwargs: dict[str, Any]) -> None:
-        passes.append(tuple(kwargs["input_ids"].shape))  # type: ignore[arg-type]
-
-    hook = backend.model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        await backend.generate(long_prompt, GenerationParams(max_tokens=1))
-    finally:
-        hook.remove()
-        await running.aclose()  # type: ignore[attr-defined]
-    chunks = [i for i, shape in enumerate(passes) if shape[0] == 1 and shape[1] > 1]
+    _, passes = await while_a_row_decodes(backend, long_prompt)
+    chunks = passes.chunks()
     assert len(chunks) == -(-len(long_ids) // 32)
-    assert all(passes[i][1] <= 32 for i in chunks)
+    assert all(passes.shapes[i][1] <= 32 for i in chunks)
     # Between two chunks the running row took a decode step (one token per row).
-    for first, second in zip(chunks, chunks[1:], strict=False):
-        assert (1, 1) in passes[first + 1 : second]
+    for first, second in itertools.pairwise(chunks):
+        assert (1, 1) in passes.shapes[first + 1 : second]

@@ -81,6 +81,20 @@ def test_histograms_and_counters_move_with_traffic(live_server: LiveServer) -> N
     assert after.get(hits, 0) > before.get(hits, 0)
 
 
+def test_a_shared_system_prompt_counts_prefix_cache_hits(live_server: LiveServer) -> None:
+    labels = json.dumps({"model": MODEL})
+    hits = f"llmserver_prefix_cache_hit_tokens_total{labels}"
+    system = {"role": "system", "content": f"{uuid.uuid4().hex} Answer briefly. " * 8}
+    before = scrape(live_server)
+    for question in ("hello", "and again"):
+        messages = [system, {"role": "user", "content": question}]
+        assert chat(live_server, messages=messages, temperature=0.9).status_code == 200
+    after = scrape(live_server)
+    # The second request reuses at least the system prompt's first 16-token block.
+    assert after[hits] - before.get(hits, 0) >= 16
+    assert f"llmserver_prefix_cache_bytes{labels}" in after
+
+
 def test_every_dashboard_metric_is_exported_after_traffic(live_server: LiveServer) -> None:
     chat(live_server, temperature=0)
     chat(live_server, temperature=0)

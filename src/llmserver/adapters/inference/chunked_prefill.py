@@ -1,7 +1,8 @@
 """Prefill in bounded steps, so that a long prompt cannot stall the rows decoding.
 
-The worker alternates one prefill step with one decode step of the running batch. A step
-computes at most ``chunk_tokens`` prompt tokens (counting padding): either a group of
+The worker alternates one prefill step with one decode step of the running batch. While
+rows are decoding, a step computes at most ``chunk_tokens`` prompt tokens (counting
+padding; with no row decoding, whole prompts): either a group of
 new short prompts together, left-padded (as ``generate`` does for a batch; a lone one
 unpadded, exactly what ``generate`` computes), or the next chunk of one prompt into that
 row's own cache. A row whose prompt starts with cached blocks (``PrefixCache``) begins
@@ -99,22 +100,28 @@ class ChunkedPrefill(Generic[Row]):
         self._pending.clear()
         return rows
 
-    def step(self) -> tuple[Batch[Row], torch.Tensor] | None:
+    def step(self, *, bounded: bool) -> tuple[Batch[Row], torch.Tensor] | None:
         """One step: the rows it completes as a batch, with each one's next-token logits,
-        or ``None`` when it only advanced a long prompt. Raises ``PrefillFailed``."""
-        group = self._fresh_group()
+        or ``None`` when it only advanced a long prompt. Raises ``PrefillFailed``.
+
+        ``bounded``: rows are decoding, so the step computes at most ``chunk_tokens``.
+        Otherwise nobody waits on it and chunks would only add forward passes (a small
+        chunk costs about as much as a large one: both read every weight once).
+        """
+        budget = self.chunk_tokens if bounded else self._limit * len(self._pending)
+        group = self._fresh_group(budget)
         if group:
             return self._prefill_group(group)
-        return self._prefill_chunk(self._pending[0])
+        return self._prefill_chunk(self._pending[0], budget)
 
-    def _fresh_group(self) -> list[_Pending[Row]]:
+    def _fresh_group(self, budget: int) -> list[_Pending[Row]]:
         """The new prompts at the head of the queue that fit one step together."""
         group: list[_Pending[Row]] = []
         width = 0
         for pending in self._pending:
             fresh = pending.done == 0 and not pending.alone
             wider = max(width, len(pending.ids))
-            if not fresh or wider * (len(group) + 1) > self.chunk_tokens:
+            if not fresh or wider * (len(group) + 1) > budget:
                 break
             group.append(pending)
             width = wider
@@ -146,8 +153,10 @@ class ChunkedPrefill(Generic[Row]):
             self._remember(pending.ids, batch.cache, i, width - len(pending.ids))
         return batch, logits
 
-    def _prefill_chunk(self, pending: _Pending[Row]) -> tuple[Batch[Row], torch.Tensor] | None:
-        end = min(pending.done + self.chunk_tokens, len(pending.ids))
+    def _prefill_chunk(
+        self, pending: _Pending[Row], budget: int
+    ) -> tuple[Batch[Row], torch.Tensor] | None:
+        end = min(pending.done + budget, len(pending.ids))
         if pending.cache is None:
             pending.cache = new_cache(self._model.config, self._limit)
         ids = torch.tensor([pending.ids[pending.done : end]], device=self._device)

@@ -39,6 +39,10 @@ class BackendOptions:
     max_embedding_batch_rows: int = 64
     """Inputs one forward pass of an embedding model takes at most (from any requests)."""
     request_timeout_s: float = 300.0
+    prefix_cache_mb: int = 256
+    """Torch: KV cache of shared prompt prefixes kept per model; 0 turns it off."""
+    prefill_chunk_tokens: int = 256
+    """Torch: most prompt tokens one prefill step computes between two decode steps."""
     connect_timeout_s: float = 5.0
     """For HTTP upstreams."""
     max_retries: int = 2
@@ -194,6 +198,8 @@ class MultiModelManager(ModelBackends):
             max_batch_size=rows,
             max_queue=options.max_queue,
             request_timeout_s=options.request_timeout_s,
+            prefix_cache_mb=options.prefix_cache_mb,
+            prefill_chunk_tokens=options.prefill_chunk_tokens,
             tracer=options.tracer,
         )
 

@@ -16,10 +16,10 @@ How the loop works:
 - Admitted requests are prefilled in bounded steps (``chunked_prefill``), one step
   between two decode steps, so a long prompt cannot stall the running rows: new short
   prompts together, left-padded (a lone one unpadded, exactly what ``model.generate``
-  computes), a long one in chunks of ``prefill_chunk_tokens``. A prompt that starts with
-  blocks another prompt computed starts from a copy of them (``prefix_cache``). A row's
-  first token is sampled and sent when its prefill completes (time to first token), and
-  its KV cache joins the batch's, the shorter one left-padded with masked zeros.
+  computes), a long one, while rows decode, in chunks of ``prefill_chunk_tokens``. A
+  prompt that starts with blocks another prompt computed starts from a copy of them
+  (``prefix_cache``). A row's first token is sampled and sent when its prefill completes
+  (time to first token); its KV cache joins the batch's, left-padded as needed.
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
@@ -324,7 +324,7 @@ class TorchBackend(InferenceBackend):
         """One bounded step of prefill; the rows it completes get their first tokens and
         join the batch. A failed forward pass fails only the rows it computed."""
         try:
-            done = self._prefill.step()
+            done = self._prefill.step(bounded=bool(self._batch.rows))
         except PrefillFailed as failed:
             error = failed.__cause__ or failed
             if not failed.rows:
