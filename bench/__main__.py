@@ -1,4 +1,4 @@
-"""`python -m bench [gateway|proxy|inference|quantize|mlx|server|embeddings ...]`: run, save."""
+"""`python -m bench [gateway|proxy|inference|quantize|mlx|prefill|server|embeddings ...]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHES = {
     "inference": "bench.inference_bench",
     "quantize": "bench.quantize_bench",
     "mlx": "bench.mlx_bench",
+    "prefill": "bench.prefill_bench",
     "server": "bench.server_inference_bench",
     "embeddings": "bench.embeddings_bench",
 }

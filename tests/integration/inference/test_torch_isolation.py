@@ -42,7 +42,11 @@ OTHERS: list[tuple[Prompt, GenerationParams, bool]] = [
 
 @pytest.fixture
 async def backend(demo_spec: ModelSpec) -> AsyncIterator[TorchBackend]:
-    backend = TorchBackend(demo_spec, max_batch_size=8, max_queue=16, request_timeout_s=60.0)
+    # No prefix cache: a prompt run before would start from cached blocks, and only new
+    # prompts are prefilled as one group.
+    backend = TorchBackend(
+        demo_spec, max_batch_size=8, max_queue=16, request_timeout_s=60.0, prefix_cache_mb=0
+    )
     yield backend
     await backend.close()
 
@@ -124,6 +128,7 @@ async def test_a_failing_group_prefill_fails_only_the_row_that_fails_alone(
     expected = await _alone(backend)
     model = _FailingPrefill(backend.model, backend.tokenizer.encode(POISON.text))
     monkeypatch.setattr(backend, "model", model)
+    monkeypatch.setattr(backend._prefill, "_model", model)
     failed, others = await _together(backend, GenerationParams(max_tokens=40, temperature=0))
     assert isinstance(failed, RuntimeError)
     assert str(failed) == "injected fault"

@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from llmserver.adapters.inference.prefix_cache import PrefixCache, joined
+from llmserver.adapters.inference.prefix_cache import PrefixCache
 
 LAYERS, HEADS, DIM, BLOCK = 2, 2, 4, 4
 BLOCK_BYTES = LAYERS * 2 * HEADS * BLOCK * DIM * 4  # float32 keys and values
@@ -57,7 +57,8 @@ def test_matched_blocks_hold_the_prompts_states() -> None:
     prefix.store(ids, keys, values)
     blocks = prefix.match(ids)
     for layer in range(LAYERS):
-        got_keys, got_values = joined(blocks, layer)
+        got_keys = torch.cat([b.keys[layer] for b in blocks], dim=1)
+        got_values = torch.cat([b.values[layer] for b in blocks], dim=1)
         assert torch.equal(got_keys, keys[layer][:, : 2 * BLOCK])
         assert torch.equal(got_values, values[layer][:, : 2 * BLOCK])
 

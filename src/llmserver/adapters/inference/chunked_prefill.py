@@ -20,7 +20,7 @@ from typing import Any, Generic
 import torch
 
 from llmserver.adapters.inference.kv_cache import Batch, Row, can_preload, new_cache, prefill
-from llmserver.adapters.inference.prefix_cache import PrefixCache, joined
+from llmserver.adapters.inference.prefix_cache import PrefixCache
 
 
 @dataclass(eq=False, slots=True)
@@ -83,8 +83,8 @@ class ChunkedPrefill(Generic[Row]):
             if blocks:
                 pending.cache = new_cache(self._model.config, self._limit)
                 for n, layer in enumerate(pending.cache.layers):
-                    keys, values = joined(blocks, n)
-                    layer.preload(keys[None], values[None], room=len(ids))
+                    keys = [b.keys[n] for b in blocks]
+                    layer.preload(keys, [b.values[n] for b in blocks], room=len(ids))
                 pending.done = len(blocks) * self.prefix_cache.block_tokens
         self._pending.append(pending)
 

@@ -98,16 +98,22 @@ class RoomyLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     def values(self, tensor: torch.Tensor | None) -> None:
         self._adopt("values", tensor)
 
-    def preload(self, keys: torch.Tensor, values: torch.Tensor, *, room: int) -> None:
-        """Start from copies of ``keys``/``values`` (a cached prefix), with room for
-        ``room`` tokens before the buffer first grows."""
-        for name, states in (("keys", keys), ("values", values)):
-            shape = list(states.shape)
-            shape[-2] = min(max(room, shape[-2]), self._limit)
-            buffer = states.new_empty(shape)
-            buffer[:, :, : states.shape[-2]] = states
-            self._buffers[name] = (buffer, states.shape[-2])
-        self.lazy_initialization(keys, values)
+    def preload(
+        self, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], *, room: int
+    ) -> None:
+        """Start from a copy of ``keys``/``values`` (a cached prefix's blocks in order, each
+        ``[kv_heads, tokens, head_dim]``), as one row with room for ``room`` tokens."""
+        length = sum(k.shape[1] for k in keys)
+        for name, parts in (("keys", keys), ("values", values)):
+            heads, _, dim = parts[0].shape
+            buffer = parts[0].new_empty((1, heads, min(max(room, length), self._limit), dim))
+            start = 0
+            for part in parts:
+                buffer[0, :, start : start + part.shape[1]] = part
+                start += part.shape[1]
+            self._buffers[name] = (buffer, length)
+        self.device = keys[0].device
+        self.is_initialized = True
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device = key_states.device

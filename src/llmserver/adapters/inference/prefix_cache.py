@@ -126,11 +126,3 @@ class PrefixCache:
             self._bytes -= self._blocks.pop(victim).nbytes
             self._evictions += 1
         return True
-
-
-def joined(blocks: Sequence[Block], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One layer's keys and values over ``blocks`` in order, ``[kv_heads, tokens, head_dim]``."""
-    return (
-        torch.cat([b.keys[layer] for b in blocks], dim=1),
-        torch.cat([b.values[layer] for b in blocks], dim=1),
-    )
