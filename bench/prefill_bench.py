@@ -37,6 +37,8 @@ LONG_TOKENS = 2000
 STREAMS = 7
 TTFT_ROUNDS = 3
 CHUNKS = (4, 8, 16)
+TIMEOUT_S = 3600.0
+"""Small chunks under a loaded machine take minutes over a long prompt."""
 UNCHUNKED = 4096
 BASELINE_STEPS = 16
 THREADS = 1
@@ -124,6 +126,11 @@ async def _prefix_cache(spec: ModelSpec) -> tuple[dict[str, str], list[Target], 
 class _Stream:
     events: list[tuple[float, int]] = field(default_factory=list)
     """(arrival time, tokens) of each text delta."""
+    ended: bool = False
+    """It finished (an end-of-text token can come before ``max_tokens``)."""
+
+    def count(self) -> float:
+        return float("inf") if self.ended else len(self.events)
 
     def gaps(self, start: float, end: float) -> list[float]:
         """Per-token gaps between deltas that overlap (start, end): a stall that began
@@ -138,9 +145,12 @@ class _Stream:
 async def _follow(stream: AsyncIterator[StreamEvent], into: _Stream) -> None:
     from llmserver.domain.inference import TextDelta
 
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            into.events.append((time.perf_counter(), event.tokens))
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                into.events.append((time.perf_counter(), event.tokens))
+    finally:
+        into.ended = True
 
 
 def _p99(values: Sequence[float]) -> float:
@@ -154,7 +164,12 @@ async def _itl(spec: ModelSpec, chunk: int, round_: int) -> dict[str, float]:
     from llmserver.domain.inference import GenerationParams, Prompt
 
     backend = TorchBackend(
-        spec, threads=THREADS, max_batch_size=8, prefix_cache_mb=0, prefill_chunk_tokens=chunk
+        spec,
+        threads=THREADS,
+        max_batch_size=8,
+        request_timeout_s=TIMEOUT_S,
+        prefix_cache_mb=0,
+        prefill_chunk_tokens=chunk,
     )
     streams = [_Stream() for _ in range(STREAMS)]
     params = GenerationParams(max_tokens=1000, temperature=0.0)
@@ -164,17 +179,17 @@ async def _itl(spec: ModelSpec, chunk: int, round_: int) -> dict[str, float]:
     ]
     try:
         long_prompt = Prompt(text=_text(backend.tokenizer, LONG_TOKENS, f"Document {round_}."))
-        while min(len(s.events) for s in streams) < 3:
+        while min(s.count() for s in streams) < 3:
             await asyncio.sleep(0.01)
         start = time.perf_counter()
-        while min(len(s.events) for s in streams) < 3 + BASELINE_STEPS:
+        while min(s.count() for s in streams) < 3 + BASELINE_STEPS:
             await asyncio.sleep(0.01)
         submitted = time.perf_counter()
         ttft = await _ttft(backend, long_prompt)
         first_token = time.perf_counter()
         # Every stream's next token, so the gap around the end of the prefill is complete.
-        settled = [len(s.events) for s in streams]
-        while any(len(s.events) == n for s, n in zip(streams, settled, strict=True)):
+        settled = [s.count() for s in streams]
+        while any(s.count() == n for s, n in zip(streams, settled, strict=True)):
             await asyncio.sleep(0.01)
         baseline = [g for s in streams for g in s.gaps(start, submitted)]
         during = [g for s in streams for g in s.gaps(submitted, first_token)]

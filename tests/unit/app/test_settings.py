@@ -59,6 +59,8 @@ def test_values_are_converted_to_their_types(tmp_path: Path) -> None:
         ("LLMSERVER_DATABASE_URL", "mysql://x", "postgresql+asyncpg://"),
         ("LLMSERVER_MAX_QUEUE", "0", ">= 1"),
         ("LLMSERVER_REQUEST_TIMEOUT_S", "soon", "a number"),
+        ("LLMSERVER_PREFIX_CACHE_MB", "-1", ">= 0 (0: off)"),
+        ("LLMSERVER_PREFILL_CHUNK_TOKENS", "0", ">= 1"),
         ("LLMSERVER_OTEL_ENDPOINT", "collector:4318", "http:// or https://"),
         ("LLMSERVER_OTEL_SERVICE_NAME", " ", "a non-empty name"),
     ],
