@@ -81,7 +81,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     embedding_batch_rows: int = 64
     request_timeout_s: float = 300.0
     prefix_cache_mb: int = 256
-    prefill_chunk_tokens: int = 256
+    prefill_chunk_tokens: int = 16
     cache_enabled: bool = True
     cache_ttl_s: int = 86_400
     cache_scope: CacheScope = CacheScope.KEY
