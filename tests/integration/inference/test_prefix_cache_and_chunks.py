@@ -24,6 +24,7 @@ from llmserver.domain.registry import ModelSpec
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from llmserver.adapters.inference.kv_cache import RoomyLayer  # noqa: E402
 from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -183,3 +184,18 @@ async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
     # Between two chunks the running row took a decode step (one token per row).
     for first, second in itertools.pairwise(chunks):
         assert (1, 1) in passes.shapes[first + 1 : second]
+
+
+async def test_a_failed_copy_of_cached_blocks_computes_the_whole_prompt(
+    make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached, plain = make_backend(prefix_cache_mb=16), make_backend(prefix_cache_mb=0)
+    await cached.generate(chat("warm the cache up"), GREEDY)
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected: out of memory")
+
+    monkeypatch.setattr(RoomyLayer, "preload", fails)
+    prompt = chat(QUESTIONS[0])
+    assert await cached.generate(prompt, GREEDY) == await plain.generate(prompt, GREEDY)
+    assert stats(cached).hit_tokens > 0  # the blocks matched; copying them failed

@@ -13,6 +13,7 @@ go into the prefix cache, and it leaves as a batch of its own to join the runnin
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
@@ -21,6 +22,8 @@ import torch
 
 from llmserver.adapters.inference.kv_cache import Batch, Row, can_preload, new_cache, prefill
 from llmserver.adapters.inference.prefix_cache import PrefixCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False, slots=True)
@@ -80,12 +83,18 @@ class ChunkedPrefill(Generic[Row]):
         pending = _Pending(row, ids)
         if self.prefix_cache is not None:
             blocks = self.prefix_cache.match(ids)
-            if blocks:
-                pending.cache = new_cache(self._model.config, self._limit)
-                for n, layer in enumerate(pending.cache.layers):
-                    keys = [b.keys[n] for b in blocks]
-                    layer.preload(keys, [b.values[n] for b in blocks], room=len(ids))
-                pending.done = len(blocks) * self.prefix_cache.block_tokens
+            try:
+                if blocks:
+                    pending.cache = new_cache(self._model.config, self._limit)
+                    for n, layer in enumerate(pending.cache.layers):
+                        keys = [b.keys[n] for b in blocks]
+                        layer.preload(keys, [b.values[n] for b in blocks], room=len(ids))
+                    pending.done = len(blocks) * self.prefix_cache.block_tokens
+            except Exception:
+                # This runs outside the worker's error handling (out of memory, say): the
+                # row computes its whole prompt instead.
+                log.exception("prefix cache: copying %d blocks failed", len(blocks))
+                pending.cache, pending.done = None, 0
         self._pending.append(pending)
 
     def remove(self, leaves: Callable[[Row], bool]) -> list[Row]:
