@@ -42,7 +42,9 @@ def canonical_json(
 ) -> str:
     """Everything that determines the answer as a JSON array in a fixed order: version,
     owner, model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
-    ``[role, content]`` pairs or the text prompt.
+    ``[role, content]`` pairs or the text prompt, and last ``top_k`` when it is set (only
+    then, so that every other request keeps the key it had before ``top_k`` existed: the
+    array's length tells the two forms apart).
 
     Exactly what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes for
     that list, written out here: setting up the encoder on every call cost more than the
@@ -62,7 +64,8 @@ def canonical_json(
     return (
         f"[{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},"
         f"{int(params.max_tokens)},{temperature!r},{top_p!r},"
-        f"[{','.join(map(_quote, params.stop))}],{seed},{content}]"
+        f"[{','.join(map(_quote, params.stop))}],{seed},{content}"
+        + ("]" if params.top_k is None else f",{int(params.top_k)}]")
     )
 
 

@@ -41,6 +41,8 @@ class GenerationParams:
     max_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int | None = None
+    """Sample from the k likeliest tokens; ``None``: from all."""
     stop: tuple[str, ...] = ()
     seed: int | None = None
 

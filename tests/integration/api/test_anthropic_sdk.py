@@ -65,6 +65,24 @@ def test_create_answers_a_message(live_server: LiveServer) -> None:
     assert 0 < message.usage.output_tokens <= 8
 
 
+def test_top_k_reaches_the_sampler(live_server: LiveServer) -> None:
+    """At temperature 1, ``top_k: 1`` samples the greedy answer; without it, a sample."""
+
+    def answer(**sampling: Any) -> str:
+        message = client(live_server).messages.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Name the moons"}],
+            max_tokens=16,
+            extra_body=sampling,
+        )
+        assert message.content[0].type == "text"
+        return message.content[0].text
+
+    greedy = answer(temperature=0)
+    assert answer(temperature=1.0, top_k=1) == greedy
+    assert answer(temperature=1.0) != greedy
+
+
 def test_a_cut_off_answer_stops_for_max_tokens(live_server: LiveServer) -> None:
     message = client(live_server).messages.create(
         model=MODEL,

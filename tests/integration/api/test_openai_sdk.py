@@ -59,6 +59,26 @@ def test_chat_completion(live_server: LiveServer) -> None:
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_top_k_1_samples_the_greedy_answer(live_server: LiveServer) -> None:
+    """``top_k`` (vLLM's extension) reaches the sampler: at temperature 1, a sample from the
+    one likeliest token is the greedy answer, while a sample from all of them is not."""
+    openai = client(live_server)
+
+    def answer(**sampling: Any) -> str | None:
+        completion = openai.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Count the stars"}],
+            max_tokens=16,
+            **sampling,
+        )
+        content: str | None = completion.choices[0].message.content
+        return content
+
+    greedy = answer(temperature=0)
+    assert answer(temperature=1.0, seed=5, extra_body={"top_k": 1}) == greedy
+    assert answer(temperature=1.0, seed=5) != greedy
+
+
 def test_alias_resolves_to_the_model(live_server: LiveServer) -> None:
     reply = client(live_server).chat.completions.create(
         model="demo", messages=[{"role": "user", "content": "hi"}], max_tokens=2

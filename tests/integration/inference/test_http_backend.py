@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -95,6 +96,17 @@ async def test_completions(upstream: FakeUpstream, make_backend: MakeBackend) ->
     assert upstream.seen[0].path == "/v1/completions"
     assert upstream.seen[0].body["prompt"] == "Say hi"
     assert upstream.seen[0].body["model"] == "upstream-llama"
+
+
+async def test_top_k_is_sent_only_when_asked_for(
+    upstream: FakeUpstream, make_backend: MakeBackend
+) -> None:
+    """Not OpenAI's own parameter: a hosted API that does not know it must not see it."""
+    backend = make_backend()
+    await backend.generate(CHAT, PARAMS)
+    await backend.generate(CHAT, replace(PARAMS, top_k=5))
+    assert "top_k" not in upstream.seen[0].body
+    assert upstream.seen[1].body["top_k"] == 5
 
 
 @pytest.mark.parametrize("prompt", [CHAT, Prompt(text="Say hi")], ids=["chat", "completions"])

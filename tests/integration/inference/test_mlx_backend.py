@@ -72,6 +72,13 @@ async def test_same_seed_same_text(backend: MlxBackend) -> None:
     assert other.text != first.text
 
 
+async def test_top_k_1_samples_the_greedy_answer(backend: MlxBackend) -> None:
+    greedy = await backend.generate(CHAT, GenerationParams(max_tokens=20, temperature=0.0))
+    sampled = GenerationParams(max_tokens=20, temperature=1.0, seed=3)
+    assert await backend.generate(CHAT, replace(sampled, top_k=1)) == greedy
+    assert (await backend.generate(CHAT, sampled)).text != greedy.text
+
+
 async def test_stop_string(backend: MlxBackend) -> None:
     params = GenerationParams(max_tokens=40, seed=3)
     full = (await backend.generate(CHAT, params)).text

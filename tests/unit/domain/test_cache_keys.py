@@ -43,6 +43,7 @@ params = st.builds(
     top_p=st.floats(0, 1, allow_nan=False),
     stop=st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
     seed=st.none() | st.integers(0, 2**32),
+    top_k=st.none() | st.integers(1, 2**31 - 1),
 )
 
 
@@ -73,6 +74,8 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
         p.seed,
         [[m.role, m.content] for m in prompt.messages] if prompt.messages else prompt.text,
     ]
+    if p.top_k is not None:  # last, and only when set: every other key stays as it was
+        reference.append(p.top_k)
     written = canonical_json(**request)
     assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(written) == reference
@@ -132,6 +135,7 @@ PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "top_p": st.floats(0, 1, allow_nan=False),
     "stop": st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
     "seed": st.none() | st.integers(0, 2**32),
+    "top_k": st.none() | st.integers(1, 2**31 - 1),
 }
 
 

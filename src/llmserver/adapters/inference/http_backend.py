@@ -174,6 +174,10 @@ class HttpBackend(InferenceBackend):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.top_k is not None:
+            # Not OpenAI's own parameter, so sent only when asked for: vLLM, Ollama and
+            # llama.cpp read it; a hosted API that does not answers why in its 400.
+            body["top_k"] = params.top_k
         if prompt.messages is not None:
             body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
             return "/chat/completions", body

@@ -64,14 +64,16 @@ class _Job:
 
 
 def keyed_sampler(mx: Any, params: GenerationParams) -> Callable[[Any], Any]:
-    """Temperature / top-p sampling from a PRNG key of the request's own."""
-    from mlx_lm.sample_utils import apply_top_p
+    """Temperature / top-k / top-p sampling from a PRNG key of the request's own."""
+    from mlx_lm.sample_utils import apply_top_k, apply_top_p
 
     key = mx.random.key(params.seed if params.seed is not None else secrets.randbits(63))
 
     def sample(logprobs: Any) -> Any:
         nonlocal key
         key, use = mx.random.split(key)
+        if params.top_k is not None and params.top_k < logprobs.shape[-1]:
+            logprobs = apply_top_k(logprobs, params.top_k)
         if params.top_p < 1.0:
             logprobs = apply_top_p(logprobs, params.top_p)
         return mx.random.categorical(logprobs * (1.0 / params.temperature), key=use)

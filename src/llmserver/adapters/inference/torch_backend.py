@@ -32,7 +32,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -52,6 +51,7 @@ from llmserver.adapters.inference.generation import (
 from llmserver.adapters.inference.kv_cache import Batch
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.torch_loading import load_model
+from llmserver.adapters.inference.torch_sampling import row_generator, sample_token
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -200,18 +200,13 @@ class TorchBackend(InferenceBackend):
         return consume(request.channel, lambda: self._forget(request))
 
     def _submit(self, ids: list[int], params: GenerationParams, channel: EventChannel) -> _Request:
-        generator = None
-        if not params.greedy:
-            generator = torch.Generator(device=self.device)
-            seed = params.seed if params.seed is not None else secrets.randbits(63)
-            generator.manual_seed(seed)
         request = _Request(
             prompt_ids=ids,
             params=params,
             channel=channel,
             events=TokenEvents(self._decode, params, len(ids), self._eos),
             deadline=time.monotonic() + self._timeout,
-            generator=generator,
+            generator=row_generator(params, self.device),
         )
         with self._cond:
             if self._closed:
@@ -371,23 +366,17 @@ class TorchBackend(InferenceBackend):
         keep = []
         for i, row in enumerate(rows):
             try:
-                token = int(greedy[i]) if row.generator is None else self._sample(logits[i], row)
+                token = (
+                    int(greedy[i])
+                    if row.generator is None
+                    else sample_token(logits[i], row.params, row.generator)
+                )
                 if self._advance(row, token):
                     keep.append(i)
             except Exception as exc:
                 log.exception("generation failed for a request on model %s", self._spec.id)
                 row.send(exc)
         return keep
-
-    def _sample(self, logits: torch.Tensor, row: _Request) -> int:
-        """One token drawn from one row's logits at its temperature and top_p."""
-        probs = torch.softmax(logits / row.params.temperature, dim=-1)
-        if row.params.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            outside = sorted_probs.cumsum(0) - sorted_probs > row.params.top_p
-            sorted_probs[outside] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=row.generator))
 
     def _advance(self, row: _Request, token: int) -> bool:
         """Record one sampled token and send what it completes; False when the row is done."""

@@ -173,6 +173,8 @@ class TracedBackend(InferenceBackend):
         }
         if params.seed is not None:
             attributes["gen_ai.request.seed"] = params.seed
+        if params.top_k is not None:
+            attributes["gen_ai.request.top_k"] = params.top_k
         if self._tracer.log_bodies:
             attributes["gen_ai.input.messages"] = _messages(prompt)
             if params.stop:

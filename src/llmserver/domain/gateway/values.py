@@ -49,6 +49,8 @@ class CompletionRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    """Sample from the k likeliest tokens; ``None``: from all."""
     stop: tuple[str, ...] = ()
     seed: int | None = None
     use_cache: bool = True
@@ -109,6 +111,7 @@ def generation_params(spec: ModelSpec, request: CompletionRequest) -> Generation
             spec.defaults.temperature if request.temperature is None else request.temperature
         ),
         top_p=spec.defaults.top_p if request.top_p is None else request.top_p,
+        top_k=request.top_k,
         stop=request.stop,
         seed=request.seed,
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from llmserver.app.routes.openai.protocol import PositiveInt, Probability
+from llmserver.app.routes.openai.protocol import PositiveInt, Probability, TopK
 
 UnitInterval = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
@@ -43,8 +43,7 @@ class MessagesRequest(msgspec.Struct, frozen=True, kw_only=True):
     system: Content | None = None
     temperature: UnitInterval | None = None
     top_p: Probability | None = None
-    top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    """Accepted for compatibility; the gateway samples by temperature and top_p only."""
+    top_k: TopK | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     metadata: Metadata | None = None

@@ -85,6 +85,7 @@ def to_domain(body: a.MessagesRequest, use_cache: bool) -> CompletionRequest:
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
+        top_k=body.top_k or None,
         stop=stop_sequences(body.stop_sequences, "stop_sequences"),
         use_cache=use_cache and body.cache is not False,
     )

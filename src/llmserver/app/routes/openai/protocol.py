@@ -14,6 +14,8 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 Probability = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+TopK = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""Sample from the k likeliest tokens; 0 turns it off, as vLLM reads it."""
 StopValue = str | list[Annotated[str, msgspec.Meta(min_length=1)]]
 
 
@@ -37,6 +39,8 @@ class _Sampling(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: PositiveInt | None = None
     temperature: NonNegative | None = None
     top_p: Probability | None = None
+    top_k: TopK | None = None
+    """Extension (vLLM's): sample from the k likeliest tokens."""
     stop: StopValue | None = None
     seed: Seed | None = None
     user: str | None = None

@@ -109,6 +109,7 @@ def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
+        top_k=body.top_k or None,
         stop=stop_sequences(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,

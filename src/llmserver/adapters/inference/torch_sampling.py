@@ -1,0 +1,34 @@
+"""Drawing a row's next token from its logits, as its request's sampling parameters say."""
+
+from __future__ import annotations
+
+import secrets
+
+import torch
+
+from llmserver.domain.inference import GenerationParams
+
+
+def row_generator(params: GenerationParams, device: torch.device) -> torch.Generator | None:
+    """The random source of one sampled request (its seed's, or a fresh one); ``None`` for a
+    greedy one, which takes the likeliest token."""
+    if params.greedy:
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+    return generator
+
+
+def sample_token(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator) -> int:
+    """One token drawn from one row's logits at its temperature, top_k and top_p (top_k
+    first, as transformers and vLLM apply them)."""
+    top_k = params.top_k
+    if top_k is not None and top_k < logits.shape[-1]:
+        logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], -torch.inf)
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(0) - sorted_probs > params.top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
