@@ -192,7 +192,9 @@ def usage(
     end: date = until.date()
     if end <= first:
         raise click.BadParameter("must be after --since", param_hint="--until")
+    from llmserver.app.routes.admin.views import DailyUsageView
+
     rows = _run(ctx, lambda s: s.retention.daily_usage(first, end, key_id=key_id, model=model))
     encoder = msgspec.json.Encoder()
     for row in rows:
-        click.echo(encoder.encode(row).decode())
+        click.echo(encoder.encode(DailyUsageView.costed(row)).decode())

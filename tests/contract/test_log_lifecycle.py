@@ -9,6 +9,7 @@ from llmserver.adapters.memory import MemoryRequestLogStore
 from llmserver.adapters.sql import SqlRequestLogStore
 from llmserver.domain.logs import CacheStatus, DailyUsage, RequestLog
 from llmserver.domain.ports import RequestLogRetention
+from llmserver.domain.pricing import MAX_PRICE_PER_MTOK, Prices, price_per_token
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 LogStorage = tuple[MemoryRequestLogStore | SqlRequestLogStore, RequestLogRetention]
@@ -16,6 +17,9 @@ LogStorage = tuple[MemoryRequestLogStore | SqlRequestLogStore, RequestLogRetenti
 JAN = datetime(2025, 1, 10, 23, 59, 59, 500000, tzinfo=UTC)
 LONG_KEY = "k" * 64
 LONG_MODEL = "é" * MODEL_ID_MAX_CHARS
+DEAREST = price_per_token(MAX_PRICE_PER_MTOK)
+MOST = Prices(DEAREST, DEAREST).cost(2**31 - 1, 2**31 - 1)
+"""The largest cost a row can hold: the most tokens of each kind at the highest prices."""
 
 
 def row(request_id: str, at: datetime, **changes: object) -> RequestLog:
@@ -34,10 +38,18 @@ def row(request_id: str, at: datetime, **changes: object) -> RequestLog:
 
 
 ROWS = [
-    row("jan-1", JAN),
-    row("jan-2", JAN, cache_status=CacheStatus.HIT, prompt_tokens=7, completion_tokens=0),
+    row("jan-1", JAN, cost_picodollars=MOST),
+    # Summed with jan-1, past what a float (or a float counter) holds exactly.
+    row(
+        "jan-2",
+        JAN,
+        cache_status=CacheStatus.HIT,
+        prompt_tokens=7,
+        completion_tokens=0,
+        cost_picodollars=1,
+    ),
     row("jan-3", JAN + timedelta(seconds=1), status=429, key_id=None, model=None),
-    row("feb-5", datetime(2025, 2, 5, tzinfo=UTC), model="other"),
+    row("feb-5", datetime(2025, 2, 5, tzinfo=UTC), model="other", cost_picodollars=3_000_000),
     row("feb-20", datetime(2025, 2, 20, tzinfo=UTC)),
 ]
 
@@ -67,12 +79,24 @@ async def test_daily_usage_counts_per_day_key_and_model(log_storage: LogStorage)
     only_other = await retention.daily_usage(date(2025, 1, 1), date(2025, 3, 1), model="other")
 
     assert list(usage) == [
-        DailyUsage(date(2025, 1, 10), LONG_KEY, LONG_MODEL, 2, 17, 5, cache_hits=1),
+        DailyUsage(
+            date(2025, 1, 10),
+            LONG_KEY,
+            LONG_MODEL,
+            2,
+            17,
+            5,
+            cache_hits=1,
+            cost_picodollars=MOST + 1,
+        ),
         DailyUsage(date(2025, 1, 11), None, None, 1, 10, 5, errors=1),  # past midnight UTC
-        DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 1, 10, 5),
+        DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 1, 10, 5, cost_picodollars=3_000_000),
         DailyUsage(date(2025, 2, 20), LONG_KEY, LONG_MODEL, 1, 10, 5),
     ]
-    assert list(only_other) == [DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 1, 10, 5)]
+    assert usage[0].cost_picodollars == 4_294_967_294_000_000_001
+    assert list(only_other) == [
+        DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 1, 10, 5, cost_picodollars=3_000_000)
+    ]
 
 
 async def test_expired_rows_go_and_their_usage_stays(log_storage: LogStorage) -> None:
@@ -93,8 +117,11 @@ async def test_expired_rows_go_and_their_usage_stays(log_storage: LogStorage) ->
     assert await retention.daily_usage(*span) == usage
     assert await retention.expire(datetime(2025, 2, 10, tzinfo=UTC)) == 0
     # Rows written later for an expired day add to what was rolled up.
-    await store.write([row("late", datetime(2025, 2, 5, 12, tzinfo=UTC), model="other")])
+    late = row("late", datetime(2025, 2, 5, 12, tzinfo=UTC), model="other", cost_picodollars=7)
+    await store.write([late])
     again = await retention.daily_usage(date(2025, 2, 5), date(2025, 2, 6))
-    assert again == [DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 2, 20, 10)]
+    assert again == [
+        DailyUsage(date(2025, 2, 5), LONG_KEY, "other", 2, 20, 10, cost_picodollars=3_000_007)
+    ]
     assert await retention.expire(datetime(2025, 3, 1, tzinfo=UTC)) == 2
     assert await retention.daily_usage(date(2025, 2, 5), date(2025, 2, 6)) == again

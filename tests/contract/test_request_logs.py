@@ -7,6 +7,7 @@ from llmserver.adapters.memory import MemoryRequestLogStore
 from llmserver.adapters.sql import SqlRequestLogStore
 from llmserver.domain.keys import PREFIX_CHARS
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, CacheStatus, LogQuery, RequestLog
+from llmserver.domain.pricing import MAX_PRICE_PER_MTOK, Prices, price_per_token
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 T0 = datetime(2026, 3, 14, 12, 0, 0, 250000, tzinfo=UTC)
@@ -32,6 +33,7 @@ async def test_rows_round_trip_with_every_field(log_store: Store) -> None:
         1,
         prompt_tokens=10,
         completion_tokens=20,
+        cost_picodollars=13_500_000,
         cache_status=CacheStatus.HIT,
         error_code=None,
         stream=True,
@@ -81,11 +83,12 @@ async def test_filters_combine(log_store: Store) -> None:
     assert n_time == 3
 
 
-async def test_every_string_field_at_its_longest_legal_value_round_trips(
+async def test_every_field_at_its_longest_legal_value_round_trips(
     log_store: Store,
 ) -> None:
     # On PostgreSQL each column enforces its length: a value the API lets through and the
     # column cannot hold failed the whole batch (and, retried, every later one).
+    dearest = price_per_token(MAX_PRICE_PER_MTOK)
     longest = row(
         1,
         request_id="~" * REQUEST_ID_MAX_CHARS,  # the longest X-Request-ID kept as sent
@@ -96,6 +99,10 @@ async def test_every_string_field_at_its_longest_legal_value_round_trips(
         cache_status=max(CacheStatus, key=len),
         error_code="e" * 64,  # codes are identifiers set in code, all far shorter
         body="ü" * 100_000,
+        prompt_tokens=2**31 - 1,
+        completion_tokens=2**31 - 1,
+        # The most those tokens can cost: at the highest price a model may have.
+        cost_picodollars=Prices(dearest, dearest).cost(2**31 - 1, 2**31 - 1),
     )
 
     await log_store.write([longest])

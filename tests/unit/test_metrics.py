@@ -90,6 +90,20 @@ def test_generation_histograms_and_token_counters_move(metrics: Metrics) -> None
     assert value(metrics, "llmserver_completion_tokens_total", model="demo") == 45
 
 
+def test_spend_counts_whole_microdollars_of_the_exact_sum(metrics: Metrics) -> None:
+    metrics.spend("demo", 999_999)  # picodollars: not yet a micro-dollar
+    assert value(metrics, "llmserver_spend_microdollars_total", model="demo") == 0
+    metrics.spend("demo", 1)
+    metrics.spend("demo", 2_500_000)
+    assert value(metrics, "llmserver_spend_microdollars_total", model="demo") == 3
+    # Past what a float counter of picodollars holds exactly (2^53), still whole and exact.
+    metrics.spend("demo", 9 * 10**18)
+    metrics.spend("demo", 499_999)
+    assert value(metrics, "llmserver_spend_microdollars_total", model="demo") == 9 * 10**12 + 3
+    metrics.spend("gpt-4o", 10**6)  # not a served model: counted under OTHER
+    assert value(metrics, "llmserver_spend_microdollars_total", model=OTHER) == 1
+
+
 def test_refusals_errors_cache_and_redis_counters(metrics: Metrics) -> None:
     metrics.refused("rpm")
     metrics.refused("rpm")

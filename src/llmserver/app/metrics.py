@@ -146,6 +146,11 @@ class Metrics:
         added to it: a dictionary add costs a fifth of a child's locked ``inc``. ``fold``
         adds them before every render and at close; with several workers, whose files
         another worker may render, at every request's start and end."""
+        self._spend_remainder: dict[Any, int] = {}
+        """Picodollars of spend per model not yet a whole micro-dollar of its counter: the
+        counter is a float, exact to 2^53 (9 billion dollars in micro-dollars, 9 thousand
+        in picodollars), so it counts whole micro-dollars and this keeps the rest, which
+        makes it exactly the floor of the true sum (per worker, with several)."""
         self._registry = CollectorRegistry(auto_describe=True)
         r = self._registry
         self._requests_in_flight = Gauge(
@@ -192,6 +197,13 @@ class Metrics:
         self._completion_tokens = Counter(
             "llmserver_completion_tokens",
             "Completion tokens of served requests (cache hits included).",
+            ["model"],
+            registry=r,
+        )
+        self._spend = Counter(
+            "llmserver_spend_microdollars",
+            "What served requests cost at the models' prices, in whole micro-dollars "
+            "(10^-6 dollars; cache hits only when they count against quota).",
             ["model"],
             registry=r,
         )
@@ -281,6 +293,17 @@ class Metrics:
         pending = self._pending
         pending[children[0]] = pending.get(children[0], 0) + prompt
         pending[children[1]] = pending.get(children[1], 0) + completion
+
+    def spend(self, model: str, picodollars: int) -> None:
+        child = self._per_request.get(("spend", model))
+        if child is None:
+            child = self._per_request["spend", model] = self._child(self._spend, self._model(model))
+        micro, self._spend_remainder[child] = divmod(
+            self._spend_remainder.get(child, 0) + picodollars, 1_000_000
+        )
+        if micro:
+            pending = self._pending
+            pending[child] = pending.get(child, 0) + micro
 
     def first_token(self, model: str, seconds: float) -> None:
         self._child(self._first_token, self._model(model)).observe(seconds)

@@ -55,6 +55,9 @@ class RequestLog:
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_picodollars: int = 0
+    """What the tokens cost at the model's prices (``pricing``); 0 for a cache hit unless
+    hits count against quota."""
     cache_status: CacheStatus | None = None
     error_code: str | None = None
     stream: bool = False
@@ -93,6 +96,7 @@ class DailyUsage:
     cache_hits: int = 0
     errors: int = 0
     """Requests answered with a status of 400 or more."""
+    cost_picodollars: int = 0
 
 
 def as_utc(at: datetime) -> datetime:

@@ -308,6 +308,10 @@ class Telemetry(Protocol):
         """The usage of a successful request, cache hits included."""
         ...
 
+    def spend(self, model: str, picodollars: int) -> None:
+        """What a request's tokens cost, when it cost anything (see ``pricing``)."""
+        ...
+
     def first_token(self, model: str, seconds: float) -> None:
         """From admission to the first generated delta of a stream (not cache replays)."""
         ...
@@ -331,6 +335,9 @@ class NullTelemetry:
         pass
 
     def tokens(self, model: str, prompt: int, completion: int) -> None:
+        pass
+
+    def spend(self, model: str, picodollars: int) -> None:
         pass
 
     def first_token(self, model: str, seconds: float) -> None:

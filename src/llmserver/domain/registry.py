@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from llmserver.domain.errors import ModelNotFound
+from llmserver.domain.pricing import FREE, Prices
 
 MODEL_ID_MAX_CHARS = 200
 """The longest model id a model may be configured with: what the request log and the
@@ -89,6 +90,9 @@ class ModelSpec:
     matryoshka: bool = False
     """For embedding models: a request may ask for fewer ``dimensions`` (the vector is cut,
     then scaled back to unit length), which only Matryoshka-trained models make sense of."""
+    prices: Prices = FREE
+    """What its tokens cost (``input_price_per_mtok``, ``output_price_per_mtok`` in the
+    models file); free unless configured."""
 
     @property
     def capabilities(self) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ def _rows() -> list[RequestLog]:
             model="tiny",
             prompt_tokens=3,
             completion_tokens=n % 7,
+            cost_picodollars=n * 10**9,
             cache_status=CacheStatus.HIT if n % 2 else None,
             body='a "quoted", multi\nline body' if n == 1 else None,
         )
@@ -126,6 +127,8 @@ def test_expire_rolls_up_and_usage_still_reports_the_days(database: str) -> None
     assert [(d["day"], d["requests"]) for d in days] == [("2024-06-01", 1440), ("2024-06-02", 1060)]
     assert sum(d["errors"] for d in days) == ROWS // 10
     assert sum(d["cache_hits"] for d in days) == ROWS // 2
+    # Exact decimal strings of dollars: 10^-3 dollars times n, for n = 0..1439 and on.
+    assert [d["cost_usd"] for d in days] == ["1036.08", "2087.67"]
 
 
 def test_partitions_are_made_ahead_on_postgres_only(database: str) -> None:

@@ -82,8 +82,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "0003": "data lifecycle: request_logs by month (PostgreSQL), usage_daily, "
         "completion_cache.last_hit_at",
         "0004": "audit_log: every admin action, who made it, and what it changed",
+        "0005": "request_logs.cost_picodollars and usage_daily.cost_picodollars: "
+        "what requests cost",
     }
-    assert head == "0004"
+    assert head == "0005"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

@@ -223,6 +223,9 @@ class RecordingTelemetry:
     def tokens(self, model: str, prompt: int, completion: int) -> None:
         self.events.append(("tokens", model, prompt, completion))
 
+    def spend(self, model: str, picodollars: int) -> None:
+        self.events.append(("spend", model, picodollars))
+
     def first_token(self, model: str, seconds: float) -> None:
         self.events.append(("first_token", model, seconds))
 

@@ -23,6 +23,7 @@ from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.inference import ChatMessage, Prompt
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
 from llmserver.domain.logs import Origin, RequestLog
+from llmserver.domain.pricing import FREE, Prices
 from llmserver.domain.quota import UsageRecord, period_of
 from llmserver.domain.registry import (
     BackendKind,
@@ -87,6 +88,8 @@ class World:
     logs: list[RequestLog] = field(default_factory=list)
     tracer: RecordingTracer | None = None
     """When set, the gateway is the traced one (``TracedGateway``), reporting to it."""
+    prices: Prices = FREE
+    """What ``MODEL``'s tokens cost."""
 
     def __post_init__(self) -> None:
         self.hasher = KeyHasher(SERVER_SECRET)
@@ -103,7 +106,7 @@ class World:
             limiter=self.limiter,
             cache=self.cache,
             hot_cache=self.hot_cache,
-            registry=ModelRegistry([SPEC, OTHER_SPEC, EMBED_SPEC]),
+            registry=ModelRegistry([replace(SPEC, prices=self.prices), OTHER_SPEC, EMBED_SPEC]),
             backends=FakeBackends(self.backend, embedders=[self.embedder]),
             clock=self.clock,
             log=self.logs.append,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmserver.adapters.inference.model_config import ModelConfigError, load_model_specs
+from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import BackendKind, ModelDefaults, ModelKind, ModelSpec, Pooling
 
 
@@ -46,6 +47,8 @@ backend = "http"
 source = "http://127.0.0.1:11434"
 upstream_model = "llama3.2"
 api_key_env = "UPSTREAM_KEY"
+input_price_per_mtok = "0.15"
+output_price_per_mtok = 0.6
 """,
     )
     assert load_model_specs(path) == (
@@ -73,6 +76,7 @@ api_key_env = "UPSTREAM_KEY"
             source="http://127.0.0.1:11434",
             upstream_model="llama3.2",
             api_key_env="UPSTREAM_KEY",
+            prices=Prices(input=150_000, output=600_000),
         ),
     )
 
@@ -195,6 +199,23 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
             '[[models]]\nid = "a"\nbackend = "torch"\nsource = "x"\nquantize = "int8"\n'
             'device = "cuda"',
             r"\('a'\): field 'quantize' = 'int8' runs on CPU only, not device 'cuda'",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\noutput_price_per_mtok = -2',
+            r"models\[0\] \('a'\): field 'output_price_per_mtok' must be from 0 to 1000 dollars",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\n'
+            'input_price_per_mtok = "0.0000005"',
+            "field 'input_price_per_mtok' must have at most 6 decimal places",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\ninput_price_per_mtok = nan',
+            "field 'input_price_per_mtok' must be a finite number",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\nprices = 1',
+            r"unknown fields \['prices'\]",
         ),
         ("models = 3", r"'models' must be an array of tables"),
         ("[server]\nport = 1", r"unknown top-level keys \['server'\]"),

@@ -20,6 +20,8 @@ backend = "http"
 source = "http://127.0.0.1:11434"
 upstream_model = "llama3.2"
 api_key_env = "UPSTREAM_API_KEY"
+input_price_per_mtok = "0.15"    # dollars per million tokens: a number or a decimal string
+output_price_per_mtok = 0.60     # default 0 (a local model costs nothing)
 
 [[models]]
 id = "all-minilm-l6-v2"
@@ -43,6 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from llmserver.domain.pricing import Prices, price_per_token
 from llmserver.domain.registry import (
     DTYPES,
     QUANTIZE_MODES,
@@ -67,7 +70,8 @@ _STR_FIELDS = (
     "api_key_env",
     "owned_by",
 )
-_KNOWN = {f.name for f in fields(ModelSpec)}
+_PRICES = {"input_price_per_mtok": "input", "output_price_per_mtok": "output"}
+_KNOWN = {f.name for f in fields(ModelSpec)} - {"prices"} | set(_PRICES)
 _DEFAULTS = ModelDefaults()
 
 
@@ -140,6 +144,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         context_length=context_length,
         max_batch_size=max_batch_size,
         defaults=_defaults(where, entry.get("defaults", {})),
+        prices=_prices(where, entry),
         **{name: value for name, value in options.items() if value is not None},
     )
 
@@ -227,3 +232,13 @@ def _defaults(where: str, raw: Any) -> ModelDefaults:
             )
         numbers[name] = float(value)
     return ModelDefaults(max_tokens=max_tokens, **numbers)
+
+
+def _prices(where: str, entry: dict[str, Any]) -> Prices:
+    per_token: dict[str, int] = {}
+    for option, name in _PRICES.items():
+        try:
+            per_token[name] = price_per_token(entry.get(option, 0))
+        except ValueError as exc:
+            raise ModelConfigError(f"{where}: field '{option}' {exc}") from None
+    return Prices(**per_token)

@@ -24,6 +24,7 @@ def _counts(row: RequestLog) -> Counter[str]:
         completion_tokens=row.completion_tokens,
         cache_hits=int(row.cache_status is CacheStatus.HIT),
         errors=int(row.status >= 400),
+        cost_picodollars=row.cost_picodollars,
     )
 
 

@@ -151,6 +151,8 @@ class RequestLogModel(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost_picodollars: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """10^-12 dollars (``domain.pricing``): an exact integer, no rounding."""
     cache_status: Mapped[str | None] = mapped_column(String(8))
     error_code: Mapped[str | None] = mapped_column(String(64))
     stream: Mapped[bool] = mapped_column(Boolean)
@@ -178,6 +180,7 @@ class UsageDailyModel(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     cache_hits: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
+    cost_picodollars: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class CompletionCacheModel(Base):

@@ -25,7 +25,14 @@ _DAILY: Table = UsageDailyModel.__table__  # type: ignore[assignment]
 
 DIMENSIONS = ("day", "key_id", "model")
 """What usage is rolled up by (teams, when they exist, join here and in the table's key)."""
-COUNTS = ("requests", "prompt_tokens", "completion_tokens", "cache_hits", "errors")
+COUNTS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_hits",
+    "errors",
+    "cost_picodollars",
+)
 
 
 def _day_of(dialect: str, created_at: Any) -> ColumnElement[date]:
@@ -49,6 +56,7 @@ def _aggregate(dialect: str, logs: Table | TableClause, *where: Any) -> Select[A
         func.coalesce(func.sum(c.completion_tokens), 0),
         func.sum(case((c.cache_status == CacheStatus.HIT.value, 1), else_=0)),
         func.sum(case((c.status >= 400, 1), else_=0)),
+        func.coalesce(func.sum(c.cost_picodollars), 0),
     )
     labelled = [
         e.label(n) for e, n in zip((*grouping, *counts), (*DIMENSIONS, *COUNTS), strict=True)

@@ -177,6 +177,14 @@ class Outcomes:
     ) -> None:
         principal = call.principal
         origin = call.origin
+        cost = 0
+        if completion is not None and call.spec is not None:
+            # Whatever the cache answered costs nothing unless the operator counts hits
+            # against quota: then a hit is billed as the request it replays.
+            if cache_status is not CacheStatus.HIT or self._charge_hits:
+                cost = call.spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
+            if cost:
+                self._telemetry.spend(call.spec.id, cost)
         self._log(
             RequestLog(
                 request_id=origin.request_id,
@@ -189,6 +197,7 @@ class Outcomes:
                 model=call.spec.id if call.spec is not None else _unknown_model(call.request),
                 prompt_tokens=completion.prompt_tokens if completion else 0,
                 completion_tokens=completion.completion_tokens if completion else 0,
+                cost_picodollars=cost,
                 cache_status=cache_status,
                 error_code=error_code,
                 stream=call.stream,

@@ -152,7 +152,7 @@ async def daily_usage(
             param="until",
         )
     rows = await services.retention.daily_usage(since, end, key_id=key_id, model=model)
-    return v.DailyUsageList([v.DailyUsageView.of(r) for r in rows])
+    return v.DailyUsageList([v.DailyUsageView.costed(r) for r in rows])
 
 
 @get("/logs", summary="Request logs, newest first, with filters", responses=ADMIN_ERRORS)
@@ -182,7 +182,7 @@ async def logs(
             offset=offset,
         )
     )
-    return v.LogPage([v.LogView.of(r) for r in rows], total, limit, offset)
+    return v.LogPage([v.LogView.costed(r) for r in rows], total, limit, offset)
 
 
 @get("/roles", summary="Roles and their default limits", responses=ADMIN_ERRORS)

@@ -15,6 +15,8 @@ from llmserver.domain.key_admin import (
     key_state,
 )
 from llmserver.domain.keys import ApiKey, Role
+from llmserver.domain.logs import DailyUsage, RequestLog
+from llmserver.domain.pricing import dollars
 
 
 class RecordView(msgspec.Struct, frozen=True):
@@ -88,8 +90,20 @@ class UsageList(msgspec.Struct, frozen=True):
     object: str = "list"
 
 
+class CostedView(RecordView, frozen=True, kw_only=True):
+    """A view of a record with ``cost_picodollars``, shown as ``cost_usd``: build it with
+    ``costed`` (``of`` leaves the cost at its default)."""
+
+    cost_usd: str = "0.00"
+    """Dollars, as an exact decimal string (never a float): "0.00135"."""
+
+    @classmethod
+    def costed(cls, record: RequestLog | DailyUsage) -> Self:
+        return msgspec.structs.replace(cls.of(record), cost_usd=dollars(record.cost_picodollars))
+
+
 # Shows a DailyUsage row: a day's usage of a key and model.
-class DailyUsageView(RecordView, frozen=True):
+class DailyUsageView(CostedView, frozen=True):
     day: date
     key_id: str | None
     model: str | None
@@ -106,7 +120,7 @@ class DailyUsageList(msgspec.Struct, frozen=True):
 
 
 # Shows a RequestLog row.
-class LogView(RecordView, frozen=True):
+class LogView(CostedView, frozen=True):
     request_id: str
     created_at: datetime
     route: str

@@ -1,0 +1,95 @@
+"""Migration 0005 on data: the rows already logged and rolled up cost 0, new rows keep
+their cost up to the largest legal one, and the downgrade drops the two columns and no row."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, column, func, insert, inspect, select, table
+
+from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.domain.logs import DailyUsage, RequestLog
+from llmserver.domain.pricing import MAX_PRICE_PER_MTOK, Prices, price_per_token
+
+DAY = date(2026, 11, 30)
+AT = datetime(2026, 11, 30, 12, tzinfo=UTC)
+KEY = "k" * 64
+MODEL = "é" * 200
+LOG = {
+    "request_id": "before-0005",
+    "route": "/v1/chat/completions",
+    "status": 200,
+    "latency_ms": 1.5,
+    "prompt_tokens": 3,
+    "completion_tokens": 4,
+    "stream": False,
+    "created_at": AT,
+    "key_id": KEY,
+    "model": MODEL,
+}
+ROLLED = {
+    "day": date(2026, 11, 29),
+    "key_id": KEY,
+    "model": MODEL,
+    "requests": 5,
+    "prompt_tokens": 50,
+    "completion_tokens": 60,
+    "cache_hits": 1,
+    "errors": 0,
+}
+DEAREST = price_per_token(MAX_PRICE_PER_MTOK)
+MOST = Prices(DEAREST, DEAREST).cost(2**31 - 1, 2**31 - 1)
+
+
+def _columns(conn: Connection, name: str) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns(name)}
+
+
+async def _counts(db: SqlDatabase) -> tuple[int, int]:
+    async with db.engine.connect() as conn:
+        logs = (
+            await conn.execute(select(func.count()).select_from(table("request_logs")))
+        ).scalar_one()
+        days = (
+            await conn.execute(select(func.count()).select_from(table("usage_daily")))
+        ).scalar_one()
+    return logs, days
+
+
+async def test_0005_costs_old_rows_nothing_and_its_downgrade_keeps_every_row(
+    empty_database_url: str,
+) -> None:
+    db = SqlDatabase.from_url(empty_database_url)
+    span = (date(2026, 11, 29), date(2026, 12, 1))
+    try:
+        await migrate.upgrade(empty_database_url, "0004")
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(table("request_logs", *map(column, LOG))).values(LOG))
+            await conn.execute(insert(table("usage_daily", *map(column, ROLLED))).values(ROLLED))
+
+        await migrate.upgrade(empty_database_url, "0005")
+        await db.engine.dispose()
+        assert list(await db.retention.daily_usage(*span)) == [
+            DailyUsage(ROLLED["day"], KEY, MODEL, 5, 50, 60, cache_hits=1),  # type: ignore[arg-type]
+            DailyUsage(DAY, KEY, MODEL, 1, 3, 4),
+        ]
+        priced: dict[str, Any] = LOG | {"request_id": "after-0005", "cost_picodollars": MOST}
+        await db.logs.write([RequestLog(**priced)])
+        usage = await db.retention.daily_usage(*span)
+        assert usage[1] == DailyUsage(DAY, KEY, MODEL, 2, 6, 8, cost_picodollars=MOST)
+
+        await migrate.downgrade(empty_database_url, "0004")
+        await db.engine.dispose()
+        async with db.engine.connect() as conn:
+            for name in ("request_logs", "usage_daily"):
+                assert "cost_picodollars" not in await conn.run_sync(_columns, name)
+        assert await _counts(db) == (2, 1)
+
+        await migrate.upgrade(empty_database_url)
+        await db.engine.dispose()
+        # The costs went with the column: every row is back at 0.
+        assert [u.cost_picodollars for u in await db.retention.daily_usage(*span)] == [0, 0]
+        assert await _counts(db) == (2, 1)
+    finally:
+        await db.dispose()

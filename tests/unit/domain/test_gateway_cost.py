@@ -1,0 +1,67 @@
+"""What requests cost: computed when they settle, on their log rows and in telemetry."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmserver.domain.errors import QuotaExceeded
+from llmserver.domain.gateway import GatewayPolicy
+from llmserver.domain.logs import CacheStatus
+from llmserver.domain.pricing import Prices
+
+from .world import MODEL, World, ask, origin
+
+PRICES = Prices(input=150_000, output=600_000)  # $0.15 and $0.60 per million tokens
+ANSWER = 5 * 150_000 + 5 * 600_000  # "what is six times seven" -> "the answer is forty two"
+
+
+async def test_a_served_request_costs_its_tokens_at_the_models_prices() -> None:
+    world = World(prices=PRICES)
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), origin("r1"))
+
+    [row] = world.logs
+    assert (row.prompt_tokens, row.completion_tokens) == (5, 5)
+    assert row.cost_picodollars == ANSWER
+    assert world.telemetry.of("spend") == [(MODEL, ANSWER)]
+
+
+async def test_a_cache_hit_is_free_unless_hits_count_against_quota() -> None:
+    free = World(prices=PRICES)
+    charged = World(prices=PRICES, policy=GatewayPolicy(cache_hits_count_against_quota=True))
+    for world in (free, charged):
+        principal = await world.principal()
+        await world.gateway.complete(principal, ask(), origin("miss"))
+        await world.gateway.complete(principal, ask(), origin("hit"))
+        assert [row.cache_status for row in world.logs] == [CacheStatus.MISS, CacheStatus.HIT]
+
+    assert [row.cost_picodollars for row in free.logs] == [ANSWER, 0]
+    assert free.telemetry.of("spend") == [(MODEL, ANSWER)]
+    # Billed as the request it replays, as its tokens are charged to the quota.
+    assert [row.cost_picodollars for row in charged.logs] == [ANSWER, ANSWER]
+    assert charged.telemetry.of("spend") == [(MODEL, ANSWER), (MODEL, ANSWER)]
+
+
+async def test_a_stream_cut_short_costs_the_tokens_it_was_charged() -> None:
+    world = World(prices=PRICES)
+    principal = await world.principal()
+    session = await world.gateway.open_stream(principal, ask(), origin("s1"))
+    await anext(session.events)
+    await anext(session.events)
+    await session.events.aclose()  # type: ignore[attr-defined]
+
+    [row] = world.logs
+    assert (row.status, row.completion_tokens) == (499, 2)
+    assert row.cost_picodollars == 5 * 150_000 + 2 * 600_000
+
+
+async def test_refused_requests_and_free_models_cost_nothing() -> None:
+    world = World(prices=PRICES)
+    principal = await world.principal(quota_tokens=3)
+    with pytest.raises(QuotaExceeded):
+        await world.gateway.complete(principal, ask(), origin("refused"))
+    free = World()
+    await free.gateway.complete(await free.principal(), ask(), origin("free"))
+
+    assert [row.cost_picodollars for row in (*world.logs, *free.logs)] == [0, 0]
+    assert world.telemetry.of("spend") == free.telemetry.of("spend") == []
