@@ -162,6 +162,7 @@ try {
     await admin.waitForTimeout(500); // rows are written behind; ask again
     await admin.getByTestId("logs-apply").click();
   }
+  result.logCosts = await admin.getByTestId("log-cost").allInnerTexts();
   await admin.locator('[data-testid="log-row"][data-status="200"]').last().getByTestId("log-open").click();
   const body = admin.getByTestId("log-body");
   await body.waitFor({ timeout: TIMEOUT });
@@ -177,6 +178,7 @@ try {
   await top.waitFor({ timeout: TIMEOUT });
   result.usageRequests = Number(await top.getByTestId("top-requests").innerText());
   result.usageLabel = await top.locator("th").innerText();
+  result.usageCost = await top.getByTestId("top-cost").innerText();
   result.chartBars = await admin.locator('[data-testid="usage-chart"] .recharts-bar-rectangle').count();
   result.chartLegend = await admin.locator('[data-testid="usage-chart"] .recharts-legend-item-text').allInnerTexts();
   const download = admin.waitForEvent("download", { timeout: TIMEOUT });

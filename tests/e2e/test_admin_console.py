@@ -10,6 +10,7 @@ Screenshots land in tests/e2e/artifacts/ (copied to docs/screenshots/ for the RE
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +33,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> It
         pytest.skip(missing)
     # A server of its own: request bodies are logged here (the logs page shows them), and
     # the console's RPM edit and revocation must not touch the shared server's keys.
+    # Its model is the demo model with prices, so that the pages show real costs.
     root = tmp_path_factory.mktemp("admin-console")
-    with running_server(root, demo_model_dir, LLMSERVER_LOG_BODIES="true") as live:
+    models = root / "models.toml"
+    models.write_text(
+        '[[models]]\nid = "priced-demo"\nbackend = "torch"\n'
+        f'source = "{demo_model_dir}"\ndevice = "cpu"\ndtype = "float32"\n'
+        'context_length = 512\ninput_price_per_mtok = "2.5"\noutput_price_per_mtok = "10"\n'
+    )
+    with running_server(
+        root,
+        demo_model_dir,
+        LLMSERVER_LOG_BODIES="true",
+        LLMSERVER_PROFILE="none",
+        LLMSERVER_MODELS_FILE=str(models),
+    ) as live:
         yield live
 
 
@@ -104,6 +118,10 @@ def test_its_usage_is_charted_and_downloadable(report: dict[str, Any]) -> None:
     assert any(text.startswith("e2e console key") for text in report["chartLegend"])
     assert report["csvName"].startswith("usage-")
     assert report["csvHasKey"]
+    # The key's cost in the top table is the exact sum of its answered requests' costs.
+    costs = [Decimal(c.removeprefix("$")) for c in report["logCosts"]]
+    assert any(cost > 0 for cost in costs)
+    assert Decimal(report["usageCost"].removeprefix("$")) == sum(costs)
 
 
 def test_the_actions_are_in_the_audit_trail(report: dict[str, Any]) -> None:

@@ -40,6 +40,8 @@ export interface DailyUsage {
   completion_tokens: number;
   cache_hits: number;
   errors: number;
+  /** Dollars as an exact decimal string ("0.00135"): the tokens at the model's prices. */
+  cost_usd: string;
 }
 
 export interface LogRow {
@@ -53,6 +55,7 @@ export interface LogRow {
   model: string | null;
   prompt_tokens: number;
   completion_tokens: number;
+  cost_usd: string;
   cache_status: string | null;
   error_code: string | null;
   stream: boolean;

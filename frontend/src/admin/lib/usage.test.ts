@@ -1,16 +1,16 @@
 import { describe, expect, it } from "vitest";
 import type { DailyUsage } from "./api";
-import { OTHER, csvCell, daysBetween, hitRateByDay, seriesByDay, totalsBy, usageCsv } from "./usage";
+import { OTHER, csvCell, daysBetween, dollars, hitRateByDay, picodollars, seriesByDay, totalsBy, usageCsv } from "./usage";
 
-function row(day: string, key: string, model: string, requests: number, tokens: number, hits = 0): DailyUsage {
-  return { day, key_id: key, model, requests, prompt_tokens: tokens, completion_tokens: 0, cache_hits: hits, errors: 0 };
+function row(day: string, key: string, model: string, requests: number, tokens: number, hits = 0, cost = "0.00"): DailyUsage {
+  return { day, key_id: key, model, requests, prompt_tokens: tokens, completion_tokens: 0, cache_hits: hits, errors: 0, cost_usd: cost };
 }
 
 const ROWS = [
-  row("2026-03-01", "a", "m1", 2, 100, 1),
+  row("2026-03-01", "a", "m1", 2, 100, 1, "0.1"),
   row("2026-03-01", "b", "m1", 1, 10),
-  row("2026-03-02", "a", "m2", 1, 50, 1),
-  row("2026-03-02", "c", "m2", 4, 5),
+  row("2026-03-02", "a", "m2", 1, 50, 1, "0.2"),
+  row("2026-03-02", "c", "m2", 4, 5, 0, "9007199.254740993001"),
 ];
 
 describe("usage figures", () => {
@@ -27,6 +27,23 @@ describe("usage figures", () => {
       ["c", 5, 4, 0],
     ]);
     expect(totalsBy(ROWS, "model").map((t) => t.group)).toEqual(["m1", "m2"]);
+  });
+
+  it("sums costs exactly, past what a float holds", () => {
+    // 0.1 + 0.2 as floats is 0.30000000000000004; 9007199.254740993001 has no float at all.
+    expect(totalsBy(ROWS, "key").map((t) => [t.group, dollars(t.cost)])).toEqual([
+      ["a", "0.30"],
+      ["b", "0.00"],
+      ["c", "9007199.254740993001"],
+    ]);
+    expect(totalsBy(ROWS, "model").map((t) => dollars(t.cost))).toEqual(["0.10", "9007199.454740993001"]);
+    expect(picodollars("0.000000000001")).toBe(1n);
+    expect(dollars(picodollars("1.5"))).toBe("1.50");
+  });
+
+  it("charts cost per day in dollars", () => {
+    const series = seriesByDay(ROWS, ["2026-03-01"], "key", "cost", 5);
+    expect(series.points).toEqual([{ day: "2026-03-01", a: 0.1, b: 0, c: 0 }]);
   });
 
   it("charts the top groups per day and sums the rest as other", () => {
@@ -55,8 +72,8 @@ describe("usage figures", () => {
     expect(csvCell(null)).toBe("");
     const csv = usageCsv([row("2026-03-01", "a", "m1", 2, 100)], (id) => (id === "a" ? "@billing" : null));
     expect(csv).toBe(
-      "day,key_id,key_name,model,requests,prompt_tokens,completion_tokens,cache_hits,errors\r\n" +
-        "2026-03-01,a,'@billing,m1,2,100,0,0,0\r\n",
+      "day,key_id,key_name,model,requests,prompt_tokens,completion_tokens,cache_hits,errors,cost_usd\r\n" +
+        "2026-03-01,a,'@billing,m1,2,100,0,0,0,0.00\r\n",
     );
   });
 });

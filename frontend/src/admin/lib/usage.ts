@@ -2,7 +2,7 @@
 import type { DailyUsage } from "./api";
 
 export type GroupBy = "key" | "model";
-export type Metric = "tokens" | "requests";
+export type Metric = "tokens" | "requests" | "cost";
 
 export const OTHER = "other";
 
@@ -14,6 +14,8 @@ export interface Totals {
   tokens: number;
   cache_hits: number;
   errors: number;
+  /** Picodollars, summed exactly (see `picodollars`). */
+  cost: bigint;
   /** Cache hits per request, 0..1; null without requests. */
   hit_rate: number | null;
 }
@@ -28,11 +30,31 @@ export function daysBetween(since: string, until: string): string[] {
   return days;
 }
 
+const PICO_PER_DOLLAR = 10n ** 12n;
+
+/**
+ * The API's exact dollar string ("0.00135", at most 12 decimals) as integer picodollars, so
+ * that sums stay exact: a float adds 0.1 + 0.2 to 0.30000000000000004.
+ */
+export function picodollars(usd: string): bigint {
+  const [whole = "0", fraction = ""] = usd.split(".");
+  return BigInt(whole) * PICO_PER_DOLLAR + BigInt(fraction.padEnd(12, "0"));
+}
+
+/** Picodollars as the API writes dollars: at least two decimals, no trailing zeros past them. */
+export function dollars(pico: bigint): string {
+  const fraction = (pico % PICO_PER_DOLLAR).toString().padStart(12, "0").replace(/0+$/, "").padEnd(2, "0");
+  return `${pico / PICO_PER_DOLLAR}.${fraction}`;
+}
+
 function groupOf(row: DailyUsage, by: GroupBy): string {
   return (by === "key" ? row.key_id : row.model) || "(none)";
 }
 
+// The chart's cost is a float of dollars: a bar's height, not an amount anyone adds up
+// (the table and the CSV keep the exact figures).
 function valueOf(row: DailyUsage, metric: Metric): number {
+  if (metric === "cost") return Number(row.cost_usd);
   return metric === "tokens" ? row.prompt_tokens + row.completion_tokens : row.requests;
 }
 
@@ -49,6 +71,7 @@ export function totalsBy(rows: DailyUsage[], by: GroupBy): Totals[] {
       tokens: 0,
       cache_hits: 0,
       errors: 0,
+      cost: 0n,
       hit_rate: null,
     };
     t.requests += row.requests;
@@ -57,6 +80,7 @@ export function totalsBy(rows: DailyUsage[], by: GroupBy): Totals[] {
     t.tokens += row.prompt_tokens + row.completion_tokens;
     t.cache_hits += row.cache_hits;
     t.errors += row.errors;
+    t.cost += picodollars(row.cost_usd);
     t.hit_rate = t.requests ? t.cache_hits / t.requests : null;
     totals.set(group, t);
   }
@@ -112,7 +136,7 @@ export function csvCell(value: string | number | null): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-const CSV_COLUMNS = ["day", "key_id", "key_name", "model", "requests", "prompt_tokens", "completion_tokens", "cache_hits", "errors"] as const;
+const CSV_COLUMNS = ["day", "key_id", "key_name", "model", "requests", "prompt_tokens", "completion_tokens", "cache_hits", "errors", "cost_usd"] as const;
 
 /** The daily rows as CSV, with each key's name beside its id. */
 export function usageCsv(rows: DailyUsage[], keyName: (id: string | null) => string | null): string {

@@ -64,7 +64,7 @@ export function LogsPage({ api }: { api: AdminApi }) {
       {page.state === "ready" && (
         <>
           <Pager total={page.data.total} limit={LIMIT} offset={offset} onPage={setOffset} />
-          <DataTable testId="logs-table" columns={["Time", "Status", "Key", "Model", "Tokens (prompt + completion)", "Cache", "Latency", "Request id"]}>
+          <DataTable testId="logs-table" columns={["Time", "Status", "Key", "Model", "Tokens (prompt + completion)", "Cost", "Cache", "Latency", "Request id"]}>
                 {page.data.data.map((row) => (
                   <LogLine key={row.request_id + row.created_at} row={row} open={open === row.request_id} onToggle={() => setOpen(open === row.request_id ? null : row.request_id)} />
                 ))}
@@ -91,6 +91,7 @@ function LogLine({ row, open, onToggle }: { row: LogRow; open: boolean; onToggle
         <td>
           {row.prompt_tokens} + {row.completion_tokens}
         </td>
+        <td data-testid="log-cost">${row.cost_usd}</td>
         <td>{row.cache_status ?? "—"}</td>
         <td>{Math.round(row.latency_ms)} ms</td>
         <td>

@@ -2,7 +2,7 @@ import { useMemo, useState } from "react";
 import { Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import { Choice, DataTable, LoadState, useLoad } from "../components";
 import { query, type AdminApi, type DailyUsage, type KeyView } from "../lib/api";
-import { daysBetween, hitRateByDay, seriesByDay, totalsBy, usageCsv, type GroupBy, type Metric, type Totals } from "../lib/usage";
+import { daysBetween, dollars, hitRateByDay, seriesByDay, totalsBy, usageCsv, type GroupBy, type Metric, type Totals } from "../lib/usage";
 
 // Colours with at least 3:1 contrast on the page background, told apart by more than hue.
 const COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#475569"];
@@ -58,25 +58,26 @@ export function UsagePage({ api }: { api: AdminApi }) {
           <input type="date" value={until} min={since} onChange={(e) => e.target.value && setUntil(e.target.value)} data-testid="usage-until" />
         </label>
         <Choice label="By" value={by} onChange={(v) => setBy(v as GroupBy)} options={["key", "model"]} testId="usage-by" />
-        <Choice label="Chart" value={metric} onChange={(v) => setMetric(v as Metric)} options={["tokens", "requests"]} />
+        <Choice label="Chart" value={metric} onChange={(v) => setMetric(v as Metric)} options={["tokens", "requests", "cost"]} />
         <button type="button" onClick={download} disabled={!rows.length} data-testid="usage-csv">
           Download CSV
         </button>
       </div>
       <LoadState loaded={loaded} />
       <p className="field-note">
-        Cost: 0 — no model prices are configured, so only tokens and requests are counted. Days are UTC; the current day is live.
+        Cost is each request&apos;s tokens at its model&apos;s prices (<code>input_price_per_mtok</code>, <code>output_price_per_mtok</code> in the
+        models file; 0 for a model without prices), in US dollars. Days are UTC; the current day is live.
       </p>
       <section aria-labelledby="usage-chart-title">
         <h2 id="usage-chart-title">
-          {metric === "tokens" ? "Tokens" : "Requests"} per day by {by}
+          {{ tokens: "Tokens", requests: "Requests", cost: "Cost (USD)" }[metric]} per day by {by}
         </h2>
         <figure className="chart" data-testid="usage-chart" aria-label={`${metric} per day by ${by}, top five and other`}>
           <ResponsiveContainer width="100%" height={280}>
             <BarChart data={series.points} accessibilityLayer>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis dataKey="day" />
-              <YAxis allowDecimals={false} />
+              <YAxis allowDecimals={metric === "cost"} />
               <Tooltip />
               <Legend />
               {series.groups.map((group, i) => (
@@ -120,7 +121,7 @@ function TopTable({ totals, label, by }: { totals: Totals[]; label(group: string
               <td>{t.completion_tokens.toLocaleString("en-US")}</td>
               <td>{t.hit_rate === null ? "—" : `${(100 * t.hit_rate).toFixed(1)}%`}</td>
               <td>{t.errors}</td>
-              <td>0</td>
+              <td data-testid="top-cost">${dollars(t.cost)}</td>
             </tr>
           ))}
     </DataTable>
