@@ -10,9 +10,9 @@ Screenshots land in tests/e2e/artifacts/ (copied to docs/screenshots/ for the RE
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -150,6 +150,7 @@ def test_daily_usage_reports_a_logged_completion(
             "completion_tokens": row["completion_tokens"],
             "cache_hits": 0,
             "errors": 0,
+            "cost_usd": "0.00",  # the demo model has no prices
         }
     ]
 

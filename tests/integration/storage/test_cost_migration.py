@@ -3,12 +3,13 @@ their cost up to the largest legal one, and the downgrade drops the two columns 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
 
 from sqlalchemy import Connection, column, func, insert, inspect, select, table
 
 from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.adapters.sql._records import columns
 from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.pricing import MAX_PRICE_PER_MTOK, Prices, price_per_token
 
@@ -16,18 +17,19 @@ DAY = date(2026, 11, 30)
 AT = datetime(2026, 11, 30, 12, tzinfo=UTC)
 KEY = "k" * 64
 MODEL = "é" * 200
-LOG = {
-    "request_id": "before-0005",
-    "route": "/v1/chat/completions",
-    "status": 200,
-    "latency_ms": 1.5,
-    "prompt_tokens": 3,
-    "completion_tokens": 4,
-    "stream": False,
-    "created_at": AT,
-    "key_id": KEY,
-    "model": MODEL,
-}
+BEFORE = RequestLog(
+    request_id="before-0005",
+    created_at=AT,
+    route="/v1/chat/completions",
+    status=200,
+    latency_ms=1.5,
+    key_id=KEY,
+    model=MODEL,
+    prompt_tokens=3,
+    completion_tokens=4,
+)
+LOG = {name: value for name, value in columns(BEFORE).items() if name != "cost_picodollars"}
+"""A row as 0004 holds it."""
 ROLLED = {
     "day": date(2026, 11, 29),
     "key_id": KEY,
@@ -74,8 +76,7 @@ async def test_0005_costs_old_rows_nothing_and_its_downgrade_keeps_every_row(
             DailyUsage(ROLLED["day"], KEY, MODEL, 5, 50, 60, cache_hits=1),  # type: ignore[arg-type]
             DailyUsage(DAY, KEY, MODEL, 1, 3, 4),
         ]
-        priced: dict[str, Any] = LOG | {"request_id": "after-0005", "cost_picodollars": MOST}
-        await db.logs.write([RequestLog(**priced)])
+        await db.logs.write([replace(BEFORE, request_id="after-0005", cost_picodollars=MOST)])
         usage = await db.retention.daily_usage(*span)
         assert usage[1] == DailyUsage(DAY, KEY, MODEL, 2, 6, 8, cost_picodollars=MOST)
 

@@ -21,6 +21,9 @@ from llmserver.domain.ports import Clock, Telemetry, UsageStore
 from llmserver.domain.quota import settle_amount
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
+_HIT = CacheStatus.HIT
+"""Bound once: an enum member read off its class costs a lookup on every request."""
+
 _REFUSAL_CAUSES: tuple[tuple[type[GatewayError], str], ...] = (
     (RateLimited, "rpm"),
     (QuotaExceeded, "quota"),
@@ -177,14 +180,18 @@ class Outcomes:
     ) -> None:
         principal = call.principal
         origin = call.origin
+        spec = call.spec
         cost = 0
-        if completion is not None and call.spec is not None:
-            # Whatever the cache answered costs nothing unless the operator counts hits
-            # against quota: then a hit is billed as the request it replays.
-            if cache_status is not CacheStatus.HIT or self._charge_hits:
-                cost = call.spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
+        # What the cache answered costs nothing unless the operator counts hits against
+        # quota: then a hit is billed as the request it replays.
+        if (
+            completion is not None
+            and spec is not None
+            and (cache_status is not _HIT or self._charge_hits)
+        ):
+            cost = spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
             if cost:
-                self._telemetry.spend(call.spec.id, cost)
+                self._telemetry.spend(spec.id, cost)
         self._log(
             RequestLog(
                 request_id=origin.request_id,
@@ -194,7 +201,7 @@ class Outcomes:
                 latency_ms=(self._clock.monotonic() - call.started) * 1000,
                 key_id=principal.key.id,
                 key_prefix=principal.key.prefix,
-                model=call.spec.id if call.spec is not None else _unknown_model(call.request),
+                model=spec.id if spec is not None else _unknown_model(call.request),
                 prompt_tokens=completion.prompt_tokens if completion else 0,
                 completion_tokens=completion.completion_tokens if completion else 0,
                 cost_picodollars=cost,
