@@ -9,7 +9,8 @@ from llmserver.domain.gateway import GatewayPolicy
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.pricing import Prices
 
-from .world import MODEL, World, ask, origin
+from .test_gateway_embeddings import embedding_origin, texts
+from .world import EMBED_MODEL, MODEL, World, ask, origin
 
 PRICES = Prices(input=150_000, output=600_000)  # $0.15 and $0.60 per million tokens
 ANSWER = 5 * 150_000 + 5 * 600_000  # "what is six times seven" -> "the answer is forty two"
@@ -65,3 +66,16 @@ async def test_refused_requests_and_free_models_cost_nothing() -> None:
 
     assert [row.cost_picodollars for row in (*world.logs, *free.logs)] == [0, 0]
     assert world.telemetry.of("spend") == free.telemetry.of("spend") == []
+
+
+async def test_an_embedding_costs_its_input_tokens_at_the_input_price() -> None:
+    world = World(prices=PRICES)
+    principal = await world.principal()
+    outcome = await world.gateway.embed(
+        principal, texts("one two three", "four"), embedding_origin("e1")
+    )
+
+    assert outcome.embeddings.prompt_tokens == 4
+    [row] = world.logs
+    assert (row.model, row.cost_picodollars) == (EMBED_MODEL, 4 * 150_000)
+    assert world.telemetry.of("spend") == [(EMBED_MODEL, 4 * 150_000)]

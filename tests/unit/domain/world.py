@@ -89,7 +89,7 @@ class World:
     tracer: RecordingTracer | None = None
     """When set, the gateway is the traced one (``TracedGateway``), reporting to it."""
     prices: Prices = FREE
-    """What ``MODEL``'s tokens cost."""
+    """What the tokens of ``MODEL`` and ``EMBED_MODEL`` cost."""
 
     def __post_init__(self) -> None:
         self.hasher = KeyHasher(SERVER_SECRET)
@@ -106,7 +106,13 @@ class World:
             limiter=self.limiter,
             cache=self.cache,
             hot_cache=self.hot_cache,
-            registry=ModelRegistry([replace(SPEC, prices=self.prices), OTHER_SPEC, EMBED_SPEC]),
+            registry=ModelRegistry(
+                [
+                    replace(SPEC, prices=self.prices),
+                    OTHER_SPEC,
+                    replace(EMBED_SPEC, prices=self.prices),
+                ]
+            ),
             backends=FakeBackends(self.backend, embedders=[self.embedder]),
             clock=self.clock,
             log=self.logs.append,
