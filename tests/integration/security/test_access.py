@@ -30,6 +30,9 @@ KEYED = dict.fromkeys(EXPECTED_AUTH_CODES, 401) | dict.fromkeys(USERS + ADMINS, 
 ADMIN = KEYED | dict.fromkeys(USERS, 403)
 
 CHAT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+MESSAGES_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+ANTHROPIC_TYPES = {401: "authentication_error", 403: "permission_error"}
+"""The Messages API's error types: its errors have Anthropic's shape, without our codes."""
 
 # (method, path as served, path as in the route table, body, expected status per caller)
 MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
@@ -49,6 +52,15 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
         KEYED,
     ),
     ("POST", "/v1/embeddings", "/v1/embeddings", {"model": "demo-embed", "input": "hi"}, KEYED),
+    ("POST", "/v1/messages", "/v1/messages", {**MESSAGES_BODY, "max_tokens": 1}, KEYED),
+    ("POST", "/v1/messages/count_tokens", "/v1/messages/count_tokens", MESSAGES_BODY, KEYED),
+    (
+        "POST",
+        "/v1/responses",
+        "/v1/responses",
+        {"model": MODEL, "input": "hi", "max_output_tokens": 1},
+        KEYED,
+    ),
     ("GET", "/admin/keys", "/admin/keys", None, ADMIN),
     ("POST", "/admin/keys", "/admin/keys", {"name": "matrix"}, ADMIN | dict.fromkeys(ADMINS, 201)),
     ("GET", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),
@@ -131,11 +143,15 @@ def test_route_by_role_matrix(
         for caller in CALLERS:
             response = http.request(method, url, headers=callers[caller], json=body)
             row[caller] = response.status_code
-            expected_code = EXPECTED_AUTH_CODES.get(caller)
-            if response.status_code == 401 and response.json()["error"]["code"] != expected_code:
+            if response.status_code not in (401, 403):
+                continue
+            error = response.json()["error"]
+            if response.json().get("type") == "error":  # Anthropic's shape
+                assert error["type"] == ANTHROPIC_TYPES[response.status_code], response.text
+            elif response.status_code == 403:
+                assert error["code"] == "permission_denied"
+            elif error["code"] != EXPECTED_AUTH_CODES.get(caller):
                 wrong_codes.append(f"{method} {path} {caller}: {response.text}")
-            if response.status_code == 403:
-                assert response.json()["error"]["code"] == "permission_denied"
     expected = {(method, path): statuses for method, path, _, _, statuses in MATRIX}
     assert got == expected
     assert not wrong_codes
