@@ -24,6 +24,7 @@ from llmserver.domain.registry import ModelSpec
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from llmserver.adapters.inference import mixed_step  # noqa: E402
 from llmserver.adapters.inference.kv_cache import RoomyLayer  # noqa: E402
 from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
 
@@ -171,9 +172,40 @@ async def test_chunked_prefill_gives_the_tokens_of_one_pass(make_backend: MakeBa
     assert passes.shapes[0] == (1, len(ids))
 
 
-async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
+async def test_a_chunk_rides_in_the_decode_pass_of_the_running_rows(
     make_backend: MakeBackend,
 ) -> None:
+    backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
+    story = Prompt(text="Once upon a time")
+    alone = await backend.generate(story, LONG_GREEDY)
+    long_prompt = chat("Go on", system=LONG_SYSTEM)
+    long_ids = await backend._encode.encode(long_prompt)
+    out = backend.model.generate(torch.tensor([long_ids]), max_new_tokens=24, do_sample=False)
+    expected = backend.tokenizer.decode(out[0, len(long_ids) :].tolist(), skip_special_tokens=True)
+    running = backend.stream(story, LONG_GREEDY)
+    parts = [await anext(running)]
+    passes = ForwardPasses(backend.model)
+    try:
+        assert (await backend.generate(long_prompt, GREEDY)).text == expected
+    finally:
+        passes.remove()
+    parts += [event async for event in running]
+    # The running row's own answer is untouched by the chunks riding in its passes.
+    assert "".join(p.text for p in parts if isinstance(p, TextDelta)) == alone.text
+    chunks = passes.chunks()
+    assert len(chunks) == -(-len(long_ids) // 32)
+    assert int(backend.status().details["mixed_steps"]) == len(chunks)
+    # Each pass carries the running row's token and up to 32 prompt tokens; no decode
+    # pass of its own runs between them.
+    assert all(2 <= passes.shapes[i][1] <= 1 + 32 for i in chunks)
+    assert chunks == list(range(chunks[0], chunks[0] + len(chunks)))
+
+
+async def test_without_mixed_passes_rows_decode_between_the_chunks_of_a_long_prompt(
+    make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model that cannot take mixed passes (sliding-window layers, another attention).
+    monkeypatch.setattr(mixed_step, "enable", lambda _model: False)
     backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=32)
     long_prompt = chat("Go on", system=LONG_SYSTEM)
     long_ids = await backend._encode.encode(long_prompt)
@@ -181,6 +213,7 @@ async def test_running_rows_decode_between_the_chunks_of_a_long_prompt(
     chunks = passes.chunks()
     assert len(chunks) == -(-len(long_ids) // 32)
     assert all(passes.shapes[i][1] <= 32 for i in chunks)
+    assert backend.status().details["mixed_steps"] == "0"
     # Between two chunks the running row took a decode step (one token per row).
     for first, second in itertools.pairwise(chunks):
         assert (1, 1) in passes.shapes[first + 1 : second]

@@ -1,8 +1,10 @@
 """Prefill in bounded steps, so that a long prompt cannot stall the rows decoding.
 
-The worker alternates one prefill step with one decode step of the running batch. While
-rows are decoding, a step computes at most ``chunk_tokens`` prompt tokens (counting
-padding; with no row decoding, whole prompts): either a group of
+While rows are decoding, a step computes at most ``chunk_tokens`` prompt tokens
+(counting padding; with no row decoding, whole prompts). A chunk of one prompt rides
+in the decode step's own forward pass where the model allows it (``mixed_step``, see
+``riding``); otherwise the worker alternates one prefill step with one decode step. A
+step is either a group of
 new short prompts together, left-padded (as ``generate`` does for a batch; a lone one
 unpadded, exactly what ``generate`` computes), or the next chunk of one prompt into that
 row's own cache. A row whose prompt starts with cached blocks (``PrefixCache``) begins
@@ -20,7 +22,9 @@ from typing import Any, Generic
 
 import torch
 
+from llmserver.adapters.inference import mixed_step
 from llmserver.adapters.inference.kv_cache import Batch, Row, can_preload, new_cache, prefill
+from llmserver.adapters.inference.mixed_step import Chunk
 from llmserver.adapters.inference.prefix_cache import PrefixCache
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,9 @@ class ChunkedPrefill(Generic[Row]):
         )
         """``None`` when turned off (a budget of 0) or the model has sliding-window layers."""
         self._pending: collections.deque[_Pending[Row]] = collections.deque()
+        self._mixed = mixed_step.enable(model)
+        self.mixed_steps = 0
+        """Chunks that rode in a decode step's forward pass (evidence that they do)."""
 
     @property
     def rows(self) -> list[Row]:
@@ -123,6 +130,19 @@ class ChunkedPrefill(Generic[Row]):
             return self._prefill_group(group)
         return self._prefill_chunk(self._pending[0], budget)
 
+    def riding(self) -> Chunk | None:
+        """The chunk to compute in the next decode step's pass, if the next bounded step
+        is one row's (a group of new prompts runs as a pass of its own, left-padded)."""
+        if not self._mixed or not self._pending or len(self._fresh_group(self.chunk_tokens)) > 1:
+            return None
+        return self._next_chunk(self._pending[0], self.chunk_tokens)
+
+    def rode(self, chunk: Chunk, logits: torch.Tensor) -> tuple[Batch[Row], torch.Tensor] | None:
+        """``chunk`` (from ``riding``) was computed; ``logits`` follow its last token. Like
+        ``step``: the row as a batch with its next-token logits once its prompt is done."""
+        self.mixed_steps += 1
+        return self._advance(chunk, logits)
+
     def _fresh_group(self, budget: int) -> list[_Pending[Row]]:
         """The new prompts at the head of the queue that fit one step together."""
         group: list[_Pending[Row]] = []
@@ -165,17 +185,27 @@ class ChunkedPrefill(Generic[Row]):
     def _prefill_chunk(
         self, pending: _Pending[Row], budget: int
     ) -> tuple[Batch[Row], torch.Tensor] | None:
-        end = min(pending.done + budget, len(pending.ids))
-        if pending.cache is None:
-            pending.cache = new_cache(self._model.config, self._limit)
-        ids = torch.tensor([pending.ids[pending.done : end]], device=self._device)
+        chunk = self._next_chunk(pending, budget)
+        ids = torch.tensor([chunk.ids], device=self._device)
         try:
             # No mask or positions: one unpadded row continues from its cache's length.
-            out = self._model(input_ids=ids, cache=pending.cache, use_cache=True, logits_to_keep=1)
+            out = self._model(input_ids=ids, cache=chunk.cache, use_cache=True, logits_to_keep=1)
         except Exception as exc:
             self._pending.popleft()
             raise PrefillFailed([pending.row]) from exc
-        pending.done = end
+        return self._advance(chunk, out.logits[:, -1, :])
+
+    def _next_chunk(self, pending: _Pending[Row], budget: int) -> Chunk:
+        if pending.cache is None:
+            pending.cache = new_cache(self._model.config, self._limit)
+        end = min(pending.done + budget, len(pending.ids))
+        return Chunk(pending.ids[pending.done : end], pending.done, pending.cache)
+
+    def _advance(
+        self, chunk: Chunk, logits: torch.Tensor
+    ) -> tuple[Batch[Row], torch.Tensor] | None:
+        pending = self._pending[0]
+        pending.done = end = chunk.start + len(chunk.ids)
         if end < len(pending.ids):
             return None
         self._pending.popleft()
@@ -183,7 +213,6 @@ class ChunkedPrefill(Generic[Row]):
         batch: Batch[Row] = Batch()
         batch.rows, batch.cache = [pending.row], pending.cache
         batch.mask = torch.ones((1, end), dtype=torch.long, device=self._device)
-        logits: torch.Tensor = out.logits[:, -1, :]
         return batch, logits
 
     def _remember(self, ids: list[int], cache: Any, row: int, offset: int) -> None:

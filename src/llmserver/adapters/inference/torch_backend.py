@@ -13,13 +13,13 @@ bounded queue.
 How the loop works:
 - Requests wait in a bounded queue (``max_queue``; beyond it ``Overloaded``). Between
   two decode steps the worker admits waiting requests up to ``max_batch_size`` rows.
-- Admitted requests are prefilled in bounded steps (``chunked_prefill``), one step
-  between two decode steps, so a long prompt cannot stall the running rows: new short
-  prompts together, left-padded (a lone one unpadded, exactly what ``model.generate``
-  computes), a long one, while rows decode, in chunks of ``prefill_chunk_tokens``. A
-  prompt that starts with blocks another prompt computed starts from a copy of them
-  (``prefix_cache``). A row's first token is sampled and sent when its prefill completes
-  (time to first token); its KV cache joins the batch's, left-padded as needed.
+- Admitted requests are prefilled in bounded steps (``chunked_prefill``), so a long
+  prompt cannot stall the running rows: new short prompts together, left-padded (a lone
+  one unpadded, exactly what ``model.generate`` computes), a long one, while rows decode,
+  in chunks of ``prefill_chunk_tokens``, each in a decode step's own forward pass
+  (``mixed_step``). A prompt that starts with blocks another prompt computed starts
+  from a copy of them (``prefix_cache``). A row's first token is sent when its prefill
+  completes (time to first token); its KV cache joins the batch's, left-padded.
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
@@ -49,6 +49,7 @@ from llmserver.adapters.inference.generation import (
     consume,
 )
 from llmserver.adapters.inference.kv_cache import Batch
+from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.adapters.inference.torch_sampling import row_generator, sample_token
@@ -176,6 +177,7 @@ class TorchBackend(InferenceBackend):
                 "active": str(active),
                 "prefilling": str(len(self._prefill)),
                 "prefill_chunk_tokens": str(self._prefill.chunk_tokens),
+                "mixed_steps": str(self._prefill.mixed_steps),
                 "max_batch_size": str(self._max_batch),
                 "max_rows_per_step": str(self.max_rows_per_step),
             },
@@ -265,15 +267,16 @@ class TorchBackend(InferenceBackend):
                     self._prefill.add(request, request.prompt_ids)
                 try:
                     self._drop_gone_rows()
-                    if self._prefill:
+                    riding = self._prefill.riding() if self._batch.rows else None
+                    if self._prefill and riding is None:
                         self._prefill_step()
                     if self._batch.rows:
-                        self._decode_step()
+                        self._decode_step(riding)
                 except Exception as exc:
                     # Only a failure no single row caused gets here: a row's own failure is
                     # its alone (``_prefill``, ``_emit``), and a decode step runs token ids
-                    # the model sampled at positions ``check_request`` bounded, so what
-                    # fails there (out of memory, a device error) fails every row alike.
+                    # the model sampled (or encoded) at positions ``check_request`` bounded,
+                    # so what fails there (out of memory, a device error) fails all alike.
                     # The cache may be half-written by then: the batch is dropped whole.
                     log.exception("generation failed for model %s", self._spec.id)
                     for row in itertools.chain(self._batch.rows, self._prefill.clear()):
@@ -328,6 +331,10 @@ class TorchBackend(InferenceBackend):
                 log.error("prefill failed for a request on model %s", self._spec.id, exc_info=error)
                 row.send(error)
             return
+        self._join(done)
+
+    def _join(self, done: tuple[Batch[_Request], torch.Tensor] | None) -> None:
+        """Rows whose prefill ``done`` completed: their first tokens, then into the batch."""
         if done is None:
             return
         group, logits = done
@@ -336,24 +343,17 @@ class TorchBackend(InferenceBackend):
         group.keep(self._emit(logits, group.rows))
         self._batch.join(group)
 
-    def _decode_step(self) -> None:
-        batch = self._batch
-        assert batch.mask is not None
-        rows = batch.rows
+    def _decode_step(self, riding: Chunk | None) -> None:
+        """Every row's next token, with ``riding`` (a prompt chunk) in the same pass."""
+        batch, rows = self._batch, self._batch.rows
         self.max_rows_per_step = max(self.max_rows_per_step, len(rows))
-        input_ids = torch.tensor([[r.last_token] for r in rows], device=self.device)
-        positions = torch.tensor([[r.length] for r in rows], device=self.device)
-        batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(rows), 1))], dim=1)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=batch.mask,
-            position_ids=positions,
-            cache=batch.cache,
-            use_cache=True,
-        )
+        tokens, positions = [r.last_token for r in rows], [r.length for r in rows]
+        logits, after = decode_pass(self.model, batch, tokens, positions, riding)
         for row in rows:
             row.length += 1
-        batch.keep(self._emit(out.logits[:, -1, :], rows))
+        batch.keep(self._emit(logits, rows))
+        if riding is not None:
+            self._join(self._prefill.rode(riding, after))
 
     def _emit(self, logits: torch.Tensor, rows: Sequence[_Request]) -> list[int]:
         """Take each row's next token and send what it completes; the rows that go on.
