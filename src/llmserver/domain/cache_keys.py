@@ -95,10 +95,12 @@ def embedding_cache_key(
     revision: str,
     inputs: Sequence[EmbeddingInput],
     dimensions: int | None,
-    encoding: str,
 ) -> str:
     """An embedding request's key: a JSON array that starts with a string where a
     completion's starts with its version number, so the two kinds never share a key.
+
+    No ``encoding_format``: the cache keeps the vectors in one form whichever encoding the
+    answer is sent in, so a base64 request and a float one share an entry.
 
     Token arrays and texts are told apart by their JSON type (``[1,2]`` against ``"12"``).
     """
@@ -110,6 +112,6 @@ def embedding_cache_key(
     width = "null" if dimensions is None else int(dimensions)
     encoded = (
         f'["embeddings",{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},'
-        f"{width},{_quote(encoding)},[{parts}]]"
+        f"{width},[{parts}]]"
     )
     return hashlib.sha256(encoded.encode()).hexdigest()

@@ -10,7 +10,6 @@ import pytest
 from llmserver.domain.cache_keys import embedding_cache_key
 from llmserver.domain.embeddings import (
     EmbeddingRequest,
-    EncodingFormat,
     check_dimensions,
     float32_bytes,
     floats,
@@ -170,19 +169,13 @@ async def test_a_cancelled_request_pays_for_its_inputs() -> None:
 
 
 def test_embedding_keys_never_equal_completion_keys_and_tell_ids_from_text() -> None:
-    def key(*inputs: str | tuple[int, ...], encoding: str = "float") -> str:
+    def key(*inputs: str | tuple[int, ...]) -> str:
         return embedding_cache_key(
-            owner="k",
-            model_id="m",
-            revision="r",
-            inputs=inputs,
-            dimensions=None,
-            encoding=encoding,
+            owner="k", model_id="m", revision="r", inputs=inputs, dimensions=None
         )
 
     assert key("12") != key((1, 2)) != key((12,))
     assert key("a", "b") != key("a b")
-    assert key("a") != key("a", encoding=EncodingFormat.BASE64.value)
     assert key("a") == key("a")
 
 

@@ -103,7 +103,6 @@ class EmbeddingUseCase:
                     revision=spec.revision,
                     inputs=request.inputs,
                     dimensions=request.dimensions,
-                    encoding=request.encoding.value,
                 )
             with BackendErrors(self._telemetry, spec.id):
                 backend = self._backends.embedder(spec.id)
