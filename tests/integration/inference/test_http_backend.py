@@ -98,11 +98,10 @@ async def test_completions(upstream: FakeUpstream, make_backend: MakeBackend) ->
     assert upstream.seen[0].body["model"] == "upstream-llama"
 
 
-async def test_top_k_is_sent_only_when_asked_for(
+async def test_top_k_is_sent_only_when_set(
     upstream: FakeUpstream, make_backend: MakeBackend
 ) -> None:
-    """Not OpenAI's own parameter: a hosted API that does not know it must not see it."""
-    backend = make_backend()
+    backend = make_backend()  # not OpenAI's own parameter: a hosted API may refuse it
     await backend.generate(CHAT, PARAMS)
     await backend.generate(CHAT, replace(PARAMS, top_k=5))
     assert "top_k" not in upstream.seen[0].body
