@@ -1,6 +1,6 @@
 """The inference span: a backend's call, in the OpenTelemetry GenAI semantic conventions.
 
-One span per call to a model (``chat demo-tiny-llama``): what was asked
+One span per call to a model (``chat demo-tiny-llama``, ``embeddings demo-embed``): what was asked
 (``gen_ai.request.*``), what it cost (``gen_ai.usage.input_tokens``,
 ``gen_ai.usage.output_tokens``), how it ended (``gen_ai.response.finish_reasons``) and, for a
 stream, how long the first text took (``gen_ai.response.time_to_first_chunk``). The span is
@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from llmserver.domain.embeddings import EmbeddingInput, Embeddings
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -192,6 +193,44 @@ class TracedBackend(InferenceBackend):
             span.set("gen_ai.output.messages", _answer(text, finish))
 
 
+class TracedEmbedder(EmbeddingBackend):
+    """One embedding backend whose ``embed`` is an inference span (operation
+    ``embeddings``, as the GenAI conventions name it), current while the backend works."""
+
+    def __init__(self, inner: EmbeddingBackend, tracer: Tracer, spec: ModelSpec) -> None:
+        self.inner = inner
+        self._tracer = tracer
+        self._attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": "embeddings",
+            **provider_attributes(spec),
+            "gen_ai.request.model": spec.id,
+        }
+        self._kind = SpanKind.CLIENT if spec.backend is BackendKind.HTTP else SpanKind.INTERNAL
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    async def count_tokens(self, inputs: Sequence[EmbeddingInput]) -> list[int]:
+        return await self.inner.count_tokens(inputs)
+
+    async def embed(self, inputs: Sequence[EmbeddingInput], dimensions: int | None) -> Embeddings:
+        name = f"embeddings {self.inner.model_id}"
+        with Spanned(self._tracer, name, self._attributes, self._kind) as span:
+            with self._tracer.current(span):
+                embeddings = await self.inner.embed(inputs, dimensions)
+            span.set("gen_ai.usage.input_tokens", embeddings.prompt_tokens)
+            if embeddings.vectors:  # float32: four bytes a dimension
+                span.set("gen_ai.embeddings.dimension.count", len(embeddings.vectors[0]) // 4)
+            return embeddings
+
+    def status(self) -> BackendStatus:
+        return self.inner.status()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class TracedBackends(ModelBackends):
     """``ModelBackends`` whose backends are ``TracedBackend``s (one per loaded backend);
     ``specs`` (the registry's, by id) say which kind of backend each model has."""
@@ -203,6 +242,7 @@ class TracedBackends(ModelBackends):
         self._tracer = tracer
         self._specs = specs
         self._traced: dict[str, TracedBackend] = {}
+        self._embedders: dict[str, TracedEmbedder] = {}
 
     def backend(self, model_id: str) -> InferenceBackend:
         inner = self._inner.backend(model_id)
@@ -213,8 +253,12 @@ class TracedBackends(ModelBackends):
         return traced
 
     def embedder(self, model_id: str) -> EmbeddingBackend:
-        # An embedding's span is the request's own: there is no generation to report.
-        return self._inner.embedder(model_id)
+        inner = self._inner.embedder(model_id)
+        traced = self._embedders.get(model_id)
+        if traced is None or traced.inner is not inner:  # a reloaded model is a new backend
+            spec = self._specs[model_id]
+            traced = self._embedders[model_id] = TracedEmbedder(inner, self._tracer, spec)
+        return traced
 
     def statuses(self) -> Sequence[BackendStatus]:
         return self._inner.statuses()
