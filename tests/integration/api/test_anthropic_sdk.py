@@ -214,6 +214,20 @@ def test_rpm_exhausted_is_a_rate_limit_error_with_retry_after(live_server: LiveS
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
 
 
+def test_count_tokens_takes_an_rpm_slot(live_server: LiveServer) -> None:
+    """Counting runs on the model's tokenizer thread, which every key's prompt waits for: a
+    key may not count without limit while the others wait."""
+    _, key = new_key(live_server, rpm_limit=1)
+    c = client(live_server, key)
+    messages: Any = [{"role": "user", "content": "x"}]
+    assert c.messages.count_tokens(model=MODEL, messages=messages).input_tokens > 0
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        c.messages.count_tokens(model=MODEL, messages=messages)
+    assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    with pytest.raises(anthropic.RateLimitError):  # the same window as its messages
+        c.messages.create(model=MODEL, messages=messages, max_tokens=1)
+
+
 def test_quota_exhausted_is_a_rate_limit_error(live_server: LiveServer) -> None:
     _, key = new_key(live_server, quota_tokens=5)
     with pytest.raises(anthropic.RateLimitError) as caught:

@@ -191,8 +191,12 @@ class Gateway:
 
     async def count_tokens(self, principal: Principal, model: str, prompt: Prompt) -> int:
         """The prompt's size in ``model``'s tokens, as admission counts it for the quota;
-        the key must be allowed the model. Counting spends nothing: no RPM, quota or log."""
+        the key must be allowed the model. It takes one of the key's RPM slots, as any
+        request does, but no quota and no log row: counting is the tokenizer's work, on the
+        model's one encoding thread that every request's prompt waits for, so an unlimited
+        stream of large counts from one key would delay every other key's requests."""
         spec = self._admissions.chat_model_for(principal, model)
+        await self._admissions.check_rate(principal, self._clock.now())
         with BackendErrors(self._telemetry, spec.id):
             backend = self._backends.backend(spec.id)
             return await backend.count_tokens(prompt)
