@@ -1,3 +1,3 @@
 """LLM Server: an OpenAI-compatible LLM API gateway and inference runtime."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

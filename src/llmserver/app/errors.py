@@ -282,6 +282,3 @@ def noted_error(request: Request[Any, Any, Any], exc: Exception) -> ErrorReply:
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Litestar's exception handler for everything: ``error_reply`` as a ``Response``."""
     return noted_error(request, exc).response()
-
-
-EXCEPTION_HANDLERS: dict[Any, Any] = {Exception: handle_exception}

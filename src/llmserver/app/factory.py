@@ -21,14 +21,14 @@ from llmserver.app import paths
 from llmserver.app.access_log import AccessLogMiddleware, access_logger
 from llmserver.app.auth import authenticate_admin
 from llmserver.app.composition import Overrides, build_services, build_tracer
-from llmserver.app.errors import EXCEPTION_HANDLERS
+from llmserver.app.errors import handle_exception
 from llmserver.app.lane.completion import CompletionLane
 from llmserver.app.lifecycle import running
 from llmserver.app.log_setup import configure_logging
 from llmserver.app.metrics import Metrics
 from llmserver.app.openapi import document_completion_routes, swagger_ui
 from llmserver.app.routes.admin import admin_router
-from llmserver.app.routes.anthropic.routes import anthropic_router
+from llmserver.app.routes.anthropic.routes import anthropic_error, anthropic_router
 from llmserver.app.routes.health import healthz, readyz
 from llmserver.app.routes.openai.routes import openai_router
 from llmserver.app.routes.responses.routes import responses_router
@@ -52,6 +52,18 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     # As a header, not media_type: Litestar appends "; charset=utf-8" to every text/* media
     # type, and prometheus-client's already ends with it.
     return Response(body, headers={"content-type": content_type})
+
+
+def _exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Every error's answer, in the shape of the API its path belongs to.
+
+    By path, not by router: Litestar refuses an unknown sub-path or another method before
+    any router is chosen, and a Messages API client must still get Anthropic's shape.
+    """
+    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+    if path == paths.MESSAGES or path.startswith(paths.MESSAGES + "/"):
+        return anthropic_error(request, exc)
+    return handle_exception(request, exc)
 
 
 def create_app(
@@ -95,7 +107,7 @@ def create_app(
             ui_router(Path(settings.ui_dist_dir), settings.ui_key),
         ],
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={Exception: _exception_handler},
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

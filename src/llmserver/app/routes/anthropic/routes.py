@@ -3,7 +3,9 @@
 ``/v1/messages`` is a completion route: its POSTs usually go through the completion lane
 in front of Litestar, and the raw ASGI handler here serves them when Litestar routes them
 (CORS on, a ``root_path``). ``/v1/messages/count_tokens`` is an ordinary handler. Every
-error on this router leaves in Anthropic's shape; ``app.openapi`` documents both routes.
+error under ``/v1/messages`` leaves in Anthropic's shape (``anthropic_error``, which the app's
+exception handler picks by path, so a refused method or an unknown sub-path is answered
+alike); ``app.openapi`` documents both routes.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ async def count_tokens(request: Request[Any, Any, Any]) -> a.TokenCount:
     return a.TokenCount(count)
 
 
-def _anthropic_error(request: Request[Any, Any, Any], exc: Exception) -> Response[a.ErrorBody]:
+def anthropic_error(request: Request[Any, Any, Any], exc: Exception) -> Response[a.ErrorBody]:
     reply = noted_error(request, exc)
     return Response(error_body(reply), status_code=status_of(reply), headers=reply.headers)
 
@@ -48,5 +50,4 @@ def anthropic_router() -> Router:
         path="/",
         route_handlers=[messages, count_tokens],
         tags=["Anthropic"],
-        exception_handlers={Exception: _anthropic_error},
     )
