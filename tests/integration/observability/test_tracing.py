@@ -8,108 +8,43 @@ request id of its own and reads back the trace whose root span carries it.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from integration.observability.otlp_receiver import (
     EchoUpstream,
     OtlpReceiver,
-    ReceivedSpan,
-    echo_upstream,
     hanging_collector,
     otlp_receiver,
 )
-from livesupport import LiveServer, running_server
+from integration.observability.traced_server import (
+    ECHO,
+    INTERNAL,
+    MODEL,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    UPSTREAM_SECRET,
+    Traced,
+    chat,
+    children,
+    named,
+    root_of,
+    traced_server,
+)
+from livesupport import running_server
 from traced_steps import miss_steps
 
 pytestmark = pytest.mark.slow
 
-MODEL = "demo-tiny-llama"
-ECHO = "echo"
-UPSTREAM_SECRET = "upstream-secret-" + "u" * 24
-STATUS_UNSET = 0  # neither failed nor marked ok
-STATUS_ERROR = 2
-INTERNAL = ProtoSpan.SpanKind.SPAN_KIND_INTERNAL
-CLIENT = ProtoSpan.SpanKind.SPAN_KIND_CLIENT
-
-
-class Traced:
-    def __init__(self, server: LiveServer, receiver: OtlpReceiver, upstream: EchoUpstream) -> None:
-        self.server = server
-        self.receiver = receiver
-        self.upstream = upstream
-
-    def post(
-        self, body: dict[str, Any], *, headers: dict[str, str] | None = None, status: int = 200
-    ) -> tuple[str, httpx.Response]:
-        """The request's id and its answer (a stream read to its end), which must have
-        ``status``."""
-        request_id = uuid.uuid4().hex
-        response = httpx.post(
-            self.server.base_url + "/v1/chat/completions",
-            json=body,
-            headers={
-                "Authorization": f"Bearer {self.server.user_key}",
-                "X-Request-ID": request_id,
-                **(headers or {}),
-            },
-            timeout=60,
-        )
-        assert response.status_code == status, response.text
-        return request_id, response
-
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[Traced]:
-    root = tmp_path_factory.mktemp("traced")
-    with otlp_receiver() as receiver, echo_upstream() as upstream:
-        models = root / "models.toml"
-        models.write_text(
-            "[[models]]\n"
-            f'id = "{ECHO}"\n'
-            'backend = "http"\n'
-            f'source = "{upstream.url}"\n'
-            'api_key_env = "UPSTREAM_KEY"\n'
-            "context_length = 512\n"
-        )
-        with running_server(
-            root,
-            demo_model_dir,
-            LLMSERVER_OTEL_ENDPOINT=receiver.url,
-            LLMSERVER_MODELS_FILE=str(models),
-            UPSTREAM_KEY=UPSTREAM_SECRET,
-            OTEL_BSP_SCHEDULE_DELAY="50",
-        ) as server:
-            yield Traced(server, receiver, upstream)
-
-
-def chat(model: str, content: str, **options: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": content}], **options}
-
-
-def root_of(spans: list[ReceivedSpan]) -> ReceivedSpan:
-    (root,) = [s for s in spans if s.parent_id == "" or s.is_server]
-    assert root.is_server
-    assert root.parent_id == ""
-    return root
-
-
-def children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSpan]:
-    return [s for s in spans if s.parent_id == parent.span_id]
-
-
-def named(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
-    (span,) = [s for s in spans if s.name == name]
-    return span
+    with traced_server(tmp_path_factory.mktemp("traced"), demo_model_dir) as traced:
+        yield traced
 
 
 def test_a_completion_is_one_span_with_a_child_per_step(traced: Traced) -> None:
@@ -216,102 +151,6 @@ def test_a_trace_its_caller_left_unsampled_is_not_recorded_but_still_propagated(
     assert (version, seen_trace, flags) == ("00", trace_id, "00")
     traced.receiver.trace(traced.post(chat(ECHO, "sampled", max_tokens=2))[0])  # a later one
     assert not [s for s in traced.receiver.spans if s.trace_id == trace_id]
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_an_http_upstream_gets_the_trace_in_its_traceparent(traced: Traced, stream: bool) -> None:
-    request_id, _ = traced.post(chat(ECHO, "to the upstream", max_tokens=5, stream=stream))
-    seen = traced.upstream.headers[-1]
-    assert seen["authorization"] == f"Bearer {UPSTREAM_SECRET}"
-    version, trace_id, parent_id, flags = seen["traceparent"].split("-")
-    assert version == "00"
-    assert int(flags, 16) & 1  # sampled
-
-    spans = traced.receiver.trace(request_id)
-    root = root_of(spans)
-    assert trace_id == root.trace_id
-    inference = named(children(spans, root), f"chat {ECHO}")
-    assert inference.kind == CLIENT  # a call to another process, over HTTP
-    assert inference.attributes["gen_ai.provider.name"] == "llmserver.http"
-    assert inference.attributes["server.address"] == "127.0.0.1"
-    assert inference.attributes["server.port"] == int(traced.upstream.url.rsplit(":", 1)[1])
-    (call,) = children(spans, inference)
-    assert call.span_id == parent_id
-    assert call.name == "POST"
-    assert call.kind == CLIENT
-    assert call.attributes["url.full"] == f"{traced.upstream.url}/v1/chat/completions"
-    assert call.attributes["server.address"] == "127.0.0.1"
-    assert call.attributes["http.response.status_code"] == 200
-    assert inference.attributes["gen_ai.usage.output_tokens"] == 3  # the upstream's count
-
-
-def test_each_retry_of_an_upstream_is_a_client_span_with_its_own_traceparent(
-    traced: Traced,
-) -> None:
-    traced.upstream.failures = [503]  # answered by the retry
-    seen = len(traced.upstream.headers)
-    request_id, _ = traced.post(chat(ECHO, "retried", max_tokens=5))
-    sent = [h["traceparent"].split("-")[2] for h in traced.upstream.headers[seen:]]
-    spans = traced.receiver.trace(request_id)
-    inference = named(children(spans, root_of(spans)), f"chat {ECHO}")
-    calls = children(spans, inference)
-    assert [c.span_id for c in calls] == sent  # each request its own span, in order
-    assert len(set(sent)) == 2
-    assert [c.attributes["http.response.status_code"] for c in calls] == [503, 200]
-    assert [c.status_code for c in calls] == [STATUS_ERROR, STATUS_UNSET]
-    assert inference.status_code == STATUS_UNSET
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def durable_misses_outside(receiver: OtlpReceiver, trace_id: str) -> int:
-    """How many durable-cache misses of other traces than ``trace_id`` have come."""
-    return sum(
-        1
-        for s in list(receiver.spans)
-        if s.trace_id != trace_id
-        and s.attributes.get("llmserver.cache.layer") == "durable"
-        and s.attributes.get("llmserver.cache.hit") is False
-    )
-
-
-def test_a_shared_inference_belongs_to_the_trace_of_the_request_that_started_it(
-    traced: Traced,
-) -> None:
-    body = chat(ECHO, f"shared {uuid.uuid4().hex}", max_tokens=5, temperature=0)
-    seen = len(traced.upstream.headers)
-    traced.upstream.gate = gate = threading.Event()
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(traced.post, body)
-            wait_for(lambda: len(traced.upstream.headers) > seen)
-            first_trace = traced.upstream.headers[seen]["traceparent"].split("-")[1]
-            before = durable_misses_outside(traced.receiver, first_trace)
-            second = pool.submit(traced.post, body)
-            # The second request joins the flight right after its durable lookup, with no
-            # wait between: once that span is exported, it is waiting on the first's.
-            wait_for(lambda: durable_misses_outside(traced.receiver, first_trace) > before)
-            gate.set()
-            first_id, second_id = first.result()[0], second.result()[0]
-    finally:
-        traced.upstream.gate = None
-        gate.set()
-    assert len(traced.upstream.headers) == seen + 1  # one inference answered both
-    started = traced.receiver.trace(first_id)
-    inference = named(started, f"chat {ECHO}")
-    assert inference.parent_id == root_of(started).span_id
-    joined = traced.receiver.trace(second_id)
-    assert joined[0].trace_id != inference.trace_id
-    # The joiner missed both cache layers and waited on the flight: no inference of its own.
-    assert sorted(s.name for s in children(joined, root_of(joined))) == sorted(
-        miss_steps(ECHO)[:-1]
-    )
-    assert root_of(joined).attributes["llmserver.cache"] == "HIT"
 
 
 def test_a_client_error_is_recorded_by_its_code_and_a_server_error_fails_the_request(
