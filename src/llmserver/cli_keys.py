@@ -18,7 +18,15 @@ import click
 from llmserver.adapters.clock import SystemClock
 from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.key_admin import KeyAdmin, key_state, parse_grace, rotation_change
+from llmserver.domain.key_admin import (
+    KEEP,
+    Keep,
+    KeyAdmin,
+    KeyEdit,
+    key_state,
+    parse_grace,
+    rotation_change,
+)
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
@@ -88,6 +96,8 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "state": key_state(key, SystemClock().now()).value,
         "quota_tokens": key.quota_tokens,
         "rpm_limit": key.rpm_limit,
+        "tpm_limit": key.tpm_limit,
+        "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
         "created_at": _iso(key.created_at),
         "expires_at": _iso(key.expires_at),
@@ -107,7 +117,7 @@ def _usage_dict(record: UsageRecord) -> dict[str, Any]:
     }
 
 
-_UNLIMITED_WHEN_NONE = frozenset({"quota_tokens", "rpm_limit"})
+_UNLIMITED_WHEN_NONE = frozenset({"quota_tokens", "rpm_limit", "tpm_limit", "max_parallel"})
 
 
 def _text(field: str, value: Any) -> str:
@@ -145,6 +155,10 @@ def keys() -> None:
 )
 @click.option("--quota-tokens", type=click.IntRange(min=0), help="Monthly tokens (role default).")
 @click.option("--rpm", type=click.IntRange(min=0), help="Requests per minute (role default).")
+@click.option("--tpm", type=click.IntRange(min=0), help="Tokens per minute (default: none).")
+@click.option(
+    "--max-parallel", type=click.IntRange(min=0), help="Requests in flight (default: none)."
+)
 @click.option("--models", default="", help="Comma-separated model ids or aliases (default: all).")
 @click.option(
     "--allow-unknown-models",
@@ -160,6 +174,8 @@ def create(
     role: str,
     quota_tokens: int | None,
     rpm: int | None,
+    tpm: int | None,
+    max_parallel: int | None,
     models: str,
     allow_unknown_models: bool,
     expires: str | None,
@@ -173,6 +189,8 @@ def create(
             role=role,
             quota_tokens=quota_tokens,
             rpm_limit=rpm,
+            tpm_limit=tpm,
+            max_parallel=max_parallel,
             allowed_models=models.split(","),
             expires_in=expires,
             allow_unknown_models=allow_unknown_models,
@@ -209,6 +227,8 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
             "state",
             "quota_tokens",
             "rpm_limit",
+            "tpm_limit",
+            "max_parallel",
             "allowed_models",
             "expires_at",
             "last_used_at",
@@ -223,6 +243,67 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
 def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
     """Show one key by id or prefix."""
     key = _run(ctx, lambda admin: admin.find(id_or_prefix))
+    if as_json:
+        click.echo(json.dumps(_key_dict(key)))
+    else:
+        _details(key)
+
+
+class _Limit(click.ParamType[int | Keep | None, Any]):
+    """A limit for ``keys update``: a whole number, or ``none`` for no limit."""
+
+    name = "N|none"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | Keep | None:
+        if isinstance(value, Keep):  # the option left out
+            return value
+        text = str(value).strip().lower()
+        if text in ("none", "unlimited"):
+            return None
+        if not text.isdigit():
+            self.fail(f"{value!r} is neither a whole number nor 'none'", param, ctx)
+        return int(text)
+
+
+def _limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(flag, type=_Limit(), default=KEEP, help=f"{what}; 'none': no limit.")
+
+
+@keys.command("update")
+@click.argument("id_or_prefix")
+@click.option("--name", help="A new name.")
+@_limit_option("--quota-tokens", "Monthly tokens")
+@_limit_option("--rpm", "Requests per minute")
+@_limit_option("--tpm", "Tokens per minute")
+@_limit_option("--max-parallel", "Requests in flight")
+@_json_option
+@click.pass_context
+def update(
+    ctx: click.Context,
+    id_or_prefix: str,
+    name: str | None,
+    quota_tokens: int | Keep | None,
+    rpm: int | Keep | None,
+    tpm: int | Keep | None,
+    max_parallel: int | Keep | None,
+    as_json: bool,
+) -> None:
+    """Change a key's name or limits; options left out stay as they are. A running server
+    sees the change within LLMSERVER_KEY_CACHE_TTL_S."""
+    edit = KeyEdit(
+        name=KEEP if name is None else name,
+        quota_tokens=quota_tokens,
+        rpm_limit=rpm,
+        tpm_limit=tpm,
+        max_parallel=max_parallel,
+    )
+    _, key = _run(
+        ctx,
+        lambda admin: admin.update(id_or_prefix, edit),
+        lambda done: key_change(AuditAction.KEY_UPDATE, *done),
+    )
     if as_json:
         click.echo(json.dumps(_key_dict(key)))
     else:

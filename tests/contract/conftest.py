@@ -18,11 +18,19 @@ from llmserver.adapters.memory import (
     MemoryCompletionCache,
     MemoryHotCache,
     MemoryKeyStore,
+    MemoryParallelStore,
     MemoryRateLimitStore,
     MemoryRequestLogStore,
+    MemoryTokenRateStore,
     MemoryUsageStore,
 )
-from llmserver.adapters.redis import RedisHotCache, RedisRateLimitStore, RedisUsageStore
+from llmserver.adapters.redis import (
+    RedisHotCache,
+    RedisParallelStore,
+    RedisRateLimitStore,
+    RedisTokenRateStore,
+    RedisUsageStore,
+)
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
@@ -31,8 +39,10 @@ from llmserver.domain.ports import (
     CompletionCache,
     HotCache,
     KeyStore,
+    ParallelStore,
     RateLimitStore,
     RequestLogRetention,
+    TokenRateStore,
     UsageStore,
 )
 
@@ -180,6 +190,29 @@ def rate_limit_store(request: pytest.FixtureRequest) -> RateLimitStore:
         return MemoryRateLimitStore()
     return RedisRateLimitStore(
         request.getfixturevalue("redis_pipe"), prefix=request.getfixturevalue("redis_prefix")
+    )
+
+
+@pytest.fixture(params=FAST)
+def token_rate_store(request: pytest.FixtureRequest) -> TokenRateStore:
+    if request.param == "memory":
+        return MemoryTokenRateStore()
+    return RedisTokenRateStore(
+        request.getfixturevalue("redis_pipe"),
+        prefix=request.getfixturevalue("redis_prefix") + "tpm:",
+    )
+
+
+@pytest.fixture(params=FAST)
+def parallel_store(request: pytest.FixtureRequest) -> ParallelStore:
+    if request.param == "memory":
+        return MemoryParallelStore()
+    # One replica counts its own slots with or without its lease (started in the
+    # replicas' tests, tests/integration/storage/test_redis_limits.py).
+    return RedisParallelStore(
+        request.getfixturevalue("redis_client"),
+        request.getfixturevalue("redis_pipe"),
+        prefix=request.getfixturevalue("redis_prefix"),
     )
 
 

@@ -21,6 +21,7 @@ from llmserver.adapters.clock import SystemClock
 from llmserver.app.services import Services
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy
+from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher
@@ -268,7 +269,7 @@ def build_services(
         keys=keys,
         hasher=hasher,
         usage=state.usage,
-        limiter=limiter,
+        limits=_limits(redis, limiter),
         cache=state.cache,
         hot_cache=hot,
         registry=registry,
@@ -325,6 +326,15 @@ def _shared_stores(
         on_error=metrics.redis_error,
     )
     return redis, redis.limiter, redis.hot_cache if settings.hot_cache else None
+
+
+def _limits(redis: RedisStores | None, requests: RateLimitStore) -> Limits:
+    """The TPM windows and parallel slots: in Redis when there is one, else in this process."""
+    if redis is not None:
+        return Limits(requests=requests, tokens=redis.token_rate, parallel=redis.parallel)
+    from llmserver.adapters.memory import MemoryParallelStore, MemoryTokenRateStore
+
+    return Limits(requests=requests, tokens=MemoryTokenRateStore(), parallel=MemoryParallelStore())
 
 
 def _state_stores(

@@ -120,21 +120,33 @@ class Where:
     request_id: str | None
 
 
-def rate_header_pairs(decision: RateDecision | None) -> list[tuple[bytes, bytes]]:
-    """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit), as
-    the raw ASGI pairs a completion answer sends."""
-    if decision is None:
-        return []
-    return [
-        (b"x-ratelimit-limit-requests", b"%d" % decision.limit),
-        (b"x-ratelimit-remaining-requests", b"%d" % decision.remaining),
-        (b"x-ratelimit-reset-requests", b"%.3fs" % (decision.reset_after_ms / 1000)),
-    ]
+def rate_header_pairs(
+    decision: RateDecision | None, tokens: RateDecision | None = None
+) -> list[tuple[bytes, bytes]]:
+    """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit)
+    and ``x-ratelimit-*-tokens`` headers (absent without a TPM limit), as the raw ASGI
+    pairs a completion answer sends."""
+    pairs = []
+    if decision is not None:
+        pairs += [
+            (b"x-ratelimit-limit-requests", b"%d" % decision.limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % decision.remaining),
+            (b"x-ratelimit-reset-requests", b"%.3fs" % (decision.reset_after_ms / 1000)),
+        ]
+    if tokens is not None:
+        pairs += [
+            (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
+            (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
+            (b"x-ratelimit-reset-tokens", b"%.3fs" % (tokens.reset_after_ms / 1000)),
+        ]
+    return pairs
 
 
-def rate_headers(decision: RateDecision | None) -> dict[str, str]:
+def rate_headers(
+    decision: RateDecision | None, tokens: RateDecision | None = None
+) -> dict[str, str]:
     """``rate_header_pairs`` for a Litestar response."""
-    return {name.decode(): value.decode() for name, value in rate_header_pairs(decision)}
+    return {n.decode(): v.decode() for n, v in rate_header_pairs(decision, tokens)}
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:
@@ -146,7 +158,7 @@ def retry_after_header(seconds: float) -> dict[str, str]:
 
 
 def _gateway_error(exc: GatewayError) -> ErrorReply:
-    headers = rate_headers(exc.rate)
+    headers = rate_headers(exc.rate, exc.token_rate)
     error_type: str | None = None
     if isinstance(exc, RateLimited | Overloaded | Unavailable):
         headers.update(retry_after_header(exc.retry_after))

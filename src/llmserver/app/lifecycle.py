@@ -74,6 +74,9 @@ async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
     checks: dict[str, ReadinessCheck] = {"database": _database_check(database)}
     if composed.redis is not None:
         stack.push_async_callback(composed.redis.close)
+        # Before the connection closes: give this replica's parallel-slot lease up.
+        stack.push_async_callback(composed.redis.parallel_slots.close)
+        await composed.redis.parallel_slots.start()
         checks["redis"] = _redis_check(composed.redis.ping, services.settings.redis_failure_policy)
     await composed.batcher.start()
     stack.push_async_callback(composed.batcher.close)

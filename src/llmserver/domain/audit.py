@@ -77,6 +77,8 @@ def key_settings(key: ApiKey) -> dict[str, object]:
         "role": key.role.value,
         "quota_tokens": key.quota_tokens,
         "rpm_limit": key.rpm_limit,
+        "tpm_limit": key.tpm_limit,
+        "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
         "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
         "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),

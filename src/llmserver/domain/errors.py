@@ -35,6 +35,8 @@ class GatewayError(Exception):
     code: str = "invalid_request"
     rate: RateDecision | None = None
     """The key's rate-limit state when known, so refusals carry the rate headers too."""
+    token_rate: RateDecision | None = None
+    """The key's TPM state when known (``x-ratelimit-*-tokens``)."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -158,12 +160,58 @@ class RateLimited(GatewayError):
     kind = ErrorKind.RATE_LIMITED
     code = "rate_limit_exceeded"
 
-    def __init__(self, *, limit: int, retry_after: float) -> None:
+    def __init__(self, *, limit: int, retry_after: float, message: str | None = None) -> None:
         super().__init__(
-            f"Rate limit reached: {limit} requests per minute. Try again in {retry_after:.3f}s."
+            message
+            or f"Rate limit reached: {limit} requests per minute. Try again in {retry_after:.3f}s."
         )
         self.limit = limit
         self.retry_after = retry_after
+
+
+class TokenRateLimited(RateLimited):
+    """The key's tokens-per-minute window has no room for this request's reservation."""
+
+    def __init__(self, *, needed: int, decision: RateDecision) -> None:
+        super().__init__(
+            limit=decision.limit,
+            retry_after=decision.retry_after,
+            message=f"Rate limit reached: {decision.limit} tokens per minute. This request may "
+            f"use up to {needed} tokens (prompt + max_tokens) and {decision.remaining} are "
+            f"free in the last minute. Try again in {decision.retry_after:.3f}s.",
+        )
+        self.token_rate = decision
+
+
+class ParallelLimited(RateLimited):
+    """The key already has its ``max_parallel`` requests in flight."""
+
+    code = "too_many_parallel_requests"
+    RETRY_AFTER_S = 1.0
+    """No finishing time is known; a second is a polite first retry."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(
+            limit=limit,
+            retry_after=self.RETRY_AFTER_S,
+            message=f"Too many requests in flight: this API key may have {limit} at once. "
+            "Retry when one of them has finished.",
+        )
+
+
+class TooLargeForTokenRate(InvalidRequest):
+    """A reservation larger than the key's whole TPM limit, which no wait would admit (a 400,
+    not a 429 a client would retry forever)."""
+
+    code = "tokens_exceed_rate_limit"
+
+    def __init__(self, *, needed: int, limit: int) -> None:
+        super().__init__(
+            f"This request may use up to {needed} tokens (prompt + max_tokens), more than this "
+            f"API key's limit of {limit} tokens per minute, so it can never be admitted. "
+            "Lower max_tokens or shorten the prompt.",
+            param="max_tokens",
+        )
 
 
 class QuotaExceeded(GatewayError):

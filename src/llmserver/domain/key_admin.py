@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
+from typing import Any
 
 from llmserver.domain.audit import AuditAction, KeyChange, key_change
 from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
+from llmserver.domain.key_limits import LIMITS, check_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
 from llmserver.domain.quota import UsageRecord
@@ -26,9 +28,6 @@ MAX_LIFETIME_DAYS = 36_500
 """About 100 years: longer is "never" in practice, and an expiry date stays far inside what
 datetimes and every database can hold (year 9999)."""
 _MAX_LIFETIME_S = MAX_LIFETIME_DAYS * 86_400
-MAX_QUOTA_TOKENS = 10**15
-MAX_RPM = 10**9
-"""Limits beyond these mean "unlimited" anyway; the columns (BIGINT, INTEGER) hold them."""
 MAX_NAME_LENGTH = 200
 """The width of the name column."""
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -135,15 +134,6 @@ def _clean_name(name: str) -> str:
     return name.strip()
 
 
-def _check_limits(quota_tokens: int | None, rpm_limit: int | None) -> None:
-    for limit, param, least, most in (
-        (quota_tokens, "quota_tokens", 0, MAX_QUOTA_TOKENS),
-        (rpm_limit, "rpm_limit", 1, MAX_RPM),
-    ):
-        if limit is not None and not least <= limit <= most:
-            raise InvalidRequest(f"{param} must be between {least} and {most}.", param=param)
-
-
 class Keep(Enum):
     """A setting an edit leaves as it is (``None`` means "no limit", so it cannot)."""
 
@@ -160,6 +150,8 @@ class KeyEdit:
     name: str | Keep = KEEP
     quota_tokens: int | Keep | None = KEEP
     rpm_limit: int | Keep | None = KEEP
+    tpm_limit: int | Keep | None = KEEP
+    max_parallel: int | Keep | None = KEEP
     allowed_models: Sequence[str] | Keep = KEEP
     expires_at: datetime | Keep | None = KEEP
     allow_unknown_models: bool = False
@@ -232,6 +224,8 @@ class KeyAdmin:
         role: Role | str = Role.USER,
         quota_tokens: int | None = None,
         rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        max_parallel: int | None = None,
         allowed_models: Sequence[str] = (),
         expires_in: str | timedelta | None = None,
         allow_unknown_models: bool = False,
@@ -249,7 +243,13 @@ class KeyAdmin:
             raise InvalidRequest(
                 f"Unknown role {role!r}: use one of {roles}.", param="role"
             ) from None
-        _check_limits(quota_tokens, rpm_limit)
+        limits = {
+            "quota_tokens": quota_tokens,
+            "rpm_limit": rpm_limit,
+            "tpm_limit": tpm_limit,
+            "max_parallel": max_parallel,
+        }
+        check_limits(limits)
         if isinstance(expires_in, str):
             expires_in = parse_duration(expires_in)
         now = self._clock.now()
@@ -263,6 +263,8 @@ class KeyAdmin:
             created_at=now,
             quota_tokens=spec.default_quota_tokens if quota_tokens is None else quota_tokens,
             rpm_limit=spec.default_rpm if rpm_limit is None else rpm_limit,
+            tpm_limit=tpm_limit,
+            max_parallel=max_parallel,
             allowed_models=models,
             expires_at=None if expires_in is None else now + expires_in,
         )
@@ -309,17 +311,16 @@ class KeyAdmin:
     async def update(self, id_or_prefix: str, edit: KeyEdit) -> tuple[ApiKey, ApiKey]:
         """Change a key's settings; returns it before and after. A revoked key can be
         edited (nothing brings it back); the role cannot change (make a new key)."""
-        _check_limits(
-            None if isinstance(edit.quota_tokens, Keep) else edit.quota_tokens,
-            None if isinstance(edit.rpm_limit, Keep) else edit.rpm_limit,
-        )
-        before = wanted = await self.find(id_or_prefix)
+        limits: dict[str, Any] = {
+            name: value
+            for name, _, _ in LIMITS
+            if not isinstance(value := getattr(edit, name), Keep)
+        }
+        check_limits(limits)
+        before = await self.find(id_or_prefix)
+        wanted = replace(before, **limits)
         if not isinstance(edit.name, Keep):
             wanted = replace(wanted, name=_clean_name(edit.name))
-        if not isinstance(edit.quota_tokens, Keep):
-            wanted = replace(wanted, quota_tokens=edit.quota_tokens)
-        if not isinstance(edit.rpm_limit, Keep):
-            wanted = replace(wanted, rpm_limit=edit.rpm_limit)
         if not isinstance(edit.allowed_models, Keep):
             models = allowed_model_ids(
                 self._models, edit.allowed_models, allow_unknown=edit.allow_unknown_models

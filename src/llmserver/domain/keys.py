@@ -62,7 +62,15 @@ def role_spec(role: Role) -> RoleSpec:
     return next(spec for spec in DEFAULT_ROLES if spec.name is role)
 
 
-EDITABLE_KEY_FIELDS = ("name", "quota_tokens", "rpm_limit", "allowed_models", "expires_at")
+EDITABLE_KEY_FIELDS = (
+    "name",
+    "quota_tokens",
+    "rpm_limit",
+    "tpm_limit",
+    "max_parallel",
+    "allowed_models",
+    "expires_at",
+)
 """The settings an admin may change on an existing key."""
 
 
@@ -80,10 +88,16 @@ class ApiKey:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    tpm_limit: int | None = None
+    """Tokens (prompt + completion) per minute, reserved as prompt + max_tokens."""
+    max_parallel: int | None = None
+    """Requests in flight at once."""
 
     def __post_init__(self) -> None:
-        if self.rpm_limit is not None and self.rpm_limit < 1:
-            raise ValueError("rpm_limit must be at least 1 (or None for no limit)")
+        for name in ("rpm_limit", "tpm_limit", "max_parallel"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
         if self.quota_tokens is not None and self.quota_tokens < 0:
             raise ValueError("quota_tokens must not be negative (or None for no quota)")
 

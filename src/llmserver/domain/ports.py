@@ -28,6 +28,7 @@ from llmserver.domain.keys import ApiKey
 from llmserver.domain.logs import DailyUsage, LogQuery, RequestLog
 from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.ratelimit import RateDecision
+from llmserver.domain.token_rate import TokenHold, TokenReservation
 
 
 class Clock(Protocol):
@@ -89,6 +90,36 @@ class UsageStore(Protocol):
 class RateLimitStore(Protocol):
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
         """Decide and, if admitted, record one request, atomically per bucket."""
+        ...
+
+
+class TokenRateStore(Protocol):
+    """The TPM windows (``domain.token_rate``): entries reserved, settled, released."""
+
+    async def reserve(self, bucket: str, limit: int, tokens: int, now_ms: int) -> TokenReservation:
+        """Decide (``decide_tokens``) and, if admitted, record an entry of ``tokens`` at
+        ``now_ms``, atomically per bucket."""
+        ...
+
+    async def settle(self, hold: TokenHold, used: int) -> None:
+        """Shrink the entry to ``used`` tokens (never grow it); nothing if it has left the
+        window or was released."""
+        ...
+
+    async def release(self, hold: TokenHold) -> None:
+        """Remove the entry (nothing if it has left the window)."""
+        ...
+
+
+class ParallelStore(Protocol):
+    """Requests in flight per bucket, held from admission until the request ends."""
+
+    async def acquire(self, bucket: str, limit: int) -> bool:
+        """Take one of ``limit`` slots iff fewer than ``limit`` are held, atomically."""
+        ...
+
+    async def release(self, bucket: str) -> None:
+        """Give back one slot this process took."""
         ...
 
 

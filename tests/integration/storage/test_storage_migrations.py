@@ -84,8 +84,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "0004": "audit_log: every admin action, who made it, and what it changed",
         "0005": "request_logs.cost_picodollars and usage_daily.cost_picodollars: "
         "what requests cost",
+        "0006": "api_keys.tpm_limit and api_keys.max_parallel: tokens per minute, "
+        "requests in flight",
     }
-    assert head == "0005"
+    assert head == "0006"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

@@ -168,7 +168,16 @@ def test_an_empty_allow_list_allows_every_model() -> None:
     assert not key(allowed_models=("a",)).may_use("b")
 
 
-@pytest.mark.parametrize("fields", [{"rpm_limit": 0}, {"rpm_limit": -1}, {"quota_tokens": -1}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"rpm_limit": 0},
+        {"rpm_limit": -1},
+        {"quota_tokens": -1},
+        {"tpm_limit": 0},
+        {"max_parallel": 0},
+    ],
+)
 def test_impossible_limits_are_rejected(fields: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must"):
         key(**fields)

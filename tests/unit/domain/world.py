@@ -14,11 +14,14 @@ from llmserver.adapters.memory import (
     MemoryCompletionCache,
     MemoryHotCache,
     MemoryKeyStore,
+    MemoryParallelStore,
     MemoryRateLimitStore,
+    MemoryTokenRateStore,
     MemoryUsageStore,
 )
 from llmserver.app.statuses import http_status
 from llmserver.domain.gateway import CompletionRequest, Gateway, GatewayPolicy, Principal
+from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.inference import ChatMessage, Prompt
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key
@@ -83,6 +86,8 @@ class World:
     keys: MemoryKeyStore = field(default_factory=MemoryKeyStore)
     usage: MemoryUsageStore = field(default_factory=MemoryUsageStore)
     limiter: MemoryRateLimitStore = field(default_factory=MemoryRateLimitStore)
+    token_rate: MemoryTokenRateStore = field(default_factory=MemoryTokenRateStore)
+    parallel: MemoryParallelStore = field(default_factory=MemoryParallelStore)
     cache: MemoryCompletionCache = field(default_factory=MemoryCompletionCache)
     telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
     logs: list[RequestLog] = field(default_factory=list)
@@ -103,7 +108,7 @@ class World:
             keys=self.keys,
             hasher=self.hasher,
             usage=self.usage,
-            limiter=self.limiter,
+            limits=Limits(requests=self.limiter, tokens=self.token_rate, parallel=self.parallel),
             cache=self.cache,
             hot_cache=self.hot_cache,
             registry=ModelRegistry(

@@ -9,7 +9,9 @@ from llmserver.adapters.memory.audit import MemoryAuditLog
 from llmserver.adapters.memory.cache import MemoryCompletionCache, MemoryHotCache
 from llmserver.adapters.memory.keys import MemoryKeyStore
 from llmserver.adapters.memory.logs import MemoryRequestLogStore
+from llmserver.adapters.memory.parallel import MemoryParallelStore
 from llmserver.adapters.memory.ratelimit import MemoryRateLimitStore
+from llmserver.adapters.memory.token_rate import MemoryTokenRateStore
 from llmserver.adapters.memory.usage import MemoryUsageStore
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "MemoryCompletionCache",
     "MemoryHotCache",
     "MemoryKeyStore",
+    "MemoryParallelStore",
     "MemoryRateLimitStore",
     "MemoryRequestLogStore",
+    "MemoryTokenRateStore",
     "MemoryUsageStore",
 ]

@@ -9,16 +9,20 @@ from redis.backoff import NoBackoff
 from llmserver.adapters.pending_usage import DurableUsage
 from llmserver.adapters.redis.cache import RedisHotCache
 from llmserver.adapters.redis.guarded_limiter import FailurePolicy, GuardedRateLimitStore
+from llmserver.adapters.redis.guarded_limits import GuardedParallelStore, GuardedTokenRateStore
+from llmserver.adapters.redis.parallel import RedisParallelStore
 from llmserver.adapters.redis.pipe import RedisPipe
 from llmserver.adapters.redis.ratelimit import RedisRateLimitStore
+from llmserver.adapters.redis.token_rate import RedisTokenRateStore
 from llmserver.adapters.redis.usage import RedisUsageStore
 
 
 class RedisStores:
     """The Redis-backed stores on one client, built once by the composition root.
 
-    ``limiter`` and ``usage_store`` apply the failure policy; ``hot_cache`` treats every
-    error as a miss. All report each Redis error to ``on_error`` with their component's name.
+    ``limiter``, ``token_rate``, ``parallel`` and ``usage_store`` apply the failure policy;
+    ``hot_cache`` treats every error as a miss. All report each Redis error to ``on_error``
+    with their component's name.
     """
 
     def __init__(
@@ -38,6 +42,12 @@ class RedisStores:
         self.limiter = GuardedRateLimitStore(
             RedisRateLimitStore(pipe, prefix=f"{prefix}rpm:"), failure_policy, on_error=on_error
         )
+        self.token_rate = GuardedTokenRateStore(
+            RedisTokenRateStore(pipe, prefix=f"{prefix}tpm:"), failure_policy, on_error=on_error
+        )
+        self.parallel_slots = RedisParallelStore(client, pipe, prefix=prefix)
+        """Holds this replica's lease: started and closed with the server."""
+        self.parallel = GuardedParallelStore(self.parallel_slots, failure_policy, on_error=on_error)
         self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error, pipe=pipe)
 
     @classmethod

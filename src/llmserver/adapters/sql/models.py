@@ -116,6 +116,8 @@ class ApiKeyModel(Base):
     role: Mapped[str] = mapped_column(String(32), ForeignKey("roles.name"))
     quota_tokens: Mapped[int | None] = mapped_column(BigInteger)
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
+    max_parallel: Mapped[int | None] = mapped_column(Integer)
     allowed_models: Mapped[list[str]] = mapped_column(JsonB)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))

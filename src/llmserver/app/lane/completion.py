@@ -72,7 +72,10 @@ def _stream(
     record.cache = session.cache_status.value
     return SseReply(
         surface.stream(session, body, record),
-        [(b"x-cache", session.cache_status.value.encode()), *rate_header_pairs(session.rate)],
+        [
+            (b"x-cache", session.cache_status.value.encode()),
+            *rate_header_pairs(session.rate, session.token_rate),
+        ],
     )
 
 
@@ -99,7 +102,10 @@ async def _answer(
     record.completion_tokens = outcome.completion.completion_tokens
     return JsonReply(
         ENCODER.encode(surface.answer(body, outcome)),
-        [(b"x-cache", outcome.cache_status.value.encode()), *rate_header_pairs(outcome.rate)],
+        [
+            (b"x-cache", outcome.cache_status.value.encode()),
+            *rate_header_pairs(outcome.rate, outcome.token_rate),
+        ],
     )
 
 

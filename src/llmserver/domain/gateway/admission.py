@@ -18,6 +18,7 @@ from llmserver.domain.errors import (
     RateLimited,
     WrongModelKind,
 )
+from llmserver.domain.gateway.holds import Holds, Limits
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.values import Admission, Call, Principal, generation_params
 from llmserver.domain.inference import Completion
@@ -25,7 +26,6 @@ from llmserver.domain.ports import (
     Clock,
     HotCache,
     ModelBackends,
-    RateLimitStore,
     Telemetry,
     UsageStore,
 )
@@ -40,7 +40,7 @@ class Admissions:
         *,
         registry: ModelRegistry,
         backends: ModelBackends,
-        limiter: RateLimitStore,
+        limits: Limits,
         usage: UsageStore,
         hot_cache: HotCache | None,
         clock: Clock,
@@ -49,7 +49,8 @@ class Admissions:
     ) -> None:
         self._registry = registry
         self._backends = backends
-        self._limiter = limiter
+        self._limiter = limits.requests
+        self._limits = limits
         self._usage = usage
         self._hot = hot_cache
         self._clock = clock
@@ -113,7 +114,9 @@ class Admissions:
                     context_length=spec.context_length,
                 )
             # Last step: nothing after the reservation may fail before it is handed over.
-            reservation = await self.reserve(principal, prompt_tokens + params.max_tokens, call.at)
+            reservation, holds = await self.reserve(
+                principal, prompt_tokens + params.max_tokens, call.at
+            )
         except GatewayError as exc:
             exc.rate = rate
             raise
@@ -127,6 +130,7 @@ class Admissions:
             key,
             self._clock.monotonic(),
             cached,
+            holds=holds,
         )
 
     async def check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
@@ -141,11 +145,24 @@ class Admissions:
             raise error
         return decision
 
-    async def reserve(self, principal: Principal, tokens: int, at: datetime) -> Reservation:
-        quota = principal.key.quota_tokens
+    async def reserve(
+        self, principal: Principal, tokens: int, at: datetime
+    ) -> tuple[Reservation, Holds | None]:
+        """Every hold of ``tokens`` the key's limits ask for, all or nothing: the TPM and
+        parallel holds (``gateway.holds``), then the quota reservation."""
+        key = principal.key
+        holds = await self._limits.take(key, tokens, at) if Limits.needed(key) else None
+        quota = key.quota_tokens
         period = period_of(at)
-        result = await self._usage.reserve(principal.key.id, period, tokens, quota)
+        try:
+            result = await self._usage.reserve(key.id, period, tokens, quota)
+        except BaseException:
+            if holds is not None:
+                await self._limits.release(holds)
+            raise
         if not result.admitted:
+            if holds is not None:
+                await self._limits.release(holds)
             assert quota is not None
             raise QuotaExceeded(
                 needed=tokens,
@@ -153,7 +170,7 @@ class Admissions:
                 quota=quota,
                 reset_at=period_reset_at(period),
             )
-        return Reservation(principal.key.id, period, tokens)
+        return Reservation(key.id, period, tokens), holds
 
     async def hot_lookup(self, key: str) -> Completion | None:
         if self._hot is None:

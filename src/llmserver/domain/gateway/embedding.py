@@ -81,7 +81,14 @@ class EmbeddingUseCase:
         self._outcomes.succeed(
             call, admission, Completion("", embeddings.prompt_tokens, 0, FinishReason.STOP)
         )
-        return EmbeddingOutcome(embeddings, admission.spec, admission.cache_status, admission.rate)
+        holds = admission.holds
+        return EmbeddingOutcome(
+            embeddings,
+            admission.spec,
+            admission.cache_status,
+            admission.rate,
+            None if holds is None else holds.token_rate,
+        )
 
     async def _admit(self, call: EmbeddingCall) -> EmbeddingAdmission:
         principal, request, admissions = call.principal, call.request, self._admissions
@@ -118,11 +125,13 @@ class EmbeddingUseCase:
                             index=index, tokens=count, context_length=spec.context_length
                         )
                 tokens = sum(counts)
-            reservation = await admissions.reserve(principal, tokens, call.at)
+            reservation, holds = await admissions.reserve(principal, tokens, call.at)
         except GatewayError as exc:
             exc.rate = rate
             raise
-        return EmbeddingAdmission(spec, backend, tokens, reservation, rate, key, cached)
+        return EmbeddingAdmission(
+            spec, backend, tokens, reservation, rate, key, cached, holds=holds
+        )
 
     async def _answer(self, admission: EmbeddingAdmission, request: EmbeddingRequest) -> Embeddings:
         if admission.cache_key is None:

@@ -11,9 +11,13 @@ from llmserver.domain.errors import (
     ErrorKind,
     GatewayError,
     Overloaded,
+    ParallelLimited,
     QuotaExceeded,
     RateLimited,
+    TokenRateLimited,
+    TooLargeForTokenRate,
 )
+from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.values import Admitted, Asked, Logged, LogSubmit
 from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.logs import CacheStatus, RequestLog
@@ -25,6 +29,10 @@ _HIT = CacheStatus.HIT
 """Bound once: an enum member read off its class costs a lookup on every request."""
 
 _REFUSAL_CAUSES: tuple[tuple[type[GatewayError], str], ...] = (
+    # Subclasses before their base: the first match names the cause.
+    (TokenRateLimited, "tpm"),
+    (TooLargeForTokenRate, "tpm"),
+    (ParallelLimited, "parallel"),
     (RateLimited, "rpm"),
     (QuotaExceeded, "quota"),
     (ContextLengthExceeded, "context_length"),
@@ -83,12 +91,14 @@ class Outcomes:
         self,
         *,
         usage: UsageStore,
+        limits: Limits,
         clock: Clock,
         log: LogSubmit,
         telemetry: Telemetry,
         cache_hits_count_against_quota: bool,
     ) -> None:
         self._usage = usage
+        self._limits = limits
         self._clock = clock
         self._log = log
         self._telemetry = telemetry
@@ -100,19 +110,26 @@ class Outcomes:
         if reservation is None:
             return
         hit = admission.cache_status is CacheStatus.HIT
-        charged = 0 if hit and not self._charge_hits else tokens
-        await self._usage.settle(
-            reservation.key_id,
-            reservation.period,
-            reservation.tokens,
-            settle_amount(reservation.tokens, charged),
-            cache_hit=hit,
-        )
+        charged = settle_amount(reservation.tokens, 0 if hit and not self._charge_hits else tokens)
+        try:
+            await self._usage.settle(
+                reservation.key_id, reservation.period, reservation.tokens, charged, cache_hit=hit
+            )
+        finally:
+            holds = admission.holds
+            if holds is not None:
+                await self._limits.settle(holds, charged)
 
     async def release(self, admission: Admitted) -> None:
         reservation, admission.reservation = admission.reservation, None
-        if reservation is not None:
+        if reservation is None:
+            return
+        try:
             await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
+        finally:
+            holds = admission.holds
+            if holds is not None:
+                await self._limits.release(holds)
 
     def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(

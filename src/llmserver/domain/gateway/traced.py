@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced_inference import TracedBackends
 from llmserver.domain.gateway.use_case import Gateway
 from llmserver.domain.gateway.values import Principal
@@ -50,7 +51,7 @@ class TracedGateway(Gateway):
         tracer: Tracer,
         *,
         usage: UsageStore,
-        limiter: RateLimitStore,
+        limits: Limits,
         cache: CompletionCache,
         hot_cache: HotCache | None,
         registry: ModelRegistry,
@@ -60,7 +61,11 @@ class TracedGateway(Gateway):
         """``parts``: the rest of ``Gateway``'s arguments, passed on as they are."""
         super().__init__(
             usage=TracedUsage(usage, tracer),
-            limiter=TracedRateLimits(limiter, tracer),
+            limits=Limits(
+                requests=TracedRateLimits(limits.requests, tracer),
+                tokens=limits.tokens,
+                parallel=limits.parallel,
+            ),
             cache=TracedCache(cache, tracer),
             hot_cache=None if hot_cache is None else TracedHotCache(hot_cache, tracer),
             registry=registry,

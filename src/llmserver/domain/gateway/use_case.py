@@ -8,6 +8,7 @@ from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
 from llmserver.domain.gateway.admission import Admissions
 from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.embedding import EmbeddingUseCase
+from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.streaming import Events, Streams
 from llmserver.domain.gateway.values import (
@@ -32,7 +33,6 @@ from llmserver.domain.ports import (
     KeyStore,
     ModelBackends,
     NullTelemetry,
-    RateLimitStore,
     Telemetry,
     UsageStore,
 )
@@ -47,7 +47,7 @@ class Gateway:
         keys: KeyStore,
         hasher: KeyHasher,
         usage: UsageStore,
-        limiter: RateLimitStore,
+        limits: Limits,
         cache: CompletionCache,
         hot_cache: HotCache | None,
         registry: ModelRegistry,
@@ -70,7 +70,7 @@ class Gateway:
         self._admissions = Admissions(
             registry=registry,
             backends=backends,
-            limiter=limiter,
+            limits=limits,
             usage=usage,
             hot_cache=hot_cache,
             clock=clock,
@@ -87,6 +87,7 @@ class Gateway:
         )
         self._outcomes = Outcomes(
             usage=usage,
+            limits=limits,
             clock=clock,
             log=log,
             telemetry=sink,
@@ -158,7 +159,15 @@ class Gateway:
             await outcomes.abort(call, admission, exc)
             raise
         outcomes.succeed(call, admission, completion)
-        return Outcome(completion, admission.spec, admission.cache_status, admission.rate, created)
+        holds = admission.holds
+        return Outcome(
+            completion,
+            admission.spec,
+            admission.cache_status,
+            admission.rate,
+            created,
+            None if holds is None else holds.token_rate,
+        )
 
     async def embed(
         self, principal: Principal, request: EmbeddingRequest, origin: Origin
@@ -187,6 +196,7 @@ class Gateway:
             created,
             Events(first, rest),
             admission.prompt_tokens,
+            None if admission.holds is None else admission.holds.token_rate,
         )
 
     async def count_tokens(self, principal: Principal, model: str, prompt: Prompt) -> int:

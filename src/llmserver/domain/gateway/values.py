@@ -15,6 +15,7 @@ from typing import Protocol
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.embeddings import EmbeddingRequest, Embeddings
 from llmserver.domain.errors import InvalidRequest
+from llmserver.domain.gateway.holds import Holds
 from llmserver.domain.inference import Completion, GenerationParams, Prompt, StreamEvent
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
@@ -71,6 +72,8 @@ class Outcome:
     cache_status: CacheStatus
     rate: RateDecision | None
     created: datetime
+    token_rate: RateDecision | None = None
+    """The key's TPM window at admission, for keys with a TPM limit."""
 
 
 @dataclass(slots=True)
@@ -84,6 +87,7 @@ class StreamSession:
     events: AsyncIterator[StreamEvent]
     prompt_tokens: int = 0
     """The prompt's size as admitted, for protocols that report it before the first text."""
+    token_rate: RateDecision | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ class EmbeddingOutcome:
     model: ModelSpec
     cache_status: CacheStatus
     rate: RateDecision | None
+    token_rate: RateDecision | None = None
 
 
 LogSubmit = Callable[[RequestLog], object]
@@ -145,6 +150,8 @@ class Admission:
     cached: Completion | None = None
     """The hot cache's answer, found before the tokens were counted."""
     cache_status: CacheStatus = CacheStatus.BYPASS
+    holds: Holds | None = None
+    """TPM and parallel holds, closed with ``reservation`` (``gateway.holds``)."""
 
 
 @dataclass(slots=True)
@@ -171,6 +178,7 @@ class EmbeddingAdmission:
     cached: Completion | None = None
     """The hot cache's entry (the vectors as ``embeddings.to_cache_text``)."""
     cache_status: CacheStatus = CacheStatus.BYPASS
+    holds: Holds | None = None
 
 
 class Asked(Protocol):
@@ -207,3 +215,4 @@ class Admitted(Protocol):
     cache_key: str | None
     cached: Completion | None
     cache_status: CacheStatus
+    holds: Holds | None

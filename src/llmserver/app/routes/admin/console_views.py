@@ -10,13 +10,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from llmserver.app.routes.admin.views import KeyView, RecordView
-from llmserver.domain.key_admin import (
-    KEEP,
-    MAX_NAME_LENGTH,
-    MAX_QUOTA_TOKENS,
-    MAX_RPM,
-    KeyEdit,
-)
+from llmserver.domain.key_admin import KEEP, MAX_NAME_LENGTH, KeyEdit
+from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 
@@ -26,6 +21,8 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)] | UnsetType = UNSET
     quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUOTA_TOKENS)] | UnsetType | None = UNSET
     rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RPM)] | UnsetType | None = UNSET
+    tpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_TPM)] | UnsetType | None = UNSET
+    max_parallel: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARALLEL)] | UnsetType | None = UNSET
     allowed_models: list[str] | UnsetType = UNSET
     """Model ids or aliases, stored as ids; empty: every model."""
     allow_unknown_models: bool = False
@@ -38,6 +35,8 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             name=KEEP if isinstance(self.name, UnsetType) else self.name,
             quota_tokens=KEEP if isinstance(self.quota_tokens, UnsetType) else self.quota_tokens,
             rpm_limit=KEEP if isinstance(self.rpm_limit, UnsetType) else self.rpm_limit,
+            tpm_limit=KEEP if isinstance(self.tpm_limit, UnsetType) else self.tpm_limit,
+            max_parallel=KEEP if isinstance(self.max_parallel, UnsetType) else self.max_parallel,
             allowed_models=(
                 KEEP if isinstance(self.allowed_models, UnsetType) else self.allowed_models
             ),

@@ -60,6 +60,8 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         role=body.role,
         quota_tokens=body.quota_tokens,
         rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
+        max_parallel=body.max_parallel,
         allowed_models=tuple(body.allowed_models),
         expires_in=body.expires_in,
         allow_unknown_models=body.allow_unknown_models,

@@ -7,13 +7,8 @@ from typing import Annotated, Self
 
 import msgspec
 
-from llmserver.domain.key_admin import (
-    MAX_NAME_LENGTH,
-    MAX_QUOTA_TOKENS,
-    MAX_RPM,
-    KeyState,
-    key_state,
-)
+from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyState, key_state
+from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.pricing import dollars
@@ -38,6 +33,8 @@ class KeyView(RecordView, frozen=True):
     role: str
     quota_tokens: int | None
     rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel: int | None
     allowed_models: list[str]
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -67,6 +64,10 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     role: Role = Role.USER
     quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUOTA_TOKENS)] | None = None
     rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RPM)] | None = None
+    tpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_TPM)] | None = None
+    """Tokens per minute (prompt + max_tokens reserved, settled to the tokens used)."""
+    max_parallel: Annotated[int, msgspec.Meta(ge=1, le=MAX_PARALLEL)] | None = None
+    """Requests in flight at once."""
     allowed_models: list[str] = []
     """Model ids or aliases, stored as ids; empty: every model."""
     allow_unknown_models: bool = False

@@ -139,7 +139,10 @@ async def embedding_reply(services: Services, scope: Scope, receive: Receive) ->
     record.completion_tokens = 0
     return JsonReply(
         ENCODER.encode(answer(outcome, request.encoding)),
-        [(b"x-cache", outcome.cache_status.value.encode()), *rate_header_pairs(outcome.rate)],
+        [
+            (b"x-cache", outcome.cache_status.value.encode()),
+            *rate_header_pairs(outcome.rate, outcome.token_rate),
+        ],
     )
 
 

@@ -1,0 +1,83 @@
+"""Tokens per minute: the RPM's sliding-window log (``ratelimit``), weighted by tokens and
+held as reservations.
+
+A request at ``t`` is admitted iff the tokens of the key's entries in ``(t - 60 s, t]``
+plus its own reservation (prompt + max_tokens) fit the limit; the entry is then recorded
+at ``t`` with the reserved tokens. Settling shrinks the entry to the tokens the request
+really used (never more than it reserved); releasing removes it. So the entries of any
+60-second window never add up to more than the limit, whether they are still held or
+settled, and a settled window holds exactly the tokens the requests used.
+
+Entries are attributed to the instant they were admitted: a request that runs past the
+end of its window still counts in the window it was admitted in (the only instant the
+limit can be checked before any work is done). ``Retry-After`` is exact: the moment
+enough of the oldest entries have left the window for the refused reservation to fit.
+
+The pure rule lives here; stores keep the entries (in memory, or in Redis through a Lua
+script implementing the same rule atomically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
+
+
+# Not frozen: built on every request's path of a TPM key (see ``RequestLog``).
+@dataclass(slots=True)
+class TokenHold:
+    """A TPM window entry held by one request, handed back to settle or release it."""
+
+    bucket: str
+    entry: str
+    """The entry's id, unique in its bucket."""
+    tokens: int
+    """What it reserved."""
+
+
+# Not frozen: built on every request's path of a TPM key.
+@dataclass(slots=True)
+class TokenReservation:
+    """A store's answer: the decision, and the hold when admitted."""
+
+    decision: RateDecision
+    hold: TokenHold | None
+
+
+def decide_tokens(
+    window: Iterable[tuple[int, int]], held: int, now_ms: int, limit: int, tokens: int
+) -> RateDecision:
+    """Decide a reservation of ``tokens`` at ``now_ms``, given the bucket's live entries
+    ``(admitted_at_ms, tokens)`` oldest first (the store expires older ones), their sum
+    ``held`` and the newest entry's time (the last of ``window``).
+
+    Constant time when admitted (``window`` is only walked to find a refusal's retry).
+    ``remaining`` is what the window leaves free after the decision.
+    """
+    if not 1 <= tokens <= limit:
+        raise ValueError("a TPM reservation takes from 1 token to the whole limit")
+    if held + tokens <= limit:
+        return RateDecision(
+            admitted=True,
+            limit=limit,
+            remaining=limit - held - tokens,
+            retry_after_ms=0,
+            reset_after_ms=WINDOW_MS,
+        )
+    # Admissible once the oldest entries holding the excess have left the window.
+    excess = held + tokens - limit
+    retry_after_ms = newest = 0
+    for at, size in window:
+        if excess > 0:
+            excess -= size
+            retry_after_ms = at + WINDOW_MS - now_ms
+        newest = at
+    return RateDecision(
+        admitted=False,
+        limit=limit,
+        remaining=max(0, limit - held),
+        retry_after_ms=retry_after_ms,
+        reset_after_ms=newest + WINDOW_MS - now_ms,
+    )
