@@ -30,7 +30,8 @@ async def test_admits_up_to_the_limit_then_refuses_with_the_exact_retry_after(
     refused = await token_rate_store.reserve("b", 1_000, 1, T + 2_000)
 
     assert first.decision == RateDecision(True, 1_000, 400, 0, WINDOW_MS)
-    assert second.decision.admitted and second.decision.remaining == 0
+    assert second.decision.admitted
+    assert second.decision.remaining == 0
     assert refused.hold is None
     # One token fits once the first entry (600) has left: at T + 60 s.
     assert refused.decision == RateDecision(False, 1_000, 0, 58_000, 59_000)
@@ -66,7 +67,8 @@ async def test_an_entry_leaves_the_window_after_a_minute_and_closing_it_then_is_
     old = await token_rate_store.reserve("b", 100, 100, T)
     assert not (await token_rate_store.reserve("b", 100, 1, T + WINDOW_MS - 1)).decision.admitted
     fresh = await token_rate_store.reserve("b", 100, 100, T + WINDOW_MS)
-    assert old.hold is not None and fresh.decision.admitted
+    assert old.hold is not None
+    assert fresh.decision.admitted
 
     await token_rate_store.settle(old.hold, 0)
     await token_rate_store.release(old.hold)
