@@ -76,3 +76,12 @@ class MemoryTokenRateStore(TokenRateStore):
             window.entries.remove(record)
             if not window.entries:
                 del self._windows[hold.bucket]
+
+    def held(self, bucket: str, now_ms: int) -> int:
+        """The tokens the bucket's window holds at ``now_ms`` (for tests and the property
+        checks)."""
+        window = self._windows.get(bucket)
+        if window is None:
+            return 0
+        window.expire(now_ms)
+        return window.held
