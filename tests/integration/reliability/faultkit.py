@@ -250,13 +250,15 @@ class Upstream:
     never answers (until the client gives up), ``drip`` sends one token every
     ``drip_interval_s`` up to ``max_tokens``, ``malformed`` sends three and then a chunk
     nested too deeply for a JSON parser's stack. It records what the gateway did to it:
-    how many drip tokens were sent, and how many connections are still open.
+    how many drip tokens were sent, how many connections are still open, and the most
+    that were open at once (``most_open``, which a test may reset).
     """
 
     def __init__(self, drip_interval_s: float = 0.05) -> None:
         self.drip_interval_s = drip_interval_s
         self.port = 0
         self.open_connections = 0
+        self.most_open = 0
         self.drip_tokens_sent = 0
         self.requests = 0
         self._loop = asyncio.new_event_loop()
@@ -289,6 +291,7 @@ class Upstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
+        self.most_open = max(self.most_open, self.open_connections)
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode()
             lines = head.strip().split("\r\n")[1:]
