@@ -157,6 +157,54 @@ def test_changes_made_with_the_command_are_audited_as_cli(cli: click.Group, tmp_
     assert not [e for e in entries if created["key"] in repr(e) or rotated["key"] in repr(e)]
 
 
+def test_create_and_update_set_every_limit_and_updates_are_audited(
+    cli: click.Group, tmp_path: Path
+) -> None:
+    created = json.loads(
+        run(cli, "create", "--name", "lim", "--tpm", "1000", "--max-parallel", "4", "--json")
+    )
+    details = created["details"]
+    assert (details["tpm_limit"], details["max_parallel"]) == (1000, 4)
+
+    updated = json.loads(
+        run(
+            cli,
+            *("update", details["prefix"], "--tpm", "none", "--max-parallel", "2"),
+            *("--rpm", "9", "--quota-tokens", "unlimited", "--json"),
+        )
+    )
+
+    assert (updated["tpm_limit"], updated["max_parallel"]) == (None, 2)
+    assert (updated["rpm_limit"], updated["quota_tokens"], updated["name"]) == (9, None, "lim")
+    shown = run(cli, "show", details["id"])
+    assert "max_parallel:   2" in shown
+    assert "tpm_limit:      unlimited" in shown
+    # Options left out stay; a limit out of range is refused, naming it.
+    again = json.loads(run(cli, "update", details["id"], "--name", "renamed", "--json"))
+    assert (again["name"], again["max_parallel"], again["rpm_limit"]) == ("renamed", 2, 9)
+    refused = CliRunner().invoke(cli, ["keys", "update", details["id"], "--max-parallel", "0"])
+    assert refused.exit_code != 0
+    assert "max_parallel must be between 1 and 1000000" in refused.output
+    bad = CliRunner().invoke(cli, ["keys", "update", details["id"], "--tpm", "lots"])
+    assert bad.exit_code == 2
+    assert "neither a whole number nor 'none'" in bad.output
+
+    async def updates() -> list[AuditEntry]:
+        db = SqlDatabase.from_url(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+        try:
+            entries = (await db.audit.query(AuditQuery()))[0]
+            return [e for e in entries if e.action is AuditAction.KEY_UPDATE]
+        finally:
+            await db.dispose()
+
+    renamed, limited = asyncio.run(updates())
+    assert (limited.before, limited.after) == (
+        {"quota_tokens": 1_000_000, "rpm_limit": 60, "tpm_limit": 1000, "max_parallel": 4},
+        {"quota_tokens": None, "rpm_limit": 9, "tpm_limit": None, "max_parallel": 2},
+    )
+    assert renamed.after == {"name": "renamed"}
+
+
 def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:
     created = json.loads(run(cli, "create", "--name", "u", "--json"))
     key_id = created["details"]["id"]

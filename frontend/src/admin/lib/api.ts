@@ -14,6 +14,8 @@ export interface KeyView {
   role: string;
   quota_tokens: number | null;
   rpm_limit: number | null;
+  tpm_limit: number | null;
+  max_parallel: number | null;
   allowed_models: string[];
   expires_at: string | null;
   revoked_at: string | null;

@@ -113,7 +113,7 @@ function KeyTable({
       <DataTable
         testId="keys-table"
         caption="API keys with their limits and this month's usage"
-        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "Used this month", "Last used", "Expires", "Actions"]}
+        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Used this month", "Last used", "Expires", "Actions"]}
       >
             {listing.keys.map((key) => {
               const usage = listing.usage.get(key.id);
@@ -130,6 +130,8 @@ function KeyTable({
                   </td>
                   <td>{formatLimit(key.rpm_limit)}</td>
                   <td>{formatLimit(key.quota_tokens)}</td>
+                  <td>{formatLimit(key.tpm_limit)}</td>
+                  <td>{formatLimit(key.max_parallel)}</td>
                   <td>{usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—"}</td>
                   <td>{formatTime(key.last_used_at)}</td>
                   <td>{formatTime(key.expires_at)}</td>
@@ -189,15 +191,25 @@ interface LimitFields {
   name: string;
   rpm: string;
   quota: string;
+  tpm: string;
+  parallel: string;
   models: string;
 }
 
-function checkLimits(fields: LimitFields): { rpm_limit: number | null; quota_tokens: number | null } | string {
+type Limits = { rpm_limit: number | null; quota_tokens: number | null; tpm_limit: number | null; max_parallel: number | null };
+
+const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "" };
+
+function checkLimits(fields: LimitFields): Limits | string {
   const rpm = parseLimit(fields.rpm, 1);
   if (!rpm.ok) return `Requests per minute: ${rpm.error}.`;
   const quota = parseLimit(fields.quota, 0);
   if (!quota.ok) return `Monthly token quota: ${quota.error}.`;
-  return { rpm_limit: rpm.value, quota_tokens: quota.value };
+  const tpm = parseLimit(fields.tpm, 1);
+  if (!tpm.ok) return `Tokens per minute: ${tpm.error}.`;
+  const parallel = parseLimit(fields.parallel, 1);
+  if (!parallel.ok) return `Requests in flight: ${parallel.error}.`;
+  return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value };
 }
 
 function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: LimitFields): void; idPrefix: string }) {
@@ -209,6 +221,10 @@ function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: Li
       <input id={`${idPrefix}-rpm`} type="text" inputMode="numeric" value={fields.rpm} onChange={(e) => set({ ...fields, rpm: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-rpm`} />
       <label htmlFor={`${idPrefix}-quota`}>Monthly token quota</label>
       <input id={`${idPrefix}-quota`} type="text" inputMode="numeric" value={fields.quota} onChange={(e) => set({ ...fields, quota: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-quota`} />
+      <label htmlFor={`${idPrefix}-tpm`}>Tokens per minute</label>
+      <input id={`${idPrefix}-tpm`} type="text" inputMode="numeric" value={fields.tpm} onChange={(e) => set({ ...fields, tpm: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-tpm`} />
+      <label htmlFor={`${idPrefix}-parallel`}>Requests in flight</label>
+      <input id={`${idPrefix}-parallel`} type="text" inputMode="numeric" value={fields.parallel} onChange={(e) => set({ ...fields, parallel: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-parallel`} />
       <label htmlFor={`${idPrefix}-models`}>Allowed models (comma-separated)</label>
       <input id={`${idPrefix}-models`} type="text" value={fields.models} onChange={(e) => set({ ...fields, models: e.target.value })} placeholder="every model" />
     </>
@@ -216,7 +232,7 @@ function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: Li
 }
 
 function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: CreatedKey): void }) {
-  const [fields, setFields] = useState<LimitFields>({ name: "", rpm: "", quota: "", models: "" });
+  const [fields, setFields] = useState<LimitFields>({ name: "", ...NO_LIMITS, models: "" });
   const [role, setRole] = useState("user");
   const [expires, setExpires] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -232,9 +248,11 @@ function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: Creat
       const body: Record<string, unknown> = { name: fields.name, role, allowed_models: parseModels(fields.models) };
       if (limits.rpm_limit !== null) body.rpm_limit = limits.rpm_limit;
       if (limits.quota_tokens !== null) body.quota_tokens = limits.quota_tokens;
+      if (limits.tpm_limit !== null) body.tpm_limit = limits.tpm_limit;
+      if (limits.max_parallel !== null) body.max_parallel = limits.max_parallel;
       if (expires.trim()) body.expires_in = expires.trim();
       onCreated(await api.call<CreatedKey>("POST", "/keys", body));
-      setFields({ name: "", rpm: "", quota: "", models: "" });
+      setFields({ name: "", ...NO_LIMITS, models: "" });
       setExpires("");
     } catch (e) {
       setError(asApiError(e).message);
@@ -283,6 +301,8 @@ function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; o
     name: keyView.name,
     rpm: keyView.rpm_limit === null ? "" : String(keyView.rpm_limit),
     quota: keyView.quota_tokens === null ? "" : String(keyView.quota_tokens),
+    tpm: keyView.tpm_limit === null ? "" : String(keyView.tpm_limit),
+    parallel: keyView.max_parallel === null ? "" : String(keyView.max_parallel),
     models: keyView.allowed_models.join(", "),
   });
   const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
