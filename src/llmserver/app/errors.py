@@ -126,19 +126,21 @@ def rate_header_pairs(
     """OpenAI's ``x-ratelimit-*-requests`` headers (absent for keys without an RPM limit)
     and ``x-ratelimit-*-tokens`` headers (absent without a TPM limit), as the raw ASGI
     pairs a completion answer sends."""
-    pairs = []
-    if decision is not None:
-        pairs += [
+    pairs = (
+        []
+        if decision is None
+        else [
             (b"x-ratelimit-limit-requests", b"%d" % decision.limit),
             (b"x-ratelimit-remaining-requests", b"%d" % decision.remaining),
             (b"x-ratelimit-reset-requests", b"%.3fs" % (decision.reset_after_ms / 1000)),
         ]
+    )
     if tokens is not None:
-        pairs += [
+        pairs += (
             (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
             (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
             (b"x-ratelimit-reset-tokens", b"%.3fs" % (tokens.reset_after_ms / 1000)),
-        ]
+        )
     return pairs
 
 
