@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -78,15 +78,23 @@ class RedisParallelStore(ParallelStore):
         *,
         prefix: str = "llmserver:",
         lease_s: float = 15.0,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_error("parallel_lease")``: a renewal failed (the next one retries; the lease
+        outlives two failures)."""
         self._pipe = pipe
         self._prefix = f"{prefix}parallel:"
-        self.lease = ReplicaLease(client, f"{prefix}parallel-replica:", lease_s, _ignore)
+        self._on_error = on_error
+        self.lease = ReplicaLease(client, f"{prefix}parallel-replica:", lease_s, self._failed)
         self._acquires: TurnBatch[Acquisition, int] = TurnBatch(
             self._acquire_all, orphaned=self._orphaned
         )
         self._releases: TurnBatch[str, None] = TurnBatch(self._release_all)
         self._releasing: set[asyncio.Task[None]] = set()
+
+    def _failed(self, _: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error("parallel_lease")
 
     async def start(self) -> None:
         await self.lease.start()
@@ -123,7 +131,3 @@ class RedisParallelStore(ParallelStore):
 
     async def release(self, bucket: str) -> None:
         await self._releases(self._prefix + bucket)
-
-
-def _ignore(_: BaseException) -> None:
-    """A failed renewal: the next one retries; the lease outlives two of them."""

@@ -45,7 +45,7 @@ class RedisStores:
         self.token_rate = GuardedTokenRateStore(
             RedisTokenRateStore(pipe, prefix=f"{prefix}tpm:"), failure_policy, on_error=on_error
         )
-        self.parallel_slots = RedisParallelStore(client, pipe, prefix=prefix)
+        self.parallel_slots = RedisParallelStore(client, pipe, prefix=prefix, on_error=on_error)
         """Holds this replica's lease: started and closed with the server."""
         self.parallel = GuardedParallelStore(self.parallel_slots, failure_policy, on_error=on_error)
         self.hot_cache = RedisHotCache(client, prefix=f"{prefix}hot:", on_error=on_error, pipe=pipe)
