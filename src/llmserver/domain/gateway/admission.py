@@ -151,7 +151,13 @@ class Admissions:
         """Every hold of ``tokens`` the key's limits ask for, all or nothing: the TPM and
         parallel holds (``gateway.holds``), then the quota reservation."""
         key = principal.key
-        holds = await self._limits.take(key, tokens, at) if Limits.needed(key) else None
+        # In line, not a call: the cache-hit path of a key without these limits pays two
+        # attribute tests for them.
+        holds = (
+            await self._limits.take(key, tokens, at)
+            if key.tpm_limit is not None or key.max_parallel is not None
+            else None
+        )
         quota = key.quota_tokens
         period = period_of(at)
         try:

@@ -7,8 +7,8 @@ fails (a store down, the request cancelled), the earlier ones are given back bef
 refusal is raised, so a refused request leaves no hold anywhere. Giving back runs in a
 task of its own, shielded: the request's task may be cancelled again at every await.
 
-A key without a TPM limit or ``max_parallel`` takes nothing here and pays one attribute
-test (``Limits.needed``)."""
+A key without a TPM limit or ``max_parallel`` takes nothing here: ``Admissions.reserve``
+tests the two attributes in line and does not call in."""
 
 from __future__ import annotations
 
@@ -45,10 +45,6 @@ class Limits:
         self.tokens = tokens
         self.parallel = parallel
         self._closing: set[asyncio.Future[None]] = set()
-
-    @staticmethod
-    def needed(key: ApiKey) -> bool:
-        return key.tpm_limit is not None or key.max_parallel is not None
 
     async def take(self, key: ApiKey, tokens: int, at: datetime) -> Holds:
         """Hold a parallel slot and ``tokens`` of the TPM window, both or neither; refuse
