@@ -126,6 +126,35 @@ def test_an_unchanged_edit_records_nothing_and_bad_edits_are_refused(
     assert http.patch("/admin/keys/nope", headers=admin, json={}).status_code == 404
 
 
+def test_tpm_and_max_parallel_are_set_and_cleared_by_an_edit(
+    http: httpx.Client, admin: dict[str, str]
+) -> None:
+    created = http.post("/admin/keys", headers=admin, json={"name": "tpm", "rpm_limit": 1000})
+    secret, key = created.json()["key"], created.json()["details"]
+    assert (key["tpm_limit"], key["max_parallel"]) == (None, None)
+    assert "x-ratelimit-limit-tokens" not in _chat(http, secret).headers
+
+    edited = http.patch(
+        f"/admin/keys/{key['id']}", headers=admin, json={"tpm_limit": 5000, "max_parallel": 2}
+    )
+
+    assert (edited.json()["tpm_limit"], edited.json()["max_parallel"]) == (5000, 2)
+    answer = _chat(http, secret, "tpm")
+    assert answer.headers["x-ratelimit-limit-tokens"] == "5000"
+    assert int(answer.headers["x-ratelimit-remaining-tokens"]) < 5000
+    # A reservation larger than the whole limit can never be admitted: a 400, not a 429.
+    http.patch(f"/admin/keys/{key['id']}", headers=admin, json={"tpm_limit": 1})
+    too_large = _chat(http, secret, "tpm 1")
+    assert too_large.status_code == 400
+    assert too_large.json()["error"]["code"] == "tokens_exceed_rate_limit"
+    cleared = http.patch(f"/admin/keys/{key['id']}", headers=admin, json={"tpm_limit": None})
+    assert (cleared.json()["tpm_limit"], cleared.json()["max_parallel"]) == (None, 2)
+    assert "x-ratelimit-limit-tokens" not in _chat(http, secret, "no tpm").headers
+    refused = http.patch(f"/admin/keys/{key['id']}", headers=admin, json={"max_parallel": 0})
+    assert refused.status_code == 400
+    assert "max_parallel" in refused.text
+
+
 def test_key_list_filters(http: httpx.Client, admin: dict[str, str]) -> None:
     key = http.post("/admin/keys", headers=admin, json={"name": "Findable Zebra"}).json()
     found = http.get("/admin/keys", headers=admin, params={"q": "zebra", "state": "active"})
