@@ -77,6 +77,18 @@ async def test_an_entry_leaves_the_window_after_a_minute_and_closing_it_then_is_
     assert not (await token_rate_store.reserve("b", 100, 1, T + WINDOW_MS + 1)).decision.admitted
 
 
+async def test_a_refusal_finds_its_retry_among_many_small_entries(
+    token_rate_store: TokenRateStore,
+) -> None:
+    for n in range(200):  # 5 tokens each, 10 ms apart
+        assert (await token_rate_store.reserve("b", 1_000, 5, T + 10 * n)).decision.admitted
+
+    refused = await token_rate_store.reserve("b", 1_000, 500, T + 2_000)
+
+    # 500 tokens are free once the 100 oldest entries have left: the 100th at T + 990 ms.
+    assert refused.decision == RateDecision(False, 1_000, 0, 58_990, 59_990)
+
+
 async def test_buckets_are_independent(token_rate_store: TokenRateStore) -> None:
     assert (await token_rate_store.reserve("a", 10, 10, T)).decision.admitted
     assert (await token_rate_store.reserve("c", 10, 10, T)).decision.admitted

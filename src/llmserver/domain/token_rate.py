@@ -19,7 +19,7 @@ script implementing the same rule atomically).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmserver.domain.ratelimit import WINDOW_MS, RateDecision
@@ -47,13 +47,14 @@ class TokenReservation:
 
 
 def decide_tokens(
-    window: Iterable[tuple[int, int]], held: int, now_ms: int, limit: int, tokens: int
+    window: Sequence[Sequence[int]], held: int, now_ms: int, limit: int, tokens: int
 ) -> RateDecision:
     """Decide a reservation of ``tokens`` at ``now_ms``, given the bucket's live entries
-    ``(admitted_at_ms, tokens)`` oldest first (the store expires older ones), their sum
-    ``held`` and the newest entry's time (the last of ``window``).
+    ``(admitted_at_ms, tokens, ...)`` oldest first (the store expires older ones) and their
+    sum ``held``.
 
-    Constant time when admitted (``window`` is only walked to find a refusal's retry).
+    Constant time when admitted; a refusal walks only the oldest entries that hold its
+    excess (a Redis script walks them too, so a refusal never reads the whole window).
     ``remaining`` is what the window leaves free after the decision.
     """
     if not 1 <= tokens <= limit:
@@ -68,16 +69,16 @@ def decide_tokens(
         )
     # Admissible once the oldest entries holding the excess have left the window.
     excess = held + tokens - limit
-    retry_after_ms = newest = 0
-    for at, size in window:
-        if excess > 0:
-            excess -= size
-            retry_after_ms = at + WINDOW_MS - now_ms
-        newest = at
+    retry_after_ms = 0
+    for entry in window:
+        excess -= entry[1]
+        retry_after_ms = entry[0] + WINDOW_MS - now_ms
+        if excess <= 0:
+            break
     return RateDecision(
         admitted=False,
         limit=limit,
         remaining=max(0, limit - held),
         retry_after_ms=retry_after_ms,
-        reset_after_ms=newest + WINDOW_MS - now_ms,
+        reset_after_ms=window[-1][0] + WINDOW_MS - now_ms,
     )

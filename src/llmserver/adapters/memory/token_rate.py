@@ -44,9 +44,7 @@ class MemoryTokenRateStore(TokenRateStore):
         if window is None:
             window = self._windows[bucket] = _Window()
         window.expire(now_ms)
-        decision = decide_tokens(
-            ((e[0], e[1]) for e in window.entries), window.held, now_ms, limit, tokens
-        )
+        decision = decide_tokens(window.entries, window.held, now_ms, limit, tokens)
         if not decision.admitted:
             return TokenReservation(decision, None)
         entry = next(self._ids)

@@ -59,17 +59,21 @@ for i = 1, #KEYS / 2 do
     redis.call('PEXPIRE', h, window)
     out[i] = {1, int(limit - held - tokens), 0, window}
   else
-    -- Admissible once the oldest entries holding the excess have left the window.
-    local excess, retry, newest = held + tokens - limit, 0, 0
-    local live = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
-    for j = 1, #live, 2 do
-      local at = tonumber(live[j + 1])
-      if excess > 0 then
-        excess = excess - tonumber(redis.call('HGET', h, live[j]) or '0')
-        retry = at + window - now
+    -- Admissible once the oldest entries holding the excess have left the window: read
+    -- a page of them at a time, and only as many pages as the excess needs.
+    local excess, retry, from = held + tokens - limit, 0, 0
+    while excess > 0 do
+      local page = redis.call('ZRANGE', z, from, from + 63, 'WITHSCORES')
+      if #page == 0 then break end
+      for j = 1, #page, 2 do
+        excess = excess - tonumber(redis.call('HGET', h, page[j]) or '0')
+        retry = tonumber(page[j + 1]) + window - now
+        if excess <= 0 then break end
       end
-      newest = at
+      from = from + 64
     end
+    local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
+    local newest = tonumber(last[2] or now)
     out[i] = {0, int(math.max(0, limit - held)), int(retry), int(newest + window - now)}
   end
 end
