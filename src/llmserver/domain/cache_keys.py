@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring as _quote
 
 from llmserver.domain.embeddings import EmbeddingInput
-from llmserver.domain.inference import GenerationParams, Prompt
+from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
+from llmserver.domain.tools import Tools
 
 CACHE_KEY_VERSION = 3
 """3: the owner (key id, or null for shared answers) follows the version. 2: the canonical
@@ -42,16 +43,23 @@ def canonical_json(
 ) -> str:
     """Everything that determines the answer as a JSON array in a fixed order: version,
     owner, model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
-    ``[role, content]`` pairs or the text prompt, and last ``top_k`` when it is set (only
-    then, so that every other request keeps the key it had before ``top_k`` existed: the
-    array's length tells the two forms apart).
+    ``[role, content]`` pairs (a message with tool calls or a ``tool_call_id`` as a longer
+    array, ``_tool_message``) or the text prompt, then ``top_k`` when it is set or tools
+    are, and last the tools when there are any (only then, so that every other request
+    keeps the key it had before ``top_k`` and tools existed: the array's length tells the
+    forms apart).
 
     Exactly what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes for
     that list, written out here: setting up the encoder on every call cost more than the
     rest of the key. The strings go through the encoder's own (C) quoting function.
     """
     if prompt.messages is not None:
-        messages = ",".join(f"[{_quote(m.role)},{_quote(m.content)}]" for m in prompt.messages)
+        messages = ",".join(
+            f"[{_quote(m.role)},{_quote(m.content)}]"
+            if not m.tool_calls and m.tool_call_id is None
+            else _tool_message(m)
+            for m in prompt.messages
+        )
         content = f"[{messages}]"
     else:
         assert prompt.text is not None
@@ -65,8 +73,38 @@ def canonical_json(
         f"[{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},"
         f"{int(params.max_tokens)},{temperature!r},{top_p!r},"
         f"[{','.join(map(_quote, params.stop))}],{seed},{content}"
-        + ("]" if params.top_k is None else f",{int(params.top_k)}]")
+        + ("" if params.top_k is None and prompt.tools is None else f",{_int(params.top_k)}")
+        + ("]" if prompt.tools is None else f",{_tools(prompt.tools)}]")
     )
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _tool_message(message: ChatMessage) -> str:
+    """A message with tool fields: ``[role, content, tool_call_id, [[id, name, arguments],
+    ...]]``, longer than every plain message's pair."""
+    calls = ",".join(
+        f"[{_quote(c.id)},{_quote(c.name)},{_quote(c.arguments)}]" for c in message.tool_calls
+    )
+    call_id = "null" if message.tool_call_id is None else _quote(message.tool_call_id)
+    return f"[{_quote(message.role)},{_quote(message.content)},{call_id},[{calls}]]"
+
+
+def _tools(tools: Tools) -> str:
+    """``[[[name, description, parameters], ...], choice, function, parallel_calls]``; the
+    parameters as the JSON text sent (its key order is what a template renders)."""
+    functions = ",".join(
+        f"[{_quote(f.name)},{_optional(f.description)},{_optional(f.parameters)}]"
+        for f in tools.functions
+    )
+    parallel = "null" if tools.parallel_calls is None else str(tools.parallel_calls).lower()
+    return f"[[{functions}],{_quote(tools.choice.value)},{_optional(tools.function)},{parallel}]"
+
+
+def _optional(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
 
 
 def cache_key(

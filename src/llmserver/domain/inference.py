@@ -5,28 +5,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from llmserver.domain.tools import ToolCall, ToolCallDelta, Tools
+
 
 class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    """The answer calls tools (``Completion.tool_calls``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant message's calls."""
+    tool_call_id: str | None = None
+    """A ``tool`` message's: the call it answers."""
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """Either a chat conversation or a raw completion prompt, never both."""
+    """Either a chat conversation (with the tools it offers the model) or a raw completion
+    prompt, never both."""
 
     messages: tuple[ChatMessage, ...] | None = None
     text: str | None = None
+    tools: Tools | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.text is None):
             raise ValueError("a Prompt holds exactly one of messages or text")
+        if self.tools is not None and self.messages is None:
+            raise ValueError("only a chat conversation offers tools")
 
 
 SAMPLING_EPS = 1e-5
@@ -66,6 +78,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -90,7 +103,7 @@ class StreamEnd:
     completion_tokens: int
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)

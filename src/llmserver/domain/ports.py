@@ -29,6 +29,7 @@ from llmserver.domain.logs import DailyUsage, LogQuery, RequestLog
 from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.token_rate import TokenHold, TokenReservation
+from llmserver.domain.tools import from_cache_text
 
 
 class Clock(Protocol):
@@ -191,11 +192,16 @@ class CachedCompletion:
     hit_count: int = 0
 
     def completion(self) -> Completion:
+        if self.finish_reason is FinishReason.TOOL_CALLS:
+            text, calls = from_cache_text(self.text)
+        else:
+            text, calls = self.text, ()
         return Completion(
-            text=self.text,
+            text=text,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             finish_reason=self.finish_reason,
+            tool_calls=calls,
         )
 
 
@@ -274,7 +280,8 @@ class InferenceBackend(Protocol):
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion: ...
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        """Text deltas in order, then exactly one StreamEnd. Closing it early cancels."""
+        """Text and tool-call deltas in order, then exactly one StreamEnd (``TOOL_CALLS``
+        when there were calls). Closing it early cancels."""
         ...
 
     def status(self) -> BackendStatus: ...

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 DemoSize = Literal["tiny", "bench"]
 
-DEMO_VERSION = "demo-v1"
+DEMO_VERSION = "demo-v2"
+"""v2: the chat template renders tools (the weights and tokenizer are v1's)."""
 MARKER_FILE = "llmserver-demo.json"
 SEED = 1234
 
@@ -40,14 +41,41 @@ SPECIAL_TOKENS = (BOS, END_OF_TEXT, PAD, "<|start_header_id|>", "<|end_header_id
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}"
+    "{{ '<|start_header_id|>system<|end_header_id|>\n\n' }}"
+    "{{ 'You can call these functions. To call one, answer with JSON only: "
+    '{"name": function name, "parameters": dictionary of argument name and its value}'
+    "; for several calls, a JSON list of such objects.\n\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\n\n' }}{% endfor %}"
+    "{{ '<|eot_id|>' }}"
+    "{% endif %}"
     "{% for message in messages %}"
+    "{% if message['role'] == 'tool' %}"
+    "{{ '<|start_header_id|>ipython<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
+    "{% elif message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{% set calls = message['tool_calls'] %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% if calls | length > 1 %}{{ '[' }}{% endif %}"
+    "{% for call in calls %}"
+    "{% if not loop.first %}{{ ', ' }}{% endif %}"
+    "{{ '{\"name\": ' + (call['function']['name'] | tojson) + ', \"parameters\": '"
+    " + (call['function']['arguments'] | tojson) + '}' }}"
+    "{% endfor %}"
+    "{% if calls | length > 1 %}{{ ']' }}{% endif %}"
+    "{{ '<|eot_id|>' }}"
+    "{% else %}"
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
     " + message['content'] + '<|eot_id|>' }}"
+    "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
     "{% endif %}"
 )
+"""Llama 3's chat format, with tools in Llama 3.1's JSON style: the functions listed in a
+system turn with the instruction to answer with ``{"name": ..., "parameters": ...}`` (a
+list for several calls), an assistant turn's calls written that way, a tool result in an
+``ipython`` turn. A conversation without tools renders exactly as before tools existed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+from llmserver.domain.tools import ToolCallDelta, merge_deltas
 
 
 class TokenEvents:
@@ -127,15 +128,19 @@ async def consume(
 
 async def collect(stream: AsyncIterator[StreamEvent]) -> Completion:
     parts: list[str] = []
+    calls: list[ToolCallDelta] = []
     async for event in stream:
         if isinstance(event, TextDelta):
             parts.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            calls.append(event)
         else:
             return Completion(
                 text="".join(parts),
                 prompt_tokens=event.prompt_tokens,
                 completion_tokens=event.completion_tokens,
                 finish_reason=event.finish_reason,
+                tool_calls=merge_deltas(calls),
             )
     raise RuntimeError("the stream ended without a StreamEnd event")
 

@@ -23,6 +23,13 @@ from urllib.parse import urlsplit
 import msgspec
 
 from llmserver.adapters.inference.generation import collect
+from llmserver.adapters.inference.http_tools import (
+    StreamedCalls,
+    add_tools,
+    tools_bound,
+    upstream_message,
+    whole_calls,
+)
 from llmserver.adapters.inference.http_upstream_answers import (
     SseEvents,
     Usage,
@@ -56,6 +63,7 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.tools import as_deltas
 
 MESSAGE_OVERHEAD_TOKENS = 8
 """Upper bound on what a chat template adds per message (role headers, separators)."""
@@ -102,9 +110,17 @@ class HttpBackend(InferenceBackend):
         # byte-level vocabulary, so bytes plus template overhead bound the count.
         if prompt.messages is None:
             return len((prompt.text or "").encode())
-        return MESSAGE_OVERHEAD_TOKENS + sum(
-            len(m.content.encode()) + len(m.role.encode()) + MESSAGE_OVERHEAD_TOKENS
-            for m in prompt.messages
+        return (
+            MESSAGE_OVERHEAD_TOKENS
+            + sum(
+                len(m.content.encode())
+                + len(m.role.encode())
+                + MESSAGE_OVERHEAD_TOKENS
+                + sum(len(c.arguments.encode()) + len(c.name) + len(c.id) for c in m.tool_calls)
+                + len(m.tool_call_id or "")
+                for m in prompt.messages
+            )
+            + (0 if prompt.tools is None else tools_bound(prompt.tools))
         )
 
     def min_prompt_tokens(self, prompt: Prompt) -> int:
@@ -179,7 +195,14 @@ class HttpBackend(InferenceBackend):
             # llama.cpp read it; a hosted API that does not answers why in its 400.
             body["top_k"] = params.top_k
         if prompt.messages is not None:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            body["messages"] = [
+                {"role": m.role, "content": m.content}
+                if not m.tool_calls and m.tool_call_id is None
+                else upstream_message(m)
+                for m in prompt.messages
+            ]
+            if prompt.tools is not None:
+                add_tools(body, prompt.tools)
             return "/chat/completions", body
         body["prompt"] = prompt.text
         return "/completions", body
@@ -254,14 +277,17 @@ class HttpBackend(InferenceBackend):
                 f"the upstream of model {self._spec.id!r} answered without a finish reason"
             )
         text = choice.content or ""
+        calls = whole_calls(choice.tool_calls)
+        produced = len(text.encode()) + sum(len(c.arguments.encode()) for c in calls)
         prompt_tokens, completion_tokens = await self._counts(
-            answer.usage or Usage(), prompt, min(len(text.encode()), params.max_tokens)
+            answer.usage or Usage(), prompt, min(produced, params.max_tokens)
         )
         return Completion(
             text=text,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            finish_reason=finish_reason(choice.finish_reason),
+            finish_reason=finish_reason(choice.finish_reason, called=bool(calls)),
+            tool_calls=calls,
         )
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> bytes:
@@ -310,12 +336,15 @@ class HttpBackend(InferenceBackend):
                 whole = await self._whole_answer(response, prompt, params, asked="an event stream")
                 if whole.text:
                     yield TextDelta(whole.text, tokens=whole.completion_tokens)
+                for delta in as_deltas(whole.tool_calls):
+                    yield delta
                 yield StreamEnd(whole.finish_reason, whole.prompt_tokens, whole.completion_tokens)
                 return
             finish: FinishReason | None = None
             usage = Usage()
             chunks = 0
             parser = SseEvents()
+            calls = StreamedCalls()
             try:
                 ended = False
                 while not ended:
@@ -333,8 +362,11 @@ class HttpBackend(InferenceBackend):
                             if text:
                                 chunks += 1
                                 yield TextDelta(text)
+                            for delta in calls.deltas(choice.tool_calls):
+                                chunks += 1
+                                yield delta
                             if choice.finish_reason:
-                                finish = finish_reason(choice.finish_reason)
+                                finish = finish_reason(choice.finish_reason, called=calls.any)
             except TRANSPORT_ERRORS as exc:
                 raise self._read_error(exc, f"the stream after {chunks} chunks") from exc
             if finish is None:

@@ -22,8 +22,22 @@ _Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 """A token count: request_logs keeps them as 32-bit INTEGERs."""
 
 
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallPart(msgspec.Struct):
+    """A whole call (in a message) or a piece of one (in a stream's delta)."""
+
+    index: Annotated[int, msgspec.Meta(ge=0, le=127)] | None = None
+    id: str | None = None
+    function: _Function | None = None
+
+
 class _Content(msgspec.Struct):
     content: str | None = None
+    tool_calls: list[ToolCallPart] | None = None
 
 
 class Choice(msgspec.Struct):
@@ -36,6 +50,11 @@ class Choice(msgspec.Struct):
     def content(self) -> str | None:
         holder = self.delta if self.delta is not None else self.message
         return holder.content if holder is not None else self.text
+
+    @property
+    def tool_calls(self) -> list[ToolCallPart]:
+        holder = self.delta if self.delta is not None else self.message
+        return (holder.tool_calls or []) if holder is not None else []
 
 
 class Usage(msgspec.Struct):
@@ -161,5 +180,9 @@ def _read_field(line: bytes, data: list[bytes]) -> None:
         data.append(value.removeprefix(b" "))
 
 
-def finish_reason(value: str) -> FinishReason:
-    return FinishReason.LENGTH if value == "length" else FinishReason.STOP
+def finish_reason(value: str, *, called: bool = False) -> FinishReason:
+    """Ours for the upstream's; an answer with calls ends ``tool_calls`` unless cut short
+    (OpenAI says ``stop`` when ``tool_choice`` named the function)."""
+    if value == "length":
+        return FinishReason.LENGTH
+    return FinishReason.TOOL_CALLS if called or value == "tool_calls" else FinishReason.STOP

@@ -31,7 +31,9 @@ from llmserver.adapters.inference.generation import (
     collect,
     consume,
 )
+from llmserver.adapters.inference.local_tools import with_calls
 from llmserver.adapters.inference.prompts import PromptEncoder
+from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -106,6 +108,7 @@ class MlxBackend(InferenceBackend):
         self.tokenizer: Any = wrapper._tokenizer
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
+        self._tool_format = template_format(self.tokenizer.chat_template)
         self._context_length = spec.context_length
         on_cpu = mx.default_device() == mx.cpu
         self._max_batch = 1 if on_cpu and spec.max_batch_size is None else max(1, max_batch_size)
@@ -133,10 +136,16 @@ class MlxBackend(InferenceBackend):
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         ids = await self._encode.encode(prompt)
-        return await collect(self._start(ids, params, buffered=True))
+        events = self._start(ids, params, buffered=True)
+        return await collect(with_calls(prompt, self._tool_format, events))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._encode.start(prompt, lambda ids: self._start(ids, params, buffered=False))
+        return self._encode.start(
+            prompt,
+            lambda ids: with_calls(
+                prompt, self._tool_format, self._start(ids, params, buffered=False)
+            ),
+        )
 
     def _start(
         self, ids: list[int], params: GenerationParams, *, buffered: bool

@@ -22,6 +22,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from llmserver.adapters.inference.local_tools import (
+    check_tools,
+    template_messages,
+    template_tools,
+)
+from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import Prompt
 
@@ -50,10 +56,40 @@ def encode_prompt(tokenizer: Any, prompt: Prompt, model_id: str) -> list[int]:
         raise InvalidRequest(
             f"model {model_id!r} has no chat template; use /v1/completions", param="model"
         )
-    messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-    ids = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+    if prompt.tools is None and all(
+        not m.tool_calls and m.tool_call_id is None for m in prompt.messages
+    ):
+        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        return [int(i) for i in ids]
+    return _encode_with_tools(tokenizer, prompt, model_id)
+
+
+def _encode_with_tools(tokenizer: Any, prompt: Prompt, model_id: str) -> list[int]:
+    """A conversation with tools or calls, through the template's tool rendering; what the
+    template refuses (Llama 3.1's takes one call per message) is a 400."""
+    from jinja2 import TemplateError
+
+    assert prompt.messages is not None
+    tools = None
+    if prompt.tools is not None:
+        check_tools(template_format(tokenizer.chat_template), model_id)
+        tools = template_tools(prompt.tools)
+    try:
+        ids = tokenizer.apply_chat_template(
+            template_messages(prompt.messages),
+            tools=tools,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+    except TemplateError as exc:
+        raise InvalidRequest(
+            f"model {model_id!r}'s chat template refused the conversation: {exc}",
+            param="messages",
+        ) from None
     return [int(i) for i in ids]
 
 

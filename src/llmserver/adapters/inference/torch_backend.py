@@ -49,8 +49,10 @@ from llmserver.adapters.inference.generation import (
     consume,
 )
 from llmserver.adapters.inference.kv_cache import Batch
+from llmserver.adapters.inference.local_tools import with_calls
 from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
+from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.adapters.inference.torch_sampling import row_generator, sample_token
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
@@ -122,6 +124,7 @@ class TorchBackend(InferenceBackend):
             int(getattr(self.model.config, "max_position_embeddings", spec.context_length)),
         )
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=self._context_length)
+        self._tool_format = template_format(self.tokenizer.chat_template)
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Request] = collections.deque()
         self._batch: Batch[_Request] = Batch()
@@ -155,10 +158,16 @@ class TorchBackend(InferenceBackend):
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         ids = await self._encode.encode(prompt)
-        return await collect(self._start(ids, params, buffered=True))
+        events = self._start(ids, params, buffered=True)
+        return await collect(with_calls(prompt, self._tool_format, events))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._encode.start(prompt, lambda ids: self._start(ids, params, buffered=False))
+        return self._encode.start(
+            prompt,
+            lambda ids: with_calls(
+                prompt, self._tool_format, self._start(ids, params, buffered=False)
+            ),
+        )
 
     def status(self) -> BackendStatus:
         with self._cond:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import msgspec
 
 from llmserver.app.errors import ErrorReply, Where, error_reply
-from llmserver.domain.inference import StreamEnd, TextDelta
+from llmserver.domain.inference import StreamEnd, StreamEvent
 
 if TYPE_CHECKING:
     from llmserver.app.lane.record import AccessRecord
@@ -57,7 +57,7 @@ AnySurface = Surface[Any]
 
 async def events_or_failure(
     session: StreamSession, record: AccessRecord, route: str
-) -> AsyncGenerator[TextDelta | StreamEnd | ErrorReply, None]:
+) -> AsyncGenerator[StreamEvent | ErrorReply, None]:
     """The session's events, the token counts noted on the access record at its end; a
     failure part-way ends it with the failure's ``ErrorReply`` (its code on the record, a
     bug's details only in the server's log), for a surface to write as its error event.

@@ -9,7 +9,7 @@ from functools import partial
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.values import Admission, Admitted
-from llmserver.domain.inference import Completion, Prompt
+from llmserver.domain.inference import Completion, FinishReason, Prompt
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import (
     CachedCompletion,
@@ -20,6 +20,7 @@ from llmserver.domain.ports import (
     Telemetry,
 )
 from llmserver.domain.single_flight import SingleFlight
+from llmserver.domain.tools import cache_text
 
 
 class Answers:
@@ -85,11 +86,19 @@ class Answers:
 
     async def store(self, admission: Admitted, completion: Completion) -> None:
         assert admission.cache_key is not None
+        if completion.tool_calls and completion.finish_reason is not FinishReason.TOOL_CALLS:
+            return  # calls cut short (``length``): an entry keeps calls only as ``tool_calls``
         now = self._clock.now()
         entry = CachedCompletion(
             key=admission.cache_key,
             model=admission.spec.id,
-            text=completion.text,
+            # An answer with calls is one text (``FinishReason.TOOL_CALLS`` says so), so
+            # every store keeps it as it keeps any other.
+            text=(
+                cache_text(completion.text, completion.tool_calls)
+                if completion.finish_reason is FinishReason.TOOL_CALLS
+                else completion.text
+            ),
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             finish_reason=completion.finish_reason,

@@ -20,6 +20,7 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import Clock, Telemetry
+from llmserver.domain.tools import ToolCallDelta, as_deltas, merge_deltas
 
 
 class Events:
@@ -44,7 +45,13 @@ class Events:
 
 
 async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
-    yield TextDelta(cached.text, cached.completion_tokens)
+    if not cached.tool_calls:
+        yield TextDelta(cached.text, cached.completion_tokens)
+    else:
+        if cached.text:
+            yield TextDelta(cached.text, 0)
+        for delta in as_deltas(cached.tool_calls, cached.completion_tokens):
+            yield delta
     yield StreamEnd(cached.finish_reason, cached.prompt_tokens, cached.completion_tokens)
 
 
@@ -60,6 +67,7 @@ class Streams:
     async def run(self, call: Call, admission: Admission) -> AsyncGenerator[StreamEvent, None]:
         produced = 0
         text: list[str] = []
+        calls: list[ToolCallDelta] = []
         try:
             key = admission.cache_key
             cached = await self._answers.cached(admission)
@@ -77,13 +85,16 @@ class Streams:
                         event = await anext(events, None)
                         if event is None:
                             raise UpstreamError("The model's stream ended without a final event.")
-                    if isinstance(event, TextDelta):
-                        if cached is None and not text:
+                    if isinstance(event, TextDelta | ToolCallDelta):
+                        if cached is None and not text and not calls:
                             self._telemetry.first_token(
                                 admission.spec.id, self._clock.monotonic() - admission.admitted_at
                             )
                         produced += event.tokens
-                        text.append(event.text)
+                        if isinstance(event, TextDelta):
+                            text.append(event.text)
+                        else:
+                            calls.append(event)
                     else:
                         end = event
                         if cached is None:
@@ -98,7 +109,11 @@ class Streams:
                 if close is not None:
                     await close()
             completion = Completion(
-                "".join(text), end.prompt_tokens, end.completion_tokens, end.finish_reason
+                "".join(text),
+                end.prompt_tokens,
+                end.completion_tokens,
+                end.finish_reason,
+                merge_deltas(calls),
             )
             await self._outcomes.settle(admission, completion.total_tokens)
             if admission.cache_status is CacheStatus.MISS:

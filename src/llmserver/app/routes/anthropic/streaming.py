@@ -19,7 +19,7 @@ from llmserver.app.routes.anthropic import protocol as a
 from llmserver.app.routes.anthropic.serving import STOP_REASONS, error_body, new_message_id
 from llmserver.app.routes.openai.protocol import ENCODER
 from llmserver.domain.gateway import StreamSession
-from llmserver.domain.inference import StreamEnd
+from llmserver.domain.inference import StreamEnd, TextDelta
 
 
 def _event(name: str, payload: dict[str, Any] | a.ErrorBody) -> bytes:
@@ -74,5 +74,5 @@ async def message_events(
             yield _event("error", error_body(event))
         elif isinstance(event, StreamEnd):
             yield _end(event)
-        elif event.text:
+        elif isinstance(event, TextDelta) and event.text:
             yield _DELTA_HEAD + ENCODER.encode(event.text) + b"}}\n\n"

@@ -6,7 +6,7 @@ field's JSON path, which becomes a 400 naming it. Encoders/decoders are built on
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -24,10 +24,57 @@ class ContentPart(msgspec.Struct, frozen=True):
     text: str | None = None
 
 
+FunctionName = Annotated[str, msgspec.Meta(pattern="^[a-zA-Z0-9_-]{1,64}$")]
+"""OpenAI's rule for a function's name."""
+
+
+class CalledFunction(msgspec.Struct, frozen=True):
+    name: str
+    arguments: str
+    """The arguments as JSON text."""
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    """A call in an assistant message (of the history, or of an answer)."""
+
+    id: str
+    function: CalledFunction
+    type: Literal["function"] = "function"
+
+
 class Message(msgspec.Struct, frozen=True):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    """An assistant message's calls."""
+    tool_call_id: str | None = None
+    """A ``tool`` message's: the call whose result it is."""
+
+
+class FunctionDefinition(msgspec.Struct, frozen=True):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    """The arguments' JSON Schema."""
+    strict: bool | None = None
+
+
+class ToolDefinition(msgspec.Struct, frozen=True):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(msgspec.Struct, frozen=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, frozen=True):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
 
 
 class StreamOptions(msgspec.Struct, frozen=True):
@@ -54,6 +101,9 @@ class _Sampling(msgspec.Struct, frozen=True, kw_only=True):
 class ChatCompletionRequest(_Sampling, frozen=True, kw_only=True):
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(_Sampling, frozen=True, kw_only=True):
@@ -68,7 +118,10 @@ class Usage(msgspec.Struct, frozen=True):
 
 class AssistantMessage(msgspec.Struct, frozen=True):
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | msgspec.UnsetType = msgspec.UNSET
+    """Only in an answer that calls tools (``content`` is then ``null`` unless the model
+    also wrote text)."""
 
 
 class ChatChoice(msgspec.Struct, frozen=True):
@@ -88,9 +141,25 @@ class ChatCompletion(msgspec.Struct, frozen=True):
     system_fingerprint: str | None = None
 
 
+class FunctionDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A streamed piece of a call: the first with ``id``, ``type`` and the name, the
+    rest with argument fragments."""
+
+    index: int
+    function: FunctionDelta
+    id: str | None = None
+    type: Literal["function"] | None = None
+
+
 class Delta(msgspec.Struct, frozen=True, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(msgspec.Struct, frozen=True):

@@ -16,9 +16,11 @@ from llmserver.app.lane.replies import JsonReply
 from llmserver.app.lane.surface import Surface
 from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.openai import protocol as p
+from llmserver.app.routes.openai import tools
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
 from llmserver.domain.inference import ChatMessage, Prompt, StreamEnd, TextDelta
+from llmserver.domain.tools import ToolCallDelta
 
 log = structlog.get_logger("llmserver.errors")
 
@@ -36,9 +38,11 @@ def decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        found = _PATH.search(text) or _MISSING.search(text)
-        param = found.group(1) if found else None
-        raise InvalidRequest(f"Invalid request body: {text}", param=param or None) from None
+        path, missing = _PATH.search(text), _MISSING.search(text)
+        # A missing field is named in full: its object's path and its own name.
+        parts = [found.group(1) for found in (path, missing) if found and found.group(1)]
+        param = ".".join(parts) if missing else (parts[0] if parts else None)
+        raise InvalidRequest(f"Invalid request body: {text}", param=param) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -86,13 +90,18 @@ Body = p.ChatCompletionRequest | p.CompletionRequest
 def _prompt(body: Body) -> tuple[Prompt, int | None]:
     """The prompt and ``max_tokens``, which the two bodies spell differently."""
     if isinstance(body, p.ChatCompletionRequest):
+        called: set[str] = set()
         messages = tuple(
             ChatMessage(
-                role="system" if m.role == "developer" else m.role, content=_message_text(m, i)
+                role="system" if m.role == "developer" else m.role,
+                content=_message_text(m, i),
+                tool_calls=tools.message_calls(m, i, called),
+                tool_call_id=tools.answered_call(m, i, called),
             )
             for i, m in enumerate(body.messages)
         )
-        return Prompt(messages=messages), body.max_completion_tokens or body.max_tokens
+        chat = Prompt(messages=messages, tools=tools.request_tools(body))
+        return chat, body.max_completion_tokens or body.max_tokens
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     if not prompt:
         raise InvalidRequest("The prompt is empty; send some text to complete.", param="prompt")
@@ -140,7 +149,11 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
         choices=[
             p.ChatChoice(
                 index=0,
-                message=p.AssistantMessage(role="assistant", content=c.text),
+                message=p.AssistantMessage(
+                    role="assistant",
+                    content=c.text if c.text or not c.tool_calls else None,
+                    tool_calls=tools.answer_calls(c.tool_calls),
+                ),
                 finish_reason=c.finish_reason.value,
             )
         ],
@@ -212,6 +225,15 @@ async def sse_events(
             if isinstance(event, TextDelta):
                 if event.text:
                     yield after_head(chunk(event.text, None))
+            elif isinstance(event, ToolCallDelta):
+                delta = p.Delta(tool_calls=tools.delta_calls(event))
+                yield after_head(
+                    _sse(
+                        p.ChatCompletionChunk(
+                            completion_id, created, model, [p.ChunkChoice(0, delta, None)]
+                        )
+                    )
+                )
             elif isinstance(event, StreamEnd):
                 record.prompt_tokens = event.prompt_tokens
                 record.completion_tokens = event.completion_tokens

@@ -22,7 +22,7 @@ from llmserver.app.routes.openai.protocol import ENCODER
 from llmserver.app.routes.responses import protocol as r
 from llmserver.app.routes.responses.serving import new_ids, response
 from llmserver.domain.gateway import StreamSession
-from llmserver.domain.inference import Completion, StreamEnd
+from llmserver.domain.inference import Completion, StreamEnd, TextDelta
 
 
 class _Events:
@@ -85,6 +85,6 @@ async def response_events(
                 + event("response.output_item.done", output_index=0, item=final.output[0])
                 + event(f"response.{final.status}", response=final)
             )
-        elif step.text:
+        elif isinstance(step, TextDelta) and step.text:
             pieces.append(step.text)
             yield event("response.output_text.delta", **event.item, delta=step.text, logprobs=[])

@@ -1,0 +1,121 @@
+"""Tool calling on a local model (torch, MLX): the tools and the history's calls rendered
+through the model's own chat template, the calls read back out of its answer.
+
+A model whose chat template renders no tools refuses a request with tools (a 400 naming
+``tools``), rather than answering as if it had none. With ``tool_choice: none`` the tools
+are still rendered (the model knows them, as vLLM does it) but the answer is never read as
+calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llmserver.adapters.inference.tool_parsing import ToolCallFormat, ToolCallParser
+from llmserver.domain.errors import InvalidRequest
+from llmserver.domain.inference import (
+    ChatMessage,
+    FinishReason,
+    Prompt,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+from llmserver.domain.tools import Tools, new_call_id
+
+
+def template_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """The conversation as transformers' chat templates read it: a call's arguments as
+    an object (templates write them with ``tojson``), a tool result with the name of the
+    function it answers."""
+    names = {call.id: call.name for m in messages for call in m.tool_calls}
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        message: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _object(call.arguments)},
+                }
+                for call in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+            if m.tool_call_id in names:
+                message["name"] = names[m.tool_call_id]
+        out.append(message)
+    return out
+
+
+def template_tools(tools: Tools) -> list[dict[str, Any]]:
+    """The functions in OpenAI's tool shape, which the templates of Llama 3.1 and Qwen 2.5
+    (and the demo model's) render."""
+    rendered = []
+    for f in tools.functions:
+        function: dict[str, Any] = {"name": f.name}
+        if f.description is not None:
+            function["description"] = f.description
+        function["parameters"] = (
+            {"type": "object", "properties": {}}
+            if f.parameters is None
+            else json.loads(f.parameters)
+        )
+        rendered.append({"type": "function", "function": function})
+    return rendered
+
+
+def _object(arguments: str) -> Any:
+    """A call's arguments as an object where they are JSON, else the text as sent."""
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
+def check_tools(fmt: ToolCallFormat | None, model_id: str) -> ToolCallFormat:
+    if fmt is None:
+        raise InvalidRequest(
+            f"model {model_id!r} cannot take tools: its chat template renders none (tools "
+            "need a template in Llama 3.1's JSON or Hermes/Qwen's <tool_call> format).",
+            param="tools",
+        )
+    return fmt
+
+
+def with_calls(
+    prompt: Prompt, fmt: ToolCallFormat | None, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    """``events`` with the calls in the model's text read out as call deltas when the
+    request has tools it may call (the end ``tool_calls`` when there were any); else
+    ``events`` themselves."""
+    tools = prompt.tools
+    if tools is None or not tools.calls_allowed or fmt is None:
+        return events
+    return _parsed(ToolCallParser(fmt, tools, new_call_id), events)
+
+
+async def _parsed(
+    parser: ToolCallParser, events: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                for out in parser.feed(event.text, event.tokens):
+                    yield out
+            elif isinstance(event, StreamEnd):
+                for out in parser.end():
+                    yield out
+                finish = event.finish_reason
+                if parser.called and finish is FinishReason.STOP:
+                    finish = FinishReason.TOOL_CALLS
+                yield StreamEnd(finish, event.prompt_tokens, event.completion_tokens)
+            else:
+                yield event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:  # so the backend hears that its consumer went away
+            await close()
