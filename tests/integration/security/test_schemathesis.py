@@ -141,3 +141,22 @@ def test_fuzz_embeddings_harder(
     print(f"\nschemathesis {EMBEDDINGS} {mode.value}: {calls} requests, {len(failures)} failures")
     assert calls > 0, f"{EMBEDDINGS} is not in the served OpenAPI schema"
     assert not failures, "\n".join(failures)
+
+
+CHAT = "POST /v1/chat/completions"
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_fuzz_chat_tools_harder(
+    mode: GenerationMode, fuzz_keys: dict[str, str], live_server: LiveServer
+) -> None:
+    """The chat body's tool fields (``tools`` with their JSON Schemas, ``tool_choice``'s
+    union of names and objects, ``parallel_tool_calls``, history messages with
+    ``tool_calls`` and ``tool_call_id``) give the chat body many more shapes than the
+    sweep's cases reach."""
+    calls, failures, _ = _fuzz(
+        live_server.base_url, fuzz_keys["user"], mode, only=CHAT, examples=150
+    )
+    print(f"\nschemathesis {CHAT} {mode.value}: {calls} requests, {len(failures)} failures")
+    assert calls > 0
+    assert not failures, "\n".join(failures)

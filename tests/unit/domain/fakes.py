@@ -21,6 +21,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+from llmserver.domain.tools import ToolCall, as_deltas
 from llmserver.domain.tracing import Attributes, AttributeValue, Span, SpanKind, error_type
 
 T = TypeVar("T")
@@ -83,6 +84,8 @@ class FakeBackend:
     chars_per_token: int | None = None
     """When set, ``min_prompt_tokens`` bounds the count by the prompt's length, as for a
     vocabulary whose longest token has this many characters."""
+    calls: tuple[ToolCall, ...] = ()
+    """When set, every answer calls these (after its text), ending ``tool_calls``."""
 
     async def count_tokens(self, prompt: Prompt) -> int:
         self.count_calls += 1
@@ -119,7 +122,9 @@ class FakeBackend:
         tokens = self._tokens(params)
         self._tick(len(tokens))
         finish = FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
-        return Completion(" ".join(tokens), words(prompt), len(tokens), finish)
+        if self.calls:
+            finish = FinishReason.TOOL_CALLS
+        return Completion(" ".join(tokens), words(prompt), len(tokens), finish, self.calls)
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         self.stream_calls += 1
@@ -137,6 +142,9 @@ class FakeBackend:
             finish = (
                 FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
             )
+            for delta in as_deltas(self.calls):
+                finish = FinishReason.TOOL_CALLS
+                yield delta
             if self.send_end:
                 yield StreamEnd(finish, words(prompt), len(tokens))
         finally:

@@ -22,18 +22,39 @@ from llmserver.domain.cache_keys import (
 from llmserver.domain.gateway import GatewayPolicy, generation_params
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
 from llmserver.domain.logs import CacheStatus
+from llmserver.domain.tools import ToolCall, ToolChoiceMode, ToolFunction, Tools
 
 from .world import SPEC, World, ask, origin, wait_until
 
 texts = st.text(max_size=20)
 owners = st.none() | texts
+calls = st.lists(st.builds(ToolCall, id=texts, name=texts, arguments=texts), max_size=2).map(tuple)
 messages = st.lists(
-    st.builds(ChatMessage, role=st.sampled_from(["system", "user", "assistant"]), content=texts),
+    st.builds(
+        ChatMessage,
+        role=st.sampled_from(["system", "user", "assistant", "tool"]),
+        content=texts,
+        tool_calls=st.just(()) | calls,
+        tool_call_id=st.none() | texts,
+    ),
     min_size=1,
     max_size=4,
 ).map(tuple)
+tools = st.builds(
+    Tools,
+    functions=st.lists(
+        st.builds(
+            ToolFunction, name=texts, description=st.none() | texts, parameters=st.none() | texts
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(tuple),
+    choice=st.sampled_from(ToolChoiceMode),
+    function=st.none() | texts,
+    parallel_calls=st.none() | st.booleans(),
+)
 prompts = st.one_of(
-    st.builds(Prompt, messages=messages),
+    st.builds(Prompt, messages=messages, tools=st.none() | tools),
     st.builds(Prompt, text=texts),
 )
 params = st.builds(
@@ -72,13 +93,25 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
         p.top_p + 0.0,
         list(p.stop),
         p.seed,
-        [[m.role, m.content] for m in prompt.messages] if prompt.messages else prompt.text,
+        [message_form(m) for m in prompt.messages] if prompt.messages else prompt.text,
     ]
-    if p.top_k is not None:  # last, and only when set: every other key stays as it was
+    # Last, and only when set: every other key stays as it was.
+    if p.top_k is not None or prompt.tools is not None:
         reference.append(p.top_k)
+    if prompt.tools is not None:
+        t = prompt.tools
+        functions = [[f.name, f.description, f.parameters] for f in t.functions]
+        reference.append([functions, t.choice.value, t.function, t.parallel_calls])
     written = canonical_json(**request)
     assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(written) == reference
+
+
+def message_form(m: ChatMessage) -> list[Any]:
+    """A plain message is its role and content; one with tool fields adds them."""
+    if not m.tool_calls and m.tool_call_id is None:
+        return [m.role, m.content]
+    return [m.role, m.content, m.tool_call_id, [[c.id, c.name, c.arguments] for c in m.tool_calls]]
 
 
 def test_negative_zero_gives_the_key_of_zero() -> None:
@@ -140,8 +173,8 @@ PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
 
 
 def mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
-    """``request`` with exactly one field changed: a top-level one, a parameter, or one
-    message's role or content (or the raw prompt text)."""
+    """``request`` with exactly one field changed: a top-level one, a parameter, the
+    tools, or one message's role, content, calls or call id (or the raw prompt text)."""
     prompt: Prompt = request["prompt"]
     parts = ["owner", "model_id", "revision", "prompt", *PARAM_VALUES]
     part = data.draw(st.sampled_from(parts))
@@ -158,12 +191,16 @@ def mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
             **request,
             "prompt": Prompt(text=data.draw(texts.filter(lambda v: v != prompt.text))),
         }
+    field = data.draw(st.sampled_from(["role", "content", "tool_calls", "tool_call_id", "tools"]))
+    if field == "tools":
+        other = data.draw((st.none() | tools).filter(lambda v: v != prompt.tools))
+        return {**request, "prompt": replace(prompt, tools=other)}
     chosen = list(prompt.messages)
     index = data.draw(st.integers(0, len(chosen) - 1))
-    field = data.draw(st.sampled_from(["role", "content"]))
+    values = {"tool_calls": calls, "tool_call_id": st.none() | texts}.get(field, texts)
     old = getattr(chosen[index], field)
-    chosen[index] = replace(chosen[index], **{field: data.draw(texts.filter(lambda v: v != old))})
-    return {**request, "prompt": Prompt(messages=tuple(chosen))}
+    chosen[index] = replace(chosen[index], **{field: data.draw(values.filter(lambda v: v != old))})
+    return {**request, "prompt": replace(prompt, messages=tuple(chosen))}
 
 
 @given(data=st.data(), request=requests())

@@ -74,10 +74,10 @@ def _encode_with_tools(tokenizer: Any, prompt: Prompt, model_id: str) -> list[in
 
     assert prompt.messages is not None
     tools = None
-    if prompt.tools is not None:
-        check_tools(template_format(tokenizer.chat_template), model_id)
-        tools = template_tools(prompt.tools)
     try:
+        if prompt.tools is not None:
+            check_tools(template_format(tokenizer.chat_template), model_id)
+            tools = template_tools(prompt.tools)
         ids = tokenizer.apply_chat_template(
             template_messages(prompt.messages),
             tools=tools,
@@ -89,6 +89,12 @@ def _encode_with_tools(tokenizer: Any, prompt: Prompt, model_id: str) -> list[in
         raise InvalidRequest(
             f"model {model_id!r}'s chat template refused the conversation: {exc}",
             param="messages",
+        ) from None
+    except RecursionError:
+        # A schema or arguments nested about as deep as the body decoder allows exhausts
+        # the template's JSON writer first.
+        raise InvalidRequest(
+            "The tools or tool calls are nested too deeply to render.", param="tools"
         ) from None
     return [int(i) for i in ids]
 

@@ -9,7 +9,8 @@ Two formats, the two that chat templates of open models use (vLLM names their pa
   else streams as text.
 - ``TAGGED`` (Hermes, Qwen 2.5): calls are ``<tool_call>{"name": ..., "arguments": {...}}
   </tool_call>`` anywhere in the text; the text around them streams as it comes (whatever
-  could be the start of a tag held back), whitespace between calls is dropped.
+  could be the start of a tag held back); whitespace that only separates calls (before a
+  call or at the end) is dropped.
 
 A call counts only if it names one of the request's functions and its arguments are a JSON
 object; anything else is the model's text, passed on unchanged. Pure: tested without a
@@ -148,13 +149,14 @@ class ToolCallParser:
         return self._with_tokens(deltas)
 
     def _text(self, text: str) -> list[Event]:
-        """Text to pass on; in the tagged format whitespace alone waits for more text,
-        and goes nowhere if none comes (it only separates calls)."""
+        """Text to pass on; in the tagged format whitespace at its end waits for more
+        text, and goes nowhere if a call or the end comes first (it only separates)."""
         if self._format is ToolCallFormat.TAGGED:
-            if not text.strip():
+            body = text.rstrip()
+            if not body:
                 self._whitespace += text
                 return []
-            text, self._whitespace = self._whitespace + text, ""
+            text, self._whitespace = self._whitespace + body, text[len(body) :]
         return self._with_tokens([TextDelta(text, 0)]) if text else []
 
     def _with_tokens(self, events: list[Event]) -> list[Event]:
