@@ -72,7 +72,7 @@ async def collect(stream: AsyncIterator[StreamEvent]) -> tuple[list[TextDelta], 
     async for event in stream:
         if isinstance(event, TextDelta):
             deltas.append(event)
-        else:
+        elif isinstance(event, StreamEnd):
             return deltas, event
     raise AssertionError("no StreamEnd")
 

@@ -197,9 +197,12 @@ def mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
         return {**request, "prompt": replace(prompt, tools=other)}
     chosen = list(prompt.messages)
     index = data.draw(st.integers(0, len(chosen) - 1))
-    values = {"tool_calls": calls, "tool_call_id": st.none() | texts}.get(field, texts)
+    values: st.SearchStrategy[Any] = {"tool_calls": calls, "tool_call_id": st.none() | texts}.get(
+        field, texts
+    )
     old = getattr(chosen[index], field)
-    chosen[index] = replace(chosen[index], **{field: data.draw(values.filter(lambda v: v != old))})
+    changed: Any = data.draw(values.filter(lambda v: v != old))
+    chosen[index] = replace(chosen[index], **{field: changed})
     return {**request, "prompt": replace(prompt, messages=tuple(chosen))}
 
 
