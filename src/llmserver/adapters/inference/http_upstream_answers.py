@@ -22,7 +22,7 @@ _Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 """A token count: request_logs keeps them as 32-bit INTEGERs."""
 
 
-class _Function(msgspec.Struct):
+class FunctionPart(msgspec.Struct):
     name: str | None = None
     arguments: str | None = None
 
@@ -32,7 +32,7 @@ class ToolCallPart(msgspec.Struct):
 
     index: Annotated[int, msgspec.Meta(ge=0, le=127)] | None = None
     id: str | None = None
-    function: _Function | None = None
+    function: FunctionPart | None = None
 
 
 class _Content(msgspec.Struct):
