@@ -48,15 +48,6 @@ class Tools:
     """``False``: at most one call; ``None``: as sent (not sent), which allows several."""
 
     @property
-    def forced(self) -> tuple[ToolFunction, ...]:
-        """The functions the answer must call one of, or none when it need not call."""
-        if self.choice is ToolChoiceMode.REQUIRED:
-            return self.functions
-        if self.choice is ToolChoiceMode.FUNCTION:
-            return tuple(f for f in self.functions if f.name == self.function)
-        return ()
-
-    @property
     def calls_allowed(self) -> bool:
         return self.choice is not ToolChoiceMode.NONE
 

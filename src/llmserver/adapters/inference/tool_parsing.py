@@ -35,11 +35,6 @@ class ToolCallFormat(StrEnum):
     JSON = "json"
     TAGGED = "tagged"
 
-    @property
-    def arguments_key(self) -> str:
-        """What the format calls a call's arguments."""
-        return "parameters" if self is ToolCallFormat.JSON else "arguments"
-
 
 def template_format(chat_template: str | None) -> ToolCallFormat | None:
     """The tool-call format a chat template teaches its model, or ``None`` when it renders
