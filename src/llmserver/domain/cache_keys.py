@@ -93,14 +93,19 @@ def _tool_message(message: ChatMessage) -> str:
 
 
 def _tools(tools: Tools) -> str:
-    """``[[[name, description, parameters], ...], choice, function, parallel_calls]``; the
-    parameters as the JSON text sent (its key order is what a template renders)."""
+    """``[[[name, description, parameters, strict], ...], choice, function,
+    parallel_calls]``; the parameters as the JSON text sent (its key order is what a
+    template renders)."""
     functions = ",".join(
-        f"[{_quote(f.name)},{_optional(f.description)},{_optional(f.parameters)}]"
+        f"[{_quote(f.name)},{_optional(f.description)},{_optional(f.parameters)},{_flag(f.strict)}]"
         for f in tools.functions
     )
-    parallel = "null" if tools.parallel_calls is None else str(tools.parallel_calls).lower()
+    parallel = _flag(tools.parallel_calls)
     return f"[[{functions}],{_quote(tools.choice.value)},{_optional(tools.function)},{parallel}]"
+
+
+def _flag(value: bool | None) -> str:
+    return "null" if value is None else str(value).lower()
 
 
 def _optional(value: str | None) -> str:

@@ -23,6 +23,8 @@ class ToolFunction:
     description: str | None = None
     parameters: str | None = None
     """Its arguments' JSON Schema (an object), as JSON text; ``None``: none sent."""
+    strict: bool | None = None
+    """OpenAI's ``strict`` (calls must follow the schema exactly), passed to an upstream."""
 
 
 class ToolChoiceMode(StrEnum):

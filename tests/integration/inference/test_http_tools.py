@@ -34,7 +34,7 @@ from llmserver.domain.tools import (
 
 SCHEMA = '{"type":"object","required":["city"],"properties":{"city":{"type":"string"}}}'
 TOOLS = Tools(
-    (ToolFunction("get_time"), ToolFunction("get_weather", "Weather now.", SCHEMA)),
+    (ToolFunction("get_time"), ToolFunction("get_weather", "Weather now.", SCHEMA, strict=True)),
     ToolChoiceMode.FUNCTION,
     "get_weather",
     parallel_calls=False,
@@ -72,6 +72,7 @@ async def test_tools_choice_and_the_history_reach_the_upstream_as_sent() -> None
                 "name": "get_weather",
                 "description": "Weather now.",
                 "parameters": json.loads(SCHEMA),
+                "strict": True,
             },
         },
     ]

@@ -44,7 +44,11 @@ tools = st.builds(
     Tools,
     functions=st.lists(
         st.builds(
-            ToolFunction, name=texts, description=st.none() | texts, parameters=st.none() | texts
+            ToolFunction,
+            name=texts,
+            description=st.none() | texts,
+            parameters=st.none() | texts,
+            strict=st.none() | st.booleans(),
         ),
         min_size=1,
         max_size=3,
@@ -100,7 +104,7 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
         reference.append(p.top_k)
     if prompt.tools is not None:
         t = prompt.tools
-        functions = [[f.name, f.description, f.parameters] for f in t.functions]
+        functions = [[f.name, f.description, f.parameters, f.strict] for f in t.functions]
         reference.append([functions, t.choice.value, t.function, t.parallel_calls])
     written = canonical_json(**request)
     assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)

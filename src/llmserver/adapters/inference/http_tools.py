@@ -62,6 +62,8 @@ def add_tools(body: dict[str, Any], tools: Tools) -> None:
             described["description"] = function.description
         if function.parameters is not None:
             described["parameters"] = msgspec.Raw(function.parameters.encode())
+        if function.strict is not None:
+            described["strict"] = function.strict
         definitions.append({"type": "function", "function": described})
     body["tools"] = definitions
     if tools.choice is ToolChoiceMode.FUNCTION:

@@ -44,6 +44,7 @@ def request_tools(body: p.ChatCompletionRequest) -> Tools | None:
                 function.name,
                 function.description,
                 None if parameters is None else parameters.decode(),
+                function.strict,
             )
         )
     if isinstance(choice, p.NamedToolChoice):
