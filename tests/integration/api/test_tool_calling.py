@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from livesupport import IssuedKeys, closed_after_test, free_port, running_server
 
@@ -199,6 +200,23 @@ def test_a_cached_tool_call_replays_as_json_and_as_a_stream(
     call = made.message.tool_calls[0]
     streamed = streamed_call(sdk, **request)
     assert streamed == (call.id, call.function.name, call.function.arguments, "tool_calls")
+
+
+class GetWeather(BaseModel):
+    city: str
+
+
+def test_the_sdk_s_parse_reads_strict_calls(server: tuple[str, IssuedKeys]) -> None:
+    """``pydantic_function_tool`` sends a ``strict`` function; the SDK parses the call's
+    arguments into the model."""
+    place = city()
+    parsed = client(server).chat.completions.parse(
+        model=REMOTE,
+        messages=[{"role": "user", "content": place}],
+        tools=[openai.pydantic_function_tool(GetWeather)],
+    )
+    (call,) = parsed.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == GetWeather(city=place)
 
 
 def test_langchain_bind_tools(server: tuple[str, IssuedKeys]) -> None:

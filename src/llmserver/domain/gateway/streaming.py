@@ -64,6 +64,11 @@ class Streams:
         self._clock = clock
         self._telemetry = telemetry
 
+    def _first_token(self, admission: Admission) -> None:
+        self._telemetry.first_token(
+            admission.spec.id, self._clock.monotonic() - admission.admitted_at
+        )
+
     async def run(self, call: Call, admission: Admission) -> AsyncGenerator[StreamEvent, None]:
         produced = 0
         text: list[str] = []
@@ -85,16 +90,16 @@ class Streams:
                         event = await anext(events, None)
                         if event is None:
                             raise UpstreamError("The model's stream ended without a final event.")
-                    if isinstance(event, TextDelta | ToolCallDelta):
+                    if isinstance(event, TextDelta):
                         if cached is None and not text and not calls:
-                            self._telemetry.first_token(
-                                admission.spec.id, self._clock.monotonic() - admission.admitted_at
-                            )
+                            self._first_token(admission)
                         produced += event.tokens
-                        if isinstance(event, TextDelta):
-                            text.append(event.text)
-                        else:
-                            calls.append(event)
+                        text.append(event.text)
+                    elif isinstance(event, ToolCallDelta):
+                        if cached is None and not text and not calls:
+                            self._first_token(admission)
+                        produced += event.tokens
+                        calls.append(event)
                     else:
                         end = event
                         if cached is None:
