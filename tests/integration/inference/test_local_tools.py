@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from llmserver.adapters.inference.local_tools import with_calls
-from llmserver.adapters.inference.prompts import encode_prompt
+from llmserver.adapters.inference.prompts import OFF_LOOP_CHARS, encode_prompt, prompt_chars
 from llmserver.adapters.inference.tool_parsing import ToolCallFormat
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import (
@@ -132,3 +132,12 @@ async def test_without_tools_or_with_choice_none_the_events_pass_untouched() -> 
     assert with_calls(Prompt(messages=(ASK,)), ToolCallFormat.JSON, stream) is stream
     none = Tools(TOOLS.functions, ToolChoiceMode.NONE)
     assert with_calls(Prompt(messages=(ASK,), tools=none), ToolCallFormat.JSON, stream) is stream
+
+
+def test_large_tools_are_tokenized_off_the_event_loop() -> None:
+    """Tools render into the prompt: their size decides, as the messages' does, whether
+    tokenizing leaves the event loop; the floor counts only what every template keeps."""
+    big = Tools((ToolFunction("f", "x" * OFF_LOOP_CHARS, SCHEMA),))
+    prompt = Prompt(messages=(ASK,), tools=big)
+    assert prompt_chars(prompt) >= OFF_LOOP_CHARS
+    assert prompt_chars(prompt, frozenset({"user"})) == len(ASK.content)

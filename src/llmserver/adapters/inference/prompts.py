@@ -100,10 +100,20 @@ def _encode_with_tools(tokenizer: Any, prompt: Prompt, model_id: str) -> list[in
 
 
 def prompt_chars(prompt: Prompt, roles: frozenset[str] | None = None) -> int:
-    """The prompt's characters (of the messages whose role is in ``roles``, if given)."""
+    """The prompt's characters: of the messages whose role is in ``roles`` if given (their
+    content only), else all of it, tools and calls included (what tokenizing costs)."""
     if prompt.messages is None:
         return len(prompt.text or "")
-    return sum(len(m.content) for m in prompt.messages if roles is None or m.role in roles)
+    if roles is not None:
+        return sum(len(m.content) for m in prompt.messages if m.role in roles)
+    chars = sum(
+        len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in prompt.messages
+    )
+    if prompt.tools is not None:
+        chars += sum(
+            len(f.parameters or "") + len(f.description or "") for f in prompt.tools.functions
+        )
+    return chars
 
 
 def chars_per_token(tokenizer: Any) -> int | None:
