@@ -18,6 +18,7 @@ from json.encoder import encode_basestring as _quote
 
 from llmserver.domain.embeddings import EmbeddingInput
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
+from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.tools import Tools
 
 CACHE_KEY_VERSION = 3
@@ -44,10 +45,10 @@ def canonical_json(
     """Everything that determines the answer as a JSON array in a fixed order: version,
     owner, model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
     ``[role, content]`` pairs (a message with tool calls or a ``tool_call_id`` as a longer
-    array, ``_tool_message``) or the text prompt, then ``top_k`` when it is set or tools
-    are, and last the tools when there are any (only then, so that every other request
-    keeps the key it had before ``top_k`` and tools existed: the array's length tells the
-    forms apart).
+    array, ``_tool_message``) or the text prompt; then, each only when something from there
+    on is set, ``top_k`` (or null), the tools (or null) and last the output constraint as
+    ``[kind, name, strict, schema]``. So every other request keeps the key it had before
+    ``top_k``, tools and constraints existed: the array's length tells the forms apart.
 
     Exactly what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes for
     that list, written out here: setting up the encoder on every call cost more than the
@@ -72,9 +73,25 @@ def canonical_json(
     return (
         f"[{CACHE_KEY_VERSION},{scope},{_quote(model_id)},{_quote(revision)},"
         f"{int(params.max_tokens)},{temperature!r},{top_p!r},"
-        f"[{','.join(map(_quote, params.stop))}],{seed},{content}"
-        + ("" if params.top_k is None and prompt.tools is None else f",{_int(params.top_k)}")
-        + ("]" if prompt.tools is None else f",{_tools(prompt.tools)}]")
+        f"[{','.join(map(_quote, params.stop))}],{seed},{content}" + _tail(params, prompt.tools)
+    )
+
+
+def _tail(params: GenerationParams, tools: Tools | None) -> str:
+    constraint = params.constraint
+    if constraint is None:
+        if tools is None:
+            return "]" if params.top_k is None else f",{_int(params.top_k)}]"
+        return f",{_int(params.top_k)},{_tools(tools)}]"
+    tools_part = "null" if tools is None else _tools(tools)
+    return f",{_int(params.top_k)},{tools_part},{_constraint(constraint)}]"
+
+
+def _constraint(constraint: OutputConstraint) -> str:
+    strict = "true" if constraint.strict else "false"
+    return (
+        f"[{_quote(constraint.kind.value)},{_optional(constraint.name)},{strict},"
+        f"{_optional(constraint.schema)}]"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.tools import ToolCall, ToolCallDelta, Tools
 
 
@@ -57,6 +58,8 @@ class GenerationParams:
     """Sample from the k likeliest tokens; ``None``: from all."""
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    constraint: OutputConstraint | None = None
+    """The shape the text must have (a JSON schema, any JSON object); ``None``: free text."""
 
     @property
     def greedy(self) -> bool:

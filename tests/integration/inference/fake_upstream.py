@@ -42,6 +42,8 @@ class FakeUpstream:
     """Whether answers say how many tokens they used."""
     hung_up: int = 0
     """How many ``stall`` answers the client closed."""
+    finish: str = "length"
+    """The finish reason every answer gives."""
     error_body: str | None = None
     """The body of a ``500`` or ``400`` answer, if not OpenAI's error."""
     port: int = 0
@@ -121,7 +123,7 @@ class FakeUpstream:
                     self._chunk(writer, event)
                 await self._cut(reader, writer, behaviour)
                 return
-            events.append(self._event("", chat, finish="length"))
+            events.append(self._event("", chat, finish=self.finish))
             last = json.dumps({"choices": [], **self._usage()})
             events.append(f"data: {self.malformed if behaviour == 'malformed' else last}\n\n")
             events.append(": keep-alive comment\n\ndata: [DONE]\n\n")
@@ -149,7 +151,7 @@ class FakeUpstream:
 
     def _whole(self, chat: bool) -> str:
         text = "".join(self.pieces)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        choice: dict[str, Any] = {"index": 0, "finish_reason": self.finish}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:

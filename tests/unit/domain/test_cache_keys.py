@@ -22,6 +22,7 @@ from llmserver.domain.cache_keys import (
 from llmserver.domain.gateway import GatewayPolicy, generation_params
 from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt
 from llmserver.domain.logs import CacheStatus
+from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.tools import ToolCall, ToolChoiceMode, ToolFunction, Tools
 
 from .world import SPEC, World, ask, origin, wait_until
@@ -61,6 +62,16 @@ prompts = st.one_of(
     st.builds(Prompt, messages=messages, tools=st.none() | tools),
     st.builds(Prompt, text=texts),
 )
+constraints = (
+    st.none()
+    | st.just(OutputConstraint.json_object())
+    | st.builds(
+        OutputConstraint.json_schema,
+        st.dictionaries(texts, st.integers() | texts, max_size=3),
+        name=st.none() | texts,
+        strict=st.booleans(),
+    )
+)
 params = st.builds(
     GenerationParams,
     max_tokens=st.integers(1, 4096),
@@ -69,6 +80,7 @@ params = st.builds(
     stop=st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
     seed=st.none() | st.integers(0, 2**32),
     top_k=st.none() | st.integers(1, 2**31 - 1),
+    constraint=constraints,
 )
 
 
@@ -99,13 +111,23 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
         p.seed,
         [message_form(m) for m in prompt.messages] if prompt.messages else prompt.text,
     ]
-    # Last, and only when set: every other key stays as it was.
-    if p.top_k is not None or prompt.tools is not None:
+    # Each only when something from there on is set, so every other key stays as it was.
+    tools = prompt.tools
+    if p.top_k is not None or tools is not None or p.constraint is not None:
         reference.append(p.top_k)
-    if prompt.tools is not None:
-        t = prompt.tools
-        functions = [[f.name, f.description, f.parameters, f.strict] for f in t.functions]
-        reference.append([functions, t.choice.value, t.function, t.parallel_calls])
+    if tools is not None or p.constraint is not None:
+        reference.append(
+            None
+            if tools is None
+            else [
+                [[f.name, f.description, f.parameters, f.strict] for f in tools.functions],
+                tools.choice.value,
+                tools.function,
+                tools.parallel_calls,
+            ]
+        )
+    if (c := p.constraint) is not None:
+        reference.append([c.kind.value, c.name, c.strict, c.schema])
     written = canonical_json(**request)
     assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(written) == reference
@@ -173,6 +195,7 @@ PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "stop": st.lists(st.text(min_size=1, max_size=5), max_size=4).map(tuple),
     "seed": st.none() | st.integers(0, 2**32),
     "top_k": st.none() | st.integers(1, 2**31 - 1),
+    "constraint": constraints,
 }
 
 

@@ -14,6 +14,7 @@ either call takes the other kind of answer too, since some upstreams ignore ``st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -22,6 +23,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from llmserver.adapters.inference.answer_schema import (
+    check_answer,
+    response_format,
+    strict_schema,
+)
 from llmserver.adapters.inference.generation import collect
 from llmserver.adapters.inference.http_tools import (
     StreamedCalls,
@@ -128,16 +134,38 @@ class HttpBackend(InferenceBackend):
         return 0
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        schema = strict_schema(params.constraint)
         async with self._exchange(*self._body(prompt, params, stream=False)) as response:
             if _is_event_stream(response):
                 # The response stays open: this ``async with`` closes it, not the events.
-                return await collect(self._answer(nullcontext(response), prompt, params))
-            return await self._whole_answer(response, prompt, params, asked="JSON")
+                completion = await collect(self._answer(nullcontext(response), prompt, params))
+            else:
+                completion = await self._whole_answer(response, prompt, params, asked="JSON")
+        if schema is not None and completion.finish_reason is FinishReason.STOP:
+            check_answer(completion.text, schema, self._spec.id)
+        return completion
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._answer(
+        schema = strict_schema(params.constraint)
+        events = self._answer(
             self._exchange(*self._body(prompt, params, stream=True)), prompt, params
         )
+        return events if schema is None else self._checked(events, schema)
+
+    async def _checked(
+        self, events: AsyncGenerator[StreamEvent, None], schema: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """``events`` with the whole text checked against ``schema`` before the end: the
+        text has gone out by then, but the stream ends in an error, not a finish reason
+        (and the gateway caches no answer that ends so)."""
+        parts: list[str] = []
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif event.finish_reason is FinishReason.STOP:
+                    check_answer("".join(parts), schema, self._spec.id)
+                yield event
 
     def status(self) -> BackendStatus:
         return BackendStatus(
@@ -194,6 +222,8 @@ class HttpBackend(InferenceBackend):
             # Not OpenAI's own parameter, so sent only when asked for: vLLM, Ollama and
             # llama.cpp read it; a hosted API that does not answers why in its 400.
             body["top_k"] = params.top_k
+        if params.constraint is not None:
+            body["response_format"] = response_format(params.constraint)
         if prompt.messages is not None:
             body["messages"] = [
                 {"role": m.role, "content": m.content}

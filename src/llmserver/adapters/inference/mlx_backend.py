@@ -34,7 +34,7 @@ from llmserver.adapters.inference.generation import (
 from llmserver.adapters.inference.local_tools import with_calls
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.tool_parsing import template_format
-from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
+from llmserver.domain.errors import GenerationTimeout, InvalidRequest, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -151,6 +151,14 @@ class MlxBackend(InferenceBackend):
         self, ids: list[int], params: GenerationParams, *, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
+        if params.constraint is not None:
+            # Not built yet: mlx-lm's BatchGenerator.insert takes per-row logits processors,
+            # which could run the same grammars as the torch backend.
+            raise InvalidRequest(
+                f"response_format (structured output) is not supported on MLX model "
+                f"{self._spec.id!r}; use a torch or http model, or leave it out.",
+                param="response_format",
+            )
         job = _Job(
             ids,
             params,

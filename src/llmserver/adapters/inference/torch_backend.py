@@ -1,14 +1,14 @@
 """The torch backend: a transformers causal LM with continuous batching of our own.
 
 Decision: a small step loop of our own in one dedicated worker thread, not transformers'
-continuous-batching manager. Speed does not decide it: in a one-off comparison when the
-loop was written (its numbers are not kept in the repository; ``make bench`` measures our
-loop against raw batched ``generate``, bench/results/inference.md), the manager reached
-4.2x and our loop 4.8x at 8 concurrent requests. Semantics do: the manager samples
-globally and rejects a per-request ``seed``, ignores stop strings and never delivers a
-final event for a cancelled request. Our loop keeps one ``torch.Generator`` per row, so
-the same seed and request give the same text, and it owns cancellation, timeouts and the
-bounded queue.
+continuous-batching manager. Speed does not decide it (in a one-off comparison the manager
+reached 4.2x and our loop 4.8x at 8 concurrent requests; ``make bench`` measures our loop
+against raw batched ``generate``, bench/results/inference.md). Semantics do: the manager
+samples globally and rejects a per-request ``seed``, ignores stop strings and never
+delivers a final event for a cancelled request. Our loop keeps one ``torch.Generator``
+per row (the same seed and request give the same text) and, for a constrained row
+(``response_format``), one grammar that masks its logits (``grammar``), so constrained
+and free rows share a step; and it owns cancellation, timeouts and the bounded queue.
 
 How the loop works:
 - Requests wait in a bounded queue (``max_queue``; beyond it ``Overloaded``). Between
@@ -48,13 +48,14 @@ from llmserver.adapters.inference.generation import (
     collect,
     consume,
 )
+from llmserver.adapters.inference.grammar import Grammars, RowGrammar
 from llmserver.adapters.inference.kv_cache import Batch
 from llmserver.adapters.inference.local_tools import with_calls
 from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.adapters.inference.torch_loading import load_model
-from llmserver.adapters.inference.torch_sampling import row_generator, sample_token
+from llmserver.adapters.inference.torch_sampling import pick_token, row_generator
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -78,6 +79,8 @@ class _Request:
     events: TokenEvents
     deadline: float
     generator: torch.Generator | None
+    grammar: RowGrammar | None
+    """The output constraint's matcher; ``None`` for free text."""
     length: int = 0
     """Real (unpadded) tokens in this row's KV cache."""
     last_token: int = 0
@@ -125,6 +128,7 @@ class TorchBackend(InferenceBackend):
         )
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=self._context_length)
         self._tool_format = template_format(self.tokenizer.chat_template)
+        self._grammars = Grammars.of_model(self.model, self.tokenizer, self._eos, spec.id)
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Request] = collections.deque()
         self._batch: Batch[_Request] = Batch()
@@ -157,17 +161,10 @@ class TorchBackend(InferenceBackend):
         return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        ids = await self._encode.encode(prompt)
-        events = self._start(ids, params, buffered=True)
-        return await collect(with_calls(prompt, self._tool_format, events))
+        return await collect(self._events(prompt, params, buffered=True))
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._encode.start(
-            prompt,
-            lambda ids: with_calls(
-                prompt, self._tool_format, self._start(ids, params, buffered=False)
-            ),
-        )
+        return self._events(prompt, params, buffered=False)
 
     def status(self) -> BackendStatus:
         with self._cond:
@@ -198,26 +195,36 @@ class TorchBackend(InferenceBackend):
             self._closed = True
             self._cond.notify_all()
         self._encode.close()
+        self._grammars.close()
         await asyncio.to_thread(self._worker.join)
 
     # -- request side ---------------------------------------------------------------
 
+    def _events(
+        self, prompt: Prompt, params: GenerationParams, *, buffered: bool
+    ) -> AsyncIterator[StreamEvent]:
+        return self._grammars.stream(
+            params.constraint,
+            lambda grammar: self._encode.start(
+                prompt,
+                lambda ids: with_calls(
+                    prompt, self._tool_format, self._start(ids, params, grammar, buffered)
+                ),
+            ),
+        )
+
     def _start(
-        self, ids: list[int], params: GenerationParams, *, buffered: bool
+        self, ids: list[int], params: GenerationParams, grammar: RowGrammar | None, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
-        channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
-        request = self._submit(ids, params, channel)
-        return consume(request.channel, lambda: self._forget(request))
-
-    def _submit(self, ids: list[int], params: GenerationParams, channel: EventChannel) -> _Request:
         request = _Request(
             prompt_ids=ids,
             params=params,
-            channel=channel,
+            channel=EventChannel(asyncio.get_running_loop(), buffered=buffered),
             events=TokenEvents(self._decode, params, len(ids), self._eos),
             deadline=time.monotonic() + self._timeout,
             generator=row_generator(params, self.device),
+            grammar=grammar,
         )
         with self._cond:
             if self._closed:
@@ -232,7 +239,7 @@ class TorchBackend(InferenceBackend):
                 request.queued = self._tracer.start(QUEUE_WAIT)
             self._waiting.append(request)
             self._cond.notify()
-        return request
+        return consume(request.channel, lambda: self._forget(request))
 
     def _forget(self, request: _Request) -> None:
         with self._cond:
@@ -375,10 +382,8 @@ class TorchBackend(InferenceBackend):
         keep = []
         for i, row in enumerate(rows):
             try:
-                token = (
-                    int(greedy[i])
-                    if row.generator is None
-                    else sample_token(logits[i], row.params, row.generator)
+                token = pick_token(
+                    logits[i], int(greedy[i]), row.params, row.generator, row.grammar
                 )
                 if self._advance(row, token):
                     keep.append(i)
@@ -391,6 +396,8 @@ class TorchBackend(InferenceBackend):
         """Record one sampled token and send what it completes; False when the row is done."""
         if row.gone:
             return False
+        if row.grammar is not None:
+            row.grammar.accept(token)
         row.last_token = token
         events, finished = row.events.push(token)
         for event in events:

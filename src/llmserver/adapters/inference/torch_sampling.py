@@ -6,6 +6,7 @@ import secrets
 
 import torch
 
+from llmserver.adapters.inference.grammar import RowGrammar
 from llmserver.domain.inference import GenerationParams
 
 
@@ -32,3 +33,18 @@ def sample_token(logits: torch.Tensor, params: GenerationParams, generator: torc
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def pick_token(
+    logits: torch.Tensor,
+    greedy: int,
+    params: GenerationParams,
+    generator: torch.Generator | None,
+    grammar: RowGrammar | None,
+) -> int:
+    """One row's next token: ``greedy`` (the batch's argmax for this row) or a sample, from
+    the logits its grammar allows when it has one."""
+    if grammar is not None:
+        logits = grammar.mask(logits)
+        greedy = int(logits.argmax())
+    return greedy if generator is None else sample_token(logits, params, generator)

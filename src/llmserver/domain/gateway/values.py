@@ -19,6 +19,7 @@ from llmserver.domain.gateway.holds import Holds
 from llmserver.domain.inference import Completion, GenerationParams, Prompt, StreamEvent
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
+from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.ports import EmbeddingBackend, InferenceBackend
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
@@ -55,6 +56,7 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     use_cache: bool = True
+    constraint: OutputConstraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ def generation_params(spec: ModelSpec, request: CompletionRequest) -> Generation
         top_k=request.top_k,
         stop=request.stop,
         seed=request.seed,
+        constraint=request.constraint,
     )
 
 

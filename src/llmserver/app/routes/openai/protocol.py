@@ -81,6 +81,30 @@ class StreamOptions(msgspec.Struct, frozen=True):
     include_usage: bool = False
 
 
+class ResponseFormatText(msgspec.Struct, frozen=True, tag_field="type", tag="text"):
+    pass
+
+
+class ResponseFormatJsonObject(msgspec.Struct, frozen=True, tag_field="type", tag="json_object"):
+    pass
+
+
+class JsonSchemaFormat(msgspec.Struct, frozen=True):
+    name: Annotated[str, msgspec.Meta(pattern="^[a-zA-Z0-9_-]{1,64}$")]
+    """As OpenAI checks it: letters, digits, underscores and dashes, at most 64."""
+    schema: dict[str, Any] | None = None
+    """``None``: any JSON object (OpenAI's default for an absent schema)."""
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormatJsonSchema(msgspec.Struct, frozen=True, tag_field="type", tag="json_schema"):
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema
+
+
 class _Sampling(msgspec.Struct, frozen=True, kw_only=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
     max_tokens: PositiveInt | None = None
@@ -94,6 +118,7 @@ class _Sampling(msgspec.Struct, frozen=True, kw_only=True):
     n: PositiveInt | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
     cache: bool | None = None
     """Extension: ``false`` bypasses the response cache (like ``Cache-Control: no-cache``)."""
 

@@ -20,6 +20,7 @@ from llmserver.app.routes.openai import tools
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
 from llmserver.domain.inference import ChatMessage, Prompt, StreamEnd, TextDelta
+from llmserver.domain.output_constraint import ConstraintKind, OutputConstraint
 from llmserver.domain.tools import ToolCallDelta
 
 log = structlog.get_logger("llmserver.errors")
@@ -108,6 +109,25 @@ def _prompt(body: Body) -> tuple[Prompt, int | None]:
     return Prompt(text=prompt), body.max_tokens
 
 
+def output_constraint(response_format: p.ResponseFormat | None) -> OutputConstraint | None:
+    """The constraint ``response_format`` asks for; ``None`` for free text."""
+    if response_format is None or isinstance(response_format, p.ResponseFormatText):
+        return None
+    if isinstance(response_format, p.ResponseFormatJsonObject):
+        return OutputConstraint.json_object()
+    spec = response_format.json_schema
+    if spec.schema is None:
+        return OutputConstraint(
+            ConstraintKind.JSON_OBJECT, name=spec.name, strict=bool(spec.strict)
+        )
+    try:
+        return OutputConstraint.json_schema(spec.schema, name=spec.name, strict=bool(spec.strict))
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Invalid response_format: {exc}.", param="response_format.json_schema.schema"
+        ) from None
+
+
 def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
     """The use case's request for either body."""
     prompt, max_tokens = _prompt(body)
@@ -122,6 +142,7 @@ def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
         stop=stop_sequences(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
+        constraint=output_constraint(body.response_format),
     )
 
 

@@ -1,0 +1,163 @@
+"""Constrained decoding: a grammar per constrained row masks the tokens that would break it.
+
+Engine: llguidance, chosen by measurement against xgrammar and outlines-core (2026-12-01,
+random logits driving 20 generations of a nested schema with enum, integer range, bounded
+strings, a pattern and an array; demo tokenizers of 1,024 and 4,096 tokens):
+
+- llguidance: 20/20 outputs parsed by ``json.loads`` and validated; mask 140-190 us a
+  step (median), schema 70-310 ms to first mask. No dependencies.
+- xgrammar: 9/20 and 12/20: its JSON grammar lets raw control characters into strings,
+  which JSON forbids (``json.loads`` and pydantic refuse them). 60-110 us a step.
+  Requires torch (the lock would pull PyPI's CUDA build) and triton (~1 GB).
+- outlines-core: 5/20 and 3/20 (the same failure); 60-80 us a step.
+
+Only llguidance's output was valid every time, which is the point. Its own torch helper
+for applying a mask took ~25 ms a step on CPU, so the mask is unpacked with numpy here.
+
+Compiling: a schema becomes a matcher on one thread per model (a hostile schema waits for
+its own compile, never on the event loop nor on another model's), bounded by llguidance's
+parser limits and by ``COMPILE_TIMEOUT_S``; compiled matchers are kept in a small LRU and
+each row decodes with a copy (~35 us). JSON is generated compact (no free whitespace), so
+a model cannot spend its tokens on blanks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import llguidance
+import llguidance.hf
+import numpy as np
+import torch
+
+from llmserver.domain.errors import InvalidRequest
+from llmserver.domain.inference import StreamEvent
+from llmserver.domain.output_constraint import OutputConstraint
+
+COMPILE_TIMEOUT_S = 10.0
+"""How long a request waits for its schema's grammar before it gets a 400."""
+CACHED_GRAMMARS = 32
+_PARAM = "response_format"
+# The library's defaults, halved: far above what a real answer format needs (a 4,096-token
+# vocabulary compiles a 100-property schema within them), and each bounds compile or step time.
+_LIMITS = llguidance.LLParserLimits(
+    initial_lexer_fuel=500_000,
+    step_lexer_fuel=100_000,
+    max_lexer_states=125_000,
+    max_grammar_size=250_000,
+    verbose_errors=False,
+)
+
+
+class RowGrammar:
+    """One constrained row's matcher: masks its logits, follows its tokens."""
+
+    def __init__(self, matcher: Any) -> None:
+        self._matcher = matcher
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` (one row's) with every token the grammar forbids at -inf."""
+        if self._matcher.is_error():
+            raise RuntimeError(f"the output grammar failed: {self._matcher.get_error()}")
+        bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
+        allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)
+        return logits.masked_fill(~torch.from_numpy(allowed), -torch.inf)
+
+    def accept(self, token: int) -> None:
+        if not self._matcher.consume_token(token):
+            raise RuntimeError(f"the output grammar refused a token: {self._matcher.get_error()}")
+
+
+class Grammars:
+    """A model's compiled grammars, and the thread that compiles them."""
+
+    def __init__(
+        self, tokenizer: Any, *, vocab_size: int, eos: Collection[int], model_id: str
+    ) -> None:
+        self._hf_tokenizer = tokenizer
+        self._vocab_size = vocab_size
+        self._eos = sorted(eos)
+        self._tokenizer: Any = None  # built on the compile thread at first use
+        self._compiled: collections.OrderedDict[OutputConstraint, Any] = collections.OrderedDict()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"grammar-{model_id}")
+
+    @classmethod
+    def of_model(cls, model: Any, tokenizer: Any, eos: Collection[int], model_id: str) -> Grammars:
+        """For a transformers model: its masks cover its logits, which may be wider than
+        its tokenizer's vocabulary (the rest is never allowed)."""
+        width = int(model.get_output_embeddings().weight.shape[0])
+        return cls(tokenizer, vocab_size=width, eos=eos, model_id=model_id)
+
+    async def row(self, constraint: OutputConstraint | None) -> RowGrammar | None:
+        """A fresh matcher for one row under ``constraint``; ``None`` for free text.
+        Raises ``InvalidRequest`` for a schema that cannot be compiled (in time)."""
+        if constraint is None:
+            return None
+        matcher: Any = self._compiled.get(constraint)
+        if matcher is None:
+            work = asyncio.get_running_loop().run_in_executor(
+                self._thread, self._compile, constraint
+            )
+            try:
+                matcher = await asyncio.wait_for(work, COMPILE_TIMEOUT_S)
+            except TimeoutError:
+                raise InvalidRequest(
+                    f"The response_format schema did not compile within {COMPILE_TIMEOUT_S:g} "
+                    "s; simplify it.",
+                    param=_PARAM,
+                ) from None
+            self._compiled[constraint] = matcher
+            if len(self._compiled) > CACHED_GRAMMARS:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(constraint)
+        return RowGrammar(matcher.deep_copy())
+
+    def stream(
+        self,
+        constraint: OutputConstraint | None,
+        start: Callable[[RowGrammar | None], AsyncIterator[StreamEvent]],
+    ) -> AsyncIterator[StreamEvent]:
+        """``start(None)`` now for free text, else ``start(grammar)`` once it is compiled
+        (on first iteration: a backend's ``stream`` is synchronous)."""
+        if constraint is None:
+            return start(None)
+        return self._stream_later(constraint, start)
+
+    async def _stream_later(
+        self,
+        constraint: OutputConstraint,
+        start: Callable[[RowGrammar | None], AsyncIterator[StreamEvent]],
+    ) -> AsyncIterator[StreamEvent]:
+        events = start(await self.row(constraint))
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _compile(self, constraint: OutputConstraint) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = llguidance.hf.from_tokenizer(
+                self._hf_tokenizer, n_vocab=self._vocab_size, eos_token=self._eos
+            )
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                constraint.grammar_schema, defaults={"whitespace_flexible": False}
+            )
+        except ValueError as exc:
+            raise InvalidRequest(f"Invalid response_format schema: {exc}", param=_PARAM) from None
+        matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0, limits=_LIMITS)
+        if matcher.is_error():
+            raise InvalidRequest(
+                f"The response_format schema cannot be enforced: {matcher.get_error()}",
+                param=_PARAM,
+            )
+        return matcher

@@ -1,0 +1,127 @@
+"""Structured outputs through the official openai SDK against a live server on the
+random-weight demo model: ``parse`` with a pydantic model, streamed and not, and
+``json_object``. The weights are random, so a valid answer proves the constraint works."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import openai
+import pytest
+from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from pydantic import BaseModel, Field
+
+from livesupport import LiveServer, closed_after_test
+
+MODEL = "demo-tiny-llama"
+
+pytestmark = pytest.mark.slow
+
+
+class Address(BaseModel):
+    zip: str = Field(pattern=r"^[0-9]{5}$")
+    city: str = Field(max_length=10)
+
+
+class Pet(BaseModel):
+    name: str = Field(max_length=12)
+    age: int = Field(ge=0, le=30)
+    kind: Literal["cat", "dog", "fish"]
+    address: Address
+
+
+def client(live_server: LiveServer) -> OpenAI:
+    return closed_after_test(
+        OpenAI(
+            base_url=live_server.base_url + "/v1",
+            api_key=live_server.user_key,
+            max_retries=0,
+            timeout=120,
+        )
+    )
+
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Describe a pet."}]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_parse_gives_a_valid_model(live_server: LiveServer, seed: int) -> None:
+    completion = client(live_server).chat.completions.parse(
+        model=MODEL,
+        messages=MESSAGES,
+        response_format=Pet,
+        max_tokens=200,
+        temperature=1.0,
+        seed=seed,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert isinstance(choice.message.parsed, Pet)
+    assert Pet.model_validate_json(choice.message.content or "") == choice.message.parsed
+
+
+def test_a_streamed_parse_gives_a_valid_model(live_server: LiveServer) -> None:
+    with client(live_server).chat.completions.stream(
+        model=MODEL,
+        messages=MESSAGES,
+        response_format=Pet,
+        max_tokens=200,
+        temperature=0,
+    ) as stream:
+        deltas = [e for e in stream if e.type == "content.delta"]
+        final = stream.get_final_completion()
+    assert len(deltas) > 1  # it did stream
+    assert isinstance(final.choices[0].message.parsed, Pet)
+
+
+def test_json_object_is_an_object_or_honestly_truncated(live_server: LiveServer) -> None:
+    reply = client(live_server).chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        response_format={"type": "json_object"},
+        max_tokens=40,
+        temperature=0,
+    )
+    text = reply.choices[0].message.content or ""
+    assert text.startswith("{")
+    if reply.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    else:
+        assert reply.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("response_format", "param"),
+    [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "bad name!", "schema": {}}},
+            "response_format.json_schema.name",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}},
+            "response_format",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": "not an object"}},
+            "response_format.json_schema.schema",
+        ),
+    ],
+    ids=["unknown type", "no json_schema", "bad name", "invalid schema", "schema not object"],
+)
+def test_a_bad_response_format_is_a_400_naming_it(
+    live_server: LiveServer, response_format: Any, param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(live_server).chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            response_format=response_format,
+            max_tokens=5,
+        )
+    body = raised.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == param, body
