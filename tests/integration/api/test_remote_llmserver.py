@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from openai import OpenAI
+from pydantic import BaseModel, Field
 
 from livesupport import IssuedKeys, LiveServer, running_server
 
@@ -83,3 +85,32 @@ def test_text_completion_through_a_remote_upstream(gateway_b: tuple[str, IssuedK
     )
     assert reply.usage is not None
     assert 0 < reply.usage.completion_tokens <= 5
+
+
+class City(BaseModel):
+    name: str = Field(max_length=10)
+    zip: str = Field(pattern=r"^[0-9]{5}$")
+    size: Literal["small", "big"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_structured_output_through_a_remote_upstream(
+    gateway_b: tuple[str, IssuedKeys], stream: bool
+) -> None:
+    """B passes ``response_format`` to A (whose torch model enforces it) and, as the SDK asks
+    for ``strict``, validates A's answer before handing it on."""
+    base, keys = gateway_b
+    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0, timeout=120)
+    ask: dict[str, Any] = {
+        "model": "upstream-demo",
+        "messages": [{"role": "user", "content": "A city, please"}],
+        "response_format": City,
+        "max_tokens": 120,
+        "temperature": 0,
+    }
+    if stream:
+        with client.chat.completions.stream(**ask) as events:
+            completion = events.get_final_completion()
+    else:
+        completion = client.chat.completions.parse(**ask)
+    assert isinstance(completion.choices[0].message.parsed, City)

@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+import httpx
+import jsonschema
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
@@ -125,3 +129,67 @@ def test_a_bad_response_format_is_a_400_naming_it(
     body = raised.value.body
     assert isinstance(body, dict)
     assert body["param"] == param, body
+
+
+_LEAVES = st.sampled_from(
+    [
+        {"type": "integer", "minimum": -5, "maximum": 99},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "string", "maxLength": 8},
+        {"type": "string", "pattern": "^[a-f0-9]{2,6}$"},
+        {"enum": ["red", "green", 3, None]},
+        {"const": "fixed"},
+        {"type": "string", "format": "date"},
+    ]
+)
+_SCHEMAS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.builds(
+            lambda props, extra: {
+                "type": "object",
+                "properties": props,
+                "required": sorted(props),
+                "additionalProperties": extra,
+            },
+            st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), inner, max_size=3),
+            st.booleans(),
+        ),
+        st.builds(lambda items: {"type": "array", "items": items, "maxItems": 3}, inner),
+        st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(schema=_SCHEMAS)
+def test_generated_schemas_give_valid_json_or_a_400(
+    live_server: LiveServer, schema: dict[str, Any]
+) -> None:
+    """Random schemas (objects, arrays, unions, enums, patterns, formats), random weights:
+    the answer validates whenever it finished, and nothing is a 5xx."""
+    response = httpx.post(
+        live_server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {live_server.user_key}"},
+        json={
+            "model": MODEL,
+            "messages": MESSAGES,
+            "max_tokens": 120,
+            "temperature": 0,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "generated", "schema": schema},
+            },
+        },
+        timeout=120,
+    )
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["param"] == "response_format", response.text
+        return
+    choice = response.json()["choices"][0]
+    if choice["finish_reason"] == "stop":
+        jsonschema.validate(json.loads(choice["message"]["content"]), schema)

@@ -152,8 +152,9 @@ def test_fuzz_chat_tools_harder(
 ) -> None:
     """The chat body's tool fields (``tools`` with their JSON Schemas, ``tool_choice``'s
     union of names and objects, ``parallel_tool_calls``, history messages with
-    ``tool_calls`` and ``tool_call_id``) give the chat body many more shapes than the
-    sweep's cases reach."""
+    ``tool_calls`` and ``tool_call_id``) and ``response_format`` (a tagged union holding a
+    free-form JSON Schema, which a local model compiles to a grammar) give the chat body
+    many more shapes than the sweep's cases reach."""
     calls, failures, _ = _fuzz(
         live_server.base_url, fuzz_keys["user"], mode, only=CHAT, examples=150
     )

@@ -60,9 +60,13 @@ class RowGrammar:
         self._matcher = matcher
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """``logits`` (one row's) with every token the grammar forbids at -inf."""
+        """``logits`` (one row's) with every token the grammar forbids at -inf. A grammar
+        that fails part-way (a step past the parser's limits) is the schema's doing: a 400."""
         if self._matcher.is_error():
-            raise RuntimeError(f"the output grammar failed: {self._matcher.get_error()}")
+            raise InvalidRequest(
+                f"The response_format schema could not be enforced: {self._matcher.get_error()}",
+                param=_PARAM,
+            )
         bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)
         return logits.masked_fill(~torch.from_numpy(allowed), -torch.inf)
