@@ -1,4 +1,4 @@
-"""`python -m bench [gateway|proxy|inference|quantize|mlx|prefill|server|embeddings ...]`."""
+"""`python -m bench [NAME ...]`: the benchmarks in ``BENCHES``, all of them by default."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ BENCHES = {
     "prefill": "bench.prefill_bench",
     "server": "bench.server_inference_bench",
     "embeddings": "bench.embeddings_bench",
+    "structured": "bench.structured_bench",
 }
 
 
