@@ -35,7 +35,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -55,6 +54,7 @@ from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.adapters.inference.torch_loading import load_model
+from llmserver.adapters.inference.torch_request import TorchRequest
 from llmserver.adapters.inference.torch_sampling import pick_token, row_generator
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
@@ -66,33 +66,9 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
-from llmserver.domain.tracing import QUEUE_WAIT, Span, Tracer
+from llmserver.domain.tracing import QUEUE_WAIT, Tracer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class _Request:
-    prompt_ids: list[int]
-    params: GenerationParams
-    channel: EventChannel
-    events: TokenEvents
-    deadline: float
-    generator: torch.Generator | None
-    grammar: RowGrammar | None
-    """The output constraint's matcher; ``None`` for free text."""
-    length: int = 0
-    """Real (unpadded) tokens in this row's KV cache."""
-    last_token: int = 0
-    queued: Span | None = None
-    """Its queue-wait span (tracing on): ended when the worker takes it, or when it leaves."""
-
-    @property
-    def gone(self) -> bool:
-        return self.channel.cancelled
-
-    def send(self, event: StreamEvent | BaseException) -> None:
-        self.channel.send(event)
 
 
 class TorchBackend(InferenceBackend):
@@ -130,9 +106,9 @@ class TorchBackend(InferenceBackend):
         self._tool_format = template_format(self.tokenizer.chat_template)
         self._grammars = Grammars.of_model(self.model, self.tokenizer, self._eos, spec.id)
         self._cond = threading.Condition()
-        self._waiting: collections.deque[_Request] = collections.deque()
-        self._batch: Batch[_Request] = Batch()
-        self._prefill: ChunkedPrefill[_Request] = ChunkedPrefill(
+        self._waiting: collections.deque[TorchRequest] = collections.deque()
+        self._batch: Batch[TorchRequest] = Batch()
+        self._prefill: ChunkedPrefill[TorchRequest] = ChunkedPrefill(
             self.model,
             chunk_tokens=prefill_chunk_tokens,
             limit=self._context_length,
@@ -217,7 +193,7 @@ class TorchBackend(InferenceBackend):
         self, ids: list[int], params: GenerationParams, grammar: RowGrammar | None, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
-        request = _Request(
+        request = TorchRequest(
             prompt_ids=ids,
             params=params,
             channel=EventChannel(asyncio.get_running_loop(), buffered=buffered),
@@ -241,7 +217,7 @@ class TorchBackend(InferenceBackend):
             self._cond.notify()
         return consume(request.channel, lambda: self._forget(request))
 
-    def _forget(self, request: _Request) -> None:
+    def _forget(self, request: TorchRequest) -> None:
         with self._cond:
             # A waiting request frees its queue slot at once; an active row leaves the
             # batch at the worker's next step.
@@ -349,7 +325,7 @@ class TorchBackend(InferenceBackend):
             return
         self._join(done)
 
-    def _join(self, done: tuple[Batch[_Request], torch.Tensor] | None) -> None:
+    def _join(self, done: tuple[Batch[TorchRequest], torch.Tensor] | None) -> None:
         """Rows whose prefill ``done`` completed: their first tokens, then into the batch."""
         if done is None:
             return
@@ -371,7 +347,7 @@ class TorchBackend(InferenceBackend):
         if riding is not None:
             self._join(self._prefill.rode(riding, after))
 
-    def _emit(self, logits: torch.Tensor, rows: Sequence[_Request]) -> list[int]:
+    def _emit(self, logits: torch.Tensor, rows: Sequence[TorchRequest]) -> list[int]:
         """Take each row's next token and send what it completes; the rows that go on.
 
         A row whose sampling or decoding raises gets the error and leaves; the rows
@@ -392,7 +368,7 @@ class TorchBackend(InferenceBackend):
                 row.send(exc)
         return keep
 
-    def _advance(self, row: _Request, token: int) -> bool:
+    def _advance(self, row: TorchRequest, token: int) -> bool:
         """Record one sampled token and send what it completes; False when the row is done."""
         if row.gone:
             return False
