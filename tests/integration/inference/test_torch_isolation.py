@@ -22,7 +22,8 @@ from llmserver.domain.registry import ModelSpec
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llmserver.adapters.inference.torch_backend import TorchBackend, _Request  # noqa: E402
+from llmserver.adapters.inference.torch_backend import TorchBackend  # noqa: E402
+from llmserver.adapters.inference.torch_request import TorchRequest  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -89,7 +90,7 @@ async def test_a_row_whose_sampling_fails_leaves_and_the_others_finish(
     poisoned = backend.tokenizer.encode(POISON.text)
     advance = backend._advance
 
-    def fails_on_its_third_token(row: _Request, token: int) -> bool:
+    def fails_on_its_third_token(row: TorchRequest, token: int) -> bool:
         if row.events.completion_tokens == 2 and row.prompt_ids == poisoned:
             raise RuntimeError("injected fault")
         return advance(row, token)

@@ -13,14 +13,17 @@ fetch a URL on the client's behalf. Validators are built once per schema (a smal
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import jsonschema_rs
 import msgspec
 
 from llmserver.domain.errors import InvalidRequest, UpstreamError
+from llmserver.domain.inference import FinishReason, StreamEnd, StreamEvent, TextDelta
 from llmserver.domain.output_constraint import OutputConstraint
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
@@ -75,3 +78,19 @@ def response_format(constraint: OutputConstraint) -> dict[str, Any]:
         "strict": constraint.strict,
     }
     return {"type": "json_schema", "json_schema": spec}
+
+
+async def checked_stream(
+    events: AsyncGenerator[StreamEvent, None], schema: str, model_id: str
+) -> AsyncGenerator[StreamEvent, None]:
+    """``events`` with the whole text checked against ``schema`` before the end: the text
+    has gone out by then, but the stream ends in an error, not a finish reason (and the
+    gateway caches no answer that ends so)."""
+    parts: list[str] = []
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif isinstance(event, StreamEnd) and event.finish_reason is FinishReason.STOP:
+                check_answer("".join(parts), schema, model_id)
+            yield event

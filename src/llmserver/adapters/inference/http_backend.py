@@ -14,7 +14,6 @@ either call takes the other kind of answer too, since some upstreams ignore ``st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -25,15 +24,14 @@ import msgspec
 
 from llmserver.adapters.inference.answer_schema import (
     check_answer,
-    response_format,
+    checked_stream,
     strict_schema,
 )
 from llmserver.adapters.inference.generation import collect
+from llmserver.adapters.inference.http_request_body import upstream_request
 from llmserver.adapters.inference.http_tools import (
     StreamedCalls,
-    add_tools,
     tools_bound,
-    upstream_message,
     whole_calls,
 )
 from llmserver.adapters.inference.http_upstream_answers import (
@@ -135,7 +133,9 @@ class HttpBackend(InferenceBackend):
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         schema = strict_schema(params.constraint)
-        async with self._exchange(*self._body(prompt, params, stream=False)) as response:
+        async with self._exchange(
+            *upstream_request(self._upstream_model, prompt, params, stream=False)
+        ) as response:
             if _is_event_stream(response):
                 # The response stays open: this ``async with`` closes it, not the events.
                 completion = await collect(self._answer(nullcontext(response), prompt, params))
@@ -148,24 +148,11 @@ class HttpBackend(InferenceBackend):
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         schema = strict_schema(params.constraint)
         events = self._answer(
-            self._exchange(*self._body(prompt, params, stream=True)), prompt, params
+            self._exchange(*upstream_request(self._upstream_model, prompt, params, stream=True)),
+            prompt,
+            params,
         )
-        return events if schema is None else self._checked(events, schema)
-
-    async def _checked(
-        self, events: AsyncGenerator[StreamEvent, None], schema: str
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """``events`` with the whole text checked against ``schema`` before the end: the
-        text has gone out by then, but the stream ends in an error, not a finish reason
-        (and the gateway caches no answer that ends so)."""
-        parts: list[str] = []
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                elif event.finish_reason is FinishReason.STOP:
-                    check_answer("".join(parts), schema, self._spec.id)
-                yield event
+        return events if schema is None else checked_stream(events, schema, self._spec.id)
 
     def status(self) -> BackendStatus:
         return BackendStatus(
@@ -201,41 +188,6 @@ class HttpBackend(InferenceBackend):
                 response.close()
         finally:
             self._in_flight -= 1
-
-    def _body(
-        self, prompt: Prompt, params: GenerationParams, *, stream: bool
-    ) -> tuple[str, dict[str, Any]]:
-        body: dict[str, Any] = {
-            "model": self._upstream_model,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "stream": stream,
-        }
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed
-        if params.top_k is not None:
-            # Not OpenAI's own parameter, so sent only when asked for: vLLM, Ollama and
-            # llama.cpp read it; a hosted API that does not answers why in its 400.
-            body["top_k"] = params.top_k
-        if params.constraint is not None:
-            body["response_format"] = response_format(params.constraint)
-        if prompt.messages is not None:
-            body["messages"] = [
-                {"role": m.role, "content": m.content}
-                if not m.tool_calls and m.tool_call_id is None
-                else upstream_message(m)
-                for m in prompt.messages
-            ]
-            if prompt.tools is not None:
-                add_tools(body, prompt.tools)
-            return "/chat/completions", body
-        body["prompt"] = prompt.text
-        return "/completions", body
 
     async def _send_with_retries(self, path: str, body: Mapping[str, Any]) -> UpstreamResponse:
         data = msgspec.json.encode(body)
