@@ -100,7 +100,7 @@ def test_json_object_is_an_object_or_honestly_truncated(live_server: LiveServer)
     ("response_format", "param"),
     [
         ({"type": "xml"}, "response_format.type"),
-        ({"type": "json_schema"}, "response_format"),
+        ({"type": "json_schema"}, "response_format.json_schema"),  # the missing field
         (
             {"type": "json_schema", "json_schema": {"name": "bad name!", "schema": {}}},
             "response_format.json_schema.name",
