@@ -39,6 +39,9 @@ class OutputConstraint:
     name: str | None = None
     strict: bool = False
     """Whether the answer must be checked against the schema (OpenAI's ``strict``)."""
+    source: str = "response_format"
+    """The request parameter it comes from, which an error about it names (``tools`` for a
+    call a local model is made to write)."""
 
     def __post_init__(self) -> None:
         if (self.kind is ConstraintKind.JSON_SCHEMA) != (self.schema is not None):
@@ -50,7 +53,12 @@ class OutputConstraint:
 
     @classmethod
     def json_schema(
-        cls, schema: dict[str, Any], *, name: str | None = None, strict: bool = False
+        cls,
+        schema: dict[str, Any],
+        *,
+        name: str | None = None,
+        strict: bool = False,
+        source: str = "response_format",
     ) -> OutputConstraint:
         """``schema`` as compact JSON text. Raises ``ValueError`` when it is longer than
         ``MAX_SCHEMA_CHARS``, nested past the JSON encoder's depth or holds a number JSON
@@ -64,7 +72,7 @@ class OutputConstraint:
                 f"the schema is {len(text)} characters as compact JSON; at most "
                 f"{MAX_SCHEMA_CHARS} are accepted"
             )
-        return cls(ConstraintKind.JSON_SCHEMA, schema=text, name=name, strict=strict)
+        return cls(ConstraintKind.JSON_SCHEMA, schema=text, name=name, strict=strict, source=source)
 
     @property
     def grammar_schema(self) -> str:

@@ -41,7 +41,6 @@ from llmserver.domain.output_constraint import OutputConstraint
 COMPILE_TIMEOUT_S = 10.0
 """How long a request waits for its schema's grammar before it gets a 400."""
 CACHED_GRAMMARS = 32
-_PARAM = "response_format"
 # The library's defaults, halved: far above what a real answer format needs (a 4,096-token
 # vocabulary compiles a 100-property schema within them), and each bounds compile or step time.
 _LIMITS = llguidance.LLParserLimits(
@@ -56,16 +55,17 @@ _LIMITS = llguidance.LLParserLimits(
 class RowGrammar:
     """One constrained row's matcher: masks its logits, follows its tokens."""
 
-    def __init__(self, matcher: Any) -> None:
+    def __init__(self, matcher: Any, source: str) -> None:
         self._matcher = matcher
+        self._source = source
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` (one row's) with every token the grammar forbids at -inf. A grammar
         that fails part-way (a step past the parser's limits) is the schema's doing: a 400."""
         if self._matcher.is_error():
             raise InvalidRequest(
-                f"The response_format schema could not be enforced: {self._matcher.get_error()}",
-                param=_PARAM,
+                f"The {self._source} schema could not be enforced: {self._matcher.get_error()}",
+                param=self._source,
             )
         bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)
@@ -110,16 +110,16 @@ class Grammars:
                 matcher = await asyncio.wait_for(work, COMPILE_TIMEOUT_S)
             except TimeoutError:
                 raise InvalidRequest(
-                    f"The response_format schema did not compile within {COMPILE_TIMEOUT_S:g} "
-                    "s; simplify it.",
-                    param=_PARAM,
+                    f"The {constraint.source} schema did not compile within "
+                    f"{COMPILE_TIMEOUT_S:g} s; simplify it.",
+                    param=constraint.source,
                 ) from None
             self._compiled[constraint] = matcher
             if len(self._compiled) > CACHED_GRAMMARS:
                 self._compiled.popitem(last=False)
         else:
             self._compiled.move_to_end(constraint)
-        return RowGrammar(matcher.deep_copy())
+        return RowGrammar(matcher.deep_copy(), constraint.source)
 
     def stream(
         self,
@@ -157,11 +157,13 @@ class Grammars:
                 constraint.grammar_schema, defaults={"whitespace_flexible": False}
             )
         except ValueError as exc:
-            raise InvalidRequest(f"Invalid response_format schema: {exc}", param=_PARAM) from None
+            raise InvalidRequest(
+                f"Invalid {constraint.source} schema: {exc}", param=constraint.source
+            ) from None
         matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0, limits=_LIMITS)
         if matcher.is_error():
             raise InvalidRequest(
-                f"The response_format schema cannot be enforced: {matcher.get_error()}",
-                param=_PARAM,
+                f"The {constraint.source} schema cannot be enforced: {matcher.get_error()}",
+                param=constraint.source,
             )
         return matcher

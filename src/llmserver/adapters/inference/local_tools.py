@@ -4,7 +4,9 @@ through the model's own chat template, the calls read back out of its answer.
 A model whose chat template renders no tools refuses a request with tools (a 400 naming
 ``tools``), rather than answering as if it had none. With ``tool_choice: none`` the tools
 are still rendered (the model knows them, as vLLM does it) but the answer is never read as
-calls.
+calls. With ``required`` or a named function the answer is constrained to be one call
+(``forced_call``), so even a model that would answer text (the random demo model) writes a
+valid one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.tools import Tools, new_call_id
+from llmserver.domain.output_constraint import OutputConstraint
+from llmserver.domain.tools import ToolChoiceMode, Tools, new_call_id
 
 
 def template_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
@@ -84,6 +87,44 @@ def check_tools(fmt: ToolCallFormat | None, model_id: str) -> ToolCallFormat:
             param="tools",
         )
     return fmt
+
+
+def forced_call(
+    tools: Tools | None, fmt: ToolCallFormat | None, constraint: OutputConstraint | None
+) -> tuple[OutputConstraint | None, ToolCallFormat | None]:
+    """The constraint to decode under and the format to read calls in: when the request
+    makes the model call (``required``, or a named function), one call of an allowed
+    function as a JSON object, ``{"name": ..., "parameters": {...}}`` (the key Llama's
+    templates teach, which the reader takes in either format); else as asked.
+
+    A call replaces ``response_format``: it constrains the text, and a call has none."""
+    if tools is None or fmt is None or tools.choice not in _FORCED:
+        return constraint, fmt
+    named = tools.choice is ToolChoiceMode.FUNCTION
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": f.name},
+                "parameters": {"type": "object"}
+                if f.parameters is None
+                else json.loads(f.parameters),
+            },
+            "required": ["name", "parameters"],
+            "additionalProperties": False,
+        }
+        for f in tools.functions
+        if not named or f.name == tools.function
+    ]
+    schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    try:
+        forced = OutputConstraint.json_schema(schema, source="tools")
+    except ValueError as exc:
+        raise InvalidRequest(f"The tools cannot be enforced: {exc}.", param="tools") from None
+    return forced, ToolCallFormat.JSON
+
+
+_FORCED = frozenset({ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION})
 
 
 def with_calls(

@@ -49,7 +49,7 @@ from llmserver.adapters.inference.generation import (
 )
 from llmserver.adapters.inference.grammar import Grammars, RowGrammar
 from llmserver.adapters.inference.kv_cache import Batch
-from llmserver.adapters.inference.local_tools import with_calls
+from llmserver.adapters.inference.local_tools import forced_call, with_calls
 from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.tool_parsing import template_format
@@ -179,13 +179,12 @@ class TorchBackend(InferenceBackend):
     def _events(
         self, prompt: Prompt, params: GenerationParams, *, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
+        constraint, calls = forced_call(prompt.tools, self._tool_format, params.constraint)
         return self._grammars.stream(
-            params.constraint,
+            constraint,
             lambda grammar: self._encode.start(
                 prompt,
-                lambda ids: with_calls(
-                    prompt, self._tool_format, self._start(ids, params, grammar, buffered)
-                ),
+                lambda ids: with_calls(prompt, calls, self._start(ids, params, grammar, buffered)),
             ),
         )
 
