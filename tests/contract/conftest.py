@@ -33,6 +33,7 @@ from llmserver.adapters.redis import (
 )
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
+from llmserver.adapters.sql.usage import SqlUsageStore
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
 from llmserver.domain.ports import (
     AuditLog,
@@ -123,6 +124,17 @@ def key_store(request: pytest.FixtureRequest) -> KeyStore:
     return _sql_db(request).keys
 
 
+@pytest.fixture(params=["quota", "budget"])
+def ledger(request: pytest.FixtureRequest) -> str:
+    """Which ledger a usage store holds: the token quota's or the budgets' (nanodollars,
+    in a table and Redis keys of its own, through the same adapters)."""
+    return str(request.param)
+
+
+def _ledger_of(database: SqlDatabase, ledger: str) -> SqlUsageStore:
+    return database.usage if ledger == "quota" else database.budget
+
+
 @pytest.fixture(
     params=[
         *DURABLE,
@@ -130,22 +142,23 @@ def key_store(request: pytest.FixtureRequest) -> KeyStore:
         pytest.param("redis-postgres", marks=[pytest.mark.redis, pytest.mark.postgres]),
     ]
 )
-def usage_store(request: pytest.FixtureRequest) -> UsageStore:
+def usage_store(request: pytest.FixtureRequest, ledger: str) -> UsageStore:
     if request.param == "memory":
         return MemoryUsageStore()
     if request.param == "write-behind-sqlite":
         # The single-process ledger in front of a real store must keep the contract.
-        return WriteBehindUsageStore(request.getfixturevalue("sqlite_db").usage)
+        return WriteBehindUsageStore(_ledger_of(request.getfixturevalue("sqlite_db"), ledger))
     if request.param == "redis-postgres":
         # The replicas' ledger, written behind to the database they share.
         return RedisUsageStore(
             request.getfixturevalue("redis_client"),
-            request.getfixturevalue("postgres_db").usage,
+            _ledger_of(request.getfixturevalue("postgres_db"), ledger),
             policy="fail_closed",
             prefix=request.getfixturevalue("redis_prefix"),
+            ledger="usage" if ledger == "quota" else "budget",
             pipe=request.getfixturevalue("redis_pipe"),
         )
-    return _sql_db(request).usage
+    return _ledger_of(_sql_db(request), ledger)
 
 
 @pytest.fixture(params=[*DURABLE, "sqlite_writer_process"])

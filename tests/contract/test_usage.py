@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import UsageRecord
 
@@ -112,4 +114,29 @@ async def test_the_longest_key_id_and_period_round_trip(usage_store: UsageStore)
 
     assert await usage_store.list(key_id=key_id) == [
         UsageRecord(key_id, period, used_tokens=5, requests=1)
+    ]
+
+
+@pytest.mark.parametrize("ledger", ["budget"], indirect=True)
+async def test_budget_periods_and_amounts_round_trip_exactly(usage_store: UsageStore) -> None:
+    """The budgets' periods (a day, an ISO week) and amounts: the largest budget held and
+    the dearest request's worst case on top of it, compared exactly (Redis's Lua compares
+    doubles: exact below 2^53)."""
+    budget = 10**15  # MAX_BUDGET_USD in nanodollars
+    dearest = 2 * (2**31 - 1) * 10**6  # 2^31 - 1 tokens of each kind at $1,000 per million
+    for period in ("9999-12-31", "2026-W53"):
+        assert (await usage_store.reserve("k", period, budget - 1, budget)).admitted
+        assert not (await usage_store.reserve("k", period, dearest, budget)).admitted
+        assert (await usage_store.reserve("k", period, 1, budget)).admitted
+        assert not (await usage_store.reserve("k", period, 1, budget)).admitted
+        await usage_store.settle("k", period, budget, budget - 3)
+        assert (await usage_store.reserve("k", period, 3, budget)).admitted
+        await usage_store.release("k", period, 3)
+    flush = getattr(usage_store, "flush", None)
+    if flush is not None:
+        await flush()
+
+    assert await usage_store.list(key_id="k") == [
+        UsageRecord("k", "2026-W53", used_tokens=budget - 3, requests=1),
+        UsageRecord("k", "9999-12-31", used_tokens=budget - 3, requests=1),
     ]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from llmserver.adapters.clock import SystemClock
 from llmserver.app.services import Services
 from llmserver.domain.cache_keys import CachePolicy
-from llmserver.domain.gateway import Gateway, GatewayPolicy
+from llmserver.domain.gateway import Gateway, GatewayPolicy, Ledgers
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.key_admin import KeyAdmin
@@ -70,6 +70,8 @@ class OwnedDatabase:
     """Takes the database for this process (``DatabaseClaimed`` if another server has)."""
     usage_flush: PeriodicFlush
     """Writes the in-memory quota ledger behind."""
+    budget_flush: PeriodicFlush
+    """Writes the in-memory budget ledger behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +86,17 @@ class SharedQuota:
 
 @dataclass(frozen=True, slots=True)
 class StateStores:
-    """The quota ledger and the durable cache, with what writes them behind."""
+    """The quota and budget ledgers and the durable cache, with what writes them behind."""
 
     usage: UsageStore
+    budget: UsageStore
     cache: WriteBehindCompletionCache
     cache_flush: PeriodicFlush
     owned: OwnedDatabase | None
     """For a single process; ``None`` for replicas."""
-    shared: SharedQuota | None = None
-    """For replicas with Redis; ``None`` for replicas without: they read and write usage
-    through the database."""
+    shared: tuple[SharedQuota, ...] = ()
+    """For replicas with Redis, the quota's and the budgets' (the same machinery on other
+    keys); none for replicas without: they read and write both through the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,7 @@ def build_services(
     gateway = gateway_type(
         keys=keys,
         hasher=hasher,
-        usage=state.usage,
+        ledgers=Ledgers(state.usage, state.budget),
         limits=_limits(redis, limiter),
         cache=state.cache,
         hot_cache=hot,
@@ -358,16 +361,23 @@ def _state_stores(
     cache_flush = PeriodicFlush("completion_cache", cache.flush, interval_s=interval_s)
     if not settings.single_process:
         if redis is None:
-            return StateStores(database.usage, cache, cache_flush, owned=None)
-        store = redis.usage_store(database.usage)
-        flush = PeriodicFlush(
-            "usage", store.flush, interval_s=interval_s, final=store.flush_at_shutdown
+            return StateStores(database.usage, database.budget, cache, cache_flush, owned=None)
+        quota = redis.usage_store(database.usage)
+        budget = redis.usage_store(database.budget, "budget")
+        shared = tuple(
+            SharedQuota(
+                s, PeriodicFlush(n, s.flush, interval_s=interval_s, final=s.flush_at_shutdown)
+            )
+            for n, s in (("usage", quota), ("budget", budget))
         )
-        return StateStores(store, cache, cache_flush, None, SharedQuota(store, flush))
-    usage = WriteBehindUsageStore(database.usage)
-    usage_flush = PeriodicFlush("usage", usage.flush, interval_s=interval_s)
-    owned = OwnedDatabase(partial(DatabaseClaim.take, database.engine), usage_flush)
-    return StateStores(usage, cache, cache_flush, owned)
+        return StateStores(quota, budget, cache, cache_flush, None, shared)
+    usage, spend = WriteBehindUsageStore(database.usage), WriteBehindUsageStore(database.budget)
+    owned = OwnedDatabase(
+        partial(DatabaseClaim.take, database.engine),
+        PeriodicFlush("usage", usage.flush, interval_s=interval_s),
+        PeriodicFlush("budget", spend.flush, interval_s=interval_s),
+    )
+    return StateStores(usage, spend, cache, cache_flush, owned)
 
 
 def _model_manager(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from llmserver.app.lane.record import access_record
 from llmserver.app.statuses import STATUS_BY_KIND
 from llmserver.domain.errors import (
+    BudgetExceeded,
     GatewayError,
     GenerationTimeout,
     Overloaded,
@@ -168,6 +169,10 @@ def _gateway_error(exc: GatewayError) -> ErrorReply:
         error_type = "insufficient_quota"
         headers["x-quota-remaining-tokens"] = str(exc.remaining)
         headers["x-quota-reset"] = exc.reset_at.isoformat()
+    if isinstance(exc, BudgetExceeded):
+        error_type = "budget_exceeded"
+        headers["x-budget-remaining-usd"] = exc.remaining_usd
+        headers["x-budget-reset"] = exc.reset_at.isoformat()
     if isinstance(exc, GenerationTimeout):
         error_type = "timeout_error"
     return ErrorReply.of(

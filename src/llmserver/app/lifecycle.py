@@ -94,8 +94,7 @@ async def _start(stack: AsyncExitStack, composed: ServerComposition) -> None:
 async def _start_state_stores(stack: AsyncExitStack, state: StateStores, clock: Clock) -> None:
     stack.push_async_callback(state.cache_flush.close)
     state.cache_flush.start()
-    shared = state.shared
-    if shared is not None:
+    for shared in state.shared:
         await _start_shared_quota(stack, shared)
     owned = state.owned
     if owned is None:
@@ -113,8 +112,9 @@ async def _start_state_stores(stack: AsyncExitStack, state: StateStores, clock: 
         log.info("cache_index_loaded", entries=entries)
     except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
         log.warning("cache_index_unavailable", error=f"{type(exc).__name__}: {exc}")
-    stack.push_async_callback(owned.usage_flush.close)
-    owned.usage_flush.start()
+    for flush in (owned.usage_flush, owned.budget_flush):
+        stack.push_async_callback(flush.close)
+        flush.start()
 
 
 async def _start_shared_quota(stack: AsyncExitStack, shared: SharedQuota) -> None:

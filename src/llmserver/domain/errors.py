@@ -229,6 +229,30 @@ class QuotaExceeded(GatewayError):
         self.reset_at = reset_at
 
 
+class BudgetExceeded(GatewayError):
+    """The key's spend budget for its window cannot cover this request's worst case."""
+
+    kind = ErrorKind.QUOTA_EXCEEDED
+    code = "budget_exceeded"
+
+    def __init__(
+        self,
+        *,
+        needed_usd: str,
+        remaining_usd: str,
+        budget_usd: str,
+        window: str,
+        reset_at: datetime,
+    ) -> None:
+        super().__init__(
+            f"Budget exceeded: this request may cost up to ${needed_usd} but ${remaining_usd} "
+            f"of the key's ${budget_usd} {window} budget is left. The budget resets at "
+            f"{reset_at.isoformat()}."
+        )
+        self.remaining_usd = remaining_usd
+        self.reset_at = reset_at
+
+
 class Overloaded(GatewayError):
     """The model's queue is full; the client should retry later."""
 

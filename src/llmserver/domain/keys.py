@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.errors import AuthReason, Unauthenticated
 
 KEY_SCHEME = "llms"
@@ -70,6 +71,8 @@ EDITABLE_KEY_FIELDS = (
     "max_parallel",
     "allowed_models",
     "expires_at",
+    "budget_nanodollars",
+    "budget_window",
 )
 """The settings an admin may change on an existing key."""
 
@@ -92,6 +95,9 @@ class ApiKey:
     """Tokens (prompt + completion) per minute, reserved as prompt + max_tokens."""
     max_parallel: int | None = None
     """Requests in flight at once."""
+    budget_nanodollars: int | None = None
+    """Spend limit per ``budget_window`` (``domain.budget``); ``None``: no budget."""
+    budget_window: BudgetWindow = BudgetWindow.MONTH
 
     def __post_init__(self) -> None:
         for name in ("rpm_limit", "tpm_limit", "max_parallel"):
@@ -100,6 +106,8 @@ class ApiKey:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")
         if self.quota_tokens is not None and self.quota_tokens < 0:
             raise ValueError("quota_tokens must not be negative (or None for no quota)")
+        if self.budget_nanodollars is not None and self.budget_nanodollars < 0:
+            raise ValueError("budget_nanodollars must not be negative (or None for no budget)")
 
     def may_use(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models

@@ -32,14 +32,27 @@ _SCALE = Decimal(10) ** PRICE_DECIMALS
 
 @dataclass(frozen=True, slots=True)
 class Prices:
-    """A model's prices in picodollars per token; zero for a local model."""
+    """A model's prices in picodollars per token; zero for a local model.
+
+    ``cached_input`` is what a prompt token the upstream reports as read from its prompt
+    cache costs (``cached_tokens`` of a cost); ``None``: the input price."""
 
     input: int = 0
     output: int = 0
+    cached_input: int | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """Picodollars for these tokens, exact."""
-        return prompt_tokens * self.input + completion_tokens * self.output
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> int:
+        """Picodollars for these tokens, exact; ``cached_tokens`` are part of the prompt's."""
+        cost = prompt_tokens * self.input + completion_tokens * self.output
+        if cached_tokens and self.cached_input is not None:
+            cost += min(cached_tokens, prompt_tokens) * (self.cached_input - self.input)
+        return cost
+
+    def worst_case(self, prompt_tokens: int, max_tokens: int) -> int:
+        """The most a request may cost: every prompt token at the dearer input price, and
+        ``max_tokens`` generated."""
+        dearest = max(self.input, self.cached_input or 0)
+        return prompt_tokens * dearest + max_tokens * self.output
 
 
 FREE = Prices()

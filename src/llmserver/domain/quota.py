@@ -60,11 +60,15 @@ class ReservationResult:
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
 class Reservation:
-    """A held reservation, handed back to settle or release it."""
+    """A held reservation, handed back to settle or release it: the quota's tokens and,
+    for a key with a budget asking a priced model, the budget's nanodollars."""
 
     key_id: str
     period: str
     tokens: int
+    budget_period: str = ""
+    budget: int = 0
+    """Nanodollars held in the budget ledger for ``budget_period``; 0: none."""
 
 
 def fits(record: UsageRecord, tokens: int, quota: int | None) -> bool:

@@ -20,7 +20,13 @@ from llmserver.adapters.memory import (
     MemoryUsageStore,
 )
 from llmserver.app.statuses import http_status
-from llmserver.domain.gateway import CompletionRequest, Gateway, GatewayPolicy, Principal
+from llmserver.domain.gateway import (
+    CompletionRequest,
+    Gateway,
+    GatewayPolicy,
+    Ledgers,
+    Principal,
+)
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.inference import ChatMessage, Prompt
@@ -85,6 +91,8 @@ class World:
     clock: FakeClock = field(default_factory=FakeClock)
     keys: MemoryKeyStore = field(default_factory=MemoryKeyStore)
     usage: MemoryUsageStore = field(default_factory=MemoryUsageStore)
+    budget: MemoryUsageStore = field(default_factory=MemoryUsageStore)
+    """The budget ledger (nanodollars per key and window)."""
     limiter: MemoryRateLimitStore = field(default_factory=MemoryRateLimitStore)
     token_rate: MemoryTokenRateStore = field(default_factory=MemoryTokenRateStore)
     parallel: MemoryParallelStore = field(default_factory=MemoryParallelStore)
@@ -107,7 +115,7 @@ class World:
         self.gateway = gateway(
             keys=self.keys,
             hasher=self.hasher,
-            usage=self.usage,
+            ledgers=Ledgers(self.usage, self.budget),
             limits=Limits(requests=self.limiter, tokens=self.token_rate, parallel=self.parallel),
             cache=self.cache,
             hot_cache=self.hot_cache,

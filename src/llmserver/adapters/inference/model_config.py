@@ -22,6 +22,7 @@ upstream_model = "llama3.2"
 api_key_env = "UPSTREAM_API_KEY"
 input_price_per_mtok = "0.15"    # dollars per million tokens: a number or a decimal string
 output_price_per_mtok = 0.60     # default 0 (a local model costs nothing)
+cached_input_price_per_mtok = "0.075"  # prompt tokens the upstream read from its cache
 
 [[models]]
 id = "all-minilm-l6-v2"
@@ -70,7 +71,11 @@ _STR_FIELDS = (
     "api_key_env",
     "owned_by",
 )
-_PRICES = {"input_price_per_mtok": "input", "output_price_per_mtok": "output"}
+_PRICES = {
+    "input_price_per_mtok": "input",
+    "output_price_per_mtok": "output",
+    "cached_input_price_per_mtok": "cached_input",
+}
 _KNOWN = {f.name for f in fields(ModelSpec)} - {"prices"} | set(_PRICES)
 _DEFAULTS = ModelDefaults()
 
@@ -237,6 +242,9 @@ def _defaults(where: str, raw: Any) -> ModelDefaults:
 def _prices(where: str, entry: dict[str, Any]) -> Prices:
     per_token: dict[str, int] = {}
     for option, name in _PRICES.items():
+        # Left out, cached input costs the input price (``Prices.cached_input``).
+        if option not in entry and name == "cached_input":
+            continue
         try:
             per_token[name] = price_per_token(entry.get(option, 0))
         except ValueError as exc:

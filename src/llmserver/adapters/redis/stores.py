@@ -81,13 +81,15 @@ class RedisStores:
         pipe = RedisPipe(url, timeout_s=timeout_s)
         return cls(client, pipe, failure_policy=failure_policy, prefix=prefix, on_error=on_error)
 
-    def usage_store(self, durable: DurableUsage) -> RedisUsageStore:
-        """Quota counters shared by replicas, written behind to ``durable``."""
+    def usage_store(self, durable: DurableUsage, ledger: str = "usage") -> RedisUsageStore:
+        """Quota (or, ``ledger="budget"``, budget) counters shared by replicas, written
+        behind to ``durable``."""
         return RedisUsageStore(
             self.client,
             durable,
             policy=self._policy,
             prefix=self._prefix,
+            ledger=ledger,
             on_error=self._on_error,
             pipe=self.pipe,
         )

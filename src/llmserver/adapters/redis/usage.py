@@ -49,9 +49,10 @@ from llmserver.adapters.redis.usage_scripts import (
     TAKE_PENDING,
 )
 from llmserver.adapters.redis.write_generations import WriteGenerations
+from llmserver.domain.budget import window_reset_at
 from llmserver.domain.errors import Unavailable
 from llmserver.domain.ports import UsageStore
-from llmserver.domain.quota import ReservationResult, UsageRecord, period_reset_at
+from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.single_flight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -87,17 +88,19 @@ class RedisUsageStore(UsageStore):
         *,
         policy: FailurePolicy | str,
         prefix: str = "llmserver:",
+        ledger: str = "usage",
         lease_s: float = 15.0,
         on_error: Callable[[str], None] | None = None,
         pipe: RedisPipe,
     ) -> None:
-        """``pipe`` carries the batched scripts, ``client`` the rest."""
+        """``pipe`` carries the batched scripts, ``client`` the rest. ``ledger`` names the
+        counters' keys: ``usage`` (the token quota) or ``budget`` (nanodollars)."""
         self._client = client
         self._pipe = pipe
         self._durable = durable
         self._policy = FailurePolicy(policy)
-        self._prefix = f"{prefix}usage:"
-        self._index = f"{prefix}usage-index"
+        self._prefix = f"{prefix}{ledger}:"
+        self._index = f"{prefix}{ledger}-index"
         self.lease = ReplicaLease(
             client, f"{prefix}replica:", lease_s, partial(self._failed, "renew")
         )
@@ -368,7 +371,7 @@ def _expires_at(period: str, now: datetime) -> int:
     """When a period's hash may go: ``KEEP_AFTER_PERIOD`` after the period, and never
     before that long from now (a past period's hash would otherwise expire at birth)."""
     try:
-        end = period_reset_at(period) + KEEP_AFTER_PERIOD
+        end = window_reset_at(period) + KEEP_AFTER_PERIOD
     except (ValueError, OverflowError):  # 9999-12: past the last instant a datetime holds
         end = datetime.max.replace(tzinfo=UTC)
     return int(max(end, now + KEEP_AFTER_PERIOD).timestamp())

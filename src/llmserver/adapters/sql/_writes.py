@@ -11,11 +11,17 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, update
 
 from llmserver.adapters.sql._dialect import upsert_insert
-from llmserver.adapters.sql.models import CompletionCacheModel, RequestLogModel, UsageModel
+from llmserver.adapters.sql.models import (
+    BudgetSpendModel,
+    CompletionCacheModel,
+    RequestLogModel,
+    UsageModel,
+)
 
 _LOGS: Table = RequestLogModel.__table__  # type: ignore[assignment]
 _CACHE: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
 _USAGE: Table = UsageModel.__table__  # type: ignore[assignment]
+_BUDGET: Table = BudgetSpendModel.__table__
 
 REQUEST_LOGS = "request_logs.insert"
 CACHE_ENTRIES = "completion_cache.upsert"
@@ -23,11 +29,25 @@ CACHE_HITS = "completion_cache.add_hits"
 """Rows ``{"k": key, "n": hits, "at": latest hit}``."""
 USAGE_TOTALS = "usage.add"
 """Rows ``{key_id, period, used_tokens, requests, cache_hits}``, added to what is stored."""
+BUDGET_TOTALS = "budget_spend.add"
+"""``USAGE_TOTALS`` for the budget ledger (``used_tokens`` is spent nanodollars)."""
+LEDGER_TOTALS = {_USAGE.name: USAGE_TOTALS, _BUDGET.name: BUDGET_TOTALS}
+"""A ledger table's write of its totals, by table name."""
+
+
+def _add_totals(dialect: str, table: Table) -> Any:
+    usage = upsert_insert(dialect, table)
+    return usage.on_conflict_do_update(
+        index_elements=[table.c.key_id, table.c.period],
+        set_={
+            name: table.c[name] + usage.excluded[name]
+            for name in ("used_tokens", "requests", "cache_hits")
+        },
+    )
 
 
 def write_statements(dialect: str) -> dict[str, Any]:
     cache = upsert_insert(dialect, _CACHE)
-    usage = upsert_insert(dialect, _USAGE)
     return {
         REQUEST_LOGS: insert(_LOGS),
         CACHE_ENTRIES: cache.on_conflict_do_update(
@@ -37,11 +57,6 @@ def write_statements(dialect: str) -> dict[str, Any]:
         CACHE_HITS: update(_CACHE)
         .where(_CACHE.c.key == bindparam("k"))
         .values(hit_count=_CACHE.c.hit_count + bindparam("n"), last_hit_at=bindparam("at")),
-        USAGE_TOTALS: usage.on_conflict_do_update(
-            index_elements=[_USAGE.c.key_id, _USAGE.c.period],
-            set_={
-                name: _USAGE.c[name] + usage.excluded[name]
-                for name in ("used_tokens", "requests", "cache_hits")
-            },
-        ),
+        USAGE_TOTALS: _add_totals(dialect, _USAGE),
+        BUDGET_TOTALS: _add_totals(dialect, _BUDGET),
     }

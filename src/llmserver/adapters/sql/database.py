@@ -12,7 +12,7 @@ from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
 from llmserver.adapters.sql.retention import SqlRequestLogRetention
-from llmserver.adapters.sql.usage import SqlUsageStore
+from llmserver.adapters.sql.usage import BUDGET_SPEND, SqlUsageStore
 
 
 class MigrationState(NamedTuple):
@@ -37,6 +37,7 @@ class SqlDatabase:
         # process of their own when asked (the server does), else on the event loop.
         self.writer = TransactionWriter(engine, process=writer_process)
         self.usage = SqlUsageStore(engine, self.writer)
+        self.budget = SqlUsageStore(engine, self.writer, BUDGET_SPEND)
         self.logs = SqlRequestLogStore(engine, self.writer)
         self.retention = SqlRequestLogRetention(engine)
         self.cache = SqlCompletionCache(engine, self.writer)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     Dialect,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -123,6 +125,8 @@ class ApiKeyModel(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    budget_nanodollars: Mapped[int | None] = mapped_column(BigInteger)
+    budget_window: Mapped[str] = mapped_column(String(8), server_default="month")
 
 
 class UsageModel(Base):
@@ -134,6 +138,24 @@ class UsageModel(Base):
     used_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetSpendModel(Base):
+    """Each key's spend per budget window (``domain.budget``), in nanodollars: the durable
+    record the budget ledger is seeded from and written behind to, as ``usage`` is for the
+    quota. A Core table under the ORM: each column's ``key`` is the name ``SqlUsageStore``
+    and the background writes use for any ledger's column, its name says what it holds."""
+
+    __table__ = Table(
+        "budget_spend",
+        Base.metadata,
+        Column("key_id", String(64), primary_key=True),
+        Column("period", String(10), primary_key=True),
+        Column("reserved_nanodollars", BigInteger, key="reserved_tokens", nullable=False),
+        Column("spent_nanodollars", BigInteger, key="used_tokens", nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Column("cache_hits", BigInteger, nullable=False),
+    )
 
 
 class RequestLogModel(Base):

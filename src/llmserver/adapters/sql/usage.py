@@ -8,12 +8,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmserver.adapters.sql._dialect import upsert_insert
 from llmserver.adapters.sql._writer import TransactionWriter
-from llmserver.adapters.sql._writes import USAGE_TOTALS
-from llmserver.adapters.sql.models import UsageModel
+from llmserver.adapters.sql._writes import LEDGER_TOTALS
+from llmserver.adapters.sql.models import BudgetSpendModel, UsageModel
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import ReservationResult, UsageRecord
 
-_T: Table = UsageModel.__table__  # type: ignore[assignment]
+USAGE: Table = UsageModel.__table__  # type: ignore[assignment]
+"""The token quota's ledger."""
+BUDGET_SPEND: Table = BudgetSpendModel.__table__
+"""The budgets' ledger, in nanodollars under the same column keys."""
 
 
 def _record(row: Row[Any]) -> UsageRecord:
@@ -27,13 +30,13 @@ def _record(row: Row[Any]) -> UsageRecord:
     )
 
 
-def _row_of(key_id: str, period: str) -> Any:
-    return (_T.c.key_id == key_id) & (_T.c.period == period)
+def _row_of(t: Table, key_id: str, period: str) -> Any:
+    return (t.c.key_id == key_id) & (t.c.period == period)
 
 
-def _released(reserved: int) -> Any:
+def _released(t: Table, reserved: int) -> Any:
     """``max(0, reserved_tokens - reserved)`` in SQL."""
-    return case((_T.c.reserved_tokens > reserved, _T.c.reserved_tokens - reserved), else_=0)
+    return case((t.c.reserved_tokens > reserved, t.c.reserved_tokens - reserved), else_=0)
 
 
 class SqlUsageStore(UsageStore):
@@ -44,26 +47,33 @@ class SqlUsageStore(UsageStore):
     no interleaving of requests, connections or processes can spend past the quota.
     """
 
-    def __init__(self, engine: AsyncEngine, writer: TransactionWriter) -> None:
+    def __init__(
+        self, engine: AsyncEngine, writer: TransactionWriter, table: Table = USAGE
+    ) -> None:
+        """``table``: ``USAGE`` (tokens) or ``BUDGET_SPEND`` (nanodollars)."""
         self._engine = engine
         self._dialect = engine.dialect.name
         self._writer = writer
+        self._t = table
+        self._totals = LEDGER_TOTALS[table.name]
 
     def _zero_row(self, key_id: str, period: str, **values: int) -> Any:
         zeros = {"reserved_tokens": 0, "used_tokens": 0, "requests": 0, "cache_hits": 0}
-        return upsert_insert(self._dialect, _T, key_id=key_id, period=period, **(zeros | values))
+        return upsert_insert(
+            self._dialect, self._t, key_id=key_id, period=period, **(zeros | values)
+        )
 
     async def reserve(
         self, key_id: str, period: str, tokens: int, quota: int | None
     ) -> ReservationResult:
         admit = (
-            update(_T)
-            .where(_row_of(key_id, period))
-            .values(reserved_tokens=_T.c.reserved_tokens + tokens)
-            .returning(*_T.c)
+            update(self._t)
+            .where(_row_of(self._t, key_id, period))
+            .values(reserved_tokens=self._t.c.reserved_tokens + tokens)
+            .returning(*self._t.c)
         )
         if quota is not None:
-            admit = admit.where(_T.c.used_tokens + _T.c.reserved_tokens + tokens <= quota)
+            admit = admit.where(self._t.c.used_tokens + self._t.c.reserved_tokens + tokens <= quota)
         async with self._engine.begin() as conn:
             # The row exists for every request but a key's first in a period: try the
             # conditional update first, so the common case is one statement.
@@ -73,7 +83,9 @@ class SqlUsageStore(UsageStore):
                 admitted = (await conn.execute(admit)).one_or_none()
             if admitted is not None:
                 return ReservationResult(True, _record(admitted))
-            current = (await conn.execute(select(_T).where(_row_of(key_id, period)))).one()
+            current = (
+                await conn.execute(select(self._t).where(_row_of(self._t, key_id, period)))
+            ).one()
             return ReservationResult(False, _record(current))
 
     async def settle(
@@ -83,12 +95,12 @@ class SqlUsageStore(UsageStore):
         stmt = self._zero_row(
             key_id, period, used_tokens=used, requests=1, cache_hits=hit
         ).on_conflict_do_update(
-            index_elements=[_T.c.key_id, _T.c.period],
+            index_elements=[self._t.c.key_id, self._t.c.period],
             set_={
-                "reserved_tokens": _released(reserved),
-                "used_tokens": _T.c.used_tokens + used,
-                "requests": _T.c.requests + 1,
-                "cache_hits": _T.c.cache_hits + hit,
+                "reserved_tokens": _released(self._t, reserved),
+                "used_tokens": self._t.c.used_tokens + used,
+                "requests": self._t.c.requests + 1,
+                "cache_hits": self._t.c.cache_hits + hit,
             },
         )
         async with self._engine.begin() as conn:
@@ -108,28 +120,30 @@ class SqlUsageStore(UsageStore):
             }
             for t in totals
         ]
-        await self._writer.run([(USAGE_TOTALS, rows)])
+        await self._writer.run([(self._totals, rows)])
 
     async def release(self, key_id: str, period: str, reserved: int) -> None:
         stmt = self._zero_row(key_id, period).on_conflict_do_update(
-            index_elements=[_T.c.key_id, _T.c.period],
-            set_={"reserved_tokens": _released(reserved)},
+            index_elements=[self._t.c.key_id, self._t.c.period],
+            set_={"reserved_tokens": _released(self._t, reserved)},
         )
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
 
     async def get(self, key_id: str, period: str) -> UsageRecord:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(_T).where(_row_of(key_id, period)))).one_or_none()
+            row = (
+                await conn.execute(select(self._t).where(_row_of(self._t, key_id, period)))
+            ).one_or_none()
         return UsageRecord(key_id, period) if row is None else _record(row)
 
     async def list(
         self, *, key_id: str | None = None, period: str | None = None
     ) -> Sequence[UsageRecord]:
-        stmt = select(_T).order_by(_T.c.period, _T.c.key_id)
+        stmt = select(self._t).order_by(self._t.c.period, self._t.c.key_id)
         if key_id is not None:
-            stmt = stmt.where(_T.c.key_id == key_id)
+            stmt = stmt.where(self._t.c.key_id == key_id)
         if period is not None:
-            stmt = stmt.where(_T.c.period == period)
+            stmt = stmt.where(self._t.c.period == period)
         async with self._engine.connect() as conn:
             return [_record(row) for row in await conn.execute(stmt)]

@@ -19,9 +19,9 @@ refusals and errors before the first token become proper HTTP answers, and the s
 Who owns what:
 
 - ``values``: what goes in and comes out (``Principal``, ``CompletionRequest``,
-  ``GatewayPolicy``, ``Outcome``, ``StreamSession``, ``generation_params``,
+  ``GatewayPolicy``, ``Ledgers``, ``Outcome``, ``StreamSession``, ``generation_params``,
   ``TOUCH_INTERVAL``) and the per-request records ``Call`` and ``Admission``.
-- ``admission``: ``Admissions``, every check up to the quota reservation.
+- ``admission``: ``Admissions``, every check up to the quota and budget reservations.
 - ``answering``: ``Answers``, durable cache, single-flight, inference, cache store.
 - ``streaming``: ``Streams``, a streamed answer and the cached replay.
 - ``outcomes``: ``Outcomes``, settle / release / fail and the log row; ``BackendErrors``.
@@ -36,6 +36,7 @@ from llmserver.domain.gateway.values import (
     CompletionRequest,
     EmbeddingOutcome,
     GatewayPolicy,
+    Ledgers,
     Outcome,
     Principal,
     StreamSession,
@@ -48,6 +49,7 @@ __all__ = [
     "EmbeddingOutcome",
     "Gateway",
     "GatewayPolicy",
+    "Ledgers",
     "Outcome",
     "Principal",
     "StreamSession",

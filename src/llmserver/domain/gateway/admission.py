@@ -1,16 +1,20 @@
 """Admission: every check a request passes before it is answered, in order.
 
 model -> RPM -> cache key -> hot cache -> token floor / count -> context check -> quota
-reservation. The hot cache is asked before the prompt's tokens are counted (see the
+reservation -> budget reservation (both or neither: a refused budget releases the quota's
+hold). The hot cache is asked before the prompt's tokens are counted (see the
 package docstring), and the reservation is the last step, so nothing after it can fail
 before the admission is handed over."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
+from llmserver.domain.budget import nanodollars_of, usd, window_period, window_reset_at
 from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
 from llmserver.domain.errors import (
+    BudgetExceeded,
     ContextLengthExceeded,
     GatewayError,
     ModelNotAllowed,
@@ -20,14 +24,19 @@ from llmserver.domain.errors import (
 )
 from llmserver.domain.gateway.holds import Holds, Limits
 from llmserver.domain.gateway.outcomes import BackendErrors
-from llmserver.domain.gateway.values import Admission, Call, Principal, generation_params
+from llmserver.domain.gateway.values import (
+    Admission,
+    Call,
+    Ledgers,
+    Principal,
+    generation_params,
+)
 from llmserver.domain.inference import Completion
 from llmserver.domain.ports import (
     Clock,
     HotCache,
     ModelBackends,
     Telemetry,
-    UsageStore,
 )
 from llmserver.domain.quota import Reservation, period_of, period_reset_at
 from llmserver.domain.ratelimit import RateDecision
@@ -41,7 +50,7 @@ class Admissions:
         registry: ModelRegistry,
         backends: ModelBackends,
         limits: Limits,
-        usage: UsageStore,
+        ledgers: Ledgers,
         hot_cache: HotCache | None,
         clock: Clock,
         telemetry: Telemetry,
@@ -51,7 +60,8 @@ class Admissions:
         self._backends = backends
         self._limiter = limits.requests
         self._limits = limits
-        self._usage = usage
+        self._usage = ledgers.quota
+        self._budget = ledgers.budget
         self._hot = hot_cache
         self._clock = clock
         self._telemetry = telemetry
@@ -115,7 +125,10 @@ class Admissions:
                 )
             # Last step: nothing after the reservation may fail before it is handed over.
             reservation, holds = await self.reserve(
-                principal, prompt_tokens + params.max_tokens, call.at
+                principal,
+                prompt_tokens + params.max_tokens,
+                call.at,
+                spec.prices.worst_case(prompt_tokens, params.max_tokens),
             )
         except GatewayError as exc:
             exc.rate = rate
@@ -146,10 +159,11 @@ class Admissions:
         return decision
 
     async def reserve(
-        self, principal: Principal, tokens: int, at: datetime
+        self, principal: Principal, tokens: int, at: datetime, worst_cost: int
     ) -> tuple[Reservation, Holds | None]:
         """Every hold of ``tokens`` the key's limits ask for, all or nothing: the TPM and
-        parallel holds (``gateway.holds``), then the quota reservation."""
+        parallel holds (``gateway.holds``), then the quota reservation, then, for a key
+        with a budget, ``worst_cost`` (picodollars) of it."""
         key = principal.key
         # In line, not a call: the cache-hit path of a key without these limits pays two
         # attribute tests for them.
@@ -176,7 +190,41 @@ class Admissions:
                 quota=quota,
                 reset_at=period_reset_at(period),
             )
-        return Reservation(key.id, period, tokens), holds
+        reservation = Reservation(key.id, period, tokens)
+        if worst_cost and key.budget_nanodollars is not None:
+            try:
+                await self._hold_budget(principal, reservation, nanodollars_of(worst_cost), at)
+            except BaseException:
+                # Shielded: a cancelled request must not leave its other holds taken.
+                await asyncio.shield(self._release(reservation, holds))
+                raise
+        return reservation, holds
+
+    async def _release(self, reservation: Reservation, holds: Holds | None) -> None:
+        try:
+            await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
+        finally:
+            if holds is not None:
+                await self._limits.release(holds)
+
+    async def _hold_budget(
+        self, principal: Principal, reservation: Reservation, needed: int, at: datetime
+    ) -> None:
+        key = principal.key
+        budget = key.budget_nanodollars
+        assert budget is not None
+        period = window_period(key.budget_window, at)
+        result = await self._budget.reserve(key.id, period, needed, budget)
+        if not result.admitted:
+            raise BudgetExceeded(
+                needed_usd=usd(needed),
+                remaining_usd=usd(result.record.remaining(budget)),
+                budget_usd=usd(budget),
+                window=key.budget_window.value,
+                reset_at=window_reset_at(period),
+            )
+        reservation.budget_period = period
+        reservation.budget = needed
 
     async def hot_lookup(self, key: str) -> Completion | None:
         if self._hot is None:

@@ -74,13 +74,12 @@ class EmbeddingUseCase:
         try:
             admission = await self._admit(call)
             embeddings = await self._answer(admission, request)
-            await self._outcomes.settle(admission, embeddings.prompt_tokens)
+            used = Completion("", embeddings.prompt_tokens, 0, FinishReason.STOP)
+            await self._outcomes.settle(admission, used)
         except BaseException as exc:
             await self._outcomes.abort(call, admission, exc)
             raise
-        self._outcomes.succeed(
-            call, admission, Completion("", embeddings.prompt_tokens, 0, FinishReason.STOP)
-        )
+        self._outcomes.succeed(call, admission, used)
         holds = admission.holds
         return EmbeddingOutcome(
             embeddings,
@@ -125,7 +124,9 @@ class EmbeddingUseCase:
                             index=index, tokens=count, context_length=spec.context_length
                         )
                 tokens = sum(counts)
-            reservation, holds = await admissions.reserve(principal, tokens, call.at)
+            reservation, holds = await admissions.reserve(
+                principal, tokens, call.at, spec.prices.cost(tokens, 0)
+            )
         except GatewayError as exc:
             exc.rate = rate
             raise

@@ -1,11 +1,14 @@
-"""How a request ends: its quota reservation closed exactly once, its one log row written,
-and the backend's failures counted."""
+"""How a request ends: its quota and budget reservations closed exactly once, its cost
+computed (at settle time, from what it is charged), its one log row written, and the
+backend's failures counted."""
 
 from __future__ import annotations
 
 import asyncio
 
+from llmserver.domain.budget import nanodollars_of
 from llmserver.domain.errors import (
+    BudgetExceeded,
     Cancelled,
     ContextLengthExceeded,
     ErrorKind,
@@ -18,10 +21,10 @@ from llmserver.domain.errors import (
     TooLargeForTokenRate,
 )
 from llmserver.domain.gateway.holds import Limits
-from llmserver.domain.gateway.values import Admitted, Asked, Logged, LogSubmit
+from llmserver.domain.gateway.values import Admitted, Asked, Ledgers, Logged, LogSubmit
 from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.logs import CacheStatus, RequestLog
-from llmserver.domain.ports import Clock, Telemetry, UsageStore
+from llmserver.domain.ports import Clock, Telemetry
 from llmserver.domain.quota import settle_amount
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
@@ -35,6 +38,7 @@ _REFUSAL_CAUSES: tuple[tuple[type[GatewayError], str], ...] = (
     (ParallelLimited, "parallel"),
     (RateLimited, "rpm"),
     (QuotaExceeded, "quota"),
+    (BudgetExceeded, "budget"),
     (ContextLengthExceeded, "context_length"),
     (Overloaded, "queue_full"),
 )
@@ -90,14 +94,15 @@ class Outcomes:
     def __init__(
         self,
         *,
-        usage: UsageStore,
+        ledgers: Ledgers,
         limits: Limits,
         clock: Clock,
         log: LogSubmit,
         telemetry: Telemetry,
         cache_hits_count_against_quota: bool,
     ) -> None:
-        self._usage = usage
+        self._usage = ledgers.quota
+        self._budget = ledgers.budget
         self._limits = limits
         self._clock = clock
         self._log = log
@@ -105,20 +110,44 @@ class Outcomes:
         self._charge_hits = cache_hits_count_against_quota
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def settle(self, admission: Admitted, tokens: int) -> None:
+    async def settle(self, admission: Admitted, completion: Completion) -> None:
+        """Charge the request for ``completion``: the quota its tokens, the budget and the
+        log row its cost (``admission.cost``). What the cache answered costs nothing unless
+        the operator counts hits against quota: then a hit is billed as the request it
+        replays."""
         reservation, admission.reservation = admission.reservation, None
         if reservation is None:
             return
-        hit = admission.cache_status is CacheStatus.HIT
-        charged = settle_amount(reservation.tokens, 0 if hit and not self._charge_hits else tokens)
+        hit = admission.cache_status is _HIT
+        charged = not hit or self._charge_hits
+        spec = admission.spec
+        cost = admission.cost = (
+            spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
+            if charged
+            else 0
+        )
+        if cost:
+            self._telemetry.spend(spec.id, cost)
+        tokens = settle_amount(reservation.tokens, completion.total_tokens if charged else 0)
         try:
             await self._usage.settle(
-                reservation.key_id, reservation.period, reservation.tokens, charged, cache_hit=hit
+                reservation.key_id, reservation.period, reservation.tokens, tokens, cache_hit=hit
             )
         finally:
             holds = admission.holds
             if holds is not None:
-                await self._limits.settle(holds, charged)
+                await self._limits.settle(holds, tokens)
+            if reservation.budget:
+                # Never more than it held: the budget's limit stays exact even when an
+                # upstream reports more prompt tokens than were counted here.
+                spent = settle_amount(reservation.budget, nanodollars_of(cost))
+                await self._budget.settle(
+                    reservation.key_id,
+                    reservation.budget_period,
+                    reservation.budget,
+                    spent,
+                    cache_hit=hit,
+                )
 
     async def release(self, admission: Admitted) -> None:
         reservation, admission.reservation = admission.reservation, None
@@ -130,12 +159,16 @@ class Outcomes:
             holds = admission.holds
             if holds is not None:
                 await self._limits.release(holds)
+            if reservation.budget:
+                await self._budget.release(
+                    reservation.key_id, reservation.budget_period, reservation.budget
+                )
 
     def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(
             admission.spec.id, completion.prompt_tokens, completion.completion_tokens
         )
-        self._write_log(call, None, completion, admission.cache_status)
+        self._write_log(call, None, completion, admission.cache_status, admission.cost)
 
     async def abort(self, call: Logged, admission: Admitted | None, exc: BaseException) -> None:
         """Close a request that raised ``exc`` and log it. A client that went away after
@@ -144,7 +177,7 @@ class Outcomes:
         never received."""
         if admission is not None and isinstance(exc, asyncio.CancelledError):
             read = Completion("", admission.prompt_tokens, 0, FinishReason.STOP)
-            await self.fail(call, admission, exc, charge=read.total_tokens, completion=read)
+            await self.fail(call, admission, exc, completion=read)
         else:
             await self.fail(call, admission, exc)
 
@@ -154,16 +187,16 @@ class Outcomes:
         admission: Admitted | None,
         exc: BaseException,
         *,
-        charge: int | None = None,
         completion: Completion | None = None,
     ) -> None:
-        """Close the reservation (release, or settle to ``charge``) and log the failure."""
+        """Close the reservation (release, or settle to what ``completion`` used) and log
+        the failure."""
         try:
             if admission is not None:
                 # A client that went away cancels this task, and the anyio cancel scope
                 # around a streamed response re-cancels it at every await: close the
                 # reservation in a task of its own so it is not left reserved forever.
-                closing = asyncio.ensure_future(self._close(admission, charge))
+                closing = asyncio.ensure_future(self._close(admission, completion))
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
                 await asyncio.shield(closing)
@@ -177,14 +210,15 @@ class Outcomes:
                 kind,
                 completion,
                 admission.cache_status if admission is not None else None,
+                admission.cost if admission is not None else 0,
                 error_code=code,
             )
 
-    async def _close(self, admission: Admitted, charge: int | None) -> None:
-        if charge is None:
+    async def _close(self, admission: Admitted, completion: Completion | None) -> None:
+        if completion is None:
             await self.release(admission)
         else:
-            await self.settle(admission, charge)
+            await self.settle(admission, completion)
 
     def _write_log(
         self,
@@ -192,23 +226,13 @@ class Outcomes:
         kind: ErrorKind | None,
         completion: Completion | None,
         cache_status: CacheStatus | None,
+        cost: int,
         *,
         error_code: str | None = None,
     ) -> None:
         principal = call.principal
         origin = call.origin
         spec = call.spec
-        cost = 0
-        # What the cache answered costs nothing unless the operator counts hits against
-        # quota: then a hit is billed as the request it replays.
-        if (
-            completion is not None
-            and spec is not None
-            and (cache_status is not _HIT or self._charge_hits)
-        ):
-            cost = spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
-            if cost:
-                self._telemetry.spend(spec.id, cost)
         self._log(
             RequestLog(
                 request_id=origin.request_id,

@@ -120,7 +120,7 @@ class Streams:
                 end.finish_reason,
                 merge_deltas(calls),
             )
-            await self._outcomes.settle(admission, completion.total_tokens)
+            await self._outcomes.settle(admission, completion)
             if admission.cache_status is CacheStatus.MISS:
                 await self._answers.store(admission, completion)
         except BaseException as exc:
@@ -129,9 +129,7 @@ class Streams:
             sent = isinstance(exc, asyncio.CancelledError | GeneratorExit) or produced > 0
             if sent:
                 sent_so_far = Completion("", admission.prompt_tokens, produced, FinishReason.STOP)
-                await self._outcomes.fail(
-                    call, admission, exc, charge=sent_so_far.total_tokens, completion=sent_so_far
-                )
+                await self._outcomes.fail(call, admission, exc, completion=sent_so_far)
             else:
                 await self._outcomes.fail(call, admission, exc)
             raise

@@ -11,6 +11,7 @@ request's own (the HTTP middleware's) or the inference's:
     |- llmserver.cache.lookup            (admission: the hot layer; a miss asks the durable one)
     |- llmserver.count_tokens            (admission: the prompt's size)
     |- llmserver.quota.reserve           (admission: the token quota)
+    |- llmserver.budget.reserve          (admission: the spend budget, keys with one only)
     |- llmserver.cache.lookup            (the durable layer)
     '- chat demo-tiny-llama              (inference: ``traced_inference``)
        |- llmserver.queue.wait           (a local backend's queue)
@@ -26,7 +27,7 @@ from typing import Any
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced_inference import TracedBackends
 from llmserver.domain.gateway.use_case import Gateway
-from llmserver.domain.gateway.values import Principal
+from llmserver.domain.gateway.values import Ledgers, Principal
 from llmserver.domain.ports import (
     BATCH_ROWS,
     CachedCompletion,
@@ -50,7 +51,7 @@ class TracedGateway(Gateway):
         self,
         tracer: Tracer,
         *,
-        usage: UsageStore,
+        ledgers: Ledgers,
         limits: Limits,
         cache: CompletionCache,
         hot_cache: HotCache | None,
@@ -60,7 +61,10 @@ class TracedGateway(Gateway):
     ) -> None:
         """``parts``: the rest of ``Gateway``'s arguments, passed on as they are."""
         super().__init__(
-            usage=TracedUsage(usage, tracer),
+            ledgers=Ledgers(
+                TracedUsage(ledgers.quota, tracer),
+                TracedUsage(ledgers.budget, tracer, "budget", "nanodollars"),
+            ),
             limits=Limits(
                 requests=TracedRateLimits(limits.requests, tracer),
                 tokens=limits.tokens,
@@ -97,18 +101,22 @@ class TracedRateLimits(RateLimitStore):
 
 
 class TracedUsage(UsageStore):
-    """The quota ledger; only the reservation (admission) is a span."""
+    """The quota (or budget) ledger; only the reservation (admission) is a span."""
 
-    def __init__(self, inner: UsageStore, tracer: Tracer) -> None:
+    def __init__(
+        self, inner: UsageStore, tracer: Tracer, ledger: str = "quota", unit: str = "tokens"
+    ) -> None:
         self._inner = inner
         self._tracer = tracer
+        self._span = f"llmserver.{ledger}.reserve"
+        self._amount = f"llmserver.{ledger}.{unit}"
 
     async def reserve(
         self, key_id: str, period: str, tokens: int, quota: int | None
     ) -> ReservationResult:
-        with Spanned(self._tracer, "llmserver.quota.reserve") as span:
+        with Spanned(self._tracer, self._span) as span:
             result = await self._inner.reserve(key_id, period, tokens, quota)
-            span.set("llmserver.quota.tokens", tokens)
+            span.set(self._amount, tokens)
             span.set("llmserver.admitted", result.admitted)
             return result
 

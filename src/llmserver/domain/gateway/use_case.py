@@ -18,6 +18,7 @@ from llmserver.domain.gateway.values import (
     CompletionRequest,
     EmbeddingOutcome,
     GatewayPolicy,
+    Ledgers,
     LogSubmit,
     Outcome,
     Principal,
@@ -34,7 +35,6 @@ from llmserver.domain.ports import (
     ModelBackends,
     NullTelemetry,
     Telemetry,
-    UsageStore,
 )
 from llmserver.domain.registry import ModelRegistry, ModelSpec
 from llmserver.domain.single_flight import SingleFlight
@@ -46,7 +46,7 @@ class Gateway:
         *,
         keys: KeyStore,
         hasher: KeyHasher,
-        usage: UsageStore,
+        ledgers: Ledgers,
         limits: Limits,
         cache: CompletionCache,
         hot_cache: HotCache | None,
@@ -71,7 +71,7 @@ class Gateway:
             registry=registry,
             backends=backends,
             limits=limits,
-            usage=usage,
+            ledgers=ledgers,
             hot_cache=hot_cache,
             clock=clock,
             telemetry=sink,
@@ -86,7 +86,7 @@ class Gateway:
             flights=self._inflight,
         )
         self._outcomes = Outcomes(
-            usage=usage,
+            ledgers=ledgers,
             limits=limits,
             clock=clock,
             log=log,
@@ -154,7 +154,7 @@ class Gateway:
         try:
             admission = await self._admissions.admit(call)
             completion = await self._answers.answer(admission, request.prompt)
-            await outcomes.settle(admission, completion.total_tokens)
+            await outcomes.settle(admission, completion)
         except BaseException as exc:
             await outcomes.abort(call, admission, exc)
             raise

@@ -20,7 +20,7 @@ from llmserver.domain.inference import Completion, GenerationParams, Prompt, Str
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
 from llmserver.domain.output_constraint import OutputConstraint
-from llmserver.domain.ports import EmbeddingBackend, InferenceBackend
+from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, UsageStore
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelSpec
@@ -63,6 +63,16 @@ class CompletionRequest:
 class GatewayPolicy:
     cache: CachePolicy = field(default_factory=CachePolicy)
     cache_hits_count_against_quota: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ledgers:
+    """The stores a request reserves in before it runs and settles or releases after."""
+
+    quota: UsageStore
+    """Tokens per key and month."""
+    budget: UsageStore
+    """Nanodollars per key and budget window (``domain.budget``)."""
 
 
 @dataclass(slots=True)
@@ -155,6 +165,8 @@ class Admission:
     cache_status: CacheStatus = CacheStatus.BYPASS
     holds: Holds | None = None
     """TPM and parallel holds, closed with ``reservation`` (``gateway.holds``)."""
+    cost: int = 0
+    """Picodollars charged, set when it settles."""
 
 
 @dataclass(slots=True)
@@ -182,6 +194,8 @@ class EmbeddingAdmission:
     """The hot cache's entry (the vectors as ``embeddings.to_cache_text``)."""
     cache_status: CacheStatus = CacheStatus.BYPASS
     holds: Holds | None = None
+    cost: int = 0
+    """Picodollars charged, set when it settles."""
 
 
 class Asked(Protocol):
@@ -219,3 +233,4 @@ class Admitted(Protocol):
     cached: Completion | None
     cache_status: CacheStatus
     holds: Holds | None
+    cost: int
