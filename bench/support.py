@@ -52,7 +52,9 @@ async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
     db = SqlDatabase.from_url(database_url)
     try:
         # Bench keys name no models (every model), so no registry is needed to resolve them.
-        admin = KeyAdmin(db.keys, db.usage, KeyHasher(secret), SystemClock(), ModelRegistry(()))
+        admin = KeyAdmin(
+            db.keys, db.usage, KeyHasher(secret), SystemClock(), ModelRegistry(()), db.budget
+        )
         _, plaintext = await admin.create(name="bench", **limits)
     finally:
         await db.dispose()

@@ -16,17 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from llmserver.adapters.clock import SystemClock
+from llmserver.cli_budget import BudgetChoice, budget_options
 from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
+from llmserver.domain.budget import usd
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.key_admin import (
-    KEEP,
-    Keep,
-    KeyAdmin,
-    KeyEdit,
-    key_state,
-    parse_grace,
-    rotation_change,
-)
+from llmserver.domain.key_admin import KEEP, Keep, KeyAdmin, KeyEdit, key_state
+from llmserver.domain.key_lifetimes import parse_grace, rotation_change
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
@@ -103,6 +98,8 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
         "last_used_at": _iso(key.last_used_at),
+        "budget_usd": None if key.budget_nanodollars is None else usd(key.budget_nanodollars),
+        "budget_window": key.budget_window.value,
     }
 
 
@@ -166,6 +163,7 @@ def keys() -> None:
     help="Accept --models names this server does not serve (models configured later).",
 )
 @click.option("--expires", help="Lifetime such as 30d, 12h, 90m, at most 36500d (default: never).")
+@budget_options(creating=True)
 @_json_option
 @click.pass_context
 def create(
@@ -179,6 +177,7 @@ def create(
     models: str,
     allow_unknown_models: bool,
     expires: str | None,
+    budget: BudgetChoice,
     as_json: bool,
 ) -> None:
     """Create a key and print its secret (shown only this once)."""
@@ -194,6 +193,7 @@ def create(
             allowed_models=models.split(","),
             expires_in=expires,
             allow_unknown_models=allow_unknown_models,
+            **budget.of_new_key(),
         ),
         lambda created: key_change(AuditAction.KEY_CREATE, None, created[0]),
     )
@@ -278,6 +278,7 @@ def _limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Calla
 @_limit_option("--rpm", "Requests per minute")
 @_limit_option("--tpm", "Tokens per minute")
 @_limit_option("--max-parallel", "Requests in flight")
+@budget_options(creating=False)
 @_json_option
 @click.pass_context
 def update(
@@ -288,16 +289,19 @@ def update(
     rpm: int | Keep | None,
     tpm: int | Keep | None,
     max_parallel: int | Keep | None,
+    budget: BudgetChoice,
     as_json: bool,
 ) -> None:
-    """Change a key's name or limits; options left out stay as they are. A running server
-    sees the change within LLMSERVER_KEY_CACHE_TTL_S."""
+    """Change a key's name, limits or budget; options left out stay as they are. A running
+    server sees the change within LLMSERVER_KEY_CACHE_TTL_S."""
     edit = KeyEdit(
         name=KEEP if name is None else name,
         quota_tokens=quota_tokens,
         rpm_limit=rpm,
         tpm_limit=tpm,
         max_parallel=max_parallel,
+        budget_nanodollars=budget.nanodollars,
+        budget_window=budget.window,
     )
     _, key = _run(
         ctx,

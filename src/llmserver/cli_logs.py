@@ -28,7 +28,7 @@ PROGRESS_EVERY = 10_000
 _FIELDS = [f.name for f in dataclasses.fields(RequestLog)]
 
 
-def _run(ctx: click.Context, use: Callable[[LogServices], Awaitable[T]]) -> T:
+def run_log_services(ctx: click.Context, use: Callable[[LogServices], Awaitable[T]]) -> T:
     from sqlalchemy.exc import DBAPIError
 
     from llmserver.app.composition import build_log_services
@@ -85,7 +85,7 @@ def partitions(ctx: click.Context, ahead: int) -> None:
     A running server makes them too, every hour; rows of a month with no partition wait in
     the default partition and move into it when it is made.
     """
-    made = _run(ctx, lambda s: s.retention.prepare(datetime.now(UTC), ahead))
+    made = run_log_services(ctx, lambda s: s.retention.prepare(datetime.now(UTC), ahead))
     if not ctx.obj.settings.database_url.startswith("postgresql"):
         click.echo("SQLite does not partition the request log: nothing to make")
     for name in made:
@@ -109,7 +109,7 @@ def expire(ctx: click.Context, days: int | None) -> None:
     cutoff = retention_cutoff(datetime.now(UTC), days or ctx.obj.settings.log_retention_days)
     if cutoff is None:
         raise click.UsageError("give --days or set LLMSERVER_LOG_RETENTION_DAYS")
-    removed = _run(ctx, lambda s: s.retention.expire(cutoff))
+    removed = run_log_services(ctx, lambda s: s.retention.expire(cutoff))
     click.echo(f"removed {removed} rows created before {cutoff.isoformat(timespec='seconds')}")
 
 
@@ -151,7 +151,7 @@ def export(
                 click.echo(f"exported {count} rows (up to {row.created_at.isoformat()})", err=True)
         return count
 
-    count = _run(ctx, run)
+    count = run_log_services(ctx, run)
     output.flush()
     click.echo(f"exported {count} rows", err=True)
 
@@ -194,7 +194,9 @@ def usage(
         raise click.BadParameter("must be after --since", param_hint="--until")
     from llmserver.app.routes.admin.views import DailyUsageView
 
-    rows = _run(ctx, lambda s: s.retention.daily_usage(first, end, key_id=key_id, model=model))
+    rows = run_log_services(
+        ctx, lambda s: s.retention.daily_usage(first, end, key_id=key_id, model=model)
+    )
     encoder = msgspec.json.Encoder()
     for row in rows:
         click.echo(encoder.encode(DailyUsageView.costed(row)).decode())

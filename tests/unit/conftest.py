@@ -27,4 +27,4 @@ def usage() -> MemoryUsageStore:
 
 @pytest.fixture
 def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
-    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS)
+    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS, MemoryUsageStore())

@@ -6,7 +6,8 @@ import pytest
 
 from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
 from llmserver.domain.errors import InvalidRequest, NotFound
-from llmserver.domain.key_admin import KeyAdmin, KeyState, key_state, parse_duration
+from llmserver.domain.key_admin import KeyAdmin, KeyState, key_state
+from llmserver.domain.key_lifetimes import parse_duration
 from llmserver.domain.keys import KeyHasher, Role, parse_prefix
 from unit.key_admin_support import MODELS, SECRET, FakeClock
 

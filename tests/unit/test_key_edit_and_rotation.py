@@ -15,8 +15,8 @@ from llmserver.domain.key_admin import (
     KeyState,
     key_matches,
     key_state,
-    parse_grace,
 )
+from llmserver.domain.key_lifetimes import parse_grace
 from llmserver.domain.keys import Role, parse_prefix
 from unit.key_admin_support import FakeClock
 

@@ -155,7 +155,9 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     """
     database = sql_database(settings.database_url)
     hasher = KeyHasher(settings.server_secret)
-    admin = KeyAdmin(database.keys, database.usage, hasher, SystemClock(), settings.models)
+    admin = KeyAdmin(
+        database.keys, database.usage, hasher, SystemClock(), settings.models, database.budget
+    )
     return KeyServices(admin, database.audit, database.dispose)
 
 
@@ -292,7 +294,7 @@ def build_services(
     services = Services(
         settings=settings,
         gateway=gateway,
-        key_admin=KeyAdmin(keys, state.usage, hasher, clock, registry),
+        key_admin=KeyAdmin(keys, state.usage, hasher, clock, registry, state.budget),
         logs=database.logs,
         retention=database.retention,
         clock=clock,

@@ -82,6 +82,8 @@ def key_settings(key: ApiKey) -> dict[str, object]:
         "allowed_models": list(key.allowed_models),
         "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
         "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+        "budget_nanodollars": key.budget_nanodollars,
+        "budget_window": key.budget_window.value,
     }
 
 

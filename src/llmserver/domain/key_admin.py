@@ -14,20 +14,21 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any
 
-from llmserver.domain.audit import AuditAction, KeyChange, key_change
+from llmserver.domain.budget import BudgetWindow
+from llmserver.domain.budget_status import BudgetStatus, budget_statuses
 from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
+from llmserver.domain.key_lifetimes import (
+    DEFAULT_GRACE,
+    MAX_LIFETIME_DAYS,
+    Rotation,
+    parse_duration,
+)
 from llmserver.domain.key_limits import LIMITS, check_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
 from llmserver.domain.quota import UsageRecord
 from llmserver.domain.registry import ModelRegistry
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.ASCII)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-MAX_LIFETIME_DAYS = 36_500
-"""About 100 years: longer is "never" in practice, and an expiry date stays far inside what
-datetimes and every database can hold (year 9999)."""
-_MAX_LIFETIME_S = MAX_LIFETIME_DAYS * 86_400
 MAX_NAME_LENGTH = 200
 """The width of the name column."""
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -66,28 +67,6 @@ def key_matches(
         needle = text.strip().casefold()
         return any(needle in field.casefold() for field in (key.name, key.prefix, key.id))
     return True
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"`` as a positive timedelta of at
-    most ``MAX_LIFETIME_DAYS``."""
-    match = _DURATION.match(text)
-    if match is None or not (digits := match[1].lstrip("0")):
-        raise InvalidRequest(
-            f"Invalid duration {text[:40]!r}: expected a positive number and a unit, "
-            "such as 30d, 12h, 90m, 45s or 2w.",
-            param="expires_in",
-        )
-    # Digits are counted before int(): it refuses over 4300 of them, and a lifetime that
-    # long would overflow timedelta and datetime (a 500) long before that.
-    seconds_per_unit = _UNIT_SECONDS[match[2]]
-    if len(digits) > 12 or int(digits) * seconds_per_unit > _MAX_LIFETIME_S:
-        raise InvalidRequest(
-            f"Duration {text[:40]!r} is too long: at most {MAX_LIFETIME_DAYS}d (about 100 "
-            "years). Leave it out for a key that never expires.",
-            param="expires_in",
-        )
-    return timedelta(seconds=int(digits) * seconds_per_unit)
 
 
 def allowed_model_ids(
@@ -154,52 +133,9 @@ class KeyEdit:
     max_parallel: int | Keep | None = KEEP
     allowed_models: Sequence[str] | Keep = KEEP
     expires_at: datetime | Keep | None = KEEP
+    budget_nanodollars: int | Keep | None = KEEP
+    budget_window: BudgetWindow | Keep = KEEP
     allow_unknown_models: bool = False
-
-
-MAX_GRACE = timedelta(days=30)
-"""The longest an old key keeps working after a rotation."""
-DEFAULT_GRACE = timedelta(hours=24)
-"""Long enough for every client to pick up the new key in a day's deploy, short enough
-that a leaked key, the usual reason to rotate, does not stay usable for long."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rotation:
-    old_before: ApiKey
-    old_after: ApiKey
-    """The old key, now expiring at the end of the grace period (or revoked, with none)."""
-    new: ApiKey
-    plaintext: str
-    """The new key's secret, shown once."""
-
-
-def parse_grace(text: str) -> timedelta:
-    """A rotation's grace period: ``0`` (revoke at once) or a duration of at most 30d."""
-    if re.fullmatch(r"\s*0+\s*[smhdw]?\s*", text, re.ASCII):
-        return timedelta(0)
-    try:
-        grace = parse_duration(text)
-    except InvalidRequest:
-        grace = None
-    if grace is None or grace > MAX_GRACE:
-        raise InvalidRequest(
-            f"Invalid grace period {text[:40]!r}: expected 0 (revoke the old key at once) or "
-            f"a duration of at most {MAX_GRACE.days}d, such as 24h or 15m.",
-            param="grace_period",
-        )
-    return grace
-
-
-def rotation_change(rotation: Rotation) -> KeyChange | None:
-    """A rotation's audit record: on the old key, naming its replacement."""
-    return key_change(
-        AuditAction.KEY_ROTATE,
-        rotation.old_before,
-        rotation.old_after,
-        replaced_by=rotation.new.id,
-        replaced_by_prefix=rotation.new.prefix,
-    )
 
 
 class KeyAdmin:
@@ -210,9 +146,12 @@ class KeyAdmin:
         hasher: KeyHasher,
         clock: Clock,
         models: ModelRegistry,
+        budget: UsageStore,
     ) -> None:
+        """``usage``: the quota's ledger; ``budget``: the budgets'."""
         self._keys = keys
         self._usage = usage
+        self._budget = budget
         self._hasher = hasher
         self._clock = clock
         self._models = models
@@ -229,6 +168,8 @@ class KeyAdmin:
         allowed_models: Sequence[str] = (),
         expires_in: str | timedelta | None = None,
         allow_unknown_models: bool = False,
+        budget_nanodollars: int | None = None,
+        budget_window: BudgetWindow = BudgetWindow.MONTH,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it with its plaintext, which is never retrievable again.
 
@@ -267,6 +208,8 @@ class KeyAdmin:
             max_parallel=max_parallel,
             allowed_models=models,
             expires_at=None if expires_in is None else now + expires_in,
+            budget_nanodollars=budget_nanodollars,
+            budget_window=budget_window,
         )
         return await self._issue(template)
 
@@ -321,6 +264,10 @@ class KeyAdmin:
         wanted = replace(before, **limits)
         if not isinstance(edit.name, Keep):
             wanted = replace(wanted, name=_clean_name(edit.name))
+        for limit in ("budget_nanodollars", "budget_window"):
+            value = getattr(edit, limit)
+            if not isinstance(value, Keep):
+                wanted = replace(wanted, **{limit: value})
         if not isinstance(edit.allowed_models, Keep):
             models = allowed_model_ids(
                 self._models, edit.allowed_models, allow_unknown=edit.allow_unknown_models
@@ -382,6 +329,11 @@ class KeyAdmin:
             raise InvalidRequest(f"Invalid period {period!r}: expected YYYY-MM.", param="period")
         key_id = None if id_or_prefix is None else (await self.find(id_or_prefix)).id
         return await self._usage.list(key_id=key_id, period=period)
+
+    async def budgets(self, id_or_prefix: str | None = None) -> Sequence[BudgetStatus]:
+        """Each budgeted key's spend in its current window (one key's, if named)."""
+        keys = await self.list() if id_or_prefix is None else [await self.find(id_or_prefix)]
+        return await budget_statuses(self._budget, keys, self._clock.now())
 
     async def create_first_admin(self, name: str = "admin") -> tuple[ApiKey, str] | None:
         """Create an admin key if the store has no keys at all (first start)."""

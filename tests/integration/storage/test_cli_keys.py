@@ -352,3 +352,40 @@ def test_usage_says_what_a_running_single_process_server_has_not_written_yet(
     assert "LLMSERVER_STATE_FLUSH_MS" in table.stderr
     assert as_json.stderr == ""  # JSON output stays machine-readable
     assert "LLMSERVER_STATE_FLUSH_MS" in helped.stdout
+
+
+def test_a_budget_is_set_at_creation_changed_and_removed(cli: click.Group) -> None:
+    created = json.loads(
+        run(
+            cli,
+            "create",
+            "--name",
+            "b",
+            "--budget-usd",
+            "25.50",
+            "--budget-window",
+            "week",
+            "--json",
+        )
+    )["details"]
+    assert (created["budget_usd"], created["budget_window"]) == ("25.50", "week")
+
+    changed = json.loads(
+        run(cli, "update", created["prefix"], "--budget-usd", "0.000000001", "--json")
+    )
+    assert (changed["budget_usd"], changed["budget_window"]) == ("0.000000001", "week")
+    window = json.loads(run(cli, "update", created["id"], "--budget-window", "day", "--json"))
+    assert (window["budget_usd"], window["budget_window"]) == ("0.000000001", "day")
+    removed = json.loads(run(cli, "update", created["id"], "--budget-usd", "none", "--json"))
+    assert removed["budget_usd"] is None
+    assert "budget_usd:     -" in run(cli, "show", created["id"])
+
+
+def test_a_bad_budget_says_what_is_wrong(cli: click.Group) -> None:
+    for bad in ("-1", "0.0000000001", "1000000.01", "ten"):
+        result = CliRunner().invoke(cli, ["keys", "create", "--name", "b", "--budget-usd", bad])
+        assert result.exit_code == 2, result.output
+        assert "budget_usd must" in result.output
+    result = CliRunner().invoke(cli, ["keys", "create", "--name", "b", "--budget-window", "year"])
+    assert result.exit_code == 2
+    assert "'year' is not one of 'day', 'week', 'month'" in result.output

@@ -20,7 +20,7 @@ from llmserver.app.routes.admin.views import KeyView, key_view
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services
 from llmserver.domain.audit import AuditAction, AuditQuery, key_change
-from llmserver.domain.key_admin import parse_grace, rotation_change
+from llmserver.domain.key_lifetimes import parse_grace, rotation_change
 
 _UPDATE = msgspec.json.Decoder(cv.UpdateKey)
 _ROTATE = msgspec.json.Decoder(cv.RotateKey)

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from llmserver.app.routes.admin.views import KeyView, RecordView
+from llmserver.app.routes.admin.views import BudgetUsd, KeyView, RecordView
+from llmserver.domain.budget import BudgetWindow
+from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.key_admin import KEEP, MAX_NAME_LENGTH, KeyEdit
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
@@ -28,6 +30,9 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     allow_unknown_models: bool = False
     expires_at: datetime | UnsetType | None = UNSET
     """An ISO 8601 time with its UTC offset; ``null``: never."""
+    budget_usd: BudgetUsd | UnsetType | None = UNSET
+    """Dollars per ``budget_window`` (a decimal string or a number); ``null``: no budget."""
+    budget_window: BudgetWindow | UnsetType = UNSET
 
     def edit(self) -> KeyEdit:
         # UNSET is msgspec's "left out", KEEP the domain's.
@@ -41,6 +46,14 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 KEEP if isinstance(self.allowed_models, UnsetType) else self.allowed_models
             ),
             expires_at=KEEP if isinstance(self.expires_at, UnsetType) else self.expires_at,
+            budget_nanodollars=(
+                KEEP
+                if isinstance(self.budget_usd, UnsetType)
+                else None
+                if self.budget_usd is None
+                else parse_budget_usd(self.budget_usd)
+            ),
+            budget_window=KEEP if isinstance(self.budget_window, UnsetType) else self.budget_window,
             allow_unknown_models=self.allow_unknown_models,
         )
 

@@ -16,14 +16,15 @@ from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.admin.audited import AdminCall
 from llmserver.app.routes.admin.console import console_handlers
 from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
+from llmserver.app.routes.admin.usage_report import usage
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
 from llmserver.domain.audit import AuditAction, key_change
+from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.key_admin import KeyState, key_matches
 from llmserver.domain.keys import DEFAULT_ROLES, Role
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, CacheStatus, LogQuery
-from llmserver.domain.quota import period_of
 
 _CREATE_DECODER = msgspec.json.Decoder(v.CreateKey)
 
@@ -65,6 +66,8 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         allowed_models=tuple(body.allowed_models),
         expires_in=body.expires_in,
         allow_unknown_models=body.allow_unknown_models,
+        budget_nanodollars=None if body.budget_usd is None else parse_budget_usd(body.budget_usd),
+        budget_window=body.budget_window,
     )
     await call.audit_key(key_change(AuditAction.KEY_CREATE, None, key))
     return v.CreatedKey(key=plaintext, details=v.key_view(key, services.clock.now()))
@@ -107,18 +110,14 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: str) -> v.KeyView:
     return v.key_view(after, call.services.clock.now())
 
 
-@get("/usage", summary="Token usage per key and month", responses=ADMIN_ERRORS)
-async def usage(
-    request: Request[Any, Any, Any],
-    key_id: str | None = None,
-    period: Annotated[
-        str | None, Parameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
-    ] = None,
-) -> v.UsageList:
+@get(
+    "/budgets",
+    summary="Each budgeted key's spend in its budget's current window",
+    responses=ADMIN_ERRORS,
+)
+async def budgets(request: Request[Any, Any, Any], key_id: str | None = None) -> v.BudgetList:
     services = await _admin(request)
-    chosen = period or (None if key_id else period_of(services.clock.now()))
-    records = await services.key_admin.usage(key_id, chosen)
-    return v.UsageList([v.UsageView.of(r) for r in records])
+    return v.BudgetList([v.BudgetView.of(s) for s in await services.key_admin.budgets(key_id)])
 
 
 MAX_DAILY_SPAN_DAYS = 366
@@ -201,6 +200,7 @@ def admin_router() -> Router:
             list_keys,
             show_key,
             revoke_key,
+            budgets,
             usage,
             daily_usage,
             logs,

@@ -7,11 +7,16 @@ from typing import Annotated, Self
 
 import msgspec
 
+from llmserver.domain.budget import BudgetWindow, usd
+from llmserver.domain.budget_status import BudgetStatus
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyState, key_state
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.pricing import dollars
+
+BudgetUsd = Annotated[str, msgspec.Meta(max_length=32)] | int | float
+"""Dollars as a decimal string or a JSON number (read as the decimal it says)."""
 
 
 class RecordView(msgspec.Struct, frozen=True):
@@ -40,12 +45,21 @@ class KeyView(RecordView, frozen=True):
     revoked_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None
+    budget_window: str
     state: KeyState = KeyState.ACTIVE
     """active, revoked or expired, at the time of the answer."""
+    budget_usd: str | None = None
+    """The spend limit per ``budget_window`` (day, week or month, UTC), exact dollars;
+    ``null``: none."""
 
 
 def key_view(key: ApiKey, now: datetime) -> KeyView:
-    return msgspec.structs.replace(KeyView.of(key), state=key_state(key, now))
+    budget = key.budget_nanodollars
+    return msgspec.structs.replace(
+        KeyView.of(key),
+        state=key_state(key, now),
+        budget_usd=None if budget is None else usd(budget),
+    )
 
 
 class CreatedKey(msgspec.Struct, frozen=True):
@@ -74,6 +88,42 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Accept names in ``allowed_models`` that this server does not serve (yet)."""
     expires_in: str | None = None
     """A duration such as ``30d``, ``12h`` or ``90m``, at most ``36500d``."""
+    budget_usd: BudgetUsd | None = None
+    """A spend limit in dollars per ``budget_window``: a decimal string (``"25.50"``) or a
+    number, at most 9 decimal places and 1,000,000; ``null``: none."""
+    budget_window: BudgetWindow = BudgetWindow.MONTH
+
+
+# Shows a BudgetStatus: a key's spend in its budget's current window.
+class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    window: BudgetWindow
+    period: str
+    """The window: ``2026-12-01`` (day), ``2026-W49`` (ISO week), ``2026-12`` (month)."""
+    budget_usd: str
+    spent_usd: str
+    reserved_usd: str
+    """Held by requests in flight."""
+    remaining_usd: str
+    resets_at: datetime
+
+    @classmethod
+    def of(cls, status: BudgetStatus) -> BudgetView:
+        return cls(
+            key_id=status.key_id,
+            window=status.window,
+            period=status.period,
+            budget_usd=usd(status.budget),
+            spent_usd=usd(status.spent),
+            reserved_usd=usd(status.reserved),
+            remaining_usd=usd(status.remaining),
+            resets_at=status.resets_at,
+        )
+
+
+class BudgetList(msgspec.Struct, frozen=True):
+    data: list[BudgetView]
+    object: str = "list"
 
 
 # Shows a UsageRecord: a key's usage in a month.
