@@ -19,6 +19,7 @@ TABLES = {
     "request_logs",
     "completion_cache",
     "usage_daily",
+    "budget_spend",
     "audit_log",
 }
 
@@ -86,8 +87,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "what requests cost",
         "0006": "api_keys.tpm_limit and api_keys.max_parallel: tokens per minute, "
         "requests in flight",
+        "0007": "api_keys.budget_nanodollars and budget_window, and budget_spend: "
+        "spend budgets per key",
     }
-    assert head == "0006"
+    assert head == "0007"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

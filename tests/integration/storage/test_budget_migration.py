@@ -1,0 +1,79 @@
+"""Migration 0007 on data: keys made before it have no budget and keep every setting, a
+key and a window's spend up to the largest legal amounts round-trip after it, and the
+downgrade drops the budget columns and table and no key."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, inspect, select, table
+
+from llmserver.adapters.sql import SqlDatabase, migrate
+from llmserver.adapters.sql._records import columns
+from llmserver.adapters.sql.models import ApiKeyModel
+from llmserver.domain.budget import MAX_BUDGET_USD, BudgetWindow, budget_nanodollars
+from llmserver.domain.keys import ApiKey, Role
+from llmserver.domain.quota import UsageRecord
+
+AT = datetime(2026, 11, 30, 12, tzinfo=UTC)
+OLD = ApiKey(
+    id="k" * 64,
+    name="n" * 200,
+    prefix="p" * 12,
+    key_hash="h" * 64,
+    role=Role.USER,
+    created_at=AT,
+    quota_tokens=10**15,
+    rpm_limit=60,
+    allowed_models=("demo",),
+)
+ROW = {
+    name: value
+    for name, value in columns(OLD).items()
+    if name not in ("budget_nanodollars", "budget_window")
+}
+"""The key as 0006 holds it."""
+MOST = budget_nanodollars(MAX_BUDGET_USD)
+
+
+async def test_0007_gives_old_keys_no_budget_and_its_downgrade_keeps_every_key(
+    empty_database_url: str,
+) -> None:
+    db = SqlDatabase.from_url(empty_database_url)
+    try:
+        await migrate.upgrade(empty_database_url, "0006")
+        async with db.engine.begin() as conn:
+            # The model's table, naming only the columns 0006 has: JSON is bound as JSON.
+            await conn.execute(insert(ApiKeyModel.__table__).values(ROW))
+
+        await migrate.upgrade(empty_database_url, "0007")
+        await db.engine.dispose()
+        assert await db.keys.get(OLD.id) == OLD  # no budget, a month's window
+        budgeted = replace(
+            OLD,
+            id="b" * 64,
+            prefix="b" * 12,
+            budget_nanodollars=MOST,
+            budget_window=BudgetWindow.WEEK,
+        )
+        await db.keys.add(budgeted)
+        assert await db.keys.get(budgeted.id) == budgeted
+        await db.budget.add([UsageRecord(OLD.id, "9999-12-31", MOST, 0, 2**40, 2**40)])
+        assert await db.budget.list() == [UsageRecord(OLD.id, "9999-12-31", MOST, 0, 2**40, 2**40)]
+
+        await migrate.downgrade(empty_database_url, "0006")
+        await db.engine.dispose()
+        async with db.engine.connect() as conn:
+            names = await conn.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("api_keys")}
+            )
+            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            keys = (
+                await conn.execute(select(func.count()).select_from(table("api_keys")))
+            ).scalar_one()
+        assert names.isdisjoint({"budget_nanodollars", "budget_window"})
+        assert "budget_spend" not in tables
+        assert keys == 2
+    finally:
+        await db.dispose()
