@@ -173,6 +173,8 @@ def _gateway_error(exc: GatewayError) -> ErrorReply:
         error_type = "budget_exceeded"
         headers["x-budget-remaining-usd"] = exc.remaining_usd
         headers["x-budget-reset"] = exc.reset_at.isoformat()
+        # Read by the openai and anthropic SDKs: retrying cannot help before the reset.
+        headers["x-should-retry"] = "false"
     if isinstance(exc, GenerationTimeout):
         error_type = "timeout_error"
     return ErrorReply.of(
