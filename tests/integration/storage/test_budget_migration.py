@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, inspect, select, table
+from sqlalchemy import Table, func, insert, inspect, select, table
 
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
@@ -35,6 +35,7 @@ ROW = {
 }
 """The key as 0006 holds it."""
 MOST = budget_nanodollars(MAX_BUDGET_USD)
+KEYS: Table = ApiKeyModel.__table__  # type: ignore[assignment]
 
 
 async def test_0007_gives_old_keys_no_budget_and_its_downgrade_keeps_every_key(
@@ -45,7 +46,7 @@ async def test_0007_gives_old_keys_no_budget_and_its_downgrade_keeps_every_key(
         await migrate.upgrade(empty_database_url, "0006")
         async with db.engine.begin() as conn:
             # The model's table, naming only the columns 0006 has: JSON is bound as JSON.
-            await conn.execute(insert(ApiKeyModel.__table__).values(ROW))
+            await conn.execute(insert(KEYS).values(ROW))
 
         await migrate.upgrade(empty_database_url, "0007")
         await db.engine.dispose()
