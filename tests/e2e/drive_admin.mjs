@@ -88,6 +88,8 @@ try {
   // Create a key; its secret shows once.
   await admin.getByTestId("open-create").click();
   await admin.getByTestId("create-name").fill("e2e console key");
+  await admin.getByTestId("create-budget").fill("5");
+  await admin.getByTestId("create-window").selectOption("week");
   await admin.getByTestId("create-key").click();
   await admin.getByTestId("secret-once").waitFor({ timeout: TIMEOUT });
   const secret = (await admin.getByTestId("new-secret").innerText()).trim();
@@ -135,6 +137,9 @@ try {
     .waitForFunction((p) => document.querySelector(`[data-prefix="${p}"] td:nth-of-type(4)`)?.textContent === "1", prefix, { timeout: 10_000 })
     .catch(() => {});
   result.rpmShown = await row.locator("td").nth(3).innerText();
+  // The reloaded row shows what the first reply spent of the key's budget.
+  result.budgetSpent = await row.getByTestId("key-budget").getAttribute("data-spent");
+  result.budgetShown = await row.getByTestId("key-budget").innerText();
   await play.bringToFront();
   const limited = [];
   for (let i = 0; i < 2; i++) limited.push(await playgroundSend(play, `Count to ${i + 3}.`));

@@ -94,6 +94,9 @@ def test_the_new_key_works_then_hits_its_new_rpm_then_is_refused_once_revoked(
 ) -> None:
     assert report["firstSend"]["status"] == "done"
     assert report["rpmShown"] == "1"
+    # Created with a $5 weekly budget: the first reply's cost is shown spent of it.
+    assert Decimal(report["budgetSpent"]) > 0
+    assert report["budgetShown"] == f"${report['budgetSpent']} of $5.00 / week"
     refused = [s["error"] for s in report["limited"] if s["status"] == "error"]
     assert refused
     assert all("429" in text for text in refused), refused

@@ -22,6 +22,23 @@ export interface KeyView {
   created_at: string;
   last_used_at: string | null;
   state: KeyState;
+  /** Exact dollars per `budget_window`; null: no budget. */
+  budget_usd: string | null;
+  budget_window: BudgetWindow;
+}
+
+export type BudgetWindow = "day" | "week" | "month";
+
+/** A budgeted key's spend in its current window (`GET /admin/budgets`), exact dollars. */
+export interface BudgetView {
+  key_id: string;
+  window: BudgetWindow;
+  period: string;
+  budget_usd: string;
+  spent_usd: string;
+  reserved_usd: string;
+  remaining_usd: string;
+  resets_at: string;
 }
 
 export interface UsageView {

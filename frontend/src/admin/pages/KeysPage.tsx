@@ -1,15 +1,19 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
 import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
-import { query, type AdminApi, type CreatedKey, type KeyView, type RotatedKey, type UsageView } from "../lib/api";
+import { query, type AdminApi, type BudgetView, type BudgetWindow, type CreatedKey, type KeyView, type RotatedKey, type UsageView } from "../lib/api";
 import { formatLimit, formatTime, isoToLocal, localToIso, parseLimit, parseModels } from "../lib/forms";
 
 const STATES = ["active", "revoked", "expired"] as const;
 const ROLES = ["user", "playground", "admin"] as const;
+const WINDOWS: readonly BudgetWindow[] = ["day", "week", "month"];
+/** What the API takes as a budget: dollars with at most 9 decimals. */
+const DOLLARS = /^\d{1,7}(\.\d{1,9})?$/;
 
 interface Listing {
   keys: KeyView[];
   usage: Map<string, UsageView>;
+  budgets: Map<string, BudgetView>;
 }
 
 export function KeysPage({ api }: { api: AdminApi }) {
@@ -20,11 +24,16 @@ export function KeysPage({ api }: { api: AdminApi }) {
   const [editing, setEditing] = useState<KeyView | null>(null);
   const [listing, reload] = useLoad<Listing>(
     async (signal) => {
-      const [keys, usage] = await Promise.all([
+      const [keys, usage, budgets] = await Promise.all([
         api.get<{ data: KeyView[] }>(`/keys${query({ q: search, state, role })}`, signal),
         api.get<{ data: UsageView[] }>("/usage", signal),
+        api.get<{ data: BudgetView[] }>("/budgets", signal),
       ]);
-      return { keys: keys.data, usage: new Map(usage.data.map((u) => [u.key_id, u])) };
+      return {
+        keys: keys.data,
+        usage: new Map(usage.data.map((u) => [u.key_id, u])),
+        budgets: new Map(budgets.data.map((b) => [b.key_id, b])),
+      };
     },
     [api, search, state, role],
   );
@@ -112,11 +121,12 @@ function KeyTable({
       <ErrorNote error={error} />
       <DataTable
         testId="keys-table"
-        caption="API keys with their limits and this month's usage"
-        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Used this month", "Last used", "Expires", "Actions"]}
+        caption="API keys with their limits, this month's usage and their budget's spend"
+        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Used this month", "Budget (spent of)", "Last used", "Expires", "Actions"]}
       >
             {listing.keys.map((key) => {
               const usage = listing.usage.get(key.id);
+              const budget = listing.budgets.get(key.id);
               const open = confirming?.id === key.id ? confirming.action : null;
               return (
                 <tr key={key.id} data-testid="key-row" data-prefix={key.prefix} data-key-id={key.id} data-state={key.state}>
@@ -133,6 +143,9 @@ function KeyTable({
                   <td>{formatLimit(key.tpm_limit)}</td>
                   <td>{formatLimit(key.max_parallel)}</td>
                   <td>{usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—"}</td>
+                  <td data-testid="key-budget" data-spent={budget?.spent_usd} title={budget ? `resets ${formatTime(budget.resets_at)}` : undefined}>
+                    {budget ? `$${budget.spent_usd} of $${budget.budget_usd} / ${budget.window}` : "none"}
+                  </td>
                   <td>{formatTime(key.last_used_at)}</td>
                   <td>{formatTime(key.expires_at)}</td>
                   <td className="actions">
@@ -194,11 +207,20 @@ interface LimitFields {
   tpm: string;
   parallel: string;
   models: string;
+  budget: string;
+  window: BudgetWindow;
 }
 
-type Limits = { rpm_limit: number | null; quota_tokens: number | null; tpm_limit: number | null; max_parallel: number | null };
+interface Limits {
+  rpm_limit: number | null;
+  quota_tokens: number | null;
+  tpm_limit: number | null;
+  max_parallel: number | null;
+  budget_usd: string | null;
+  budget_window: BudgetWindow;
+}
 
-const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "" };
+const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "", budget: "", window: "month" as BudgetWindow };
 
 function checkLimits(fields: LimitFields): Limits | string {
   const rpm = parseLimit(fields.rpm, 1);
@@ -209,7 +231,11 @@ function checkLimits(fields: LimitFields): Limits | string {
   if (!tpm.ok) return `Tokens per minute: ${tpm.error}.`;
   const parallel = parseLimit(fields.parallel, 1);
   if (!parallel.ok) return `Requests in flight: ${parallel.error}.`;
-  return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value };
+  const budget = fields.budget.trim().replace(/^\$/, "");
+  if (budget && !DOLLARS.test(budget)) return "Budget: dollars such as 25 or 0.50, at most 9 decimals.";
+  // Sent as the string typed: the API reads it as an exact decimal, never as a float.
+  const budgeted = { budget_usd: budget || null, budget_window: fields.window };
+  return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value, ...budgeted };
 }
 
 function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: LimitFields): void; idPrefix: string }) {
@@ -227,6 +253,16 @@ function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: Li
       <input id={`${idPrefix}-parallel`} type="text" inputMode="numeric" value={fields.parallel} onChange={(e) => set({ ...fields, parallel: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-parallel`} />
       <label htmlFor={`${idPrefix}-models`}>Allowed models (comma-separated)</label>
       <input id={`${idPrefix}-models`} type="text" value={fields.models} onChange={(e) => set({ ...fields, models: e.target.value })} placeholder="every model" />
+      <label htmlFor={`${idPrefix}-budget`}>Budget (USD)</label>
+      <input id={`${idPrefix}-budget`} type="text" inputMode="decimal" value={fields.budget} onChange={(e) => set({ ...fields, budget: e.target.value })} placeholder="none" data-testid={`${idPrefix}-budget`} />
+      <label htmlFor={`${idPrefix}-window`}>Budget window (UTC)</label>
+      <select id={`${idPrefix}-window`} value={fields.window} onChange={(e) => set({ ...fields, window: e.target.value as BudgetWindow })} data-testid={`${idPrefix}-window`}>
+        {WINDOWS.map((w) => (
+          <option key={w} value={w}>
+            {w}
+          </option>
+        ))}
+      </select>
     </>
   );
 }
@@ -250,6 +286,7 @@ function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: Creat
       if (limits.quota_tokens !== null) body.quota_tokens = limits.quota_tokens;
       if (limits.tpm_limit !== null) body.tpm_limit = limits.tpm_limit;
       if (limits.max_parallel !== null) body.max_parallel = limits.max_parallel;
+      if (limits.budget_usd !== null) Object.assign(body, { budget_usd: limits.budget_usd, budget_window: limits.budget_window });
       if (expires.trim()) body.expires_in = expires.trim();
       onCreated(await api.call<CreatedKey>("POST", "/keys", body));
       setFields({ name: "", ...NO_LIMITS, models: "" });
@@ -304,6 +341,8 @@ function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; o
     tpm: keyView.tpm_limit === null ? "" : String(keyView.tpm_limit),
     parallel: keyView.max_parallel === null ? "" : String(keyView.max_parallel),
     models: keyView.allowed_models.join(", "),
+    budget: keyView.budget_usd ?? "",
+    window: keyView.budget_window,
   });
   const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
   const [error, setError] = useState<string | null>(null);
