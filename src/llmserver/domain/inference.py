@@ -82,6 +82,9 @@ class Completion:
     completion_tokens: int
     finish_reason: FinishReason
     tool_calls: tuple[ToolCall, ...] = ()
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, those an upstream reports it read from its own prompt cache
+    (billed at the model's ``cached_input`` price)."""
 
     @property
     def total_tokens(self) -> int:
@@ -104,6 +107,8 @@ class StreamEnd:
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """As ``Completion.cached_tokens``."""
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd

@@ -40,6 +40,8 @@ class FakeUpstream:
     """``json`` and ``sse``: answer that way whatever the request's ``stream`` says."""
     usage: bool = True
     """Whether answers say how many tokens they used."""
+    cached_tokens: int | None = None
+    """When set, the usage says this many prompt tokens were read from a prompt cache."""
     hung_up: int = 0
     """How many ``stall`` answers the client closed."""
     finish: str = "length"
@@ -147,7 +149,10 @@ class FakeUpstream:
     def _usage(self) -> dict[str, Any]:
         if not self.usage:
             return {}
-        return {"usage": {"prompt_tokens": 7, "completion_tokens": len(self.pieces)}}
+        usage: dict[str, Any] = {"prompt_tokens": 7, "completion_tokens": len(self.pieces)}
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return {"usage": usage}
 
     def _whole(self, chat: bool) -> str:
         text = "".join(self.pieces)

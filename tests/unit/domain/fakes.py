@@ -81,6 +81,8 @@ class FakeBackend:
     cancelled: int = 0
     streams_closed: int = 0
     seen_params: list[GenerationParams] = field(default_factory=list)
+    cached_tokens: int = 0
+    """Prompt tokens each answer reports as read from a prompt cache (as an http upstream)."""
     chars_per_token: int | None = None
     """When set, ``min_prompt_tokens`` bounds the count by the prompt's length, as for a
     vocabulary whose longest token has this many characters."""
@@ -124,7 +126,7 @@ class FakeBackend:
         finish = FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
         if self.calls:
             finish = FinishReason.TOOL_CALLS
-        return Completion(" ".join(tokens), words(prompt), len(tokens), finish, self.calls)
+        return Completion(" ".join(tokens), words(prompt), len(tokens), finish, self.calls, self.cached_tokens)
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         self.stream_calls += 1
@@ -146,7 +148,7 @@ class FakeBackend:
                 finish = FinishReason.TOOL_CALLS
                 yield delta
             if self.send_end:
-                yield StreamEnd(finish, words(prompt), len(tokens))
+                yield StreamEnd(finish, words(prompt), len(tokens), self.cached_tokens)
         finally:
             self.streams_closed += 1
 

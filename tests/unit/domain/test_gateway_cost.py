@@ -79,3 +79,21 @@ async def test_an_embedding_costs_its_input_tokens_at_the_input_price() -> None:
     [row] = world.logs
     assert (row.model, row.cost_picodollars) == (EMBED_MODEL, 4 * 150_000)
     assert world.telemetry.of("spend") == [(EMBED_MODEL, 4 * 150_000)]
+
+
+async def test_cached_input_tokens_cost_the_cached_input_price_streamed_or_not() -> None:
+    world = World(prices=Prices(input=150_000, output=600_000, cached_input=75_000))
+    world.backend.cached_tokens = 3
+    principal = await world.principal()
+    await world.gateway.complete(principal, ask(), origin("whole"))
+    session = await world.gateway.open_stream(principal, ask(use_cache=False), origin("streamed"))
+    async for _ in session.events:
+        pass
+
+    cost = 2 * 150_000 + 3 * 75_000 + 5 * 600_000
+    assert [row.cost_picodollars for row in world.logs] == [cost, cost]
+    # Without a cached-input price, cached tokens cost the input price.
+    plain = World(prices=PRICES)
+    plain.backend.cached_tokens = 3
+    await plain.gateway.complete(await plain.principal(), ask(), origin("plain"))
+    assert plain.logs[0].cost_picodollars == ANSWER

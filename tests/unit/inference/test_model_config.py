@@ -49,6 +49,7 @@ upstream_model = "llama3.2"
 api_key_env = "UPSTREAM_KEY"
 input_price_per_mtok = "0.15"
 output_price_per_mtok = 0.6
+cached_input_price_per_mtok = 0.075
 """,
     )
     assert load_model_specs(path) == (
@@ -76,7 +77,7 @@ output_price_per_mtok = 0.6
             source="http://127.0.0.1:11434",
             upstream_model="llama3.2",
             api_key_env="UPSTREAM_KEY",
-            prices=Prices(input=150_000, output=600_000),
+            prices=Prices(input=150_000, output=600_000, cached_input=75_000),
         ),
     )
 
@@ -212,6 +213,11 @@ def test_empty_file_has_no_models(tmp_path: Path) -> None:
         (
             '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\ninput_price_per_mtok = nan',
             "field 'input_price_per_mtok' must be a finite number",
+        ),
+        (
+            '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\n'
+            'cached_input_price_per_mtok = "free"',
+            "field 'cached_input_price_per_mtok' must be a decimal number of dollars",
         ),
         (
             '[[models]]\nid = "a"\nbackend = "http"\nsource = "x"\nprices = 1',

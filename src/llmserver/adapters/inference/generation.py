@@ -141,6 +141,7 @@ async def collect(stream: AsyncIterator[StreamEvent]) -> Completion:
                 completion_tokens=event.completion_tokens,
                 finish_reason=event.finish_reason,
                 tool_calls=merge_deltas(calls),
+                cached_tokens=event.cached_tokens,
             )
     raise RuntimeError("the stream ended without a StreamEnd event")
 

@@ -259,10 +259,11 @@ class HttpBackend(InferenceBackend):
                 f"the upstream of model {self._spec.id!r} answered without a finish reason"
             )
         text = choice.content or ""
+        usage = answer.usage or Usage()
         calls = whole_calls(choice.tool_calls)
         produced = len(text.encode()) + sum(len(c.arguments.encode()) for c in calls)
         prompt_tokens, completion_tokens = await self._counts(
-            answer.usage or Usage(), prompt, min(produced, params.max_tokens)
+            usage, prompt, min(produced, params.max_tokens)
         )
         return Completion(
             text=text,
@@ -270,6 +271,7 @@ class HttpBackend(InferenceBackend):
             completion_tokens=completion_tokens,
             finish_reason=finish_reason(choice.finish_reason, called=bool(calls)),
             tool_calls=calls,
+            cached_tokens=usage.cached_tokens,
         )
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> bytes:
@@ -320,7 +322,12 @@ class HttpBackend(InferenceBackend):
                     yield TextDelta(whole.text, tokens=whole.completion_tokens)
                 for delta in as_deltas(whole.tool_calls):
                     yield delta
-                yield StreamEnd(whole.finish_reason, whole.prompt_tokens, whole.completion_tokens)
+                yield StreamEnd(
+                    whole.finish_reason,
+                    whole.prompt_tokens,
+                    whole.completion_tokens,
+                    whole.cached_tokens,
+                )
                 return
             finish: FinishReason | None = None
             usage = Usage()
@@ -357,7 +364,7 @@ class HttpBackend(InferenceBackend):
                     "chunks without a finish reason"
                 )
             prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
-            yield StreamEnd(finish, prompt_tokens, completion_tokens)
+            yield StreamEnd(finish, prompt_tokens, completion_tokens, usage.cached_tokens)
 
     async def _counts(self, usage: Usage, prompt: Prompt, produced: int) -> tuple[int, int]:
         """The upstream's token counts, with what it left out counted here: the prompt by

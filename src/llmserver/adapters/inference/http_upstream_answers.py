@@ -57,9 +57,20 @@ class Choice(msgspec.Struct):
         return (holder.tool_calls or []) if holder is not None else []
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: _Tokens | None = None
+    """Prompt tokens the upstream read from its prompt cache (OpenAI's field)."""
+
+
 class Usage(msgspec.Struct):
     prompt_tokens: _Tokens | None = None
     completion_tokens: _Tokens | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        details = self.prompt_tokens_details
+        return 0 if details is None or details.cached_tokens is None else details.cached_tokens
 
 
 class _ErrorDetail(msgspec.Struct):

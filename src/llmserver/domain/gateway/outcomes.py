@@ -122,7 +122,9 @@ class Outcomes:
         charged = not hit or self._charge_hits
         spec = admission.spec
         cost = admission.cost = (
-            spec.prices.cost(completion.prompt_tokens, completion.completion_tokens)
+            spec.prices.cost(
+                completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens
+            )
             if charged
             else 0
         )

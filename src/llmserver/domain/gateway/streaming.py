@@ -119,6 +119,7 @@ class Streams:
                 end.completion_tokens,
                 end.finish_reason,
                 merge_deltas(calls),
+                end.cached_tokens,
             )
             await self._outcomes.settle(admission, completion)
             if admission.cache_status is CacheStatus.MISS:
