@@ -215,7 +215,7 @@ class Metrics:
         )
         self._refused = Counter(
             "llmserver_requests_refused",
-            "Requests refused by policy: rpm, quota, queue_full, ...",
+            "Requests refused by policy: rpm, quota, budget, queue_full, ...",
             ["cause"],
             registry=r,
         )
