@@ -162,22 +162,6 @@ async def test_an_answer_without_usage_is_counted(
     assert counts == (await backend.count_tokens(CHAT), completion_tokens)
 
 
-@pytest.mark.parametrize("answers", ["sse", "json"])
-async def test_the_upstreams_cached_prompt_tokens_are_reported(
-    upstream: FakeUpstream, make_backend: MakeBackend, answers: Answers
-) -> None:
-    """OpenAI's ``usage.prompt_tokens_details.cached_tokens``, streamed or whole: what
-    ``cached_input_price_per_mtok`` prices."""
-    upstream.cached_tokens = 5
-    upstream.answers = answers
-    backend = make_backend()
-    *_, end = [event async for event in backend.stream(CHAT, PARAMS)]
-    assert isinstance(end, StreamEnd)
-    completion = await backend.generate(CHAT, PARAMS)
-    assert (end.prompt_tokens, end.cached_tokens) == (7, 5)
-    assert (completion.prompt_tokens, completion.cached_tokens) == (7, 5)
-
-
 @pytest.mark.parametrize("failure", ["500", "hangup"])
 async def test_retries_before_the_first_byte(
     upstream: FakeUpstream, make_backend: MakeBackend, failure: str
