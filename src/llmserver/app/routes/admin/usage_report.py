@@ -98,7 +98,7 @@ def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
         200: ResponseSpec(
             data_container=UsageReport,
             description="The report (or, asked "
-            "with none of from, to, group_by, format and no Accept: text/csv, a UsageList).",
+            "with none of from, to, group_by, format, model and no Accept: text/csv, a UsageList).",
         ),
         **ADMIN_ERRORS,
     },
@@ -125,7 +125,8 @@ async def usage(
     services = services_of(request)
     now = services.clock.now()
     wants_csv = _wants_csv(request, fmt)
-    if first is None and to is None and group_by is None and fmt is None and not wants_csv:
+    report_asked = (first, to, group_by, fmt, model) != (None,) * 5 or wants_csv
+    if not report_asked:
         chosen = period or (None if key_id else period_of(now))
         records = await services.key_admin.usage(key_id, chosen)
         return Response(v.UsageList([v.UsageView.of(r) for r in records]))
