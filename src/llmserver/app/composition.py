@@ -155,9 +155,8 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     """
     database = sql_database(settings.database_url)
     hasher = KeyHasher(settings.server_secret)
-    admin = KeyAdmin(
-        database.keys, database.usage, hasher, SystemClock(), settings.models, database.budget
-    )
+    db = database
+    admin = KeyAdmin(db.keys, db.usage, hasher, SystemClock(), settings.models, db.budget)
     return KeyServices(admin, database.audit, database.dispose)
 
 
@@ -366,12 +365,11 @@ def _state_stores(
             return StateStores(database.usage, database.budget, cache, cache_flush, owned=None)
         quota = redis.usage_store(database.usage)
         budget = redis.usage_store(database.budget, "budget")
-        shared = tuple(
-            SharedQuota(
-                s, PeriodicFlush(n, s.flush, interval_s=interval_s, final=s.flush_at_shutdown)
-            )
+        flushes = {
+            s: PeriodicFlush(n, s.flush, interval_s=interval_s, final=s.flush_at_shutdown)
             for n, s in (("usage", quota), ("budget", budget))
-        )
+        }
+        shared = tuple(SharedQuota(store, flush) for store, flush in flushes.items())
         return StateStores(quota, budget, cache, cache_flush, None, shared)
     usage, spend = WriteBehindUsageStore(database.usage), WriteBehindUsageStore(database.budget)
     owned = OwnedDatabase(
