@@ -126,7 +126,9 @@ class FakeBackend:
         finish = FinishReason.LENGTH if len(tokens) < len(self.reply.split()) else FinishReason.STOP
         if self.calls:
             finish = FinishReason.TOOL_CALLS
-        return Completion(" ".join(tokens), words(prompt), len(tokens), finish, self.calls, self.cached_tokens)
+        return Completion(
+            " ".join(tokens), words(prompt), len(tokens), finish, self.calls, self.cached_tokens
+        )
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         self.stream_calls += 1
