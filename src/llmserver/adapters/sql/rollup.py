@@ -58,9 +58,10 @@ def _aggregate(dialect: str, logs: Table | TableClause, *where: Any) -> Select[A
         func.sum(case((c.status >= 400, 1), else_=0)),
         func.coalesce(func.sum(c.cost_picodollars), 0),
     )
-    labelled = [
-        e.label(n) for e, n in zip((*grouping, *counts), (*DIMENSIONS, *COUNTS), strict=True)
-    ]
+    # Typed as one sequence: mypy otherwise joins the two tuples' element types into a
+    # clause type without ``label`` when another module changes its inference order.
+    columns: tuple[ColumnElement[Any], ...] = (*grouping, *counts)
+    labelled = [e.label(n) for e, n in zip(columns, (*DIMENSIONS, *COUNTS), strict=True)]
     return select(*labelled).where(*where).group_by(*grouping)
 
 
