@@ -17,6 +17,7 @@ import click
 
 from llmserver.adapters.clock import SystemClock
 from llmserver.cli_budget import BudgetChoice, budget_options
+from llmserver.cli_limits import limit_option, model_limit_option, model_limits_edit
 from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
 from llmserver.domain.budget import usd
 from llmserver.domain.errors import GatewayError
@@ -94,6 +95,10 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "tpm_limit": key.tpm_limit,
         "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
+        "model_limits": {
+            m.model_id: {"rpm_limit": m.rpm_limit, "tpm_limit": m.tpm_limit}
+            for m in key.model_limits
+        },
         "created_at": _iso(key.created_at),
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),
@@ -164,6 +169,7 @@ def keys() -> None:
 )
 @click.option("--expires", help="Lifetime such as 30d, 12h, 90m, at most 36500d (default: never).")
 @budget_options(creating=True)
+@model_limit_option
 @_json_option
 @click.pass_context
 def create(
@@ -178,6 +184,7 @@ def create(
     allow_unknown_models: bool,
     expires: str | None,
     budget: BudgetChoice,
+    model_limit: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create a key and print its secret (shown only this once)."""
@@ -194,6 +201,7 @@ def create(
             expires_in=expires,
             allow_unknown_models=allow_unknown_models,
             **budget.of_new_key(),
+            model_limits=model_limits_edit(model_limit),
         ),
         lambda created: key_change(AuditAction.KEY_CREATE, None, created[0]),
     )
@@ -249,36 +257,15 @@ def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
         _details(key)
 
 
-class _Limit(click.ParamType[int | Keep | None, Any]):
-    """A limit for ``keys update``: a whole number, or ``none`` for no limit."""
-
-    name = "N|none"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> int | Keep | None:
-        if isinstance(value, Keep):  # the option left out
-            return value
-        text = str(value).strip().lower()
-        if text in ("none", "unlimited"):
-            return None
-        if not text.isdigit():
-            self.fail(f"{value!r} is neither a whole number nor 'none'", param, ctx)
-        return int(text)
-
-
-def _limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    return click.option(flag, type=_Limit(), default=KEEP, help=f"{what}; 'none': no limit.")
-
-
 @keys.command("update")
 @click.argument("id_or_prefix")
 @click.option("--name", help="A new name.")
-@_limit_option("--quota-tokens", "Monthly tokens")
-@_limit_option("--rpm", "Requests per minute")
-@_limit_option("--tpm", "Tokens per minute")
-@_limit_option("--max-parallel", "Requests in flight")
+@limit_option("--quota-tokens", "Monthly tokens")
+@limit_option("--rpm", "Requests per minute")
+@limit_option("--tpm", "Tokens per minute")
+@limit_option("--max-parallel", "Requests in flight")
 @budget_options(creating=False)
+@model_limit_option
 @_json_option
 @click.pass_context
 def update(
@@ -290,10 +277,12 @@ def update(
     tpm: int | Keep | None,
     max_parallel: int | Keep | None,
     budget: BudgetChoice,
+    model_limit: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Change a key's name, limits or budget; options left out stay as they are. A running
-    server sees the change within LLMSERVER_KEY_CACHE_TTL_S."""
+    """Change a key's name, limits or budget; options left out stay as they are (so do the
+    limits of models no --model-limit names). A running server sees the change within
+    LLMSERVER_KEY_CACHE_TTL_S."""
     edit = KeyEdit(
         name=KEEP if name is None else name,
         quota_tokens=quota_tokens,
@@ -302,6 +291,7 @@ def update(
         max_parallel=max_parallel,
         budget_nanodollars=budget.nanodollars,
         budget_window=budget.window,
+        model_limits=model_limits_edit(model_limit) if model_limit else KEEP,
     )
     _, key = _run(
         ctx,

@@ -172,11 +172,12 @@ class RateLimited(GatewayError):
 class TokenRateLimited(RateLimited):
     """The key's tokens-per-minute window has no room for this request's reservation."""
 
-    def __init__(self, *, needed: int, decision: RateDecision) -> None:
+    def __init__(self, *, needed: int, decision: RateDecision, model: str | None = None) -> None:
+        on = "" if model is None else f" on model {model}"
         super().__init__(
             limit=decision.limit,
             retry_after=decision.retry_after,
-            message=f"Rate limit reached: {decision.limit} tokens per minute. This request may "
+            message=f"Rate limit reached: {decision.limit} tokens per minute{on}. This request may "
             f"use up to {needed} tokens (prompt + max_tokens) and {decision.remaining} are "
             f"free in the last minute. Try again in {decision.retry_after:.3f}s.",
         )
@@ -205,10 +206,11 @@ class TooLargeForTokenRate(InvalidRequest):
 
     code = "tokens_exceed_rate_limit"
 
-    def __init__(self, *, needed: int, limit: int) -> None:
+    def __init__(self, *, needed: int, limit: int, model: str | None = None) -> None:
+        on = "" if model is None else f" on model {model}"
         super().__init__(
             f"This request may use up to {needed} tokens (prompt + max_tokens), more than this "
-            f"API key's limit of {limit} tokens per minute, so it can never be admitted. "
+            f"API key's limit of {limit} tokens per minute{on}, so it can never be admitted. "
             "Lower max_tokens or shorten the prompt.",
             param="max_tokens",
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
@@ -16,7 +16,7 @@ from typing import Any
 
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.budget_status import BudgetStatus, budget_statuses
-from llmserver.domain.errors import InvalidRequest, ModelNotFound, NotFound
+from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_lifetimes import (
     DEFAULT_GRACE,
     MAX_LIFETIME_DAYS,
@@ -24,6 +24,7 @@ from llmserver.domain.key_lifetimes import (
     parse_duration,
 )
 from llmserver.domain.key_limits import LIMITS, check_limits
+from llmserver.domain.key_models import ModelLimitsEdit, allowed_model_ids, edited_model_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
 from llmserver.domain.quota import UsageRecord
@@ -33,6 +34,7 @@ MAX_NAME_LENGTH = 200
 """The width of the name column."""
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _ADD_ATTEMPTS = 3
+_NO_MODEL_LIMITS: Mapping[str, None] = {}
 
 
 class KeyState(StrEnum):
@@ -69,40 +71,6 @@ def key_matches(
     return True
 
 
-def allowed_model_ids(
-    models: ModelRegistry, names: Sequence[str], *, allow_unknown: bool = False
-) -> tuple[str, ...]:
-    """The model ids a key may use, from ids or aliases: requests are checked against the
-    resolved id, so a key naming an alias would be refused the very model it names.
-
-    Unknown names are refused unless ``allow_unknown`` (a model configured later), in which
-    case they are kept as given.
-    """
-    ids: list[str] = []
-    unknown: list[str] = []
-    for name in (n.strip() for n in names):
-        if not name:
-            continue
-        if "\x00" in name:  # no model is named so, and PostgreSQL's JSONB cannot store it
-            raise InvalidRequest(
-                "A model name cannot contain a NUL character.", param="allowed_models"
-            )
-        try:
-            ids.append(models.resolve(name).id)
-        except ModelNotFound:
-            (ids if allow_unknown else unknown).append(name)
-    if unknown:
-        served = ", ".join(sorted(models.by_id)) or "none"
-        raise InvalidRequest(
-            f"Unknown model {', '.join(repr(n[:100]) for n in unknown)} in allowed_models "
-            f"(this server serves: {served}). To name a model configured later, allow "
-            "unknown models (allow_unknown_models / --allow-unknown-models).",
-            param="allowed_models",
-            code="model_not_found",
-        )
-    return tuple(dict.fromkeys(ids))
-
-
 def _clean_name(name: str) -> str:
     if not name.strip():
         raise InvalidRequest("A key needs a name.", param="name")
@@ -135,6 +103,9 @@ class KeyEdit:
     expires_at: datetime | Keep | None = KEEP
     budget_nanodollars: int | Keep | None = KEEP
     budget_window: BudgetWindow | Keep = KEEP
+    model_limits: ModelLimitsEdit | Keep = KEEP
+    """Per model (id or alias): its limits by name, or ``None`` to remove them; models not
+    named keep theirs (``key_models.edited_model_limits``)."""
     allow_unknown_models: bool = False
 
 
@@ -170,6 +141,7 @@ class KeyAdmin:
         allow_unknown_models: bool = False,
         budget_nanodollars: int | None = None,
         budget_window: BudgetWindow = BudgetWindow.MONTH,
+        model_limits: ModelLimitsEdit = _NO_MODEL_LIMITS,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it with its plaintext, which is never retrievable again.
 
@@ -210,6 +182,9 @@ class KeyAdmin:
             expires_at=None if expires_in is None else now + expires_in,
             budget_nanodollars=budget_nanodollars,
             budget_window=budget_window,
+            model_limits=edited_model_limits(
+                self._models, (), model_limits, allow_unknown=allow_unknown_models
+            ),
         )
         return await self._issue(template)
 
@@ -275,6 +250,14 @@ class KeyAdmin:
             wanted = replace(wanted, allowed_models=models)
         if not isinstance(edit.expires_at, Keep):
             wanted = replace(wanted, expires_at=self._checked_expiry(edit.expires_at))
+        if not isinstance(edit.model_limits, Keep):
+            limits_after = edited_model_limits(
+                self._models,
+                before.model_limits,
+                edit.model_limits,
+                allow_unknown=edit.allow_unknown_models,
+            )
+            wanted = replace(wanted, model_limits=limits_after)
         after = await self._keys.update(wanted)
         if after is None:
             raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from llmserver.domain.errors import InvalidRequest
 
@@ -27,3 +28,35 @@ def check_limits(limits: Mapping[str, int | None]) -> None:
         limit = limits.get(param)
         if limit is not None and not least <= limit <= most:
             raise InvalidRequest(f"{param} must be between {least} and {most}.", param=param)
+
+
+MODEL_LIMITS = (("rpm_limit", 1, MAX_RPM), ("tpm_limit", 1, MAX_TPM))
+"""The limits a key may set per model (``ModelLimit``'s fields), least and most value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimit:
+    """A key's own limits on one model: an extra cap on that model's share of the key's
+    traffic, in windows of their own (bucketed by key and model). The key's limits still
+    cap its total over every model; a request is admitted only if both admit it."""
+
+    model_id: str
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm_limit", "tpm_limit"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+
+
+def check_model_limits(model_id: str, limits: Mapping[str, int | None]) -> None:
+    """Refuse a per-model limit out of its range, naming the model and the limit."""
+    for param, least, most in MODEL_LIMITS:
+        limit = limits.get(param)
+        if limit is not None and not least <= limit <= most:
+            raise InvalidRequest(
+                f"model_limits[{model_id[:100]!r}].{param} must be between {least} and {most}.",
+                param="model_limits",
+            )

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.errors import AuthReason, Unauthenticated
+from llmserver.domain.key_limits import ModelLimit
 
 KEY_SCHEME = "llms"
 PREFIX_CHARS = 12
@@ -73,6 +74,7 @@ EDITABLE_KEY_FIELDS = (
     "expires_at",
     "budget_nanodollars",
     "budget_window",
+    "model_limits",
 )
 """The settings an admin may change on an existing key."""
 
@@ -98,6 +100,8 @@ class ApiKey:
     budget_nanodollars: int | None = None
     """Spend limit per ``budget_window`` (``domain.budget``); ``None``: no budget."""
     budget_window: BudgetWindow = BudgetWindow.MONTH
+    model_limits: tuple[ModelLimit, ...] = ()
+    """Per-model RPM/TPM caps on top of the key's own, one per model id, sorted by it."""
 
     def __post_init__(self) -> None:
         for name in ("rpm_limit", "tpm_limit", "max_parallel"):
@@ -111,6 +115,11 @@ class ApiKey:
 
     def may_use(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
+
+    def model_limit(self, model_id: str) -> ModelLimit | None:
+        """The key's own limits on ``model_id``; callers test ``model_limits`` first, so a
+        key without any pays one tuple test."""
+        return next((m for m in self.model_limits if m.model_id == model_id), None)
 
     def revoked(self, at: datetime) -> ApiKey:
         return replace(self, revoked_at=at)

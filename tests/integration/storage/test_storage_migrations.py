@@ -15,6 +15,7 @@ from llmserver.domain.keys import DEFAULT_ROLES
 TABLES = {
     "roles",
     "api_keys",
+    "key_model_limits",
     "usage",
     "request_logs",
     "completion_cache",
@@ -89,8 +90,9 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "requests in flight",
         "0007": "api_keys.budget_nanodollars and budget_window, and budget_spend: "
         "spend budgets per key",
+        "0008": "key_model_limits: a key's own RPM and TPM limits on one model",
     }
-    assert head == "0007"
+    assert head == "0008"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

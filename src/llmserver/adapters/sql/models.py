@@ -129,6 +129,19 @@ class ApiKeyModel(Base):
     budget_window: Mapped[str] = mapped_column(String(8), server_default="month")
 
 
+class KeyModelLimitModel(Base):
+    """A key's own limits on one model (``ModelLimit``): rows, not a JSON column, so a
+    model's overrides can be queried and a limit is typed like the key's own."""
+
+    __tablename__ = "key_model_limits"
+    key_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[str] = mapped_column(String(MODEL_ID_MAX_CHARS), primary_key=True)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class UsageModel(Base):
     __tablename__ = "usage"
 

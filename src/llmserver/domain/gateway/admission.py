@@ -86,7 +86,7 @@ class Admissions:
         principal, request = call.principal, call.request
         spec = call.spec = self.chat_model_for(principal, request.model)
         params = generation_params(spec, request)
-        rate = await self.check_rate(principal, call.at)
+        rate = await self.check_rate(principal, call.at, spec.id)
         try:
             key = None
             if is_cacheable(params, self._policy, opted_out=not request.use_cache):
@@ -129,6 +129,7 @@ class Admissions:
                 prompt_tokens + params.max_tokens,
                 call.at,
                 spec.prices.worst_case(prompt_tokens, params.max_tokens),
+                spec.id,
             )
         except GatewayError as exc:
             exc.rate = rate
@@ -146,30 +147,62 @@ class Admissions:
             holds=holds,
         )
 
-    async def check_rate(self, principal: Principal, at: datetime) -> RateDecision | None:
-        limit = principal.key.rpm_limit
+    async def check_rate(
+        self, principal: Principal, at: datetime, model_id: str
+    ) -> RateDecision | None:
+        """Take a slot of the key's RPM window on ``model_id`` (``ModelLimit``), then of its
+        own; the answer's headers show the tighter. The model's first: a request its tight
+        limit refuses then takes none of the key's total (an RPM slot, once taken, is not
+        given back: refused requests count, as they always have for later refusals)."""
+        key = principal.key
+        decision = None
+        if key.model_limits:
+            own = key.model_limit(model_id)
+            if own is not None and own.rpm_limit is not None:
+                decision = await self._take_slot(
+                    f"rpm:{key.id}:{model_id}", own.rpm_limit, at, model_id
+                )
+        limit = key.rpm_limit
         if limit is None:
-            return None
-        now_ms = int(at.timestamp() * 1000)
-        decision = await self._limiter.acquire(f"rpm:{principal.key.id}", limit, now_ms)
+            return decision
+        key_decision = await self._take_slot(f"rpm:{key.id}", limit, at, None)
+        if decision is not None and decision.remaining < key_decision.remaining:
+            return decision
+        return key_decision
+
+    async def _take_slot(
+        self, bucket: str, limit: int, at: datetime, model_id: str | None
+    ) -> RateDecision:
+        decision = await self._limiter.acquire(bucket, limit, int(at.timestamp() * 1000))
         if not decision.admitted:
-            error = RateLimited(limit=limit, retry_after=decision.retry_after)
+            on = "" if model_id is None else f" on model {model_id}"
+            error = RateLimited(
+                limit=limit,
+                retry_after=decision.retry_after,
+                message=f"Rate limit reached: {limit} requests per minute{on}. "
+                f"Try again in {decision.retry_after:.3f}s.",
+            )
             error.rate = decision
             raise error
         return decision
 
     async def reserve(
-        self, principal: Principal, tokens: int, at: datetime, worst_cost: int
+        self,
+        principal: Principal,
+        tokens: int,
+        at: datetime,
+        worst_cost: int,
+        model_id: str,
     ) -> tuple[Reservation, Holds | None]:
         """Every hold of ``tokens`` the key's limits ask for, all or nothing: the TPM and
         parallel holds (``gateway.holds``), then the quota reservation, then, for a key
         with a budget, ``worst_cost`` (picodollars) of it."""
         key = principal.key
         # In line, not a call: the cache-hit path of a key without these limits pays two
-        # attribute tests for them.
+        # attribute tests and a tuple test for them.
         holds = (
-            await self._limits.take(key, tokens, at)
-            if key.tpm_limit is not None or key.max_parallel is not None
+            await self._limits.take(key, tokens, at, model_id)
+            if key.tpm_limit is not None or key.max_parallel is not None or key.model_limits
             else None
         )
         quota = key.quota_tokens

@@ -99,7 +99,7 @@ class EmbeddingUseCase:
                 surface="embeddings",
                 instead="/v1/chat/completions or /v1/completions",
             )
-        rate = await admissions.check_rate(principal, call.at)
+        rate = await admissions.check_rate(principal, call.at, spec.id)
         try:
             key = None
             if self._policy.enabled and request.use_cache:
@@ -125,7 +125,7 @@ class EmbeddingUseCase:
                         )
                 tokens = sum(counts)
             reservation, holds = await admissions.reserve(
-                principal, tokens, call.at, spec.prices.cost(tokens, 0)
+                principal, tokens, call.at, spec.prices.cost(tokens, 0), spec.id
             )
         except GatewayError as exc:
             exc.rate = rate

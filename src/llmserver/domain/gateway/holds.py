@@ -7,13 +7,16 @@ fails (a store down, the request cancelled), the earlier ones are given back bef
 refusal is raised, so a refused request leaves no hold anywhere. Giving back runs in a
 task of its own, shielded: the request's task may be cancelled again at every await.
 
-A key without a TPM limit or ``max_parallel`` takes nothing here: ``Admissions.reserve``
-tests the two attributes in line and does not call in."""
+A key's per-model TPM limit (``ModelLimit``) is a second TPM entry, in a bucket of the key
+and model, taken after the key's own: both or neither, settled and released together.
+
+A key without a TPM limit, ``max_parallel`` or model limits takes nothing here:
+``Admissions.reserve`` tests the three attributes in line and does not call in."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,7 +34,10 @@ class Holds:
     parallel: str | None
     """The parallel bucket a slot is held in."""
     token_rate: RateDecision | None
-    """The TPM decision, for the ``x-ratelimit-*-tokens`` headers."""
+    """The TPM decision, for the ``x-ratelimit-*-tokens`` headers (the tighter of the
+    key's and the model's)."""
+    model_tokens: TokenHold | None = None
+    """The entry in the key's per-model TPM window."""
 
 
 class Limits:
@@ -46,55 +52,79 @@ class Limits:
         self.parallel = parallel
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def take(self, key: ApiKey, tokens: int, at: datetime) -> Holds:
-        """Hold a parallel slot and ``tokens`` of the TPM window, both or neither; refuse
-        with ``ParallelLimited``, ``TokenRateLimited`` or ``TooLargeForTokenRate``."""
+    async def take(self, key: ApiKey, tokens: int, at: datetime, model_id: str) -> Holds:
+        """Hold a parallel slot and ``tokens`` of the key's TPM window and of its window
+        on ``model_id``, all or none; refuse with ``ParallelLimited``, ``TokenRateLimited``
+        or ``TooLargeForTokenRate``."""
         holds = Holds(None, None, None)
         limit = key.tpm_limit
         if limit is not None and tokens > limit:
             raise TooLargeForTokenRate(needed=tokens, limit=limit)
+        own = key.model_limit(model_id) if key.model_limits else None
+        model_limit = None if own is None else own.tpm_limit
+        if model_limit is not None and tokens > model_limit:
+            raise TooLargeForTokenRate(needed=tokens, limit=model_limit, model=model_id)
         most = key.max_parallel
         if most is not None:
             bucket = f"par:{key.id}"
             if not await self.parallel.acquire(bucket, most):
                 raise ParallelLimited(limit=most)
             holds.parallel = bucket
-        if limit is None:
+        if limit is None and model_limit is None:
             return holds
+        now_ms = int(at.timestamp() * 1000)
         try:
-            now_ms = int(at.timestamp() * 1000)
-            taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)
-            holds.token_rate = decision = taken.decision
-            if not decision.admitted:
-                raise TokenRateLimited(needed=tokens, decision=decision)
+            if limit is not None:
+                taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)
+                holds.token_rate = decision = taken.decision
+                if not decision.admitted:
+                    raise TokenRateLimited(needed=tokens, decision=decision)
+                holds.tokens = taken.hold
+            if model_limit is not None:
+                # Bucketed by key and model: a key id is hex, so no model id can make two
+                # pairs share a bucket.
+                bucket = f"tpm:{key.id}:{model_id}"
+                taken = await self.tokens.reserve(bucket, model_limit, tokens, now_ms)
+                decision = taken.decision
+                if not decision.admitted:
+                    holds.token_rate = decision
+                    raise TokenRateLimited(needed=tokens, decision=decision, model=model_id)
+                holds.model_tokens = taken.hold
+                if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
+                    holds.token_rate = decision
         except BaseException:
             await self.release(holds)
             raise
-        holds.tokens = taken.hold
         return holds
 
     async def settle(self, holds: Holds, used: int) -> None:
         """The request ended having used ``used`` tokens: its TPM entry shrinks to them,
         its slot is given back."""
-        tokens, holds.tokens = holds.tokens, None
-        await self._closed(None if tokens is None else self.tokens.settle(tokens, used), holds)
+        closing = [self.tokens.settle(hold, used) for hold in self._token_holds(holds)]
+        await self._closed(closing, holds)
 
     async def release(self, holds: Holds) -> None:
         """The request failed before using anything: every hold is given back."""
-        tokens, holds.tokens = holds.tokens, None
-        await self._closed(None if tokens is None else self.tokens.release(tokens), holds)
+        await self._closed([self.tokens.release(hold) for hold in self._token_holds(holds)], holds)
 
-    async def _closed(self, closing_tokens: Awaitable[None] | None, holds: Holds) -> None:
+    @staticmethod
+    def _token_holds(holds: Holds) -> list[TokenHold]:
+        """The TPM entries ``holds`` has, taken out of it (so each is closed once)."""
+        taken = [hold for hold in (holds.tokens, holds.model_tokens) if hold is not None]
+        holds.tokens = holds.model_tokens = None
+        return taken
+
+    async def _closed(self, closing_tokens: Sequence[Awaitable[None]], holds: Holds) -> None:
         parallel, holds.parallel = holds.parallel, None
         closing = asyncio.ensure_future(self._close(closing_tokens, parallel))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
         await asyncio.shield(closing)
 
-    async def _close(self, closing_tokens: Awaitable[None] | None, parallel: str | None) -> None:
+    async def _close(self, closing_tokens: Sequence[Awaitable[None]], parallel: str | None) -> None:
         try:
-            if closing_tokens is not None:
-                await closing_tokens
+            # Together: one failing must not leave the other unclosed (or never awaited).
+            await asyncio.gather(*closing_tokens)
         finally:
             if parallel is not None:
                 await self.parallel.release(parallel)

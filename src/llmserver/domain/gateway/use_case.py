@@ -206,7 +206,7 @@ class Gateway:
         model's one encoding thread that every request's prompt waits for, so an unlimited
         stream of large counts from one key would delay every other key's requests."""
         spec = self._admissions.chat_model_for(principal, model)
-        await self._admissions.check_rate(principal, self._clock.now())
+        await self._admissions.check_rate(principal, self._clock.now(), spec.id)
         with BackendErrors(self._telemetry, spec.id):
             backend = self._backends.backend(spec.id)
             return await backend.count_tokens(prompt)

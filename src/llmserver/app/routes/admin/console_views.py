@@ -9,7 +9,13 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from llmserver.app.routes.admin.views import BudgetUsd, KeyView, RecordView
+from llmserver.app.routes.admin.views import (
+    BudgetUsd,
+    KeyView,
+    ModelLimitsBody,
+    RecordView,
+    model_limits_edit,
+)
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.key_admin import KEEP, MAX_NAME_LENGTH, KeyEdit
@@ -33,6 +39,8 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     budget_usd: BudgetUsd | UnsetType | None = UNSET
     """Dollars per ``budget_window`` (a decimal string or a number); ``null``: no budget."""
     budget_window: BudgetWindow | UnsetType = UNSET
+    model_limits: ModelLimitsBody | UnsetType = UNSET
+    """Per model: its new limits, or ``null`` to remove them; models left out keep theirs."""
 
     def edit(self) -> KeyEdit:
         # UNSET is msgspec's "left out", KEEP the domain's.
@@ -54,6 +62,11 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 else parse_budget_usd(self.budget_usd)
             ),
             budget_window=KEEP if isinstance(self.budget_window, UnsetType) else self.budget_window,
+            model_limits=(
+                KEEP
+                if isinstance(self.model_limits, UnsetType)
+                else model_limits_edit(self.model_limits)
+            ),
             allow_unknown_models=self.allow_unknown_models,
         )
 

@@ -68,6 +68,7 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         allow_unknown_models=body.allow_unknown_models,
         budget_nanodollars=None if body.budget_usd is None else parse_budget_usd(body.budget_usd),
         budget_window=body.budget_window,
+        model_limits=v.model_limits_edit(body.model_limits),
     )
     await call.audit_key(key_change(AuditAction.KEY_CREATE, None, key))
     return v.CreatedKey(key=plaintext, details=v.key_view(key, services.clock.now()))

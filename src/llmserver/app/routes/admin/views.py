@@ -11,9 +11,11 @@ from llmserver.domain.budget import BudgetWindow, usd
 from llmserver.domain.budget_status import BudgetStatus
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyState, key_state
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
+from llmserver.domain.key_models import ModelLimitsEdit
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.pricing import dollars
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
 BudgetUsd = Annotated[str, msgspec.Meta(max_length=32)] | int | float
 """Dollars as a decimal string or a JSON number (read as the decimal it says)."""
@@ -30,6 +32,35 @@ class RecordView(msgspec.Struct, frozen=True):
         return msgspec.convert(record, cls, from_attributes=True)
 
 
+# Shows a ModelLimit: a key's own limits on one model.
+class ModelLimitView(RecordView, frozen=True):
+    model_id: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+
+class ModelLimitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A key's own limits on one model, on top of the key's: ``null`` (or left out) is no
+    limit of that kind on the model."""
+
+    rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RPM)] | None = None
+    tpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_TPM)] | None = None
+
+
+ModelLimitsBody = dict[
+    Annotated[str, msgspec.Meta(min_length=1, max_length=MODEL_ID_MAX_CHARS)],
+    ModelLimitBody | None,
+]
+"""Per model id or alias: its limits, or ``null`` to remove them (in an update)."""
+
+
+def model_limits_edit(body: ModelLimitsBody) -> ModelLimitsEdit:
+    return {
+        model: None if limits is None else msgspec.structs.asdict(limits)
+        for model, limits in body.items()
+    }
+
+
 # Shows an ApiKey, without its hash.
 class KeyView(RecordView, frozen=True):
     id: str
@@ -41,6 +72,8 @@ class KeyView(RecordView, frozen=True):
     tpm_limit: int | None
     max_parallel: int | None
     allowed_models: list[str]
+    model_limits: list[ModelLimitView]
+    """The key's own limits per model, on top of its limits above, by model id."""
     expires_at: datetime | None
     revoked_at: datetime | None
     created_at: datetime
@@ -92,6 +125,8 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """A spend limit in dollars per ``budget_window``: a decimal string (``"25.50"``) or a
     number, at most 9 decimal places and 1,000,000; ``null``: none."""
     budget_window: BudgetWindow = BudgetWindow.MONTH
+    model_limits: ModelLimitsBody = {}
+    """Per model: RPM and TPM limits of the key on that model, on top of its own."""
 
 
 # Shows a BudgetStatus: a key's spend in its budget's current window.

@@ -1,0 +1,87 @@
+"""The limit options of ``llmserver keys``: a limit (``N`` or ``none``) and a key's limits
+on one model (``--model-limit MODEL:rpm=5,tpm=1000``, repeatable; ``MODEL:none`` removes
+them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from llmserver.domain.key_admin import Keep
+from llmserver.domain.key_models import ModelLimitsEdit
+
+_MODEL_LIMIT_NAMES = {"rpm": "rpm_limit", "tpm": "tpm_limit"}
+"""``--model-limit``'s short names of ``ModelLimit``'s fields."""
+
+
+class _Limit(click.ParamType[int | Keep | None, Any]):
+    """A limit for ``keys update``: a whole number, or ``none`` for no limit."""
+
+    name = "N|none"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | Keep | None:
+        if isinstance(value, Keep):  # the option left out
+            return value
+        try:
+            return _limit_value(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'none'", param, ctx)
+
+
+def _limit_value(text: str) -> int | None:
+    """A whole number, or ``None`` for ``none``; ``ValueError`` for anything else."""
+    text = text.strip().lower()
+    if text in ("none", "unlimited"):
+        return None
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+def limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(flag, type=_Limit(), default=Keep.KEEP, help=f"{what}; 'none': no limit.")
+
+
+model_limit_option = click.option(
+    "--model-limit",
+    multiple=True,
+    metavar="MODEL:rpm=N,tpm=N|MODEL:none",
+    help="The key's own limits on one model, on top of its own (repeatable); a limit left "
+    "out or 'none' is no limit of that kind; MODEL:none removes the model's limits.",
+)
+
+
+def model_limits_edit(options: Sequence[str]) -> ModelLimitsEdit:
+    """``--model-limit`` values as an edit; a bad one is a usage error naming it."""
+    edit: dict[str, dict[str, int | None] | None] = {}
+    for option in options:
+        # The last colon: a model id may hold colons (llama3:8b), a limit list never does.
+        model, _, spec = option.rpartition(":")
+        if not model.strip() or not spec.strip():
+            raise click.BadParameter(
+                f"{option!r}: expected MODEL:rpm=N,tpm=N or MODEL:none",
+                param_hint="--model-limit",
+            )
+        if spec.strip().lower() == "none":
+            edit[model.strip()] = None
+            continue
+        limits: dict[str, int | None] = {}
+        for item in spec.split(","):
+            name, _, value = item.partition("=")
+            field = _MODEL_LIMIT_NAMES.get(name.strip().lower())
+            try:
+                if field is None:
+                    raise ValueError(name)
+                limits[field] = _limit_value(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{option!r}: {item.strip()[:40]!r} is not rpm=N or tpm=N (N a whole "
+                    "number or 'none')",
+                    param_hint="--model-limit",
+                ) from None
+        edit[model.strip()] = limits
+    return edit
