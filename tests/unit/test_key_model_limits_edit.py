@@ -65,5 +65,5 @@ def test_the_cli_option_reads_model_colon_limits() -> None:
         "demo": {"rpm_limit": None},
     }
     for bad in ("tiny", "tiny:rpm=x", "tiny:quota=5", ":rpm=5"):
-        with pytest.raises(click.BadParameter, match="expected|is not rpm=N"):
+        with pytest.raises(click.BadParameter, match=r"expected|is not rpm=N"):
             model_limits_edit([bad])

@@ -57,7 +57,7 @@ async def test_the_key_rpm_still_caps_the_total_over_its_models() -> None:
 
     first = await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
     await embed(world, principal, "e1")
-    with pytest.raises(RateLimited, match="2 requests per minute. ") as caught:
+    with pytest.raises(RateLimited, match=r"2 requests per minute\. ") as caught:
         await world.gateway.complete(principal, ask(use_cache=False), origin("r2"))
 
     # The headers show the tighter window: the key's (1 left) rather than the model's (4).

@@ -8,7 +8,7 @@ refusal is raised, so a refused request leaves no hold anywhere. Giving back run
 task of its own, shielded: the request's task may be cancelled again at every await.
 
 A key's per-model TPM limit (``ModelLimit``) is a second TPM entry, in a bucket of the key
-and model, taken after the key's own: both or neither, settled and released together.
+and model, taken before the key's own: both or neither, settled and released together.
 
 A key without a TPM limit, ``max_parallel`` or model limits takes nothing here:
 ``Admissions.reserve`` tests the three attributes in line and does not call in."""
@@ -74,22 +74,24 @@ class Limits:
             return holds
         now_ms = int(at.timestamp() * 1000)
         try:
-            if limit is not None:
-                taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)
-                holds.token_rate = decision = taken.decision
-                if not decision.admitted:
-                    raise TokenRateLimited(needed=tokens, decision=decision)
-                holds.tokens = taken.hold
+            # The model's window first: a request it refuses never holds (even for a
+            # moment) any of the key's total, which the key's other models share.
             if model_limit is not None:
                 # Bucketed by key and model: a key id is hex, so no model id can make two
                 # pairs share a bucket.
                 bucket = f"tpm:{key.id}:{model_id}"
                 taken = await self.tokens.reserve(bucket, model_limit, tokens, now_ms)
+                holds.token_rate = decision = taken.decision
+                if not decision.admitted:
+                    raise TokenRateLimited(needed=tokens, decision=decision, model=model_id)
+                holds.model_tokens = taken.hold
+            if limit is not None:
+                taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)
                 decision = taken.decision
                 if not decision.admitted:
                     holds.token_rate = decision
-                    raise TokenRateLimited(needed=tokens, decision=decision, model=model_id)
-                holds.model_tokens = taken.hold
+                    raise TokenRateLimited(needed=tokens, decision=decision)
+                holds.tokens = taken.hold
                 if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
                     holds.token_rate = decision
         except BaseException:

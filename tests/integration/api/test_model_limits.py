@@ -1,0 +1,105 @@
+"""A key's own limits on one model, on a live server through the admin API and the openai
+SDK: a key with 1 RPM on the chat model and no limit on the embedding model is refused its
+second chat (a RateLimitError naming the model) while the other model still answers;
+edits take effect at once, are audited, and bad ones are 400s naming ``model_limits``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from livesupport import LiveServer, closed_after_test
+from llmserver.domain.registry import DEMO_MODEL_ID
+
+EMBED_MODEL = "demo-embed"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=live_server.base_url,
+        headers={"Authorization": f"Bearer {live_server.admin_key}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def sdk(live_server: LiveServer, key: str) -> OpenAI:
+    return closed_after_test(
+        OpenAI(base_url=live_server.base_url + "/v1", api_key=key, max_retries=0, timeout=60)
+    )
+
+
+def chat(client: OpenAI, content: str) -> Any:
+    return client.chat.completions.with_raw_response.create(
+        model=DEMO_MODEL_ID,
+        messages=[{"role": "user", "content": content}],
+        max_tokens=2,
+        temperature=0,
+    )
+
+
+def test_one_rpm_on_one_model_leaves_the_other_model_answering(
+    live_server: LiveServer, http: httpx.Client
+) -> None:
+    created = http.post(
+        "/admin/keys",
+        json={
+            "name": "per-model",
+            "rpm_limit": 1000,
+            "model_limits": {"demo": {"rpm_limit": 1}},  # an alias, stored as the id
+        },
+    )
+    assert created.status_code == 201, created.text
+    secret, key = created.json()["key"], created.json()["details"]
+    assert key["model_limits"] == [{"model_id": DEMO_MODEL_ID, "rpm_limit": 1, "tpm_limit": None}]
+    client = sdk(live_server, secret)
+
+    first = chat(client, "per-model one")
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    with pytest.raises(openai.RateLimitError, match=f"on model {DEMO_MODEL_ID}"):
+        chat(client, "per-model two")
+    for n in range(3):
+        reply = client.embeddings.create(model=EMBED_MODEL, input=f"still answering {n}")
+        assert len(reply.data) == 1
+
+    # Removing the model's limit applies to the next request; the edit is audited.
+    edited = http.patch(f"/admin/keys/{key['id']}", json={"model_limits": {DEMO_MODEL_ID: None}})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["model_limits"] == []
+    assert chat(client, "per-model three").headers["x-ratelimit-limit-requests"] == "1000"
+    audit = http.get("/admin/audit", params={"action": "key.update", "target": key["id"]})
+    (entry,) = audit.json()["data"]
+    assert entry["before"]["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 1, "tpm_limit": None}}
+    assert entry["after"]["model_limits"] == {}
+
+
+@pytest.mark.parametrize(
+    ("model_limits", "words"),
+    [
+        ({"no-such-model": {"rpm_limit": 1}}, "Unknown model 'no-such-model' in model_limits"),
+        ({DEMO_MODEL_ID: {"rpm_limit": 0}}, "rpm_limit"),
+        ({DEMO_MODEL_ID: {"rpm": 5}}, "rpm"),
+        ({DEMO_MODEL_ID: {"tpm_limit": "many"}}, "tpm_limit"),
+        ({"": {"rpm_limit": 1}}, "model_limits"),
+    ],
+)
+def test_a_bad_model_limit_is_a_400_naming_it(
+    http: httpx.Client, model_limits: dict[str, Any], words: str
+) -> None:
+    key = http.post("/admin/keys", json={"name": "bad model limits"}).json()["details"]
+
+    created = http.post("/admin/keys", json={"name": "bad", "model_limits": model_limits})
+    edited = http.patch(f"/admin/keys/{key['id']}", json={"model_limits": model_limits})
+
+    for answer in (created, edited):
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"]["message"]
+        assert "model_limits" in answer.text
