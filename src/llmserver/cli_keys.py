@@ -127,6 +127,15 @@ def _text(field: str, value: Any) -> str:
         return "unlimited" if field in _UNLIMITED_WHEN_NONE else "-"
     if isinstance(value, list):
         return ",".join(value) or "all"
+    if isinstance(value, dict):  # model limits: "model:rpm=5,tpm=1000; ..." as typed
+        return (
+            "; ".join(
+                f"{model}:"
+                + ",".join(f"{k.removesuffix('_limit')}={v}" for k, v in lim.items() if v)
+                for model, lim in value.items()
+            )
+            or "-"
+        )
     return str(value)
 
 

@@ -16,7 +16,7 @@ from llmserver.cli import main
 from llmserver.cli_keys import keys
 from llmserver.domain.audit import AuditAction, AuditEntry, AuditQuery
 from llmserver.domain.keys import KeyHasher
-from llmserver.domain.registry import ModelRegistry, profile_models
+from llmserver.domain.registry import DEMO_MODEL_ID, ModelRegistry, profile_models
 
 SECRET = "cli-test-secret-0123456789-abcdefghijk"
 DEMO_MODELS = ModelRegistry(profile_models("demo", demo_model_dir="unused"))
@@ -203,6 +203,28 @@ def test_create_and_update_set_every_limit_and_updates_are_audited(
         {"quota_tokens": None, "rpm_limit": 9, "tpm_limit": None, "max_parallel": 2},
     )
     assert renamed.after == {"name": "renamed"}
+
+
+def test_model_limits_are_set_changed_and_removed_per_model(cli: click.Group) -> None:
+    created = json.loads(
+        run(cli, "create", "--name", "pm", "--model-limit", "demo:rpm=5,tpm=1000", "--json")
+    )
+    key = created["details"]
+    assert key["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": 1000}}
+
+    # A model named gets exactly the limits given (a limit left out is none).
+    run(cli, "update", key["id"], "--model-limit", f"{DEMO_MODEL_ID}:rpm=5")
+
+    shown = run(cli, "show", key["id"])
+    assert f"model_limits:   {DEMO_MODEL_ID}:rpm=5\n" in shown
+    again = json.loads(run(cli, "update", key["id"], "--rpm", "7", "--json"))
+    assert again["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": None}}
+    removed = json.loads(run(cli, "update", key["id"], "--model-limit", "demo:none", "--json"))
+    assert removed["model_limits"] == {}
+    for bad, words in [("demo:rpm=x", "is not rpm=N"), ("nope:rpm=1", "Unknown model 'nope'")]:
+        refused = CliRunner().invoke(cli, ["keys", "update", key["id"], "--model-limit", bad])
+        assert refused.exit_code != 0
+        assert words in refused.output
 
 
 def test_usage_lists_recorded_periods(cli: click.Group, tmp_path: Path) -> None:
