@@ -180,9 +180,7 @@ def keys() -> None:
 @budget_options(creating=True)
 @model_limit_option
 @_json_option
-@click.pass_context
 def create(
-    ctx: click.Context,
     name: str,
     role: str,
     quota_tokens: int | None,
@@ -198,7 +196,7 @@ def create(
 ) -> None:
     """Create a key and print its secret (shown only this once)."""
     key, plaintext = _run(
-        ctx,
+        click.get_current_context(),
         lambda admin: admin.create(
             name=name,
             role=role,

@@ -50,7 +50,7 @@ async def test_two_replicas_share_the_model_window_and_the_key_window(
 
     async def take(limits: Limits, model: str) -> Holds | None:
         try:
-            return await limits.take(KEY, 30, AT, model)
+            return await limits.take(KEY, 30, AT, KEY.model_limit(model))
         except TokenRateLimited:
             return None
 

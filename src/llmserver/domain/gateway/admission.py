@@ -32,6 +32,7 @@ from llmserver.domain.gateway.values import (
     generation_params,
 )
 from llmserver.domain.inference import Completion
+from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.ports import (
     Clock,
     HotCache,
@@ -41,6 +42,13 @@ from llmserver.domain.ports import (
 from llmserver.domain.quota import Reservation, period_of, period_reset_at
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
+
+
+def model_limit_of(principal: Principal, model_id: str) -> ModelLimit | None:
+    """The key's own limits on ``model_id``, looked up once per request: a key without any
+    pays one tuple test."""
+    key = principal.key
+    return key.model_limit(model_id) if key.model_limits else None
 
 
 class Admissions:
@@ -86,7 +94,8 @@ class Admissions:
         principal, request = call.principal, call.request
         spec = call.spec = self.chat_model_for(principal, request.model)
         params = generation_params(spec, request)
-        rate = await self.check_rate(principal, call.at, spec.id)
+        own = model_limit_of(principal, spec.id)
+        rate = await self.check_rate(principal, call.at, own)
         try:
             key = None
             if is_cacheable(params, self._policy, opted_out=not request.use_cache):
@@ -129,7 +138,7 @@ class Admissions:
                 prompt_tokens + params.max_tokens,
                 call.at,
                 spec.prices.worst_case(prompt_tokens, params.max_tokens),
-                spec.id,
+                own,
             )
         except GatewayError as exc:
             exc.rate = rate
@@ -148,20 +157,19 @@ class Admissions:
         )
 
     async def check_rate(
-        self, principal: Principal, at: datetime, model_id: str
+        self, principal: Principal, at: datetime, own: ModelLimit | None
     ) -> RateDecision | None:
-        """Take a slot of the key's RPM window on ``model_id`` (``ModelLimit``), then of its
-        own; the answer's headers show the tighter. The model's first: a request its tight
-        limit refuses then takes none of the key's total (an RPM slot, once taken, is not
-        given back: refused requests count, as they always have for later refusals)."""
+        """Take a slot of the key's RPM window on the model (``own``: ``model_limit_of``),
+        then of its own; the answer's headers show the tighter. The model's first: a
+        request its tight limit refuses then takes none of the key's total (an RPM slot,
+        once taken, is not given back: refused requests count, as they always have for
+        later refusals)."""
         key = principal.key
         decision = None
-        if key.model_limits:
-            own = key.model_limit(model_id)
-            if own is not None and own.rpm_limit is not None:
-                decision = await self._take_slot(
-                    f"rpm:{key.id}:{model_id}", own.rpm_limit, at, model_id
-                )
+        if own is not None and own.rpm_limit is not None:
+            decision = await self._take_slot(
+                f"rpm:{key.id}:{own.model_id}", own.rpm_limit, at, own.model_id
+            )
         limit = key.rpm_limit
         if limit is None:
             return decision
@@ -192,17 +200,18 @@ class Admissions:
         tokens: int,
         at: datetime,
         worst_cost: int,
-        model_id: str,
+        own: ModelLimit | None,
     ) -> tuple[Reservation, Holds | None]:
         """Every hold of ``tokens`` the key's limits ask for, all or nothing: the TPM and
-        parallel holds (``gateway.holds``), then the quota reservation, then, for a key
-        with a budget, ``worst_cost`` (picodollars) of it."""
+        parallel holds (``gateway.holds``, with the key's limits on the model, ``own``),
+        then the quota reservation, then, for a key with a budget, ``worst_cost``
+        (picodollars) of it."""
         key = principal.key
-        # In line, not a call: the cache-hit path of a key without these limits pays two
-        # attribute tests and a tuple test for them.
+        # In line, not a call: the cache-hit path of a key without these limits pays three
+        # attribute tests for them.
         holds = (
-            await self._limits.take(key, tokens, at, model_id)
-            if key.tpm_limit is not None or key.max_parallel is not None or key.model_limits
+            await self._limits.take(key, tokens, at, own)
+            if key.tpm_limit is not None or key.max_parallel is not None or own is not None
             else None
         )
         quota = key.quota_tokens

@@ -23,7 +23,7 @@ from llmserver.domain.embeddings import (
     to_cache_text,
 )
 from llmserver.domain.errors import GatewayError, InputTooLong, WrongModelKind
-from llmserver.domain.gateway.admission import Admissions
+from llmserver.domain.gateway.admission import Admissions, model_limit_of
 from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.values import (
@@ -99,7 +99,8 @@ class EmbeddingUseCase:
                 surface="embeddings",
                 instead="/v1/chat/completions or /v1/completions",
             )
-        rate = await admissions.check_rate(principal, call.at, spec.id)
+        own = model_limit_of(principal, spec.id)
+        rate = await admissions.check_rate(principal, call.at, own)
         try:
             key = None
             if self._policy.enabled and request.use_cache:
@@ -125,7 +126,7 @@ class EmbeddingUseCase:
                         )
                 tokens = sum(counts)
             reservation, holds = await admissions.reserve(
-                principal, tokens, call.at, spec.prices.cost(tokens, 0), spec.id
+                principal, tokens, call.at, spec.prices.cost(tokens, 0), own
             )
         except GatewayError as exc:
             exc.rate = rate

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmserver.domain.errors import ParallelLimited, TokenRateLimited, TooLargeForTokenRate
+from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import ParallelStore, RateLimitStore, TokenRateStore
 from llmserver.domain.ratelimit import RateDecision
@@ -52,18 +53,19 @@ class Limits:
         self.parallel = parallel
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def take(self, key: ApiKey, tokens: int, at: datetime, model_id: str) -> Holds:
+    async def take(
+        self, key: ApiKey, tokens: int, at: datetime, own: ModelLimit | None = None
+    ) -> Holds:
         """Hold a parallel slot and ``tokens`` of the key's TPM window and of its window
-        on ``model_id``, all or none; refuse with ``ParallelLimited``, ``TokenRateLimited``
-        or ``TooLargeForTokenRate``."""
+        on the model (``own``, the key's limits on it), all or none; refuse with
+        ``ParallelLimited``, ``TokenRateLimited`` or ``TooLargeForTokenRate``."""
         holds = Holds(None, None, None)
         limit = key.tpm_limit
         if limit is not None and tokens > limit:
             raise TooLargeForTokenRate(needed=tokens, limit=limit)
-        own = key.model_limit(model_id) if key.model_limits else None
         model_limit = None if own is None else own.tpm_limit
-        if model_limit is not None and tokens > model_limit:
-            raise TooLargeForTokenRate(needed=tokens, limit=model_limit, model=model_id)
+        if own is not None and model_limit is not None and tokens > model_limit:
+            raise TooLargeForTokenRate(needed=tokens, limit=model_limit, model=own.model_id)
         most = key.max_parallel
         if most is not None:
             bucket = f"par:{key.id}"
@@ -76,14 +78,14 @@ class Limits:
         try:
             # The model's window first: a request it refuses never holds (even for a
             # moment) any of the key's total, which the key's other models share.
-            if model_limit is not None:
+            if own is not None and model_limit is not None:
                 # Bucketed by key and model: a key id is hex, so no model id can make two
                 # pairs share a bucket.
-                bucket = f"tpm:{key.id}:{model_id}"
+                bucket = f"tpm:{key.id}:{own.model_id}"
                 taken = await self.tokens.reserve(bucket, model_limit, tokens, now_ms)
                 holds.token_rate = decision = taken.decision
                 if not decision.admitted:
-                    raise TokenRateLimited(needed=tokens, decision=decision, model=model_id)
+                    raise TokenRateLimited(needed=tokens, decision=decision, model=own.model_id)
                 holds.model_tokens = taken.hold
             if limit is not None:
                 taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)

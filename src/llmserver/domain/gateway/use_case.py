@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from llmserver.domain.embeddings import EmbeddingRequest
 from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
-from llmserver.domain.gateway.admission import Admissions
+from llmserver.domain.gateway.admission import Admissions, model_limit_of
 from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.embedding import EmbeddingUseCase
 from llmserver.domain.gateway.holds import Limits
@@ -206,7 +206,8 @@ class Gateway:
         model's one encoding thread that every request's prompt waits for, so an unlimited
         stream of large counts from one key would delay every other key's requests."""
         spec = self._admissions.chat_model_for(principal, model)
-        await self._admissions.check_rate(principal, self._clock.now(), spec.id)
+        own = model_limit_of(principal, spec.id)
+        await self._admissions.check_rate(principal, self._clock.now(), own)
         with BackendErrors(self._telemetry, spec.id):
             backend = self._backends.backend(spec.id)
             return await backend.count_tokens(prompt)
