@@ -60,6 +60,38 @@ class ModelDefaults:
     top_p: float = 1.0
 
 
+class Routing(StrEnum):
+    """How a model with several deployments picks the one a request goes to first."""
+
+    WEIGHTED = "weighted"
+    """At random, in proportion to each deployment's ``weight``."""
+    LEAST_BUSY = "least-busy"
+    """The one with the fewest requests in flight."""
+    LATENCY = "latency"
+    """The one with the lowest moving average of time to first token."""
+    ORDERED = "ordered"
+    """The first in config order that is healthy and has a free slot (spill-over)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSpec:
+    """One place a model is served: a backend, its source, and its own limits."""
+
+    name: str
+    """Unique within its model; a metric label and the request log's ``deployment``."""
+    backend: BackendKind
+    source: str
+    upstream_model: str | None = None
+    api_key_env: str | None = None
+    weight: int = 1
+    max_parallel: int | None = None
+    """Requests in flight at most; ``None``: no cap of its own."""
+    connect_timeout_s: float | None = None
+    """``None`` for these three: the server's defaults (``LLMSERVER_ROUTING_*``)."""
+    first_byte_timeout_s: float | None = None
+    total_timeout_s: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     id: str
@@ -93,6 +125,14 @@ class ModelSpec:
     prices: Prices = FREE
     """What its tokens cost (``input_price_per_mtok``, ``output_price_per_mtok`` in the
     models file); free unless configured."""
+    deployments: tuple[DeploymentSpec, ...] = ()
+    """Where it is served when more than one place; empty: ``backend`` at ``source`` only.
+    With deployments, ``backend`` and ``source`` are the first one's (what a trace names)."""
+    routing: Routing = Routing.WEIGHTED
+    fallbacks: tuple[str, ...] = ()
+    """Models (ids) tried in order when every deployment failed before the first byte."""
+    context_fallback: str | None = None
+    """The model (id) a prompt too long for this one goes to instead of a refusal."""
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -182,6 +222,28 @@ class ModelRegistry:
                 if name in self._names and self._names[name] != spec.id:
                     raise ValueError(f"model name {name!r} is used by two models")
                 self._names[name] = spec.id
+
+        self._check_fallbacks()
+
+    def _check_fallbacks(self) -> None:
+        """A fallback names another configured chat model; a context fallback a longer one."""
+        for spec in self._specs.values():
+            named = [("fallbacks", target) for target in spec.fallbacks]
+            if spec.context_fallback is not None:
+                named.append(("context_fallback", spec.context_fallback))
+            for field_name, target in named:
+                other = self._specs.get(target)
+                if other is None or target == spec.id or other.kind is not spec.kind:
+                    raise ValueError(
+                        f"model {spec.id!r}: field {field_name!r} names {target!r}, which is "
+                        f"not another configured {spec.kind.value} model"
+                    )
+                if field_name == "context_fallback" and other.context_length <= spec.context_length:
+                    raise ValueError(
+                        f"model {spec.id!r}: field 'context_fallback' names {target!r}, whose "
+                        f"context_length ({other.context_length}) is not longer than its own "
+                        f"({spec.context_length})"
+                    )
 
     def resolve(self, name: str) -> ModelSpec:
         model_id = self._names.get(name)

@@ -34,7 +34,8 @@ pooling = "model"              # model (its own, else mean) | mean | cls
 normalize = true               # unit-length vectors (the default)
 matryoshka = false             # true: requests may ask for fewer `dimensions`
 ```
-Every error names the file, the entry and the field.
+Every error names the file, the entry and the field. Several deployments per model,
+fallbacks and routing: ``model_config_routing``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from llmserver.adapters.inference.model_config_routing import routing_options
 from llmserver.domain.pricing import Prices, price_per_token
 from llmserver.domain.registry import (
     DTYPES,
@@ -118,7 +120,9 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
             raise ModelConfigError(f"{where}: field '{name}' is required")
         return value
 
-    model_id, source, backend = required("id"), required("source"), required("backend")
+    model_id = required("id")
+    routing = routing_options(where, entry, ModelConfigError)
+    source, backend = _served_from(where, entry, routing, required)
     if backend not in set(BackendKind):
         choices = ", ".join(k.value for k in BackendKind)
         raise ModelConfigError(
@@ -150,8 +154,22 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         max_batch_size=max_batch_size,
         defaults=_defaults(where, entry.get("defaults", {})),
         prices=_prices(where, entry),
+        **routing,
         **{name: value for name, value in options.items() if value is not None},
     )
+
+
+def _served_from(
+    where: str, entry: dict[str, Any], routing: dict[str, Any], required: Callable[[str], str]
+) -> tuple[str, str]:
+    """The model's ``source`` and ``backend``: its own, or with deployments the first
+    one's (which stand for the model where one is named, as in a trace)."""
+    deployments = routing.get("deployments", ())
+    if not deployments:
+        return required("source"), required("backend")
+    if entry.get("kind", ModelKind.CHAT.value) != ModelKind.CHAT.value:
+        raise ModelConfigError(f"{where}: [[models.deployments]] apply to chat models only")
+    return deployments[0].source, deployments[0].backend.value
 
 
 def _choice(where: str, name: str, value: str | None, kinds: type[StrEnum]) -> Any:
