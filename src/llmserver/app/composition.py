@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from llmserver.adapters.clock import SystemClock
+from llmserver.app.composition_models import model_manager
 from llmserver.app.services import Services
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.gateway import Gateway, GatewayPolicy, Ledgers
@@ -258,7 +259,7 @@ def build_services(
     if chosen.backends is not None:
         backends = chosen.backends
     else:
-        backends = models = _model_manager(specs, settings, tracer)
+        backends = models = model_manager(specs, settings, tracer)
     metrics.set_queue_depth_source(lambda: {s.model_id: s.queue_depth for s in backends.statuses()})
     metrics.set_embedding_passes_source(lambda: embedding_passes(backends.statuses()))
     metrics.set_prefix_cache_source(
@@ -379,22 +380,3 @@ def _state_stores(
     )
     return StateStores(usage, spend, cache, cache_flush, owned)
 
-
-def _model_manager(
-    specs: Sequence[ModelSpec], settings: Settings, tracer: Tracer | None
-) -> MultiModelManager:
-    from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
-
-    return MultiModelManager(
-        specs,
-        options=BackendOptions(
-            threads=settings.torch_threads,
-            max_batch_size=settings.max_batch_size,
-            max_queue=settings.max_queue,
-            max_embedding_batch_rows=settings.embedding_batch_rows,
-            request_timeout_s=settings.request_timeout_s,
-            prefix_cache_mb=settings.prefix_cache_mb,
-            prefill_chunk_tokens=settings.prefill_chunk_tokens,
-            tracer=tracer,
-        ),
-    )

@@ -80,6 +80,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_queue: int = 64
     embedding_batch_rows: int = 64
     request_timeout_s: float = 300.0
+    routing_max_attempts: int = 3
+    routing_backoff_s: float = 0.05
+    routing_max_wait_s: float = 5.0
+    routing_failure_threshold: int = 3
+    routing_cooldown_s: float = 10.0
+    routing_connect_timeout_s: float = 5.0
+    routing_first_byte_timeout_s: float = 60.0
+    routing_seed: int | None = None
     prefix_cache_mb: int = 256
     prefill_chunk_tokens: int = 16
     cache_enabled: bool = True
@@ -115,6 +123,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.max_queue >= 1, "max_queue", "an integer >= 1"),
             (self.embedding_batch_rows >= 1, "embedding_batch_rows", "an integer >= 1"),
             (self.request_timeout_s > 0, "request_timeout_s", "a number of seconds > 0"),
+            (self.routing_max_attempts >= 1, "routing_max_attempts", "an integer >= 1"),
+            (self.routing_backoff_s >= 0, "routing_backoff_s", "a number of seconds >= 0"),
+            (self.routing_max_wait_s >= 0, "routing_max_wait_s", "a number of seconds >= 0"),
+            (self.routing_failure_threshold >= 1, "routing_failure_threshold", "an integer >= 1"),
+            (self.routing_cooldown_s >= 0, "routing_cooldown_s", "a number of seconds >= 0"),
+            (
+                self.routing_connect_timeout_s > 0,
+                "routing_connect_timeout_s",
+                "a number of seconds > 0",
+            ),
+            (
+                self.routing_first_byte_timeout_s > 0,
+                "routing_first_byte_timeout_s",
+                "a number of seconds > 0",
+            ),
             (self.prefix_cache_mb >= 0, "prefix_cache_mb", "an integer >= 0 (0: off)"),
             (self.prefill_chunk_tokens >= 1, "prefill_chunk_tokens", "an integer >= 1"),
             (self.cache_ttl_s >= 1, "cache_ttl_s", "an integer number of seconds >= 1"),

@@ -85,6 +85,11 @@ class Completion:
     cached_tokens: int = 0
     """Of ``prompt_tokens``, those an upstream reports it read from its own prompt cache
     (billed at the model's ``cached_input`` price)."""
+    served_by: str | None = None
+    """The deployment that answered, where the model has several (``model/deployment`` when
+    a fallback model did)."""
+    attempts: int = 1
+    """Calls it took across deployments and fallbacks (one client request, however many)."""
 
     @property
     def total_tokens(self) -> int:
@@ -109,6 +114,9 @@ class StreamEnd:
     completion_tokens: int
     cached_tokens: int = 0
     """As ``Completion.cached_tokens``."""
+    served_by: str | None = None
+    """As ``Completion.served_by``."""
+    attempts: int = 1
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
@@ -127,6 +135,25 @@ class PrefixCacheStats:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One deployment of a model with several: what readiness, metrics and admins see."""
+
+    name: str
+    backend: str
+    state: str
+    """Its circuit: ``closed`` (healthy), ``open``, ``half-open``; or ``failed`` to load."""
+    healthy: bool
+    in_flight: int = 0
+    max_parallel: int | None = None
+    requests: int = 0
+    failures: int = 0
+    retries: int = 0
+    """Attempts it got after another attempt of the same request had failed."""
+    latency_s: float | None = None
+    """Moving average of its time to first token."""
+
+
+@dataclass(frozen=True, slots=True)
 class BackendStatus:
     """What readiness and metrics need to know about one loaded model."""
 
@@ -137,3 +164,7 @@ class BackendStatus:
     details: dict[str, str] = field(default_factory=dict)
     prefix_cache: PrefixCacheStats | None = None
     """``None`` where the backend has none (remote, MLX) or it is turned off."""
+    deployments: tuple[DeploymentStatus, ...] = ()
+    """A routed model's deployments; empty for a model served in one place."""
+    fallbacks_used: int = 0
+    """Requests a fallback model answered since start (a routed model)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Behaviour = Literal[
-    "ok", "500", "400", "garbage", "html", "drop", "slow", "stall", "hangup", "malformed"
+    "ok", "500", "400", "429", "garbage", "html", "drop", "slow", "stall", "hangup", "malformed"
 ]
 
 Answers = Literal["as asked", "json", "sse"]
@@ -47,7 +47,9 @@ class FakeUpstream:
     finish: str = "length"
     """The finish reason every answer gives."""
     error_body: str | None = None
-    """The body of a ``500`` or ``400`` answer, if not OpenAI's error."""
+    """The body of a ``500``, ``400`` or ``429`` answer, if not OpenAI's error."""
+    retry_after: str = "1"
+    """The ``Retry-After`` header of a ``429`` answer."""
     port: int = 0
     _server: asyncio.Server | None = None
 
@@ -56,7 +58,13 @@ class FakeUpstream:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        await self.start_on(0)
+
+    async def start_on(self, port: int) -> None:
+        """Listens on ``port`` (0: any free one), e.g. the one it listened on before."""
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -84,12 +92,13 @@ class FakeUpstream:
         if behaviour == "slow":
             await asyncio.sleep(30)
             return
-        if behaviour in ("500", "400"):
+        if behaviour in ("500", "400", "429"):
             error = (
                 self.error_body or json.dumps({"error": {"message": f"scripted {behaviour}"}})
             ).encode()
+            retry_after = f"Retry-After: {self.retry_after}\r\n" if behaviour == "429" else ""
             writer.write(
-                f"HTTP/1.1 {behaviour} Oops\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {behaviour} Oops\r\nContent-Type: application/json\r\n{retry_after}"
                 f"Content-Length: {len(error)}\r\nConnection: close\r\n\r\n".encode()
                 + error
             )

@@ -17,6 +17,7 @@ import asyncio
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,7 +68,11 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.routing.retry import parse_retry_after
 from llmserver.domain.tools import as_deltas
+
+DEFAULT_RETRY_AFTER_S = 5.0
+"""How long a 429 without a (readable) ``Retry-After`` keeps its upstream aside."""
 
 MESSAGE_OVERHEAD_TOKENS = 8
 """Upper bound on what a chat template adds per message (role headers, separators)."""
@@ -212,15 +217,20 @@ class HttpBackend(InferenceBackend):
                 return response
             detail = await error_detail(response, self._spec.id)
             if response.status < 500 or attempt == attempts:
-                raise self._status_error(response.status, detail, attempt)
+                raise self._status_error(response, detail, attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _status_error(self, status: int, detail: str, attempts: int) -> GatewayError:
+    def _status_error(self, response: UpstreamResponse, detail: str, attempts: int) -> GatewayError:
         who = f"the upstream of model {self._spec.id!r}"
+        status = response.status
         if status == 400 or status == 422:
             return InvalidRequest(f"{who} rejected the request: {detail}")
         if status == 429:
-            return Overloaded(f"{who} is rate limiting us: {detail}", retry_after=5.0)
+            asked = parse_retry_after(response.retry_after, datetime.now(UTC))
+            return Overloaded(
+                f"{who} is rate limiting us: {detail}",
+                retry_after=DEFAULT_RETRY_AFTER_S if asked is None else asked,
+            )
         if status in (401, 403):
             return UpstreamError(
                 f"{who} refused our credentials (HTTP {status}); check the API key in "

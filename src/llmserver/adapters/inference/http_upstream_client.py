@@ -73,6 +73,8 @@ class UpstreamResponse:
         self._read_s = read_s
         self.status = conn.status
         self.content_type = conn.content_type
+        self.retry_after = conn.retry_after
+        """The ``Retry-After`` header as sent ("" if none)."""
 
     async def next_chunk(self) -> bytes | None:
         """The next piece of the body as it came, or None at its end."""

@@ -54,6 +54,7 @@ class Connection(asyncio.Protocol):
         self._ended: TransportError | None = None  # the connection is gone, and why
         self.status = 0
         self.content_type = ""
+        self.retry_after = ""
         self._framed = False  # the headers give the body a length, or chunks
         self._head = False  # the answer's status line and headers have come
         self._complete = False  # ... and its whole body
@@ -84,6 +85,8 @@ class Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"content-type":
             self.content_type = value.decode("latin-1").strip()
+        elif name == b"retry-after":
+            self.retry_after = value.decode("latin-1")
         elif name in (b"content-length", b"transfer-encoding"):
             self._framed = True
 
@@ -124,7 +127,7 @@ class Connection(asyncio.Protocol):
     def send(self, request: bytes) -> None:
         """Writes a request; the connection's previous answer, if any, was read whole."""
         self._parser = httptools.HttpResponseParser(self)
-        self.status, self.content_type = 0, ""
+        self.status, self.content_type, self.retry_after = 0, "", ""
         self._head = self._complete = self._until_eof = self._framed = False
         assert self._transport is not None
         self._transport.write(request)

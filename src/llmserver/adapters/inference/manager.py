@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING
 
+from llmserver.adapters.inference.routed_loading import RoutingOptions, load_routed
 from llmserver.domain.errors import ModelNotFound, Unavailable, WrongModelKind
 from llmserver.domain.inference import BackendStatus
 from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
-from llmserver.domain.registry import BackendKind, ModelKind, ModelSpec
+from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
     from llmserver.adapters.inference.http_backend import HttpBackend
@@ -49,6 +50,8 @@ class BackendOptions:
     """For HTTP upstreams: retries on connection errors and 5xx before the first byte."""
     tracer: Tracer | None = None
     """Where the backends report their queue waits and upstream calls; ``None``: off."""
+    routing: RoutingOptions = field(default_factory=RoutingOptions)
+    """For models with several deployments."""
 
 
 class LoadState(StrEnum):
@@ -140,6 +143,10 @@ class MultiModelManager(ModelBackends):
             try:
                 if spec.kind is ModelKind.EMBEDDING:
                     slot.embedder = await self._load_embedder(spec)
+                elif spec.deployments:
+                    slot.backend = await load_routed(
+                        spec, self._load_deployment, self._options.routing, self.backend, say
+                    )
                 else:
                     slot.backend = await self._load(spec)
             except Exception as exc:
@@ -161,17 +168,29 @@ class MultiModelManager(ModelBackends):
             await self._http_client.close()
             self._http_client = None
 
-    def _http(self, spec: ModelSpec) -> HttpBackend:
+    def _http(self, spec: ModelSpec, deployment: DeploymentSpec | None = None) -> HttpBackend:
+        """An upstream's backend; a deployment's retries nothing itself (its router does)
+        and connects within its own timeout."""
         from llmserver.adapters.inference.http_backend import HttpBackend
 
         options = self._options
+        connect_s = options.connect_timeout_s
+        if deployment is not None:
+            connect_s = deployment.connect_timeout_s or options.routing.connect_timeout_s
         return HttpBackend(
             spec,
             client=self._client(),
             read_timeout_s=options.request_timeout_s,
-            connect_timeout_s=options.connect_timeout_s,
-            max_retries=options.max_retries,
+            connect_timeout_s=connect_s,
+            max_retries=options.max_retries if deployment is None else 0,
         )
+
+    async def _load_deployment(
+        self, spec: ModelSpec, deployment: DeploymentSpec
+    ) -> InferenceBackend:
+        if spec.backend is BackendKind.HTTP:
+            return self._http(spec, deployment)
+        return await self._load(spec)
 
     async def _load(self, spec: ModelSpec) -> InferenceBackend:
         options = self._options

@@ -1,0 +1,86 @@
+"""Building a ``RoutedBackend`` for a model with ``[[models.deployments]]``.
+
+Each deployment loads as a model of its own would (``load``), with the deployment's
+backend, source and upstream; one that fails to load stays in the list as ``failed``
+(readiness shows it) and never gets traffic, unless none loaded, which fails the model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from llmserver.adapters.inference.routed_backend import FallbackLookup, RoutedBackend
+from llmserver.adapters.inference.routed_deployments import (
+    Deployment,
+    Deployments,
+    DeploymentTimeouts,
+)
+from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.registry import DeploymentSpec, ModelSpec
+from llmserver.domain.routing.breaker import BreakerPolicy
+from llmserver.domain.routing.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingOptions:
+    """The server-wide routing settings; a deployment's own timeouts override these."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 60.0
+    total_timeout_s: float = 300.0
+    max_queue: int = 64
+    """Requests that wait per model when every deployment is at its ``max_parallel``."""
+    seed: int | None = None
+    """Seeds weighted routing's random choice (tests, benchmarks); ``None``: random."""
+
+
+def deployment_spec(model: ModelSpec, deployment: DeploymentSpec) -> ModelSpec:
+    """The spec one deployment loads with: the model's, served from that one place."""
+    return replace(
+        model,
+        backend=deployment.backend,
+        source=deployment.source,
+        upstream_model=deployment.upstream_model,
+        api_key_env=deployment.api_key_env,
+        deployments=(),
+        fallbacks=(),
+        context_fallback=None,
+    )
+
+
+async def load_routed(
+    spec: ModelSpec,
+    load: Callable[[ModelSpec, DeploymentSpec], Awaitable[InferenceBackend]],
+    options: RoutingOptions,
+    fallbacks: FallbackLookup,
+    say: Callable[[str], None],
+) -> RoutedBackend:
+    deployments: list[Deployment] = []
+    for deployment in spec.deployments:
+        timeouts = DeploymentTimeouts(
+            first_byte_s=deployment.first_byte_timeout_s or options.first_byte_timeout_s,
+            total_s=deployment.total_timeout_s or options.total_timeout_s,
+        )
+        try:
+            backend = await load(deployment_spec(spec, deployment), deployment)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            say(f"deployment {deployment.name} of model {spec.id} failed to load: {error}")
+            deployments.append(Deployment(deployment, None, options.breaker, timeouts, error))
+        else:
+            deployments.append(Deployment(deployment, backend, options.breaker, timeouts))
+    if all(d.backend is None for d in deployments):
+        errors = "; ".join(f"{d.name}: {d.load_error}" for d in deployments)
+        raise RuntimeError(f"no deployment loaded ({errors})")
+    pool = Deployments(
+        spec.id,
+        deployments,
+        spec.routing,
+        max_queue=options.max_queue,
+        rng=random.Random(options.seed),
+    )
+    return RoutedBackend(spec, pool, retry=options.retry, fallbacks=fallbacks)
