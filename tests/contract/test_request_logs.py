@@ -8,7 +8,11 @@ from llmserver.adapters.sql import SqlRequestLogStore
 from llmserver.domain.keys import PREFIX_CHARS
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS, CacheStatus, LogQuery, RequestLog
 from llmserver.domain.pricing import MAX_PRICE_PER_MTOK, Prices, price_per_token
-from llmserver.domain.registry import MODEL_ID_MAX_CHARS
+from llmserver.domain.registry import (
+    DEPLOYMENT_NAME_MAX_CHARS,
+    MODEL_ID_MAX_CHARS,
+    SERVED_BY_MAX_CHARS,
+)
 
 T0 = datetime(2026, 3, 14, 12, 0, 0, 250000, tzinfo=UTC)
 Store = MemoryRequestLogStore | SqlRequestLogStore
@@ -38,6 +42,8 @@ async def test_rows_round_trip_with_every_field(log_store: Store) -> None:
         error_code=None,
         stream=True,
         body='{"messages": []}',
+        deployment="gpu-a",
+        attempts=2,
     )
     bare = row(
         2, key_id=None, key_prefix=None, model=None, status=401, error_code="invalid_api_key"
@@ -103,7 +109,12 @@ async def test_every_field_at_its_longest_legal_value_round_trips(
         completion_tokens=2**31 - 1,
         # The most those tokens can cost: at the highest price a model may have.
         cost_picodollars=Prices(dearest, dearest).cost(2**31 - 1, 2**31 - 1),
+        # A fallback model's deployment: the longest model id, "/", the longest name.
+        deployment="é" * MODEL_ID_MAX_CHARS + "/" + "d" * DEPLOYMENT_NAME_MAX_CHARS,
+        attempts=2**31 - 1,
     )
+    assert longest.deployment is not None
+    assert len(longest.deployment) == SERVED_BY_MAX_CHARS
 
     await log_store.write([longest])
 

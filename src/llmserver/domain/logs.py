@@ -63,6 +63,12 @@ class RequestLog:
     stream: bool = False
     body: str | None = None
     """The request body, only when body logging is switched on."""
+    deployment: str | None = None
+    """Which deployment of a routed model answered (``fallback-model/deployment`` when a
+    fallback model did); ``None`` for a model served in one place, a cache hit or a
+    failure."""
+    attempts: int | None = None
+    """Calls the answer took across deployments and fallbacks; set with ``deployment``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,11 @@ class Routing(StrEnum):
     """The first in config order that is healthy and has a free slot (spill-over)."""
 
 
+DEPLOYMENT_NAME_MAX_CHARS = 64
+SERVED_BY_MAX_CHARS = MODEL_ID_MAX_CHARS + 1 + DEPLOYMENT_NAME_MAX_CHARS
+"""The longest ``served_by`` a log row holds: ``fallback-model/deployment``."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeploymentSpec:
     """One place a model is served: a backend, its source, and its own limits."""

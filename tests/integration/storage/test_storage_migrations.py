@@ -91,8 +91,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "0007": "api_keys.budget_nanodollars and budget_window, and budget_spend: "
         "spend budgets per key",
         "0008": "key_model_limits: a key's own RPM and TPM limits on one model",
+        "0009": "request_logs.deployment and attempts: which routed deployment answered, "
+        "in how many calls",
     }
-    assert head == "0008"
+    assert head == "0009"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

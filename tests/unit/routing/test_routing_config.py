@@ -101,6 +101,7 @@ def test_a_routed_model_loads_every_field(tmp_path: Path) -> None:
         (('backend = "torch"', 'backend = "tpu"'), "field 'backend' must be one of"),
         (('routing = "least-busy"', 'routing = "ordered"\nsource = "x"'), "field 'source' belongs"),
         (('name = "gpu-a"', 'name = "deployment-2"'), "'deployment-2' is used twice"),
+        (('name = "gpu-a"', 'name = "a/b"'), "field 'name' must be at most 64 characters"),
         (
             ('source = "var/models/demo-tiny-llama"', 'source = "v"\n  upstream_model = "m"'),
             "deployments[1]: field 'upstream_model' applies to backend 'http' only",

@@ -29,7 +29,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from llmserver.domain.registry import BackendKind, DeploymentSpec, Routing
+from llmserver.domain.registry import (
+    DEPLOYMENT_NAME_MAX_CHARS,
+    BackendKind,
+    DeploymentSpec,
+    Routing,
+)
 
 DEPLOYMENT_ONLY = ("backend", "source", "upstream_model", "api_key_env")
 """What an entry with deployments leaves to them."""
@@ -113,17 +118,23 @@ def _deployment(where: str, index: int, raw: Any, fail: Fail) -> DeploymentSpec:
             raise fail(f"{where}: field '{name}' must be a positive {noun}")
         return None if value is None else kind(value)
 
+    name = text("name")
+    if name is not None and (len(name) > DEPLOYMENT_NAME_MAX_CHARS or "/" in name):
+        raise fail(
+            f"{where}: field 'name' must be at most {DEPLOYMENT_NAME_MAX_CHARS} characters "
+            "without '/'"
+        )
     backend = text("backend", required=True)
     if backend not in {k.value for k in BackendKind}:
         choices = ", ".join(k.value for k in BackendKind)
         raise fail(f"{where}: field 'backend' must be one of {choices}, not {backend!r}")
     source = text("source", required=True)
     assert source is not None
-    for name in ("upstream_model", "api_key_env"):
-        if name in raw and backend != BackendKind.HTTP:
-            raise fail(f"{where}: field '{name}' applies to backend 'http' only")
+    for http_only in ("upstream_model", "api_key_env"):
+        if http_only in raw and backend != BackendKind.HTTP:
+            raise fail(f"{where}: field '{http_only}' applies to backend 'http' only")
     return DeploymentSpec(
-        name=text("name") or f"deployment-{index + 1}",
+        name=name or f"deployment-{index + 1}",
         backend=BackendKind(backend),
         source=source,
         upstream_model=text("upstream_model"),

@@ -60,6 +60,19 @@ class RoutedBackend(InferenceBackend):
         self._retry = retry
         self._fallbacks = fallbacks
         self.fallbacks_used = 0
+        self._as_fallback: RoutedBackend | None = None
+
+    def as_fallback(self) -> RoutedBackend:
+        """This model as another's fallback: its deployments, not its own fallbacks, so
+        fallbacks never chain (nor loop: two models may name each other)."""
+        if self._as_fallback is None:
+            self._as_fallback = RoutedBackend(
+                replace(self._spec, fallbacks=()),
+                self._pool,
+                retry=self._retry,
+                fallbacks=self._fallbacks,
+            )
+        return self._as_fallback
 
     @property
     def model_id(self) -> str:
@@ -264,9 +277,13 @@ class RoutedBackend(InferenceBackend):
         found: list[tuple[str, InferenceBackend]] = []
         for model_id in self._spec.fallbacks:
             try:
-                found.append((model_id, self._fallbacks(model_id)))
+                backend = self._fallbacks(model_id)
             except GatewayError as exc:  # not loaded (yet, or at all)
                 tally.error = tally.error or exc
+                continue
+            if isinstance(backend, RoutedBackend):
+                backend = backend.as_fallback()
+            found.append((model_id, backend))
         return found
 
     def _note_fallback_failure(self, tally: _Tally, exc: BaseException) -> bool:

@@ -45,7 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 from llmserver.domain.audit import AUDIT_ACTION_MAX_CHARS, AUDIT_TARGET_MAX_CHARS
 from llmserver.domain.key_admin import MAX_NAME_LENGTH
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
-from llmserver.domain.registry import MODEL_ID_MAX_CHARS
+from llmserver.domain.registry import MODEL_ID_MAX_CHARS, SERVED_BY_MAX_CHARS
 
 # advanced-alchemy's own ``JsonB`` fails to attach to a table under SQLAlchemy 2.1
 # (it calls the removed ``util.portable_instancemethod``), hence this equivalent.
@@ -197,6 +197,8 @@ class RequestLogModel(Base):
         DateTimeUTC(timezone=True), primary_key=True, index=True
     )
     body: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(String(SERVED_BY_MAX_CHARS))
+    attempts: Mapped[int | None] = mapped_column(Integer)
 
 
 class UsageDailyModel(Base):

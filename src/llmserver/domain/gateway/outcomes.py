@@ -235,6 +235,9 @@ class Outcomes:
         principal = call.principal
         origin = call.origin
         spec = call.spec
+        served_by, attempts = None, None
+        if completion is not None and completion.served_by is not None:
+            served_by, attempts = completion.served_by, completion.attempts
         self._log(
             RequestLog(
                 request_id=origin.request_id,
@@ -252,5 +255,7 @@ class Outcomes:
                 error_code=error_code,
                 stream=call.stream,
                 body=origin.body,
+                deployment=served_by,
+                attempts=attempts,
             )
         )

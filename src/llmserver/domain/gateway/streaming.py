@@ -114,12 +114,14 @@ class Streams:
                 if close is not None:
                     await close()
             completion = Completion(
-                "".join(text),
-                end.prompt_tokens,
-                end.completion_tokens,
-                end.finish_reason,
-                merge_deltas(calls),
-                end.cached_tokens,
+                text="".join(text),
+                prompt_tokens=end.prompt_tokens,
+                completion_tokens=end.completion_tokens,
+                finish_reason=end.finish_reason,
+                tool_calls=merge_deltas(calls),
+                cached_tokens=end.cached_tokens,
+                served_by=end.served_by,
+                attempts=end.attempts,
             )
             await self._outcomes.settle(admission, completion)
             if admission.cache_status is CacheStatus.MISS:

@@ -221,6 +221,8 @@ class LogView(CostedView, frozen=True):
     error_code: str | None
     stream: bool
     body: str | None
+    deployment: str | None
+    attempts: int | None
 
 
 class LogPage(msgspec.Struct, frozen=True):
