@@ -64,6 +64,15 @@ SPEC = ModelSpec(
     defaults=ModelDefaults(max_tokens=8, temperature=0.0),
 )
 OTHER_SPEC = ModelSpec(id=OTHER_MODEL, backend=BackendKind.HTTP, source="http://upstream")
+LONG_MODEL = "long-model"
+LONG_SPEC = ModelSpec(
+    id=LONG_MODEL,
+    backend=BackendKind.TORCH,
+    source="/nowhere",
+    context_length=1024,
+    defaults=ModelDefaults(max_tokens=16),
+)
+"""``MODEL``'s context fallback when a world has one (``context_fallback``)."""
 EMBED_MODEL = "fake-embed"
 EMBED_SPEC = ModelSpec(
     id=EMBED_MODEL,
@@ -103,11 +112,21 @@ class World:
     """When set, the gateway is the traced one (``TracedGateway``), reporting to it."""
     prices: Prices = FREE
     """What the tokens of ``MODEL`` and ``EMBED_MODEL`` cost."""
+    context_fallback: bool = False
+    """Whether ``MODEL`` sends prompts too long for it to ``LONG_MODEL``."""
 
     def __post_init__(self) -> None:
         self.hasher = KeyHasher(SERVER_SECRET)
         self.backend = FakeBackend(MODEL, clock=self.clock)
         self.embedder = FakeEmbedder(EMBED_MODEL)
+        self.long_backend = FakeBackend(LONG_MODEL, clock=self.clock)
+        specs = [
+            replace(SPEC, prices=self.prices),
+            OTHER_SPEC,
+            replace(EMBED_SPEC, prices=self.prices),
+        ]
+        if self.context_fallback:
+            specs = [replace(specs[0], context_fallback=LONG_MODEL), *specs[1:], LONG_SPEC]
         self.hot_cache = MemoryHotCache(monotonic=self.clock.monotonic) if self.hot else None
         gateway: Callable[..., Gateway] = (
             Gateway if self.tracer is None else partial(TracedGateway, self.tracer)
@@ -119,14 +138,8 @@ class World:
             limits=Limits(requests=self.limiter, tokens=self.token_rate, parallel=self.parallel),
             cache=self.cache,
             hot_cache=self.hot_cache,
-            registry=ModelRegistry(
-                [
-                    replace(SPEC, prices=self.prices),
-                    OTHER_SPEC,
-                    replace(EMBED_SPEC, prices=self.prices),
-                ]
-            ),
-            backends=FakeBackends(self.backend, embedders=[self.embedder]),
+            registry=ModelRegistry(specs),
+            backends=FakeBackends(self.backend, self.long_backend, embedders=[self.embedder]),
             clock=self.clock,
             log=self.logs.append,
             policy=self.policy,

@@ -31,7 +31,7 @@ from llmserver.domain.gateway.values import (
     Principal,
     generation_params,
 )
-from llmserver.domain.inference import Completion
+from llmserver.domain.inference import Completion, GenerationParams
 from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.ports import (
     Clock,
@@ -97,43 +97,23 @@ class Admissions:
         own = model_limit_of(principal, spec.id)
         rate = await self.check_rate(principal, call.at, own)
         try:
-            key = None
-            if is_cacheable(params, self._policy, opted_out=not request.use_cache):
-                key = cache_key(
-                    # Single-flight and both cache layers go by this key: per API key unless
-                    # shared (see ``CachePolicy.shared_across_keys``).
-                    owner=None if self._policy.shared_across_keys else principal.key.id,
-                    model_id=spec.id,
-                    revision=spec.revision,
-                    prompt=request.prompt,
-                    params=params,
-                )
-            with BackendErrors(self._telemetry, spec.id):
-                backend = self._backends.backend(spec.id)
-            # Before the count: a hit carries its prompt's (see the package docstring).
-            cached = await self.hot_lookup(key) if key is not None else None
-            if cached is not None:
-                prompt_tokens = cached.prompt_tokens
-            else:
-                # Length alone may prove it too long: then it is never tokenized.
-                floor = backend.min_prompt_tokens(request.prompt)
-                if floor + params.max_tokens > spec.context_length:
-                    raise ContextLengthExceeded(
-                        prompt_tokens=floor,
-                        max_tokens=params.max_tokens,
-                        context_length=spec.context_length,
-                        at_least=True,
-                    )
-                with BackendErrors(self._telemetry, spec.id):
-                    prompt_tokens = await backend.count_tokens(request.prompt)
-            if prompt_tokens + params.max_tokens > spec.context_length:
-                raise ContextLengthExceeded(
-                    prompt_tokens=prompt_tokens,
-                    max_tokens=params.max_tokens,
-                    context_length=spec.context_length,
-                )
+            while True:
+                try:
+                    admission = await self._fit(call, spec, params)
+                    break
+                except ContextLengthExceeded:
+                    # Too long for this model: a longer one it names takes the request
+                    # (its log row, prices and quota charge are that model's).
+                    larger = self._context_fallback(principal, spec)
+                    if larger is None:
+                        raise
+                    spec = call.spec = larger
+                    params = generation_params(spec, request)
+                    own = model_limit_of(principal, spec.id)  # its TPM on the key, too
             # Last step: nothing after the reservation may fail before it is handed over.
-            reservation, holds = await self.reserve(
+            # Once, for the model that will answer (a context fallback's prices and limits).
+            prompt_tokens = admission.prompt_tokens
+            admission.reservation, admission.holds = await self.reserve(
                 principal,
                 prompt_tokens + params.max_tokens,
                 call.at,
@@ -143,18 +123,58 @@ class Admissions:
         except GatewayError as exc:
             exc.rate = rate
             raise
-        return Admission(
-            spec,
-            backend,
-            params,
-            prompt_tokens,
-            reservation,
-            rate,
-            key,
-            self._clock.monotonic(),
-            cached,
-            holds=holds,
-        )
+        admission.rate = rate
+        admission.admitted_at = self._clock.monotonic()
+        return admission
+
+    async def _fit(self, call: Call, spec: ModelSpec, params: GenerationParams) -> Admission:
+        """The admission of ``call`` to ``spec`` up to its quota reservation: its cache key,
+        a hot hit, and its prompt counted and checked against the context length."""
+        principal, request = call.principal, call.request
+        key = None
+        if is_cacheable(params, self._policy, opted_out=not request.use_cache):
+            key = cache_key(
+                # Single-flight and both cache layers go by this key: per API key unless
+                # shared (see ``CachePolicy.shared_across_keys``).
+                owner=None if self._policy.shared_across_keys else principal.key.id,
+                model_id=spec.id,
+                revision=spec.revision,
+                prompt=request.prompt,
+                params=params,
+            )
+        with BackendErrors(self._telemetry, spec.id):
+            backend = self._backends.backend(spec.id)
+        # Before the count: a hit carries its prompt's (see the package docstring).
+        cached = await self.hot_lookup(key) if key is not None else None
+        if cached is not None:
+            prompt_tokens = cached.prompt_tokens
+        else:
+            # Length alone may prove it too long: then it is never tokenized.
+            floor = backend.min_prompt_tokens(request.prompt)
+            if floor + params.max_tokens > spec.context_length:
+                raise ContextLengthExceeded(
+                    prompt_tokens=floor,
+                    max_tokens=params.max_tokens,
+                    context_length=spec.context_length,
+                    at_least=True,
+                )
+            with BackendErrors(self._telemetry, spec.id):
+                prompt_tokens = await backend.count_tokens(request.prompt)
+        if prompt_tokens + params.max_tokens > spec.context_length:
+            raise ContextLengthExceeded(
+                prompt_tokens=prompt_tokens,
+                max_tokens=params.max_tokens,
+                context_length=spec.context_length,
+            )
+        return Admission(spec, backend, params, prompt_tokens, None, None, key, 0.0, cached)
+
+    def _context_fallback(self, principal: Principal, spec: ModelSpec) -> ModelSpec | None:
+        """The longer model ``spec`` sends prompts too long for it to, if the key may use
+        it (the registry checked that it is a longer chat model)."""
+        if spec.context_fallback is None:
+            return None
+        larger = self._registry.by_id[spec.context_fallback]
+        return larger if principal.key.may_use(larger.id) else None
 
     async def check_rate(
         self, principal: Principal, at: datetime, own: ModelLimit | None
