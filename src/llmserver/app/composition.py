@@ -265,6 +265,7 @@ def build_services(
     metrics.set_prefix_cache_source(
         lambda: {s.model_id: s.prefix_cache for s in backends.statuses() if s.prefix_cache}
     )
+    metrics.set_deployments_source(backends.statuses)
     keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
     # Picked here, once: with tracing off the plain gateway runs, without a check per step.
     gateway_type: Callable[..., Gateway] = (

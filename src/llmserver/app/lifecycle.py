@@ -207,10 +207,22 @@ def _redis_check(ping: Callable[[], Awaitable[Any]], policy: RedisFailurePolicy)
 
 
 def _models_check(backends: ModelBackends) -> ReadinessCheck:
+    """Each model loaded; a routed model is ready while one of its deployments is healthy,
+    and the detail names every deployment's state (``degraded`` while one is not)."""
+
     async def probe() -> tuple[CheckStatus, str | None]:
         statuses = backends.statuses()
         broken = [f"{s.model_id}: {s.error or 'loading'}" for s in statuses if not s.ready]
-        return (CheckStatus.FAIL if broken else CheckStatus.OK, "; ".join(broken) or None)
+        routed = [
+            f"{s.model_id}: " + ", ".join(f"{d.name} {d.state}" for d in s.deployments)
+            for s in statuses
+            if s.deployments
+        ]
+        unhealthy = any(not d.healthy for s in statuses for d in s.deployments)
+        status = (
+            CheckStatus.FAIL if broken else CheckStatus.DEGRADED if unhealthy else CheckStatus.OK
+        )
+        return status, "; ".join(broken + routed) or None
 
     return lambda: _check("models", probe)
 

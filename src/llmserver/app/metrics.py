@@ -39,6 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from llmserver.app.metrics_scrape import (
     BatcherSource,
+    DeploymentsSource,
     EmbeddingPassesSource,
     PrefixCacheSource,
     QueueDepthSource,
@@ -364,6 +365,9 @@ class Metrics:
 
     def set_prefix_cache_source(self, source: PrefixCacheSource) -> None:
         self._sources.prefix_cache = source
+
+    def set_deployments_source(self, source: DeploymentsSource) -> None:
+        self._sources.deployments = source
 
     def set_batcher_source(self, source: BatcherSource) -> None:
         self._sources.batcher = source

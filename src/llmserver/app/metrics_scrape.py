@@ -26,6 +26,8 @@ EmbeddingPassesSource = Callable[[], Mapping[str, tuple[int, int]]]
 """Per embedding model: forward passes run and inputs embedded, since it loaded."""
 BatcherSource = Callable[[], BatcherState]
 PrefixCacheSource = Callable[[], Mapping[str, PrefixCacheStats]]
+DeploymentsSource = Callable[[], Iterable[BackendStatus]]
+"""The models' statuses: a routed model's carry its deployments and fallback count."""
 
 
 def embedding_passes(statuses: Iterable[BackendStatus]) -> dict[str, tuple[int, int]]:
@@ -43,6 +45,7 @@ class ScrapeSources:
     batcher: BatcherSource | None = None
     embedding_passes: EmbeddingPassesSource | None = None
     prefix_cache: PrefixCacheSource | None = None
+    deployments: DeploymentsSource | None = None
 
 
 class ScrapeTimeCollector(Collector):
@@ -62,6 +65,7 @@ class ScrapeTimeCollector(Collector):
         yield depth
         yield from self._embedding_passes()
         yield from self._prefix_cache()
+        yield from self._deployments()
 
         size = GaugeMetricFamily(
             "llmserver_request_log_queue_size",
@@ -135,3 +139,50 @@ class ScrapeTimeCollector(Collector):
         yield hits
         yield evictions
         yield held
+
+    def _deployments(self) -> Iterator[Metric]:
+        """Each routed model's deployments; their names come from the models file, so the
+        label values are bounded by config, never by requests."""
+        labels = ["model", "deployment"]
+        requests = CounterMetricFamily(
+            "llmserver_deployment_requests",
+            "Attempts sent to a deployment of a routed model (retries included).",
+            labels=labels,
+        )
+        failures = CounterMetricFamily(
+            "llmserver_deployment_failures",
+            "Attempts a deployment failed (connect error, timeout, 5xx, or a stream cut).",
+            labels=labels,
+        )
+        retries = CounterMetricFamily(
+            "llmserver_deployment_retries",
+            "Attempts a deployment got after another attempt of the same request failed.",
+            labels=labels,
+        )
+        healthy = GaugeMetricFamily(
+            "llmserver_deployment_healthy",
+            "1 while a deployment's circuit is closed, else 0 (open, half-open, failed).",
+            labels=labels,
+        )
+        in_flight = GaugeMetricFamily(
+            "llmserver_deployment_in_flight", "Requests a deployment is answering.", labels=labels
+        )
+        fallbacks = CounterMetricFamily(
+            "llmserver_model_fallbacks",
+            "Requests a routed model's fallback models answered.",
+            labels=["model"],
+        )
+        statuses = () if self._sources.deployments is None else self._sources.deployments()
+        for status in statuses:
+            if not status.deployments:
+                continue
+            model = self._model(status.model_id)
+            fallbacks.add_metric([model], status.fallbacks_used)
+            for d in status.deployments:
+                names = [model, d.name]
+                requests.add_metric(names, d.requests)
+                failures.add_metric(names, d.failures)
+                retries.add_metric(names, d.retries)
+                healthy.add_metric(names, 1 if d.healthy else 0)
+                in_flight.add_metric(names, d.in_flight)
+        yield from (requests, failures, retries, healthy, in_flight, fallbacks)

@@ -114,6 +114,13 @@ def _model_views(services: Services) -> list[cv.ModelView]:
                 error=None if status is None else status.error,
                 queue_depth=0 if status is None else status.queue_depth,
                 details={} if status is None else dict(status.details),
+                routing=spec.routing.value if spec.deployments else None,
+                fallbacks=list(spec.fallbacks),
+                context_fallback=spec.context_fallback,
+                deployments=[
+                    msgspec.convert(d, cv.DeploymentView, from_attributes=True)
+                    for d in (() if status is None else status.deployments)
+                ],
             )
         )
     return views

@@ -106,6 +106,20 @@ class AuditPage(msgspec.Struct, frozen=True):
     object: str = "list"
 
 
+# Shows a DeploymentStatus.
+class DeploymentView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    backend: str
+    state: str
+    healthy: bool
+    in_flight: int
+    max_parallel: int | None
+    requests: int
+    failures: int
+    retries: int
+    latency_s: float | None
+
+
 class ModelView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     aliases: list[str]
@@ -115,6 +129,11 @@ class ModelView(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     queue_depth: int
     details: dict[str, str]
+    routing: str | None
+    """A model with several deployments: its strategy, fallbacks and deployments."""
+    fallbacks: list[str]
+    context_fallback: str | None
+    deployments: list[DeploymentView]
 
 
 class ModelList(msgspec.Struct, frozen=True):
