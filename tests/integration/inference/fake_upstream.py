@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -185,3 +186,26 @@ class FakeUpstream:
     def _chunk(writer: asyncio.StreamWriter, text: str) -> None:
         data = text.encode()
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+class ThreadedUpstream:
+    """A ``FakeUpstream`` on an event loop of its own thread: for tests that drive live
+    server processes with blocking clients (the openai SDK, threads of httpx calls)."""
+
+    def __init__(self, upstream: FakeUpstream | None = None) -> None:
+        self.fake = upstream or FakeUpstream()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.fake.url
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
