@@ -15,6 +15,7 @@ BENCHES = {
     "server": "bench.server_inference_bench",
     "embeddings": "bench.embeddings_bench",
     "structured": "bench.structured_bench",
+    "routing": "bench.routing_bench",
 }
 
 
