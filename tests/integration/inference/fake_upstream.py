@@ -206,6 +206,15 @@ class ThreadedUpstream:
         asyncio.run_coroutine_threadsafe(self.fake.start(), self._loop).result(10)
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.stop(), self._loop).result(10)
+        async def close() -> None:
+            await self.fake.stop()
+            # Answers still going (a ``slow`` one sleeps 30 s) end here, not with the loop.
+            answers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in answers:
+                task.cancel()
+            await asyncio.gather(*answers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()

@@ -134,6 +134,7 @@ def routed(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                 yield Routed(gateway, own, healthy.fake, flaky.fake, hanging.fake)
             finally:
                 stop_server(process)
+                stop_server(own.process)  # a restarted one: running_server stops the first
     finally:
         for fake in fakes:
             fake.stop()
@@ -170,9 +171,11 @@ def test_killing_one_upstream_mid_load_fails_no_request_and_it_returns_after_coo
         while len(statuses) < 8:
             time.sleep(0.05)
         assert deployments(gateway, "chat")["own"]["requests"] > 0  # both took traffic
-        own.process.send_signal(signal.SIGKILL)  # mid-load, answers in flight
+        killed = own.process
+        killed.send_signal(signal.SIGKILL)  # mid-load, answers in flight
         for future in running:
             future.result()
+    killed.wait(10)
     assert statuses == [200] * 60
     assert deployments(gateway, "chat")["own"]["state"] in ("open", "half-open")
     assert httpx.get(gateway.base_url + "/readyz").status_code == 200  # loopback is healthy
