@@ -380,4 +380,3 @@ def _state_stores(
         PeriodicFlush("budget", spend.flush, interval_s=interval_s),
     )
     return StateStores(usage, spend, cache, cache_flush, owned)
-

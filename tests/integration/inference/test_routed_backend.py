@@ -103,7 +103,7 @@ async def read(events: AsyncIterator[StreamEvent]) -> tuple[str, StreamEnd]:
     async for event in events:
         if isinstance(event, TextDelta):
             text += event.text
-        else:
+        elif isinstance(event, StreamEnd):
             return text, event
     raise AssertionError("no StreamEnd")
 

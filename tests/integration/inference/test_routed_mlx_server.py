@@ -18,7 +18,13 @@ from livesupport import free_port
 from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
 from llmserver.adapters.inference.routed_loading import RoutingOptions
-from llmserver.domain.inference import ChatMessage, GenerationParams, Prompt, StreamEnd
+from llmserver.domain.inference import (
+    ChatMessage,
+    GenerationParams,
+    Prompt,
+    StreamEnd,
+    TextDelta,
+)
 from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelSpec, Routing
 from llmserver.domain.routing.breaker import BreakerPolicy
 
@@ -104,6 +110,6 @@ async def test_mlx_lm_server_answers_as_a_deployment(manager: MultiModelManager)
         if isinstance(event, StreamEnd):
             assert (event.served_by, event.attempts) == ("mlx", 2)
             assert event.completion_tokens == 4
-        else:
+        elif isinstance(event, TextDelta):
             text += event.text
     assert text == whole.text  # greedy: the same answer either way

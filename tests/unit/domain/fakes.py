@@ -127,7 +127,12 @@ class FakeBackend:
         if self.calls:
             finish = FinishReason.TOOL_CALLS
         return Completion(
-            " ".join(tokens), words(prompt), len(tokens), finish, self.calls, self.cached_tokens
+            text=" ".join(tokens),
+            prompt_tokens=words(prompt),
+            completion_tokens=len(tokens),
+            finish_reason=finish,
+            tool_calls=self.calls,
+            cached_tokens=self.cached_tokens,
         )
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
@@ -150,7 +155,9 @@ class FakeBackend:
                 finish = FinishReason.TOOL_CALLS
                 yield delta
             if self.send_end:
-                yield StreamEnd(finish, words(prompt), len(tokens), self.cached_tokens)
+                yield StreamEnd(
+                    finish, words(prompt), len(tokens), cached_tokens=self.cached_tokens
+                )
         finally:
             self.streams_closed += 1
 

@@ -63,7 +63,11 @@ async def test_streamed_calls_are_cached_and_replay_as_json_and_as_a_stream() ->
     hit = await world.gateway.complete(principal, ask(prompt=with_tools()), origin("r1"))
     assert hit.cache_status is CacheStatus.HIT
     assert hit.completion == Completion(
-        "the answer is forty two", 1, 5, FinishReason.TOOL_CALLS, CALLS
+        text="the answer is forty two",
+        prompt_tokens=1,
+        completion_tokens=5,
+        finish_reason=FinishReason.TOOL_CALLS,
+        tool_calls=CALLS,
     )
     replay = await world.gateway.open_stream(principal, ask(prompt=with_tools()), origin("s2"))
     replayed = await drain(replay)

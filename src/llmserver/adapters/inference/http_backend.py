@@ -333,10 +333,10 @@ class HttpBackend(InferenceBackend):
                 for delta in as_deltas(whole.tool_calls):
                     yield delta
                 yield StreamEnd(
-                    whole.finish_reason,
-                    whole.prompt_tokens,
-                    whole.completion_tokens,
-                    whole.cached_tokens,
+                    finish_reason=whole.finish_reason,
+                    prompt_tokens=whole.prompt_tokens,
+                    completion_tokens=whole.completion_tokens,
+                    cached_tokens=whole.cached_tokens,
                 )
                 return
             finish: FinishReason | None = None
@@ -374,7 +374,9 @@ class HttpBackend(InferenceBackend):
                     "chunks without a finish reason"
                 )
             prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
-            yield StreamEnd(finish, prompt_tokens, completion_tokens, usage.cached_tokens)
+            yield StreamEnd(
+                finish, prompt_tokens, completion_tokens, cached_tokens=usage.cached_tokens
+            )
 
     async def _counts(self, usage: Usage, prompt: Prompt, produced: int) -> tuple[int, int]:
         """The upstream's token counts, with what it left out counted here: the prompt by
