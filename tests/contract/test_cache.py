@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from llmserver.domain.inference import FinishReason
+from llmserver.domain.inference import Choice, FinishReason, TokenLogprob, TopLogprob
 from llmserver.domain.ports import CachedCompletion, CompletionCache, RowsRejected
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
@@ -37,6 +37,34 @@ async def test_a_live_entry_round_trips_and_counts_hits(completion_cache: Comple
     assert second is not None
     assert second.hit_count == 2
     assert first.completion().text == "Hello, wörld ✓"
+
+
+LOGPROBS = (
+    TokenLogprob("Hel", -0.25, (TopLogprob("Hel", -0.25), TopLogprob("\ufffd", -9999.0, (226,)))),
+    TokenLogprob("\ufffd", -1.5, (), (226, 156)),
+)
+CHOICES = (
+    Choice("Bye ✓", FinishReason.STOP, ()),
+    Choice("", FinishReason.LENGTH, LOGPROBS),
+)
+
+
+async def test_log_probabilities_and_more_choices_round_trip(
+    completion_cache: CompletionCache,
+) -> None:
+    """What a request for ``logprobs`` or ``n`` > 1 caches comes back whole, and an entry
+    with empty log probabilities (asked for, none generated) keeps them empty, not absent."""
+    await completion_cache.put(entry(logprobs=LOGPROBS, more=CHOICES))
+    await completion_cache.put(entry("empty", logprobs=()))
+
+    got = await completion_cache.get("k1", NOW)
+    assert got == replace(entry(logprobs=LOGPROBS, more=CHOICES), hit_count=1)
+    assert got.completion().more == CHOICES
+    assert type(got.more[1].finish_reason) is FinishReason
+    empty = await completion_cache.get("empty", NOW)
+    assert empty is not None
+    assert empty.logprobs == ()
+    assert empty.more == ()
 
 
 async def test_missing_and_expired_entries_are_ignored(completion_cache: CompletionCache) -> None:

@@ -4,7 +4,7 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from llmserver.domain.inference import FinishReason
+from llmserver.domain.inference import Choice, FinishReason, TokenLogprob, TopLogprob
 from llmserver.domain.ports import CachedCompletion, HotCache
 
 NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
@@ -28,6 +28,17 @@ async def test_an_entry_round_trips(hot_cache: HotCache) -> None:
     assert got == ENTRY
     assert type(got.finish_reason) is FinishReason  # equality takes its string too
     assert await hot_cache.get("k2") is None
+
+
+async def test_log_probabilities_and_more_choices_round_trip(hot_cache: HotCache) -> None:
+    logprobs = (TokenLogprob("Hel", -0.5, (TopLogprob("Hel", -0.5),), None),)
+    more = (Choice("x", FinishReason.LENGTH, ()), Choice("y", FinishReason.STOP, logprobs))
+    full = replace(ENTRY, key="k3", logprobs=logprobs, more=more)
+    await hot_cache.put(full, ttl_seconds=60)
+
+    got = await hot_cache.get("k3")
+    assert got == full
+    assert type(got.more[0].finish_reason) is FinishReason
 
 
 async def test_an_entry_expires_after_its_ttl(hot_cache: HotCache) -> None:

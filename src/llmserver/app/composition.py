@@ -290,6 +290,7 @@ def build_services(
                 shared_across_keys=settings.cache_scope is CacheScope.GLOBAL,
             ),
             cache_hits_count_against_quota=settings.cache_hits_count_against_quota,
+            max_n=settings.max_n,
         ),
     )
     services = Services(

@@ -78,6 +78,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     torch_threads: int | None = None
     max_batch_size: int = 8
     max_queue: int = 64
+    max_n: int = 4
+    """The most choices (``n``) one completion request may ask for (OpenAI allows 128)."""
     embedding_batch_rows: int = 64
     request_timeout_s: float = 300.0
     routing_max_attempts: int = 3
@@ -121,6 +123,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             (self.profile in PROFILES, "profile", f"one of {', '.join(PROFILES)}"),
             (self.max_batch_size >= 1, "max_batch_size", "an integer >= 1"),
             (self.max_queue >= 1, "max_queue", "an integer >= 1"),
+            (1 <= self.max_n <= 128, "max_n", "an integer from 1 to 128"),
             (self.embedding_batch_rows >= 1, "embedding_batch_rows", "an integer >= 1"),
             (self.request_timeout_s > 0, "request_timeout_s", "a number of seconds > 0"),
             (self.routing_max_attempts >= 1, "routing_max_attempts", "an integer >= 1"),

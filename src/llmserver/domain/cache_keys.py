@@ -46,9 +46,12 @@ def canonical_json(
     owner, model, revision, max_tokens, temperature, top_p, stop, seed, then the messages as
     ``[role, content]`` pairs (a message with tool calls or a ``tool_call_id`` as a longer
     array, ``_tool_message``) or the text prompt; then, each only when something from there
-    on is set, ``top_k`` (or null), the tools (or null) and last the output constraint as
-    ``[kind, name, strict, schema]``. So every other request keeps the key it had before
-    ``top_k``, tools and constraints existed: the array's length tells the forms apart.
+    on is set, ``top_k`` (or null), the tools (or null), the output constraint as
+    ``[kind, name, strict, schema]`` (or null), ``n`` and last ``logprobs``. So every other
+    request keeps the key it had before ``top_k``, tools, constraints, ``n`` and
+    ``logprobs`` existed: the array's length tells the forms apart, and an answer cached
+    without log probabilities, or with one choice, is never a hit for a request that wants
+    them.
 
     Exactly what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes for
     that list, written out here: setting up the encoder on every call cost more than the
@@ -79,6 +82,11 @@ def canonical_json(
 
 def _tail(params: GenerationParams, tools: Tools | None) -> str:
     constraint = params.constraint
+    if params.n != 1 or params.logprobs is not None:
+        tools_part = "null" if tools is None else _tools(tools)
+        constraint_part = "null" if constraint is None else _constraint(constraint)
+        logprobs = "" if params.logprobs is None else f",{int(params.logprobs)}"
+        return f",{_int(params.top_k)},{tools_part},{constraint_part},{int(params.n)}{logprobs}]"
     if constraint is None:
         if tools is None:
             return "]" if params.top_k is None else f",{_int(params.top_k)}]"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from llmserver.domain.output_constraint import OutputConstraint
-from llmserver.domain.tools import ToolCall, ToolCallDelta, Tools
+from llmserver.domain.tools import ToolCall, ToolCallDelta, Tools, merge_deltas
 
 
 class FinishReason(StrEnum):
@@ -42,6 +42,9 @@ class Prompt:
             raise ValueError("only a chat conversation offers tools")
 
 
+MAX_TOP_LOGPROBS = 20
+"""OpenAI's bound on ``top_logprobs`` (a text completion's ``logprobs`` is bound to 5)."""
+
 SAMPLING_EPS = 1e-5
 """Temperatures below this are greedy (vLLM's ``_SAMPLING_EPS``, for the same reasons)."""
 
@@ -60,6 +63,12 @@ class GenerationParams:
     seed: int | None = None
     constraint: OutputConstraint | None = None
     """The shape the text must have (a JSON schema, any JSON object); ``None``: free text."""
+    logprobs: int | None = None
+    """``None``: no log probabilities; ``k`` (0 to ``MAX_TOP_LOGPROBS``): each generated
+    token's, with the ``k`` likeliest tokens at its step."""
+    n: int = 1
+    """Completions of the one prompt; with a ``seed``, choice ``i`` samples with
+    ``seed + i`` (as vLLM does), so the n choices differ and every one reproduces."""
 
     @property
     def greedy(self) -> bool:
@@ -74,12 +83,49 @@ class GenerationParams:
         return self.temperature < SAMPLING_EPS
 
 
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One of the likeliest tokens at a step, and its log probability."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    """The token's bytes where they are not its text's UTF-8 (part of a character);
+    ``None``: they are."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token's log probability, and the likeliest tokens at its step."""
+
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+    bytes: tuple[int, ...] | None = None
+    """As ``TopLogprob.bytes``."""
+
+
+Logprobs = tuple[TokenLogprob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One more completion of the same prompt, when ``n`` > 1 asked for several."""
+
+    text: str
+    finish_reason: FinishReason
+    logprobs: Logprobs | None = None
+
+
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
 class Completion:
+    """The first (usually only) choice, and the counts of the whole answer."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
+    """Every choice's tokens together (the prompt is counted once, as OpenAI does)."""
     finish_reason: FinishReason
     tool_calls: tuple[ToolCall, ...] = ()
     cached_tokens: int = 0
@@ -90,6 +136,10 @@ class Completion:
     a fallback model did)."""
     attempts: int = 1
     """Calls it took across deployments and fallbacks (one client request, however many)."""
+    logprobs: Logprobs | None = None
+    """``None`` unless asked for; then one per generated token of this choice's text."""
+    more: tuple[Choice, ...] = ()
+    """Choices 1 to n - 1, in order, when the request asked for ``n`` > 1."""
 
     @property
     def total_tokens(self) -> int:
@@ -103,6 +153,11 @@ class TextDelta:
     text: str
     tokens: int = 1
     """How many generated tokens this delta covers (for charging cancelled streams)."""
+    index: int = 0
+    """Which choice it belongs to (only ``n`` > 1 has others than 0)."""
+    logprobs: Logprobs | None = None
+    """The log probabilities of the tokens it covers, when asked for (its text may be
+    empty: the last tokens of a choice whose text a stop string cut)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +167,69 @@ class StreamEnd:
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    """Every choice's tokens together."""
     cached_tokens: int = 0
     """As ``Completion.cached_tokens``."""
     served_by: str | None = None
     """As ``Completion.served_by``."""
     attempts: int = 1
+    more: tuple[FinishReason, ...] = ()
+    """Why choices 1 to n - 1 ended, when there are more choices than one."""
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+
+
+class Assembly:
+    """A stream's deltas gathered into the ``Completion`` they make: text and log
+    probabilities per choice, tool calls (the first choice's: only it may call tools)."""
+
+    __slots__ = ("_calls", "_logprobs", "_texts")
+
+    def __init__(self) -> None:
+        self._texts: list[list[str]] = [[]]
+        self._logprobs: list[list[TokenLogprob]] = [[]]
+        self._calls: list[ToolCallDelta] = []
+
+    @property
+    def started(self) -> bool:
+        """Whether any delta has come yet."""
+        return bool(self._calls) or any(self._texts)
+
+    def add(self, delta: TextDelta | ToolCallDelta) -> None:
+        if isinstance(delta, ToolCallDelta):
+            self._calls.append(delta)
+            return
+        while len(self._texts) <= delta.index:
+            self._texts.append([])
+            self._logprobs.append([])
+        self._texts[delta.index].append(delta.text)
+        if delta.logprobs:
+            self._logprobs[delta.index].extend(delta.logprobs)
+
+    def completion(self, end: StreamEnd, *, logprobs: bool) -> Completion:
+        """What the stream made, ended by ``end``; ``logprobs``: they were asked for."""
+        reasons = (end.finish_reason, *end.more)
+        while len(self._texts) < len(reasons):
+            self._texts.append([])
+            self._logprobs.append([])
+        choices = [
+            Choice("".join(text), reason, tuple(found) if logprobs else None)
+            for text, found, reason in zip(self._texts, self._logprobs, reasons, strict=False)
+        ]
+        first = choices[0]
+        return Completion(
+            text=first.text,
+            prompt_tokens=end.prompt_tokens,
+            completion_tokens=end.completion_tokens,
+            finish_reason=end.finish_reason,
+            tool_calls=merge_deltas(self._calls),
+            cached_tokens=end.cached_tokens,
+            served_by=end.served_by,
+            attempts=end.attempts,
+            logprobs=first.logprobs,
+            more=tuple(choices[1:]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

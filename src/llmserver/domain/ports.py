@@ -18,9 +18,11 @@ from llmserver.domain.audit import AuditEntry, AuditEvent, AuditQuery
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings
 from llmserver.domain.inference import (
     BackendStatus,
+    Choice,
     Completion,
     FinishReason,
     GenerationParams,
+    Logprobs,
     Prompt,
     StreamEvent,
 )
@@ -190,6 +192,10 @@ class CachedCompletion:
     created_at: datetime
     expires_at: datetime
     hit_count: int = 0
+    logprobs: Logprobs | None = None
+    """The first choice's, when its request asked (the cache key says it did)."""
+    more: tuple[Choice, ...] = ()
+    """Choices 1 to n - 1 of a request for ``n`` > 1."""
 
     def completion(self) -> Completion:
         if self.finish_reason is FinishReason.TOOL_CALLS:
@@ -202,6 +208,8 @@ class CachedCompletion:
             completion_tokens=self.completion_tokens,
             finish_reason=self.finish_reason,
             tool_calls=calls,
+            logprobs=self.logprobs,
+            more=self.more,
         )
 
 

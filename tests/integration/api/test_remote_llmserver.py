@@ -6,6 +6,7 @@ server A; B's callers use B's keys, and B calls A with A's key from an env varia
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -114,3 +115,84 @@ def test_structured_output_through_a_remote_upstream(
     else:
         completion = client.chat.completions.parse(**ask)
     assert isinstance(completion.choices[0].message.parsed, City)
+
+
+def approx(value: float) -> Any:
+    """A log probability the upstream computed in another batch than the one compared
+    with: equal to float32 rounding."""
+    return pytest.approx(value, abs=1e-4)
+
+
+def shape(value: Any) -> Any:
+    """``value`` with every float as ``approx``."""
+    if isinstance(value, float):
+        return approx(value)
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    return value
+
+
+def test_logprobs_and_n_pass_through_both_ways(
+    live_server: LiveServer, gateway_b: tuple[str, IssuedKeys]
+) -> None:
+    """The request's ``n`` and ``logprobs`` reach the upstream, and its choices and log
+    probabilities come back whole: the same as the upstream's own answer."""
+    base, keys = gateway_b
+    through_b = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    direct = OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    ask: dict[str, Any] = {
+        "messages": [{"role": "user", "content": f"pass {uuid.uuid4().hex}"}],
+        "max_tokens": 6,
+        "temperature": 1.0,
+        "seed": 21,
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "extra_body": {"cache": False},
+    }
+    remote = through_b.chat.completions.create(model="upstream-demo", **ask)
+    local = direct.chat.completions.create(model="demo-tiny-llama", **ask)
+    assert [c.model_dump() for c in remote.choices] == [
+        shape(c.model_dump()) for c in local.choices
+    ]
+    assert remote.usage is not None
+    assert local.usage is not None
+    assert remote.usage.completion_tokens == local.usage.completion_tokens
+
+    streamed: dict[int, list[tuple[str, float, int]]] = {0: [], 1: []}
+    texts = {0: "", 1: ""}
+    for chunk in through_b.chat.completions.create(model="upstream-demo", stream=True, **ask):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            for entry in (choice.logprobs.content or []) if choice.logprobs else []:
+                streamed[choice.index].append((entry.token, entry.logprob, len(entry.top_logprobs)))
+    for choice in local.choices:
+        assert texts[choice.index] == choice.message.content
+        assert choice.logprobs is not None
+        assert choice.logprobs.content is not None
+        assert streamed[choice.index] == [
+            (e.token, approx(e.logprob), len(e.top_logprobs)) for e in choice.logprobs.content
+        ]
+
+
+def test_text_logprobs_pass_through(
+    live_server: LiveServer, gateway_b: tuple[str, IssuedKeys]
+) -> None:
+    base, keys = gateway_b
+    through_b = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    direct = OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    ask: dict[str, Any] = {
+        "prompt": f"text {uuid.uuid4().hex}",
+        "max_tokens": 5,
+        "temperature": 0,
+        "logprobs": 2,
+        "extra_body": {"cache": False},
+    }
+    remote = through_b.completions.create(model="upstream-demo", **ask)
+    local = direct.completions.create(model="demo-tiny-llama", **ask)
+    assert remote.choices[0].logprobs is not None
+    assert local.choices[0].logprobs is not None
+    assert remote.choices[0].logprobs.model_dump() == shape(local.choices[0].logprobs.model_dump())
+    assert remote.choices[0].text == local.choices[0].text

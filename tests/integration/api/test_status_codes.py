@@ -61,7 +61,7 @@ def test_200_with_usage_and_headers(live_server: LiveServer) -> None:
         (chat(max_tokens=0), "max_tokens"),
         (chat(temperature=7), "temperature"),
         (chat(top_p=0), "top_p"),
-        (chat(n=3), "n"),
+        (chat(n=5), "n"),
         (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
         ({"model": MODEL}, "messages"),
         ({"model": MODEL, "messages": []}, "messages"),

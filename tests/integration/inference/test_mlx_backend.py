@@ -122,11 +122,11 @@ class _FailsOnItsThirdToken:
         self._inner = inner
         self._tokens = 0
 
-    def push(self, token: int) -> Any:
+    def push(self, token: int, logprob: Any = None) -> Any:
         self._tokens += 1
         if self._tokens == 3:
             raise RuntimeError("injected fault")
-        return self._inner.push(token)
+        return self._inner.push(token, logprob)
 
 
 async def test_a_row_that_fails_leaves_and_the_others_finish(
@@ -217,3 +217,33 @@ def test_missing_mlx_fails_at_load_with_the_install_hint(
     monkeypatch.setitem(sys.modules, "mlx_lm", None)  # what an uninstalled package looks like
     with pytest.raises(RuntimeError, match=re.escape('pip install "llmserver[mlx]"')):
         MlxBackend(replace(demo_spec, backend=BackendKind.MLX))
+
+
+async def test_logprobs_rank_the_greedy_token_first(backend: MlxBackend) -> None:
+    completion = await backend.generate(
+        CHAT, GenerationParams(max_tokens=12, temperature=0, logprobs=3)
+    )
+    assert completion.logprobs
+    assert "".join(e.token for e in completion.logprobs) == completion.text
+    for entry in completion.logprobs:
+        assert entry.logprob <= 0
+        assert entry.top[0].token == entry.token
+        assert entry.top[0].logprob == pytest.approx(entry.logprob)
+        tops = [t.logprob for t in entry.top]
+        assert tops == sorted(tops, reverse=True)
+
+
+async def test_each_choice_is_the_sample_of_its_own_seed(backend: MlxBackend) -> None:
+    params = GenerationParams(max_tokens=10, temperature=1.0, seed=12, n=3)
+    together = await backend.generate(CHAT, params)
+    alone = [await backend.generate(CHAT, replace(params, n=1, seed=12 + i)) for i in range(3)]
+    assert [together.text, *(c.text for c in together.more)] == [c.text for c in alone]
+    assert together.completion_tokens == sum(c.completion_tokens for c in alone)
+
+
+async def test_choices_queue_as_rows_on_one_row_at_a_time(one_row: MlxBackend) -> None:
+    """n rows wait their turn where the batch holds one: they still all arrive."""
+    completion = await one_row.generate(
+        CHAT, GenerationParams(max_tokens=4, temperature=1.0, seed=1, n=2)
+    )
+    assert len(completion.more) == 1

@@ -16,6 +16,7 @@ from llmserver.domain.inference import (
     Completion,
     GenerationParams,
     Prompt,
+    TokenLogprob,
 )
 from llmserver.domain.registry import ModelSpec
 
@@ -54,7 +55,7 @@ async def backend(demo_spec: ModelSpec) -> AsyncIterator[TorchBackend]:
 
 def _run(backend: TorchBackend, prompt: Prompt, params: GenerationParams, streamed: bool) -> Any:
     if streamed:
-        return collect(backend.stream(prompt, params))
+        return collect(backend.stream(prompt, params), params)
     return backend.generate(prompt, params)
 
 
@@ -90,10 +91,12 @@ async def test_a_row_whose_sampling_fails_leaves_and_the_others_finish(
     poisoned = backend.tokenizer.encode(POISON.text)
     advance = backend._advance
 
-    def fails_on_its_third_token(row: TorchRequest, token: int) -> bool:
+    def fails_on_its_third_token(
+        row: TorchRequest, token: int, logprob: TokenLogprob | None
+    ) -> bool:
         if row.events.completion_tokens == 2 and row.prompt_ids == poisoned:
             raise RuntimeError("injected fault")
-        return advance(row, token)
+        return advance(row, token, logprob)
 
     monkeypatch.setattr(backend, "_advance", fails_on_its_third_token)
     failed, others = await _together(backend, GenerationParams(max_tokens=40, seed=1))
@@ -142,7 +145,7 @@ async def test_a_temperature_too_small_to_divide_by_is_greedy(backend: TorchBack
     for temperature in (1e-6, 1e-39, 1e-300, 5e-324):
         tiny = GenerationParams(max_tokens=24, temperature=temperature, seed=1)
         assert await backend.generate(POISON, tiny) == greedy
-        assert await collect(backend.stream(POISON, tiny)) == greedy
+        assert await collect(backend.stream(POISON, tiny), tiny) == greedy
 
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["stream", "generate"])

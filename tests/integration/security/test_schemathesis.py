@@ -161,3 +161,27 @@ def test_fuzz_chat_tools_harder(
     print(f"\nschemathesis {CHAT} {mode.value}: {calls} requests, {len(failures)} failures")
     assert calls > 0
     assert not failures, "\n".join(failures)
+
+
+COMPLETIONS = ("POST /v1/chat/completions", "POST /v1/completions")
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize("operation", COMPLETIONS)
+def test_fuzz_logprobs_and_n_harder(
+    operation: str, mode: GenerationMode, fuzz_keys: dict[str, str], live_server: LiveServer
+) -> None:
+    """``logprobs``, ``top_logprobs`` and ``n`` (bounded by the schema, ``n`` also by the
+    server's maximum: a 400) multiply the answer's shapes: several choices, each with log
+    probabilities, streamed or not; more cases than the sweep gives them, every answer
+    checked against the served schema. The schema must document the fields."""
+    schema = httpx.get(live_server.base_url + "/openapi/openapi.json", timeout=30).json()
+    documented = str(schema["components"]["schemas"])
+    for field in ("top_logprobs", "token_logprobs", "text_offset", "logprobs"):
+        assert f"'{field}'" in documented, field
+    calls, failures, _ = _fuzz(
+        live_server.base_url, fuzz_keys["user"], mode, only=operation, examples=80
+    )
+    print(f"\nschemathesis {operation} {mode.value}: {calls} requests, {len(failures)} failures")
+    assert calls > 0
+    assert not failures, "\n".join(failures)

@@ -81,6 +81,8 @@ params = st.builds(
     seed=st.none() | st.integers(0, 2**32),
     top_k=st.none() | st.integers(1, 2**31 - 1),
     constraint=constraints,
+    logprobs=st.none() | st.integers(0, 20),
+    n=st.integers(1, 8),
 )
 
 
@@ -111,23 +113,26 @@ def test_the_hand_written_canonical_form_is_what_json_dumps_writes(request: dict
         p.seed,
         [message_form(m) for m in prompt.messages] if prompt.messages else prompt.text,
     ]
-    # Each only when something from there on is set, so every other key stays as it was.
     tools = prompt.tools
-    if p.top_k is not None or tools is not None or p.constraint is not None:
-        reference.append(p.top_k)
-    if tools is not None or p.constraint is not None:
-        reference.append(
-            None
-            if tools is None
-            else [
-                [[f.name, f.description, f.parameters, f.strict] for f in tools.functions],
-                tools.choice.value,
-                tools.function,
-                tools.parallel_calls,
-            ]
-        )
-    if (c := p.constraint) is not None:
-        reference.append([c.kind.value, c.name, c.strict, c.schema])
+    c = p.constraint
+    tail = [
+        p.top_k,
+        None
+        if tools is None
+        else [
+            [[f.name, f.description, f.parameters, f.strict] for f in tools.functions],
+            tools.choice.value,
+            tools.function,
+            tools.parallel_calls,
+        ],
+        None if c is None else [c.kind.value, c.name, c.strict, c.schema],
+        p.n if p.n != 1 or p.logprobs is not None else None,
+        p.logprobs,
+    ]
+    # Each only when something from there on is set, so every other key stays as it was.
+    while tail and tail[-1] is None:
+        tail.pop()
+    reference.extend(tail)
     written = canonical_json(**request)
     assert written == json.dumps(reference, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(written) == reference
@@ -196,6 +201,8 @@ PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "seed": st.none() | st.integers(0, 2**32),
     "top_k": st.none() | st.integers(1, 2**31 - 1),
     "constraint": constraints,
+    "logprobs": st.none() | st.integers(0, 20),
+    "n": st.integers(1, 8),
 }
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from llmserver.adapters.inference.generation import EventChannel, collect, consume
 from llmserver.domain.errors import GenerationTimeout
-from llmserver.domain.inference import FinishReason, StreamEnd, StreamEvent, TextDelta
+from llmserver.domain.inference import (
+    FinishReason,
+    GenerationParams,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
 
 END = StreamEnd(FinishReason.STOP, prompt_tokens=3, completion_tokens=2)
 
@@ -38,7 +44,7 @@ async def test_buffered_channel_holds_deltas_until_the_end() -> None:
     # Whatever the worker handed over is already queued: it ran before the join returned.
     assert channel.queue.empty()
     await from_worker(channel, [END])
-    completion = await collect(consume(channel, lambda: None))
+    completion = await collect(consume(channel, lambda: None), GenerationParams())
     assert (completion.text, completion.completion_tokens) == ("ab", 2)
 
 
@@ -46,4 +52,4 @@ async def test_buffered_channel_delivers_an_error() -> None:
     channel = EventChannel(asyncio.get_running_loop(), buffered=True)
     await from_worker(channel, [TextDelta("a", 1), GenerationTimeout("too slow")])
     with pytest.raises(GenerationTimeout):
-        await collect(consume(channel, lambda: None))
+        await collect(consume(channel, lambda: None), GenerationParams())

@@ -11,23 +11,46 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
 from llmserver.adapters.inference.text import IncrementalDecoder, StopMatcher
 from llmserver.domain.errors import ContextLengthExceeded, InvalidRequest
 from llmserver.domain.inference import (
+    Assembly,
     Completion,
     FinishReason,
     GenerationParams,
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
 )
-from llmserver.domain.tools import ToolCallDelta, merge_deltas
+
+
+class ChoiceEnds:
+    """The ``n`` choices of one request, each a row of its own: one ``StreamEnd`` for
+    the request once the last of them has ended (choices end in any order)."""
+
+    def __init__(self, n: int) -> None:
+        self._reasons: list[FinishReason | None] = [None] * n
+        self._left = n
+        self._tokens = 0
+
+    def end(
+        self, index: int, reason: FinishReason, prompt_tokens: int, tokens: int
+    ) -> StreamEnd | None:
+        self._reasons[index] = reason
+        self._tokens += tokens
+        self._left -= 1
+        if self._left:
+            return None
+        first, *more = (r or FinishReason.STOP for r in self._reasons)
+        return StreamEnd(first, prompt_tokens, self._tokens, more=tuple(more))
 
 
 class TokenEvents:
-    """One request's generated tokens, turned into stream events as they come."""
+    """One row's generated tokens, turned into stream events as they come."""
 
     def __init__(
         self,
@@ -35,23 +58,37 @@ class TokenEvents:
         params: GenerationParams,
         prompt_tokens: int,
         eos: Collection[int],
+        *,
+        index: int = 0,
+        ends: ChoiceEnds | None = None,
     ) -> None:
+        """``index``: the choice this row makes; ``ends``: its request's choices, when
+        ``n`` > 1 (then the request's ``StreamEnd`` comes with its last choice's)."""
         self._decoder = IncrementalDecoder(decode)
         self._stops = StopMatcher(params.stop)
         self._max_tokens = params.max_tokens
         self._eos = eos
+        self._index = index
+        self._ends = ends
+        self._logprobs: list[TokenLogprob] | None = None if params.logprobs is None else []
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = 0
         self._undelivered = 0
 
-    def push(self, token: int) -> tuple[list[StreamEvent], bool]:
-        """The events this token completes, and whether the request is finished."""
+    def push(
+        self, token: int, logprob: TokenLogprob | None = None
+    ) -> tuple[list[StreamEvent], bool]:
+        """The events this token completes, and whether the row is finished. ``logprob``:
+        the token's (when asked for) goes out with the text it completes; an end of
+        sequence has none, as it adds no text."""
         self.completion_tokens += 1
         self._undelivered += 1
         finish: FinishReason | None = None
         if token in self._eos:
             text, finish = self._decoder.flush(), FinishReason.STOP
         else:
+            if logprob is not None and self._logprobs is not None:
+                self._logprobs.append(logprob)
             text = self._decoder.push(token)
             if self.completion_tokens >= self._max_tokens:
                 text, finish = text + self._decoder.flush(), FinishReason.LENGTH
@@ -61,12 +98,46 @@ class TokenEvents:
         elif finish is not None:
             emit += self._stops.flush()
         events: list[StreamEvent] = []
-        if emit:
-            events.append(TextDelta(emit, tokens=self._undelivered))
+        logprobs = self._logprobs
+        if emit or (finish is not None and logprobs):
+            events.append(
+                TextDelta(
+                    emit,
+                    tokens=self._undelivered,
+                    index=self._index,
+                    logprobs=None if logprobs is None else tuple(logprobs),
+                )
+            )
             self._undelivered = 0
+            if logprobs:
+                self._logprobs = []
         if finish is not None:
-            events.append(StreamEnd(finish, self.prompt_tokens, self.completion_tokens))
+            end: StreamEnd | None = StreamEnd(finish, self.prompt_tokens, self.completion_tokens)
+            if self._ends is not None:
+                end = self._ends.end(
+                    self._index, finish, self.prompt_tokens, self.completion_tokens
+                )
+            if end is not None:
+                events.append(end)
         return events, finish is not None
+
+
+def choice_events(
+    decode: Callable[[Sequence[int]], str],
+    params: GenerationParams,
+    prompt_tokens: int,
+    eos: Collection[int],
+) -> list[tuple[GenerationParams, TokenEvents]]:
+    """Each of the request's ``n`` choices: its parameters (choice ``i`` seeded with
+    ``seed + i``, so the choices differ and each reproduces) and its row's events."""
+    ends = ChoiceEnds(params.n) if params.n > 1 else None
+    rows = []
+    for index in range(params.n):
+        own = params
+        if index and params.seed is not None:
+            own = replace(params, seed=params.seed + index)
+        rows.append((own, TokenEvents(decode, own, prompt_tokens, eos, index=index, ends=ends)))
+    return rows
 
 
 class EventChannel:
@@ -126,33 +197,34 @@ async def consume(
         on_exit()
 
 
-async def collect(stream: AsyncIterator[StreamEvent]) -> Completion:
-    parts: list[str] = []
-    calls: list[ToolCallDelta] = []
+async def collect(stream: AsyncIterator[StreamEvent], params: GenerationParams) -> Completion:
+    """The completion ``stream`` makes, every choice of it and its tool calls."""
+    parts = Assembly()
     async for event in stream:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        elif isinstance(event, ToolCallDelta):
-            calls.append(event)
-        else:
-            return Completion(
-                text="".join(parts),
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                finish_reason=event.finish_reason,
-                tool_calls=merge_deltas(calls),
-                cached_tokens=event.cached_tokens,
-            )
+        if isinstance(event, StreamEnd):
+            return parts.completion(event, logprobs=params.logprobs is not None)
+        parts.add(event)
     raise RuntimeError("the stream ended without a StreamEnd event")
 
 
-def check_request(prompt_tokens: int, params: GenerationParams, context_length: int) -> None:
+def check_request(
+    prompt_tokens: int, params: GenerationParams, context_length: int, *, constrained: bool = False
+) -> None:
+    """``constrained``: the request decodes under a grammar (``response_format``, or a
+    forced tool call, whose grammar is not the request's ``constraint``)."""
     if prompt_tokens == 0:
         # Nothing to prefill: the model cannot run an empty sequence. A chat template
         # always renders some tokens, so only a raw prompt gets here.
         raise InvalidRequest("The prompt encodes to no tokens; send some text.", param="prompt")
     if params.max_tokens < 1:
         raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
+    if params.n > 1 and (constrained or params.constraint is not None):
+        # A grammar matcher follows one row's tokens; n rows would need n of them.
+        raise InvalidRequest(
+            "n > 1 with response_format or a forced tool call (tool_choice required or a "
+            "named function) is not supported on a local model; send n: 1.",
+            param="n",
+        )
     if prompt_tokens + params.max_tokens > context_length:
         raise ContextLengthExceeded(
             prompt_tokens=prompt_tokens, max_tokens=params.max_tokens, context_length=context_length

@@ -29,15 +29,16 @@ from llmserver.adapters.inference.answer_schema import (
     strict_schema,
 )
 from llmserver.adapters.inference.generation import collect
+from llmserver.adapters.inference.http_choices import whole_choices, whole_events
 from llmserver.adapters.inference.http_request_body import upstream_request
 from llmserver.adapters.inference.http_tools import (
     StreamedCalls,
     tools_bound,
-    whole_calls,
 )
 from llmserver.adapters.inference.http_upstream_answers import (
     SseEvents,
     Usage,
+    choice_logprobs,
     error_detail,
     finish_reason,
     parse_answer,
@@ -69,7 +70,6 @@ from llmserver.domain.inference import (
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.routing.retry import parse_retry_after
-from llmserver.domain.tools import as_deltas
 
 DEFAULT_RETRY_AFTER_S = 5.0
 """How long a 429 without a (readable) ``Retry-After`` keeps its upstream aside."""
@@ -143,7 +143,9 @@ class HttpBackend(InferenceBackend):
         ) as response:
             if _is_event_stream(response):
                 # The response stays open: this ``async with`` closes it, not the events.
-                completion = await collect(self._answer(nullcontext(response), prompt, params))
+                completion = await collect(
+                    self._answer(nullcontext(response), prompt, params), params
+                )
             else:
                 completion = await self._whole_answer(response, prompt, params, asked="JSON")
         if schema is not None and completion.finish_reason is FinishReason.STOP:
@@ -263,25 +265,23 @@ class HttpBackend(InferenceBackend):
         count a whole answer, one chunk, as one token."""
         raw = await self._read_json(response, asked)
         answer = parse_answer(raw, self._spec.id, "completion")
-        choice = answer.choices[0] if answer.choices else None
-        if choice is None or not choice.finish_reason:
-            raise UpstreamError(
-                f"the upstream of model {self._spec.id!r} answered without a finish reason"
-            )
-        text = choice.content or ""
+        choices, calls = whole_choices(answer, params, self._spec.id)
         usage = answer.usage or Usage()
-        calls = whole_calls(choice.tool_calls)
-        produced = len(text.encode()) + sum(len(c.arguments.encode()) for c in calls)
+        produced = sum(min(len(c.text.encode()), params.max_tokens) for c in choices)
+        produced += sum(len(c.arguments.encode()) for c in calls)
         prompt_tokens, completion_tokens = await self._counts(
-            usage, prompt, min(produced, params.max_tokens)
+            usage, prompt, min(produced, params.n * params.max_tokens)
         )
+        first = choices[0]
         return Completion(
-            text=text,
+            text=first.text,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            finish_reason=finish_reason(choice.finish_reason, called=bool(calls)),
+            finish_reason=first.finish_reason,
             tool_calls=calls,
             cached_tokens=usage.cached_tokens,
+            logprobs=first.logprobs,
+            more=tuple(choices[1:]),
         )
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> bytes:
@@ -328,18 +328,10 @@ class HttpBackend(InferenceBackend):
         async with exchange as response:
             if not _is_event_stream(response):
                 whole = await self._whole_answer(response, prompt, params, asked="an event stream")
-                if whole.text:
-                    yield TextDelta(whole.text, tokens=whole.completion_tokens)
-                for delta in as_deltas(whole.tool_calls):
-                    yield delta
-                yield StreamEnd(
-                    finish_reason=whole.finish_reason,
-                    prompt_tokens=whole.prompt_tokens,
-                    completion_tokens=whole.completion_tokens,
-                    cached_tokens=whole.cached_tokens,
-                )
+                for event in whole_events(whole):
+                    yield event
                 return
-            finish: FinishReason | None = None
+            finishes: dict[int, FinishReason] = {}
             usage = Usage()
             chunks = 0
             parser = SseEvents()
@@ -357,25 +349,37 @@ class HttpBackend(InferenceBackend):
                         chunk = parse_answer(payload, self._spec.id, "stream chunk")
                         usage = chunk.usage or usage
                         for choice in chunk.choices or ():
+                            if choice.index >= params.n:
+                                continue
                             text = choice.content
-                            if text:
-                                chunks += 1
-                                yield TextDelta(text)
-                            for delta in calls.deltas(choice.tool_calls):
+                            logprobs = choice_logprobs(choice, params.logprobs)
+                            if text or logprobs:
+                                chunks += 1 if text else 0
+                                yield TextDelta(text or "", 1, choice.index, logprobs)
+                            first = choice.index == 0  # only the first choice calls tools
+                            for delta in calls.deltas(choice.tool_calls if first else []):
                                 chunks += 1
                                 yield delta
                             if choice.finish_reason:
-                                finish = finish_reason(choice.finish_reason, called=calls.any)
+                                finishes[choice.index] = finish_reason(
+                                    choice.finish_reason, called=calls.any and first
+                                )
             except TRANSPORT_ERRORS as exc:
                 raise self._read_error(exc, f"the stream after {chunks} chunks") from exc
-            if finish is None:
+            if len(finishes) < params.n:
                 raise UpstreamError(
                     f"the upstream of model {self._spec.id!r} ended the stream after {chunks} "
                     "chunks without a finish reason"
+                    + (f" for each of its {params.n} choices" if params.n > 1 else "")
                 )
             prompt_tokens, completion_tokens = await self._counts(usage, prompt, chunks)
+            reason, *more = (finishes[i] for i in range(params.n))
             yield StreamEnd(
-                finish, prompt_tokens, completion_tokens, cached_tokens=usage.cached_tokens
+                reason,
+                prompt_tokens,
+                completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                more=tuple(more),
             )
 
     async def _counts(self, usage: Usage, prompt: Prompt, produced: int) -> tuple[int, int]:

@@ -33,6 +33,8 @@ def upstream_request(
         body["top_k"] = params.top_k
     if params.constraint is not None:
         body["response_format"] = response_format(params.constraint)
+    if params.n > 1:
+        body["n"] = params.n
     if prompt.messages is not None:
         body["messages"] = [
             {"role": m.role, "content": m.content}
@@ -42,6 +44,10 @@ def upstream_request(
         ]
         if prompt.tools is not None:
             add_tools(body, prompt.tools)
+        if params.logprobs is not None:  # chat asks with a flag and a count
+            body |= {"logprobs": True, "top_logprobs": params.logprobs}
         return "/chat/completions", body
+    if params.logprobs is not None:  # a text completion with the count alone
+        body["logprobs"] = params.logprobs
     body["prompt"] = prompt.text
     return "/completions", body

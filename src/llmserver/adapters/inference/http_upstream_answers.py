@@ -16,7 +16,7 @@ import msgspec
 
 from llmserver.adapters.inference.http_upstream_client import TRANSPORT_ERRORS, UpstreamResponse
 from llmserver.domain.errors import UpstreamError
-from llmserver.domain.inference import FinishReason
+from llmserver.domain.inference import FinishReason, Logprobs, TokenLogprob, TopLogprob
 
 _Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 """A token count: request_logs keeps them as 32-bit INTEGERs."""
@@ -40,11 +40,75 @@ class _Content(msgspec.Struct):
     tool_calls: list[ToolCallPart] | None = None
 
 
-class Choice(msgspec.Struct):
+_Bytes = list[Annotated[int, msgspec.Meta(ge=0, le=255)]]
+
+
+class _Top(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: _Bytes | None = None
+
+    def top(self) -> TopLogprob:
+        return TopLogprob(self.token, self.logprob, _odd_bytes(self.token, self.bytes))
+
+
+class _Entry(_Top):
+    top_logprobs: list[_Top] | None = None
+
+
+class _Logprobs(msgspec.Struct):
+    """Chat's ``content`` entries, or a text completion's parallel lists."""
+
+    content: list[_Entry] | None = None
+    tokens: list[str] | None = None
+    token_logprobs: list[float | None] | None = None
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+    def entries(self) -> Logprobs:
+        if self.content is not None:
+            return tuple(
+                TokenLogprob(
+                    e.token,
+                    e.logprob,
+                    tuple(t.top() for t in e.top_logprobs or ()),
+                    _odd_bytes(e.token, e.bytes),
+                )
+                for e in self.content
+            )
+        entries = []
+        values, tops = self.token_logprobs or [], self.top_logprobs or []
+        for i, token in enumerate(self.tokens or ()):
+            # A prompt's first token has none (echo); a generated token always has one.
+            value = values[i] if i < len(values) else None
+            ranked = sorted(((tops[i] if i < len(tops) else None) or {}).items(), key=_likeliest)
+            entries.append(
+                TokenLogprob(
+                    token,
+                    0.0 if value is None else value,
+                    tuple(TopLogprob(t, lp) for t, lp in ranked),
+                )
+            )
+        return tuple(entries)
+
+
+def _likeliest(item: tuple[str, float]) -> float:
+    return -item[1]
+
+
+def _odd_bytes(token: str, raw: list[int] | None) -> tuple[int, ...] | None:
+    """The upstream's bytes of a token, kept only where they are not its text's UTF-8."""
+    if raw is None or bytes(raw) == token.encode():
+        return None
+    return tuple(raw)
+
+
+class AnswerChoice(msgspec.Struct):
     delta: _Content | None = None  # a chat stream's chunk
     message: _Content | None = None  # a whole chat answer
     text: str | None = None  # completions
     finish_reason: str | None = None
+    index: Annotated[int, msgspec.Meta(ge=0, le=1023)] = 0
+    logprobs: _Logprobs | None = None
 
     @property
     def content(self) -> str | None:
@@ -80,7 +144,7 @@ class _ErrorDetail(msgspec.Struct):
 class Answer(msgspec.Struct):
     """A stream's chunk or a whole answer."""
 
-    choices: list[Choice] | None = None
+    choices: list[AnswerChoice] | None = None
     usage: Usage | None = None
     error: _ErrorDetail | str | None = None
 
@@ -197,3 +261,11 @@ def finish_reason(value: str, *, called: bool = False) -> FinishReason:
     if value == "length":
         return FinishReason.LENGTH
     return FinishReason.TOOL_CALLS if called or value == "tool_calls" else FinishReason.STOP
+
+
+def choice_logprobs(choice: AnswerChoice, asked: int | None) -> Logprobs | None:
+    """A choice's log probabilities as the upstream sent them, when the request ``asked``
+    (its ``logprobs``: ``None`` for not)."""
+    if asked is None or choice.logprobs is None:
+        return None
+    return choice.logprobs.entries()

@@ -42,6 +42,21 @@ class Batch(Generic[Row]):
         )
         self.rows = [*self.rows, *other.rows]
 
+    def fan_out(self, copies: list[list[Row]]) -> torch.Tensor:
+        """Row ``i`` becomes the rows ``copies[i]``, each with a copy of its cache (the
+        choices of one prompt, prefilled once); the index that maps old rows to new, for
+        whatever else is kept per row (their logits)."""
+        assert self.mask is not None
+        index = torch.tensor(
+            [i for i, rows in enumerate(copies) for _ in rows], device=self.mask.device
+        )
+        self.rows = [row for rows in copies for row in rows]
+        self.mask = self.mask[index]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[index]
+            layer.values = layer.values[index]
+        return index
+
     def keep(self, keep: list[int]) -> None:
         if not keep:
             self.rows, self.cache, self.mask = [], None, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from llmserver.adapters.inference.tool_parsing import ToolCallFormat, ToolCallParser
@@ -132,7 +133,8 @@ def with_calls(
 ) -> AsyncIterator[StreamEvent]:
     """``events`` with the calls in the model's text read out as call deltas when the
     request has tools it may call (the end ``tool_calls`` when there were any); else
-    ``events`` themselves."""
+    ``events`` themselves. Only the first choice's text is read for calls (``n`` > 1:
+    the others pass through as text)."""
     tools = prompt.tools
     if tools is None or not tools.calls_allowed or fmt is None:
         return events
@@ -144,16 +146,19 @@ async def _parsed(
 ) -> AsyncIterator[StreamEvent]:
     try:
         async for event in events:
-            if isinstance(event, TextDelta):
+            if isinstance(event, TextDelta) and event.index == 0:
                 for out in parser.feed(event.text, event.tokens):
                     yield out
+                if event.logprobs:
+                    # The tokens' log probabilities, whatever the parser made of their text.
+                    yield TextDelta("", 0, logprobs=event.logprobs)
             elif isinstance(event, StreamEnd):
                 for out in parser.end():
                     yield out
                 finish = event.finish_reason
                 if parser.called and finish is FinishReason.STOP:
                     finish = FinishReason.TOOL_CALLS
-                yield StreamEnd(finish, event.prompt_tokens, event.completion_tokens)
+                yield replace(event, finish_reason=finish)
             else:
                 yield event
     finally:

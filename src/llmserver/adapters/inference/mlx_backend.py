@@ -9,7 +9,10 @@ so batching would only stretch every request's latency.
 Each sampled request draws from a PRNG key of its own (split once per token), not MLX's
 global random state, so a request's ``seed`` reproduces whatever else shares its batch.
 The queue in front is bounded like the torch backend's, and a cancelled or timed-out
-request leaves the batch before the next step.
+request leaves the batch before the next step. A request for ``n`` > 1 choices is ``n``
+rows (each prefilled on its own: the generator has no way to copy one row's cache), and
+log probabilities come from the generator's own, the model's raw distribution as the
+torch backend reports it (``token_logprobs``).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from llmserver.adapters.inference.generation import (
     EventChannel,
     TokenEvents,
     check_request,
+    choice_events,
     collect,
     consume,
 )
 from llmserver.adapters.inference.local_tools import with_calls
 from llmserver.adapters.inference.prompts import PromptEncoder
+from llmserver.adapters.inference.token_logprobs import TokenTexts, token_logprob
 from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.domain.errors import GenerationTimeout, InvalidRequest, Overloaded, Unavailable
 from llmserver.domain.inference import (
@@ -41,6 +46,7 @@ from llmserver.domain.inference import (
     GenerationParams,
     Prompt,
     StreamEvent,
+    TokenLogprob,
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
@@ -109,6 +115,7 @@ class MlxBackend(InferenceBackend):
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
         self._tool_format = template_format(self.tokenizer.chat_template)
+        self._texts = TokenTexts(self._decode)
         self._context_length = spec.context_length
         on_cpu = mx.default_device() == mx.cpu
         self._max_batch = 1 if on_cpu and spec.max_batch_size is None else max(1, max_batch_size)
@@ -137,7 +144,7 @@ class MlxBackend(InferenceBackend):
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
         ids = await self._encode.encode(prompt)
         events = self._start(ids, params, buffered=True)
-        return await collect(with_calls(prompt, self._tool_format, events))
+        return await collect(with_calls(prompt, self._tool_format, events), params)
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         return self._encode.start(
@@ -159,13 +166,12 @@ class MlxBackend(InferenceBackend):
                 f"{self._spec.id!r}; use a torch or http model, or leave it out.",
                 param="response_format",
             )
-        job = _Job(
-            ids,
-            params,
-            EventChannel(asyncio.get_running_loop(), buffered=buffered),
-            TokenEvents(self._decode, params, len(ids), self._eos),
-            deadline=time.monotonic() + self._timeout,
-        )
+        channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
+        deadline = time.monotonic() + self._timeout
+        jobs = [
+            _Job(ids, own, channel, events, deadline)
+            for own, events in choice_events(self._decode, params, len(ids), self._eos)
+        ]
         with self._cond:
             if self._closed:
                 raise Unavailable(f"model {self._spec.id!r} is shutting down")
@@ -174,11 +180,12 @@ class MlxBackend(InferenceBackend):
                     f"model {self._spec.id!r} is busy: {len(self._waiting)} requests are "
                     "already waiting; retry shortly"
                 )
-            if self._tracer is not None:
-                job.queued = self._tracer.start(QUEUE_WAIT)
-            self._waiting.append(job)
+            for job in jobs:
+                if self._tracer is not None:
+                    job.queued = self._tracer.start(QUEUE_WAIT)
+                self._waiting.append(job)
             self._cond.notify()
-        return consume(job.channel, lambda: self._leave_queue(job))
+        return consume(channel, lambda: self._leave_queue(jobs))
 
     def status(self) -> BackendStatus:
         with self._cond:
@@ -203,14 +210,16 @@ class MlxBackend(InferenceBackend):
         self._encode.close()
         await asyncio.to_thread(self._worker.join)
 
-    def _leave_queue(self, job: _Job) -> None:
-        """A consumer that leaves frees its queue slot at once; a row leaves at the next step."""
+    def _leave_queue(self, jobs: list[_Job]) -> None:
+        """A consumer that leaves frees its queue slots at once; a row leaves at the next
+        step."""
         with self._cond:
-            waiting = job in self._waiting
-            if waiting:
+            waiting = [job for job in jobs if job in self._waiting]
+            for job in waiting:
                 self._waiting.remove(job)
-        if waiting and job.queued is not None:
-            job.queued.end()
+        for job in waiting:
+            if job.queued is not None:
+                job.queued.end()
 
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -311,7 +320,10 @@ class MlxBackend(InferenceBackend):
             if job is None:
                 continue
             try:
-                events, done = job.events.push(int(response.token))
+                token = int(response.token)
+                top = job.params.logprobs
+                logprob = None if top is None else self._logprob(response.logprobs, token, top)
+                events, done = job.events.push(token, logprob)
             except Exception as exc:  # decoding this row's text: its failure alone
                 log.exception("generation failed for a request on model %s", self._spec.id)
                 events, done = [], True
@@ -328,3 +340,13 @@ class MlxBackend(InferenceBackend):
         # The generator drops a row at its max_tokens itself; one ended by EOS or a stop
         # string is still in it.
         gen.remove(finished)
+
+    def _logprob(self, logprobs: Any, token: int, top: int) -> TokenLogprob:
+        """``token``'s entry from its step's log probabilities (an MLX vector)."""
+        mx = self._mx
+        best: list[tuple[int, float]] = []
+        if top:
+            ids = mx.argpartition(-logprobs, kth=top - 1)[:top]
+            values = logprobs[ids].tolist()
+            best = sorted(zip(ids.tolist(), values, strict=True), key=lambda p: -p[1])
+        return token_logprob(token, logprobs[token].item(), best, self._texts)

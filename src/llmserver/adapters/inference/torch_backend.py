@@ -23,6 +23,10 @@ How the loop works:
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
+- A request for ``n`` > 1 choices is prefilled once, as one row; when its prefill
+  completes the row becomes ``n`` rows, each with a copy of its cache and a random source
+  of its own, which decode in the batch like any others (``Batch.fan_out``). It waits in
+  the queue until ``n`` rows are free.
 - Events go back to each request's event loop with ``call_soon_threadsafe``.
 """
 
@@ -42,8 +46,8 @@ import torch
 from llmserver.adapters.inference.chunked_prefill import ChunkedPrefill, PrefillFailed
 from llmserver.adapters.inference.generation import (
     EventChannel,
-    TokenEvents,
     check_request,
+    choice_events,
     collect,
     consume,
 )
@@ -52,17 +56,19 @@ from llmserver.adapters.inference.kv_cache import Batch
 from llmserver.adapters.inference.local_tools import forced_call, with_calls
 from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
+from llmserver.adapters.inference.token_logprobs import TokenTexts
 from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.adapters.inference.torch_request import TorchRequest
-from llmserver.adapters.inference.torch_sampling import pick_token, row_generator
-from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
+from llmserver.adapters.inference.torch_sampling import logprob_of, pick_token, row_generator
+from llmserver.domain.errors import GenerationTimeout, InvalidRequest, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
     GenerationParams,
     Prompt,
     StreamEvent,
+    TokenLogprob,
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
@@ -105,6 +111,7 @@ class TorchBackend(InferenceBackend):
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=self._context_length)
         self._tool_format = template_format(self.tokenizer.chat_template)
         self._grammars = Grammars.of_model(self.model, self.tokenizer, self._eos, spec.id)
+        self._texts = TokenTexts(self._decode)
         self._cond = threading.Condition()
         self._waiting: collections.deque[TorchRequest] = collections.deque()
         self._batch: Batch[TorchRequest] = Batch()
@@ -137,7 +144,7 @@ class TorchBackend(InferenceBackend):
         return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        return await collect(self._events(prompt, params, buffered=True))
+        return await collect(self._events(prompt, params, buffered=True), params)
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
         return self._events(prompt, params, buffered=False)
@@ -191,16 +198,22 @@ class TorchBackend(InferenceBackend):
     def _start(
         self, ids: list[int], params: GenerationParams, grammar: RowGrammar | None, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
-        check_request(len(ids), params, self._context_length)
-        request = TorchRequest(
-            prompt_ids=ids,
-            params=params,
-            channel=EventChannel(asyncio.get_running_loop(), buffered=buffered),
-            events=TokenEvents(self._decode, params, len(ids), self._eos),
-            deadline=time.monotonic() + self._timeout,
-            generator=row_generator(params, self.device),
-            grammar=grammar,
-        )
+        check_request(len(ids), params, self._context_length, constrained=grammar is not None)
+        if params.n > self._max_batch:
+            raise InvalidRequest(
+                f"n is {params.n}, but model {self._spec.id!r} decodes at most "
+                f"{self._max_batch} rows at once.",
+                param="n",
+            )
+        channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
+        deadline = time.monotonic() + self._timeout
+        rows = [
+            TorchRequest(
+                ids, own, channel, events, deadline, row_generator(own, self.device), grammar
+            )
+            for own, events in choice_events(self._decode, params, len(ids), self._eos)
+        ]
+        request, request.choices = rows[0], rows[1:]
         with self._cond:
             if self._closed:
                 raise Unavailable(f"model {self._spec.id!r} is shutting down")
@@ -248,10 +261,12 @@ class TorchBackend(InferenceBackend):
                         self._cond.wait()
                     if self._closed:
                         break
-                    free = self._max_batch - len(self._batch.rows) - len(self._prefill)
-                    admitted = [
-                        self._waiting.popleft() for _ in range(min(free, len(self._waiting)))
-                    ]
+                    free = self._max_batch - len(self._batch.rows)
+                    free -= sum(r.width for r in self._prefill.rows)
+                    admitted = []
+                    while self._waiting and self._waiting[0].width <= free:
+                        admitted.append(self._waiting.popleft())
+                        free -= admitted[-1].width
                 for request in admitted:  # taken from the queue here, so ended here
                     if request.queued is not None:
                         request.queued.end()
@@ -329,6 +344,8 @@ class TorchBackend(InferenceBackend):
         if done is None:
             return
         group, logits = done
+        if any(row.choices for row in group.rows):
+            logits = logits[group.fan_out([[row, *row.choices] for row in group.rows])]
         for row in group.rows:
             row.length = len(row.prompt_ids)
         group.keep(self._emit(logits, group.rows))
@@ -360,21 +377,23 @@ class TorchBackend(InferenceBackend):
                 token = pick_token(
                     logits[i], int(greedy[i]), row.params, row.generator, row.grammar
                 )
-                if self._advance(row, token):
+                top = row.params.logprobs
+                logprob = None if top is None else logprob_of(logits[i], token, top, self._texts)
+                if self._advance(row, token, logprob):
                     keep.append(i)
             except Exception as exc:
                 log.exception("generation failed for a request on model %s", self._spec.id)
                 row.send(exc)
         return keep
 
-    def _advance(self, row: TorchRequest, token: int) -> bool:
+    def _advance(self, row: TorchRequest, token: int, logprob: TokenLogprob | None) -> bool:
         """Record one sampled token and send what it completes; False when the row is done."""
         if row.gone:
             return False
         if row.grammar is not None:
             row.grammar.accept(token)
         row.last_token = token
-        events, finished = row.events.push(token)
+        events, finished = row.events.push(token, logprob)
         for event in events:
             row.send(event)
         return not finished

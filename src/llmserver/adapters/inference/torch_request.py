@@ -1,9 +1,9 @@
 """One request as the torch backend's worker holds it: its prompt, sampling state, event
-channel and place in the batch."""
+channel and place in the batch; a request for ``n`` > 1 choices is a row per choice."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,6 +15,8 @@ from llmserver.domain.tracing import Span
 
 @dataclass(eq=False)
 class TorchRequest:
+    """A request's row (its first choice's, when it asks for ``n`` > 1)."""
+
     prompt_ids: list[int]
     params: GenerationParams
     channel: EventChannel
@@ -28,6 +30,14 @@ class TorchRequest:
     last_token: int = 0
     queued: Span | None = None
     """Its queue-wait span (tracing on): ended when the worker takes it, or when it leaves."""
+    choices: list[TorchRequest] = field(default_factory=list)
+    """Its request's other choices (``n`` > 1): rows that start from a copy of this row's
+    cache once its prefill is done."""
+
+    @property
+    def width(self) -> int:
+        """The rows it takes in the batch."""
+        return 1 + len(self.choices)
 
     @property
     def gone(self) -> bool:

@@ -7,7 +7,8 @@ import secrets
 import torch
 
 from llmserver.adapters.inference.grammar import RowGrammar
-from llmserver.domain.inference import GenerationParams
+from llmserver.adapters.inference.token_logprobs import TokenTexts, token_logprob
+from llmserver.domain.inference import GenerationParams, TokenLogprob
 
 
 def row_generator(params: GenerationParams, device: torch.device) -> torch.Generator | None:
@@ -48,3 +49,16 @@ def pick_token(
         logits = grammar.mask(logits)
         greedy = int(logits.argmax())
     return greedy if generator is None else sample_token(logits, params, generator)
+
+
+def logprob_of(logits: torch.Tensor, token: int, top: int, texts: TokenTexts) -> TokenLogprob:
+    """``token``'s entry from its row's logits (the model's raw distribution, see
+    ``token_logprobs``), with the ``top`` likeliest tokens of the step. ``logits`` are the
+    raw ones, never a grammar's masked copy (``pick_token`` masks a copy), so a
+    constrained row reports no forbidden token's -inf."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    best: list[tuple[int, float]] = []
+    if top:
+        values, ids = logprobs.topk(min(top, logprobs.shape[-1]))
+        best = list(zip(ids.tolist(), values.tolist(), strict=True))
+    return token_logprob(token, float(logprobs[token]), best, texts)

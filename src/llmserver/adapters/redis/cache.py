@@ -10,6 +10,7 @@ import structlog
 
 from llmserver.adapters.redis.pipe import RedisPipe
 from llmserver.adapters.redis.turn_batch import TurnBatch
+from llmserver.domain.inference import Choice, Logprobs
 from llmserver.domain.ports import CachedCompletion, HotCache
 
 log = structlog.get_logger(__name__)
@@ -18,8 +19,9 @@ CLEAR_BATCH = 500
 """Keys one SCAN step asks for and one UNLINK removes, when the hot cache is cleared."""
 
 
-class _Entry(msgspec.Struct, frozen=True, array_like=True):
-    """The stored form: a compact msgpack array (field order is the format)."""
+class _Entry(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """The stored form: a compact msgpack array (field order is the format). The trailing
+    fields are left out at their defaults, so an ordinary answer is stored as before."""
 
     key: str
     model: str
@@ -30,6 +32,8 @@ class _Entry(msgspec.Struct, frozen=True, array_like=True):
     created_at: datetime
     expires_at: datetime
     hit_count: int
+    logprobs: Logprobs | None = None
+    more: tuple[Choice, ...] = ()
 
 
 _encode = msgspec.msgpack.Encoder().encode

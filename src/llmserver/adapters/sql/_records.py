@@ -28,6 +28,10 @@ _RESPONSE = ("text", "finish_reason")
 """The ``CachedCompletion`` fields held in the cache table's one ``response`` JSON column:
 the answer as it is replayed."""
 
+_RESPONSE_IF_SET = ("logprobs", "more")
+"""Held there too, only when a request asked for them (``null`` / ``[]`` otherwise), so an
+ordinary answer's row is what it always was."""
+
 
 def record(row: object, kind: type[Record]) -> Record:
     """A domain record from an ORM object or a Core ``Row``, read by attribute name."""
@@ -53,6 +57,11 @@ def cached_completion(row: Row[Any]) -> CachedCompletion:
 
 def cache_columns(entry: CachedCompletion) -> dict[str, Any]:
     values = columns(entry)
-    values["response"] = {name: values.pop(name) for name in _RESPONSE}
+    response = {name: values.pop(name) for name in _RESPONSE}
+    for name in _RESPONSE_IF_SET:
+        value = values.pop(name)
+        if value is not None and (value or name == "logprobs"):
+            response[name] = value
+    values["response"] = response
     values["last_hit_at"] = entry.created_at  # as if hit when stored, for the size cap
     return values

@@ -25,6 +25,7 @@ from llmserver.domain.errors import (
 from llmserver.domain.gateway.holds import Holds, Limits
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.values import (
+    DEFAULT_MAX_N,
     Admission,
     Call,
     Ledgers,
@@ -63,6 +64,7 @@ class Admissions:
         clock: Clock,
         telemetry: Telemetry,
         policy: CachePolicy,
+        max_n: int = DEFAULT_MAX_N,
     ) -> None:
         self._registry = registry
         self._backends = backends
@@ -74,6 +76,7 @@ class Admissions:
         self._clock = clock
         self._telemetry = telemetry
         self._policy = policy
+        self._max_n = max_n
 
     def model_for(self, principal: Principal, name: str) -> ModelSpec:
         spec = self._registry.resolve(name)
@@ -93,7 +96,7 @@ class Admissions:
     async def admit(self, call: Call) -> Admission:
         principal, request = call.principal, call.request
         spec = call.spec = self.chat_model_for(principal, request.model)
-        params = generation_params(spec, request)
+        params = generation_params(spec, request, self._max_n)
         own = model_limit_of(principal, spec.id)
         rate = await self.check_rate(principal, call.at, own)
         try:
@@ -108,16 +111,17 @@ class Admissions:
                     if larger is None:
                         raise
                     spec = call.spec = larger
-                    params = generation_params(spec, request)
+                    params = generation_params(spec, request, self._max_n)
                     own = model_limit_of(principal, spec.id)  # its TPM on the key, too
             # Last step: nothing after the reservation may fail before it is handed over.
-            # Once, for the model that will answer (a context fallback's prices and limits).
+            # Once, for the model that will answer (a context fallback's prices and limits);
+            # each choice may take max_tokens, the prompt is read once.
             prompt_tokens = admission.prompt_tokens
             admission.reservation, admission.holds = await self.reserve(
                 principal,
-                prompt_tokens + params.max_tokens,
+                prompt_tokens + params.n * params.max_tokens,
                 call.at,
-                spec.prices.worst_case(prompt_tokens, params.max_tokens),
+                spec.prices.worst_case(prompt_tokens, params.n * params.max_tokens),
                 own,
             )
         except GatewayError as exc:

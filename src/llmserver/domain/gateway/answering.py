@@ -104,6 +104,8 @@ class Answers:
             finish_reason=completion.finish_reason,
             created_at=now,
             expires_at=now + timedelta(seconds=self._policy.ttl_seconds),
+            logprobs=completion.logprobs,
+            more=completion.more,
         )
         try:
             await self._cache.put(entry)

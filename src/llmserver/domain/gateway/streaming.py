@@ -12,6 +12,7 @@ from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.values import Admission, Call
 from llmserver.domain.inference import (
+    Assembly,
     Completion,
     FinishReason,
     StreamEnd,
@@ -20,7 +21,7 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import Clock, Telemetry
-from llmserver.domain.tools import ToolCallDelta, as_deltas, merge_deltas
+from llmserver.domain.tools import as_deltas
 
 
 class Events:
@@ -46,13 +47,20 @@ class Events:
 
 async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
     if not cached.tool_calls:
-        yield TextDelta(cached.text, cached.completion_tokens)
+        yield TextDelta(cached.text, cached.completion_tokens, logprobs=cached.logprobs)
     else:
-        if cached.text:
-            yield TextDelta(cached.text, 0)
+        if cached.text or cached.logprobs:
+            yield TextDelta(cached.text, 0, logprobs=cached.logprobs)
         for delta in as_deltas(cached.tool_calls, cached.completion_tokens):
             yield delta
-    yield StreamEnd(cached.finish_reason, cached.prompt_tokens, cached.completion_tokens)
+    for index, choice in enumerate(cached.more, start=1):
+        yield TextDelta(choice.text, 0, index, choice.logprobs)
+    yield StreamEnd(
+        cached.finish_reason,
+        cached.prompt_tokens,
+        cached.completion_tokens,
+        more=tuple(choice.finish_reason for choice in cached.more),
+    )
 
 
 class Streams:
@@ -71,8 +79,7 @@ class Streams:
 
     async def run(self, call: Call, admission: Admission) -> AsyncGenerator[StreamEvent, None]:
         produced = 0
-        text: list[str] = []
-        calls: list[ToolCallDelta] = []
+        parts = Assembly()
         try:
             key = admission.cache_key
             cached = await self._answers.cached(admission)
@@ -90,16 +97,12 @@ class Streams:
                         event = await anext(events, None)
                         if event is None:
                             raise UpstreamError("The model's stream ended without a final event.")
-                    if isinstance(event, TextDelta):
-                        if cached is None and not text and not calls:
+                    # One type check per delta: the stream's end is the rare case.
+                    if not isinstance(event, StreamEnd):
+                        if cached is None and not parts.started:
                             self._first_token(admission)
                         produced += event.tokens
-                        text.append(event.text)
-                    elif isinstance(event, ToolCallDelta):
-                        if cached is None and not text and not calls:
-                            self._first_token(admission)
-                        produced += event.tokens
-                        calls.append(event)
+                        parts.add(event)
                     else:
                         end = event
                         if cached is None:
@@ -113,16 +116,7 @@ class Streams:
                 close = getattr(events, "aclose", None)
                 if close is not None:
                     await close()
-            completion = Completion(
-                text="".join(text),
-                prompt_tokens=end.prompt_tokens,
-                completion_tokens=end.completion_tokens,
-                finish_reason=end.finish_reason,
-                tool_calls=merge_deltas(calls),
-                cached_tokens=end.cached_tokens,
-                served_by=end.served_by,
-                attempts=end.attempts,
-            )
+            completion = parts.completion(end, logprobs=admission.params.logprobs is not None)
             await self._outcomes.settle(admission, completion)
             if admission.cache_status is CacheStatus.MISS:
                 await self._answers.store(admission, completion)

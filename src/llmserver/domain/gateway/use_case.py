@@ -76,6 +76,7 @@ class Gateway:
             clock=clock,
             telemetry=sink,
             policy=policy.cache,
+            max_n=policy.max_n,
         )
         self._answers = Answers(
             cache=cache,

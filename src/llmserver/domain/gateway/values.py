@@ -27,6 +27,10 @@ from llmserver.domain.registry import ModelSpec
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 
+DEFAULT_MAX_N = 4
+"""Half the default batch: a request's choices decode as rows of one batch, so ``n`` up to
+the batch size would let one request hold every row while others queue."""
+
 
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
@@ -57,12 +61,18 @@ class CompletionRequest:
     seed: int | None = None
     use_cache: bool = True
     constraint: OutputConstraint | None = None
+    logprobs: int | None = None
+    """``None``: none; ``k``: each token's log probability and the ``k`` likeliest."""
+    n: int = 1
+    """How many completions of the prompt."""
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayPolicy:
     cache: CachePolicy = field(default_factory=CachePolicy)
     cache_hits_count_against_quota: bool = False
+    max_n: int = DEFAULT_MAX_N
+    """The most choices (``n``) one request may ask for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +127,17 @@ LogSubmit = Callable[[RequestLog], object]
 """Hands a request-log row to the write-behind batcher; must not block."""
 
 
-def generation_params(spec: ModelSpec, request: CompletionRequest) -> GenerationParams:
+def generation_params(
+    spec: ModelSpec, request: CompletionRequest, max_n: int = DEFAULT_MAX_N
+) -> GenerationParams:
     """The request's sampling parameters with the model's defaults filled in."""
     max_tokens = spec.defaults.max_tokens if request.max_tokens is None else request.max_tokens
     if max_tokens < 1:
         raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
+    if not 1 <= request.n <= max_n:
+        raise InvalidRequest(
+            f"n is {request.n}; this server gives 1 to {max_n} choices per request.", param="n"
+        )
     return GenerationParams(
         max_tokens=max_tokens,
         temperature=(
@@ -132,6 +148,8 @@ def generation_params(spec: ModelSpec, request: CompletionRequest) -> Generation
         stop=request.stop,
         seed=request.seed,
         constraint=request.constraint,
+        logprobs=request.logprobs,
+        n=request.n,
     )
 
 

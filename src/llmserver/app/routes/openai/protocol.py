@@ -17,6 +17,10 @@ Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 TopK = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 """Sample from the k likeliest tokens; 0 turns it off, as vLLM reads it."""
 StopValue = str | list[Annotated[str, msgspec.Meta(min_length=1)]]
+TopLogprobCount = Annotated[int, msgspec.Meta(ge=0, le=20)]
+"""Chat's ``top_logprobs``: OpenAI's bound."""
+TextLogprobCount = Annotated[int, msgspec.Meta(ge=0, le=5)]
+"""A text completion's ``logprobs``: OpenAI's bound."""
 
 
 class ContentPart(msgspec.Struct, frozen=True):
@@ -129,10 +133,15 @@ class ChatCompletionRequest(_Sampling, frozen=True, kw_only=True):
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: TopLogprobCount | None = None
+    """With ``logprobs: true``: also this many of the likeliest tokens at each step."""
 
 
 class CompletionRequest(_Sampling, frozen=True, kw_only=True):
     prompt: str | Annotated[list[str], msgspec.Meta(min_length=1, max_length=1)]
+    logprobs: TextLogprobCount | None = None
+    """Each token's log probability and this many of the likeliest tokens at its step."""
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -149,11 +158,40 @@ class AssistantMessage(msgspec.Struct, frozen=True):
     also wrote text)."""
 
 
+class TopLogprob(msgspec.Struct, frozen=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(msgspec.Struct, frozen=True):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(msgspec.Struct, frozen=True):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
+
+
+class TextLogprobs(msgspec.Struct, frozen=True):
+    """A text completion's log probabilities: parallel lists, one item per token.
+    ``top_logprobs`` maps the likeliest tokens (and the one sampled) to theirs;
+    ``text_offset`` is where each token starts in the choice's text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class ChatChoice(msgspec.Struct, frozen=True):
     index: int
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(msgspec.Struct, frozen=True):
@@ -191,7 +229,7 @@ class ChunkChoice(msgspec.Struct, frozen=True):
     index: int
     delta: Delta
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct, frozen=True):
@@ -208,7 +246,7 @@ class TextChoice(msgspec.Struct, frozen=True):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None
 
 
 class TextCompletion(msgspec.Struct, frozen=True):

@@ -17,9 +17,18 @@ from llmserver.app.lane.surface import Surface
 from llmserver.app.routes.content import joined_text
 from llmserver.app.routes.openai import protocol as p
 from llmserver.app.routes.openai import tools
+from llmserver.app.routes.openai.logprobs import TextOffsets, chat_logprobs
 from llmserver.domain.errors import GatewayError, InvalidRequest
 from llmserver.domain.gateway import CompletionRequest, Outcome, StreamSession
-from llmserver.domain.inference import ChatMessage, Prompt, StreamEnd, TextDelta
+from llmserver.domain.inference import (
+    ChatMessage,
+    Choice,
+    Completion,
+    Logprobs,
+    Prompt,
+    StreamEnd,
+    TextDelta,
+)
 from llmserver.domain.output_constraint import ConstraintKind, OutputConstraint
 from llmserver.domain.tools import ToolCallDelta
 
@@ -70,11 +79,6 @@ def stop_sequences(stop: p.StopValue | None, param: str = "stop") -> tuple[str, 
     if any(not s for s in stops):
         raise InvalidRequest("Stop sequences must not be empty.", param=param)
     return stops
-
-
-def _check_common(body: p._Sampling) -> None:
-    if body.n not in (None, 1):
-        raise InvalidRequest("Only n=1 is supported.", param="n")
 
 
 def _message_text(message: p.Message, index: int) -> str:
@@ -128,10 +132,19 @@ def output_constraint(response_format: p.ResponseFormat | None) -> OutputConstra
         ) from None
 
 
+def _logprobs(body: Body) -> int | None:
+    """How many likeliest tokens to report with each token's log probability, or ``None``
+    for no log probabilities (chat asks with a flag, a text completion with the count)."""
+    if isinstance(body, p.CompletionRequest):
+        return body.logprobs
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
+    return (body.top_logprobs or 0) if body.logprobs else None
+
+
 def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
     """The use case's request for either body."""
     prompt, max_tokens = _prompt(body)
-    _check_common(body)
     return CompletionRequest(
         model=body.model,
         prompt=prompt,
@@ -143,6 +156,8 @@ def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
         constraint=output_constraint(body.response_format),
+        logprobs=_logprobs(body),
+        n=1 if body.n is None else body.n,
     )
 
 
@@ -161,6 +176,10 @@ def answer(body: Body, outcome: Outcome) -> p.ChatCompletion | p.TextCompletion:
     return text_response(outcome)
 
 
+def _choices(c: Completion) -> list[Choice]:
+    return [Choice(c.text, c.finish_reason, c.logprobs), *c.more]
+
+
 def chat_response(outcome: Outcome) -> p.ChatCompletion:
     c = outcome.completion
     return p.ChatCompletion(
@@ -169,13 +188,18 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
         model=outcome.model.id,
         choices=[
             p.ChatChoice(
-                index=0,
+                index=i,
                 message=p.AssistantMessage(
                     role="assistant",
-                    content=c.text if c.text or not c.tool_calls else None,
-                    tool_calls=tools.answer_calls(c.tool_calls),
+                    content=choice.text if choice.text or not calls else None,
+                    tool_calls=tools.answer_calls(calls),
                 ),
-                finish_reason=c.finish_reason.value,
+                finish_reason=choice.finish_reason.value,
+                logprobs=chat_logprobs(choice.logprobs),
+            )
+            # Only the first choice calls tools.
+            for i, (choice, calls) in enumerate(
+                zip(_choices(c), (c.tool_calls, *(() for _ in c.more)), strict=True)
             )
         ],
         usage=_usage(c.prompt_tokens, c.completion_tokens),
@@ -184,11 +208,17 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
 
 def text_response(outcome: Outcome) -> p.TextCompletion:
     c = outcome.completion
+    offsets = TextOffsets()
     return p.TextCompletion(
         id=new_id("cmpl"),
         created=int(outcome.created.timestamp()),
         model=outcome.model.id,
-        choices=[p.TextChoice(index=0, text=c.text, finish_reason=c.finish_reason.value)],
+        choices=[
+            p.TextChoice(
+                i, choice.text, choice.finish_reason.value, offsets.logprobs(choice.logprobs, i)
+            )
+            for i, choice in enumerate(_choices(c))
+        ],
         usage=_usage(c.prompt_tokens, c.completion_tokens),
     )
 
@@ -217,23 +247,29 @@ async def sse_events(
     completion_id = new_id("chatcmpl" if chat else "cmpl")
     created = int(session.created.timestamp())
     model = session.model.id
+    offsets = TextOffsets()
 
-    def chunk(text: str | None, finish: str | None, *, role: bool = False) -> bytes:
+    def chunk(
+        text: str | None,
+        finish: str | None,
+        *,
+        role: bool = False,
+        index: int = 0,
+        logprobs: Logprobs | None = None,
+    ) -> bytes:
         if chat:
             delta = p.Delta(role="assistant" if role else None, content=text)
-            return _sse(
-                p.ChatCompletionChunk(
-                    completion_id, created, model, [p.ChunkChoice(0, delta, finish)]
-                )
-            )
-        return _sse(
-            p.TextCompletion(completion_id, created, model, [p.TextChoice(0, text or "", finish)])
-        )
+            choice = p.ChunkChoice(index, delta, finish, chat_logprobs(logprobs))
+            return _sse(p.ChatCompletionChunk(completion_id, created, model, [choice]))
+        entry = p.TextChoice(index, text or "", finish, offsets.logprobs(logprobs, index))
+        return _sse(p.TextCompletion(completion_id, created, model, [entry]))
 
-    # A chat stream's role chunk goes out with the chunk after it: ``open_stream`` has
-    # already fetched the first event, so holding the role chunk back delays nothing, and
-    # the first text takes one send (one write to the client's socket) instead of two.
-    head = chunk("", None, role=True) if chat else b""
+    # A chat stream's role chunk (one per choice) goes out with the chunk after it:
+    # ``open_stream`` has already fetched the first event, so holding the role chunk back
+    # delays nothing, and the first text takes one send (one write to the client's socket)
+    # instead of two.
+    n = 1 if body.n is None else body.n
+    head = b"".join(chunk("", None, role=True, index=i) for i in range(n)) if chat else b""
 
     def after_head(data: bytes) -> bytes:
         nonlocal head
@@ -244,8 +280,9 @@ async def sse_events(
     try:
         async for event in events:
             if isinstance(event, TextDelta):
-                if event.text:
-                    yield after_head(chunk(event.text, None))
+                if event.text or event.logprobs:
+                    text = event.text if event.text or not chat else None
+                    yield after_head(chunk(text, None, index=event.index, logprobs=event.logprobs))
             elif isinstance(event, ToolCallDelta):
                 delta = p.Delta(tool_calls=tools.delta_calls(event))
                 yield after_head(
@@ -258,7 +295,11 @@ async def sse_events(
             elif isinstance(event, StreamEnd):
                 record.prompt_tokens = event.prompt_tokens
                 record.completion_tokens = event.completion_tokens
-                yield after_head(chunk(None if chat else "", event.finish_reason.value))
+                ends = b"".join(
+                    chunk(None if chat else "", reason.value, index=i)
+                    for i, reason in enumerate((event.finish_reason, *event.more))
+                )
+                yield after_head(ends)
                 if include_usage:
                     usage = _usage(event.prompt_tokens, event.completion_tokens)
                     if chat:
