@@ -371,31 +371,6 @@ class Telemetry(Protocol):
         ...
 
 
-class NullTelemetry:
-    """Telemetry that records nothing (unit tests, tools)."""
-
-    def cache_lookup(self, layer: str, hit: bool) -> None:
-        pass
-
-    def refused(self, cause: str) -> None:
-        pass
-
-    def tokens(self, model: str, prompt: int, completion: int) -> None:
-        pass
-
-    def spend(self, model: str, picodollars: int) -> None:
-        pass
-
-    def first_token(self, model: str, seconds: float) -> None:
-        pass
-
-    def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
-        pass
-
-    def backend_error(self, model: str, kind: str) -> None:
-        pass
-
-
 class AuditLog(Protocol):
     """The audit trail of admin actions (append-only)."""
 

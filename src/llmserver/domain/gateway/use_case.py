@@ -27,13 +27,13 @@ from llmserver.domain.gateway.values import (
 from llmserver.domain.inference import Completion, Prompt
 from llmserver.domain.keys import KeyHasher, parse_prefix
 from llmserver.domain.logs import Origin
+from llmserver.domain.null_telemetry import NullTelemetry
 from llmserver.domain.ports import (
     Clock,
     CompletionCache,
     HotCache,
     KeyStore,
     ModelBackends,
-    NullTelemetry,
     Telemetry,
 )
 from llmserver.domain.registry import ModelRegistry, ModelSpec
