@@ -93,7 +93,9 @@ class Grammars:
     def of_model(cls, model: Any, tokenizer: Any, eos: Collection[int], model_id: str) -> Grammars:
         """For a transformers model: its masks cover its logits, which may be wider than
         its tokenizer's vocabulary (the rest is never allowed)."""
-        width = int(model.get_output_embeddings().weight.shape[0])
+        # out_features, not weight.shape: an int8 model's head is a dynamic quantized
+        # Linear, whose weight is a method.
+        width = int(model.get_output_embeddings().out_features)
         return cls(tokenizer, vocab_size=width, eos=eos, model_id=model_id)
 
     async def row(self, constraint: OutputConstraint | None) -> RowGrammar | None:
