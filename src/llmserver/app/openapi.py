@@ -21,8 +21,10 @@ import msgspec
 from litestar import Litestar
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
+    OpenAPI,
     OpenAPIMediaType,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     PathItem,
     Reference,
@@ -208,3 +210,15 @@ def document_completion_routes(app: Litestar) -> None:
     for route in _ROUTES:
         paths[route.path] = PathItem(post=_operation(route))
     document.paths = paths
+    _document_usage_csv(document)
+
+
+def _document_usage_csv(document: OpenAPI) -> None:
+    """``GET /admin/usage`` also answers CSV (``format=csv`` or ``Accept: text/csv``);
+    Litestar's response spec names one media type, so the CSV one is added here."""
+    usage = (document.paths or {}).get("/admin/usage")
+    if usage is None or usage.get is None or usage.get.responses is None:
+        return
+    ok = usage.get.responses.get("200")
+    if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+        ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import Request, Response, get
@@ -69,7 +69,9 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True, rename={"first": "f
     to: date
     group_by: list[Dimension]
     data: list[UsageRow]
-    object: str = "list"
+    object: Literal["usage.report"] = "usage.report"
+    """Not ``list``: the route also answers a ``UsageList``, and the OpenAPI document tells
+    the two apart by it."""
 
 
 def _csv(report: UsageReport) -> bytes:
@@ -96,7 +98,7 @@ def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
     "token usage per key and month (the 0.2 answer)",
     responses={
         200: ResponseSpec(
-            data_container=UsageReport,
+            data_container=cast("Any", UsageReport | v.UsageList),  # `object` tells them apart
             description="The report (or, asked "
             "with none of from, to, group_by, format, model and no Accept: text/csv, a UsageList).",
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import msgspec
 
@@ -173,7 +173,9 @@ class UsageView(RecordView, frozen=True):
 
 class UsageList(msgspec.Struct, frozen=True):
     data: list[UsageView]
-    object: str = "list"
+    object: Literal["list"] = "list"
+    """A literal, so the OpenAPI document tells it from a ``UsageReport`` (``/admin/usage``
+    answers either)."""
 
 
 class CostedView(RecordView, frozen=True, kw_only=True):
