@@ -57,6 +57,21 @@ def new_request_id() -> str:
 
 _LINE = msgspec.json.Encoder()
 
+# Unicode line breaks that JSON leaves unescaped (NEL, LINE and PARAGRAPH SEPARATOR), as
+# msgspec writes them, UTF-8 encoded: a client's text (a model name, a path) holding one
+# would cut its access line in two for every reader that splits lines the Unicode way
+# (Python's ``str.splitlines``, JavaScript). structlog's renderer escapes all non-ASCII.
+_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _one_line(line: bytes) -> bytes:
+    """``line`` with those breaks escaped; the common line, with none, is returned as is."""
+    if b"\xc2\x85" not in line and b"\xe2\x80" not in line:
+        return line
+    for raw, escaped in _BREAKS:
+        line = line.replace(raw, escaped)
+    return line
+
 
 class JsonAccessLog:
     """The access line as the structlog JSON renderer would print it, without the
@@ -87,7 +102,7 @@ class JsonAccessLog:
         fields["level"] = level
         fields["timestamp"] = self._timestamp()
         first = not self._pending
-        self._pending.append(_LINE.encode(fields))
+        self._pending.append(_one_line(_LINE.encode(fields)))
         if first:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)

@@ -49,6 +49,18 @@ def test_the_fast_access_line_has_the_shape_structlog_renders() -> None:
     assert stream.getvalue().count("\n") == 1
 
 
+@pytest.mark.parametrize("text", ["a\u0085b", "a\u2028b", "a\u2029b", "\u2028\u0085\u2026\u2029"])
+def test_a_client_s_unicode_line_break_stays_inside_its_access_line(text: str) -> None:
+    """A model name with NEL or a LINE/PARAGRAPH SEPARATOR (JSON lets them through raw)
+    would cut the line in two for ``str.splitlines``; escaped, it reads back as sent."""
+    stream = io.StringIO()
+    log = JsonAccessLog(stream)
+    log.info("request", model=text)
+    log.info("request", model="next")
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["model"] for line in lines] == [text, "next"]
+
+
 class _Writes(io.StringIO):
     def __init__(self) -> None:
         super().__init__()
