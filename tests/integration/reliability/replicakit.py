@@ -23,9 +23,18 @@ from integration.reliability.faultkit import (
     chat_body,
     count_rows,
     create_key,
+    start_servers,
     usage_of,
 )
-from livesupport import TEST_SECRET, IssuedKeys, issue_keys, migrate, server_env
+from livesupport import (
+    TEST_SECRET,
+    IssuedKeys,
+    free_port,
+    issue_keys,
+    migrate,
+    server_env,
+    stop_server,
+)
 
 SHARED_REDIS = os.environ.get("LLMSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WINDOW_S = 60
@@ -132,6 +141,24 @@ def shared_stores(
         client.flushdb()
         client.close()
         drop_database(database_url)
+
+
+@contextmanager
+def running_replicas(
+    postgres_url: str, demo_model_dir: Path, root: Path, **extra_env: str
+) -> Iterator[Replicas]:
+    """Three ``serve`` processes in replicas mode on ``shared_stores``, logging under
+    ``root``, stopped on exit."""
+    with shared_stores(postgres_url, demo_model_dir, **extra_env) as stores:
+        ports = [free_port() for _ in range(3)]
+        logs = [root / f"replica-{i}.log" for i in range(3)]
+        processes = start_servers([stores.env] * 3, logs, ports)
+        try:
+            urls = [f"http://127.0.0.1:{p}" for p in ports]
+            yield Replicas(urls, stores.keys, stores.database_url, logs)
+        finally:
+            for process in processes:
+                stop_server(process)
 
 
 async def fire(

@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration.reliability.faultkit import bearer, chat_body, create_key, start_servers
-from integration.reliability.replicakit import Replicas, fire, shared_stores
-from livesupport import free_port, stop_server
+from integration.reliability.faultkit import bearer, chat_body, create_key
+from integration.reliability.replicakit import Replicas, fire, running_replicas
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -34,16 +33,8 @@ def priced_replicas(
         f'input_price_per_mtok = "{PRICE}"\noutput_price_per_mtok = "{PRICE}"\n'
     )
     extra = {"LLMSERVER_PROFILE": "none", "LLMSERVER_MODELS_FILE": str(models)}
-    with shared_stores(postgres_url, demo_model_dir, **extra) as stores:
-        ports = [free_port() for _ in range(3)]
-        logs = [root / f"replica-{i}.log" for i in range(3)]
-        processes = start_servers([stores.env] * 3, logs, ports)
-        try:
-            urls = [f"http://127.0.0.1:{p}" for p in ports]
-            yield Replicas(urls, stores.keys, stores.database_url, logs)
-        finally:
-            for process in processes:
-                stop_server(process)
+    with running_replicas(postgres_url, demo_model_dir, root, **extra) as replicas:
+        yield replicas
 
 
 async def test_a_shared_budget_is_never_passed_across_replicas(priced_replicas: Replicas) -> None:

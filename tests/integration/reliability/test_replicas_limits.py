@@ -17,10 +17,9 @@ from integration.reliability.faultkit import (
     bearer,
     create_key,
     http_models_file,
-    start_servers,
 )
-from integration.reliability.replicakit import WINDOW_S, Replicas, shared_stores
-from livesupport import closed_after_test, free_port, stop_server
+from integration.reliability.replicakit import WINDOW_S, Replicas, running_replicas
+from livesupport import closed_after_test
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,20 +37,14 @@ def http_replicas(
     """Three server processes in replicas mode serving only the upstream's http models."""
     root = tmp_path_factory.mktemp("limit-replicas")
     models = http_models_file(root / "models.toml", upstream)
-    with shared_stores(
+    with running_replicas(
         postgres_url,
         root / "no-demo-model",
+        root,
         LLMSERVER_PROFILE="none",
         LLMSERVER_MODELS_FILE=str(models),
-    ) as stores:
-        ports = [free_port() for _ in range(3)]
-        logs = [root / f"replica-{i}.log" for i in range(3)]
-        processes = start_servers([stores.env] * 3, logs, ports)
-        try:
-            yield Replicas([f"http://127.0.0.1:{p}" for p in ports], stores.keys, "", logs)
-        finally:
-            for process in processes:
-                stop_server(process)
+    ) as replicas:
+        yield replicas
 
 
 async def _hammer(
