@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import select, text
 
+from integration.storage.schema_probe import table_names
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql.models import AuditLogModel
 from llmserver.domain.audit import AUDIT_TARGET_MAX_CHARS, AuditAction, AuditEvent, AuditQuery
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
-
-
-def _tables(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
 
 
 async def _key_names(db: SqlDatabase) -> list[str]:
@@ -36,7 +33,7 @@ async def test_0004_adds_audit_log_and_its_downgrade_keeps_every_other_row(
                 ),
                 {"at": datetime(2026, 1, 1, tzinfo=UTC)},
             )
-            assert "audit_log" not in await conn.run_sync(_tables)
+        assert "audit_log" not in await table_names(db)
 
         await migrate.upgrade(empty_database_url, "0004")
         await db.engine.dispose()
@@ -60,8 +57,7 @@ async def test_0004_adds_audit_log_and_its_downgrade_keeps_every_other_row(
 
         await migrate.downgrade(empty_database_url, "0003")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            assert "audit_log" not in await conn.run_sync(_tables)
+        assert "audit_log" not in await table_names(db)
         assert await _key_names(db) == ["kept"]
 
         await migrate.upgrade(empty_database_url)

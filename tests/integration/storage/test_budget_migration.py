@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, func, insert, inspect, select, table
+from sqlalchemy import Table, insert
 
+from integration.storage.schema_probe import column_names, row_count, table_names
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
 from llmserver.adapters.sql.models import ApiKeyModel
@@ -67,16 +68,9 @@ async def test_0007_gives_old_keys_no_budget_and_its_downgrade_keeps_every_key(
 
         await migrate.downgrade(empty_database_url, "0006")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            names = await conn.run_sync(
-                lambda sync: {c["name"] for c in inspect(sync).get_columns("api_keys")}
-            )
-            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-            keys = (
-                await conn.execute(select(func.count()).select_from(table("api_keys")))
-            ).scalar_one()
+        names = await column_names(db, "api_keys")
         assert names.isdisjoint({"budget_nanodollars", "budget_window"})
-        assert "budget_spend" not in tables
-        assert keys == 2
+        assert "budget_spend" not in await table_names(db)
+        assert await row_count(db, "api_keys") == 2
     finally:
         await db.dispose()

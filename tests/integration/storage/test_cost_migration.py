@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, column, func, insert, inspect, select, table
+from sqlalchemy import column, insert, table
 
+from integration.storage.schema_probe import column_names, row_count
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
 from llmserver.domain.logs import DailyUsage, RequestLog
@@ -49,19 +50,8 @@ DEAREST = price_per_token(MAX_PRICE_PER_MTOK)
 MOST = Prices(DEAREST, DEAREST).cost(2**31 - 1, 2**31 - 1)
 
 
-def _columns(conn: Connection, name: str) -> set[str]:
-    return {c["name"] for c in inspect(conn).get_columns(name)}
-
-
 async def _counts(db: SqlDatabase) -> tuple[int, int]:
-    async with db.engine.connect() as conn:
-        logs = (
-            await conn.execute(select(func.count()).select_from(table("request_logs")))
-        ).scalar_one()
-        days = (
-            await conn.execute(select(func.count()).select_from(table("usage_daily")))
-        ).scalar_one()
-    return logs, days
+    return await row_count(db, "request_logs"), await row_count(db, "usage_daily")
 
 
 async def test_0005_costs_old_rows_nothing_and_its_downgrade_keeps_every_row(
@@ -91,9 +81,8 @@ async def test_0005_costs_old_rows_nothing_and_its_downgrade_keeps_every_row(
 
         await migrate.downgrade(empty_database_url, "0004")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            for name in ("request_logs", "usage_daily"):
-                assert "cost_picodollars" not in await conn.run_sync(_columns, name)
+        for name in ("request_logs", "usage_daily"):
+            assert "cost_picodollars" not in await column_names(db, name)
         assert await _counts(db) == (2, 1)
 
         await migrate.upgrade(empty_database_url)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import column, func, insert, select, table
+from sqlalchemy import column, insert, table
 
+from integration.storage.schema_probe import row_count
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
 from llmserver.domain.logs import LogQuery, RequestLog
@@ -53,9 +54,7 @@ async def test_0009_leaves_old_rows_unrouted_and_its_downgrade_keeps_every_row(
 
         await migrate.downgrade(empty_database_url, "0008")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            count = select(func.count()).select_from(table("request_logs"))
-            assert (await conn.execute(count)).scalar_one() == 2
+        assert await row_count(db, "request_logs") == 2
 
         await migrate.upgrade(empty_database_url)
         await db.engine.dispose()

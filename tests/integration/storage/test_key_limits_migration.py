@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, insert, inspect, select, table
+from sqlalchemy import insert
 
+from integration.storage.schema_probe import column_names, row_count
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
 from llmserver.adapters.sql.models import ApiKeyModel
@@ -29,18 +30,6 @@ _LATER = ("tpm_limit", "max_parallel", "model_limits", "budget_nanodollars", "bu
 """What 0006 and later migrations add."""
 ROW = {n: v for n, v in columns(OLD).items() if n not in _LATER}
 """A key as 0005 holds it."""
-
-
-def _columns(conn: Connection) -> set[str]:
-    return {c["name"] for c in inspect(conn).get_columns("api_keys")}
-
-
-async def _count(db: SqlDatabase) -> int:
-    async with db.engine.connect() as conn:
-        count: int = (
-            await conn.execute(select(func.count()).select_from(table("api_keys")))
-        ).scalar_one()
-    return count
 
 
 async def test_0006_leaves_old_keys_unlimited_and_its_downgrade_keeps_every_key(
@@ -65,9 +54,8 @@ async def test_0006_leaves_old_keys_unlimited_and_its_downgrade_keeps_every_key(
 
         await migrate.downgrade(empty_database_url, "0005")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            assert not {"tpm_limit", "max_parallel"} & await conn.run_sync(_columns)
-        assert await _count(db) == 2
+        assert not {"tpm_limit", "max_parallel"} & await column_names(db, "api_keys")
+        assert await row_count(db, "api_keys") == 2
 
         await migrate.upgrade(empty_database_url)
         await db.engine.dispose()

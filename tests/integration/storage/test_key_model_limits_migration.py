@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, insert, inspect, select, table
+from sqlalchemy import insert
 
+from integration.storage.schema_probe import row_count, table_names
 from llmserver.adapters.sql import SqlDatabase, migrate
 from llmserver.adapters.sql._records import columns
 from llmserver.adapters.sql.models import ApiKeyModel
@@ -37,18 +38,6 @@ LIMITS = (
 """Sorted by model id, by code point (as the domain sorts them)."""
 
 
-def _tables(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
-
-
-async def _count(db: SqlDatabase) -> int:
-    async with db.engine.connect() as conn:
-        count: int = (
-            await conn.execute(select(func.count()).select_from(table("api_keys")))
-        ).scalar_one()
-    return count
-
-
 async def test_0008_keeps_old_keys_unlimited_per_model_and_its_downgrade_keeps_every_key(
     empty_database_url: str,
 ) -> None:
@@ -72,9 +61,8 @@ async def test_0008_keeps_old_keys_unlimited_per_model_and_its_downgrade_keeps_e
 
         await migrate.downgrade(empty_database_url, "0007")
         await db.engine.dispose()
-        async with db.engine.connect() as conn:
-            assert "key_model_limits" not in await conn.run_sync(_tables)
-        assert await _count(db) == 2
+        assert "key_model_limits" not in await table_names(db)
+        assert await row_count(db, "api_keys") == 2
 
         await migrate.upgrade(empty_database_url)
         await db.engine.dispose()
