@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmserver.adapters.memory.parallel import MemoryParallelStore
+from llmserver.adapters.memory.usage import MemoryUsageStore
 from llmserver.domain.budget import (
     BudgetWindow,
     budget_nanodollars,
@@ -21,7 +23,7 @@ from llmserver.domain.budget import (
 from llmserver.domain.errors import BudgetExceeded, QuotaExceeded
 from llmserver.domain.pricing import Prices
 
-from .world import World, ask, origin
+from .world import World, ask, origin, wait_until
 
 PRICES = Prices(input=150_000, output=600_000)  # $0.15 and $0.60 per million tokens
 # "what is six times seven" (5 tokens) with max_tokens 5: the worst case is the answer.
@@ -185,3 +187,61 @@ def test_concurrent_requests_never_spend_past_the_budget(
         assert spent == sum(r.used_tokens for r in await world.budget.list())
 
     asyncio.run(scenario())
+
+
+class _Pause:
+    """Where a store's close waits, so the request can be cancelled while it closes."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.waiting = False
+
+    async def __call__(self) -> None:
+        self.waiting = True
+        await self.go.wait()
+
+
+class _PausedParallel(MemoryParallelStore):
+    def __init__(self, pause: _Pause) -> None:
+        super().__init__()
+        self._pause = pause
+
+    async def release(self, bucket: str) -> None:
+        await self._pause()
+        await super().release(bucket)
+
+
+class _PausedBudget(MemoryUsageStore):
+    """Its settle is applied, then waits: as a Redis store's command runs while its caller
+    waits for the reply."""
+
+    def __init__(self, pause: _Pause) -> None:
+        super().__init__()
+        self._pause = pause
+
+    async def settle(
+        self, key_id: str, period: str, reserved: int, used: int, *, cache_hit: bool = False
+    ) -> None:
+        await super().settle(key_id, period, reserved, used, cache_hit=cache_hit)
+        await self._pause()
+
+
+@pytest.mark.parametrize("paused", ["parallel slot", "budget"])
+async def test_a_client_leaving_while_its_request_settles_leaves_no_hold(paused: str) -> None:
+    """Cancelled once (as a client's leaving does) in either close, the others still run."""
+    pause = _Pause()
+    if paused == "budget":
+        world = World(prices=PRICES, budget=_PausedBudget(pause))
+    else:
+        world = World(prices=PRICES, parallel=_PausedParallel(pause))
+    principal = await world.principal(budget_nanodollars=10**9, max_parallel=1)
+    task = asyncio.create_task(world.gateway.complete(principal, ask(), origin("r1")))
+    await wait_until(lambda: pause.waiting)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pause.go.set()
+    await wait_until(lambda: world.parallel.held(f"par:{principal.key.id}") == 0)
+
+    [record] = await world.budget.list()
+    assert (record.used_tokens, record.reserved_tokens) == (WORST, 0)
