@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from llmserver.domain.pricing import dollars
+from llmserver.domain.quota import period_of
 
 NANODOLLARS_PER_DOLLAR = 10**9
 PICODOLLARS_PER_NANODOLLAR = 1000
@@ -72,17 +73,17 @@ def window_period(window: BudgetWindow, at: datetime) -> str:
     """The period (a day, ISO week or month, UTC) that ``at`` belongs to."""
     if at.tzinfo is None:
         raise ValueError("window_period needs a timezone-aware datetime")
+    if window is BudgetWindow.MONTH:
+        return period_of(at)  # the quota's period
     utc = at.astimezone(UTC)
     if window is BudgetWindow.DAY:
         return utc.date().isoformat()
-    if window is BudgetWindow.WEEK:
-        year, week, _ = utc.isocalendar()
-        return f"{year:04d}-W{week:02d}"
-    return f"{utc.year:04d}-{utc.month:02d}"
+    year, week, _ = utc.isocalendar()
+    return f"{year:04d}-W{week:02d}"
 
 
 def window_start(period: str) -> datetime:
-    """The first instant of a period in any of the three shapes (or a quota's month)."""
+    """The first instant of a period in any of the three shapes (a quota's is a month)."""
     if "-W" in period:
         year, week = period.split("-W")
         day = date.fromisocalendar(int(year), int(week), 1)

@@ -13,25 +13,13 @@ from datetime import UTC, datetime
 
 
 def period_of(at: datetime) -> str:
-    """The quota period (``YYYY-MM``, UTC) that an instant belongs to."""
+    """The quota period (``YYYY-MM``, UTC) that an instant belongs to (a month's budget
+    window too; ``budget.window_reset_at`` is when it ends)."""
     if at.tzinfo is None:
         # ``astimezone`` would read a naive value as the server's local time.
         raise ValueError("period_of needs a timezone-aware datetime")
     utc = at if at.tzinfo is UTC else at.astimezone(UTC)
     return f"{utc.year:04d}-{utc.month:02d}"
-
-
-def period_start(period: str) -> datetime:
-    year, month = (int(part) for part in period.split("-"))
-    return datetime(year, month, 1, tzinfo=UTC)
-
-
-def period_reset_at(period: str) -> datetime:
-    """The first instant of the next period."""
-    start = period_start(period)
-    if start.month == 12:
-        return start.replace(year=start.year + 1, month=1)
-    return start.replace(month=start.month + 1)
 
 
 # Not frozen: built on every request's path (see ``RequestLog``).

@@ -18,14 +18,13 @@ from hypothesis.stateful import (
 )
 
 from llmserver.adapters.memory import MemoryUsageStore
+from llmserver.domain.budget import window_reset_at, window_start
 from llmserver.domain.errors import QuotaExceeded
 from llmserver.domain.quota import (
     Reservation,
     UsageRecord,
     fits,
     period_of,
-    period_reset_at,
-    period_start,
     settle_amount,
 )
 
@@ -67,7 +66,7 @@ def utc(
 )
 def test_periods_are_utc_calendar_months(instant: datetime, period: str, reset: datetime) -> None:
     assert period_of(instant) == period
-    assert period_reset_at(period) == reset
+    assert window_reset_at(period) == reset
 
 
 def test_a_naive_instant_is_refused() -> None:
@@ -84,9 +83,9 @@ def test_a_naive_instant_is_refused() -> None:
 )
 def test_every_instant_lies_in_its_period(instant: datetime) -> None:
     period = period_of(instant)
-    assert period_start(period) <= instant < period_reset_at(period)
-    assert period_of(period_reset_at(period)) != period
-    assert period_of(period_reset_at(period) - timedelta(microseconds=1)) == period
+    assert window_start(period) <= instant < window_reset_at(period)
+    assert period_of(window_reset_at(period)) != period
+    assert period_of(window_reset_at(period) - timedelta(microseconds=1)) == period
 
 
 def test_settled_usage_never_exceeds_the_reservation() -> None:

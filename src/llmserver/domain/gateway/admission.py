@@ -40,7 +40,7 @@ from llmserver.domain.ports import (
     ModelBackends,
     Telemetry,
 )
-from llmserver.domain.quota import Reservation, period_of, period_reset_at
+from llmserver.domain.quota import Reservation, period_of
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
 
@@ -254,7 +254,7 @@ class Admissions:
                 needed=tokens,
                 remaining=result.record.remaining(quota),
                 quota=quota,
-                reset_at=period_reset_at(period),
+                reset_at=window_reset_at(period),
             )
         reservation = Reservation(key.id, period, tokens)
         if worst_cost and key.budget_nanodollars is not None:
