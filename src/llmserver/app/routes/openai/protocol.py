@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from llmserver.domain.inference import MAX_TOP_LOGPROBS
+
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=2.0)]
 Probability = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -17,7 +19,7 @@ Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 TopK = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 """Sample from the k likeliest tokens; 0 turns it off, as vLLM reads it."""
 StopValue = str | list[Annotated[str, msgspec.Meta(min_length=1)]]
-TopLogprobCount = Annotated[int, msgspec.Meta(ge=0, le=20)]
+TopLogprobCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOP_LOGPROBS)]
 """Chat's ``top_logprobs``: OpenAI's bound."""
 TextLogprobCount = Annotated[int, msgspec.Meta(ge=0, le=5)]
 """A text completion's ``logprobs``: OpenAI's bound."""
