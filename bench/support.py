@@ -53,7 +53,13 @@ async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
     try:
         # Bench keys name no models (every model), so no registry is needed to resolve them.
         admin = KeyAdmin(
-            db.keys, db.usage, KeyHasher(secret), SystemClock(), ModelRegistry(()), db.budget
+            db.keys,
+            db.usage,
+            KeyHasher(secret),
+            SystemClock(),
+            ModelRegistry(()),
+            db.budget,
+            db.model_quota,
         )
         _, plaintext = await admin.create(name="bench", **limits)
     finally:

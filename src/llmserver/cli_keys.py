@@ -95,10 +95,7 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "tpm_limit": key.tpm_limit,
         "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
-        "model_limits": {
-            m.model_id: {"rpm_limit": m.rpm_limit, "tpm_limit": m.tpm_limit}
-            for m in key.model_limits
-        },
+        "model_limits": {m.model_id: m.limits() for m in key.model_limits},
         "created_at": _iso(key.created_at),
         "expires_at": _iso(key.expires_at),
         "revoked_at": _iso(key.revoked_at),

@@ -1,6 +1,6 @@
 """The limit options of ``llmserver keys``: a limit (``N`` or ``none``) and a key's limits
-on one model (``--model-limit MODEL:rpm=5,tpm=1000``, repeatable; ``MODEL:none`` removes
-them)."""
+on one model (``--model-limit MODEL:rpm=5,tpm=1000,quota=50000``, repeatable;
+``MODEL:none`` removes them)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 from llmserver.domain.key_admin import Keep
 from llmserver.domain.key_models import ModelLimitsEdit
 
-_MODEL_LIMIT_NAMES = {"rpm": "rpm_limit", "tpm": "tpm_limit"}
+_MODEL_LIMIT_NAMES = {"rpm": "rpm_limit", "tpm": "tpm_limit", "quota": "quota_tokens"}
 """``--model-limit``'s short names of ``ModelLimit``'s fields."""
 
 
@@ -49,9 +49,10 @@ def limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callab
 model_limit_option = click.option(
     "--model-limit",
     multiple=True,
-    metavar="MODEL:rpm=N,tpm=N|MODEL:none",
-    help="The key's own limits on one model, on top of its own (repeatable); a limit left "
-    "out or 'none' is no limit of that kind; MODEL:none removes the model's limits.",
+    metavar="MODEL:rpm=N,tpm=N,quota=N|MODEL:none",
+    help="The key's own limits on one model, on top of its own (repeatable): requests and "
+    "tokens per minute, tokens per month; a limit left out or 'none' is no limit of that "
+    "kind; MODEL:none removes the model's limits.",
 )
 
 
@@ -63,7 +64,7 @@ def model_limits_edit(options: Sequence[str]) -> ModelLimitsEdit:
         model, _, spec = option.rpartition(":")
         if not model.strip() or not spec.strip():
             raise click.BadParameter(
-                f"{option!r}: expected MODEL:rpm=N,tpm=N or MODEL:none",
+                f"{option!r}: expected MODEL:rpm=N,tpm=N,quota=N or MODEL:none",
                 param_hint="--model-limit",
             )
         if spec.strip().lower() == "none":
@@ -79,8 +80,8 @@ def model_limits_edit(options: Sequence[str]) -> ModelLimitsEdit:
                 limits[field] = _limit_value(value)
             except ValueError:
                 raise click.BadParameter(
-                    f"{option!r}: {item.strip()[:40]!r} is not rpm=N or tpm=N (N a whole "
-                    "number or 'none')",
+                    f"{option!r}: {item.strip()[:40]!r} is not rpm=N, tpm=N or quota=N (N a "
+                    "whole number or 'none')",
                     param_hint="--model-limit",
                 ) from None
         edit[model.strip()] = limits

@@ -131,8 +131,14 @@ def ledger(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+REDIS_LEDGERS = {"quota": "usage", "budget": "budget", "model_quota": "model-usage"}
+"""Each ledger's Redis key namespace, as the composition root names it. ``model_quota`` (the
+per-model quotas', whose ids are ``quota.model_ledger_id``s) has contract tests of its own."""
+
+
 def _ledger_of(database: SqlDatabase, ledger: str) -> SqlUsageStore:
-    return database.usage if ledger == "quota" else database.budget
+    stores = {"quota": database.usage, "budget": database.budget}
+    return stores.get(ledger, database.model_quota)
 
 
 @pytest.fixture(
@@ -155,7 +161,7 @@ def usage_store(request: pytest.FixtureRequest, ledger: str) -> UsageStore:
             _ledger_of(request.getfixturevalue("postgres_db"), ledger),
             policy="fail_closed",
             prefix=request.getfixturevalue("redis_prefix"),
-            ledger="usage" if ledger == "quota" else "budget",
+            ledger=REDIS_LEDGERS[ledger],
             pipe=request.getfixturevalue("redis_pipe"),
         )
     return _ledger_of(_sql_db(request), ledger)

@@ -27,4 +27,6 @@ def usage() -> MemoryUsageStore:
 
 @pytest.fixture
 def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
-    return KeyAdmin(keys, usage, KeyHasher(SECRET), clock, MODELS, MemoryUsageStore())
+    return KeyAdmin(
+        keys, usage, KeyHasher(SECRET), clock, MODELS, MemoryUsageStore(), MemoryUsageStore()
+    )

@@ -73,6 +73,8 @@ class OwnedDatabase:
     """Writes the in-memory quota ledger behind."""
     budget_flush: PeriodicFlush
     """Writes the in-memory budget ledger behind."""
+    model_quota_flush: PeriodicFlush
+    """Writes the in-memory per-model quota ledger behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +93,15 @@ class StateStores:
 
     usage: UsageStore
     budget: UsageStore
+    model_quota: UsageStore
     cache: WriteBehindCompletionCache
     cache_flush: PeriodicFlush
     owned: OwnedDatabase | None
     """For a single process; ``None`` for replicas."""
     shared: tuple[SharedQuota, ...] = ()
-    """For replicas with Redis, the quota's and the budgets' (the same machinery on other
-    keys); none for replicas without: they read and write both through the database."""
+    """For replicas with Redis, the quota's, the budgets' and the per-model quotas' (the
+    same machinery on other keys); none for replicas without: they read and write them
+    through the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,9 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     database = sql_database(settings.database_url)
     hasher = KeyHasher(settings.server_secret)
     db = database
-    admin = KeyAdmin(db.keys, db.usage, hasher, SystemClock(), settings.models, db.budget)
+    admin = KeyAdmin(
+        db.keys, db.usage, hasher, SystemClock(), settings.models, db.budget, db.model_quota
+    )
     return KeyServices(admin, database.audit, database.dispose)
 
 
@@ -274,7 +280,7 @@ def build_services(
     gateway = gateway_type(
         keys=keys,
         hasher=hasher,
-        ledgers=Ledgers(state.usage, state.budget),
+        ledgers=Ledgers(state.usage, state.budget, state.model_quota),
         limits=_limits(redis, limiter),
         cache=state.cache,
         hot_cache=hot,
@@ -296,7 +302,9 @@ def build_services(
     services = Services(
         settings=settings,
         gateway=gateway,
-        key_admin=KeyAdmin(keys, state.usage, hasher, clock, registry, state.budget),
+        key_admin=KeyAdmin(
+            keys, state.usage, hasher, clock, registry, state.budget, state.model_quota
+        ),
         logs=database.logs,
         retention=database.retention,
         clock=clock,
@@ -365,19 +373,23 @@ def _state_stores(
     cache_flush = PeriodicFlush("completion_cache", cache.flush, interval_s=interval_s)
     if not settings.single_process:
         if redis is None:
-            return StateStores(database.usage, database.budget, cache, cache_flush, owned=None)
+            ledgers = (database.usage, database.budget, database.model_quota)
+            return StateStores(*ledgers, cache, cache_flush, owned=None)
         quota = redis.usage_store(database.usage)
         budget = redis.usage_store(database.budget, "budget")
+        model_quota = redis.usage_store(database.model_quota, "model-usage")
         flushes = {
             s: PeriodicFlush(n, s.flush, interval_s=interval_s, final=s.flush_at_shutdown)
-            for n, s in (("usage", quota), ("budget", budget))
+            for n, s in (("usage", quota), ("budget", budget), ("model_usage", model_quota))
         }
         shared = tuple(SharedQuota(store, flush) for store, flush in flushes.items())
-        return StateStores(quota, budget, cache, cache_flush, None, shared)
+        return StateStores(quota, budget, model_quota, cache, cache_flush, None, shared)
     usage, spend = WriteBehindUsageStore(database.usage), WriteBehindUsageStore(database.budget)
+    model_usage = WriteBehindUsageStore(database.model_quota)
     owned = OwnedDatabase(
         partial(DatabaseClaim.take, database.engine),
         PeriodicFlush("usage", usage.flush, interval_s=interval_s),
         PeriodicFlush("budget", spend.flush, interval_s=interval_s),
+        PeriodicFlush("model_usage", model_usage.flush, interval_s=interval_s),
     )
-    return StateStores(usage, spend, cache, cache_flush, owned)
+    return StateStores(usage, spend, model_usage, cache, cache_flush, owned)

@@ -112,7 +112,7 @@ async def _start_state_stores(stack: AsyncExitStack, state: StateStores, clock: 
         log.info("cache_index_loaded", entries=entries)
     except Exception as exc:  # an unmigrated database must not stop start-up: readyz says so
         log.warning("cache_index_unavailable", error=f"{type(exc).__name__}: {exc}")
-    for flush in (owned.usage_flush, owned.budget_flush):
+    for flush in (owned.usage_flush, owned.budget_flush, owned.model_quota_flush):
         stack.push_async_callback(flush.close)
         flush.start()
 

@@ -80,10 +80,7 @@ def key_settings(key: ApiKey) -> dict[str, object]:
         "tpm_limit": key.tpm_limit,
         "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
-        "model_limits": {
-            limit.model_id: {"rpm_limit": limit.rpm_limit, "tpm_limit": limit.tpm_limit}
-            for limit in key.model_limits
-        },
+        "model_limits": {limit.model_id: limit.limits() for limit in key.model_limits},
         "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
         "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
         "budget_nanodollars": key.budget_nanodollars,

@@ -220,11 +220,22 @@ class QuotaExceeded(GatewayError):
     kind = ErrorKind.QUOTA_EXCEEDED
     code = "insufficient_quota"
 
-    def __init__(self, *, needed: int, remaining: int, quota: int, reset_at: datetime) -> None:
+    def __init__(
+        self,
+        *,
+        needed: int,
+        remaining: int,
+        quota: int,
+        reset_at: datetime,
+        model: str | None = None,
+    ) -> None:
+        """``model``: the model whose quota of the key's refused; ``None``: the key's own."""
+        on = "" if model is None else f" on model {model}"
         super().__init__(
-            f"Monthly token quota exceeded: this request may use up to {needed} tokens but "
-            f"{remaining} of {quota} are left. The quota resets at {reset_at.isoformat()}."
+            f"Monthly token quota{on} exceeded: this request may use up to {needed} tokens "
+            f"but {remaining} of {quota} are left. The quota resets at {reset_at.isoformat()}."
         )
+        self.model = model
         self.needed = needed
         self.remaining = remaining
         self.quota = quota

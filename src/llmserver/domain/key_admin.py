@@ -26,6 +26,7 @@ from llmserver.domain.key_lifetimes import (
 from llmserver.domain.key_limits import LIMITS, check_limits
 from llmserver.domain.key_models import ModelLimitsEdit, allowed_model_ids, edited_model_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
+from llmserver.domain.model_quota_status import ModelQuotaStatus, model_quota_statuses
 from llmserver.domain.ports import Clock, KeyStore, UsageStore
 from llmserver.domain.quota import UsageRecord
 from llmserver.domain.registry import ModelRegistry
@@ -118,11 +119,14 @@ class KeyAdmin:
         clock: Clock,
         models: ModelRegistry,
         budget: UsageStore,
+        model_quota: UsageStore,
     ) -> None:
-        """``usage``: the quota's ledger; ``budget``: the budgets'."""
+        """``usage``: the quota's ledger; ``budget``: the budgets'; ``model_quota``: the
+        per-model quotas'."""
         self._keys = keys
         self._usage = usage
         self._budget = budget
+        self._model_quota = model_quota
         self._hasher = hasher
         self._clock = clock
         self._models = models
@@ -317,6 +321,11 @@ class KeyAdmin:
         """Each budgeted key's spend in its current window (one key's, if named)."""
         keys = await self.list() if id_or_prefix is None else [await self.find(id_or_prefix)]
         return await budget_statuses(self._budget, keys, self._clock.now())
+
+    async def model_quotas(self, id_or_prefix: str | None = None) -> Sequence[ModelQuotaStatus]:
+        """Each quota a key has on a model, counted this month (one key's, if named)."""
+        keys = await self.list() if id_or_prefix is None else [await self.find(id_or_prefix)]
+        return await model_quota_statuses(self._model_quota, keys, self._clock.now())
 
     async def create_first_admin(self, name: str = "admin") -> tuple[ApiKey, str] | None:
         """Create an admin key if the store has no keys at all (first start)."""

@@ -30,25 +30,37 @@ def check_limits(limits: Mapping[str, int | None]) -> None:
             raise InvalidRequest(f"{param} must be between {least} and {most}.", param=param)
 
 
-MODEL_LIMITS = (("rpm_limit", 1, MAX_RPM), ("tpm_limit", 1, MAX_TPM))
+MODEL_LIMITS = (
+    ("rpm_limit", 1, MAX_RPM),
+    ("tpm_limit", 1, MAX_TPM),
+    ("quota_tokens", 0, MAX_QUOTA_TOKENS),
+)
 """The limits a key may set per model (``ModelLimit``'s fields), least and most value."""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelLimit:
     """A key's own limits on one model: an extra cap on that model's share of the key's
-    traffic, in windows of their own (bucketed by key and model). The key's limits still
-    cap its total over every model; a request is admitted only if both admit it."""
+    traffic, in windows of their own (bucketed by key and model) and, for ``quota_tokens``,
+    a monthly ledger of its own (``quota.model_ledger_id``). The key's limits still cap its
+    total over every model; a request is admitted only if both admit it."""
 
     model_id: str
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    quota_tokens: int | None = None
+    """Tokens per calendar month (UTC) on this model, reserved and settled as the key's
+    own quota is."""
 
     def __post_init__(self) -> None:
-        for name in ("rpm_limit", "tpm_limit"):
+        for name, least, _ in MODEL_LIMITS:
             limit = getattr(self, name)
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+            if limit is not None and limit < least:
+                raise ValueError(f"{name} must be at least {least} (or None for no limit)")
+
+    def limits(self) -> dict[str, int | None]:
+        """Every limit by its field name, ``None`` for none."""
+        return {name: getattr(self, name) for name, _, _ in MODEL_LIMITS}
 
 
 def check_model_limits(model_id: str, limits: Mapping[str, int | None]) -> None:

@@ -84,8 +84,10 @@ def edited_model_limits(
                 param="model_limits",
             )
         check_model_limits(model_id, limits)
-        limit = ModelLimit(model_id, limits.get("rpm_limit"), limits.get("tpm_limit"))
-        if limit.rpm_limit is None and limit.tpm_limit is None:
+        limit = ModelLimit(
+            model_id, limits.get("rpm_limit"), limits.get("tpm_limit"), limits.get("quota_tokens")
+        )
+        if not any(value is not None for value in limit.limits().values()):
             by_id.pop(model_id, None)
         else:
             by_id[model_id] = limit

@@ -22,6 +22,19 @@ def period_of(at: datetime) -> str:
     return f"{utc.year:04d}-{utc.month:02d}"
 
 
+def model_ledger_id(key_id: str, model_id: str) -> str:
+    """The id a key's quota on one model (``ModelLimit.quota_tokens``) is counted under in
+    the per-model ledger: a key id is hex, so the first colon splits it back
+    (``split_model_ledger_id``) whatever the model id holds."""
+    return f"{key_id}:{model_id}"
+
+
+def split_model_ledger_id(ledger_id: str) -> tuple[str, str]:
+    """The key id and the model id of a ``model_ledger_id``."""
+    key_id, _, model_id = ledger_id.partition(":")
+    return key_id, model_id
+
+
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
 class UsageRecord:
@@ -48,12 +61,15 @@ class ReservationResult:
 # Not frozen: built on every request's path (see ``RequestLog``).
 @dataclass(slots=True)
 class Reservation:
-    """A held reservation, handed back to settle or release it: the quota's tokens and,
-    for a key with a budget asking a priced model, the budget's nanodollars."""
+    """A held reservation, handed back to settle or release it: the quota's tokens (in
+    the key's ledger and, for a key with a quota on the model, in ``model_ledger`` too)
+    and, for a key with a budget asking a priced model, the budget's nanodollars."""
 
     key_id: str
     period: str
     tokens: int
+    model_ledger: str = ""
+    """The per-model ledger id (``model_ledger_id``) holding ``tokens`` too; "": none."""
     budget_period: str = ""
     budget: int = 0
     """Nanodollars held in the budget ledger for ``budget_period``; 0: none."""

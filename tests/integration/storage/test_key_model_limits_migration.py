@@ -48,7 +48,7 @@ async def test_0008_keeps_old_keys_unlimited_per_model_and_its_downgrade_keeps_e
         async with db.engine.begin() as conn:
             await conn.execute(insert(ApiKeyModel).values(ROW))
 
-        await migrate.upgrade(empty_database_url, "0008")
+        await migrate.upgrade(empty_database_url)  # 0008 and on: the stores are today's
         await db.engine.dispose()
         assert await db.keys.get(OLD.id) == OLD
         await db.keys.add(new)

@@ -16,6 +16,7 @@ TABLES = {
     "roles",
     "api_keys",
     "key_model_limits",
+    "key_model_usage",
     "usage",
     "request_logs",
     "completion_cache",
@@ -93,8 +94,10 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "0008": "key_model_limits: a key's own RPM and TPM limits on one model",
         "0009": "request_logs.deployment and attempts: which routed deployment answered, "
         "in how many calls",
+        "0011": "key_model_limits.quota_tokens and key_model_usage: a key's monthly token "
+        "quota per model",
     }
-    assert head == "0009"
+    assert head == "0011"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

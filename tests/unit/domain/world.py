@@ -102,6 +102,8 @@ class World:
     usage: MemoryUsageStore = field(default_factory=MemoryUsageStore)
     budget: MemoryUsageStore = field(default_factory=MemoryUsageStore)
     """The budget ledger (nanodollars per key and window)."""
+    model_quota: MemoryUsageStore = field(default_factory=MemoryUsageStore)
+    """The per-model quotas' ledger (tokens per key, model and month)."""
     limiter: MemoryRateLimitStore = field(default_factory=MemoryRateLimitStore)
     token_rate: MemoryTokenRateStore = field(default_factory=MemoryTokenRateStore)
     parallel: MemoryParallelStore = field(default_factory=MemoryParallelStore)
@@ -134,7 +136,7 @@ class World:
         self.gateway = gateway(
             keys=self.keys,
             hasher=self.hasher,
-            ledgers=Ledgers(self.usage, self.budget),
+            ledgers=Ledgers(self.usage, self.budget, self.model_quota),
             limits=Limits(requests=self.limiter, tokens=self.token_rate, parallel=self.parallel),
             cache=self.cache,
             hot_cache=self.hot_cache,

@@ -383,5 +383,6 @@ def _unseeded(reply: Any) -> bool:
 
 def _slot_of(member: bytes | str) -> Slot:
     text = member.decode() if isinstance(member, bytes) else member
-    key_id, _, period = text.partition("\t")
+    # The last tab: a per-model ledger's id holds a model id, which may hold one.
+    key_id, _, period = text.rpartition("\t")
     return key_id, period

@@ -14,6 +14,7 @@ from llmserver.adapters.sql._dialect import upsert_insert
 from llmserver.adapters.sql.models import (
     BudgetSpendModel,
     CompletionCacheModel,
+    KeyModelUsageModel,
     RequestLogModel,
     UsageModel,
 )
@@ -22,6 +23,7 @@ _LOGS: Table = RequestLogModel.__table__  # type: ignore[assignment]
 _CACHE: Table = CompletionCacheModel.__table__  # type: ignore[assignment]
 _USAGE: Table = UsageModel.__table__  # type: ignore[assignment]
 _BUDGET: Table = BudgetSpendModel.__table__
+_MODEL_USAGE: Table = KeyModelUsageModel.__table__
 
 REQUEST_LOGS = "request_logs.insert"
 CACHE_ENTRIES = "completion_cache.upsert"
@@ -31,14 +33,20 @@ USAGE_TOTALS = "usage.add"
 """Rows ``{key_id, period, used_tokens, requests, cache_hits}``, added to what is stored."""
 BUDGET_TOTALS = "budget_spend.add"
 """``USAGE_TOTALS`` for the budget ledger (``used_tokens`` is spent nanodollars)."""
-LEDGER_TOTALS = {_USAGE.name: USAGE_TOTALS, _BUDGET.name: BUDGET_TOTALS}
+MODEL_USAGE_TOTALS = "key_model_usage.add"
+"""``USAGE_TOTALS`` for the per-model quotas' ledger (rows with ``model_id`` too)."""
+LEDGER_TOTALS = {
+    _USAGE.name: USAGE_TOTALS,
+    _BUDGET.name: BUDGET_TOTALS,
+    _MODEL_USAGE.name: MODEL_USAGE_TOTALS,
+}
 """A ledger table's write of its totals, by table name."""
 
 
 def _add_totals(dialect: str, table: Table) -> Any:
     usage = upsert_insert(dialect, table)
     return usage.on_conflict_do_update(
-        index_elements=[table.c.key_id, table.c.period],
+        index_elements=list(table.primary_key.columns),
         set_={
             name: table.c[name] + usage.excluded[name]
             for name in ("used_tokens", "requests", "cache_hits")
@@ -59,4 +67,5 @@ def write_statements(dialect: str) -> dict[str, Any]:
         .values(hit_count=_CACHE.c.hit_count + bindparam("n"), last_hit_at=bindparam("at")),
         USAGE_TOTALS: _add_totals(dialect, _USAGE),
         BUDGET_TOTALS: _add_totals(dialect, _BUDGET),
+        MODEL_USAGE_TOTALS: _add_totals(dialect, _MODEL_USAGE),
     }

@@ -12,7 +12,7 @@ from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
 from llmserver.adapters.sql.retention import SqlRequestLogRetention
-from llmserver.adapters.sql.usage import BUDGET_SPEND, SqlUsageStore
+from llmserver.adapters.sql.usage import BUDGET_SPEND, KEY_MODEL_USAGE, SqlUsageStore
 
 
 class MigrationState(NamedTuple):
@@ -38,6 +38,7 @@ class SqlDatabase:
         self.writer = TransactionWriter(engine, process=writer_process)
         self.usage = SqlUsageStore(engine, self.writer)
         self.budget = SqlUsageStore(engine, self.writer, BUDGET_SPEND)
+        self.model_quota = SqlUsageStore(engine, self.writer, KEY_MODEL_USAGE)
         self.logs = SqlRequestLogStore(engine, self.writer)
         self.retention = SqlRequestLogRetention(engine)
         self.cache = SqlCompletionCache(engine, self.writer)

@@ -140,6 +140,7 @@ class KeyModelLimitModel(Base):
     model_id: Mapped[str] = mapped_column(String(MODEL_ID_MAX_CHARS), primary_key=True)
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
+    quota_tokens: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageModel(Base):
@@ -166,6 +167,26 @@ class BudgetSpendModel(Base):
         Column("period", String(10), primary_key=True),
         Column("reserved_nanodollars", BigInteger, key="reserved_tokens", nullable=False),
         Column("spent_nanodollars", BigInteger, key="used_tokens", nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Column("cache_hits", BigInteger, nullable=False),
+    )
+
+
+class KeyModelUsageModel(Base):
+    """Each key's tokens per model and month under its quota on that model
+    (``ModelLimit.quota_tokens``): ``usage`` for a (key, model) pair, written behind the
+    same way. ``SqlUsageStore`` reads the ledger id ``quota.model_ledger_id`` gives into
+    ``key_id`` and ``model_id``. No foreign key, as for ``usage``: written off the request
+    path, and a month's record may outlive the key's limit on the model."""
+
+    __table__ = Table(
+        "key_model_usage",
+        Base.metadata,
+        Column("key_id", String(64), primary_key=True),
+        Column("model_id", String(MODEL_ID_MAX_CHARS), primary_key=True),
+        Column("period", String(7), primary_key=True),
+        Column("reserved_tokens", BigInteger, nullable=False),
+        Column("used_tokens", BigInteger, nullable=False),
         Column("requests", BigInteger, nullable=False),
         Column("cache_hits", BigInteger, nullable=False),
     )

@@ -1,10 +1,10 @@
 """Admission: every check a request passes before it is answered, in order.
 
-model -> RPM -> cache key -> hot cache -> token floor / count -> context check -> quota
-reservation -> budget reservation (both or neither: a refused budget releases the quota's
-hold). The hot cache is asked before the prompt's tokens are counted (see the
-package docstring), and the reservation is the last step, so nothing after it can fail
-before the admission is handed over."""
+model -> RPM -> cache key -> hot cache -> token floor / count -> context check -> TPM and
+parallel holds -> the key's quota on the model -> the key's quota -> budget reservation (all
+or nothing: a later refusal releases every earlier hold). The hot cache is asked before
+the prompt's tokens are counted (see the package docstring), and the reservation is the
+last step, so nothing after it can fail before the admission is handed over."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from llmserver.domain.ports import (
     ModelBackends,
     Telemetry,
 )
-from llmserver.domain.quota import Reservation, period_of
+from llmserver.domain.quota import Reservation, model_ledger_id, period_of
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
 
@@ -72,6 +72,7 @@ class Admissions:
         self._limits = limits
         self._usage = ledgers.quota
         self._budget = ledgers.budget
+        self._model_quota = ledgers.model_quota
         self._hot = hot_cache
         self._clock = clock
         self._telemetry = telemetry
@@ -235,20 +236,25 @@ class Admissions:
         # attribute tests for them.
         holds = (
             await self._limits.take(key, tokens, at, own)
-            if key.tpm_limit is not None or key.max_parallel is not None or own is not None
+            if key.tpm_limit is not None
+            or key.max_parallel is not None
+            or (own is not None and own.tpm_limit is not None)
             else None
         )
         quota = key.quota_tokens
         period = period_of(at)
+        model_ledger = ""
         try:
+            # A local test for a key without model limits; the model's quota first, as its
+            # RPM and TPM: a request it refuses holds none of the key's total.
+            if own is not None and own.quota_tokens is not None:
+                model_ledger = await self._hold_model_quota(key.id, own, tokens, period)
             result = await self._usage.reserve(key.id, period, tokens, quota)
         except BaseException:
-            if holds is not None:
-                await self._limits.release(holds)
+            await asyncio.shield(self._release_model_quota(model_ledger, period, tokens, holds))
             raise
         if not result.admitted:
-            if holds is not None:
-                await self._limits.release(holds)
+            await asyncio.shield(self._release_model_quota(model_ledger, period, tokens, holds))
             assert quota is not None
             raise QuotaExceeded(
                 needed=tokens,
@@ -256,7 +262,7 @@ class Admissions:
                 quota=quota,
                 reset_at=window_reset_at(period),
             )
-        reservation = Reservation(key.id, period, tokens)
+        reservation = Reservation(key.id, period, tokens, model_ledger)
         if worst_cost and key.budget_nanodollars is not None:
             try:
                 await self._hold_budget(principal, reservation, nanodollars_of(worst_cost), at)
@@ -266,12 +272,44 @@ class Admissions:
                 raise
         return reservation, holds
 
+    async def _hold_model_quota(
+        self, key_id: str, own: ModelLimit, tokens: int, period: str
+    ) -> str:
+        """Reserve ``tokens`` of the key's monthly quota on ``own``'s model, or refuse
+        naming the model; the ledger id held under."""
+        quota = own.quota_tokens
+        assert quota is not None
+        ledger = model_ledger_id(key_id, own.model_id)
+        result = await self._model_quota.reserve(ledger, period, tokens, quota)
+        if not result.admitted:
+            raise QuotaExceeded(
+                needed=tokens,
+                remaining=result.record.remaining(quota),
+                quota=quota,
+                reset_at=window_reset_at(period),
+                model=own.model_id,
+            )
+        return ledger
+
+    async def _release_model_quota(
+        self, ledger: str, period: str, tokens: int, holds: Holds | None
+    ) -> None:
+        """Give back what ``reserve`` held before the key's quota refused or failed: the
+        per-model quota's tokens (``ledger``; "": none) and ``holds``."""
+        try:
+            if ledger:
+                await self._model_quota.release(ledger, period, tokens)
+        finally:
+            if holds is not None:
+                await self._limits.release(holds)
+
     async def _release(self, reservation: Reservation, holds: Holds | None) -> None:
         try:
             await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
         finally:
-            if holds is not None:
-                await self._limits.release(holds)
+            await self._release_model_quota(
+                reservation.model_ledger, reservation.period, reservation.tokens, holds
+            )
 
     async def _hold_budget(
         self, principal: Principal, reservation: Reservation, needed: int, at: datetime

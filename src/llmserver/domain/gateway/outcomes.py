@@ -103,6 +103,7 @@ class Outcomes:
     ) -> None:
         self._usage = ledgers.quota
         self._budget = ledgers.budget
+        self._model_quota = ledgers.model_quota
         self._limits = limits
         self._clock = clock
         self._log = log
@@ -140,21 +141,31 @@ class Outcomes:
             )
         finally:
             try:
-                if reservation.budget:
-                    # Never more than it held: the budget's limit stays exact even when an
-                    # upstream reports more prompt tokens than were counted here.
-                    spent = settle_amount(reservation.budget, nanodollars_of(cost))
-                    await self._budget.settle(
-                        reservation.key_id,
-                        reservation.budget_period,
-                        reservation.budget,
-                        spent,
+                if reservation.model_ledger:
+                    await self._model_quota.settle(
+                        reservation.model_ledger,
+                        reservation.period,
+                        reservation.tokens,
+                        tokens,
                         cache_hit=hit,
                     )
             finally:
-                holds = admission.holds
-                if holds is not None:
-                    await self._limits.settle(holds, tokens)
+                try:
+                    if reservation.budget:
+                        # Never more than it held: the budget's limit stays exact even when
+                        # an upstream reports more prompt tokens than were counted here.
+                        spent = settle_amount(reservation.budget, nanodollars_of(cost))
+                        await self._budget.settle(
+                            reservation.key_id,
+                            reservation.budget_period,
+                            reservation.budget,
+                            spent,
+                            cache_hit=hit,
+                        )
+                finally:
+                    holds = admission.holds
+                    if holds is not None:
+                        await self._limits.settle(holds, tokens)
 
     async def release(self, admission: Admitted) -> None:
         reservation, admission.reservation = admission.reservation, None
@@ -164,14 +175,20 @@ class Outcomes:
             await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
         finally:
             try:
-                if reservation.budget:
-                    await self._budget.release(
-                        reservation.key_id, reservation.budget_period, reservation.budget
+                if reservation.model_ledger:
+                    await self._model_quota.release(
+                        reservation.model_ledger, reservation.period, reservation.tokens
                     )
             finally:
-                holds = admission.holds
-                if holds is not None:
-                    await self._limits.release(holds)
+                try:
+                    if reservation.budget:
+                        await self._budget.release(
+                            reservation.key_id, reservation.budget_period, reservation.budget
+                        )
+                finally:
+                    holds = admission.holds
+                    if holds is not None:
+                        await self._limits.release(holds)
 
     def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(

@@ -64,6 +64,7 @@ class TracedGateway(Gateway):
             ledgers=Ledgers(
                 TracedUsage(ledgers.quota, tracer),
                 TracedUsage(ledgers.budget, tracer, "budget", "nanodollars"),
+                TracedUsage(ledgers.model_quota, tracer, "model_quota"),
             ),
             limits=Limits(
                 requests=TracedRateLimits(limits.requests, tracer),

@@ -83,6 +83,9 @@ class Ledgers:
     """Tokens per key and month."""
     budget: UsageStore
     """Nanodollars per key and budget window (``domain.budget``)."""
+    model_quota: UsageStore
+    """Tokens per key, model and month (``ModelLimit.quota_tokens``), under
+    ``quota.model_ledger_id``."""
 
 
 @dataclass(slots=True)

@@ -121,6 +121,19 @@ async def budgets(request: Request[Any, Any, Any], key_id: str | None = None) ->
     return v.BudgetList([v.BudgetView.of(s) for s in await services.key_admin.budgets(key_id)])
 
 
+@get(
+    "/model-quotas",
+    summary="Each key's quota on each model, with this month's tokens used and held",
+    responses=ADMIN_ERRORS,
+)
+async def model_quotas(
+    request: Request[Any, Any, Any], key_id: str | None = None
+) -> v.ModelQuotaList:
+    services = await _admin(request)
+    statuses = await services.key_admin.model_quotas(key_id)
+    return v.ModelQuotaList([v.ModelQuotaView.of(s) for s in statuses])
+
+
 MAX_DAILY_SPAN_DAYS = 366
 
 
@@ -202,6 +215,7 @@ def admin_router() -> Router:
             show_key,
             revoke_key,
             budgets,
+            model_quotas,
             usage,
             daily_usage,
             logs,

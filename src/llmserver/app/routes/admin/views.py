@@ -37,6 +37,8 @@ class ModelLimitView(RecordView, frozen=True):
     model_id: str
     rpm_limit: int | None
     tpm_limit: int | None
+    quota_tokens: int | None
+    """Tokens per calendar month (UTC) on this model."""
 
 
 class ModelLimitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,6 +47,9 @@ class ModelLimitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RPM)] | None = None
     tpm_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_TPM)] | None = None
+    quota_tokens: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUOTA_TOKENS)] | None = None
+    """Tokens per calendar month (UTC) on this model, reserved before each request as the
+    key's own quota is."""
 
 
 ModelLimitsBody = dict[
@@ -126,7 +131,7 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     number, at most 9 decimal places and 1,000,000; ``null``: none."""
     budget_window: BudgetWindow = BudgetWindow.MONTH
     model_limits: ModelLimitsBody = {}
-    """Per model: RPM and TPM limits of the key on that model, on top of its own."""
+    """Per model: RPM, TPM and monthly quota of the key on that model, on top of its own."""
 
 
 # Shows a BudgetStatus: a key's spend in its budget's current window.
@@ -158,6 +163,25 @@ class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
 
 class BudgetList(msgspec.Struct, frozen=True):
     data: list[BudgetView]
+    object: str = "list"
+
+
+# Shows a ModelQuotaStatus: a key's quota on one model and this month's count under it.
+class ModelQuotaView(RecordView, frozen=True):
+    key_id: str
+    model_id: str
+    period: str
+    """The month, ``YYYY-MM`` (UTC)."""
+    quota_tokens: int
+    used_tokens: int
+    reserved_tokens: int
+    """Held by requests in flight."""
+    remaining_tokens: int
+    resets_at: datetime
+
+
+class ModelQuotaList(msgspec.Struct, frozen=True):
+    data: list[ModelQuotaView]
     object: str = "list"
 
 

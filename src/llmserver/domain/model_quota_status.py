@@ -1,0 +1,55 @@
+"""Where each key's quota on each model stands this month (``ModelLimit.quota_tokens``):
+what the admin API, the console and ``llmserver keys`` show."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from llmserver.domain.budget import window_reset_at
+from llmserver.domain.keys import ApiKey
+from llmserver.domain.ports import UsageStore
+from llmserver.domain.quota import model_ledger_id, period_of
+
+
+@dataclass(frozen=True, slots=True)
+class ModelQuotaStatus:
+    key_id: str
+    model_id: str
+    period: str
+    """``YYYY-MM``, UTC."""
+    quota_tokens: int
+    used_tokens: int
+    reserved_tokens: int
+    """Held by requests in flight (on this replica's view of the ledger)."""
+    resets_at: datetime
+
+    @property
+    def remaining_tokens(self) -> int:
+        return max(0, self.quota_tokens - self.used_tokens - self.reserved_tokens)
+
+
+async def model_quota_statuses(
+    ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
+) -> list[ModelQuotaStatus]:
+    """This month's count of every quota on a model that a key in ``keys`` has."""
+    period = period_of(now)
+    statuses = []
+    for key in keys:
+        for limit in key.model_limits:
+            if limit.quota_tokens is None:
+                continue
+            record = await ledger.get(model_ledger_id(key.id, limit.model_id), period)
+            statuses.append(
+                ModelQuotaStatus(
+                    key.id,
+                    limit.model_id,
+                    period,
+                    limit.quota_tokens,
+                    record.used_tokens,
+                    record.reserved_tokens,
+                    window_reset_at(period),
+                )
+            )
+    return statuses
