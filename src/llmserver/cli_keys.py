@@ -17,7 +17,12 @@ import click
 
 from llmserver.adapters.clock import SystemClock
 from llmserver.cli_budget import BudgetChoice, budget_options
-from llmserver.cli_limits import limit_option, model_limit_option, model_limits_edit
+from llmserver.cli_limits import (
+    limit_option,
+    model_limit_option,
+    model_limits_edit,
+    model_limits_text,
+)
 from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
 from llmserver.domain.budget import usd
 from llmserver.domain.errors import GatewayError
@@ -124,15 +129,8 @@ def _text(field: str, value: Any) -> str:
         return "unlimited" if field in _UNLIMITED_WHEN_NONE else "-"
     if isinstance(value, list):
         return ",".join(value) or "all"
-    if isinstance(value, dict):  # model limits: "model:rpm=5,tpm=1000; ..." as typed
-        return (
-            "; ".join(
-                f"{model}:"
-                + ",".join(f"{k.removesuffix('_limit')}={v}" for k, v in lim.items() if v)
-                for model, lim in value.items()
-            )
-            or "-"
-        )
+    if isinstance(value, dict):  # model limits, as typed
+        return model_limits_text(value)
     return str(value)
 
 

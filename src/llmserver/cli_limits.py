@@ -4,7 +4,7 @@ on one model (``--model-limit MODEL:rpm=5,tpm=1000,quota=50000``, repeatable;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -14,6 +14,20 @@ from llmserver.domain.key_models import ModelLimitsEdit
 
 _MODEL_LIMIT_NAMES = {"rpm": "rpm_limit", "tpm": "tpm_limit", "quota": "quota_tokens"}
 """``--model-limit``'s short names of ``ModelLimit``'s fields."""
+_SHORT_NAMES = {field: short for short, field in _MODEL_LIMIT_NAMES.items()}
+
+
+def model_limits_text(limits: Mapping[str, Mapping[str, int | None]]) -> str:
+    """A key's model limits as ``--model-limit`` takes them (``model:rpm=5,quota=0; ...``),
+    the limits it has only; "-" for none."""
+    return (
+        "; ".join(
+            f"{model}:"
+            + ",".join(f"{_SHORT_NAMES[k]}={v}" for k, v in limit.items() if v is not None)
+            for model, limit in limits.items()
+        )
+        or "-"
+    )
 
 
 class _Limit(click.ParamType[int | Keep | None, Any]):

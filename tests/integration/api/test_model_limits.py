@@ -59,7 +59,9 @@ def test_one_rpm_on_one_model_leaves_the_other_model_answering(
     )
     assert created.status_code == 201, created.text
     secret, key = created.json()["key"], created.json()["details"]
-    assert key["model_limits"] == [{"model_id": DEMO_MODEL_ID, "rpm_limit": 1, "tpm_limit": None}]
+    assert key["model_limits"] == [
+        {"model_id": DEMO_MODEL_ID, "rpm_limit": 1, "tpm_limit": None, "quota_tokens": None}
+    ]
     client = sdk(live_server, secret)
 
     first = chat(client, "per-model one")
@@ -77,7 +79,9 @@ def test_one_rpm_on_one_model_leaves_the_other_model_answering(
     assert chat(client, "per-model three").headers["x-ratelimit-limit-requests"] == "1000"
     audit = http.get("/admin/audit", params={"action": "key.update", "target": key["id"]})
     (entry,) = audit.json()["data"]
-    assert entry["before"]["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 1, "tpm_limit": None}}
+    assert entry["before"]["model_limits"] == {
+        DEMO_MODEL_ID: {"rpm_limit": 1, "tpm_limit": None, "quota_tokens": None}
+    }
     assert entry["after"]["model_limits"] == {}
 
 
@@ -88,6 +92,7 @@ def test_one_rpm_on_one_model_leaves_the_other_model_answering(
         ({DEMO_MODEL_ID: {"rpm_limit": 0}}, "rpm_limit"),
         ({DEMO_MODEL_ID: {"rpm": 5}}, "rpm"),
         ({DEMO_MODEL_ID: {"tpm_limit": "many"}}, "tpm_limit"),
+        ({DEMO_MODEL_ID: {"quota_tokens": -1}}, "quota_tokens"),
         ({"": {"rpm_limit": 1}}, "model_limits"),
     ],
 )

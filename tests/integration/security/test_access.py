@@ -65,6 +65,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/admin/keys", "/admin/keys", {"name": "matrix"}, ADMIN | dict.fromkeys(ADMINS, 201)),
     ("GET", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),
     ("GET", "/admin/budgets", "/admin/budgets", None, ADMIN),
+    ("GET", "/admin/model-quotas", "/admin/model-quotas", None, ADMIN),
     ("GET", "/admin/usage", "/admin/usage", None, ADMIN),
     ("GET", "/admin/usage/daily", "/admin/usage/daily", None, ADMIN),
     ("GET", "/admin/logs", "/admin/logs", None, ADMIN),

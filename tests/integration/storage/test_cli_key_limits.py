@@ -75,7 +75,9 @@ def test_model_limits_are_set_changed_and_removed_per_model(cli: click.Group) ->
         run(cli, "create", "--name", "pm", "--model-limit", "demo:rpm=5,tpm=1000", "--json")
     )
     key = created["details"]
-    assert key["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": 1000}}
+    assert key["model_limits"] == {
+        DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": 1000, "quota_tokens": None}
+    }
 
     # A model named gets exactly the limits given (a limit left out is none).
     run(cli, "update", key["id"], "--model-limit", f"{DEMO_MODEL_ID}:rpm=5")
@@ -83,7 +85,12 @@ def test_model_limits_are_set_changed_and_removed_per_model(cli: click.Group) ->
     shown = run(cli, "show", key["id"])
     assert f"model_limits:   {DEMO_MODEL_ID}:rpm=5\n" in shown
     again = json.loads(run(cli, "update", key["id"], "--rpm", "7", "--json"))
-    assert again["model_limits"] == {DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": None}}
+    assert again["model_limits"] == {
+        DEMO_MODEL_ID: {"rpm_limit": 5, "tpm_limit": None, "quota_tokens": None}
+    }
+    # A monthly quota on the model, 0 included (the model shut off for the key).
+    run(cli, "update", key["id"], "--model-limit", f"{DEMO_MODEL_ID}:quota=0,tpm=9")
+    assert f"model_limits:   {DEMO_MODEL_ID}:tpm=9,quota=0\n" in run(cli, "show", key["id"])
     removed = json.loads(run(cli, "update", key["id"], "--model-limit", "demo:none", "--json"))
     assert removed["model_limits"] == {}
     for bad, words in [("demo:rpm=x", "is not rpm=N"), ("nope:rpm=1", "Unknown model 'nope'")]:
