@@ -8,9 +8,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { frontendRequire, launchChromium, root } from "./chromium.mjs";
-
-const AXE = readFileSync(frontendRequire.resolve("axe-core/axe.min.js"), "utf8");
+import { seriousViolations, signIn } from "./admin_kit.mjs";
+import { launchChromium, root } from "./chromium.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -38,15 +37,8 @@ async function shot(page, name) {
   result.screenshots.push(path);
 }
 
-/** axe-core's serious and critical violations on the page as it is now. Evaluated over
- * the DevTools protocol, which the page's CSP (script-src 'self') does not govern. */
 async function axe(page, name) {
-  await page.evaluate(AXE);
-  const found = await page.evaluate(async () => {
-    const run = await window.axe.run(document, { resultTypes: ["violations"] });
-    return run.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5) }));
-  });
-  result.axe[name] = found.filter((v) => v.impact === "serious" || v.impact === "critical");
+  result.axe[name] = await seriousViolations(page);
 }
 
 async function nav(page, name) {
@@ -76,13 +68,10 @@ try {
   }
 
   // Sign in: the console's code loads only here.
-  await admin.goto(`${opts.url}/ui/admin`, { waitUntil: "networkidle", timeout: TIMEOUT });
-  await admin.getByTestId("admin-key-input").waitFor({ timeout: TIMEOUT });
-  await axe(admin, "sign-in");
-  await shot(admin, "admin-01-sign-in");
-  await admin.getByTestId("admin-key-input").fill(opts.key);
-  await admin.getByTestId("sign-in").click();
-  await admin.getByTestId("keys-table").waitFor({ timeout: TIMEOUT });
+  await signIn(admin, opts.url, opts.key, TIMEOUT, async () => {
+    await axe(admin, "sign-in");
+    await shot(admin, "admin-01-sign-in");
+  });
   result.adminKeyStored = (await admin.evaluate(() => sessionStorage.getItem("llmserver.adminKey"))) === opts.key;
 
   // Create a key; its secret shows once.

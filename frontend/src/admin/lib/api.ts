@@ -17,6 +17,8 @@ export interface KeyView {
   tpm_limit: number | null;
   max_parallel: number | null;
   allowed_models: string[];
+  /** The key's own limits per model, on top of its limits above, by model id. */
+  model_limits: ModelLimitView[];
   expires_at: string | null;
   revoked_at: string | null;
   created_at: string;
@@ -28,6 +30,27 @@ export interface KeyView {
 }
 
 export type BudgetWindow = "day" | "week" | "month";
+
+/** A key's own limits on one model; null: no limit of that kind. */
+export interface ModelLimitView {
+  model_id: string;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  /** Tokens per calendar month (UTC) on this model. */
+  quota_tokens: number | null;
+}
+
+/** A key's quota on one model and this month's count under it (`GET /admin/model-quotas`). */
+export interface ModelQuotaView {
+  key_id: string;
+  model_id: string;
+  period: string;
+  quota_tokens: number;
+  used_tokens: number;
+  reserved_tokens: number;
+  remaining_tokens: number;
+  resets_at: string;
+}
 
 /** A budgeted key's spend in its current window (`GET /admin/budgets`), exact dollars. */
 export interface BudgetView {

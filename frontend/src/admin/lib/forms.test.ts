@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isoToLocal, localToIso, pageOf, parseLimit, parseModels } from "./forms";
+import { isoToLocal, localToIso, modelLimitsEdit, pageOf, parseLimit, parseModels } from "./forms";
 
 describe("console forms and routes", () => {
   it("maps paths to pages", () => {
@@ -31,5 +31,19 @@ describe("console forms and routes", () => {
     expect(localToIso(isoToLocal(iso))).toBe(iso);
     expect(localToIso("")).toBeNull();
     expect(isoToLocal(null)).toBe("");
+  });
+
+  it("reads per-model limit rows into an edit that removes the rows taken away", () => {
+    const rows = [{ model: " tiny ", rpm: "5", tpm: "", quota: "0" }];
+    expect(modelLimitsEdit(rows, ["tiny", "gone"])).toEqual({
+      tiny: { rpm_limit: 5, tpm_limit: null, quota_tokens: 0 },
+      gone: null,
+    });
+    expect(modelLimitsEdit([], [])).toEqual({});
+    expect(modelLimitsEdit([{ model: "tiny", rpm: "", tpm: "0", quota: "" }], [])).toBe(
+      "Tokens per minute on tiny: at least 1, or blank for no limit.",
+    );
+    expect(modelLimitsEdit([{ model: "tiny", rpm: "", tpm: "", quota: "-1" }], [])).toMatch(/^Monthly token quota on tiny/);
+    expect(modelLimitsEdit([{ model: " ", rpm: "1", tpm: "", quota: "" }], [])).toMatch(/name a model/);
   });
 });

@@ -1,4 +1,5 @@
 /** Form values to API values, and the console's own routes. Pure functions. */
+import type { BudgetWindow } from "./api";
 
 export const PAGES = ["keys", "usage", "logs", "models", "audit", "cache"] as const;
 export type PageName = (typeof PAGES)[number];
@@ -55,4 +56,77 @@ export function formatTime(iso: string | null): string {
   if (!iso) return "—";
   const at = new Date(iso);
   return Number.isNaN(at.getTime()) ? iso : at.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** One per-model limit row of the key editor, as typed. */
+export interface ModelLimitRow {
+  model: string;
+  rpm: string;
+  tpm: string;
+  quota: string;
+}
+
+export type ModelLimitBody = { rpm_limit: number | null; tpm_limit: number | null; quota_tokens: number | null };
+
+/**
+ * The `model_limits` edit the rows make of the key's `current` model ids: each row's limits
+ * (all blank removes the model's), and `null` for a model whose row was removed; or what is
+ * wrong, naming the model.
+ */
+export function modelLimitsEdit(rows: ModelLimitRow[], current: string[]): Record<string, ModelLimitBody | null> | string {
+  const edit: Record<string, ModelLimitBody | null> = Object.fromEntries(current.map((id) => [id, null]));
+  for (const row of rows) {
+    const model = row.model.trim();
+    if (!model) return "Per-model limits: name a model on every row, or remove the row.";
+    const rpm = parseLimit(row.rpm, 1);
+    if (!rpm.ok) return `Requests per minute on ${model}: ${rpm.error}.`;
+    const tpm = parseLimit(row.tpm, 1);
+    if (!tpm.ok) return `Tokens per minute on ${model}: ${tpm.error}.`;
+    const quota = parseLimit(row.quota, 0);
+    if (!quota.ok) return `Monthly token quota on ${model}: ${quota.error}.`;
+    edit[model] = { rpm_limit: rpm.value, tpm_limit: tpm.value, quota_tokens: quota.value };
+  }
+  return edit;
+}
+
+/** What the API takes as a budget: dollars with at most 9 decimals. */
+const DOLLARS = /^\d{1,7}(\.\d{1,9})?$/;
+
+/** A key's limits as typed in the create and edit forms. */
+export interface LimitFields {
+  name: string;
+  rpm: string;
+  quota: string;
+  tpm: string;
+  parallel: string;
+  models: string;
+  budget: string;
+  window: BudgetWindow;
+}
+
+export interface Limits {
+  rpm_limit: number | null;
+  quota_tokens: number | null;
+  tpm_limit: number | null;
+  max_parallel: number | null;
+  budget_usd: string | null;
+  budget_window: BudgetWindow;
+}
+
+export const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "", budget: "", window: "month" as BudgetWindow };
+
+export function checkLimits(fields: LimitFields): Limits | string {
+  const rpm = parseLimit(fields.rpm, 1);
+  if (!rpm.ok) return `Requests per minute: ${rpm.error}.`;
+  const quota = parseLimit(fields.quota, 0);
+  if (!quota.ok) return `Monthly token quota: ${quota.error}.`;
+  const tpm = parseLimit(fields.tpm, 1);
+  if (!tpm.ok) return `Tokens per minute: ${tpm.error}.`;
+  const parallel = parseLimit(fields.parallel, 1);
+  if (!parallel.ok) return `Requests in flight: ${parallel.error}.`;
+  const budget = fields.budget.trim().replace(/^\$/, "");
+  if (budget && !DOLLARS.test(budget)) return "Budget: dollars such as 25 or 0.50, at most 9 decimals.";
+  // Sent as the string typed: the API reads it as an exact decimal, never as a float.
+  const budgeted = { budget_usd: budget || null, budget_window: fields.window };
+  return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value, ...budgeted };
 }

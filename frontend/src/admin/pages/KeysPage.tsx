@@ -1,19 +1,19 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
 import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
-import { query, type AdminApi, type BudgetView, type BudgetWindow, type CreatedKey, type KeyView, type RotatedKey, type UsageView } from "../lib/api";
-import { formatLimit, formatTime, isoToLocal, localToIso, parseLimit, parseModels } from "../lib/forms";
+import { query, type AdminApi, type BudgetView, type BudgetWindow, type CreatedKey, type KeyView, type ModelQuotaView, type RotatedKey, type UsageView } from "../lib/api";
+import { NO_LIMITS, checkLimits, formatLimit, formatTime, isoToLocal, localToIso, modelLimitsEdit, parseModels, type LimitFields, type ModelLimitRow } from "../lib/forms";
+import { ModelLimitsCell, ModelLimitsEditor, rowsOf } from "./KeyModelLimits";
 
 const STATES = ["active", "revoked", "expired"] as const;
 const ROLES = ["user", "playground", "admin"] as const;
 const WINDOWS: readonly BudgetWindow[] = ["day", "week", "month"];
-/** What the API takes as a budget: dollars with at most 9 decimals. */
-const DOLLARS = /^\d{1,7}(\.\d{1,9})?$/;
 
 interface Listing {
   keys: KeyView[];
   usage: Map<string, UsageView>;
   budgets: Map<string, BudgetView>;
+  modelQuotas: ModelQuotaView[];
 }
 
 export function KeysPage({ api }: { api: AdminApi }) {
@@ -24,15 +24,17 @@ export function KeysPage({ api }: { api: AdminApi }) {
   const [editing, setEditing] = useState<KeyView | null>(null);
   const [listing, reload] = useLoad<Listing>(
     async (signal) => {
-      const [keys, usage, budgets] = await Promise.all([
+      const [keys, usage, budgets, quotas] = await Promise.all([
         api.get<{ data: KeyView[] }>(`/keys${query({ q: search, state, role })}`, signal),
         api.get<{ data: UsageView[] }>("/usage", signal),
         api.get<{ data: BudgetView[] }>("/budgets", signal),
+        api.get<{ data: ModelQuotaView[] }>("/model-quotas", signal),
       ]);
       return {
         keys: keys.data,
         usage: new Map(usage.data.map((u) => [u.key_id, u])),
         budgets: new Map(budgets.data.map((b) => [b.key_id, b])),
+        modelQuotas: quotas.data,
       };
     },
     [api, search, state, role],
@@ -122,7 +124,7 @@ function KeyTable({
       <DataTable
         testId="keys-table"
         caption="API keys with their limits, this month's usage and their budget's spend"
-        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Used this month", "Budget (spent of)", "Last used", "Expires", "Actions"]}
+        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Per model", "Used this month", "Budget (spent of)", "Last used", "Expires", "Actions"]}
       >
             {listing.keys.map((key) => {
               const usage = listing.usage.get(key.id);
@@ -142,6 +144,7 @@ function KeyTable({
                   <td>{formatLimit(key.quota_tokens)}</td>
                   <td>{formatLimit(key.tpm_limit)}</td>
                   <td>{formatLimit(key.max_parallel)}</td>
+                  <ModelLimitsCell limits={key.model_limits} quotas={listing.modelQuotas.filter((q) => q.key_id === key.id)} />
                   <td>{usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—"}</td>
                   <td data-testid="key-budget" data-spent={budget?.spent_usd} title={budget ? `resets ${formatTime(budget.resets_at)}` : undefined}>
                     {budget ? `$${budget.spent_usd} of $${budget.budget_usd} / ${budget.window}` : "none"}
@@ -198,44 +201,6 @@ function KeyTable({
       </DataTable>
     </>
   );
-}
-
-interface LimitFields {
-  name: string;
-  rpm: string;
-  quota: string;
-  tpm: string;
-  parallel: string;
-  models: string;
-  budget: string;
-  window: BudgetWindow;
-}
-
-interface Limits {
-  rpm_limit: number | null;
-  quota_tokens: number | null;
-  tpm_limit: number | null;
-  max_parallel: number | null;
-  budget_usd: string | null;
-  budget_window: BudgetWindow;
-}
-
-const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "", budget: "", window: "month" as BudgetWindow };
-
-function checkLimits(fields: LimitFields): Limits | string {
-  const rpm = parseLimit(fields.rpm, 1);
-  if (!rpm.ok) return `Requests per minute: ${rpm.error}.`;
-  const quota = parseLimit(fields.quota, 0);
-  if (!quota.ok) return `Monthly token quota: ${quota.error}.`;
-  const tpm = parseLimit(fields.tpm, 1);
-  if (!tpm.ok) return `Tokens per minute: ${tpm.error}.`;
-  const parallel = parseLimit(fields.parallel, 1);
-  if (!parallel.ok) return `Requests in flight: ${parallel.error}.`;
-  const budget = fields.budget.trim().replace(/^\$/, "");
-  if (budget && !DOLLARS.test(budget)) return "Budget: dollars such as 25 or 0.50, at most 9 decimals.";
-  // Sent as the string typed: the API reads it as an exact decimal, never as a float.
-  const budgeted = { budget_usd: budget || null, budget_window: fields.window };
-  return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value, ...budgeted };
 }
 
 function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: LimitFields): void; idPrefix: string }) {
@@ -345,17 +310,21 @@ function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; o
     window: keyView.budget_window,
   });
   const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
+  const [modelRows, setModelRows] = useState<ModelLimitRow[]>(rowsOf(keyView.model_limits));
   const [error, setError] = useState<string | null>(null);
 
   async function save() {
     const limits = checkLimits(fields);
     if (typeof limits === "string") return setError(limits);
+    const perModel = modelLimitsEdit(modelRows, keyView.model_limits.map((l) => l.model_id));
+    if (typeof perModel === "string") return setError(perModel);
     try {
       await api.call("PATCH", `/keys/${keyView.id}`, {
         name: fields.name,
         ...limits,
         allowed_models: parseModels(fields.models),
         expires_at: localToIso(expires),
+        model_limits: perModel,
       });
       onClose(true);
     } catch (e) {
@@ -378,6 +347,7 @@ function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; o
         <LimitInputs fields={fields} set={setFields} idPrefix="edit" />
         <label htmlFor="edit-expires">Expires at (blank: never)</label>
         <input id="edit-expires" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
+        <ModelLimitsEditor rows={modelRows} setRows={setModelRows} />
         <p className="field-note span">Blank limits mean no limit. Changes apply from the key's next request.</p>
         {error && (
           <p className="error-text span" role="alert">
