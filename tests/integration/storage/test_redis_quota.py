@@ -88,12 +88,13 @@ async def replica(
     """Starts replicas (lease taken) on the shared Redis; closes them at the end."""
     started: list[RedisUsageStore] = []
 
-    async def start(durable: object) -> RedisUsageStore:
+    async def start(durable: object, ledger: str = "usage") -> RedisUsageStore:
         store = RedisUsageStore(
             client,
             durable,  # type: ignore[arg-type]
             policy="fail_closed",
             prefix=prefix,
+            ledger=ledger,
             lease_s=LEASE_S,
             pipe=redis_pipe,
         )
