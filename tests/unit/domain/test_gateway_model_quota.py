@@ -16,6 +16,7 @@ from llmserver.domain.logs import Origin
 from llmserver.domain.pricing import Prices
 from llmserver.domain.quota import UsageRecord, model_ledger_id, period_of
 
+from .test_budget import PRICES, _Pause, _PausedBudget
 from .world import EMBED_MODEL, MODEL, World, ask, origin, wait_until
 
 NEEDS = 13  # 5 prompt tokens + max_tokens 8 (the model's default)
@@ -147,3 +148,26 @@ async def test_a_model_limit_without_a_quota_counts_nothing_in_the_model_ledger(
     await world.gateway.complete(principal, ask(use_cache=False), origin("r1"))
 
     assert await world.model_quota.list() == []
+
+
+async def test_a_client_leaving_while_the_model_quota_settles_leaves_no_hold() -> None:
+    """Cancelled once in the model quota's close, the budget's and the slot's still run."""
+    pause = _Pause()
+    world = World(prices=PRICES, model_quota=_PausedBudget(pause))
+    principal = await world.principal(
+        budget_nanodollars=10**9,
+        max_parallel=1,
+        model_limits=(ModelLimit(MODEL, quota_tokens=1_000),),
+    )
+    task = asyncio.create_task(world.gateway.complete(principal, ask(), origin("r1")))
+    await wait_until(lambda: pause.waiting)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pause.go.set()
+    await wait_until(lambda: world.parallel.held(f"par:{principal.key.id}") == 0)
+
+    [budget] = await world.budget.list()
+    assert budget.reserved_tokens == 0
+    usage = await model_usage(world, principal)
+    assert (usage.reserved_tokens, usage.requests) == (0, 1)
