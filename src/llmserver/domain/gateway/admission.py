@@ -22,6 +22,7 @@ from llmserver.domain.errors import (
     RateLimited,
     WrongModelKind,
 )
+from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.gateway.holds import Holds, Limits
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.values import (
@@ -296,20 +297,18 @@ class Admissions:
     ) -> None:
         """Give back what ``reserve`` held before the key's quota refused or failed: the
         per-model quota's tokens (``ledger``; "": none) and ``holds``."""
-        try:
-            if ledger:
-                await self._model_quota.release(ledger, period, tokens)
-        finally:
-            if holds is not None:
-                await self._limits.release(holds)
+        await close_all(
+            self._model_quota.release(ledger, period, tokens) if ledger else None,
+            None if holds is None else self._limits.release(holds),
+        )
 
     async def _release(self, reservation: Reservation, holds: Holds | None) -> None:
-        try:
-            await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
-        finally:
-            await self._release_model_quota(
+        await close_all(
+            self._usage.release(reservation.key_id, reservation.period, reservation.tokens),
+            self._release_model_quota(
                 reservation.model_ledger, reservation.period, reservation.tokens, holds
-            )
+            ),
+        )
 
     async def _hold_budget(
         self, principal: Principal, reservation: Reservation, needed: int, at: datetime

@@ -20,6 +20,7 @@ from llmserver.domain.errors import (
     TokenRateLimited,
     TooLargeForTokenRate,
 )
+from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.values import Admitted, Asked, Ledgers, Logged, LogSubmit
 from llmserver.domain.inference import Completion, FinishReason
@@ -132,63 +133,49 @@ class Outcomes:
         if cost:
             self._telemetry.spend(spec.id, cost)
         tokens = settle_amount(reservation.tokens, completion.total_tokens if charged else 0)
-        # Nested, each close in a ``finally`` of the one before: a client that leaves
-        # cancels this task once, at whichever await it is in, and every other close must
-        # still run (a Redis store's command runs even when its caller is cancelled).
-        try:
-            await self._usage.settle(
+        await close_all(
+            self._usage.settle(
                 reservation.key_id, reservation.period, reservation.tokens, tokens, cache_hit=hit
+            ),
+            self._model_quota.settle(
+                reservation.model_ledger,
+                reservation.period,
+                reservation.tokens,
+                tokens,
+                cache_hit=hit,
             )
-        finally:
-            try:
-                if reservation.model_ledger:
-                    await self._model_quota.settle(
-                        reservation.model_ledger,
-                        reservation.period,
-                        reservation.tokens,
-                        tokens,
-                        cache_hit=hit,
-                    )
-            finally:
-                try:
-                    if reservation.budget:
-                        # Never more than it held: the budget's limit stays exact even when
-                        # an upstream reports more prompt tokens than were counted here.
-                        spent = settle_amount(reservation.budget, nanodollars_of(cost))
-                        await self._budget.settle(
-                            reservation.key_id,
-                            reservation.budget_period,
-                            reservation.budget,
-                            spent,
-                            cache_hit=hit,
-                        )
-                finally:
-                    holds = admission.holds
-                    if holds is not None:
-                        await self._limits.settle(holds, tokens)
+            if reservation.model_ledger
+            else None,
+            # Never more than it held: the budget's limit stays exact even when an upstream
+            # reports more prompt tokens than were counted here.
+            self._budget.settle(
+                reservation.key_id,
+                reservation.budget_period,
+                reservation.budget,
+                settle_amount(reservation.budget, nanodollars_of(cost)),
+                cache_hit=hit,
+            )
+            if reservation.budget
+            else None,
+            None if admission.holds is None else self._limits.settle(admission.holds, tokens),
+        )
 
     async def release(self, admission: Admitted) -> None:
         reservation, admission.reservation = admission.reservation, None
         if reservation is None:
             return
-        try:  # nested as in ``settle``
-            await self._usage.release(reservation.key_id, reservation.period, reservation.tokens)
-        finally:
-            try:
-                if reservation.model_ledger:
-                    await self._model_quota.release(
-                        reservation.model_ledger, reservation.period, reservation.tokens
-                    )
-            finally:
-                try:
-                    if reservation.budget:
-                        await self._budget.release(
-                            reservation.key_id, reservation.budget_period, reservation.budget
-                        )
-                finally:
-                    holds = admission.holds
-                    if holds is not None:
-                        await self._limits.release(holds)
+        await close_all(
+            self._usage.release(reservation.key_id, reservation.period, reservation.tokens),
+            self._model_quota.release(
+                reservation.model_ledger, reservation.period, reservation.tokens
+            )
+            if reservation.model_ledger
+            else None,
+            self._budget.release(reservation.key_id, reservation.budget_period, reservation.budget)
+            if reservation.budget
+            else None,
+            None if admission.holds is None else self._limits.release(admission.holds),
+        )
 
     def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(
