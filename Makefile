@@ -78,7 +78,8 @@ test: $(STAMP) lint test-services ui ## Run lint, then the whole test suite (ins
 	@cd frontend && npm test --silent >/dev/null && echo "frontend: vitest passed"
 	@# Two pytest-xdist workers, a module's tests on one of them (its servers are module
 	@# fixtures): on two cores, 5.5 min where one process takes 8-9 (three workers: no faster).
-	@$(BIN)/pytest -n 2 --dist loadscope $(PYTEST_ARGS); rc=$$?; \
+	@# --durations: every run (CI's included) names its slowest tests, to keep the suite short.
+	@$(BIN)/pytest -n 2 --dist loadscope --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-unit: $(STAMP) ## Run the fast pure-domain unit tests only
