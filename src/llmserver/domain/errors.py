@@ -37,6 +37,11 @@ class GatewayError(Exception):
     """The key's rate-limit state when known, so refusals carry the rate headers too."""
     token_rate: RateDecision | None = None
     """The key's TPM state when known (``x-ratelimit-*-tokens``)."""
+    deployment: str | None = None
+    """Where a routed model's request failed last (``fallback-model/deployment`` on a
+    fallback), for its log row; ``None``: no deployment was tried."""
+    attempts: int | None = None
+    """The calls the request made before failing; set with ``deployment``."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from llmserver.domain.output_constraint import OutputConstraint
+from llmserver.domain.pricing import Prices
 from llmserver.domain.tools import ToolCall, ToolCallDelta, Tools, merge_deltas
 
 
@@ -136,6 +137,9 @@ class Completion:
     a fallback model did)."""
     attempts: int = 1
     """Calls it took across deployments and fallbacks (one client request, however many)."""
+    prices: Prices | None = None
+    """What its tokens cost where it was served, when that may differ from the model asked
+    for (a deployment's own prices, a fallback model's); ``None``: that model's."""
     logprobs: Logprobs | None = None
     """``None`` unless asked for; then one per generated token of this choice's text."""
     more: tuple[Choice, ...] = ()
@@ -173,6 +177,8 @@ class StreamEnd:
     served_by: str | None = None
     """As ``Completion.served_by``."""
     attempts: int = 1
+    prices: Prices | None = None
+    """As ``Completion.prices``."""
     more: tuple[FinishReason, ...] = ()
     """Why choices 1 to n - 1 ended, when there are more choices than one."""
 
@@ -227,6 +233,7 @@ class Assembly:
             cached_tokens=end.cached_tokens,
             served_by=end.served_by,
             attempts=end.attempts,
+            prices=end.prices,
             logprobs=first.logprobs,
             more=tuple(choices[1:]),
         )

@@ -65,10 +65,10 @@ class RequestLog:
     """The request body, only when body logging is switched on."""
     deployment: str | None = None
     """Which deployment of a routed model answered (``fallback-model/deployment`` when a
-    fallback model did); ``None`` for a model served in one place, a cache hit or a
-    failure."""
+    fallback model did), or for a failure the last one tried; ``None`` for a model served
+    in one place, a cache hit or a failure before any deployment was tried."""
     attempts: int | None = None
-    """Calls the answer took across deployments and fallbacks; set with ``deployment``."""
+    """Calls the request made across deployments and fallbacks; set with ``deployment``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,8 @@ class DeploymentSpec:
     """``None`` for these three: the server's defaults (``LLMSERVER_ROUTING_*``)."""
     first_byte_timeout_s: float | None = None
     total_timeout_s: float | None = None
+    prices: Prices | None = None
+    """What its tokens cost where they differ from the model's; ``None``: the model's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,14 @@ class ModelSpec:
     @property
     def capabilities(self) -> tuple[str, ...]:
         return CAPABILITIES[self.kind]
+
+    def prices_at(self, deployment: DeploymentSpec) -> Prices:
+        """What a request one of its deployments answers costs: its own prices, if set."""
+        return self.prices if deployment.prices is None else deployment.prices
+
+    def served_prices(self) -> frozenset[Prices]:
+        """Every price its own deployments may charge a request at."""
+        return frozenset(self.prices_at(d) for d in self.deployments) or frozenset((self.prices,))
 
 
 DEMO_MODEL_ID = "demo-tiny-llama"
@@ -229,6 +239,7 @@ class ModelRegistry:
                 self._names[name] = spec.id
 
         self._check_fallbacks()
+        self._charged = self._charged_prices()
 
     def _check_fallbacks(self) -> None:
         """A fallback names another configured chat model; a context fallback a longer one."""
@@ -249,6 +260,28 @@ class ModelRegistry:
                         f"context_length ({other.context_length}) is not longer than its own "
                         f"({spec.context_length})"
                     )
+
+    def _charged_prices(self) -> dict[str, tuple[Prices, ...]]:
+        """For each model whose requests may be charged at other prices than its own (a
+        deployment's, a fallback's): every price it may be; a model charged only at its
+        own has no entry."""
+        charged: dict[str, tuple[Prices, ...]] = {}
+        for spec in self._specs.values():
+            options = {spec.prices, *spec.served_prices()}
+            for target in spec.fallbacks:
+                options.update(self._specs[target].served_prices())
+            if len(options) > 1:
+                charged[spec.id] = tuple(options)
+        return charged
+
+    def worst_cost(self, spec: ModelSpec, prompt_tokens: int, max_tokens: int) -> int:
+        """The most a request to ``spec`` may cost (``Prices.worst_case``) wherever it ends
+        up: any of its deployments, any of its fallbacks' (what a budget reserves, so that
+        settling at what answered never exceeds the hold)."""
+        options = self._charged.get(spec.id)
+        if options is None:
+            return spec.prices.worst_case(prompt_tokens, max_tokens)
+        return max(prices.worst_case(prompt_tokens, max_tokens) for prices in options)
 
     def resolve(self, name: str) -> ModelSpec:
         model_id = self._names.get(name)

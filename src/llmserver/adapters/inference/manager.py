@@ -22,6 +22,7 @@ from llmserver.adapters.inference.routed_loading import RoutingOptions, load_rou
 from llmserver.domain.errors import ModelNotFound, Unavailable, WrongModelKind
 from llmserver.domain.inference import BackendStatus
 from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
+from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelKind, ModelSpec
 
 if TYPE_CHECKING:
@@ -99,6 +100,10 @@ class MultiModelManager(ModelBackends):
             )
         raise self._not_ready(slot)
 
+    def fallback(self, model_id: str) -> tuple[InferenceBackend, Prices]:
+        """Another model's backend and prices, for a routed model falling back to it."""
+        return self.backend(model_id), self._slots[model_id].spec.prices
+
     def embedder(self, model_id: str) -> EmbeddingBackend:
         slot = self._slots.get(model_id)
         if slot is None:
@@ -145,7 +150,7 @@ class MultiModelManager(ModelBackends):
                     slot.embedder = await self._load_embedder(spec)
                 elif spec.deployments:
                     slot.backend = await load_routed(
-                        spec, self._load_deployment, self._options.routing, self.backend, say
+                        spec, self._load_deployment, self._options.routing, self.fallback, say
                     )
                 else:
                     slot.backend = await self._load(spec)

@@ -47,8 +47,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from llmserver.adapters.inference.model_config_prices import PRICE_FIELDS, parse_prices
 from llmserver.adapters.inference.model_config_routing import routing_options
-from llmserver.domain.pricing import Prices, price_per_token
+from llmserver.domain.pricing import FREE
 from llmserver.domain.registry import (
     DTYPES,
     QUANTIZE_MODES,
@@ -73,12 +74,7 @@ _STR_FIELDS = (
     "api_key_env",
     "owned_by",
 )
-_PRICES = {
-    "input_price_per_mtok": "input",
-    "output_price_per_mtok": "output",
-    "cached_input_price_per_mtok": "cached_input",
-}
-_KNOWN = {f.name for f in fields(ModelSpec)} - {"prices"} | set(_PRICES)
+_KNOWN = {f.name for f in fields(ModelSpec)} - {"prices"} | set(PRICE_FIELDS)
 _DEFAULTS = ModelDefaults()
 
 
@@ -121,7 +117,8 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         return value
 
     model_id = required("id")
-    routing = routing_options(where, entry, ModelConfigError)
+    prices = parse_prices(where, entry, ModelConfigError, FREE)
+    routing = routing_options(where, entry, ModelConfigError, prices)
     source, backend = _served_from(where, entry, routing, required)
     if backend not in set(BackendKind):
         choices = ", ".join(k.value for k in BackendKind)
@@ -153,7 +150,7 @@ def _spec(path: Path, index: int, entry: Any) -> ModelSpec:
         context_length=context_length,
         max_batch_size=max_batch_size,
         defaults=_defaults(where, entry.get("defaults", {})),
-        prices=_prices(where, entry),
+        prices=prices,
         **routing,
         **{name: value for name, value in options.items() if value is not None},
     )
@@ -255,16 +252,3 @@ def _defaults(where: str, raw: Any) -> ModelDefaults:
             )
         numbers[name] = float(value)
     return ModelDefaults(max_tokens=max_tokens, **numbers)
-
-
-def _prices(where: str, entry: dict[str, Any]) -> Prices:
-    per_token: dict[str, int] = {}
-    for option, name in _PRICES.items():
-        # Left out, cached input costs the input price (``Prices.cached_input``).
-        if option not in entry and name == "cached_input":
-            continue
-        try:
-            per_token[name] = price_per_token(entry.get(option, 0))
-        except ValueError as exc:
-            raise ModelConfigError(f"{where}: field '{option}' {exc}") from None
-    return Prices(**per_token)

@@ -19,6 +19,8 @@ context_fallback = "chat-large" # where a prompt too long for this model goes in
   connect_timeout_s = 2         # defaults: LLMSERVER_ROUTING_CONNECT_TIMEOUT_S,
   first_byte_timeout_s = 30     #   LLMSERVER_ROUTING_FIRST_BYTE_TIMEOUT_S,
   total_timeout_s = 300         #   LLMSERVER_REQUEST_TIMEOUT_S
+  input_price_per_mtok = "0.20" # its own prices (each defaults to the model's); the
+  output_price_per_mtok = "0.80"  #   request log charges the deployment that answered
 ```
 An entry with ``deployments`` names no ``backend``, ``source``, ``upstream_model`` or
 ``api_key_env`` of its own: each deployment does.
@@ -29,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from llmserver.adapters.inference.model_config_prices import PRICE_FIELDS, parse_prices
+from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import (
     DEPLOYMENT_NAME_MAX_CHARS,
     BackendKind,
@@ -46,14 +50,17 @@ _DEPLOYMENT_KEYS = {
     "connect_timeout_s",
     "first_byte_timeout_s",
     "total_timeout_s",
+    *PRICE_FIELDS,
 }
 
 Fail = Callable[[str], Exception]
 
 
-def routing_options(where: str, entry: dict[str, Any], fail: Fail) -> dict[str, Any]:
+def routing_options(
+    where: str, entry: dict[str, Any], fail: Fail, prices: Prices
+) -> dict[str, Any]:
     """``deployments``, ``routing``, ``fallbacks`` and ``context_fallback`` of one entry,
-    only those given."""
+    only those given; ``prices``: the model's, which its deployments' default to."""
     options: dict[str, Any] = {}
     routing = entry.get("routing")
     if routing is not None:
@@ -85,7 +92,7 @@ def routing_options(where: str, entry: dict[str, Any], fail: Fail) -> dict[str, 
             "deployment, not in the model"
         )
     deployments = tuple(
-        _deployment(f"{where}: deployments[{i}]", i, d, fail) for i, d in enumerate(raw)
+        _deployment(f"{where}: deployments[{i}]", i, d, fail, prices) for i, d in enumerate(raw)
     )
     names = [d.name for d in deployments]
     for name in names:
@@ -95,7 +102,9 @@ def routing_options(where: str, entry: dict[str, Any], fail: Fail) -> dict[str, 
     return options
 
 
-def _deployment(where: str, index: int, raw: Any, fail: Fail) -> DeploymentSpec:
+def _deployment(
+    where: str, index: int, raw: Any, fail: Fail, model_prices: Prices
+) -> DeploymentSpec:
     if not isinstance(raw, dict):
         raise fail(f"{where}: must be a table")
     unknown = set(raw) - _DEPLOYMENT_KEYS
@@ -144,4 +153,9 @@ def _deployment(where: str, index: int, raw: Any, fail: Fail) -> DeploymentSpec:
         connect_timeout_s=positive("connect_timeout_s", float),
         first_byte_timeout_s=positive("first_byte_timeout_s", float),
         total_timeout_s=positive("total_timeout_s", float),
+        prices=(
+            parse_prices(where, raw, fail, model_prices)
+            if any(name in raw for name in PRICE_FIELDS)
+            else None
+        ),
     )

@@ -9,7 +9,9 @@ out backoff and ``Retry-After``. Once every attempt failed that way, the model's
 first event reached the gateway nothing is retried: a failure then ends the stream with
 an error, as a single backend's does. The gateway sees one call, so a client request
 holds one quota reservation and one RPM slot however many attempts it takes; the final
-``Completion``/``StreamEnd`` says which deployment answered and after how many attempts.
+``Completion``/``StreamEnd`` says which deployment answered, after how many attempts and
+at which prices (the deployment's, or a fallback's), and a failure (a ``GatewayError``)
+says which deployment was tried last and how many attempts were made.
 """
 
 from __future__ import annotations
@@ -31,19 +33,29 @@ from llmserver.domain.inference import (
     StreamEvent,
 )
 from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.routing.retry import RetryPolicy, judge
 
 T = TypeVar("T")
 
-FallbackLookup = Callable[[str], InferenceBackend]
-"""The backend of another model, by id (the manager's ``backend``)."""
+FallbackLookup = Callable[[str], tuple[InferenceBackend, Prices]]
+"""The backend of another model, by id, and its prices (the manager's ``fallback``)."""
 
 
 @dataclass(slots=True)
 class _Tally:
     attempts: int = 0
     error: BaseException | None = None
+    tried: str | None = None
+    """The deployment of the last attempt (``model/deployment`` for a fallback's)."""
+
+    def failed(self, error: BaseException) -> BaseException:
+        """``error``, told (when it is the gateway's) where this request failed last and
+        after how many attempts, for its log row."""
+        if isinstance(error, GatewayError) and self.tried is not None:
+            error.deployment, error.attempts = self.tried, self.attempts
+        return error
 
 
 class RoutedBackend(InferenceBackend):
@@ -98,18 +110,20 @@ class RoutedBackend(InferenceBackend):
         if found is not None:
             deployment, completion = found
             completion.served_by, completion.attempts = deployment.name, tally.attempts
+            completion.prices = deployment.prices
             return completion
-        for model_id, backend in self._fallback_backends(tally):
+        for model_id, backend, prices in self._fallback_backends(tally):
             tally.attempts += 1
             try:
                 completion = await backend.generate(prompt, params)
             except Exception as exc:
-                if not self._note_fallback_failure(tally, exc):
+                if not self._note_fallback_failure(tally, model_id, exc):
                     raise
                 continue
             self.fallbacks_used += 1
             completion.served_by = _via(model_id, completion.served_by)
             completion.attempts = tally.attempts + completion.attempts - 1
+            completion.prices = completion.prices or prices
             return completion
         raise self._final_error(tally)
 
@@ -139,24 +153,25 @@ class RoutedBackend(InferenceBackend):
         if found is not None:
             deployment, (events, first) = found
             try:
-                async with aclosing(self._rest(deployment, events, first, tally.attempts)) as rest:
+                async with aclosing(self._rest(deployment, events, first, tally)) as rest:
                     async for event in rest:
                         yield event
             finally:
                 self._pool.release(deployment)
             return
-        for model_id, backend in self._fallback_backends(tally):
+        for model_id, backend, prices in self._fallback_backends(tally):
             tally.attempts += 1
             events = backend.stream(prompt, params)
             try:
                 first = await anext(events)
             except Exception as exc:
                 await _close(events)
-                if not self._note_fallback_failure(tally, exc):
+                if not self._note_fallback_failure(tally, model_id, exc):
                     raise
                 continue
             self.fallbacks_used += 1
-            async with aclosing(_relabel(events, first, model_id, tally.attempts)) as relabelled:
+            relabelled = _relabel(events, first, model_id, prices, tally)
+            async with aclosing(relabelled):
                 async for event in relabelled:
                     yield event
             return
@@ -167,7 +182,7 @@ class RoutedBackend(InferenceBackend):
         deployment: Deployment,
         events: AsyncIterator[StreamEvent],
         first: StreamEvent,
-        attempts: int,
+        tally: _Tally,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The stream from its first event on, bounded by the deployment's total time; a
         failure now is the client's in-stream error and the deployment's mark."""
@@ -176,7 +191,12 @@ class RoutedBackend(InferenceBackend):
         try:
             while True:
                 if isinstance(event, StreamEnd):
-                    yield replace(event, served_by=deployment.name, attempts=attempts)
+                    yield replace(
+                        event,
+                        served_by=deployment.name,
+                        attempts=tally.attempts,
+                        prices=deployment.prices,
+                    )
                     break
                 yield event
                 try:
@@ -191,6 +211,7 @@ class RoutedBackend(InferenceBackend):
             if judge(exc).unhealthy:
                 deployment.failures += 1
                 deployment.breaker.on_failure(self._pool.clock())
+            tally.failed(exc)
             raise
         finally:
             await _close(events)
@@ -226,6 +247,7 @@ class RoutedBackend(InferenceBackend):
                 tally.error = exc
                 return None
             tally.attempts += 1
+            tally.tried = deployment.name
             if deployment in tried:  # no other deployment left: the same one, after backoff
                 await asyncio.sleep(self._retry.backoff_before(tally.attempts))
             if tried:
@@ -239,6 +261,7 @@ class RoutedBackend(InferenceBackend):
                 verdict = judge(exc)
                 if not verdict.retry:
                     deployment.breaker.on_abandoned()
+                    tally.failed(exc)
                     raise
                 tally.error = self._timeout(deployment) if isinstance(exc, TimeoutError) else exc
                 self._mark(deployment, verdict.unhealthy, verdict.retry_after_s)
@@ -273,22 +296,29 @@ class RoutedBackend(InferenceBackend):
 
     # -- fallbacks ----------------------------------------------------------------------
 
-    def _fallback_backends(self, tally: _Tally) -> list[tuple[str, InferenceBackend]]:
-        found: list[tuple[str, InferenceBackend]] = []
+    def _fallback_backends(self, tally: _Tally) -> list[tuple[str, InferenceBackend, Prices]]:
+        found: list[tuple[str, InferenceBackend, Prices]] = []
         for model_id in self._spec.fallbacks:
             try:
-                backend = self._fallbacks(model_id)
+                backend, prices = self._fallbacks(model_id)
             except GatewayError as exc:  # not loaded (yet, or at all)
                 tally.error = tally.error or exc
                 continue
             if isinstance(backend, RoutedBackend):
                 backend = backend.as_fallback()
-            found.append((model_id, backend))
+            found.append((model_id, backend, prices))
         return found
 
-    def _note_fallback_failure(self, tally: _Tally, exc: BaseException) -> bool:
-        """Whether the next fallback may still cure ``exc`` (noted as the last error)."""
+    def _note_fallback_failure(self, tally: _Tally, model_id: str, exc: BaseException) -> bool:
+        """Whether the next fallback may still cure ``exc`` (noted as the last error, its
+        deployment and attempts added to the request's)."""
+        if isinstance(exc, GatewayError):
+            tally.tried = _via(model_id, exc.deployment)
+            tally.attempts += (exc.attempts or 1) - 1
+        else:
+            tally.tried = model_id
         if not judge(exc).retry:
+            tally.failed(exc)
             return False
         tally.error = exc
         return True
@@ -296,7 +326,9 @@ class RoutedBackend(InferenceBackend):
     def _final_error(self, tally: _Tally) -> BaseException:
         """What the client gets when every attempt and fallback failed: a saturated model
         is ``Overloaded`` (503 with Retry-After); otherwise the last failure."""
-        return tally.error or Unavailable(f"model {self._spec.id!r} has no deployment to try")
+        return tally.failed(
+            tally.error or Unavailable(f"model {self._spec.id!r} has no deployment to try")
+        )
 
     # -- state --------------------------------------------------------------------------
 
@@ -325,9 +357,13 @@ def _via(model_id: str, served_by: str | None) -> str:
 
 
 async def _relabel(
-    events: AsyncIterator[StreamEvent], first: StreamEvent, model_id: str, attempts: int
+    events: AsyncIterator[StreamEvent],
+    first: StreamEvent,
+    model_id: str,
+    prices: Prices,
+    tally: _Tally,
 ) -> AsyncGenerator[StreamEvent, None]:
-    """A fallback model's stream, its end saying it answered."""
+    """A fallback model's stream, its end (or failure) saying it answered."""
     event = first
     try:
         while True:
@@ -335,11 +371,17 @@ async def _relabel(
                 yield replace(
                     event,
                     served_by=_via(model_id, event.served_by),
-                    attempts=attempts + event.attempts - 1,
+                    attempts=tally.attempts + event.attempts - 1,
+                    prices=event.prices or prices,
                 )
                 return
             yield event
             event = await anext(events)
+    except GatewayError as exc:
+        tally.tried = _via(model_id, exc.deployment)
+        tally.attempts += (exc.attempts or 1) - 1
+        tally.failed(exc)
+        raise
     finally:
         await _close(events)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from llmserver.domain.errors import Overloaded
 from llmserver.domain.inference import DeploymentStatus
 from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import DeploymentSpec, Routing
 from llmserver.domain.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState
 from llmserver.domain.routing.strategy import Candidate, attempt_order
@@ -40,9 +41,12 @@ class Deployment:
         backend: InferenceBackend | None,
         breaker: BreakerPolicy,
         timeouts: DeploymentTimeouts,
+        prices: Prices,
         load_error: str | None = None,
     ) -> None:
         self.spec = spec
+        self.prices = prices
+        """What a request it answers costs (its own prices, else the model's)."""
         self.backend = backend
         """``None``: it failed to load (``load_error``) and never gets traffic."""
         self.load_error = load_error

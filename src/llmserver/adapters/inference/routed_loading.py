@@ -65,14 +65,17 @@ async def load_routed(
             first_byte_s=deployment.first_byte_timeout_s or options.first_byte_timeout_s,
             total_s=deployment.total_timeout_s or options.total_timeout_s,
         )
+        prices = spec.prices_at(deployment)
         try:
             backend = await load(deployment_spec(spec, deployment), deployment)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             say(f"deployment {deployment.name} of model {spec.id} failed to load: {error}")
-            deployments.append(Deployment(deployment, None, options.breaker, timeouts, error))
+            deployments.append(
+                Deployment(deployment, None, options.breaker, timeouts, prices, error)
+            )
         else:
-            deployments.append(Deployment(deployment, backend, options.breaker, timeouts))
+            deployments.append(Deployment(deployment, backend, options.breaker, timeouts, prices))
     if all(d.backend is None for d in deployments):
         errors = "; ".join(f"{d.name}: {d.load_error}" for d in deployments)
         raise RuntimeError(f"no deployment loaded ({errors})")

@@ -117,13 +117,15 @@ class Admissions:
                     own = model_limit_of(principal, spec.id)  # its TPM on the key, too
             # Last step: nothing after the reservation may fail before it is handed over.
             # Once, for the model that will answer (a context fallback's prices and limits);
-            # each choice may take max_tokens, the prompt is read once.
+            # each choice may take max_tokens, the prompt is read once. The cost held is
+            # the dearest of wherever the model may have it answered (deployments,
+            # fallbacks): settlement charges what answered.
             prompt_tokens = admission.prompt_tokens
             admission.reservation, admission.holds = await self.reserve(
                 principal,
                 prompt_tokens + params.n * params.max_tokens,
                 call.at,
-                spec.prices.worst_case(prompt_tokens, params.n * params.max_tokens),
+                self._registry.worst_cost(spec, prompt_tokens, params.n * params.max_tokens),
                 own,
             )
         except GatewayError as exc:

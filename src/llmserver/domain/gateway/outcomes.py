@@ -124,7 +124,8 @@ class Outcomes:
         charged = not hit or self._charge_hits
         spec = admission.spec
         cost = admission.cost = (
-            spec.prices.cost(
+            # At the prices of what answered (a deployment's, a fallback's), where it says.
+            (completion.prices or spec.prices).cost(
                 completion.prompt_tokens, completion.completion_tokens, completion.cached_tokens
             )
             if charged
@@ -225,6 +226,7 @@ class Outcomes:
                 admission.cache_status if admission is not None else None,
                 admission.cost if admission is not None else 0,
                 error_code=code,
+                failed=exc,
             )
 
     async def _close(self, admission: Admitted, completion: Completion | None) -> None:
@@ -242,6 +244,7 @@ class Outcomes:
         cost: int,
         *,
         error_code: str | None = None,
+        failed: BaseException | None = None,
     ) -> None:
         principal = call.principal
         origin = call.origin
@@ -249,6 +252,8 @@ class Outcomes:
         served_by, attempts = None, None
         if completion is not None and completion.served_by is not None:
             served_by, attempts = completion.served_by, completion.attempts
+        elif isinstance(failed, GatewayError):  # where a routed model's request failed
+            served_by, attempts = failed.deployment, failed.attempts
         self._log(
             RequestLog(
                 request_id=origin.request_id,
