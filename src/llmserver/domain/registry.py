@@ -97,6 +97,11 @@ class DeploymentSpec:
     total_timeout_s: float | None = None
     prices: Prices | None = None
     """What its tokens cost where they differ from the model's; ``None``: the model's."""
+    probe_interval_s: float | None = None
+    """Seconds between active health probes (``http`` only); ``None``: none, its health
+    is what its requests show."""
+    probe_path: str | None = None
+    """The path probed on its ``source``; ``None``: its API base's ``/models``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ It speaks real HTTP/1.1 over TCP (chunked server-sent events, or one JSON body w
 request says ``"stream": false``), so the HTTP backend's client, timeouts and error
 handling run exactly as against a real upstream. Each request takes the next behaviour
 from ``script`` (the last one repeats); ``stall`` sends the head of an answer and waits
-for the client to hang up.
+for the client to hang up. A ``GET`` (a health probe) that is ``ok`` gets an empty model
+list.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ class FakeUpstream:
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
         request_line, *header_lines = head.strip().split("\r\n")
         headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-        body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
-        self.seen.append(Seen(request_line.split()[1], headers, body))
+        raw = await reader.readexactly(int(headers.get("content-length", "0")))
+        method, path = request_line.split()[:2]
+        self.seen.append(Seen(path, headers, json.loads(raw) if raw else {}))
+        body = self.seen[-1].body
         behaviour = self.script[min(len(self.seen), len(self.script)) - 1]
         if behaviour == "hangup":
             return
@@ -103,6 +106,10 @@ class FakeUpstream:
                 f"Content-Length: {len(error)}\r\nConnection: close\r\n\r\n".encode()
                 + error
             )
+            await writer.drain()
+            return
+        if method == "GET":  # a health probe: the model list
+            self._chunkless(writer, json.dumps({"object": "list", "data": []}))
             await writer.drain()
             return
         chat = self.seen[-1].path.endswith("/chat/completions")
@@ -181,6 +188,14 @@ class FakeUpstream:
         else:
             choice["text"] = piece
         return f"data: {json.dumps({'id': 'x', 'choices': [choice]})}\n\n"
+
+    @staticmethod
+    def _chunkless(writer: asyncio.StreamWriter, text: str) -> None:
+        data = text.encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data)
+        )
 
     @staticmethod
     def _chunk(writer: asyncio.StreamWriter, text: str) -> None:

@@ -75,8 +75,8 @@ def answer(body: bytes, extra: bytes = b"") -> Handler:
 
 
 async def call(client: UpstreamClient, port: int, scheme: str = "http") -> tuple[int, bytes]:
-    response = await client.upstream(f"{scheme}://127.0.0.1:{port}/v1").post(
-        "/v1/chat/completions", b"{}", b"Content-Type: application/json\r\n", FAST
+    response = await client.upstream(f"{scheme}://127.0.0.1:{port}/v1").send(
+        b"POST", "/v1/chat/completions", b"{}", b"Content-Type: application/json\r\n", FAST
     )
     try:
         return response.status, await response.read()
@@ -155,8 +155,8 @@ async def test_a_slow_reader_gets_a_large_body_whole() -> None:
             await writer.drain()
 
     async with serving(large) as server, UpstreamClient() as client:
-        response = await client.upstream(f"http://127.0.0.1:{server.port}").post(
-            "/", b"", b"", FAST
+        response = await client.upstream(f"http://127.0.0.1:{server.port}").send(
+            b"POST", "/", b"", b"", FAST
         )
         await asyncio.sleep(0.3)  # the reader lags: far more than PAUSE_BYTES arrive meanwhile
         received = bytearray()
@@ -179,7 +179,7 @@ async def test_the_pool_cap_queues_then_times_out(monkeypatch: pytest.MonkeyPatc
         await asyncio.sleep(0.05)
         upstream = client.upstream(f"http://127.0.0.1:{server.port}")
         with pytest.raises(ReadTimedOut, match="all 1 connections busy"):
-            await upstream.post("/", b"", b"", Timeouts(connect_s=1, read_s=0.1))
+            await upstream.send(b"POST", "/", b"", b"", Timeouts(connect_s=1, read_s=0.1))
         second = asyncio.create_task(call(client, server.port))
         release.set()
         assert await first == (200, b"x")

@@ -35,6 +35,8 @@ context_fallback = "chat-large"
   connect_timeout_s = 2
   first_byte_timeout_s = 1.5
   total_timeout_s = 300
+  probe_interval_s = 5
+  probe_path = "/health"
 
   [[models.deployments]]
   backend = "torch"
@@ -76,6 +78,8 @@ def test_a_routed_model_loads_every_field(tmp_path: Path) -> None:
             connect_timeout_s=2.0,
             first_byte_timeout_s=1.5,
             total_timeout_s=300.0,
+            probe_interval_s=5.0,
+            probe_path="/health",
         ),
         DeploymentSpec(
             name="deployment-2", backend=BackendKind.TORCH, source="var/models/demo-tiny-llama"
@@ -106,6 +110,15 @@ def test_a_routed_model_loads_every_field(tmp_path: Path) -> None:
             ('source = "var/models/demo-tiny-llama"', 'source = "v"\n  upstream_model = "m"'),
             "deployments[1]: field 'upstream_model' applies to backend 'http' only",
         ),
+        (
+            ('source = "var/models/demo-tiny-llama"', 'source = "v"\n  probe_interval_s = 1'),
+            "deployments[1]: field 'probe_interval_s' applies to backend 'http' only",
+        ),
+        (("probe_interval_s = 5", "probe_interval_s = 0"), "'probe_interval_s' must be a positive"),
+        (("  probe_interval_s = 5\n", ""), "field 'probe_path' needs 'probe_interval_s'"),
+        (('probe_path = "/health"', 'probe_path = "health"'), "'probe_path' must start with '/'"),
+        (('probe_path = "/health"', 'probe_path = "/a b"'), "'probe_path' must start with '/'"),
+        (('probe_path = "/health"', "probe_path = 1"), "'probe_path' must start with '/'"),
     ],
 )
 def test_bad_routing_config_names_the_field(

@@ -14,7 +14,6 @@ either call takes the other kind of answer too, since some upstreams ignore ``st
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -30,7 +29,11 @@ from llmserver.adapters.inference.answer_schema import (
 )
 from llmserver.adapters.inference.generation import collect
 from llmserver.adapters.inference.http_choices import whole_choices, whole_events
-from llmserver.adapters.inference.http_request_body import upstream_request
+from llmserver.adapters.inference.http_request_body import (
+    api_base,
+    upstream_headers,
+    upstream_request,
+)
 from llmserver.adapters.inference.http_tools import (
     StreamedCalls,
     tools_bound,
@@ -90,21 +93,11 @@ class HttpBackend(InferenceBackend):
         backoff_s: float = 0.25,
     ) -> None:
         self._spec = spec
-        base = spec.source.rstrip("/")
-        self._base = base if base.endswith("/v1") else f"{base}/v1"
+        self._base = api_base(spec.source)
         self._upstream = client.upstream(self._base)
         self._path = urlsplit(self._base).path
         self._upstream_model = spec.upstream_model or spec.id
-        headers = b"Accept: application/json\r\nContent-Type: application/json\r\n"
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise RuntimeError(
-                    f"model {spec.id!r} reads its upstream API key from the environment "
-                    f"variable {spec.api_key_env}, which is not set"
-                )
-            headers += b"Authorization: Bearer " + key.encode("latin-1") + b"\r\n"
-        self._headers = headers
+        self._headers = upstream_headers(spec)
         self._timeouts = Timeouts(connect_s=connect_timeout_s, read_s=read_timeout_s)
         self._max_retries = max_retries
         self._backoff_s = backoff_s
@@ -203,7 +196,9 @@ class HttpBackend(InferenceBackend):
             if attempt > 1:
                 await asyncio.sleep(self._backoff_s * 2 ** (attempt - 2))
             try:
-                response = await self._upstream.post(path, data, self._headers, self._timeouts)
+                response = await self._upstream.send(
+                    b"POST", path, data, self._headers, self._timeouts
+                )
             except TRANSPORT_ERRORS as exc:
                 # A read timeout means the upstream got the request and is slow: retrying
                 # would only pile more work on it.

@@ -1,12 +1,36 @@
-"""What an ``http`` model's upstream is sent: an OpenAI chat or text completion request."""
+"""What an ``http`` model's upstream is sent: an OpenAI chat or text completion request,
+with the headers every request to it carries."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from llmserver.adapters.inference.answer_schema import response_format
 from llmserver.adapters.inference.http_tools import add_tools, upstream_message
 from llmserver.domain.inference import GenerationParams, Prompt
+from llmserver.domain.registry import ModelSpec
+
+
+def api_base(source: str) -> str:
+    """An upstream's OpenAI API base: its ``source``, ending in ``/v1``."""
+    base = source.rstrip("/")
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def upstream_headers(spec: ModelSpec) -> bytes:
+    """The headers of every request to ``spec``'s upstream, whole lines, with its API key
+    read from the environment variable ``api_key_env`` (RuntimeError if it is unset)."""
+    headers = b"Accept: application/json\r\nContent-Type: application/json\r\n"
+    if spec.api_key_env:
+        key = os.environ.get(spec.api_key_env)
+        if not key:
+            raise RuntimeError(
+                f"model {spec.id!r} reads its upstream API key from the environment "
+                f"variable {spec.api_key_env}, which is not set"
+            )
+        headers += b"Authorization: Bearer " + key.encode("latin-1") + b"\r\n"
+    return headers
 
 
 def upstream_request(

@@ -127,15 +127,16 @@ class Upstream:
         self._queue: deque[asyncio.Future[None]] = deque()  # requests waiting for one
         self.open = 0
 
-    async def post(
-        self, path: str, body: bytes, headers: bytes, timeouts: Timeouts
+    async def send(
+        self, method: bytes, path: str, body: bytes, headers: bytes, timeouts: Timeouts
     ) -> UpstreamResponse:
-        """Sends ``body`` to ``path``; ``headers`` are whole ``Name: value\\r\\n`` lines.
-        Cancelled or failed before the head of the answer, the connection is closed."""
+        """Sends ``body`` to ``path`` (``method`` ``POST``; a health probe's ``GET`` has
+        an empty one); ``headers`` are whole ``Name: value\\r\\n`` lines. Cancelled or
+        failed before the head of the answer, the connection is closed."""
         target = (self._origin + path if self._absolute else path).encode()
         request = (
-            b"POST %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n"
-            % (target, self._fixed, headers, len(body))
+            b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n"
+            % (method, target, self._fixed, headers, len(body))
         ) + body
         if self._busy >= MAX_CONNECTIONS_PER_UPSTREAM:
             await self._queued(timeouts.read_s)
@@ -310,6 +311,12 @@ class UpstreamClient:
         self._tls = tls or _tls_context()
         self._pools = pools
         self._upstreams: dict[str, Upstream] = {}
+
+    def detached(self, base_url: str) -> Upstream:
+        """A pool of its own for ``base_url`` (the client's TLS and proxy, no tracing),
+        which its caller closes: a health probe's, so that it neither waits behind
+        the answers in flight nor adds a span to a trace every few seconds."""
+        return Upstream(base_url, self._tls)
 
     def upstream(self, base_url: str) -> Upstream:
         url = urlsplit(base_url)

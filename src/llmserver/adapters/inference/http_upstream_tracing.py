@@ -22,19 +22,20 @@ class TracedUpstream(Upstream):
         super().__init__(base_url, tls)
         self._tracer = tracer
 
-    async def post(
-        self, path: str, body: bytes, headers: bytes, timeouts: Timeouts
+    async def send(
+        self, method: bytes, path: str, body: bytes, headers: bytes, timeouts: Timeouts
     ) -> UpstreamResponse:
         tracer = self._tracer
+        name = method.decode()
         attributes: Attributes = {
-            "http.request.method": "POST",
+            "http.request.method": name,
             "server.address": self.host,
             "server.port": self.port,
             "url.full": self._origin + path,
         }
-        with Spanned(tracer, "POST", attributes, SpanKind.CLIENT) as span:
+        with Spanned(tracer, name, attributes, SpanKind.CLIENT) as span:
             traced = headers + b"traceparent: " + tracer.traceparent(span).encode() + b"\r\n"
-            response = await super().post(path, body, traced, timeouts)
+            response = await super().send(method, path, body, traced, timeouts)
             span.set("http.response.status_code", response.status)
             if response.status >= 400:
                 span.fail(str(response.status))

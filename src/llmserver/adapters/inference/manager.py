@@ -150,7 +150,12 @@ class MultiModelManager(ModelBackends):
                     slot.embedder = await self._load_embedder(spec)
                 elif spec.deployments:
                     slot.backend = await load_routed(
-                        spec, self._load_deployment, self._options.routing, self.fallback, say
+                        spec,
+                        self._load_deployment,
+                        self._options.routing,
+                        self.fallback,
+                        say,
+                        self._client,
                     )
                 else:
                     slot.backend = await self._load(spec)

@@ -21,6 +21,8 @@ context_fallback = "chat-large" # where a prompt too long for this model goes in
   total_timeout_s = 300         #   LLMSERVER_REQUEST_TIMEOUT_S
   input_price_per_mtok = "0.20" # its own prices (each defaults to the model's); the
   output_price_per_mtok = "0.80"  #   request log charges the deployment that answered
+  probe_interval_s = 5          # active health probe (http only; default none)
+  probe_path = "/health"        # default: GET {source}/v1/models
 ```
 An entry with ``deployments`` names no ``backend``, ``source``, ``upstream_model`` or
 ``api_key_env`` of its own: each deployment does.
@@ -28,6 +30,7 @@ An entry with ``deployments`` names no ``backend``, ``source``, ``upstream_model
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +53,12 @@ _DEPLOYMENT_KEYS = {
     "connect_timeout_s",
     "first_byte_timeout_s",
     "total_timeout_s",
+    "probe_interval_s",
+    "probe_path",
     *PRICE_FIELDS,
 }
+_PROBE_PATH = re.compile(r"/[!-~]{0,199}")
+"""A path of printable ASCII without spaces: it goes into the request line as it is."""
 
 Fail = Callable[[str], Exception]
 
@@ -139,7 +146,7 @@ def _deployment(
         raise fail(f"{where}: field 'backend' must be one of {choices}, not {backend!r}")
     source = text("source", required=True)
     assert source is not None
-    for http_only in ("upstream_model", "api_key_env"):
+    for http_only in ("upstream_model", "api_key_env", "probe_interval_s", "probe_path"):
         if http_only in raw and backend != BackendKind.HTTP:
             raise fail(f"{where}: field '{http_only}' applies to backend 'http' only")
     return DeploymentSpec(
@@ -153,9 +160,25 @@ def _deployment(
         connect_timeout_s=positive("connect_timeout_s", float),
         first_byte_timeout_s=positive("first_byte_timeout_s", float),
         total_timeout_s=positive("total_timeout_s", float),
+        probe_interval_s=positive("probe_interval_s", float),
+        probe_path=_probe_path(where, raw, fail),
         prices=(
             parse_prices(where, raw, fail, model_prices)
             if any(name in raw for name in PRICE_FIELDS)
             else None
         ),
     )
+
+
+def _probe_path(where: str, raw: dict[str, Any], fail: Fail) -> str | None:
+    path = raw.get("probe_path")
+    if path is None:
+        return None
+    if not isinstance(path, str) or not _PROBE_PATH.fullmatch(path):
+        raise fail(
+            f"{where}: field 'probe_path' must start with '/' and be at most 200 printable "
+            "ASCII characters without spaces"
+        )
+    if "probe_interval_s" not in raw:
+        raise fail(f"{where}: field 'probe_path' needs 'probe_interval_s'")
+    return path

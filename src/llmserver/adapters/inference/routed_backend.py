@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from llmserver.adapters.inference.routed_deployments import Deployment, Deployments, NoneUsable
+from llmserver.adapters.inference.routed_probe import Prober
 from llmserver.domain.errors import GatewayError, GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -66,8 +67,11 @@ class RoutedBackend(InferenceBackend):
         *,
         retry: RetryPolicy,
         fallbacks: FallbackLookup,
+        prober: Prober | None = None,
     ) -> None:
+        """``prober``: the running probe of its deployments, stopped by ``close``."""
         self._spec = spec
+        self._prober = prober
         self._pool = deployments
         self._retry = retry
         self._fallbacks = fallbacks
@@ -347,6 +351,8 @@ class RoutedBackend(InferenceBackend):
         )
 
     async def close(self) -> None:
+        if self._prober is not None:
+            await self._prober.close()
         for deployment in self._pool.all:
             if deployment.backend is not None:
                 await deployment.backend.close()

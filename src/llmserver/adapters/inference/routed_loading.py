@@ -11,12 +11,14 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
+from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.adapters.inference.routed_backend import FallbackLookup, RoutedBackend
 from llmserver.adapters.inference.routed_deployments import (
     Deployment,
     Deployments,
     DeploymentTimeouts,
 )
+from llmserver.adapters.inference.routed_probe import Prober, ProbeTarget, probe_target
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import DeploymentSpec, ModelSpec
 from llmserver.domain.routing.breaker import BreakerPolicy
@@ -58,7 +60,9 @@ async def load_routed(
     options: RoutingOptions,
     fallbacks: FallbackLookup,
     say: Callable[[str], None],
+    client: Callable[[], UpstreamClient],
 ) -> RoutedBackend:
+    """``client``: the upstream client, for the pools of deployments probed actively."""
     deployments: list[Deployment] = []
     for deployment in spec.deployments:
         timeouts = DeploymentTimeouts(
@@ -86,4 +90,15 @@ async def load_routed(
         max_queue=options.max_queue,
         rng=random.Random(options.seed),
     )
-    return RoutedBackend(spec, pool, retry=options.retry, fallbacks=fallbacks)
+    probed: list[ProbeTarget] = []
+    for loaded in deployments:
+        if loaded.spec.probe_interval_s is None:
+            continue  # the client is not even made for a model without probes
+        served = deployment_spec(spec, loaded.spec)
+        target = probe_target(loaded, served, client(), options.connect_timeout_s)
+        if target is not None:
+            probed.append(target)
+    prober = Prober(probed) if probed else None
+    if prober is not None:
+        prober.start()
+    return RoutedBackend(spec, pool, retry=options.retry, fallbacks=fallbacks, prober=prober)
