@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -184,6 +185,30 @@ class StreamEnd:
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+
+
+class ServedStream(AsyncIterator[StreamEvent]):
+    """A stream that learns, once it has started, the prices of what serves it (a routed
+    model's deployment, a fallback): a stream cut short before its ``StreamEnd`` is
+    charged at them. ``prices`` stays ``None`` until then, or where they are the model's.
+
+    ``start`` makes the events, told this stream to set its ``prices`` on."""
+
+    __slots__ = ("_events", "prices")
+
+    def __init__(self, start: Callable[[ServedStream], AsyncGenerator[StreamEvent, None]]) -> None:
+        self.prices: Prices | None = None
+        self._events = start(self)
+
+    def __aiter__(self) -> ServedStream:
+        return self
+
+    def __anext__(self) -> Awaitable[StreamEvent]:
+        # The generator's own awaitable: no coroutine of ours per event.
+        return self._events.__anext__()
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
 
 
 class Assembly:

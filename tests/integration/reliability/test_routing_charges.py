@@ -54,6 +54,23 @@ input_price_per_mtok = {dear_in}
 output_price_per_mtok = {dear_out}
 
 [[models]]
+id = "cheap-cut"
+fallbacks = ["dear-cut"]
+input_price_per_mtok = {cheap_in}
+output_price_per_mtok = {cheap_out}
+  [[models.deployments]]
+  name = "failing"
+  backend = "http"
+  source = "{failing}"
+
+[[models]]
+id = "dear-cut"
+backend = "http"
+source = "{dropping}"
+input_price_per_mtok = {dear_in}
+output_price_per_mtok = {dear_out}
+
+[[models]]
 id = "split"
 routing = "ordered"
 input_price_per_mtok = {cheap_in}
@@ -100,15 +117,17 @@ class Charges:
 @pytest.fixture(scope="module")
 def charges(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Charges]:
     root = tmp_path_factory.mktemp("routing-charges")
-    healthy, failing = ThreadedUpstream(), ThreadedUpstream()
+    healthy, failing, dropping = ThreadedUpstream(), ThreadedUpstream(), ThreadedUpstream()
     failing.fake.script = ["500"]
-    for upstream in (healthy, failing):
+    dropping.fake.script = ["drop"]  # two events of the answer, then the connection
+    for upstream in (healthy, failing, dropping):
         upstream.start()
     models = root / "models.toml"
     models.write_text(
         MODELS.format(
             healthy=healthy.url,
             failing=failing.url,
+            dropping=dropping.url,
             refused=f"http://127.0.0.1:{free_port()}",
             cheap_in=CHEAP[0],
             cheap_out=CHEAP[1],
@@ -130,8 +149,8 @@ def charges(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         ) as gateway:
             yield Charges(gateway, healthy.fake, failing.fake)
     finally:
-        healthy.stop()
-        failing.stop()
+        for upstream in (healthy, failing, dropping):
+            upstream.stop()
 
 
 def ask(gateway: LiveServer, key: str, model: str, *, stream: bool = False) -> httpx.Response:
@@ -198,6 +217,22 @@ def test_a_fallback_to_a_dearer_model_is_charged_its_prices_within_the_budget_ho
     assert budget["reserved_usd"] == "0.00"
     [usage] = admin_get(gateway, "/admin/usage", key_id=key_id, group_by="key")["data"]
     assert Decimal(usage["cost_usd"]) == 2 * dear
+
+
+def test_a_stream_a_dearer_fallback_cut_short_is_charged_its_prices(charges: Charges) -> None:
+    gateway = charges.gateway
+    key, key_id = budgeted_key(gateway, "cut-charges")
+    streamed = ask(gateway, key, "cheap-cut", stream=True)
+    assert streamed.status_code == 200  # the error comes in the stream, after its first byte
+    assert "upstream_error" in streamed.text
+    [row] = logged(gateway, key_id, 1)
+    assert row["status"] == 502
+    assert row["completion_tokens"] == 2  # what was sent before the cut
+    # The prompt as admission counted it, and what was sent, at the fallback's prices.
+    charged = (row["prompt_tokens"] * DEAR[0] + row["completion_tokens"] * DEAR[1]) / 10**6
+    assert Decimal(row["cost_usd"]) == charged
+    [budget] = admin_get(gateway, "/admin/budgets", key_id=key_id)["data"]
+    assert (Decimal(budget["spent_usd"]), budget["reserved_usd"]) == (charged, "0.00")
 
 
 def test_a_deployment_with_its_own_prices_charges_them(charges: Charges) -> None:

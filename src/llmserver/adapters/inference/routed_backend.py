@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
+from llmserver.adapters.inference.routed_attempts import Tally, close_events, relabel, via
 from llmserver.adapters.inference.routed_deployments import Deployment, Deployments, NoneUsable
 from llmserver.adapters.inference.routed_probe import Prober
 from llmserver.domain.errors import GatewayError, GenerationTimeout, Overloaded, Unavailable
@@ -30,6 +31,7 @@ from llmserver.domain.inference import (
     Completion,
     GenerationParams,
     Prompt,
+    ServedStream,
     StreamEnd,
     StreamEvent,
 )
@@ -42,21 +44,6 @@ T = TypeVar("T")
 
 FallbackLookup = Callable[[str], tuple[InferenceBackend, Prices]]
 """The backend of another model, by id, and its prices (the manager's ``fallback``)."""
-
-
-@dataclass(slots=True)
-class _Tally:
-    attempts: int = 0
-    error: BaseException | None = None
-    tried: str | None = None
-    """The deployment of the last attempt (``model/deployment`` for a fallback's)."""
-
-    def failed(self, error: BaseException) -> BaseException:
-        """``error``, told (when it is the gateway's) where this request failed last and
-        after how many attempts, for its log row."""
-        if isinstance(error, GatewayError) and self.tried is not None:
-            error.deployment, error.attempts = self.tried, self.attempts
-        return error
 
 
 class RoutedBackend(InferenceBackend):
@@ -103,7 +90,7 @@ class RoutedBackend(InferenceBackend):
     # -- whole answers ------------------------------------------------------------------
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        tally = _Tally()
+        tally = Tally()
 
         async def call(deployment: Deployment) -> Completion:
             assert deployment.backend is not None
@@ -125,7 +112,7 @@ class RoutedBackend(InferenceBackend):
                     raise
                 continue
             self.fallbacks_used += 1
-            completion.served_by = _via(model_id, completion.served_by)
+            completion.served_by = via(model_id, completion.served_by)
             completion.attempts = tally.attempts + completion.attempts - 1
             completion.prices = completion.prices or prices
             return completion
@@ -134,12 +121,12 @@ class RoutedBackend(InferenceBackend):
     # -- streams ------------------------------------------------------------------------
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._stream(prompt, params)
+        return ServedStream(lambda served: self._stream(prompt, params, served))
 
     async def _stream(
-        self, prompt: Prompt, params: GenerationParams
+        self, prompt: Prompt, params: GenerationParams, served: ServedStream
     ) -> AsyncGenerator[StreamEvent, None]:
-        tally = _Tally()
+        tally = Tally()
 
         async def first_event(
             deployment: Deployment,
@@ -150,12 +137,13 @@ class RoutedBackend(InferenceBackend):
                 async with asyncio.timeout(deployment.timeouts.first_byte_s):
                     return events, await anext(events)
             except BaseException:
-                await _close(events)
+                await close_events(events)
                 raise
 
         found = await self._attempts(tally, first_event, keep_slot=True)
         if found is not None:
             deployment, (events, first) = found
+            served.prices = deployment.prices
             try:
                 async with aclosing(self._rest(deployment, events, first, tally)) as rest:
                     async for event in rest:
@@ -169,12 +157,14 @@ class RoutedBackend(InferenceBackend):
             try:
                 first = await anext(events)
             except Exception as exc:
-                await _close(events)
+                await close_events(events)
                 if not self._note_fallback_failure(tally, model_id, exc):
                     raise
                 continue
             self.fallbacks_used += 1
-            relabelled = _relabel(events, first, model_id, prices, tally)
+            inner = events.prices if isinstance(events, ServedStream) else None
+            served.prices = inner or prices
+            relabelled = relabel(events, first, model_id, prices, tally)
             async with aclosing(relabelled):
                 async for event in relabelled:
                     yield event
@@ -186,7 +176,7 @@ class RoutedBackend(InferenceBackend):
         deployment: Deployment,
         events: AsyncIterator[StreamEvent],
         first: StreamEvent,
-        tally: _Tally,
+        tally: Tally,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The stream from its first event on, bounded by the deployment's total time; a
         failure now is the client's in-stream error and the deployment's mark."""
@@ -218,13 +208,13 @@ class RoutedBackend(InferenceBackend):
             tally.failed(exc)
             raise
         finally:
-            await _close(events)
+            await close_events(events)
 
     # -- attempts -----------------------------------------------------------------------
 
     async def _attempts(
         self,
-        tally: _Tally,
+        tally: Tally,
         call: Callable[[Deployment], Awaitable[T]],
         *,
         keep_slot: bool,
@@ -300,7 +290,7 @@ class RoutedBackend(InferenceBackend):
 
     # -- fallbacks ----------------------------------------------------------------------
 
-    def _fallback_backends(self, tally: _Tally) -> list[tuple[str, InferenceBackend, Prices]]:
+    def _fallback_backends(self, tally: Tally) -> list[tuple[str, InferenceBackend, Prices]]:
         found: list[tuple[str, InferenceBackend, Prices]] = []
         for model_id in self._spec.fallbacks:
             try:
@@ -313,11 +303,11 @@ class RoutedBackend(InferenceBackend):
             found.append((model_id, backend, prices))
         return found
 
-    def _note_fallback_failure(self, tally: _Tally, model_id: str, exc: BaseException) -> bool:
+    def _note_fallback_failure(self, tally: Tally, model_id: str, exc: BaseException) -> bool:
         """Whether the next fallback may still cure ``exc`` (noted as the last error, its
         deployment and attempts added to the request's)."""
         if isinstance(exc, GatewayError):
-            tally.tried = _via(model_id, exc.deployment)
+            tally.tried = via(model_id, exc.deployment)
             tally.attempts += (exc.attempts or 1) - 1
         else:
             tally.tried = model_id
@@ -327,7 +317,7 @@ class RoutedBackend(InferenceBackend):
         tally.error = exc
         return True
 
-    def _final_error(self, tally: _Tally) -> BaseException:
+    def _final_error(self, tally: Tally) -> BaseException:
         """What the client gets when every attempt and fallback failed: a saturated model
         is ``Overloaded`` (503 with Retry-After); otherwise the last failure."""
         return tally.failed(
@@ -356,43 +346,3 @@ class RoutedBackend(InferenceBackend):
         for deployment in self._pool.all:
             if deployment.backend is not None:
                 await deployment.backend.close()
-
-
-def _via(model_id: str, served_by: str | None) -> str:
-    return model_id if served_by is None else f"{model_id}/{served_by}"
-
-
-async def _relabel(
-    events: AsyncIterator[StreamEvent],
-    first: StreamEvent,
-    model_id: str,
-    prices: Prices,
-    tally: _Tally,
-) -> AsyncGenerator[StreamEvent, None]:
-    """A fallback model's stream, its end (or failure) saying it answered."""
-    event = first
-    try:
-        while True:
-            if isinstance(event, StreamEnd):
-                yield replace(
-                    event,
-                    served_by=_via(model_id, event.served_by),
-                    attempts=tally.attempts + event.attempts - 1,
-                    prices=event.prices or prices,
-                )
-                return
-            yield event
-            event = await anext(events)
-    except GatewayError as exc:
-        tally.tried = _via(model_id, exc.deployment)
-        tally.attempts += (exc.attempts or 1) - 1
-        tally.failed(exc)
-        raise
-    finally:
-        await _close(events)
-
-
-async def _close(events: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

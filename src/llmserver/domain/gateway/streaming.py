@@ -15,6 +15,7 @@ from llmserver.domain.inference import (
     Assembly,
     Completion,
     FinishReason,
+    ServedStream,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -80,6 +81,7 @@ class Streams:
     async def run(self, call: Call, admission: Admission) -> AsyncGenerator[StreamEvent, None]:
         produced = 0
         parts = Assembly()
+        events: AsyncIterator[StreamEvent] | None = None
         try:
             key = admission.cache_key
             cached = await self._answers.cached(admission)
@@ -125,7 +127,14 @@ class Streams:
             # non-streaming request; otherwise the client pays for what it was sent.
             sent = isinstance(exc, asyncio.CancelledError | GeneratorExit) or produced > 0
             if sent:
-                sent_so_far = Completion("", admission.prompt_tokens, produced, FinishReason.STOP)
+                sent_so_far = Completion(
+                    "",
+                    admission.prompt_tokens,
+                    produced,
+                    FinishReason.STOP,
+                    # At the prices of what was serving it, where the stream knows them.
+                    prices=events.prices if isinstance(events, ServedStream) else None,
+                )
                 await self._outcomes.fail(call, admission, exc, completion=sent_so_far)
             else:
                 await self._outcomes.fail(call, admission, exc)
