@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from integration.inference.fake_upstream import FakeUpstream
-from llmserver.adapters.inference.http_upstream_client import UpstreamClient
+from llmserver.adapters.inference.http_upstream_client import Timeouts, UpstreamClient
 from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
+from llmserver.adapters.inference.routed_deployments import Deployment, DeploymentTimeouts
 from llmserver.adapters.inference.routed_loading import RoutingOptions
+from llmserver.adapters.inference.routed_probe import Prober, ProbeTarget
 from llmserver.domain.inference import DeploymentStatus
+from llmserver.domain.pricing import FREE
 from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelSpec, Routing
-from llmserver.domain.routing.breaker import BreakerPolicy
+from llmserver.domain.routing.breaker import BreakerPolicy, CircuitState
 
 INTERVAL_S = 0.05
 # Only a probe can close a circuit within a test.
@@ -142,3 +145,34 @@ async def test_closing_the_model_stops_its_probes(upstream: FakeUpstream, start:
     count = len(upstream.seen)
     await asyncio.sleep(INTERVAL_S * 4)
     assert len(upstream.seen) == count
+
+
+async def test_traffic_judges_a_busy_deployment_until_its_circuit_opens(
+    upstream: FakeUpstream,
+) -> None:
+    spec = probed(upstream.url)
+    deployment = Deployment(
+        spec, None, OPTIONS.breaker, DeploymentTimeouts(first_byte_s=1, total_s=1), FREE
+    )
+    async with UpstreamClient() as client:
+        target = ProbeTarget(
+            deployment,
+            client.detached(upstream.url),
+            "/v1/models",
+            b"",
+            INTERVAL_S,
+            Timeouts(connect_s=1, read_s=1),
+        )
+        prober = Prober([target])
+        deployment.in_flight = 1  # a request is out: it says how the deployment is
+        prober.start()
+        try:
+            await asyncio.sleep(INTERVAL_S * 4)
+            assert upstream.seen == []
+            for _ in range(OPTIONS.breaker.failure_threshold):
+                deployment.breaker.on_failure(time.monotonic())
+            await asyncio.sleep(INTERVAL_S * 4)  # open: the probe looks, and closes it
+            assert upstream.seen != []
+            assert deployment.breaker.state(time.monotonic()) is CircuitState.CLOSED
+        finally:
+            await prober.close()
