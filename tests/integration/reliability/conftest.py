@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from integration.reliability.faultkit import Upstream
-from integration.reliability.replicakit import Replicas, running_replicas
+from integration.reliability.faultkit import Upstream, http_models_file
+from integration.reliability.replicakit import PRICE, PRICED, Replicas, running_replicas
 
 
 @pytest.fixture(scope="module")
-def replicas(
-    postgres_url: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+def http_replicas(
+    postgres_url: str, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Replicas]:
-    """Three server processes on one Postgres database and one Redis database."""
+    """Three server processes in replicas mode on one Postgres database and one Redis
+    database, serving only the upstream's http models (``http_models_file``) and ``PRICED``
+    (its ``fast`` answers at a price): no model to load, so they start in seconds."""
+    root = tmp_path_factory.mktemp("replicas")
+    models = http_models_file(root / "models.toml", upstream)
+    price = f'input_price_per_mtok = "{PRICE}"\noutput_price_per_mtok = "{PRICE}"\n'
+    models.write_text(
+        models.read_text()
+        + f'\n[[models]]\nid = "{PRICED}"\nbackend = "http"\nsource = "{upstream.url}"\n'
+        f'upstream_model = "fast"\ncontext_length = 4096\n{price}'
+    )
     with running_replicas(
-        postgres_url, demo_model_dir, tmp_path_factory.mktemp("replicas")
+        postgres_url,
+        root / "no-demo-model",
+        root,
+        LLMSERVER_PROFILE="none",
+        LLMSERVER_MODELS_FILE=str(models),
     ) as replicas:
         yield replicas
 

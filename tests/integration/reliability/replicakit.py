@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from integration.reliability.faultkit import (
+    MODEL,
     Tally,
     bearer,
     chat_body,
@@ -35,6 +37,11 @@ from livesupport import (
     server_env,
     stop_server,
 )
+
+PRICED = "dear"
+PRICE = Decimal(100)
+"""Dollars per million tokens, input and output, of the ``http_replicas`` fixture's
+``PRICED`` model (the upstream's ``fast`` answers): $0.0001 a token."""
 
 SHARED_REDIS = os.environ.get("LLMSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WINDOW_S = 60
@@ -184,11 +191,13 @@ async def fire(
     return tally
 
 
-async def check_rpm_burst(servers: Replicas, rpm: int, burst: int, concurrency: int) -> None:
+async def check_rpm_burst(
+    servers: Replicas, rpm: int, burst: int, concurrency: int, model: str = MODEL
+) -> None:
     """A burst on a fresh key gets exactly ``rpm`` answers, the rest 429 with Retry-After."""
     created = await create_key(servers.urls[0], servers.admin_key, f"rpm-{rpm}", rpm_limit=rpm)
     started = time.monotonic()
-    bodies = [chat_body(max_tokens=2, cache=False) for _ in range(burst)]
+    bodies = [chat_body(max_tokens=2, cache=False, model=model) for _ in range(burst)]
     tally = await fire(servers, created["key"], bodies, concurrency)
     elapsed = time.monotonic() - started
     print(
@@ -204,14 +213,14 @@ async def check_rpm_burst(servers: Replicas, rpm: int, burst: int, concurrency: 
 
 
 async def check_quota(
-    servers: Replicas, quota_requests: int, hammer: int, concurrency: int
+    servers: Replicas, quota_requests: int, hammer: int, concurrency: int, model: str = MODEL
 ) -> None:
     """``hammer`` requests on a key whose quota holds ``quota_requests`` reservations: at
     least that many are admitted, never more tokens than the quota are used, and the usage
     row and request log agree with the answers."""
     urls = servers.urls
     prompt, max_tokens = "Count the sheep in the meadow.", 8
-    body = chat_body(prompt, max_tokens=max_tokens, cache=False)
+    body = chat_body(prompt, max_tokens=max_tokens, cache=False, model=model)
     async with httpx.AsyncClient(timeout=60) as client:
         probe = await client.post(
             urls[0] + "/v1/chat/completions", headers=bearer(servers.keys.user), json=body
