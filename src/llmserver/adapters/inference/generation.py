@@ -14,13 +14,18 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
+from llmserver.adapters.inference.grammar import CompiledGrammar, Grammars
+from llmserver.adapters.inference.local_tools import forced_call, with_calls
+from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.text import IncrementalDecoder, StopMatcher
+from llmserver.adapters.inference.tool_parsing import ToolCallFormat
 from llmserver.domain.errors import ContextLengthExceeded, InvalidRequest
 from llmserver.domain.inference import (
     Assembly,
     Completion,
     FinishReason,
     GenerationParams,
+    Prompt,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -138,6 +143,26 @@ def choice_events(
             own = replace(params, seed=params.seed + index)
         rows.append((own, TokenEvents(decode, own, prompt_tokens, eos, index=index, ends=ends)))
     return rows
+
+
+def local_events(
+    prompt: Prompt,
+    params: GenerationParams,
+    fmt: ToolCallFormat | None,
+    grammars: Grammars,
+    encode: PromptEncoder,
+    start: Callable[[list[int], CompiledGrammar | None], AsyncIterator[StreamEvent]],
+) -> AsyncIterator[StreamEvent]:
+    """A local backend's answer to ``prompt``: the grammar it decodes under compiled
+    (``response_format``'s, or a forced call's), the prompt encoded, then ``start(ids,
+    grammar)``'s events with the calls in their text read out."""
+    constraint, calls = forced_call(prompt.tools, fmt, params.constraint)
+    return grammars.stream(
+        constraint,
+        lambda grammar: encode.start(
+            prompt, lambda ids: with_calls(prompt, calls, start(ids, grammar))
+        ),
+    )
 
 
 class EventChannel:

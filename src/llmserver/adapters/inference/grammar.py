@@ -12,13 +12,14 @@ strings, a pattern and an array; demo tokenizers of 1,024 and 4,096 tokens):
 - outlines-core: 5/20 and 3/20 (the same failure); 60-80 us a step.
 
 Only llguidance's output was valid every time, which is the point. Its own torch helper
-for applying a mask took ~25 ms a step on CPU, so the mask is unpacked with numpy here.
+for applying a mask took ~25 ms a step on CPU, so the mask is unpacked with numpy here, and
+each backend applies it to its own logits (torch: ``torch_sampling``; MLX: ``mlx_sampling``).
 
 Compiling: a schema becomes a matcher on one thread per model (a hostile schema waits for
 its own compile, never on the event loop nor on another model's), bounded by llguidance's
 parser limits and by ``COMPILE_TIMEOUT_S``; compiled matchers are kept in a small LRU and
-each row decodes with a copy (~35 us). JSON is generated compact (no free whitespace), so
-a model cannot spend its tokens on blanks.
+each row decodes with a copy (~35 us): the ``n`` choices of one request, one each. JSON
+is generated compact (no free whitespace), so a model cannot spend its tokens on blanks.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import llguidance
 import llguidance.hf
 import numpy as np
-import torch
+import numpy.typing as npt
 
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import StreamEvent
@@ -59,21 +60,31 @@ class RowGrammar:
         self._matcher = matcher
         self._source = source
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """``logits`` (one row's) with every token the grammar forbids at -inf. A grammar
-        that fails part-way (a step past the parser's limits) is the schema's doing: a 400."""
+    def allowed(self, width: int) -> npt.NDArray[np.bool_]:
+        """Which of a row's ``width`` logits the grammar allows next. A grammar that fails
+        part-way (a step past the parser's limits) is the schema's doing: a 400."""
         if self._matcher.is_error():
             raise InvalidRequest(
                 f"The {self._source} schema could not be enforced: {self._matcher.get_error()}",
                 param=self._source,
             )
         bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)
-        return logits.masked_fill(~torch.from_numpy(allowed), -torch.inf)
+        return np.unpackbits(bits, bitorder="little")[:width].astype(bool)
 
     def accept(self, token: int) -> None:
         if not self._matcher.consume_token(token):
             raise RuntimeError(f"the output grammar refused a token: {self._matcher.get_error()}")
+
+
+class CompiledGrammar:
+    """One request's compiled constraint: a fresh matcher for each of its rows."""
+
+    def __init__(self, matcher: Any, source: str) -> None:
+        self._matcher = matcher
+        self._source = source
+
+    def row(self) -> RowGrammar:
+        return RowGrammar(self._matcher.deep_copy(), self._source)
 
 
 class Grammars:
@@ -98,9 +109,20 @@ class Grammars:
         width = int(model.get_output_embeddings().out_features)
         return cls(tokenizer, vocab_size=width, eos=eos, model_id=model_id)
 
-    async def row(self, constraint: OutputConstraint | None) -> RowGrammar | None:
-        """A fresh matcher for one row under ``constraint``; ``None`` for free text.
-        Raises ``InvalidRequest`` for a schema that cannot be compiled (in time)."""
+    @classmethod
+    def of_mlx_model(
+        cls, model: Any, tokenizer: Any, eos: Collection[int], model_id: str
+    ) -> Grammars:
+        """For an mlx-lm model: its masks cover its logits, as wide as its configured
+        vocabulary (the tokenizer's own vocabulary where its config names none)."""
+        args = getattr(model, "args", None)
+        width = int(getattr(args, "vocab_size", 0) or len(tokenizer))
+        return cls(tokenizer, vocab_size=width, eos=eos, model_id=model_id)
+
+    async def compiled(self, constraint: OutputConstraint | None) -> CompiledGrammar | None:
+        """``constraint``'s grammar, whose ``row`` gives each row its own matcher; ``None``
+        for free text. Raises ``InvalidRequest`` for a schema that cannot be compiled (in
+        time)."""
         if constraint is None:
             return None
         matcher: Any = self._compiled.get(constraint)
@@ -121,12 +143,12 @@ class Grammars:
                 self._compiled.popitem(last=False)
         else:
             self._compiled.move_to_end(constraint)
-        return RowGrammar(matcher.deep_copy(), constraint.source)
+        return CompiledGrammar(matcher, constraint.source)
 
     def stream(
         self,
         constraint: OutputConstraint | None,
-        start: Callable[[RowGrammar | None], AsyncIterator[StreamEvent]],
+        start: Callable[[CompiledGrammar | None], AsyncIterator[StreamEvent]],
     ) -> AsyncIterator[StreamEvent]:
         """``start(None)`` now for free text, else ``start(grammar)`` once it is compiled
         (on first iteration: a backend's ``stream`` is synchronous)."""
@@ -137,9 +159,9 @@ class Grammars:
     async def _stream_later(
         self,
         constraint: OutputConstraint,
-        start: Callable[[RowGrammar | None], AsyncIterator[StreamEvent]],
+        start: Callable[[CompiledGrammar | None], AsyncIterator[StreamEvent]],
     ) -> AsyncIterator[StreamEvent]:
-        events = start(await self.row(constraint))
+        events = start(await self.compiled(constraint))
         try:
             async for event in events:
                 yield event

@@ -12,7 +12,9 @@ The queue in front is bounded like the torch backend's, and a cancelled or timed
 request leaves the batch before the next step. A request for ``n`` > 1 choices is ``n``
 rows (each prefilled on its own: the generator has no way to copy one row's cache), and
 log probabilities come from the generator's own, the model's raw distribution as the
-torch backend reports it (``token_logprobs``).
+torch backend reports it (``token_logprobs``). A constrained row (``response_format``, a
+forced tool call) samples under the torch backend's grammars (``grammar``), applied by its
+own sampler in the shared batch (``mlx_sampling``); each of ``n`` choices has its matcher.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +35,14 @@ from llmserver.adapters.inference.generation import (
     choice_events,
     collect,
     consume,
+    local_events,
 )
-from llmserver.adapters.inference.local_tools import with_calls
+from llmserver.adapters.inference.grammar import CompiledGrammar, Grammars, RowGrammar
+from llmserver.adapters.inference.mlx_sampling import GrammarSampler, Sampler, row_sampler
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.token_logprobs import TokenTexts, token_logprob
 from llmserver.adapters.inference.tool_parsing import template_format
-from llmserver.domain.errors import GenerationTimeout, InvalidRequest, Overloaded, Unavailable
+from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -67,26 +70,13 @@ class _Job:
     channel: EventChannel
     events: TokenEvents
     deadline: float
+    grammar: RowGrammar | None
+    """Its output constraint's matcher (its own, also among ``n`` choices); ``None`` for
+    free text."""
     queued: Span | None = None
     """Its queue-wait span (tracing on), ended when it leaves the queue."""
-
-
-def keyed_sampler(mx: Any, params: GenerationParams) -> Callable[[Any], Any]:
-    """Temperature / top-k / top-p sampling from a PRNG key of the request's own."""
-    from mlx_lm.sample_utils import apply_top_k, apply_top_p
-
-    key = mx.random.key(params.seed if params.seed is not None else secrets.randbits(63))
-
-    def sample(logprobs: Any) -> Any:
-        nonlocal key
-        key, use = mx.random.split(key)
-        if params.top_k is not None and params.top_k < logprobs.shape[-1]:
-            logprobs = apply_top_k(logprobs, params.top_k)
-        if params.top_p < 1.0:
-            logprobs = apply_top_p(logprobs, params.top_p)
-        return mx.random.categorical(logprobs * (1.0 / params.temperature), key=use)
-
-    return sample
+    sampler: Sampler | None = None
+    """Its sampler in the generator (from when it is admitted)."""
 
 
 class MlxBackend(InferenceBackend):
@@ -115,6 +105,7 @@ class MlxBackend(InferenceBackend):
         self._eos = frozenset(int(i) for i in wrapper.eos_token_ids)
         self._encode = PromptEncoder(self.tokenizer, spec.id, max_ids=spec.context_length)
         self._tool_format = template_format(self.tokenizer.chat_template)
+        self._grammars = Grammars.of_mlx_model(self._model, self.tokenizer, self._eos, spec.id)
         self._texts = TokenTexts(self._decode)
         self._context_length = spec.context_length
         on_cpu = mx.default_device() == mx.cpu
@@ -142,34 +133,36 @@ class MlxBackend(InferenceBackend):
         return self._encode.floor(prompt)
 
     async def generate(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        ids = await self._encode.encode(prompt)
-        events = self._start(ids, params, buffered=True)
-        return await collect(with_calls(prompt, self._tool_format, events), params)
+        return await collect(self._events(prompt, params, buffered=True), params)
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
-        return self._encode.start(
+        return self._events(prompt, params, buffered=False)
+
+    def _events(
+        self, prompt: Prompt, params: GenerationParams, *, buffered: bool
+    ) -> AsyncIterator[StreamEvent]:
+        return local_events(
             prompt,
-            lambda ids: with_calls(
-                prompt, self._tool_format, self._start(ids, params, buffered=False)
-            ),
+            params,
+            self._tool_format,
+            self._grammars,
+            self._encode,
+            lambda ids, grammar: self._start(ids, params, grammar, buffered=buffered),
         )
 
     def _start(
-        self, ids: list[int], params: GenerationParams, *, buffered: bool
+        self,
+        ids: list[int],
+        params: GenerationParams,
+        grammar: CompiledGrammar | None,
+        *,
+        buffered: bool,
     ) -> AsyncIterator[StreamEvent]:
-        check_request(len(ids), params, self._context_length)
-        if params.constraint is not None:
-            # Not built yet: mlx-lm's BatchGenerator.insert takes per-row logits processors,
-            # which could run the same grammars as the torch backend.
-            raise InvalidRequest(
-                f"response_format (structured output) is not supported on MLX model "
-                f"{self._spec.id!r}; use a torch or http model, or leave it out.",
-                param="response_format",
-            )
+        check_request(len(ids), params, self._context_length, constrained=grammar is not None)
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         deadline = time.monotonic() + self._timeout
         jobs = [
-            _Job(ids, own, channel, events, deadline)
+            _Job(ids, own, channel, events, deadline, None if grammar is None else grammar.row())
             for own, events in choice_events(self._decode, params, len(ids), self._eos)
         ]
         with self._cond:
@@ -208,6 +201,7 @@ class MlxBackend(InferenceBackend):
             self._closed = True
             self._cond.notify_all()
         self._encode.close()
+        self._grammars.close()
         await asyncio.to_thread(self._worker.join)
 
     def _leave_queue(self, jobs: list[_Job]) -> None:
@@ -278,11 +272,12 @@ class MlxBackend(InferenceBackend):
             job.channel.send(error)
 
     def _admit(self, gen: Any, jobs: list[_Job]) -> None:
-        samplers = [None if j.params.greedy else keyed_sampler(self._mx, j.params) for j in jobs]
+        for job in jobs:
+            job.sampler = row_sampler(self._mx, job.params, job.grammar)
         uids = gen.insert(
             [j.ids for j in jobs],
             max_tokens=[j.params.max_tokens for j in jobs],
-            samplers=samplers,
+            samplers=[j.sampler for j in jobs],
         )
         with self._cond:
             self._active.update(zip(uids, jobs, strict=True))
@@ -320,6 +315,8 @@ class MlxBackend(InferenceBackend):
             if job is None:
                 continue
             try:
+                if isinstance(job.sampler, GrammarSampler) and job.sampler.error is not None:
+                    raise job.sampler.error  # the grammar failed this row: it alone leaves
                 token = int(response.token)
                 top = job.params.logprobs
                 logprob = None if top is None else self._logprob(response.logprobs, token, top)

@@ -50,10 +50,10 @@ from llmserver.adapters.inference.generation import (
     choice_events,
     collect,
     consume,
+    local_events,
 )
-from llmserver.adapters.inference.grammar import Grammars, RowGrammar
+from llmserver.adapters.inference.grammar import CompiledGrammar, Grammars
 from llmserver.adapters.inference.kv_cache import Batch
-from llmserver.adapters.inference.local_tools import forced_call, with_calls
 from llmserver.adapters.inference.mixed_step import Chunk, decode_pass
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.token_logprobs import TokenTexts
@@ -186,17 +186,21 @@ class TorchBackend(InferenceBackend):
     def _events(
         self, prompt: Prompt, params: GenerationParams, *, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
-        constraint, calls = forced_call(prompt.tools, self._tool_format, params.constraint)
-        return self._grammars.stream(
-            constraint,
-            lambda grammar: self._encode.start(
-                prompt,
-                lambda ids: with_calls(prompt, calls, self._start(ids, params, grammar, buffered)),
-            ),
+        return local_events(
+            prompt,
+            params,
+            self._tool_format,
+            self._grammars,
+            self._encode,
+            lambda ids, grammar: self._start(ids, params, grammar, buffered),
         )
 
     def _start(
-        self, ids: list[int], params: GenerationParams, grammar: RowGrammar | None, buffered: bool
+        self,
+        ids: list[int],
+        params: GenerationParams,
+        grammar: CompiledGrammar | None,
+        buffered: bool,
     ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length, constrained=grammar is not None)
         if params.n > self._max_batch:
@@ -207,9 +211,16 @@ class TorchBackend(InferenceBackend):
             )
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         deadline = time.monotonic() + self._timeout
+        # Each choice follows its own matcher: the n rows sample different tokens.
         rows = [
             TorchRequest(
-                ids, own, channel, events, deadline, row_generator(own, self.device), grammar
+                ids,
+                own,
+                channel,
+                events,
+                deadline,
+                row_generator(own, self.device),
+                None if grammar is None else grammar.row(),
             )
             for own, events in choice_events(self._decode, params, len(ids), self._eos)
         ]

@@ -46,7 +46,8 @@ def pick_token(
     """One row's next token: ``greedy`` (the batch's argmax for this row) or a sample, from
     the logits its grammar allows when it has one."""
     if grammar is not None:
-        logits = grammar.mask(logits)
+        allowed = torch.from_numpy(grammar.allowed(logits.shape[-1]))
+        logits = logits.masked_fill(~allowed, -torch.inf)
         greedy = int(logits.argmax())
     return greedy if generator is None else sample_token(logits, params, generator)
 
