@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from llmserver.domain.inference import Choice, FinishReason, TokenLogprob, TopLogprob
 from llmserver.domain.ports import CachedCompletion, CompletionCache, RowsRejected
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
+from llmserver.domain.tools import ToolCall
 
 NOW = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -46,14 +47,16 @@ LOGPROBS = (
 CHOICES = (
     Choice("Bye ✓", FinishReason.STOP, ()),
     Choice("", FinishReason.LENGTH, LOGPROBS),
+    Choice("", FinishReason.TOOL_CALLS, tool_calls=(ToolCall("call_1", "f", '{"x": "✓"}'),)),
 )
 
 
 async def test_log_probabilities_and_more_choices_round_trip(
     completion_cache: CompletionCache,
 ) -> None:
-    """What a request for ``logprobs`` or ``n`` > 1 caches comes back whole, and an entry
-    with empty log probabilities (asked for, none generated) keeps them empty, not absent."""
+    """What a request for ``logprobs`` or ``n`` > 1 caches comes back whole (a choice's
+    calls too), and an entry with empty log probabilities (asked for, none generated)
+    keeps them empty, not absent."""
     await completion_cache.put(entry(logprobs=LOGPROBS, more=CHOICES))
     await completion_cache.put(entry("empty", logprobs=()))
 

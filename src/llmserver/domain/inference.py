@@ -117,6 +117,8 @@ class Choice:
     text: str
     finish_reason: FinishReason
     logprobs: Logprobs | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The calls this choice made (each choice reads its own answer for calls)."""
 
 
 # Not frozen: built on every request's path (see ``RequestLog``).
@@ -212,28 +214,33 @@ class ServedStream(AsyncIterator[StreamEvent]):
 
 
 class Assembly:
-    """A stream's deltas gathered into the ``Completion`` they make: text and log
-    probabilities per choice, tool calls (the first choice's: only it may call tools)."""
+    """A stream's deltas gathered into the ``Completion`` they make: text, log
+    probabilities and tool calls per choice."""
 
     __slots__ = ("_calls", "_logprobs", "_texts")
 
     def __init__(self) -> None:
         self._texts: list[list[str]] = [[]]
         self._logprobs: list[list[TokenLogprob]] = [[]]
-        self._calls: list[ToolCallDelta] = []
+        self._calls: list[list[ToolCallDelta]] = [[]]
 
     @property
     def started(self) -> bool:
         """Whether any delta has come yet."""
-        return bool(self._calls) or any(self._texts)
+        return any(self._calls) or any(self._texts)
+
+    def _grow(self, choices: int) -> None:
+        while len(self._texts) < choices:
+            self._texts.append([])
+            self._logprobs.append([])
+            self._calls.append([])
 
     def add(self, delta: TextDelta | ToolCallDelta) -> None:
         if isinstance(delta, ToolCallDelta):
-            self._calls.append(delta)
+            self._grow(delta.choice + 1)
+            self._calls[delta.choice].append(delta)
             return
-        while len(self._texts) <= delta.index:
-            self._texts.append([])
-            self._logprobs.append([])
+        self._grow(delta.index + 1)
         self._texts[delta.index].append(delta.text)
         if delta.logprobs:
             self._logprobs[delta.index].extend(delta.logprobs)
@@ -241,12 +248,12 @@ class Assembly:
     def completion(self, end: StreamEnd, *, logprobs: bool) -> Completion:
         """What the stream made, ended by ``end``; ``logprobs``: they were asked for."""
         reasons = (end.finish_reason, *end.more)
-        while len(self._texts) < len(reasons):
-            self._texts.append([])
-            self._logprobs.append([])
+        self._grow(len(reasons))
         choices = [
-            Choice("".join(text), reason, tuple(found) if logprobs else None)
-            for text, found, reason in zip(self._texts, self._logprobs, reasons, strict=False)
+            Choice("".join(text), reason, tuple(found) if logprobs else None, merge_deltas(calls))
+            for text, found, calls, reason in zip(
+                self._texts, self._logprobs, self._calls, reasons, strict=False
+            )
         ]
         first = choices[0]
         return Completion(
@@ -254,7 +261,7 @@ class Assembly:
             prompt_tokens=end.prompt_tokens,
             completion_tokens=end.completion_tokens,
             finish_reason=end.finish_reason,
-            tool_calls=merge_deltas(self._calls),
+            tool_calls=first.tool_calls,
             cached_tokens=end.cached_tokens,
             served_by=end.served_by,
             attempts=end.attempts,

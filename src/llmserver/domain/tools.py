@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -74,6 +74,8 @@ class ToolCallDelta:
     arguments: str = ""
     tokens: int = 0
     """How many generated tokens this delta covers (for charging cancelled streams)."""
+    choice: int = 0
+    """The choice whose call it is (only ``n`` > 1 has others than 0)."""
 
 
 def new_call_id() -> str:
@@ -97,16 +99,15 @@ def merge_deltas(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
     )
 
 
-def as_deltas(calls: tuple[ToolCall, ...], tokens: int = 0) -> list[ToolCallDelta]:
-    """Whole calls as stream deltas: each call's id and name, then its arguments in one
-    piece; ``tokens`` goes with the last."""
+def as_deltas(calls: tuple[ToolCall, ...], tokens: int = 0, choice: int = 0) -> list[ToolCallDelta]:
+    """Whole calls (of choice ``choice``) as stream deltas: each call's id and name, then
+    its arguments in one piece; ``tokens`` goes with the last."""
     deltas: list[ToolCallDelta] = []
     for index, call in enumerate(calls):
-        deltas.append(ToolCallDelta(index, call.id, call.name))
-        deltas.append(ToolCallDelta(index, arguments=call.arguments))
+        deltas.append(ToolCallDelta(index, call.id, call.name, choice=choice))
+        deltas.append(ToolCallDelta(index, arguments=call.arguments, choice=choice))
     if deltas and tokens:
-        last = deltas[-1]
-        deltas[-1] = ToolCallDelta(last.index, last.id, last.name, last.arguments, tokens)
+        deltas[-1] = replace(deltas[-1], tokens=tokens)
     return deltas
 
 

@@ -121,6 +121,55 @@ def test_a_named_function_is_the_one_called_also_streamed(server: LiveServer) ->
     valid_call("get_weather", "".join(arguments))
 
 
+def streamed_calls(sdk: OpenAI, ask: dict[str, Any]) -> tuple[str | None, list[list[str]]]:
+    """A stream's ``x-cache`` and each choice's call (id, name, arguments, finish
+    reason), gathered from its deltas by choice index."""
+    raw = sdk.chat.completions.with_raw_response.create(**ask, stream=True)
+    calls = [["", "", "", ""], ["", "", "", ""]]
+    for chunk in raw.parse():
+        for choice in chunk.choices:
+            got = calls[choice.index]
+            for part in choice.delta.tool_calls or []:
+                got[0] = part.id or got[0]
+                got[1] += (part.function.name if part.function else None) or ""
+                got[2] += (part.function.arguments if part.function else None) or ""
+            got[3] = choice.finish_reason or got[3]
+    return raw.headers.get("x-cache"), calls
+
+
+def test_every_choice_of_n_calls_whole_streamed_and_cached(server: LiveServer) -> None:
+    """Each choice decodes under a matcher of its own and is read for calls on its own;
+    the cache keeps each choice's calls and replays them under its index."""
+    sdk = client(server)
+    ask: dict[str, Any] = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": [WEATHER, TIME],
+        "tool_choice": "required",
+        "max_tokens": 64,
+        "temperature": 1,
+        "seed": 11,
+        "n": 2,
+    }
+    raw = sdk.chat.completions.with_raw_response.create(**ask)
+    assert raw.headers["x-cache"] == "MISS"
+    calls = []
+    for choice in raw.parse().choices:
+        assert choice.finish_reason == "tool_calls", choice
+        assert choice.message.content is None
+        (call,) = choice.message.tool_calls or []
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+        valid_call(call.function.name, call.function.arguments)
+        calls.append([call.id, call.function.name, call.function.arguments, "tool_calls"])
+    assert calls[0][0] != calls[1][0]
+    assert streamed_calls(sdk, ask) == ("HIT", calls)  # each choice's calls, cached
+    live, fresh = streamed_calls(sdk, {**ask, "extra_body": {"cache": False}})
+    assert live == "BYPASS"
+    for _, name, arguments, finish in fresh:
+        valid_call(name, arguments)
+        assert finish == "tool_calls"
+
+
 def test_a_forced_call_then_its_result_then_an_answer(server: LiveServer) -> None:
     sdk = client(server)
     first = sdk.chat.completions.create(

@@ -48,6 +48,8 @@ def client(live_server: LiveServer) -> OpenAI:
 
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Describe a pet."}]
+PET_SCHEMA = openai.lib._pydantic.to_strict_json_schema(Pet)
+"""The schema ``parse`` sends for ``Pet``, for a request the SDK's ``create`` sends."""
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -78,6 +80,36 @@ def test_a_streamed_parse_gives_a_valid_model(live_server: LiveServer) -> None:
         final = stream.get_final_completion()
     assert len(deltas) > 1  # it did stream
     assert isinstance(final.choices[0].message.parsed, Pet)
+
+
+def test_parse_with_n_gives_a_valid_model_per_choice_streamed_too(
+    live_server: LiveServer,
+) -> None:
+    """Each of the n choices decodes under a matcher of its own: each parses, and a
+    stream's deltas carry their choice's index."""
+    sdk = client(live_server)
+    ask: dict[str, Any] = {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "max_tokens": 200,
+        "temperature": 1.0,
+        "seed": 31,
+        "n": 2,
+        "extra_body": {"cache": False},
+    }
+    completion = sdk.chat.completions.parse(response_format=Pet, **ask)
+    assert [c.index for c in completion.choices] == [0, 1]
+    for choice in completion.choices:
+        assert choice.finish_reason == "stop"
+        assert isinstance(choice.message.parsed, Pet)
+    contents = [c.message.content for c in completion.choices]
+    assert contents[0] != contents[1]
+    texts = ["", ""]
+    schema: Any = {"type": "json_schema", "json_schema": {"name": "Pet", "schema": PET_SCHEMA}}
+    for chunk in sdk.chat.completions.create(**ask, response_format=schema, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == contents
 
 
 def test_json_object_is_an_object_or_honestly_truncated(live_server: LiveServer) -> None:

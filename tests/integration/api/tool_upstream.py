@@ -54,56 +54,59 @@ def answer(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     ]
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+def of_choice(calls: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The calls as choice ``index`` makes them: choice 0's ids are ``CALL_ID``, the
+    others' their own."""
+    return [{**c, "id": c["id"] + (f"_{index}" if index else "")} for c in calls]
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
     data = {
         "id": "chatcmpl-up",
         "object": "chat.completion.chunk",
         "created": 0,
         "model": "tool-upstream",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **extra,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
     }
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
-def events(text: str | None, calls: list[dict[str, Any]]) -> list[bytes]:
-    out = [chunk({"role": "assistant", "content": ""})]
-    if text:
-        out += [chunk({"content": text[i : i + 8]}) for i in range(0, len(text), 8)]
-    for index, call in enumerate(calls):
-        head = {"index": index, "id": call["id"], "type": "function"}
-        out.append(
-            chunk(
-                {
-                    "tool_calls": [
-                        {**head, "function": {"name": call["function"]["name"], "arguments": ""}}
-                    ]
-                }
-            )
-        )
-        arguments = call["function"]["arguments"]
-        for i in range(0, len(arguments), 5):
-            piece = {"index": index, "function": {"arguments": arguments[i : i + 5]}}
-            out.append(chunk({"tool_calls": [piece]}))
-    out.append(chunk({}, "tool_calls" if calls else "stop"))
+def events(text: str | None, calls: list[dict[str, Any]], n: int = 1) -> list[bytes]:
+    """Each of the ``n`` choices in turn (choice ``c`` calling with ids of its own)."""
+    out = []
+    for c in range(n):
+        out.append(chunk({"role": "assistant", "content": ""}, index=c))
+        if text:
+            out += [chunk({"content": text[i : i + 8]}, index=c) for i in range(0, len(text), 8)]
+        for index, call in enumerate(of_choice(calls, c)):
+            head = {"index": index, "id": call["id"], "type": "function"}
+            function = {"name": call["function"]["name"], "arguments": ""}
+            out.append(chunk({"tool_calls": [{**head, "function": function}]}, index=c))
+            arguments = call["function"]["arguments"]
+            for i in range(0, len(arguments), 5):
+                piece = {"index": index, "function": {"arguments": arguments[i : i + 5]}}
+                out.append(chunk({"tool_calls": [piece]}, index=c))
+        out.append(chunk({}, "tool_calls" if calls else "stop", index=c))
     usage = {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
     out.append(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
     return [*out, b"data: [DONE]\n\n"]
 
 
-def whole(text: str | None, calls: list[dict[str, Any]]) -> bytes:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if calls:
-        message["tool_calls"] = calls
+def whole(text: str | None, calls: list[dict[str, Any]], n: int = 1) -> bytes:
+    choices = []
+    for c in range(n):
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = of_choice(calls, c)
+        finish = "tool_calls" if calls else "stop"
+        choices.append({"index": c, "message": message, "finish_reason": finish})
     return json.dumps(
         {
             "id": "chatcmpl-up",
             "object": "chat.completion",
             "created": 0,
             "model": "tool-upstream",
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
-            ],
+            "choices": choices,
             "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30},
         }
     ).encode()
@@ -133,11 +136,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n"
                 )
-                for event in events(*answer(body)):
+                for event in events(*answer(body), body.get("n") or 1):
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                 writer.write(b"0\r\n\r\n")
             else:
-                data = whole(*answer(body))
+                data = whole(*answer(body), body.get("n") or 1)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + f"Content-Length: {len(data)}\r\n\r\n".encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -126,14 +127,40 @@ async def test_the_upstream_s_calls_come_back_whole_and_streamed(calling_upstrea
     assert streamed[-1] == StreamEnd(FinishReason.TOOL_CALLS, 20, 10)
 
 
+async def test_each_of_n_choices_brings_its_own_calls(calling_upstream: str) -> None:
+    prompt = Prompt(messages=(ChatMessage("user", "Oslo"),), tools=TOOLS)
+    params = replace(PARAMS, n=2)
+    async with UpstreamClient() as client:
+        remote = backend(client, calling_upstream)
+        whole = await remote.generate(prompt, params)
+        streamed = [event async for event in remote.stream(prompt, params)]
+    expected = [
+        (ToolCall(tool_upstream.CALL_ID + suffix, "get_weather", '{"city": "Oslo"}'),)
+        for suffix in ("", "_1")
+    ]
+    assert [whole.tool_calls, whole.more[0].tool_calls] == expected
+    assert [whole.finish_reason, whole.more[0].finish_reason] == [FinishReason.TOOL_CALLS] * 2
+    deltas = [e for e in streamed if isinstance(e, ToolCallDelta)]
+    assert [merge_deltas([d for d in deltas if d.choice == c]) for c in (0, 1)] == expected
+    assert streamed[-1] == StreamEnd(
+        FinishReason.TOOL_CALLS, 20, 10, more=(FinishReason.TOOL_CALLS,)
+    )
+
+
 def test_a_call_without_an_id_gets_one_of_ours() -> None:
     parts = [ToolCallPart(index=0, function=FunctionPart("get_time", "{}"))]
     (call,) = whole_calls(parts)
     assert call.id.startswith("call_")
     assert len(call.id) == 29
     calls = StreamedCalls()
-    first = calls.deltas([ToolCallPart(index=0, function=FunctionPart("get_time", ""))])
-    rest = calls.deltas([ToolCallPart(index=0, function=FunctionPart(arguments="{}"))])
+    first = calls.deltas([ToolCallPart(index=0, function=FunctionPart("get_time", ""))], 0)
+    rest = calls.deltas([ToolCallPart(index=0, function=FunctionPart(arguments="{}"))], 0)
     assert first[0].id is not None
     assert first[0].name == "get_time"
     assert (rest[0].id, rest[0].name, rest[0].arguments) == (None, None, "{}")
+    # Another choice's call of the same index is a call of its own, with an id of its own.
+    (other,) = calls.deltas([ToolCallPart(index=0, function=FunctionPart("get_time", ""))], 1)
+    assert (other.choice, other.name) == (1, "get_time")
+    assert other.id not in (None, first[0].id)
+    assert calls.called(1)
+    assert not calls.called(2)

@@ -159,3 +159,29 @@ async def test_a_schema_that_cannot_be_enforced_is_a_400(backend: MlxBackend) ->
         await backend.generate(PROMPT, params(bad))
     assert raised.value.param == "response_format"
     assert (await backend.generate(PROMPT, params(None, max_tokens=4))).completion_tokens == 4
+
+
+async def test_each_constrained_choice_follows_its_own_matcher(backend: MlxBackend) -> None:
+    schema = OutputConstraint.json_schema(PET)
+    together = await backend.generate(PROMPT, params(schema, temperature=1.0, seed=8, n=3))
+    alone = [
+        await backend.generate(PROMPT, params(schema, temperature=1.0, seed=8 + i))
+        for i in range(3)
+    ]
+    texts = [together.text, *(c.text for c in together.more)]
+    assert texts == [c.text for c in alone]
+    for text in texts:
+        jsonschema.validate(json.loads(text), PET)
+
+
+async def test_every_choice_of_a_forced_call_calls(backend: MlxBackend) -> None:
+    tools = Tools(
+        (ToolFunction("get_weather", parameters=json.dumps(CITY)),), ToolChoiceMode.REQUIRED
+    )
+    whole = await backend.generate(
+        replace(PROMPT, tools=tools), params(None, max_tokens=64, temperature=1.0, seed=2, n=2)
+    )
+    assert [whole.finish_reason, whole.more[0].finish_reason] == [FinishReason.TOOL_CALLS] * 2
+    for calls in (whole.tool_calls, whole.more[0].tool_calls):
+        (call,) = calls
+        jsonschema.validate(json.loads(call.arguments), CITY)

@@ -4,14 +4,17 @@ on the tiny demo model: each choice is exactly what a request of its own would g
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import jsonschema
 import pytest
 
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import (
     ChatMessage,
+    FinishReason,
     GenerationParams,
     Logprobs,
     Prompt,
@@ -20,7 +23,13 @@ from llmserver.domain.inference import (
 )
 from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.registry import ModelSpec
-from llmserver.domain.tools import ToolChoiceMode, ToolFunction, Tools
+from llmserver.domain.tools import (
+    ToolCallDelta,
+    ToolChoiceMode,
+    ToolFunction,
+    Tools,
+    merge_deltas,
+)
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -142,19 +151,59 @@ async def test_a_constrained_rows_logprobs_are_the_models_not_the_grammars(
     assert all(-1e9 < e.logprob <= 0 for e in constrained.logprobs)
 
 
-async def test_n_with_a_constraint_is_a_400_naming_n(backend: TorchBackend) -> None:
-    with pytest.raises(InvalidRequest) as refused:
-        await backend.generate(
-            CHAT, GenerationParams(max_tokens=4, n=2, constraint=OutputConstraint.json_object())
-        )
-    assert refused.value.param == "n"
+PAIR = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"enum": ["x", "y", "z"]}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 8}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
 
 
-async def test_n_with_a_forced_tool_call_is_a_400_naming_n(backend: TorchBackend) -> None:
-    """A forced call decodes under a grammar of its own (not the request's constraint),
-    which one row's matcher follows: n rows cannot share it."""
-    forced = Tools((ToolFunction("get_weather"),), ToolChoiceMode.REQUIRED)
+async def test_each_constrained_choice_follows_its_own_matcher(backend: TorchBackend) -> None:
+    """Every choice validates and is exactly what its seed gives alone: one matcher
+    shared by the rows would refuse the second row's token or cut it short."""
+    params = GenerationParams(
+        max_tokens=40, temperature=1.0, seed=3, n=3, constraint=OutputConstraint.json_schema(PAIR)
+    )
+    together = await backend.generate(CHAT, params)
+    alone = [await backend.generate(CHAT, replace(params, n=1, seed=3 + i)) for i in range(3)]
+    texts = [together.text, *(c.text for c in together.more)]
+    assert texts == [c.text for c in alone]
+    for text in texts:
+        jsonschema.validate(json.loads(text), PAIR)
+    assert len(set(texts)) > 1
+
+
+async def test_every_choice_of_a_forced_call_calls_and_streams_with_its_index(
+    backend: TorchBackend,
+) -> None:
+    forced = Tools(
+        (ToolFunction("get_weather", parameters=json.dumps(CITY)),), ToolChoiceMode.REQUIRED
+    )
     prompt = Prompt(messages=CHAT.messages, tools=forced)
-    with pytest.raises(InvalidRequest) as refused:
-        await backend.generate(prompt, GenerationParams(max_tokens=4, n=2))
-    assert refused.value.param == "n"
+    params = GenerationParams(max_tokens=40, temperature=1.0, seed=5, n=2)
+    whole = await backend.generate(prompt, params)
+    calls = [whole.tool_calls, whole.more[0].tool_calls]
+    assert [whole.finish_reason, whole.more[0].finish_reason] == [FinishReason.TOOL_CALLS] * 2
+    for (call,) in calls:
+        assert call.name == "get_weather"
+        jsonschema.validate(json.loads(call.arguments), CITY)
+    assert calls[0][0].id != calls[1][0].id
+    streamed: dict[int, list[ToolCallDelta]] = {0: [], 1: []}
+    async for event in backend.stream(prompt, params):
+        if isinstance(event, ToolCallDelta):
+            streamed[event.choice].append(event)
+        elif isinstance(event, StreamEnd):
+            assert (event.finish_reason, event.more) == (
+                FinishReason.TOOL_CALLS,
+                (FinishReason.TOOL_CALLS,),
+            )
+    for choice, deltas in streamed.items():
+        (call,) = merge_deltas(deltas)
+        assert (call.name, call.arguments) == (calls[choice][0].name, calls[choice][0].arguments)

@@ -232,24 +232,13 @@ async def collect(stream: AsyncIterator[StreamEvent], params: GenerationParams) 
     raise RuntimeError("the stream ended without a StreamEnd event")
 
 
-def check_request(
-    prompt_tokens: int, params: GenerationParams, context_length: int, *, constrained: bool = False
-) -> None:
-    """``constrained``: the request decodes under a grammar (``response_format``, or a
-    forced tool call, whose grammar is not the request's ``constraint``)."""
+def check_request(prompt_tokens: int, params: GenerationParams, context_length: int) -> None:
     if prompt_tokens == 0:
         # Nothing to prefill: the model cannot run an empty sequence. A chat template
         # always renders some tokens, so only a raw prompt gets here.
         raise InvalidRequest("The prompt encodes to no tokens; send some text.", param="prompt")
     if params.max_tokens < 1:
         raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
-    if params.n > 1 and (constrained or params.constraint is not None):
-        # A grammar matcher follows one row's tokens; n rows would need n of them.
-        raise InvalidRequest(
-            "n > 1 with response_format or a forced tool call (tool_choice required or a "
-            "named function) is not supported on a local model; send n: 1.",
-            param="n",
-        )
     if prompt_tokens + params.max_tokens > context_length:
         raise ContextLengthExceeded(
             prompt_tokens=prompt_tokens, max_tokens=params.max_tokens, context_length=context_length

@@ -260,10 +260,10 @@ class HttpBackend(InferenceBackend):
         count a whole answer, one chunk, as one token."""
         raw = await self._read_json(response, asked)
         answer = parse_answer(raw, self._spec.id, "completion")
-        choices, calls = whole_choices(answer, params, self._spec.id)
+        choices = whole_choices(answer, params, self._spec.id)
         usage = answer.usage or Usage()
         produced = sum(min(len(c.text.encode()), params.max_tokens) for c in choices)
-        produced += sum(len(c.arguments.encode()) for c in calls)
+        produced += sum(len(c.arguments.encode()) for each in choices for c in each.tool_calls)
         prompt_tokens, completion_tokens = await self._counts(
             usage, prompt, min(produced, params.n * params.max_tokens)
         )
@@ -273,7 +273,7 @@ class HttpBackend(InferenceBackend):
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             finish_reason=first.finish_reason,
-            tool_calls=calls,
+            tool_calls=first.tool_calls,
             cached_tokens=usage.cached_tokens,
             logprobs=first.logprobs,
             more=tuple(choices[1:]),
@@ -351,13 +351,12 @@ class HttpBackend(InferenceBackend):
                             if text or logprobs:
                                 chunks += 1 if text else 0
                                 yield TextDelta(text or "", 1, choice.index, logprobs)
-                            first = choice.index == 0  # only the first choice calls tools
-                            for delta in calls.deltas(choice.tool_calls if first else []):
+                            for delta in calls.deltas(choice.tool_calls, choice.index):
                                 chunks += 1
                                 yield delta
                             if choice.finish_reason:
                                 finishes[choice.index] = finish_reason(
-                                    choice.finish_reason, called=calls.any and first
+                                    choice.finish_reason, called=calls.called(choice.index)
                                 )
             except TRANSPORT_ERRORS as exc:
                 raise self._read_error(exc, f"the stream after {chunks} chunks") from exc

@@ -1,7 +1,6 @@
-"""An upstream's whole answer read into its choices and calls, and a whole answer as the
-events of a stream (an upstream that answers a stream request in one piece).
-
-The tool calls are the first choice's: only it may call tools, as on a local model."""
+"""An upstream's whole answer read into its choices (each with its calls), and a whole
+answer as the events of a stream (an upstream that answers a stream request in one
+piece)."""
 
 from __future__ import annotations
 
@@ -22,41 +21,41 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.tools import ToolCall, as_deltas
+from llmserver.domain.tools import as_deltas
 
 
-def whole_choices(
-    answer: Answer, params: GenerationParams, model_id: str
-) -> tuple[list[Choice], tuple[ToolCall, ...]]:
-    """Each of the ``n`` choices asked for (a finish reason each, or an upstream error),
-    and the first one's calls."""
+def whole_choices(answer: Answer, params: GenerationParams, model_id: str) -> list[Choice]:
+    """Each of the ``n`` choices asked for, with its calls (a finish reason each, or an
+    upstream error)."""
     found = {c.index: c for c in answer.choices or () if c.index < params.n}
     if len(found) < params.n or any(not c.finish_reason for c in found.values()):
         raise UpstreamError(
             f"the upstream of model {model_id!r} answered without a finish reason"
             + (f" for each of its {params.n} choices" if params.n > 1 else "")
         )
-    calls = whole_calls(found[0].tool_calls)
-    choices = [
-        Choice(
-            found[i].content or "",
-            finish_reason(found[i].finish_reason or "", called=bool(calls) and i == 0),
-            choice_logprobs(found[i], params.logprobs),
+    choices = []
+    for i in range(params.n):
+        calls = whole_calls(found[i].tool_calls)
+        choices.append(
+            Choice(
+                found[i].content or "",
+                finish_reason(found[i].finish_reason or "", called=bool(calls)),
+                choice_logprobs(found[i], params.logprobs),
+                calls,
+            )
         )
-        for i in range(params.n)
-    ]
-    return choices, calls
+    return choices
 
 
 def whole_events(whole: Completion) -> Iterator[StreamEvent]:
-    """``whole`` as a stream's events: each choice's text (the first with every token),
-    the calls, the end."""
-    head = Choice(whole.text, whole.finish_reason, whole.logprobs)
+    """``whole`` as a stream's events: each choice's text (the first with every token)
+    and calls, the end."""
+    head = Choice(whole.text, whole.finish_reason, whole.logprobs, whole.tool_calls)
     for index, each in enumerate((head, *whole.more)):
         if each.text or each.logprobs:
             tokens = whole.completion_tokens if index == 0 else 0
             yield TextDelta(each.text, tokens, index, each.logprobs)
-    yield from as_deltas(whole.tool_calls)
+        yield from as_deltas(each.tool_calls, choice=index)
     yield StreamEnd(
         whole.finish_reason,
         whole.prompt_tokens,

@@ -87,26 +87,27 @@ def whole_calls(parts: list[ToolCallPart]) -> tuple[ToolCall, ...]:
 
 
 class StreamedCalls:
-    """A stream's call pieces as our deltas: the first piece of each call has an id (the
-    upstream's, else ours) and the name."""
+    """A stream's call pieces as our deltas, each choice's apart: the first piece of each
+    call has an id (the upstream's, else ours) and the name."""
 
     def __init__(self) -> None:
-        self._started: set[int] = set()
+        self._started: set[tuple[int, int]] = set()
+        """(choice, call index) of the calls begun."""
 
-    @property
-    def any(self) -> bool:
-        return bool(self._started)
+    def called(self, choice: int) -> bool:
+        return any(c == choice for c, _ in self._started)
 
-    def deltas(self, parts: list[ToolCallPart]) -> list[ToolCallDelta]:
+    def deltas(self, parts: list[ToolCallPart], choice: int) -> list[ToolCallDelta]:
         out = []
         for position, part in enumerate(parts):
             index = part.index if part.index is not None else position
             function = part.function
             name = function.name if function else None
             arguments = (function.arguments if function else None) or ""
-            if index not in self._started:
-                self._started.add(index)
-                out.append(ToolCallDelta(index, part.id or new_call_id(), name or "", arguments, 1))
+            if (choice, index) not in self._started:
+                self._started.add((choice, index))
+                call_id = part.id or new_call_id()
+                out.append(ToolCallDelta(index, call_id, name or "", arguments, 1, choice))
             else:
-                out.append(ToolCallDelta(index, None, name, arguments, 1))
+                out.append(ToolCallDelta(index, None, name, arguments, 1, choice))
         return out

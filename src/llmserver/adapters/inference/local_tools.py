@@ -12,7 +12,7 @@ valid one.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +27,7 @@ from llmserver.domain.inference import (
     TextDelta,
 )
 from llmserver.domain.output_constraint import OutputConstraint
-from llmserver.domain.tools import ToolChoiceMode, Tools, new_call_id
+from llmserver.domain.tools import ToolCallDelta, ToolChoiceMode, Tools, new_call_id
 
 
 def template_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
@@ -132,36 +132,49 @@ def with_calls(
     prompt: Prompt, fmt: ToolCallFormat | None, events: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
     """``events`` with the calls in the model's text read out as call deltas when the
-    request has tools it may call (the end ``tool_calls`` when there were any); else
-    ``events`` themselves. Only the first choice's text is read for calls (``n`` > 1:
-    the others pass through as text)."""
+    request has tools it may call (a choice that called ends ``tool_calls``); else
+    ``events`` themselves. Each of ``n`` choices is read on its own."""
     tools = prompt.tools
     if tools is None or not tools.calls_allowed or fmt is None:
         return events
-    return _parsed(ToolCallParser(fmt, tools, new_call_id), events)
+    return _parsed(lambda: ToolCallParser(fmt, tools, new_call_id), events)
 
 
 async def _parsed(
-    parser: ToolCallParser, events: AsyncIterator[StreamEvent]
+    new_parser: Callable[[], ToolCallParser], events: AsyncIterator[StreamEvent]
 ) -> AsyncIterator[StreamEvent]:
+    parsers: dict[int, ToolCallParser] = {}
     try:
         async for event in events:
-            if isinstance(event, TextDelta) and event.index == 0:
+            if isinstance(event, TextDelta):
+                parser = parsers.get(event.index)
+                if parser is None:
+                    parser = parsers[event.index] = new_parser()
                 for out in parser.feed(event.text, event.tokens):
-                    yield out
+                    yield _of_choice(out, event.index)
                 if event.logprobs:
                     # The tokens' log probabilities, whatever the parser made of their text.
-                    yield TextDelta("", 0, logprobs=event.logprobs)
+                    yield TextDelta("", 0, event.index, logprobs=event.logprobs)
             elif isinstance(event, StreamEnd):
-                for out in parser.end():
-                    yield out
-                finish = event.finish_reason
-                if parser.called and finish is FinishReason.STOP:
-                    finish = FinishReason.TOOL_CALLS
-                yield replace(event, finish_reason=finish)
+                reasons = [event.finish_reason, *event.more]
+                for index, parser in sorted(parsers.items()):
+                    for out in parser.end():
+                        yield _of_choice(out, index)
+                    if parser.called and reasons[index] is FinishReason.STOP:
+                        reasons[index] = FinishReason.TOOL_CALLS
+                yield replace(event, finish_reason=reasons[0], more=tuple(reasons[1:]))
             else:
                 yield event
     finally:
         close = getattr(events, "aclose", None)
         if close is not None:  # so the backend hears that its consumer went away
             await close()
+
+
+def _of_choice(event: TextDelta | ToolCallDelta, index: int) -> TextDelta | ToolCallDelta:
+    """A parser's event (choice 0's, as it knows no other) as choice ``index``'s."""
+    if not index:
+        return event
+    if isinstance(event, TextDelta):
+        return replace(event, index=index)
+    return replace(event, choice=index)

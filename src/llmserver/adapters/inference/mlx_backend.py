@@ -158,7 +158,7 @@ class MlxBackend(InferenceBackend):
         *,
         buffered: bool,
     ) -> AsyncIterator[StreamEvent]:
-        check_request(len(ids), params, self._context_length, constrained=grammar is not None)
+        check_request(len(ids), params, self._context_length)
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         deadline = time.monotonic() + self._timeout
         jobs = [

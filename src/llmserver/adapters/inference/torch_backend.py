@@ -202,7 +202,7 @@ class TorchBackend(InferenceBackend):
         grammar: CompiledGrammar | None,
         buffered: bool,
     ) -> AsyncIterator[StreamEvent]:
-        check_request(len(ids), params, self._context_length, constrained=grammar is not None)
+        check_request(len(ids), params, self._context_length)
         if params.n > self._max_batch:
             raise InvalidRequest(
                 f"n is {params.n}, but model {self._spec.id!r} decodes at most "

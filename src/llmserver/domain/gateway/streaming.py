@@ -55,7 +55,10 @@ async def _replay(cached: Completion) -> AsyncIterator[StreamEvent]:
         for delta in as_deltas(cached.tool_calls, cached.completion_tokens):
             yield delta
     for index, choice in enumerate(cached.more, start=1):
-        yield TextDelta(choice.text, 0, index, choice.logprobs)
+        if choice.text or choice.logprobs or not choice.tool_calls:
+            yield TextDelta(choice.text, 0, index, choice.logprobs)
+        for delta in as_deltas(choice.tool_calls, choice=index):
+            yield delta
     yield StreamEnd(
         cached.finish_reason,
         cached.prompt_tokens,

@@ -177,7 +177,7 @@ def answer(body: Body, outcome: Outcome) -> p.ChatCompletion | p.TextCompletion:
 
 
 def _choices(c: Completion) -> list[Choice]:
-    return [Choice(c.text, c.finish_reason, c.logprobs), *c.more]
+    return [Choice(c.text, c.finish_reason, c.logprobs, c.tool_calls), *c.more]
 
 
 def chat_response(outcome: Outcome) -> p.ChatCompletion:
@@ -191,16 +191,13 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
                 index=i,
                 message=p.AssistantMessage(
                     role="assistant",
-                    content=choice.text if choice.text or not calls else None,
-                    tool_calls=tools.answer_calls(calls),
+                    content=choice.text if choice.text or not choice.tool_calls else None,
+                    tool_calls=tools.answer_calls(choice.tool_calls),
                 ),
                 finish_reason=choice.finish_reason.value,
                 logprobs=chat_logprobs(choice.logprobs),
             )
-            # Only the first choice calls tools.
-            for i, (choice, calls) in enumerate(
-                zip(_choices(c), (c.tool_calls, *(() for _ in c.more)), strict=True)
-            )
+            for i, choice in enumerate(_choices(c))
         ],
         usage=_usage(c.prompt_tokens, c.completion_tokens),
     )
@@ -288,7 +285,10 @@ async def sse_events(
                 yield after_head(
                     _sse(
                         p.ChatCompletionChunk(
-                            completion_id, created, model, [p.ChunkChoice(0, delta, None)]
+                            completion_id,
+                            created,
+                            model,
+                            [p.ChunkChoice(event.choice, delta, None)],
                         )
                     )
                 )
