@@ -185,3 +185,50 @@ async def test_every_choice_of_a_forced_call_calls(backend: MlxBackend) -> None:
     for calls in (whole.tool_calls, whole.more[0].tool_calls):
         (call,) = calls
         jsonschema.validate(json.loads(call.arguments), CITY)
+
+
+class _FailsOnItsThirdMask:
+    """A row's matcher, except that its third mask fails (as a grammar past its parser's
+    limits does part-way)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._masks = 0
+
+    def allowed(self, width: int) -> Any:
+        self._masks += 1
+        if self._masks == 3:
+            raise InvalidRequest("injected grammar failure", param="response_format")
+        return self._inner.allowed(width)
+
+    def accept(self, token: int) -> None:
+        self._inner.accept(token)
+
+
+async def test_a_row_whose_grammar_fails_leaves_and_the_others_finish(
+    backend: MlxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grammar runs inside the generator's shared step: its failure is kept for its
+    row, which alone gets the error; the batch goes on."""
+    schema = OutputConstraint.json_schema(PET)
+    others = [params(None, temperature=0.0, max_tokens=20), params(schema, seed=4)]
+    expected = [await backend.generate(PROMPT, p) for p in others]
+    poison = params(schema, seed=4, max_tokens=299)
+    admit = backend._admit
+
+    def poisoning(gen: Any, jobs: list[Any]) -> None:
+        for job in jobs:
+            if job.params == poison:
+                job.grammar = _FailsOnItsThirdMask(job.grammar)
+        admit(gen, jobs)
+
+    monkeypatch.setattr(backend, "_admit", poisoning)
+    failed, *rest = await asyncio.gather(
+        backend.generate(PROMPT, poison),
+        *(backend.generate(PROMPT, p) for p in others),
+        return_exceptions=True,
+    )
+    assert isinstance(failed, InvalidRequest)
+    assert str(failed) == "injected grammar failure"
+    assert rest == expected
+    assert backend.status().details["active"] == "0"

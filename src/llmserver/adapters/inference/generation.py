@@ -151,7 +151,7 @@ def local_events(
     fmt: ToolCallFormat | None,
     grammars: Grammars,
     encode: PromptEncoder,
-    start: Callable[[list[int], CompiledGrammar | None], AsyncIterator[StreamEvent]],
+    start: Callable[[list[int], CompiledGrammar], AsyncIterator[StreamEvent]],
 ) -> AsyncIterator[StreamEvent]:
     """A local backend's answer to ``prompt``: the grammar it decodes under compiled
     (``response_format``'s, or a forced call's), the prompt encoded, then ``start(ids,

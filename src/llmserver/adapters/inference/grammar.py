@@ -77,14 +77,20 @@ class RowGrammar:
 
 
 class CompiledGrammar:
-    """One request's compiled constraint: a fresh matcher for each of its rows."""
+    """One request's compiled constraint: a fresh matcher for each of its rows (``FREE``:
+    none, the rows of free text)."""
 
     def __init__(self, matcher: Any, source: str) -> None:
         self._matcher = matcher
         self._source = source
 
-    def row(self) -> RowGrammar:
+    def row(self) -> RowGrammar | None:
+        if self._matcher is None:
+            return None
         return RowGrammar(self._matcher.deep_copy(), self._source)
+
+
+FREE = CompiledGrammar(None, "")
 
 
 class Grammars:
@@ -119,12 +125,12 @@ class Grammars:
         width = int(getattr(args, "vocab_size", 0) or len(tokenizer))
         return cls(tokenizer, vocab_size=width, eos=eos, model_id=model_id)
 
-    async def compiled(self, constraint: OutputConstraint | None) -> CompiledGrammar | None:
-        """``constraint``'s grammar, whose ``row`` gives each row its own matcher; ``None``
+    async def compiled(self, constraint: OutputConstraint | None) -> CompiledGrammar:
+        """``constraint``'s grammar, whose ``row`` gives each row its own matcher; ``FREE``
         for free text. Raises ``InvalidRequest`` for a schema that cannot be compiled (in
         time)."""
         if constraint is None:
-            return None
+            return FREE
         matcher: Any = self._compiled.get(constraint)
         if matcher is None:
             work = asyncio.get_running_loop().run_in_executor(
@@ -148,18 +154,18 @@ class Grammars:
     def stream(
         self,
         constraint: OutputConstraint | None,
-        start: Callable[[CompiledGrammar | None], AsyncIterator[StreamEvent]],
+        start: Callable[[CompiledGrammar], AsyncIterator[StreamEvent]],
     ) -> AsyncIterator[StreamEvent]:
-        """``start(None)`` now for free text, else ``start(grammar)`` once it is compiled
+        """``start(FREE)`` now for free text, else ``start(grammar)`` once it is compiled
         (on first iteration: a backend's ``stream`` is synchronous)."""
         if constraint is None:
-            return start(None)
+            return start(FREE)
         return self._stream_later(constraint, start)
 
     async def _stream_later(
         self,
         constraint: OutputConstraint,
-        start: Callable[[CompiledGrammar | None], AsyncIterator[StreamEvent]],
+        start: Callable[[CompiledGrammar], AsyncIterator[StreamEvent]],
     ) -> AsyncIterator[StreamEvent]:
         events = start(await self.compiled(constraint))
         try:

@@ -154,7 +154,7 @@ class MlxBackend(InferenceBackend):
         self,
         ids: list[int],
         params: GenerationParams,
-        grammar: CompiledGrammar | None,
+        grammar: CompiledGrammar,
         *,
         buffered: bool,
     ) -> AsyncIterator[StreamEvent]:
@@ -162,7 +162,7 @@ class MlxBackend(InferenceBackend):
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         deadline = time.monotonic() + self._timeout
         jobs = [
-            _Job(ids, own, channel, events, deadline, None if grammar is None else grammar.row())
+            _Job(ids, own, channel, events, deadline, grammar.row())
             for own, events in choice_events(self._decode, params, len(ids), self._eos)
         ]
         with self._cond:

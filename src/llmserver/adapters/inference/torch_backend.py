@@ -196,11 +196,7 @@ class TorchBackend(InferenceBackend):
         )
 
     def _start(
-        self,
-        ids: list[int],
-        params: GenerationParams,
-        grammar: CompiledGrammar | None,
-        buffered: bool,
+        self, ids: list[int], params: GenerationParams, grammar: CompiledGrammar, buffered: bool
     ) -> AsyncIterator[StreamEvent]:
         check_request(len(ids), params, self._context_length)
         if params.n > self._max_batch:
@@ -211,16 +207,9 @@ class TorchBackend(InferenceBackend):
             )
         channel = EventChannel(asyncio.get_running_loop(), buffered=buffered)
         deadline = time.monotonic() + self._timeout
-        # Each choice follows its own matcher: the n rows sample different tokens.
-        rows = [
+        rows = [  # each with a matcher of its own: the choices sample different tokens
             TorchRequest(
-                ids,
-                own,
-                channel,
-                events,
-                deadline,
-                row_generator(own, self.device),
-                None if grammar is None else grammar.row(),
+                ids, own, channel, events, deadline, row_generator(own, self.device), grammar.row()
             )
             for own, events in choice_events(self._decode, params, len(ids), self._eos)
         ]
