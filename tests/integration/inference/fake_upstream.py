@@ -33,6 +33,8 @@ class Seen:
 @dataclass
 class FakeUpstream:
     pieces: tuple[str, ...] = ("Hello", ", wor", "ld", "!")
+    other_pieces: tuple[str, ...] | None = None
+    """Choices 1 to n - 1's text (a request's ``n``), when not ``pieces``."""
     script: list[Behaviour] = field(default_factory=lambda: ["ok"])
     seen: list[Seen] = field(default_factory=list)
     malformed: str = "{}"
@@ -129,20 +131,25 @@ class FakeUpstream:
         elif behaviour == "garbage":
             self._chunk(writer, "this is not json" if as_json else "data: this is not json\n\n")
         elif as_json:
-            whole = self._whole(chat)
+            whole = self._whole(chat, body.get("n") or 1)
             if behaviour in ("drop", "stall"):
                 self._chunk(writer, whole[:20])
                 await self._cut(reader, writer, behaviour)
                 return
             self._chunk(writer, self.malformed if behaviour == "malformed" else whole)
         else:
-            events = [self._event(piece, chat) for piece in self.pieces]
+            n = body.get("n") or 1
+            events = [
+                self._event(piece, chat, index=i)
+                for i in range(n)
+                for piece in (self.pieces if i == 0 else self.other_pieces or self.pieces)
+            ]
             if behaviour in ("drop", "stall"):
                 for event in events[:2]:
                     self._chunk(writer, event)
                 await self._cut(reader, writer, behaviour)
                 return
-            events.append(self._event("", chat, finish=self.finish))
+            events += [self._event("", chat, finish=self.finish, index=i) for i in range(n)]
             last = json.dumps({"choices": [], **self._usage()})
             events.append(f"data: {self.malformed if behaviour == 'malformed' else last}\n\n")
             events.append(": keep-alive comment\n\ndata: [DONE]\n\n")
@@ -171,18 +178,21 @@ class FakeUpstream:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         return {"usage": usage}
 
-    def _whole(self, chat: bool) -> str:
-        text = "".join(self.pieces)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": self.finish}
-        if chat:
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return json.dumps({"id": "x", "choices": [choice], **self._usage()})
+    def _whole(self, chat: bool, n: int) -> str:
+        choices = []
+        for i in range(n):
+            text = "".join(self.pieces if i == 0 else self.other_pieces or self.pieces)
+            choice: dict[str, Any] = {"index": i, "finish_reason": self.finish}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            choices.append(choice)
+        return json.dumps({"id": "x", "choices": choices, **self._usage()})
 
     @staticmethod
-    def _event(piece: str, chat: bool, finish: str | None = None) -> str:
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+    def _event(piece: str, chat: bool, finish: str | None = None, index: int = 0) -> str:
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
         if chat:
             choice["delta"] = {"content": piece} if piece else {}
         else:

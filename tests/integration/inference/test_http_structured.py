@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -117,3 +118,23 @@ async def test_an_invalid_strict_schema_is_a_400_before_the_upstream_is_asked(
     with pytest.raises(InvalidRequest):  # when the stream is opened, before any event
         backend.stream(CHAT, bad)
     assert upstream.seen == []
+
+
+async def test_each_of_n_strict_choices_is_checked_on_its_own(
+    upstream: FakeUpstream, backend: HttpBackend
+) -> None:
+    """Two valid choices pass, streamed too (their texts are not read as one); a second
+    choice that does not match is an error, whole and streamed."""
+    upstream.pieces = ('{"city":"Oslo",', '"zip":"0150"}')
+    two = replace(STRICT, n=2)
+    whole = await backend.generate(CHAT, two)
+    assert json.loads(whole.more[0].text) == json.loads(whole.text)
+    events = [event async for event in backend.stream(CHAT, two)]
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].more == (FinishReason.STOP,)
+    upstream.other_pieces = ('{"city":"Oslo",', '"zip":"N-0150"}')
+    with pytest.raises(UpstreamError, match="does not match the response_format"):
+        await backend.generate(CHAT, two)
+    with pytest.raises(UpstreamError, match="does not match the response_format"):
+        async for _ in backend.stream(CHAT, two):
+            pass

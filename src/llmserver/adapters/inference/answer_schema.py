@@ -23,7 +23,13 @@ import jsonschema_rs
 import msgspec
 
 from llmserver.domain.errors import InvalidRequest, UpstreamError
-from llmserver.domain.inference import FinishReason, StreamEnd, StreamEvent, TextDelta
+from llmserver.domain.inference import (
+    Completion,
+    FinishReason,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
 from llmserver.domain.output_constraint import OutputConstraint
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
@@ -80,17 +86,28 @@ def response_format(constraint: OutputConstraint) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": spec}
 
 
+def check_choices(completion: Completion, schema: str, model_id: str) -> None:
+    """``check_answer`` for each choice (of ``n``) that finished."""
+    finished = [(completion.text, completion.finish_reason)]
+    finished += [(choice.text, choice.finish_reason) for choice in completion.more]
+    for text, reason in finished:
+        if reason is FinishReason.STOP:
+            check_answer(text, schema, model_id)
+
+
 async def checked_stream(
     events: AsyncGenerator[StreamEvent, None], schema: str, model_id: str
 ) -> AsyncGenerator[StreamEvent, None]:
-    """``events`` with the whole text checked against ``schema`` before the end: the text
-    has gone out by then, but the stream ends in an error, not a finish reason (and the
-    gateway caches no answer that ends so)."""
-    parts: list[str] = []
+    """``events`` with each choice's whole text checked against ``schema`` before the end:
+    the text has gone out by then, but the stream ends in an error, not a finish reason
+    (and the gateway caches no answer that ends so)."""
+    parts: dict[int, list[str]] = {}
     async with contextlib.aclosing(events):
         async for event in events:
             if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, StreamEnd) and event.finish_reason is FinishReason.STOP:
-                check_answer("".join(parts), schema, model_id)
+                parts.setdefault(event.index, []).append(event.text)
+            elif isinstance(event, StreamEnd):
+                for index, reason in enumerate((event.finish_reason, *event.more)):
+                    if reason is FinishReason.STOP:
+                        check_answer("".join(parts.get(index, ())), schema, model_id)
             yield event

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from llmserver.adapters.inference.answer_schema import (
-    check_answer,
+    check_choices,
     checked_stream,
     strict_schema,
 )
@@ -141,8 +141,8 @@ class HttpBackend(InferenceBackend):
                 )
             else:
                 completion = await self._whole_answer(response, prompt, params, asked="JSON")
-        if schema is not None and completion.finish_reason is FinishReason.STOP:
-            check_answer(completion.text, schema, self._spec.id)
+        if schema is not None:
+            check_choices(completion, schema, self._spec.id)
         return completion
 
     def stream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[StreamEvent]:
