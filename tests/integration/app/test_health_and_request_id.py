@@ -72,7 +72,8 @@ def test_readyz_is_503_when_the_database_is_unreachable(
 ) -> None:
     closed = free_port()
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{closed}/nowhere"
-    env = server_env(url, demo_model_dir)
+    # No model: the database is what is checked, and a model would only slow the start.
+    env = server_env(url, demo_model_dir, LLMSERVER_PROFILE="none")
     port = free_port()
     log = tmp_path / "server.log"
     proc = spawn_server(env, log, port)
@@ -105,7 +106,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(
 @pytest.mark.slow
 def test_readyz_is_503_until_migrated(tmp_path: Path, demo_model_dir: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-    env = server_env(url, demo_model_dir)
+    env = server_env(url, demo_model_dir, LLMSERVER_PROFILE="none")  # as above
     port = free_port()
     log = tmp_path / "server.log"
     proc = spawn_server(env, log, port)
