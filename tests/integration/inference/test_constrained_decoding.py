@@ -169,3 +169,26 @@ async def test_a_hostile_schema_does_not_hold_up_free_rows(backend: TorchBackend
     (outcome,) = await asyncio.gather(compile_task, return_exceptions=True)
     refused = isinstance(outcome, InvalidRequest) and outcome.param == "response_format"
     assert refused or isinstance(outcome, Completion), outcome
+
+
+async def test_a_schema_compiles_once_whatever_names_it(
+    backend: TorchBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled grammar is cached by the schema alone: another name, strictness or
+    source (a forced tool call's arguments) reuses it."""
+    grammars = backend._grammars
+    compiled: list[str] = []
+    compile_schema = grammars._compile
+
+    def counted(schema: str, source: str) -> Any:
+        compiled.append(source)
+        return compile_schema(schema, source)
+
+    monkeypatch.setattr(grammars, "_compile", counted)
+    for constraint in (
+        OutputConstraint.json_schema(PET, name="pet", strict=True),
+        OutputConstraint.json_schema(PET, name="animal", strict=False),
+        OutputConstraint.json_schema(PET, source="tool_choice"),
+    ):
+        await grammars.compiled(constraint)
+    assert compiled == ["response_format"]

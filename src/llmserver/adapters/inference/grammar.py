@@ -103,7 +103,9 @@ class Grammars:
         self._vocab_size = vocab_size
         self._eos = sorted(eos)
         self._tokenizer: Any = None  # built on the compile thread at first use
-        self._compiled: collections.OrderedDict[OutputConstraint, Any] = collections.OrderedDict()
+        # By the schema alone: the same schema named otherwise, strict or not, or from tools
+        # rather than response_format, compiles to the same grammar.
+        self._compiled: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"grammar-{model_id}")
 
     @classmethod
@@ -131,10 +133,11 @@ class Grammars:
         time)."""
         if constraint is None:
             return FREE
-        matcher: Any = self._compiled.get(constraint)
+        schema = constraint.grammar_schema
+        matcher: Any = self._compiled.get(schema)
         if matcher is None:
             work = asyncio.get_running_loop().run_in_executor(
-                self._thread, self._compile, constraint
+                self._thread, self._compile, schema, constraint.source
             )
             try:
                 matcher = await asyncio.wait_for(work, COMPILE_TIMEOUT_S)
@@ -144,11 +147,11 @@ class Grammars:
                     f"{COMPILE_TIMEOUT_S:g} s; simplify it.",
                     param=constraint.source,
                 ) from None
-            self._compiled[constraint] = matcher
+            self._compiled[schema] = matcher
             if len(self._compiled) > CACHED_GRAMMARS:
                 self._compiled.popitem(last=False)
         else:
-            self._compiled.move_to_end(constraint)
+            self._compiled.move_to_end(schema)
         return CompiledGrammar(matcher, constraint.source)
 
     def stream(
@@ -177,23 +180,21 @@ class Grammars:
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
-    def _compile(self, constraint: OutputConstraint) -> Any:
+    def _compile(self, schema: str, source: str) -> Any:
         if self._tokenizer is None:
             self._tokenizer = llguidance.hf.from_tokenizer(
                 self._hf_tokenizer, n_vocab=self._vocab_size, eos_token=self._eos
             )
         try:
             grammar = llguidance.LLMatcher.grammar_from_json_schema(
-                constraint.grammar_schema, defaults={"whitespace_flexible": False}
+                schema, defaults={"whitespace_flexible": False}
             )
         except ValueError as exc:
-            raise InvalidRequest(
-                f"Invalid {constraint.source} schema: {exc}", param=constraint.source
-            ) from None
+            raise InvalidRequest(f"Invalid {source} schema: {exc}", param=source) from None
         matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0, limits=_LIMITS)
         if matcher.is_error():
             raise InvalidRequest(
-                f"The {constraint.source} schema cannot be enforced: {matcher.get_error()}",
-                param=constraint.source,
+                f"The {source} schema cannot be enforced: {matcher.get_error()}",
+                param=source,
             )
         return matcher
