@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.pricing import Prices
@@ -187,6 +188,14 @@ class StreamEnd:
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+
+
+async def close_stream(events: AsyncIterator[Any]) -> None:
+    """Close ``events`` if it can be closed (an async generator, a ``ServedStream``), so
+    whatever makes them hears that its consumer went away."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class ServedStream(AsyncIterator[StreamEvent]):

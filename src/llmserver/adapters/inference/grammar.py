@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llmserver.domain.errors import InvalidRequest
-from llmserver.domain.inference import StreamEvent
+from llmserver.domain.inference import StreamEvent, close_stream
 from llmserver.domain.output_constraint import OutputConstraint
 
 COMPILE_TIMEOUT_S = 10.0
@@ -175,7 +175,7 @@ class Grammars:
             async for event in events:
                 yield event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await close_stream(events)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

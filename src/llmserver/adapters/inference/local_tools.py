@@ -25,6 +25,7 @@ from llmserver.domain.inference import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    close_stream,
 )
 from llmserver.domain.output_constraint import OutputConstraint
 from llmserver.domain.tools import ToolCallDelta, ToolChoiceMode, Tools, new_call_id
@@ -166,9 +167,7 @@ async def _parsed(
             else:
                 yield event
     finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:  # so the backend hears that its consumer went away
-            await close()
+        await close_stream(events)
 
 
 def _of_choice(event: TextDelta | ToolCallDelta, index: int) -> TextDelta | ToolCallDelta:

@@ -29,7 +29,7 @@ from llmserver.adapters.inference.local_tools import (
 )
 from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.domain.errors import InvalidRequest
-from llmserver.domain.inference import Prompt
+from llmserver.domain.inference import Prompt, close_stream
 
 T = TypeVar("T")
 
@@ -234,9 +234,7 @@ class PromptEncoder:
             async for event in events:
                 yield event
         finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:  # so the backend hears that its consumer went away
-                await close()
+            await close_stream(events)
 
     def close(self) -> None:
         if self._thread is not None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.inference import StreamEnd, StreamEvent
+from llmserver.domain.inference import StreamEnd, StreamEvent, close_stream
 from llmserver.domain.pricing import Prices
 
 
@@ -59,10 +59,4 @@ async def relabel(
         tally.failed(exc)
         raise
     finally:
-        await close_events(events)
-
-
-async def close_events(events: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        await close_stream(events)

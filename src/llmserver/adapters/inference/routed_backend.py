@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import TypeVar
 
-from llmserver.adapters.inference.routed_attempts import Tally, close_events, relabel, via
+from llmserver.adapters.inference.routed_attempts import Tally, relabel, via
 from llmserver.adapters.inference.routed_deployments import Deployment, Deployments, NoneUsable
 from llmserver.adapters.inference.routed_probe import Prober
 from llmserver.domain.errors import GatewayError, GenerationTimeout, Overloaded, Unavailable
@@ -34,6 +34,7 @@ from llmserver.domain.inference import (
     ServedStream,
     StreamEnd,
     StreamEvent,
+    close_stream,
 )
 from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.pricing import Prices
@@ -137,7 +138,7 @@ class RoutedBackend(InferenceBackend):
                 async with asyncio.timeout(deployment.timeouts.first_byte_s):
                     return events, await anext(events)
             except BaseException:
-                await close_events(events)
+                await close_stream(events)
                 raise
 
         found = await self._attempts(tally, first_event, keep_slot=True)
@@ -157,7 +158,7 @@ class RoutedBackend(InferenceBackend):
             try:
                 first = await anext(events)
             except Exception as exc:
-                await close_events(events)
+                await close_stream(events)
                 if not self._note_fallback_failure(tally, model_id, exc):
                     raise
                 continue
@@ -208,7 +209,7 @@ class RoutedBackend(InferenceBackend):
             tally.failed(exc)
             raise
         finally:
-            await close_events(events)
+            await close_stream(events)
 
     # -- attempts -----------------------------------------------------------------------
 

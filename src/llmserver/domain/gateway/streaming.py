@@ -19,6 +19,7 @@ from llmserver.domain.inference import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    close_stream,
 )
 from llmserver.domain.logs import CacheStatus
 from llmserver.domain.ports import Clock, Telemetry
@@ -118,9 +119,7 @@ class Streams:
                             )
                     yield event
             finally:
-                close = getattr(events, "aclose", None)
-                if close is not None:
-                    await close()
+                await close_stream(events)
             completion = parts.completion(end, logprobs=admission.params.logprobs is not None)
             await self._outcomes.settle(admission, completion)
             if admission.cache_status is CacheStatus.MISS:

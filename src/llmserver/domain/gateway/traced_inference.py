@@ -36,6 +36,7 @@ from llmserver.domain.inference import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    close_stream,
 )
 from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
@@ -141,9 +142,7 @@ class TracedBackend(InferenceBackend):
                         self._finish(span, event, event.finish_reason, text)
                     yield event
             finally:
-                close = getattr(events, "aclose", None)
-                if close is not None:
-                    await close()
+                await close_stream(events)
         except BaseException as exc:
             # Closed once its final event is out: how a consumer ends a stream, not a failure.
             if not (finished and isinstance(exc, GeneratorExit)):
