@@ -98,6 +98,12 @@ routing = "ordered"
   source = "{refused}"
 
 [[models]]
+id = "solo"
+fallbacks = ["dear"]
+backend = "http"
+source = "{failing}"
+
+[[models]]
 id = "gone"
 fallbacks = ["down"]
   [[models.deployments]]
@@ -275,3 +281,16 @@ def test_a_request_no_deployment_answered_logs_the_last_tried_and_its_attempts(
     assert [Decimal(r["cost_usd"]) for r in rows] == [0, 0, 0]
     [budget] = admin_get(gateway, "/admin/budgets", key_id=key_id)["data"]
     assert (budget["spent_usd"], budget["reserved_usd"]) == ("0.00", "0.00")
+
+
+def test_a_model_served_from_one_place_falls_back_too(charges: Charges) -> None:
+    """``fallbacks`` without ``[[models.deployments]]``: the model's own place is its one
+    deployment (it loaded as a plain backend, and its fallbacks went unused)."""
+    gateway = charges.gateway
+    key, key_id = budgeted_key(gateway, "solo-fallback")
+    answer = ask(gateway, key, "solo")
+    assert answer.status_code == 200, answer.text
+    [row] = logged(gateway, key_id, 1)
+    # Three attempts where it is served, then its fallback's one.
+    assert (row["model"], row["deployment"], row["attempts"]) == ("solo", "dear", 4)
+    assert Decimal(row["cost_usd"]) == cost(*DEAR)

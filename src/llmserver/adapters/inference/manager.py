@@ -148,7 +148,8 @@ class MultiModelManager(ModelBackends):
             try:
                 if spec.kind is ModelKind.EMBEDDING:
                     slot.embedder = await self._load_embedder(spec)
-                elif spec.deployments:
+                elif spec.deployments or spec.fallbacks:
+                    # Routed: only a routed backend falls back.
                     slot.backend = await load_routed(
                         spec,
                         self._load_deployment,

@@ -54,6 +54,19 @@ def deployment_spec(model: ModelSpec, deployment: DeploymentSpec) -> ModelSpec:
     )
 
 
+def own_deployment(model: ModelSpec) -> DeploymentSpec:
+    """The one deployment of a model without ``[[models.deployments]]`` that has
+    ``fallbacks``: where the model itself is served from, named as a first deployment
+    without a name is."""
+    return DeploymentSpec(
+        name="deployment-1",
+        backend=model.backend,
+        source=model.source,
+        upstream_model=model.upstream_model,
+        api_key_env=model.api_key_env,
+    )
+
+
 async def load_routed(
     spec: ModelSpec,
     load: Callable[[ModelSpec, DeploymentSpec], Awaitable[InferenceBackend]],
@@ -64,7 +77,7 @@ async def load_routed(
 ) -> RoutedBackend:
     """``client``: the upstream client, for the pools of deployments probed actively."""
     deployments: list[Deployment] = []
-    for deployment in spec.deployments:
+    for deployment in spec.deployments or (own_deployment(spec),):
         timeouts = DeploymentTimeouts(
             first_byte_s=deployment.first_byte_timeout_s or options.first_byte_timeout_s,
             total_s=deployment.total_timeout_s or options.total_timeout_s,
