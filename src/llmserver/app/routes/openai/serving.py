@@ -96,16 +96,19 @@ def _prompt(body: Body) -> tuple[Prompt, int | None]:
     """The prompt and ``max_tokens``, which the two bodies spell differently."""
     if isinstance(body, p.ChatCompletionRequest):
         called: set[str] = set()
+        # Each tool field's reading behind a test in line: a plain chat, on every request's
+        # path (a cache hit's too), pays no call for tools it does not send.
         messages = tuple(
             ChatMessage(
                 role="system" if m.role == "developer" else m.role,
                 content=_message_text(m, i),
-                tool_calls=tools.message_calls(m, i, called),
-                tool_call_id=tools.answered_call(m, i, called),
+                tool_calls=tools.message_calls(m, i, called) if m.tool_calls else (),
+                tool_call_id=tools.answered_call(m, i, called) if m.role == "tool" else None,
             )
             for i, m in enumerate(body.messages)
         )
-        chat = Prompt(messages=messages, tools=tools.request_tools(body))
+        asks_tools = body.tools or body.tool_choice is not None
+        chat = Prompt(messages=messages, tools=tools.request_tools(body) if asks_tools else None)
         return chat, body.max_completion_tokens or body.max_tokens
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     if not prompt:
@@ -155,7 +158,9 @@ def to_domain(body: Body, use_cache: bool) -> CompletionRequest:
         stop=stop_sequences(body.stop),
         seed=body.seed,
         use_cache=use_cache and body.cache is not False,
-        constraint=output_constraint(body.response_format),
+        constraint=None
+        if body.response_format is None
+        else output_constraint(body.response_format),
         logprobs=_logprobs(body),
         n=1 if body.n is None else body.n,
     )
@@ -192,10 +197,12 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
                 message=p.AssistantMessage(
                     role="assistant",
                     content=choice.text if choice.text or not choice.tool_calls else None,
-                    tool_calls=tools.answer_calls(choice.tool_calls),
+                    tool_calls=tools.answer_calls(choice.tool_calls)
+                    if choice.tool_calls
+                    else msgspec.UNSET,
                 ),
                 finish_reason=choice.finish_reason.value,
-                logprobs=chat_logprobs(choice.logprobs),
+                logprobs=None if choice.logprobs is None else chat_logprobs(choice.logprobs),
             )
             for i, choice in enumerate(_choices(c))
         ],
