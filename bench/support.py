@@ -60,6 +60,7 @@ async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
             ModelRegistry(()),
             db.budget,
             db.model_quota,
+            db.teams,
         )
         _, plaintext = await admin.create(name="bench", **limits)
     finally:

@@ -1,4 +1,4 @@
-"""The ``llmserver`` command: serve, migrate, keys, demo-model, init-env."""
+"""The ``llmserver`` command: serve, migrate, keys, teams, demo-model, init-env."""
 
 from __future__ import annotations
 
@@ -247,9 +247,11 @@ def init_env(path: str) -> None:
 def _register_groups() -> None:
     from llmserver.cli_keys import keys
     from llmserver.cli_logs import logs
+    from llmserver.cli_teams import teams
     from llmserver.cli_usage import usage
 
     main.add_command(keys)
+    main.add_command(teams)
     main.add_command(logs)
     main.add_command(usage)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from llmserver.domain.budget import BudgetWindow
+from llmserver.domain.budget import BudgetWindow, KeyBudget
 from llmserver.domain.budget_status import parse_budget_usd
+from llmserver.domain.edits import KEEP, Keep
 from llmserver.domain.errors import InvalidRequest
-from llmserver.domain.key_admin import KEEP, Keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +22,12 @@ class BudgetChoice:
     """``None``: no budget; ``KEEP``: left out (``update``)."""
     window: BudgetWindow | Keep
 
-    def of_new_key(self) -> dict[str, Any]:
-        """``KeyAdmin.create``'s budget arguments (left out: none, by month)."""
-        return {
-            "budget_nanodollars": None if isinstance(self.nanodollars, Keep) else self.nanodollars,
-            "budget_window": BudgetWindow.MONTH if isinstance(self.window, Keep) else self.window,
-        }
+    def of_new_key(self) -> KeyBudget:
+        """``KeyAdmin.create``'s budget (left out: none, by month)."""
+        return KeyBudget(
+            None if isinstance(self.nanodollars, Keep) else self.nanodollars,
+            BudgetWindow.MONTH if isinstance(self.window, Keep) else self.window,
+        )
 
 
 class _Dollars(click.ParamType[int | Keep | None, Any]):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -21,18 +20,20 @@ from llmserver.cli_limits import (
     limit_option,
     model_limit_option,
     model_limits_edit,
-    model_limits_text,
+    new_limit_options,
 )
+from llmserver.cli_tables import details, iso, json_option, table
 from llmserver.domain.audit import CLI_ACTOR, AuditAction, AuditEvent, KeyChange, key_change
 from llmserver.domain.budget import usd
+from llmserver.domain.edits import KEEP, Keep
 from llmserver.domain.errors import GatewayError
-from llmserver.domain.key_admin import KEEP, Keep, KeyAdmin, KeyEdit, key_state
+from llmserver.domain.key_admin import KeyAdmin, KeyEdit, key_state
 from llmserver.domain.key_lifetimes import parse_grace, rotation_change
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
 if TYPE_CHECKING:
-    from llmserver.app.composition import KeySettings
+    from llmserver.app.composition import KeyServices, KeySettings
 
 T = TypeVar("T")
 
@@ -42,8 +43,16 @@ def _run(
     use: Callable[[KeyAdmin], Awaitable[T]],
     change: Callable[[T], KeyChange | None] | None = None,
 ) -> T:
-    """Run ``use`` on the database; a command that changes a key names the change, which
-    goes to the audit trail with ``cli`` as its actor."""
+    return run_admin(ctx, lambda built: use(built.key_admin), change)
+
+
+def run_admin(
+    ctx: click.Context,
+    use: Callable[[KeyServices], Awaitable[T]],
+    change: Callable[[T], KeyChange | None] | None = None,
+) -> T:
+    """Run ``use`` on the database; a command that changes a key (or a team) names the
+    change, which goes to the audit trail with ``cli`` as its actor."""
     # Imported here, where they are used: the SQL stores take most of a second to import,
     # which `llmserver --help` and every other command would pay too.
     from sqlalchemy.exc import DBAPIError
@@ -55,7 +64,7 @@ def _run(
     async def run() -> T:
         built = build_key_services(settings)
         try:
-            done = await use(built.key_admin)
+            done = await use(built)
             recorded = None if change is None else change(done)
             if recorded is not None:
                 await built.audit.record(
@@ -84,10 +93,6 @@ def _run(
         ) from None
 
 
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat(timespec="seconds")
-
-
 def _key_dict(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
@@ -101,12 +106,13 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "max_parallel": key.max_parallel,
         "allowed_models": list(key.allowed_models),
         "model_limits": {m.model_id: m.limits() for m in key.model_limits},
-        "created_at": _iso(key.created_at),
-        "expires_at": _iso(key.expires_at),
-        "revoked_at": _iso(key.revoked_at),
-        "last_used_at": _iso(key.last_used_at),
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at),
+        "revoked_at": iso(key.revoked_at),
+        "last_used_at": iso(key.last_used_at),
         "budget_usd": None if key.budget_nanodollars is None else usd(key.budget_nanodollars),
         "budget_window": key.budget_window.value,
+        "team_id": key.team_id,
     }
 
 
@@ -121,32 +127,8 @@ def _usage_dict(record: UsageRecord) -> dict[str, Any]:
     }
 
 
-_UNLIMITED_WHEN_NONE = frozenset({"quota_tokens", "rpm_limit", "tpm_limit", "max_parallel"})
-
-
-def _text(field: str, value: Any) -> str:
-    if value is None:
-        return "unlimited" if field in _UNLIMITED_WHEN_NONE else "-"
-    if isinstance(value, list):
-        return ",".join(value) or "all"
-    if isinstance(value, dict):  # model limits, as typed
-        return model_limits_text(value)
-    return str(value)
-
-
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    cells = [[_text(c, row[c]) for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    for line in [[c.upper() for c in columns], *cells]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
-
-
 def _details(key: ApiKey) -> None:
-    for field, value in _key_dict(key).items():
-        click.echo(f"{field + ':':<16}{_text(field, value)}")
-
-
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    details(_key_dict(key))
 
 
 @click.group("keys")
@@ -159,12 +141,7 @@ def keys() -> None:
 @click.option(
     "--role", type=click.Choice([r.value for r in Role]), default=Role.USER.value, show_default=True
 )
-@click.option("--quota-tokens", type=click.IntRange(min=0), help="Monthly tokens (role default).")
-@click.option("--rpm", type=click.IntRange(min=0), help="Requests per minute (role default).")
-@click.option("--tpm", type=click.IntRange(min=0), help="Tokens per minute (default: none).")
-@click.option(
-    "--max-parallel", type=click.IntRange(min=0), help="Requests in flight (default: none)."
-)
+@new_limit_options(defaults="role")
 @click.option("--models", default="", help="Comma-separated model ids or aliases (default: all).")
 @click.option(
     "--allow-unknown-models",
@@ -174,19 +151,18 @@ def keys() -> None:
 @click.option("--expires", help="Lifetime such as 30d, 12h, 90m, at most 36500d (default: never).")
 @budget_options(creating=True)
 @model_limit_option
-@_json_option
+@click.option("--team", help="The team (id or name) whose limits cap this key's too.")
+@json_option
 def create(
     name: str,
     role: str,
-    quota_tokens: int | None,
-    rpm: int | None,
-    tpm: int | None,
-    max_parallel: int | None,
+    limits: dict[str, int | None],
     models: str,
     allow_unknown_models: bool,
     expires: str | None,
     budget: BudgetChoice,
     model_limit: tuple[str, ...],
+    team: str | None,
     as_json: bool,
 ) -> None:
     """Create a key and print its secret (shown only this once)."""
@@ -195,15 +171,13 @@ def create(
         lambda admin: admin.create(
             name=name,
             role=role,
-            quota_tokens=quota_tokens,
-            rpm_limit=rpm,
-            tpm_limit=tpm,
-            max_parallel=max_parallel,
+            **limits,
             allowed_models=models.split(","),
             expires_in=expires,
             allow_unknown_models=allow_unknown_models,
-            **budget.of_new_key(),
+            budget=budget.of_new_key(),
             model_limits=model_limits_edit(model_limit),
+            team=team,
         ),
         lambda created: key_change(AuditAction.KEY_CREATE, None, created[0]),
     )
@@ -216,7 +190,7 @@ def create(
 
 
 @keys.command("list")
-@_json_option
+@json_option
 @click.pass_context
 def list_keys(ctx: click.Context, as_json: bool) -> None:
     """List keys (never their secrets)."""
@@ -227,7 +201,7 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("no keys yet: create one with `llmserver keys create --name admin --role admin`")
         return
-    _table(
+    table(
         rows,
         [
             "id",
@@ -248,7 +222,7 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
 
 @keys.command("show")
 @click.argument("id_or_prefix")
-@_json_option
+@json_option
 @click.pass_context
 def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
     """Show one key by id or prefix."""
@@ -268,7 +242,9 @@ def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
 @limit_option("--max-parallel", "Requests in flight")
 @budget_options(creating=False)
 @model_limit_option
-@_json_option
+@click.option("--team", help="Move the key to this team (id or name).")
+@click.option("--no-team", is_flag=True, help="Take the key out of its team.")
+@json_option
 @click.pass_context
 def update(
     ctx: click.Context,
@@ -280,9 +256,11 @@ def update(
     max_parallel: int | Keep | None,
     budget: BudgetChoice,
     model_limit: tuple[str, ...],
+    team: str | None,
+    no_team: bool,
     as_json: bool,
 ) -> None:
-    """Change a key's name, limits or budget; options left out stay as they are (so do the
+    """Change a key's name, limits, budget or team; options left out stay as they are (so do the
     limits of models no --model-limit names). A running server sees the change within
     LLMSERVER_KEY_CACHE_TTL_S."""
     edit = KeyEdit(
@@ -294,6 +272,7 @@ def update(
         budget_nanodollars=budget.nanodollars,
         budget_window=budget.window,
         model_limits=model_limits_edit(model_limit) if model_limit else KEEP,
+        team=_team_edit(team, no_team),
     )
     _, key = _run(
         ctx,
@@ -306,6 +285,12 @@ def update(
         _details(key)
 
 
+def _team_edit(team: str | None, no_team: bool) -> str | Keep | None:
+    if team is not None and no_team:
+        raise click.UsageError("--team and --no-team contradict each other: give one.")
+    return None if no_team else KEEP if team is None else team
+
+
 @keys.command("revoke")
 @click.argument("id_or_prefix")
 @click.pass_context
@@ -316,7 +301,7 @@ def revoke(ctx: click.Context, id_or_prefix: str) -> None:
         return await admin.find(id_or_prefix), await admin.revoke(id_or_prefix)
 
     _, key = _run(ctx, revoke, lambda done: key_change(AuditAction.KEY_REVOKE, *done))
-    click.echo(f"revoked {key.id} ({key.prefix}) at {_iso(key.revoked_at)}")
+    click.echo(f"revoked {key.id} ({key.prefix}) at {iso(key.revoked_at)}")
 
 
 @keys.command("rotate")
@@ -327,7 +312,7 @@ def revoke(ctx: click.Context, id_or_prefix: str) -> None:
     show_default=True,
     help="How long the old key keeps working: 0 (revoked at once) up to 30d.",
 )
-@_json_option
+@json_option
 @click.pass_context
 def rotate(ctx: click.Context, id_or_prefix: str, grace: str, as_json: bool) -> None:
     """Replace a key by a new one with the same settings; print the new secret (shown only
@@ -351,7 +336,7 @@ def rotate(ctx: click.Context, id_or_prefix: str, grace: str, as_json: bool) -> 
     _details(rotation.new)
     click.echo(f"\n{rotation.plaintext}\n")
     click.echo("Store this key now: it is shown only once and cannot be recovered.", err=True)
-    ends = _iso(old.revoked_at) if old.revoked_at else _iso(old.expires_at)
+    ends = iso(old.revoked_at) if old.revoked_at else iso(old.expires_at)
     click.echo(f"old key {old.id} ({old.prefix}) stops working at {ends}", err=True)
 
 
@@ -365,7 +350,7 @@ _USAGE_LAG_NOTE = (
 @keys.command("usage")
 @click.argument("id_or_prefix", required=False)
 @click.option("--period", help="YYYY-MM (default: every period).")
-@_json_option
+@json_option
 @click.pass_context
 def usage(ctx: click.Context, id_or_prefix: str | None, period: str | None, as_json: bool) -> None:
     """Token usage per key and month, as stored in the database.
@@ -385,7 +370,7 @@ def usage(ctx: click.Context, id_or_prefix: str | None, period: str | None, as_j
     if not rows:
         click.echo("no usage recorded")
     else:
-        _table(
+        table(
             rows,
             ["key_id", "period", "used_tokens", "reserved_tokens", "requests", "cache_hits"],
         )

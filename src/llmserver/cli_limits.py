@@ -4,12 +4,13 @@ on one model (``--model-limit MODEL:rpm=5,tpm=1000,quota=50000``, repeatable;
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
 
-from llmserver.domain.key_admin import Keep
+from llmserver.domain.edits import Keep
 from llmserver.domain.key_models import ModelLimitsEdit
 
 _MODEL_LIMIT_NAMES = {"rpm": "rpm_limit", "tpm": "tpm_limit", "quota": "quota_tokens"}
@@ -58,6 +59,34 @@ def _limit_value(text: str) -> int | None:
 
 def limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return click.option(flag, type=_Limit(), default=Keep.KEEP, help=f"{what}; 'none': no limit.")
+
+
+def new_limit_options(
+    *, defaults: str = "none"
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--quota-tokens``, ``--rpm``, ``--tpm`` and ``--max-parallel`` of a new key or team,
+    folded into one ``limits`` argument by the domain's names (``None``: not given)."""
+    options = (
+        ("--quota-tokens", "quota_tokens", "Monthly tokens", "quota"),
+        ("--rpm", "rpm_limit", "Requests per minute", "rpm"),
+        ("--tpm", "tpm_limit", "Tokens per minute", None),
+        ("--max-parallel", "max_parallel", "Requests in flight", None),
+    )
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def with_limits(*args: Any, **kwargs: Any) -> None:
+            limits = {field: kwargs.pop(field) for _, field, _, _ in options}
+            command(*args, limits=limits, **kwargs)
+
+        for flag, field, what, by_role in reversed(options):
+            default = "role default" if by_role and defaults == "role" else "default: none"
+            with_limits = click.option(
+                flag, field, type=click.IntRange(min=0), help=f"{what} ({default})."
+            )(with_limits)
+        return with_limits
+
+    return decorate
 
 
 model_limit_option = click.option(

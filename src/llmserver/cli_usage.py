@@ -13,17 +13,20 @@ import msgspec
 from llmserver.cli_logs import run_log_services
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.pricing import dollars
-from llmserver.domain.usage_report import Dimension, dimensions, report_range, summed
+from llmserver.domain.usage_report import COLUMN_OF, dimensions, report_range, summed
 
 _DAY = click.DateTime(["%Y-%m-%d"])
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cache_hits", "errors")
-_COLUMN_OF = {Dimension.DAY: "day", Dimension.KEY: "key_id", Dimension.MODEL: "model"}
 
 
 @click.command("usage")
 @click.option("--from", "first", type=_DAY, help="First day, UTC (default: this month's 1st).")
 @click.option("--to", "last", type=_DAY, help="Last day, included (default: today).")
-@click.option("--group-by", default=None, help="Any of key, model, day, comma-separated (all).")
+@click.option(
+    "--group-by",
+    default=None,
+    help="Any of key, team, model, day, comma-separated (default: key, model, day).",
+)
 @click.option("--key", "key_id", default=None, help="Only this key id.")
 @click.option("--model", default=None, help="Only this model.")
 @click.option(
@@ -39,7 +42,8 @@ def usage(
     model: str | None,
     fmt: str,
 ) -> None:
-    """Tokens, requests, cache hits, errors and cost (exact dollars) by key, model and day."""
+    """Tokens, requests, cache hits, errors and cost (exact dollars) by key, team, model
+    and day."""
     try:
         since, end = report_range(
             first and first.date(), last and last.date(), datetime.now(UTC).date()
@@ -51,7 +55,7 @@ def usage(
     rows = run_log_services(
         ctx, lambda s: s.retention.daily_usage(since, end, key_id=key_id, model=model)
     )
-    columns = [*(_COLUMN_OF[d] for d in by), *_COUNTS, "cost_usd"]
+    columns = [*(COLUMN_OF[d] for d in by), *_COUNTS, "cost_usd"]
     writer = csv.writer(sys.stdout, lineterminator="\n")
     encoder = msgspec.json.Encoder()
     if fmt == "csv":
@@ -60,6 +64,7 @@ def usage(
         values: dict[str, object] = {
             "day": totals.day,
             "key_id": totals.key_id,
+            "team_id": totals.team_id,
             "model": totals.model,
             **{name: getattr(totals, name) for name in _COUNTS},
             "cost_usd": dollars(totals.cost_picodollars),

@@ -21,6 +21,7 @@ from llmserver.adapters.memory import (
     MemoryParallelStore,
     MemoryRateLimitStore,
     MemoryRequestLogStore,
+    MemoryTeamStore,
     MemoryTokenRateStore,
     MemoryUsageStore,
 )
@@ -34,6 +35,7 @@ from llmserver.adapters.redis import (
 from llmserver.adapters.sql import SqlDatabase, SqlRequestLogStore, migrate
 from llmserver.adapters.sql.models import metadata
 from llmserver.adapters.sql.usage import SqlUsageStore
+from llmserver.adapters.team_cache import CachedTeamStore
 from llmserver.adapters.write_behind import WriteBehindCompletionCache, WriteBehindUsageStore
 from llmserver.domain.ports import (
     AuditLog,
@@ -43,6 +45,7 @@ from llmserver.domain.ports import (
     ParallelStore,
     RateLimitStore,
     RequestLogRetention,
+    TeamStore,
     TokenRateStore,
     UsageStore,
 )
@@ -122,6 +125,18 @@ def key_store(request: pytest.FixtureRequest) -> KeyStore:
         # The cache in front of a real store must keep the store's contract.
         return CachedKeyStore(request.getfixturevalue("sqlite_db").keys, ttl_s=60)
     return _sql_db(request).keys
+
+
+@pytest.fixture(params=[*DURABLE, "cached-sqlite"])
+def team_stores(request: pytest.FixtureRequest) -> tuple[TeamStore, KeyStore]:
+    """A team store and a key store on the same storage (a key names its team)."""
+    if request.param == "memory":
+        return MemoryTeamStore(), MemoryKeyStore()
+    if request.param == "cached-sqlite":
+        db = request.getfixturevalue("sqlite_db")
+        return CachedTeamStore(db.teams, ttl_s=60), db.keys
+    db = _sql_db(request)
+    return db.teams, db.keys
 
 
 @pytest.fixture(params=["quota", "budget"])

@@ -125,3 +125,33 @@ async def test_expired_rows_go_and_their_usage_stays(log_storage: LogStorage) ->
     ]
     assert await retention.expire(datetime(2025, 3, 1, tzinfo=UTC)) == 2
     assert await retention.daily_usage(date(2025, 2, 5), date(2025, 2, 6)) == again
+
+
+async def test_usage_is_counted_per_team_before_and_after_expiry(log_storage: LogStorage) -> None:
+    store, retention = log_storage
+    team, other = "a" * 32, "b" * 32
+    day = datetime(2025, 1, 20, 12, tzinfo=UTC)
+    await store.write(
+        [
+            row("in-team", day, team_id=team, cost_picodollars=5),
+            row("moved", day, team_id=other, cost_picodollars=7),  # the key changed team
+            row("no-team", day),
+        ]
+    )
+    span = (date(2025, 1, 20), date(2025, 1, 21))
+    usage = await retention.daily_usage(*span)
+    # By day, key, team (none first), then model.
+    assert [(u.team_id, u.requests, u.cost_picodollars) for u in usage] == [
+        (None, 1, 0),
+        (team, 1, 5),
+        (other, 1, 7),
+    ]
+    assert await retention.daily_usage(*span, team_id=team) == [
+        DailyUsage(
+            date(2025, 1, 20), LONG_KEY, LONG_MODEL, 1, 10, 5, cost_picodollars=5, team_id=team
+        )
+    ]
+
+    assert await retention.expire(datetime(2025, 1, 21, tzinfo=UTC)) == 3
+
+    assert await retention.daily_usage(*span) == usage

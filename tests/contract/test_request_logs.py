@@ -112,6 +112,7 @@ async def test_every_field_at_its_longest_legal_value_round_trips(
         # A fallback model's deployment: the longest model id, "/", the longest name.
         deployment="é" * MODEL_ID_MAX_CHARS + "/" + "d" * DEPLOYMENT_NAME_MAX_CHARS,
         attempts=2**31 - 1,
+        team_id=uuid.uuid4().hex,  # what TeamAdmin issues
     )
     assert longest.deployment is not None
     assert len(longest.deployment) == SERVED_BY_MAX_CHARS

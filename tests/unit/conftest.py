@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmserver.adapters.memory import MemoryKeyStore, MemoryUsageStore
+from llmserver.adapters.memory import MemoryKeyStore, MemoryTeamStore, MemoryUsageStore
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher
 from unit.key_admin_support import MODELS, SECRET, FakeClock
@@ -26,7 +26,14 @@ def usage() -> MemoryUsageStore:
 
 
 @pytest.fixture
-def admin(keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock) -> KeyAdmin:
+def teams() -> MemoryTeamStore:
+    return MemoryTeamStore()
+
+
+@pytest.fixture
+def admin(
+    keys: MemoryKeyStore, usage: MemoryUsageStore, clock: FakeClock, teams: MemoryTeamStore
+) -> KeyAdmin:
     return KeyAdmin(
-        keys, usage, KeyHasher(SECRET), clock, MODELS, MemoryUsageStore(), MemoryUsageStore()
+        keys, usage, KeyHasher(SECRET), clock, MODELS, MemoryUsageStore(), MemoryUsageStore(), teams
     )

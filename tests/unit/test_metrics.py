@@ -9,8 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from llmserver.app.metrics import OTHER, Metrics, status_class
+from llmserver.app.metrics import Metrics
+from llmserver.app.metrics_labels import OTHER, status_class
 from llmserver.app.metrics_scrape import BatcherState
+from llmserver.app.metrics_teams import TEAM_LABEL_LIMIT
 from llmserver.domain.inference import PrefixCacheStats
 from llmserver.domain.ports import Telemetry
 
@@ -102,6 +104,24 @@ def test_spend_counts_whole_microdollars_of_the_exact_sum(metrics: Metrics) -> N
     assert value(metrics, "llmserver_spend_microdollars_total", model="demo") == 9 * 10**12 + 3
     metrics.spend("gpt-4o", 10**6)  # not a served model: counted under OTHER
     assert value(metrics, "llmserver_spend_microdollars_total", model=OTHER) == 1
+
+
+def test_team_counters_count_exactly_and_fold_teams_past_the_cap(metrics: Metrics) -> None:
+    metrics.team_usage("research", 3, 4, 999_999)
+    metrics.team_usage("research", 1, 1, 1)
+    assert value(metrics, "llmserver_team_prompt_tokens_total", team="research") == 4
+    assert value(metrics, "llmserver_team_completion_tokens_total", team="research") == 5
+    assert value(metrics, "llmserver_team_spend_microdollars_total", team="research") == 1
+    for n in range(TEAM_LABEL_LIMIT + 5):
+        metrics.team_usage(f"team {n}", 1, 0, 0)
+    teams = {
+        dict(s.labels)["team"]
+        for s in samples(metrics)
+        if s.name == "llmserver_team_prompt_tokens_total"
+    }
+    assert len(teams) == TEAM_LABEL_LIMIT + 1  # the first 100 names, and "other"
+    # Past the cap, every team counts under "other": the sum stays exact.
+    assert value(metrics, "llmserver_team_prompt_tokens_total", team=OTHER) == 6
 
 
 def test_refusals_errors_cache_and_redis_counters(metrics: Metrics) -> None:

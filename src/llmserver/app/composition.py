@@ -21,12 +21,13 @@ from llmserver.adapters.clock import SystemClock
 from llmserver.app.composition_models import model_manager
 from llmserver.app.services import Services
 from llmserver.domain.cache_keys import CachePolicy
-from llmserver.domain.gateway import Gateway, GatewayPolicy, Ledgers
+from llmserver.domain.gateway import Accounts, Gateway, GatewayPolicy, Ledgers
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced import TracedGateway
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.keys import KeyHasher
 from llmserver.domain.registry import ModelRegistry, ModelSpec
+from llmserver.domain.team_admin import TeamAdmin
 
 if TYPE_CHECKING:
     from llmserver.adapters.inference.manager import MultiModelManager
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         RateLimitStore,
         RequestLogReader,
         RequestLogRetention,
+        TeamStore,
         UsageStore,
     )
     from llmserver.domain.tracing import Tracer
@@ -140,6 +142,7 @@ class KeySettings(Protocol):
 @dataclass(frozen=True, slots=True)
 class KeyServices:
     key_admin: KeyAdmin
+    team_admin: TeamAdmin
     audit: AuditLog
     close: Callable[[], Awaitable[None]]
 
@@ -161,10 +164,12 @@ def build_key_services(settings: KeySettings) -> KeyServices:
     database = sql_database(settings.database_url)
     hasher = KeyHasher(settings.server_secret)
     db = database
+    clock = SystemClock()
     admin = KeyAdmin(
-        db.keys, db.usage, hasher, SystemClock(), settings.models, db.budget, db.model_quota
+        db.keys, db.usage, hasher, clock, settings.models, db.budget, db.model_quota, db.teams
     )
-    return KeyServices(admin, database.audit, database.dispose)
+    teams = TeamAdmin(db.teams, clock, usage=db.usage, budget=db.budget)
+    return KeyServices(admin, teams, database.audit, database.dispose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +227,7 @@ def build_services(
     ``tracer`` (``build_tracer``'s) traces the gateway and the backends."""
     from llmserver.adapters.key_cache import CachedKeyStore
     from llmserver.adapters.log_batcher import RequestLogBatcher
+    from llmserver.adapters.team_cache import CachedTeamStore
     from llmserver.app.maintenance import Upkeep
     from llmserver.app.metrics import Metrics
     from llmserver.app.metrics_scrape import BatcherState, embedding_passes
@@ -273,12 +279,13 @@ def build_services(
     )
     metrics.set_deployments_source(backends.statuses)
     keys: KeyStore = CachedKeyStore(database.keys, settings.key_cache_ttl_s)
+    teams: TeamStore = CachedTeamStore(database.teams, settings.key_cache_ttl_s)
     # Picked here, once: with tracing off the plain gateway runs, without a check per step.
     gateway_type: Callable[..., Gateway] = (
         Gateway if tracer is None else partial(TracedGateway, tracer)
     )
     gateway = gateway_type(
-        keys=keys,
+        accounts=Accounts(keys, teams),
         hasher=hasher,
         ledgers=Ledgers(state.usage, state.budget, state.model_quota),
         limits=_limits(redis, limiter),
@@ -303,8 +310,9 @@ def build_services(
         settings=settings,
         gateway=gateway,
         key_admin=KeyAdmin(
-            keys, state.usage, hasher, clock, registry, state.budget, state.model_quota
+            keys, state.usage, hasher, clock, registry, state.budget, state.model_quota, teams
         ),
+        team_admin=TeamAdmin(teams, clock, usage=state.usage, budget=state.budget),
         logs=database.logs,
         retention=database.retention,
         clock=clock,

@@ -19,7 +19,6 @@ scrape, since only it can see them.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +36,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from llmserver.app.metrics_labels import BoundedLabel, status_class
 from llmserver.app.metrics_scrape import (
     BatcherSource,
     DeploymentsSource,
@@ -46,15 +46,9 @@ from llmserver.app.metrics_scrape import (
     ScrapeSources,
     ScrapeTimeCollector,
 )
-
-OTHER = "other"
-"""The label value every unknown or over-the-cap value is folded into."""
+from llmserver.app.metrics_teams import TEAM_LABEL_LIMIT, TeamCounters, whole_microdollars
 
 CACHE_LAYERS = frozenset({"hot", "durable"})
-
-_FREE_LABEL_LIMIT = 32
-"""Distinct values a label without a known value set may take before folding into ``other``
-(routes, refusal causes, error kinds, Redis components: each a short, code-defined list)."""
 
 # LLM requests span a cached reply (a few ms) to a long generation (minutes on CPU).
 LATENCY_BUCKETS = (
@@ -83,36 +77,6 @@ _CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class _BoundedLabel:
-    """Maps free-form label values onto a bounded set.
-
-    With ``allowed``, exactly those values pass. Without, the first ``limit`` distinct values
-    pass: enough for code-defined names, and a hard stop if a caller ever passes data.
-    """
-
-    def __init__(self, allowed: Iterable[str] | None = None, limit: int = _FREE_LABEL_LIMIT):
-        self._fixed = allowed is not None
-        self._seen: set[str] = set(allowed or ())
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
-            return value
-        if self._fixed:
-            return OTHER
-        with self._lock:
-            if value not in self._seen and len(self._seen) >= self._limit:
-                return OTHER
-            self._seen.add(value)
-        return value
-
-
-def status_class(status: int) -> str:
-    """``404`` -> ``4xx``; anything outside 100..599 is ``other``."""
-    return f"{status // 100}xx" if 100 <= status <= 599 else OTHER
-
-
 class Metrics:
     """The app's Prometheus metrics; implements the domain ``Telemetry`` port."""
 
@@ -128,12 +92,12 @@ class Metrics:
                 "prometheus_client is imported (it picks file-backed values at import time)"
             )
         self._multiprocess_dir = multiprocess_dir
-        self._model = _BoundedLabel(allowed_models)
-        self._route = _BoundedLabel()
-        self._cause = _BoundedLabel()
-        self._kind = _BoundedLabel()
-        self._component = _BoundedLabel()
-        self._layer = _BoundedLabel(CACHE_LAYERS)
+        self._model = BoundedLabel(allowed_models)
+        self._route = BoundedLabel()
+        self._cause = BoundedLabel()
+        self._kind = BoundedLabel()
+        self._component = BoundedLabel()
+        self._layer = BoundedLabel(CACHE_LAYERS)
         self._sources = ScrapeSources()
         self._scrape_time = ScrapeTimeCollector(self._sources, self._model)
 
@@ -208,6 +172,7 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self._teams = TeamCounters(r, BoundedLabel(limit=TEAM_LABEL_LIMIT), self._child)
         self._cache_lookups = Counter(
             "llmserver_cache_lookups",
             "Response-cache lookups by layer and result (hit or miss).",
@@ -299,12 +264,13 @@ class Metrics:
         child = self._per_request.get(("spend", model))
         if child is None:
             child = self._per_request["spend", model] = self._child(self._spend, self._model(model))
-        micro, self._spend_remainder[child] = divmod(
-            self._spend_remainder.get(child, 0) + picodollars, 1_000_000
-        )
+        micro = whole_microdollars(self._spend_remainder, child, picodollars)
         if micro:
             pending = self._pending
             pending[child] = pending.get(child, 0) + micro
+
+    def team_usage(self, team: str, prompt: int, completion: int, picodollars: int) -> None:
+        self._teams.add(self._pending, team, prompt, completion, picodollars)
 
     def first_token(self, model: str, seconds: float) -> None:
         self._child(self._first_token, self._model(model)).observe(seconds)

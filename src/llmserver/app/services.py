@@ -19,6 +19,7 @@ from llmserver.domain.ports import (
     RequestLogRetention,
 )
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.team_admin import TeamAdmin
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -47,6 +48,7 @@ class Services:
     settings: Settings
     gateway: Gateway
     key_admin: KeyAdmin
+    team_admin: TeamAdmin
     logs: RequestLogReader
     retention: RequestLogRetention
     clock: Clock

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmserver.domain.keys import ApiKey
+    from llmserver.domain.teams import Team
 
 AUDIT_TARGET_MAX_CHARS = 200
 """The widest target an entry names: a key id (32) or a model id."""
@@ -32,6 +33,8 @@ class AuditAction(StrEnum):
     KEY_UPDATE = "key.update"
     KEY_REVOKE = "key.revoke"
     KEY_ROTATE = "key.rotate"
+    TEAM_CREATE = "team.create"
+    TEAM_UPDATE = "team.update"
     CACHE_PURGE = "cache.purge"
 
 
@@ -85,6 +88,20 @@ def key_settings(key: ApiKey) -> dict[str, object]:
         "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
         "budget_nanodollars": key.budget_nanodollars,
         "budget_window": key.budget_window.value,
+        "team_id": key.team_id,
+    }
+
+
+def team_settings(team: Team) -> dict[str, object]:
+    """What an entry shows of a team: its settings by name (listed as ``key_settings``)."""
+    return {
+        "name": team.name,
+        "quota_tokens": team.quota_tokens,
+        "rpm_limit": team.rpm_limit,
+        "tpm_limit": team.tpm_limit,
+        "max_parallel": team.max_parallel,
+        "budget_nanodollars": team.budget_nanodollars,
+        "budget_window": team.budget_window.value,
     }
 
 
@@ -116,3 +133,12 @@ def key_change(
     if not new and not extra:
         return None
     return KeyChange(action, after.id, old, {**new, **extra})
+
+
+def team_change(action: AuditAction, before: Team | None, after: Team) -> KeyChange | None:
+    """``key_change`` for a team: a created team's settings, or those an edit moved;
+    ``None`` when nothing moved."""
+    if before is None:
+        return KeyChange(action, after.id, None, team_settings(after))
+    old, new = changed_only(team_settings(before), team_settings(after))
+    return KeyChange(action, after.id, old, new) if new else None

@@ -22,6 +22,7 @@ releases on failure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -40,6 +41,14 @@ class BudgetWindow(StrEnum):
     DAY = "day"
     WEEK = "week"
     MONTH = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBudget:
+    """A new key's budget setting: the limit (``None``: no budget) and its window."""
+
+    nanodollars: int | None = None
+    window: BudgetWindow = BudgetWindow.MONTH
 
 
 def budget_nanodollars(value: object) -> int:

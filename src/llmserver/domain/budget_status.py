@@ -40,24 +40,29 @@ async def budget_statuses(
     ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
 ) -> list[BudgetStatus]:
     """The current window of every key in ``keys`` that has a budget."""
-    statuses = []
-    for key in keys:
-        if key.budget_nanodollars is None:
-            continue
-        period = window_period(key.budget_window, now)
-        record = await ledger.get(key.id, period)
-        statuses.append(
-            BudgetStatus(
-                key.id,
-                key.budget_window,
-                period,
-                key.budget_nanodollars,
-                record.used_tokens,
-                record.reserved_tokens,
-                window_reset_at(period),
-            )
-        )
-    return statuses
+    return [
+        await budget_status(ledger, key.id, key.budget_nanodollars, key.budget_window, now)
+        for key in keys
+        if key.budget_nanodollars is not None
+    ]
+
+
+async def budget_status(
+    ledger: UsageStore, ledger_id: str, budget: int, window: BudgetWindow, now: datetime
+) -> BudgetStatus:
+    """The current window of the budget counted under ``ledger_id`` (a key's id or a
+    team's ledger id)."""
+    period = window_period(window, now)
+    record = await ledger.get(ledger_id, period)
+    return BudgetStatus(
+        ledger_id,
+        window,
+        period,
+        budget,
+        record.used_tokens,
+        record.reserved_tokens,
+        window_reset_at(period),
+    )
 
 
 def parse_budget_usd(value: object) -> int:

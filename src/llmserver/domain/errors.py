@@ -177,8 +177,17 @@ class RateLimited(GatewayError):
 class TokenRateLimited(RateLimited):
     """The key's tokens-per-minute window has no room for this request's reservation."""
 
-    def __init__(self, *, needed: int, decision: RateDecision, model: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        needed: int,
+        decision: RateDecision,
+        model: str | None = None,
+        team: str | None = None,
+    ) -> None:
         on = "" if model is None else f" on model {model}"
+        if team is not None:
+            on = f" for team '{team}'"
         super().__init__(
             limit=decision.limit,
             retry_after=decision.retry_after,
@@ -196,11 +205,12 @@ class ParallelLimited(RateLimited):
     RETRY_AFTER_S = 1.0
     """No finishing time is known; a second is a polite first retry."""
 
-    def __init__(self, *, limit: int) -> None:
+    def __init__(self, *, limit: int, team: str | None = None) -> None:
+        who = "this API key" if team is None else f"the API key's team '{team}'"
         super().__init__(
             limit=limit,
             retry_after=self.RETRY_AFTER_S,
-            message=f"Too many requests in flight: this API key may have {limit} at once. "
+            message=f"Too many requests in flight: {who} may have {limit} at once. "
             "Retry when one of them has finished.",
         )
 
@@ -211,11 +221,14 @@ class TooLargeForTokenRate(InvalidRequest):
 
     code = "tokens_exceed_rate_limit"
 
-    def __init__(self, *, needed: int, limit: int, model: str | None = None) -> None:
+    def __init__(
+        self, *, needed: int, limit: int, model: str | None = None, team: str | None = None
+    ) -> None:
         on = "" if model is None else f" on model {model}"
+        whose = "this API key's" if team is None else f"the API key's team '{team}''s"
         super().__init__(
-            f"This request may use up to {needed} tokens (prompt + max_tokens), more than this "
-            f"API key's limit of {limit} tokens per minute{on}, so it can never be admitted. "
+            f"This request may use up to {needed} tokens (prompt + max_tokens), more than "
+            f"{whose} limit of {limit} tokens per minute{on}, so it can never be admitted. "
             "Lower max_tokens or shorten the prompt.",
             param="max_tokens",
         )
@@ -233,9 +246,13 @@ class QuotaExceeded(GatewayError):
         quota: int,
         reset_at: datetime,
         model: str | None = None,
+        team: str | None = None,
     ) -> None:
-        """``model``: the model whose quota of the key's refused; ``None``: the key's own."""
+        """``model``: the model whose quota of the key's refused; ``team``: the key's team
+        whose quota refused; neither: the key's own."""
         on = "" if model is None else f" on model {model}"
+        if team is not None:
+            on = f" of the API key's team '{team}'"
         super().__init__(
             f"Monthly token quota{on} exceeded: this request may use up to {needed} tokens "
             f"but {remaining} of {quota} are left. The quota resets at {reset_at.isoformat()}."
@@ -261,10 +278,12 @@ class BudgetExceeded(GatewayError):
         budget_usd: str,
         window: str,
         reset_at: datetime,
+        team: str | None = None,
     ) -> None:
+        whose = "the key's" if team is None else f"the key's team '{team}''s"
         super().__init__(
             f"Budget exceeded: this request may cost up to ${needed_usd} but ${remaining_usd} "
-            f"of the key's ${budget_usd} {window} budget is left. The budget resets at "
+            f"of {whose} ${budget_usd} {window} budget is left. The budget resets at "
             f"{reset_at.isoformat()}."
         )
         self.remaining_usd = remaining_usd

@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
-from llmserver.domain.budget import BudgetWindow
+from llmserver.domain.budget import BudgetWindow, KeyBudget
 from llmserver.domain.budget_status import BudgetStatus, budget_statuses
+from llmserver.domain.edits import KEEP, Keep
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_lifetimes import (
     DEFAULT_GRACE,
@@ -27,15 +28,18 @@ from llmserver.domain.key_limits import LIMITS, check_limits
 from llmserver.domain.key_models import ModelLimitsEdit, allowed_model_ids, edited_model_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.model_quota_status import ModelQuotaStatus, model_quota_statuses
-from llmserver.domain.ports import Clock, KeyStore, UsageStore
+from llmserver.domain.ports import Clock, KeyStore, TeamStore, UsageStore
 from llmserver.domain.quota import UsageRecord
 from llmserver.domain.registry import ModelRegistry
+from llmserver.domain.team_admin import find_team
+from llmserver.domain.teams import TEAM_LEDGER_PREFIX
 
 MAX_NAME_LENGTH = 200
 """The width of the name column."""
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _ADD_ATTEMPTS = 3
 _NO_MODEL_LIMITS: Mapping[str, None] = {}
+_NO_BUDGET = KeyBudget()
 
 
 class KeyState(StrEnum):
@@ -82,15 +86,6 @@ def _clean_name(name: str) -> str:
     return name.strip()
 
 
-class Keep(Enum):
-    """A setting an edit leaves as it is (``None`` means "no limit", so it cannot)."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
-
-
 @dataclass(frozen=True, slots=True)
 class KeyEdit:
     """What an edit changes; every field left at ``KEEP`` stays."""
@@ -107,6 +102,8 @@ class KeyEdit:
     model_limits: ModelLimitsEdit | Keep = KEEP
     """Per model (id or alias): its limits by name, or ``None`` to remove them; models not
     named keep theirs (``key_models.edited_model_limits``)."""
+    team: str | Keep | None = KEEP
+    """The team to move the key to, by id or name; ``None``: out of any team."""
     allow_unknown_models: bool = False
 
 
@@ -120,10 +117,12 @@ class KeyAdmin:
         models: ModelRegistry,
         budget: UsageStore,
         model_quota: UsageStore,
+        teams: TeamStore,
     ) -> None:
         """``usage``: the quota's ledger; ``budget``: the budgets'; ``model_quota``: the
-        per-model quotas'."""
+        per-model quotas'; ``teams``: where a key's team is found by id or name."""
         self._keys = keys
+        self._teams = teams
         self._usage = usage
         self._budget = budget
         self._model_quota = model_quota
@@ -143,9 +142,9 @@ class KeyAdmin:
         allowed_models: Sequence[str] = (),
         expires_in: str | timedelta | None = None,
         allow_unknown_models: bool = False,
-        budget_nanodollars: int | None = None,
-        budget_window: BudgetWindow = BudgetWindow.MONTH,
+        budget: KeyBudget = _NO_BUDGET,
         model_limits: ModelLimitsEdit = _NO_MODEL_LIMITS,
+        team: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it with its plaintext, which is never retrievable again.
 
@@ -184,13 +183,17 @@ class KeyAdmin:
             max_parallel=max_parallel,
             allowed_models=models,
             expires_at=None if expires_in is None else now + expires_in,
-            budget_nanodollars=budget_nanodollars,
-            budget_window=budget_window,
+            budget_nanodollars=budget.nanodollars,
+            budget_window=budget.window,
             model_limits=edited_model_limits(
                 self._models, (), model_limits, allow_unknown=allow_unknown_models
             ),
+            team_id=await self._team_id(team),
         )
         return await self._issue(template)
+
+    async def _team_id(self, team: str | None) -> str | None:
+        return None if team is None else (await find_team(self._teams, team)).id
 
     async def _issue(self, template: ApiKey) -> tuple[ApiKey, str]:
         """Store a key with ``template``'s settings under a fresh id, prefix and secret."""
@@ -262,6 +265,8 @@ class KeyAdmin:
                 allow_unknown=edit.allow_unknown_models,
             )
             wanted = replace(wanted, model_limits=limits_after)
+        if not isinstance(edit.team, Keep):
+            wanted = replace(wanted, team_id=await self._team_id(edit.team))
         after = await self._keys.update(wanted)
         if after is None:
             raise NotFound(f"No API key with id or prefix '{id_or_prefix}'.", param="key_id")
@@ -315,7 +320,9 @@ class KeyAdmin:
         if period is not None and not _PERIOD.match(period):
             raise InvalidRequest(f"Invalid period {period!r}: expected YYYY-MM.", param="period")
         key_id = None if id_or_prefix is None else (await self.find(id_or_prefix)).id
-        return await self._usage.list(key_id=key_id, period=period)
+        records = await self._usage.list(key_id=key_id, period=period)
+        # Teams' counts share the ledger (``domain.teams``); ``TeamAdmin.usage`` shows them.
+        return [r for r in records if not r.key_id.startswith(TEAM_LEDGER_PREFIX)]
 
     async def budgets(self, id_or_prefix: str | None = None) -> Sequence[BudgetStatus]:
         """Each budgeted key's spend in its current window (one key's, if named)."""

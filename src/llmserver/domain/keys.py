@@ -75,6 +75,7 @@ EDITABLE_KEY_FIELDS = (
     "budget_nanodollars",
     "budget_window",
     "model_limits",
+    "team_id",
 )
 """The settings an admin may change on an existing key."""
 
@@ -102,6 +103,8 @@ class ApiKey:
     budget_window: BudgetWindow = BudgetWindow.MONTH
     model_limits: tuple[ModelLimit, ...] = ()
     """Per-model RPM/TPM caps on top of the key's own, one per model id, sorted by it."""
+    team_id: str | None = None
+    """The team (``domain.teams``) whose limits cap this key's too; ``None``: none."""
 
     def __post_init__(self) -> None:
         for name in ("rpm_limit", "tpm_limit", "max_parallel"):

@@ -69,6 +69,8 @@ class RequestLog:
     in one place, a cache hit or a failure before any deployment was tried."""
     attempts: int | None = None
     """Calls the request made across deployments and fallbacks; set with ``deployment``."""
+    team_id: str | None = None
+    """The key's team when the request was made (``domain.teams``); ``None``: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +91,9 @@ class DailyUsage:
     """What one key spent on one model in one UTC day, counted from its request-log rows.
 
     Rows that retention removed are counted from the roll-up written before they went, so
-    the figures for a day are the same before and after its rows expire. Teams, when they
-    exist, join ``key_id`` here and in the roll-up's grouping (``sql.rollup.DIMENSIONS``).
+    the figures for a day are the same before and after its rows expire. ``team_id`` is
+    the key's team when the requests were made, a dimension of the roll-up's grouping too
+    (``sql.rollup.DIMENSIONS``): a key that changes team that day has a row per team.
     """
 
     day: date
@@ -103,6 +106,7 @@ class DailyUsage:
     errors: int = 0
     """Requests answered with a status of 400 or more."""
     cost_picodollars: int = 0
+    team_id: str | None = None
 
 
 def as_utc(at: datetime) -> datetime:

@@ -19,6 +19,9 @@ class NullTelemetry:
     def spend(self, model: str, picodollars: int) -> None:
         pass
 
+    def team_usage(self, team: str, prompt: int, completion: int, picodollars: int) -> None:
+        pass
+
     def first_token(self, model: str, seconds: float) -> None:
         pass
 

@@ -30,6 +30,7 @@ from llmserver.domain.keys import ApiKey
 from llmserver.domain.logs import DailyUsage, LogQuery, RequestLog
 from llmserver.domain.quota import ReservationResult, UsageRecord
 from llmserver.domain.ratelimit import RateDecision
+from llmserver.domain.teams import Team
 from llmserver.domain.token_rate import TokenHold, TokenReservation
 from llmserver.domain.tools import from_cache_text
 
@@ -65,6 +66,26 @@ class KeyStore(Protocol):
 
     async def touch(self, key_id: str, at: datetime) -> None:
         """Record last use."""
+        ...
+
+
+class TeamStore(Protocol):
+    async def add(self, team: Team) -> None:
+        """Store a new team; ``ValueError`` (nothing stored) if its id or name is taken."""
+        ...
+
+    async def get(self, team_id: str) -> Team | None: ...
+
+    async def find_by_name(self, name: str) -> Team | None: ...
+
+    async def list(self) -> Sequence[Team]:
+        """Every team, by name."""
+        ...
+
+    async def update(self, team: Team) -> Team | None:
+        """Store ``team``'s settings (``EDITABLE_TEAM_FIELDS``) over those of the stored
+        team with its id; returns the stored team, ``None`` if there is none with that id,
+        ``ValueError`` (nothing changed) if its new name is another team's."""
         ...
 
 
@@ -174,10 +195,17 @@ class RequestLogRetention(Protocol):
         ...
 
     async def daily_usage(
-        self, since: date, until: date, *, key_id: str | None = None, model: str | None = None
+        self,
+        since: date,
+        until: date,
+        *,
+        key_id: str | None = None,
+        model: str | None = None,
+        team_id: str | None = None,
     ) -> Sequence[DailyUsage]:
-        """Usage per day in ``[since, until)``, key and model, ordered so: the rolled-up
-        rows and the live ones together, the same whether a day's rows expired or not."""
+        """Usage per day in ``[since, until)``, key, team and model, ordered so: the
+        rolled-up rows and the live ones together, the same whether a day's rows expired
+        or not."""
         ...
 
 
@@ -356,6 +384,10 @@ class Telemetry(Protocol):
 
     def spend(self, model: str, picodollars: int) -> None:
         """What a request's tokens cost, when it cost anything (see ``pricing``)."""
+        ...
+
+    def team_usage(self, team: str, prompt: int, completion: int, picodollars: int) -> None:
+        """The usage and cost of a successful request of a key in the team named ``team``."""
         ...
 
     def first_token(self, model: str, seconds: float) -> None:

@@ -73,6 +73,12 @@ class Reservation:
     budget_period: str = ""
     budget: int = 0
     """Nanodollars held in the budget ledger for ``budget_period``; 0: none."""
+    team: str = ""
+    """For a key in a team: the team's ledger id (``domain.teams``), whose quota holds
+    ``tokens`` for ``period`` too; "": none held."""
+    team_budget_period: str = ""
+    team_budget: int = 0
+    """Nanodollars held in the team's budget for ``team_budget_period``; 0: none."""
 
 
 def fits(record: UsageRecord, tokens: int, quota: int | None) -> bool:

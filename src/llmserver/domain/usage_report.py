@@ -1,5 +1,5 @@
 """The usage report: tokens, requests, cache hits, errors and cost over a date range,
-summed by any of key, model and day (the request log's daily figures, expired days
+summed by any of key, team, model and day (the request log's daily figures, expired days
 included). Sums are exact: costs are integers of picodollars."""
 
 from __future__ import annotations
@@ -17,14 +17,25 @@ MAX_REPORT_DAYS = 366
 
 
 class Dimension(StrEnum):
-    """What a report's rows are grouped by (teams join here once they exist)."""
+    """What a report's rows are grouped by."""
 
     KEY = "key"
+    TEAM = "team"
     MODEL = "model"
     DAY = "day"
 
 
+ORDER = (Dimension.KEY, Dimension.TEAM, Dimension.MODEL, Dimension.DAY)
+"""The order a report names its dimensions in, whatever order they were asked in."""
+COLUMN_OF = {
+    Dimension.DAY: "day",
+    Dimension.KEY: "key_id",
+    Dimension.TEAM: "team_id",
+    Dimension.MODEL: "model",
+}
+"""Each dimension's column (a CSV's header, a JSON row's field)."""
 ALL_DIMENSIONS = (Dimension.KEY, Dimension.MODEL, Dimension.DAY)
+"""A report's grouping when none is asked for (as before teams: a team is asked for)."""
 
 
 # Not frozen: summed into, one per group.
@@ -35,6 +46,7 @@ class UsageTotals:
     day: date | None
     key_id: str | None
     model: str | None
+    team_id: str | None = None
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -65,7 +77,7 @@ def report_range(first: date | None, last: date | None, today: date) -> tuple[da
 
 
 def dimensions(text: str | None) -> tuple[Dimension, ...]:
-    """``group_by`` as given (``key,model``); ``None`` or empty: all three."""
+    """``group_by`` as given (``key,model``); ``None`` or empty: key, model and day."""
     if not text or not text.strip():
         return ALL_DIMENSIONS
     chosen: list[Dimension] = []
@@ -80,19 +92,21 @@ def dimensions(text: str | None) -> tuple[Dimension, ...]:
             ) from None
         if dimension not in chosen:
             chosen.append(dimension)
-    return tuple(d for d in ALL_DIMENSIONS if d in chosen)
+    return tuple(d for d in ORDER if d in chosen)
 
 
 def summed(rows: Iterable[DailyUsage], by: Sequence[Dimension]) -> list[UsageTotals]:
-    """The rows summed per group of ``by``, in the order day, key, model (missing last)."""
+    """The rows summed per group of ``by``, in the order day, key, team, model (missing
+    last)."""
     groups: dict[tuple[object, ...], UsageTotals] = {}
     for row in rows:
         totals = UsageTotals(
             row.day if Dimension.DAY in by else None,
             row.key_id if Dimension.KEY in by else None,
             row.model if Dimension.MODEL in by else None,
+            row.team_id if Dimension.TEAM in by else None,
         )
-        group = groups.setdefault((totals.day, totals.key_id, totals.model), totals)
+        group = groups.setdefault((totals.day, totals.key_id, totals.team_id, totals.model), totals)
         group.requests += row.requests
         group.prompt_tokens += row.prompt_tokens
         group.completion_tokens += row.completion_tokens
@@ -101,5 +115,10 @@ def summed(rows: Iterable[DailyUsage], by: Sequence[Dimension]) -> list[UsageTot
         group.cost_picodollars += row.cost_picodollars
     return sorted(
         groups.values(),
-        key=lambda t: (t.day or date.max, t.key_id or "\uffff", t.model or "\uffff"),
+        key=lambda t: (
+            t.day or date.max,
+            t.key_id or "\uffff",
+            t.team_id or "\uffff",
+            t.model or "\uffff",
+        ),
     )

@@ -22,27 +22,17 @@ import httpx
 import openai
 import pytest
 
-from livesupport import REPO, LiveServer, running_server
+from integration.api.priced import INPUT, MODEL, OUTPUT, priced_server
+from livesupport import REPO, LiveServer
 
 pytestmark = pytest.mark.slow
 
-MODEL = "priced-demo"
-INPUT, OUTPUT = Decimal("0.15"), Decimal("0.6")  # dollars per million tokens
 BUDGET = Decimal("0.00005")  # a few requests' worth at max_tokens 12
 
 
 @pytest.fixture(scope="module")
 def priced(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("budgets")
-    models = root / "models.toml"
-    models.write_text(
-        f'[[models]]\nid = "{MODEL}"\nbackend = "torch"\nsource = "{demo_model_dir}"\n'
-        'device = "cpu"\ndtype = "float32"\ncontext_length = 512\n'
-        'input_price_per_mtok = "0.15"\noutput_price_per_mtok = 0.6\n'
-    )
-    with running_server(
-        root, demo_model_dir, LLMSERVER_PROFILE="none", LLMSERVER_MODELS_FILE=str(models)
-    ) as server:
+    with priced_server(tmp_path_factory.mktemp("budgets"), demo_model_dir) as server:
         yield server
 
 
@@ -158,7 +148,7 @@ def test_the_usage_report_sums_exactly_as_json_csv_and_on_the_command_line(
         ).json()
         as_csv = http.get("/admin/usage", params={"key_id": key_id}, headers={"Accept": "text/csv"})
         legacy = http.get("/admin/usage", params={"key_id": key_id}).json()
-        bad = http.get("/admin/usage", params={"group_by": "team,day"})
+        bad = http.get("/admin/usage", params={"group_by": "org,day"})
 
     body = report.json()
     assert (body["from"], body["to"], body["group_by"]) == (today, today, ["key", "model", "day"])

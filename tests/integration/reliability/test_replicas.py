@@ -1,8 +1,9 @@
 """Several replicas, one truth: limits hold across three server processes sharing one
 PostgreSQL database and one Redis database (``http_replicas``: http models on the loopback
 upstream, which counts the calls open at once). RPM and the monthly quota, TPM and
-max_parallel, a budget, and through the openai SDK: the TPM headers parse, a refusal is a
-``RateLimitError`` with its message. One module, so the three servers start once."""
+max_parallel, a key's budget and a team's over three keys, and through the openai SDK: the
+TPM headers parse, a refusal is a ``RateLimitError`` with its message. One module, so the
+three servers start once."""
 
 from __future__ import annotations
 
@@ -195,3 +196,44 @@ async def test_a_shared_budget_is_never_passed_across_replicas(http_replicas: Re
     # Each admitted request held its worst case, so at least this many got in.
     worst = (tally.usage_tokens // max(1, tally.count(200)) + BUDGET_MAX_TOKENS) * PRICE / 10**6
     assert tally.count(200) >= int(BUDGET / worst) - 1
+
+
+async def test_a_team_budget_shared_by_three_keys_is_never_passed_across_replicas(
+    http_replicas: Replicas,
+) -> None:
+    urls, admin = http_replicas.urls, http_replicas.admin_key
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(
+            urls[1] + "/admin/teams",
+            headers=bearer(admin),
+            json={"name": "replica team", "budget_usd": str(BUDGET), "budget_window": "day"},
+        )
+    assert answer.status_code == 201, answer.text
+    # Each key made on a replica of its own; each sends to all three.
+    keys = [await create_key(urls[i], admin, f"member-{i}", team="replica team") for i in range(3)]
+    body = {
+        **chat_body("Count the goats.", max_tokens=BUDGET_MAX_TOKENS, cache=False),
+        "model": PRICED,
+    }
+    per_key = BUDGET_HAMMER // 3
+    tallies = await asyncio.gather(
+        *(
+            fire(http_replicas, key["key"], [dict(body) for _ in range(per_key)], per_key)
+            for key in keys
+        )
+    )
+    async with httpx.AsyncClient(timeout=30) as client:
+        shown = await client.get(urls[2] + "/admin/teams/replica team", headers=bearer(admin))
+    budget = shown.json()["budget"]
+    statuses = [status for tally in tallies for status in tally.statuses]
+    spent = Decimal(sum(tally.usage_tokens for tally in tallies)) * PRICE / 10**6
+    print(
+        f"\nteam budget ${BUDGET}, 3 keys on 3 replicas: {BUDGET_HAMMER} requests -> "
+        f"{statuses.count(200)} x 200, {statuses.count(429)} x 429, spent ${spent}, "
+        f"counted ${budget['spent_usd']}"
+    )
+    assert set(statuses) == {200, 429}
+    assert spent <= BUDGET
+    assert Decimal(budget["spent_usd"]) == spent
+    assert budget["reserved_usd"] == "0.00"
+    assert Decimal(budget["remaining_usd"]) == BUDGET - spent

@@ -66,6 +66,17 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/admin/keys/{victim}", "/admin/keys/{key_id}", None, ADMIN),
     ("GET", "/admin/budgets", "/admin/budgets", None, ADMIN),
     ("GET", "/admin/model-quotas", "/admin/model-quotas", None, ADMIN),
+    # The second admin caller's team would take the first's name: a 400 saying so.
+    (
+        "POST",
+        "/admin/teams",
+        "/admin/teams",
+        {"name": "matrix-team"},
+        ADMIN | {"admin": 201, "bearer+header": 400},
+    ),
+    ("GET", "/admin/teams", "/admin/teams", None, ADMIN),
+    ("GET", "/admin/teams/matrix-team", "/admin/teams/{team}", None, ADMIN),
+    ("PATCH", "/admin/teams/matrix-team", "/admin/teams/{team}", {"rpm_limit": 100}, ADMIN),
     ("GET", "/admin/usage", "/admin/usage", None, ADMIN),
     ("GET", "/admin/usage/daily", "/admin/usage/daily", None, ADMIN),
     ("GET", "/admin/logs", "/admin/logs", None, ADMIN),

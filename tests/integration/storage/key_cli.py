@@ -1,5 +1,5 @@
-"""The ``llmserver keys`` command group run as a parent command would, on a migrated
-SQLite database of the test's own (shared by the key CLI tests)."""
+"""The ``llmserver keys`` and ``teams`` command groups run as a parent command would, on a
+migrated SQLite database of the test's own (shared by the key CLI tests)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from llmserver.adapters.sql import migrate
 from llmserver.cli_keys import keys
+from llmserver.cli_teams import teams
 from llmserver.domain.registry import ModelRegistry, profile_models
 
 SECRET = "cli-test-secret-0123456789-abcdefghijk"
@@ -29,10 +30,11 @@ def key_cli(tmp_path: Path) -> click.Group:
         ctx.obj = SimpleNamespace(database_url=url, server_secret=SECRET, models=DEMO_MODELS)
 
     root.add_command(keys)
+    root.add_command(teams)
     return root
 
 
-def run(cli: click.Group, *args: str) -> str:
-    result = CliRunner().invoke(cli, ["keys", *args], catch_exceptions=False)
+def run(cli: click.Group, *args: str, group: str = "keys") -> str:
+    result = CliRunner().invoke(cli, [group, *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout

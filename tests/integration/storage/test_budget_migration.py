@@ -33,7 +33,7 @@ ROW = {
     name: value
     for name, value in columns(OLD).items()
     # Columns (and the model_limits table's rows) later migrations add.
-    if name not in ("budget_nanodollars", "budget_window", "model_limits")
+    if name not in ("budget_nanodollars", "budget_window", "model_limits", "team_id")
 }
 """The key as 0006 holds it."""
 MOST = budget_nanodollars(MAX_BUDGET_USD)

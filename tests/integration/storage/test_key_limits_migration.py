@@ -26,7 +26,14 @@ OLD = ApiKey(
     rpm_limit=60,
     allowed_models=("demo",),
 )
-_LATER = ("tpm_limit", "max_parallel", "model_limits", "budget_nanodollars", "budget_window")
+_LATER = (
+    "tpm_limit",
+    "max_parallel",
+    "model_limits",
+    "budget_nanodollars",
+    "budget_window",
+    "team_id",
+)
 """What 0006 and later migrations add."""
 ROW = {n: v for n, v in columns(OLD).items() if n not in _LATER}
 """A key as 0005 holds it."""

@@ -29,8 +29,8 @@ OLD = ApiKey(
     tpm_limit=5_000,
     allowed_models=("demo",),
 )
-ROW = {n: v for n, v in columns(OLD).items() if n != "model_limits"}
-"""A key as 0006 holds it."""
+ROW = {n: v for n, v in columns(OLD).items() if n not in ("model_limits", "team_id")}
+"""A key as 0007 holds it."""
 LIMITS = (
     ModelLimit("tiny", rpm_limit=5),
     ModelLimit("é" * MODEL_ID_MAX_CHARS, rpm_limit=MAX_RPM, tpm_limit=MAX_TPM),

@@ -30,7 +30,7 @@ OLD = ApiKey(
     quota_tokens=1_000,
     model_limits=(ModelLimit(LONGEST, rpm_limit=MAX_RPM, tpm_limit=MAX_TPM),),
 )
-KEY_ROW = {n: v for n, v in columns(OLD).items() if n != "model_limits"}
+KEY_ROW = {n: v for n, v in columns(OLD).items() if n not in ("model_limits", "team_id")}
 LIMIT_ROW = {"key_id": OLD.id, "model_id": LONGEST, "rpm_limit": MAX_RPM, "tpm_limit": MAX_TPM}
 """A per-model limit as 0008 holds it."""
 QUOTAS = (

@@ -22,6 +22,7 @@ TABLES = {
     "completion_cache",
     "usage_daily",
     "budget_spend",
+    "teams",
     "audit_log",
 }
 
@@ -96,8 +97,9 @@ async def test_upgrade_downgrade_upgrade_without_drift(
         "in how many calls",
         "0011": "key_model_limits.quota_tokens and key_model_usage: a key's monthly token "
         "quota per model",
+        "0012": "teams, api_keys.team_id, and the team of request_logs and usage_daily rows",
     }
-    assert head == "0011"
+    assert head == "0012"
     assert steps == [
         *(f"upgraded to {rev}: {doc}" for rev, doc in docs.items()),
         *(f"downgraded from {rev}: {doc}" for rev, doc in reversed(docs.items())),

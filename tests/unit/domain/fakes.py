@@ -245,6 +245,9 @@ class RecordingTelemetry:
     def spend(self, model: str, picodollars: int) -> None:
         self.events.append(("spend", model, picodollars))
 
+    def team_usage(self, team: str, prompt: int, completion: int, picodollars: int) -> None:
+        self.events.append(("team_usage", team, prompt, completion, picodollars))
+
     def first_token(self, model: str, seconds: float) -> None:
         self.events.append(("first_token", model, seconds))
 

@@ -16,11 +16,13 @@ from llmserver.adapters.memory import (
     MemoryKeyStore,
     MemoryParallelStore,
     MemoryRateLimitStore,
+    MemoryTeamStore,
     MemoryTokenRateStore,
     MemoryUsageStore,
 )
 from llmserver.app.statuses import http_status
 from llmserver.domain.gateway import (
+    Accounts,
     CompletionRequest,
     Gateway,
     GatewayPolicy,
@@ -41,6 +43,7 @@ from llmserver.domain.registry import (
     ModelRegistry,
     ModelSpec,
 )
+from llmserver.domain.teams import Team
 
 from .fakes import (
     FakeBackend,
@@ -99,6 +102,7 @@ class World:
     policy: GatewayPolicy = field(default_factory=GatewayPolicy)
     clock: FakeClock = field(default_factory=FakeClock)
     keys: MemoryKeyStore = field(default_factory=MemoryKeyStore)
+    teams: MemoryTeamStore = field(default_factory=MemoryTeamStore)
     usage: MemoryUsageStore = field(default_factory=MemoryUsageStore)
     budget: MemoryUsageStore = field(default_factory=MemoryUsageStore)
     """The budget ledger (nanodollars per key and window)."""
@@ -134,7 +138,7 @@ class World:
             Gateway if self.tracer is None else partial(TracedGateway, self.tracer)
         )
         self.gateway = gateway(
-            keys=self.keys,
+            accounts=Accounts(self.keys, self.teams),
             hasher=self.hasher,
             ledgers=Ledgers(self.usage, self.budget, self.model_quota),
             limits=Limits(requests=self.limiter, tokens=self.token_rate, parallel=self.parallel),
@@ -162,6 +166,12 @@ class World:
         key = replace(key, **fields)
         await self.keys.add(key)
         return issued.plaintext, key
+
+    async def team(self, **limits: Any) -> Team:
+        team = Team(id=f"{next(self._ids):032x}", name="the team", created_at=self.clock.now())
+        team = replace(team, **limits)
+        await self.teams.add(team)
+        return team
 
     async def principal(self, **fields: Any) -> Principal:
         plaintext, _ = await self.issue(**fields)

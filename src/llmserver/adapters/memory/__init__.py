@@ -11,6 +11,7 @@ from llmserver.adapters.memory.keys import MemoryKeyStore
 from llmserver.adapters.memory.logs import MemoryRequestLogStore
 from llmserver.adapters.memory.parallel import MemoryParallelStore
 from llmserver.adapters.memory.ratelimit import MemoryRateLimitStore
+from llmserver.adapters.memory.teams import MemoryTeamStore
 from llmserver.adapters.memory.token_rate import MemoryTokenRateStore
 from llmserver.adapters.memory.usage import MemoryUsageStore
 
@@ -22,6 +23,7 @@ __all__ = [
     "MemoryParallelStore",
     "MemoryRateLimitStore",
     "MemoryRequestLogStore",
+    "MemoryTeamStore",
     "MemoryTokenRateStore",
     "MemoryUsageStore",
 ]

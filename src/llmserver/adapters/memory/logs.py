@@ -13,8 +13,9 @@ from llmserver.domain.ports import (
     RequestLogSink,
 )
 
-_Day = tuple[date, str | None, str | None]
-_COUNTS = [f.name for f in fields(DailyUsage)][3:]
+_Day = tuple[date, str | None, str | None, str | None]
+"""Day, key, model and team."""
+_COUNTS = [f.name for f in fields(DailyUsage)][3:-1]
 
 
 def _counts(row: RequestLog) -> Counter[str]:
@@ -30,7 +31,7 @@ def _counts(row: RequestLog) -> Counter[str]:
 
 def _add(totals: dict[_Day, Counter[str]], rows: Iterable[RequestLog]) -> None:
     for row in rows:
-        day = (row.created_at.astimezone(UTC).date(), row.key_id, row.model)
+        day = (row.created_at.astimezone(UTC).date(), row.key_id, row.model, row.team_id)
         totals.setdefault(day, Counter()).update(_counts(row))
 
 
@@ -86,20 +87,27 @@ class MemoryRequestLogStore(RequestLogSink, RequestLogReader, RequestLogRetentio
         return len(expired)
 
     async def daily_usage(
-        self, since: date, until: date, *, key_id: str | None = None, model: str | None = None
+        self,
+        since: date,
+        until: date,
+        *,
+        key_id: str | None = None,
+        model: str | None = None,
+        team_id: str | None = None,
     ) -> Sequence[DailyUsage]:
         start, end = day_bounds(since, until)
         totals = {day: Counter(counts) for day, counts in self._rolled_up.items()}
         _add(totals, (r for r in self._rows if start <= r.created_at < end))
         return [
-            DailyUsage(day, key, name, **{c: counts[c] for c in _COUNTS})
-            for (day, key, name), counts in sorted(totals.items(), key=_order)
+            DailyUsage(day, key, name, **{c: counts[c] for c in _COUNTS}, team_id=team)
+            for (day, key, name, team), counts in sorted(totals.items(), key=_order)
             if since <= day < until
             and (key_id is None or key == key_id)
             and (model is None or name == model)
+            and (team_id is None or team == team_id)
         ]
 
 
-def _order(item: tuple[_Day, Counter[str]]) -> tuple[date, str, str]:
-    (day, key, model), _ = item
-    return day, key or "", model or ""
+def _order(item: tuple[_Day, Counter[str]]) -> tuple[date, str, str, str]:
+    (day, key, model, team), _ = item
+    return day, key or "", team or "", model or ""

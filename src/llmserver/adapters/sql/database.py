@@ -12,6 +12,7 @@ from llmserver.adapters.sql.cache import SqlCompletionCache
 from llmserver.adapters.sql.keys import SqlKeyStore
 from llmserver.adapters.sql.logs import SqlRequestLogStore
 from llmserver.adapters.sql.retention import SqlRequestLogRetention
+from llmserver.adapters.sql.teams import SqlTeamStore
 from llmserver.adapters.sql.usage import BUDGET_SPEND, KEY_MODEL_USAGE, SqlUsageStore
 
 
@@ -33,6 +34,7 @@ class SqlDatabase:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.keys = SqlKeyStore(self.sessions, engine)
+        self.teams = SqlTeamStore(engine)
         # Background writes (request logs, written-behind state); on a SQLite file, in a
         # process of their own when asked (the server does), else on the event loop.
         self.writer = TransactionWriter(engine, process=writer_process)

@@ -46,6 +46,7 @@ from llmserver.domain.audit import AUDIT_ACTION_MAX_CHARS, AUDIT_TARGET_MAX_CHAR
 from llmserver.domain.key_admin import MAX_NAME_LENGTH
 from llmserver.domain.logs import REQUEST_ID_MAX_CHARS
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS, SERVED_BY_MAX_CHARS
+from llmserver.domain.teams import TEAM_ID_CHARS, TEAM_NAME_MAX_CHARS
 
 # advanced-alchemy's own ``JsonB`` fails to attach to a table under SQLAlchemy 2.1
 # (it calls the removed ``util.portable_instancemethod``), hence this equivalent.
@@ -127,6 +128,26 @@ class ApiKeyModel(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     budget_nanodollars: Mapped[int | None] = mapped_column(BigInteger)
     budget_window: Mapped[str] = mapped_column(String(8), server_default="month")
+    team_id: Mapped[str | None] = mapped_column(
+        String(TEAM_ID_CHARS), ForeignKey("teams.id", ondelete="RESTRICT")
+    )
+
+
+class TeamModel(Base):
+    """A team (``domain.teams``): limits over the sum of its keys'. A key's ``team_id``
+    refuses deleting a team that keys name (RESTRICT); no API deletes one."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(TEAM_ID_CHARS), primary_key=True)
+    name: Mapped[str] = mapped_column(String(TEAM_NAME_MAX_CHARS), unique=True)
+    quota_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
+    max_parallel: Mapped[int | None] = mapped_column(Integer)
+    budget_nanodollars: Mapped[int | None] = mapped_column(BigInteger)
+    budget_window: Mapped[str] = mapped_column(String(8), server_default="month")
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
 class KeyModelLimitModel(Base):
@@ -220,20 +241,21 @@ class RequestLogModel(Base):
     body: Mapped[str | None] = mapped_column(Text)
     deployment: Mapped[str | None] = mapped_column(String(SERVED_BY_MAX_CHARS))
     attempts: Mapped[int | None] = mapped_column(Integer)
+    team_id: Mapped[str | None] = mapped_column(String(TEAM_ID_CHARS))
 
 
 class UsageDailyModel(Base):
-    """Request-log usage rolled up per UTC day, key and model, written as retention removes
-    the rows it counts (so live rows and these never count a request twice).
+    """Request-log usage rolled up per UTC day, key, team and model, written as retention
+    removes the rows it counts (so live rows and these never count a request twice).
 
-    A row without a key or model holds ``""`` there (a primary key cannot hold NULL). When
-    teams exist, a ``team_id`` column joins the primary key beside ``key_id`` and the
-    roll-up's grouping (``sql.rollup.DIMENSIONS``)."""
+    A row without a key, team or model holds ``""`` there (a primary key cannot hold NULL);
+    rows rolled up before teams existed have no team (``""``)."""
 
     __tablename__ = "usage_daily"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(TEAM_ID_CHARS), primary_key=True, server_default="")
     model: Mapped[str] = mapped_column(String(MODEL_ID_MAX_CHARS), primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)

@@ -68,7 +68,15 @@ class SqlRequestLogRetention(RequestLogRetention):
         return int(result.rowcount)
 
     async def daily_usage(
-        self, since: date, until: date, *, key_id: str | None = None, model: str | None = None
+        self,
+        since: date,
+        until: date,
+        *,
+        key_id: str | None = None,
+        model: str | None = None,
+        team_id: str | None = None,
     ) -> Sequence[DailyUsage]:
         async with self._engine.connect() as conn:
-            return await rollup.daily_usage(conn, since, until, key_id=key_id, model=model)
+            return await rollup.daily_usage(
+                conn, since, until, key_id=key_id, model=model, team_id=team_id
+            )

@@ -1,4 +1,4 @@
-"""Request-log usage per UTC day, key and model: rolled up into ``usage_daily`` as
+"""Request-log usage per UTC day, key, team and model: rolled up into ``usage_daily`` as
 retention removes rows, and read back together with the rows still live.
 
 Retention rolls up exactly the rows it deletes, in the transaction that deletes them, so
@@ -23,8 +23,8 @@ from llmserver.domain.logs import CacheStatus, DailyUsage, day_bounds
 _LOGS: Table = RequestLogModel.__table__  # type: ignore[assignment]
 _DAILY: Table = UsageDailyModel.__table__  # type: ignore[assignment]
 
-DIMENSIONS = ("day", "key_id", "model")
-"""What usage is rolled up by (teams, when they exist, join here and in the table's key)."""
+DIMENSIONS = ("day", "key_id", "team_id", "model")
+"""What usage is rolled up by: ``usage_daily``'s primary key."""
 COUNTS = (
     "requests",
     "prompt_tokens",
@@ -48,6 +48,7 @@ def _aggregate(dialect: str, logs: Table | TableClause, *where: Any) -> Select[A
     grouping = (
         _day_of(dialect, c.created_at),
         func.coalesce(c.key_id, ""),
+        func.coalesce(c.team_id, ""),
         func.coalesce(c.model, ""),
     )
     counts = (
@@ -85,11 +86,12 @@ async def daily_usage(
     *,
     key_id: str | None = None,
     model: str | None = None,
+    team_id: str | None = None,
 ) -> Sequence[DailyUsage]:
     start, end = day_bounds(since, until)
     live_where: list[Any] = [_LOGS.c.created_at >= start, _LOGS.c.created_at < end]
     rolled_where: list[Any] = [_DAILY.c.day >= since, _DAILY.c.day < until]
-    for name, value in (("key_id", key_id), ("model", model)):
+    for name, value in (("key_id", key_id), ("model", model), ("team_id", team_id)):
         if value is not None:
             live_where.append(_LOGS.c[name] == value)
             rolled_where.append(_DAILY.c[name] == value)
@@ -100,6 +102,7 @@ async def daily_usage(
         select(
             type_coerce(both.c.day, Date).label("day"),
             both.c.key_id,
+            both.c.team_id,
             both.c.model,
             *(func.sum(both.c[name]).label(name) for name in COUNTS),
         )
@@ -110,6 +113,7 @@ async def daily_usage(
         DailyUsage(
             day=row.day,
             key_id=row.key_id or None,
+            team_id=row.team_id or None,
             model=row.model or None,
             **{name: int(getattr(row, name)) for name in COUNTS},
         )

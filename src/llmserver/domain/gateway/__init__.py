@@ -33,6 +33,7 @@ Who owns what:
 from llmserver.domain.gateway.use_case import Gateway
 from llmserver.domain.gateway.values import (
     TOUCH_INTERVAL,
+    Accounts,
     CompletionRequest,
     EmbeddingOutcome,
     GatewayPolicy,
@@ -45,6 +46,7 @@ from llmserver.domain.gateway.values import (
 
 __all__ = [
     "TOUCH_INTERVAL",
+    "Accounts",
     "CompletionRequest",
     "EmbeddingOutcome",
     "Gateway",

@@ -2,9 +2,11 @@
 
 model -> RPM -> cache key -> hot cache -> token floor / count -> context check -> TPM and
 parallel holds -> the key's quota on the model -> the key's quota -> budget reservation (all
-or nothing: a later refusal releases every earlier hold). The hot cache is asked before
-the prompt's tokens are counted (see the package docstring), and the reservation is the
-last step, so nothing after it can fail before the admission is handed over."""
+or nothing: a later refusal releases every earlier hold). A key in a team passes each limit
+of the team's right after the key's own (the RPM window, the TPM and parallel holds, the
+quota, the budget). The hot cache is asked before the prompt's tokens are counted (see the
+package docstring), and the reservation is the last step, so nothing after it can fail
+before the admission is handed over."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from llmserver.domain.errors import (
 from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.gateway.holds import Holds, Limits
 from llmserver.domain.gateway.outcomes import BackendErrors
+from llmserver.domain.gateway.team_ledgers import TeamLedgers
 from llmserver.domain.gateway.values import (
     DEFAULT_MAX_N,
     Admission,
@@ -44,6 +47,7 @@ from llmserver.domain.ports import (
 from llmserver.domain.quota import Reservation, model_ledger_id, period_of
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
+from llmserver.domain.teams import Team
 
 
 def model_limit_of(principal: Principal, model_id: str) -> ModelLimit | None:
@@ -74,6 +78,7 @@ class Admissions:
         self._usage = ledgers.quota
         self._budget = ledgers.budget
         self._model_quota = ledgers.model_quota
+        self._teams = TeamLedgers(ledgers)
         self._hot = hot_cache
         self._clock = clock
         self._telemetry = telemetry
@@ -199,19 +204,34 @@ class Admissions:
                 f"rpm:{key.id}:{own.model_id}", own.rpm_limit, at, own.model_id
             )
         limit = key.rpm_limit
-        if limit is None:
+        if limit is not None:
+            key_decision = await self._take_slot(f"rpm:{key.id}", limit, at, None)
+            if decision is None or key_decision.remaining <= decision.remaining:
+                decision = key_decision
+        team = principal.team
+        if team is not None and team.rpm_limit is not None:
+            decision = await self._take_team_slot(team, at, decision)
+        return decision
+
+    async def _take_team_slot(
+        self, team: Team, at: datetime, decision: RateDecision | None
+    ) -> RateDecision:
+        """A slot of the team's RPM window, after the key's: a request its key refuses
+        takes none of what the team's other keys share."""
+        assert team.rpm_limit is not None
+        on = f" for team '{team.name}'"
+        team_decision = await self._take_slot(f"rpm:team:{team.id}", team.rpm_limit, at, on=on)
+        if decision is not None and decision.remaining < team_decision.remaining:
             return decision
-        key_decision = await self._take_slot(f"rpm:{key.id}", limit, at, None)
-        if decision is not None and decision.remaining < key_decision.remaining:
-            return decision
-        return key_decision
+        return team_decision
 
     async def _take_slot(
-        self, bucket: str, limit: int, at: datetime, model_id: str | None
+        self, bucket: str, limit: int, at: datetime, model_id: str | None = None, *, on: str = ""
     ) -> RateDecision:
         decision = await self._limiter.acquire(bucket, limit, int(at.timestamp() * 1000))
         if not decision.admitted:
-            on = "" if model_id is None else f" on model {model_id}"
+            if model_id is not None:
+                on = f" on model {model_id}"
             error = RateLimited(
                 limit=limit,
                 retry_after=decision.retry_after,
@@ -244,6 +264,9 @@ class Admissions:
             or (own is not None and own.tpm_limit is not None)
             else None
         )
+        team = principal.team
+        if team is not None:
+            holds = await self._limits.take_team(team, tokens, at, holds)
         quota = key.quota_tokens
         period = period_of(at)
         model_ledger = ""
@@ -266,9 +289,12 @@ class Admissions:
                 reset_at=window_reset_at(period),
             )
         reservation = Reservation(key.id, period, tokens, model_ledger)
-        if worst_cost and key.budget_nanodollars is not None:
+        if team is not None or (worst_cost and key.budget_nanodollars is not None):
             try:
-                await self._hold_budget(principal, reservation, nanodollars_of(worst_cost), at)
+                if worst_cost and key.budget_nanodollars is not None:
+                    await self._hold_budget(principal, reservation, nanodollars_of(worst_cost), at)
+                if team is not None:
+                    await self._teams.reserve(team, reservation, nanodollars_of(worst_cost), at)
             except BaseException:
                 # Shielded: a cancelled request must not leave its other holds taken.
                 await asyncio.shield(self._release(reservation, holds))
@@ -305,11 +331,16 @@ class Admissions:
         )
 
     async def _release(self, reservation: Reservation, holds: Holds | None) -> None:
+        """Give back every hold a refused request took: ``reservation`` records which."""
         await close_all(
             self._usage.release(reservation.key_id, reservation.period, reservation.tokens),
             self._release_model_quota(
                 reservation.model_ledger, reservation.period, reservation.tokens, holds
             ),
+            self._budget.release(reservation.key_id, reservation.budget_period, reservation.budget)
+            if reservation.budget
+            else None,
+            self._teams.release(reservation),
         )
 
     async def _hold_budget(

@@ -10,6 +10,10 @@ task of its own, shielded: the request's task may be cancelled again at every aw
 A key's per-model TPM limit (``ModelLimit``) is a second TPM entry, in a bucket of the key
 and model, taken before the key's own: both or neither, settled and released together.
 
+A key in a team (``domain.teams``) also holds a parallel slot and a TPM entry in the team's
+buckets (``take_team``, after the key's own: a request the key refuses never holds any of
+the team's, which its other keys share); a refusal there gives back the key's holds too.
+
 A key without a TPM limit, ``max_parallel`` or model limits takes nothing here:
 ``Admissions.reserve`` tests the three attributes in line and does not call in."""
 
@@ -25,6 +29,7 @@ from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import ParallelStore, RateLimitStore, TokenRateStore
 from llmserver.domain.ratelimit import RateDecision
+from llmserver.domain.teams import Team
 from llmserver.domain.token_rate import TokenHold
 
 
@@ -39,6 +44,10 @@ class Holds:
     key's and the model's)."""
     model_tokens: TokenHold | None = None
     """The entry in the key's per-model TPM window."""
+    team_tokens: TokenHold | None = None
+    """The entry in the key's team's TPM window."""
+    team_parallel: str | None = None
+    """The team's parallel bucket a slot is held in."""
 
 
 class Limits:
@@ -101,6 +110,40 @@ class Limits:
             raise
         return holds
 
+    async def take_team(
+        self, team: Team, tokens: int, at: datetime, holds: Holds | None
+    ) -> Holds | None:
+        """Add to the key's ``holds`` a parallel slot and ``tokens`` of the TPM window of
+        its ``team``, all or none: on a refusal (naming the team) or a failure every hold,
+        the key's too, is given back."""
+        limit, most = team.tpm_limit, team.max_parallel
+        if limit is None and most is None:
+            return holds
+        if holds is None:
+            holds = Holds(None, None, None)
+        try:
+            if limit is not None and tokens > limit:
+                raise TooLargeForTokenRate(needed=tokens, limit=limit, team=team.name)
+            if most is not None:
+                bucket = f"par:team:{team.id}"
+                if not await self.parallel.acquire(bucket, most):
+                    raise ParallelLimited(limit=most, team=team.name)
+                holds.team_parallel = bucket
+            if limit is not None:
+                now_ms = int(at.timestamp() * 1000)
+                taken = await self.tokens.reserve(f"tpm:team:{team.id}", limit, tokens, now_ms)
+                decision = taken.decision
+                if not decision.admitted:
+                    holds.token_rate = decision
+                    raise TokenRateLimited(needed=tokens, decision=decision, team=team.name)
+                holds.team_tokens = taken.hold
+                if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
+                    holds.token_rate = decision
+        except BaseException:
+            await self.release(holds)
+            raise
+        return holds
+
     async def settle(self, holds: Holds, used: int) -> None:
         """The request ended having used ``used`` tokens: its TPM entry shrinks to them,
         its slot is given back."""
@@ -114,21 +157,28 @@ class Limits:
     @staticmethod
     def _token_holds(holds: Holds) -> list[TokenHold]:
         """The TPM entries ``holds`` has, taken out of it (so each is closed once)."""
-        taken = [hold for hold in (holds.tokens, holds.model_tokens) if hold is not None]
-        holds.tokens = holds.model_tokens = None
+        taken = [
+            hold
+            for hold in (holds.tokens, holds.model_tokens, holds.team_tokens)
+            if hold is not None
+        ]
+        holds.tokens = holds.model_tokens = holds.team_tokens = None
         return taken
 
     async def _closed(self, closing_tokens: Sequence[Awaitable[None]], holds: Holds) -> None:
-        parallel, holds.parallel = holds.parallel, None
+        parallel = [bucket for bucket in (holds.parallel, holds.team_parallel) if bucket]
+        holds.parallel = holds.team_parallel = None
         closing = asyncio.ensure_future(self._close(closing_tokens, parallel))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
         await asyncio.shield(closing)
 
-    async def _close(self, closing_tokens: Sequence[Awaitable[None]], parallel: str | None) -> None:
+    async def _close(
+        self, closing_tokens: Sequence[Awaitable[None]], parallel: Sequence[str]
+    ) -> None:
         try:
             # Together: one failing must not leave the other unclosed (or never awaited).
             await asyncio.gather(*closing_tokens)
         finally:
-            if parallel is not None:
-                await self.parallel.release(parallel)
+            if parallel:
+                await asyncio.gather(*(self.parallel.release(bucket) for bucket in parallel))

@@ -22,6 +22,7 @@ from llmserver.domain.errors import (
 )
 from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.gateway.holds import Limits
+from llmserver.domain.gateway.team_ledgers import TeamLedgers
 from llmserver.domain.gateway.values import Admitted, Asked, Ledgers, Logged, LogSubmit
 from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.logs import CacheStatus, RequestLog
@@ -105,6 +106,7 @@ class Outcomes:
         self._usage = ledgers.quota
         self._budget = ledgers.budget
         self._model_quota = ledgers.model_quota
+        self._teams = TeamLedgers(ledgers)
         self._limits = limits
         self._clock = clock
         self._log = log
@@ -159,6 +161,9 @@ class Outcomes:
             if reservation.budget
             else None,
             None if admission.holds is None else self._limits.settle(admission.holds, tokens),
+            self._teams.settle(reservation, tokens, nanodollars_of(cost), hit)
+            if reservation.team
+            else None,
         )
 
     async def release(self, admission: Admitted) -> None:
@@ -176,12 +181,18 @@ class Outcomes:
             if reservation.budget
             else None,
             None if admission.holds is None else self._limits.release(admission.holds),
+            self._teams.release(reservation) if reservation.team else None,
         )
 
     def succeed(self, call: Logged, admission: Admitted, completion: Completion) -> None:
         self._telemetry.tokens(
             admission.spec.id, completion.prompt_tokens, completion.completion_tokens
         )
+        team = call.principal.team
+        if team is not None:
+            self._telemetry.team_usage(
+                team.name, completion.prompt_tokens, completion.completion_tokens, admission.cost
+            )
         self._write_log(call, None, completion, admission.cache_status, admission.cost)
 
     async def abort(self, call: Logged, admission: Admitted | None, exc: BaseException) -> None:
@@ -273,5 +284,6 @@ class Outcomes:
                 body=origin.body,
                 deployment=served_by,
                 attempts=attempts,
+                team_id=None if principal.team is None else principal.team.id,
             )
         )

@@ -13,6 +13,7 @@ from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.streaming import Events, Streams
 from llmserver.domain.gateway.values import (
     TOUCH_INTERVAL,
+    Accounts,
     Admission,
     Call,
     CompletionRequest,
@@ -32,19 +33,19 @@ from llmserver.domain.ports import (
     Clock,
     CompletionCache,
     HotCache,
-    KeyStore,
     ModelBackends,
     Telemetry,
 )
 from llmserver.domain.registry import ModelRegistry, ModelSpec
 from llmserver.domain.single_flight import SingleFlight
+from llmserver.domain.teams import Team
 
 
 class Gateway:
     def __init__(
         self,
         *,
-        keys: KeyStore,
+        accounts: Accounts,
         hasher: KeyHasher,
         ledgers: Ledgers,
         limits: Limits,
@@ -59,7 +60,8 @@ class Gateway:
     ) -> None:
         policy = policy or GatewayPolicy()
         sink: Telemetry = telemetry or NullTelemetry()
-        self._keys = keys
+        self._keys = accounts.keys
+        self._teams = accounts.teams
         self._hasher = hasher
         self._registry = registry
         self._clock = clock
@@ -130,7 +132,16 @@ class Gateway:
             raise Unauthenticated(AuthReason.EXPIRED)
         if key.last_used_at is None or now - key.last_used_at >= TOUCH_INTERVAL:
             await self._keys.touch(key.id, now)
-        return Principal(key)
+        if key.team_id is None:
+            return Principal(key)
+        return Principal(key, await self._team_of(key.team_id))
+
+    async def _team_of(self, team_id: str) -> Team:
+        # From the team cache (``adapters.team_cache``) on the server: no round trip.
+        team = await self._teams.get(team_id)
+        if team is None:  # the foreign key keeps a key's team: say so if it ever happens
+            raise Forbidden("This API key's team no longer exists.")
+        return team
 
     @staticmethod
     def require_admin(principal: Principal) -> None:

@@ -20,10 +20,17 @@ from llmserver.domain.inference import Completion, GenerationParams, Prompt, Str
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
 from llmserver.domain.output_constraint import OutputConstraint
-from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, UsageStore
+from llmserver.domain.ports import (
+    EmbeddingBackend,
+    InferenceBackend,
+    KeyStore,
+    TeamStore,
+    UsageStore,
+)
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelSpec
+from llmserver.domain.teams import Team
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -38,6 +45,8 @@ class Principal:
     """An authenticated caller."""
 
     key: ApiKey
+    team: Team | None = None
+    """The key's team (``key.team_id``'s), read with the key: its limits cap the key's."""
 
     @property
     def is_admin(self) -> bool:
@@ -73,6 +82,14 @@ class GatewayPolicy:
     cache_hits_count_against_quota: bool = False
     max_n: int = DEFAULT_MAX_N
     """The most choices (``n``) one request may ask for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """Who may call: the keys, and the teams whose limits cap their keys'."""
+
+    keys: KeyStore
+    teams: TeamStore
 
 
 @dataclass(frozen=True, slots=True)

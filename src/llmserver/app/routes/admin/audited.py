@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmserver.app.auth import authenticate_admin
+from llmserver.app.lane.body import read_body
 from llmserver.app.lane.record import access_record
 from llmserver.app.services import Services, services_of
 from llmserver.domain.audit import AuditAction, AuditEvent, KeyChange, Settings
@@ -26,6 +27,17 @@ class AdminCall:
     @classmethod
     async def of(cls, request: Request[Any, Any, Any]) -> AdminCall:
         return cls(request, await authenticate_admin(request))
+
+    async def body(self, *, optional: bool = False) -> bytes:
+        settings = self.services.settings
+        raw = await read_body(
+            self.request.scope,
+            self.request.receive,
+            settings.max_body_bytes,
+            settings.body_read_timeout_s,
+        )
+        # A POST whose every field has a default may come without a body.
+        return b"{}" if optional and not raw.strip() else raw
 
     async def audit(
         self,

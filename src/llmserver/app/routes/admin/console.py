@@ -12,7 +12,6 @@ from litestar import Request, get, patch, post
 from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
-from llmserver.app.lane.body import read_body
 from llmserver.app.routes.admin import console_views as cv
 from llmserver.app.routes.admin.audited import AdminCall
 from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
@@ -27,18 +26,6 @@ _ROTATE = msgspec.json.Decoder(cv.RotateKey)
 _PURGE = msgspec.json.Decoder(cv.PurgeCache)
 
 
-async def _body(call: AdminCall, *, optional: bool = False) -> bytes:
-    settings = call.services.settings
-    raw = await read_body(
-        call.request.scope,
-        call.request.receive,
-        settings.max_body_bytes,
-        settings.body_read_timeout_s,
-    )
-    # A POST whose every field has a default may come without a body.
-    return b"{}" if optional and not raw.strip() else raw
-
-
 @patch(
     "/keys/{key_id:str}",
     summary="Change an API key's name, limits, models or expiry (fields left out stay)",
@@ -46,7 +33,7 @@ async def _body(call: AdminCall, *, optional: bool = False) -> bytes:
 )
 async def update_key(request: Request[Any, Any, Any], key_id: str) -> KeyView:
     call = await AdminCall.of(request)
-    body: cv.UpdateKey = decode(_UPDATE, await _body(call))
+    body: cv.UpdateKey = decode(_UPDATE, await call.body())
     before, after = await call.services.key_admin.update(key_id, body.edit())
     await call.audit_key(key_change(AuditAction.KEY_UPDATE, before, after))
     return key_view(after, call.services.clock.now())
@@ -62,7 +49,7 @@ async def update_key(request: Request[Any, Any, Any], key_id: str) -> KeyView:
 )
 async def rotate_key(request: Request[Any, Any, Any], key_id: str) -> cv.RotatedKey:
     call = await AdminCall.of(request)
-    body: cv.RotateKey = decode(_ROTATE, await _body(call, optional=True))
+    body: cv.RotateKey = decode(_ROTATE, await call.body(optional=True))
     rotation = await call.services.key_admin.rotate(key_id, parse_grace(body.grace_period))
     await call.audit_key(rotation_change(rotation))
     now = call.services.clock.now()
@@ -158,7 +145,7 @@ async def cache(request: Request[Any, Any, Any]) -> cv.CacheView:
 )
 async def purge_cache(request: Request[Any, Any, Any]) -> cv.Purged:
     call = await AdminCall.of(request)
-    body: cv.PurgeCache = decode(_PURGE, await _body(call, optional=True))
+    body: cv.PurgeCache = decode(_PURGE, await call.body(optional=True))
     services = call.services
     removed = await services.cache.purge(body.model)
     if services.hot_cache is not None:

@@ -14,11 +14,13 @@ from llmserver.app.routes.admin.views import (
     KeyView,
     ModelLimitsBody,
     RecordView,
+    TeamRef,
     model_limits_edit,
 )
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.budget_status import parse_budget_usd
-from llmserver.domain.key_admin import KEEP, MAX_NAME_LENGTH, KeyEdit
+from llmserver.domain.edits import KEEP
+from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyEdit
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
 
@@ -41,6 +43,8 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     budget_window: BudgetWindow | UnsetType = UNSET
     model_limits: ModelLimitsBody | UnsetType = UNSET
     """Per model: its new limits, or ``null`` to remove them; models left out keep theirs."""
+    team: TeamRef | UnsetType | None = UNSET
+    """The team (id or name) to move the key to; ``null``: out of its team."""
 
     def edit(self) -> KeyEdit:
         # UNSET is msgspec's "left out", KEEP the domain's.
@@ -67,6 +71,7 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 if isinstance(self.model_limits, UnsetType)
                 else model_limits_edit(self.model_limits)
             ),
+            team=KEEP if isinstance(self.team, UnsetType) else self.team,
             allow_unknown_models=self.allow_unknown_models,
         )
 

@@ -16,10 +16,12 @@ from llmserver.app.routes.admin import views as v
 from llmserver.app.routes.admin.audited import AdminCall
 from llmserver.app.routes.admin.console import console_handlers
 from llmserver.app.routes.admin.params import ADMIN_ERRORS, MAX_OFFSET, SINCE, UNTIL, utc_param
+from llmserver.app.routes.admin.teams import team_handlers
 from llmserver.app.routes.admin.usage_report import usage
 from llmserver.app.routes.openai.serving import decode
 from llmserver.app.services import Services, services_of
 from llmserver.domain.audit import AuditAction, key_change
+from llmserver.domain.budget import KeyBudget
 from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.key_admin import KeyState, key_matches
@@ -66,9 +68,12 @@ async def create_key(request: Request[Any, Any, Any]) -> v.CreatedKey:
         allowed_models=tuple(body.allowed_models),
         expires_in=body.expires_in,
         allow_unknown_models=body.allow_unknown_models,
-        budget_nanodollars=None if body.budget_usd is None else parse_budget_usd(body.budget_usd),
-        budget_window=body.budget_window,
+        budget=KeyBudget(
+            None if body.budget_usd is None else parse_budget_usd(body.budget_usd),
+            body.budget_window,
+        ),
         model_limits=v.model_limits_edit(body.model_limits),
+        team=body.team,
     )
     await call.audit_key(key_change(AuditAction.KEY_CREATE, None, key))
     return v.CreatedKey(key=plaintext, details=v.key_view(key, services.clock.now()))
@@ -221,6 +226,7 @@ def admin_router() -> Router:
             logs,
             roles,
             *console_handlers(),
+            *team_handlers(),
         ],
         tags=["Admin"],
         security=[{"BearerToken": []}],

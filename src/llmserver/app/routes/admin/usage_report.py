@@ -1,5 +1,5 @@
 """``GET /admin/usage``: the usage report (tokens, requests, cache hits, errors and cost
-by key, model and day over a date range, as JSON or CSV), and, asked with none of the
+by key, team, model and day over a date range, as JSON or CSV), and, asked with none of the
 report's parameters, the per-key monthly quota ledger it answered before 0.3.0."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from llmserver.app.services import services_of
 from llmserver.domain.pricing import dollars
 from llmserver.domain.quota import period_of
 from llmserver.domain.usage_report import (
+    COLUMN_OF,
     Dimension,
     UsageTotals,
     dimensions,
@@ -30,7 +31,6 @@ from llmserver.domain.usage_report import (
 
 CSV = "text/csv"
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cache_hits", "errors")
-_COLUMN_OF = {Dimension.DAY: "day", Dimension.KEY: "key_id", Dimension.MODEL: "model"}
 
 
 class UsageRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -38,6 +38,7 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     day: date | None = None
     key_id: str | None = None
+    team_id: str | None = None
     model: str | None = None
     requests: int
     prompt_tokens: int
@@ -53,6 +54,7 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return cls(
             day=totals.day,
             key_id=totals.key_id,
+            team_id=totals.team_id,
             model=totals.model,
             requests=totals.requests,
             prompt_tokens=totals.prompt_tokens,
@@ -77,7 +79,7 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True, rename={"first": "f
 def _csv(report: UsageReport) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    columns = [*(_COLUMN_OF[d] for d in report.group_by), *_COUNTS, "cost_usd"]
+    columns = [*(COLUMN_OF[d] for d in report.group_by), *_COUNTS, "cost_usd"]
     writer.writerow(columns)
     for row in report.data:
         values = msgspec.to_builtins(row)
@@ -94,7 +96,7 @@ def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
 
 @get(
     "/usage",
-    summary="Usage report by key, model and day (JSON or CSV); without its parameters, "
+    summary="Usage report by key, team, model and day (JSON or CSV); without its parameters, "
     "token usage per key and month (the 0.2 answer)",
     responses={
         200: ResponseSpec(
@@ -119,15 +121,21 @@ async def usage(
     to: Annotated[date | None, Parameter(description="Last day, included; default: today.")] = None,
     group_by: Annotated[
         str | None,
-        Parameter(max_length=40, description="Any of key, model, day, comma-separated (all)."),
+        Parameter(
+            max_length=40,
+            description="Any of key, team, model, day, comma-separated (default: key, model, day).",
+        ),
     ] = None,
     fmt: Annotated[Literal["json", "csv"] | None, Parameter(query="format")] = None,
+    team: Annotated[
+        str | None, Parameter(max_length=64, description="Only this team's (id or name).")
+    ] = None,
 ) -> Response[Any]:
     await authenticate_admin(request)
     services = services_of(request)
     now = services.clock.now()
     wants_csv = _wants_csv(request, fmt)
-    report_asked = (first, to, group_by, fmt, model) != (None,) * 5 or wants_csv
+    report_asked = (first, to, group_by, fmt, model, team) != (None,) * 6 or wants_csv
     if not report_asked:
         chosen = period or (None if key_id else period_of(now))
         records = await services.key_admin.usage(key_id, chosen)
@@ -135,7 +143,10 @@ async def usage(
     since, end = report_range(first, to, now.astimezone(UTC).date())
     if key_id is not None:
         key_id = (await services.key_admin.find(key_id)).id
-    rows = await services.retention.daily_usage(since, end, key_id=key_id, model=model)
+    team_id = None if team is None else (await services.team_admin.find(team)).id
+    rows = await services.retention.daily_usage(
+        since, end, key_id=key_id, model=model, team_id=team_id
+    )
     by = dimensions(group_by)
     report = UsageReport(
         first=since,

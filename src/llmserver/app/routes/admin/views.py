@@ -16,9 +16,12 @@ from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import DailyUsage, RequestLog
 from llmserver.domain.pricing import dollars
 from llmserver.domain.registry import MODEL_ID_MAX_CHARS
+from llmserver.domain.teams import TEAM_NAME_MAX_CHARS
 
 BudgetUsd = Annotated[str, msgspec.Meta(max_length=32)] | int | float
 """Dollars as a decimal string or a JSON number (read as the decimal it says)."""
+TeamRef = Annotated[str, msgspec.Meta(min_length=1, max_length=TEAM_NAME_MAX_CHARS)]
+"""A team's id or name (an id, 32 characters, is shorter than the longest name)."""
 
 
 class RecordView(msgspec.Struct, frozen=True):
@@ -89,6 +92,8 @@ class KeyView(RecordView, frozen=True):
     budget_usd: str | None = None
     """The spend limit per ``budget_window`` (day, week or month, UTC), exact dollars;
     ``null``: none."""
+    team_id: str | None = None
+    """The team whose limits cap this key's too; ``null``: none."""
 
 
 def key_view(key: ApiKey, now: datetime) -> KeyView:
@@ -132,6 +137,8 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     budget_window: BudgetWindow = BudgetWindow.MONTH
     model_limits: ModelLimitsBody = {}
     """Per model: RPM, TPM and monthly quota of the key on that model, on top of its own."""
+    team: TeamRef | None = None
+    """The team (id or name) whose limits cap this key's too; ``null``: none."""
 
 
 # Shows a BudgetStatus: a key's spend in its budget's current window.
