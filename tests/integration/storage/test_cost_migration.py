@@ -32,7 +32,7 @@ BEFORE = RequestLog(
 LOG = {
     name: value
     for name, value in columns(BEFORE).items()
-    # Columns of later migrations too: 0009's deployment and attempts, 0012's team_id.
+    # Columns of later migrations too: 0009's deployment and attempts, 0011's team_id.
     if name not in ("cost_picodollars", "deployment", "attempts", "team_id")
 }
 """A row as 0004 holds it."""

@@ -29,7 +29,7 @@ BEFORE = RequestLog(
 LOG = {
     name: v
     for name, v in columns(BEFORE).items()
-    if name not in ("deployment", "attempts", "team_id")  # 0009's and 0012's
+    if name not in ("deployment", "attempts", "team_id")  # 0009's and 0011's
 }
 """A row as 0008 holds it."""
 AFTER = replace(

@@ -1,4 +1,4 @@
-"""Migration 0011 on data: per-model limits stored before it keep their RPM and TPM and get
+"""Migration 0010 on data: per-model limits stored before it keep their RPM and TPM and get
 no quota, quotas and the per-model ledger stored after it come back (the longest legal
 model id, the largest legal quota and counts), and the downgrade drops the quotas and the
 ledger and no key, limit or usage row."""
@@ -39,7 +39,7 @@ QUOTAS = (
 )
 
 
-async def test_0011_gives_old_model_limits_no_quota_and_its_downgrade_keeps_every_row(
+async def test_0010_gives_old_model_limits_no_quota_and_its_downgrade_keeps_every_row(
     empty_database_url: str,
 ) -> None:
     db = SqlDatabase.from_url(empty_database_url)

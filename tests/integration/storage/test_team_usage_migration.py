@@ -1,4 +1,4 @@
-"""Migration 0012 on the request log and its roll-up: rows from before have no team, rows
+"""Migration 0011 on the request log and its roll-up: rows from before have no team, rows
 after it keep the longest team id through logging and retention's roll-up, and the
 downgrade sums a day's roll-up rows of a key and model over their teams, losing no usage."""
 
@@ -19,7 +19,7 @@ KEY = "k" * 64
 MODEL = "é" * 200
 TEAMS = ("a" * 32, "b" * 32)
 BEFORE = RequestLog(
-    request_id="before-0012",
+    request_id="before-0011",
     created_at=AT,
     route="/v1/chat/completions",
     status=200,
@@ -31,24 +31,24 @@ BEFORE = RequestLog(
     cost_picodollars=7,
 )
 LOG = {n: v for n, v in columns(BEFORE).items() if n != "team_id"}
-"""A row as 0011 holds it."""
+"""A row as 0010 holds it."""
 COUNTS = ("requests", "prompt_tokens", "completion_tokens", "cache_hits", "errors")
 ROLLED = {"day": DAY - timedelta(days=1), "key_id": KEY, "model": MODEL, "cost_picodollars": 9}
 ROLLED |= dict(zip(COUNTS, (5, 50, 60, 1, 0), strict=True))
 
 
-async def test_0012_gives_old_rows_no_team_and_its_downgrade_sums_over_teams(
+async def test_0011_gives_old_rows_no_team_and_its_downgrade_sums_over_teams(
     empty_database_url: str,
 ) -> None:
     db = SqlDatabase.from_url(empty_database_url)
     span = (DAY - timedelta(days=1), DAY + timedelta(days=1))
     try:
-        await migrate.upgrade(empty_database_url, "0011")
+        await migrate.upgrade(empty_database_url, "0010")
         async with db.engine.begin() as conn:
             await conn.execute(insert(table("request_logs", *map(column, LOG))).values(LOG))
             await conn.execute(insert(table("usage_daily", *map(column, ROLLED))).values(ROLLED))
 
-        await migrate.upgrade(empty_database_url, "0012")
+        await migrate.upgrade(empty_database_url, "0011")
         await db.engine.dispose()
         old = [(u.day, u.team_id, u.requests) for u in await db.retention.daily_usage(*span)]
         assert old == [(DAY - timedelta(days=1), None, 5), (DAY, None, 1)]
@@ -65,7 +65,7 @@ async def test_0012_gives_old_rows_no_team_and_its_downgrade_sums_over_teams(
             (TEAMS[1], 1),
         ]
 
-        await migrate.downgrade(empty_database_url, "0011")
+        await migrate.downgrade(empty_database_url, "0010")
         await db.engine.dispose()
         async with db.engine.connect() as conn:
             names = ("day", "key_id", "model", *COUNTS, "cost_picodollars")

@@ -1,4 +1,4 @@
-"""Migration 0012 on data: keys from before it belong to no team, teams stored after it
+"""Migration 0011 on data: keys from before it belong to no team, teams stored after it
 come back at their longest legal values with the keys that name them, a team that keys
 name cannot be deleted, and the downgrade drops the teams and keeps every key."""
 
@@ -33,17 +33,17 @@ OLD = ApiKey(
     model_limits=(LIMIT,),
 )
 ROW = {n: v for n, v in columns(OLD).items() if n not in ("model_limits", "team_id")}
-"""A key as 0011 holds it."""
+"""A key as 0010 holds it."""
 
 
-async def test_0012_keeps_old_keys_teamless_and_its_downgrade_keeps_every_key(
+async def test_0011_keeps_old_keys_teamless_and_its_downgrade_keeps_every_key(
     empty_database_url: str,
 ) -> None:
     db = SqlDatabase.from_url(empty_database_url)
     team = longest_team()
     member = replace(OLD, id="n" * 64, prefix="mnopqrstuvwx", team_id=team.id)
     try:
-        await migrate.upgrade(empty_database_url, "0011")
+        await migrate.upgrade(empty_database_url, "0010")
         async with db.engine.begin() as conn:
             await conn.execute(insert(ApiKeyModel).values(ROW))
             # A key's model limits go with it (ON DELETE CASCADE): no step may drop its row.
@@ -51,7 +51,7 @@ async def test_0012_keeps_old_keys_teamless_and_its_downgrade_keeps_every_key(
                 insert(KeyModelLimitModel).values(key_id=OLD.id, model_id="demo", rpm_limit=5)
             )
 
-        await migrate.upgrade(empty_database_url, "0012")
+        await migrate.upgrade(empty_database_url, "0011")
         await db.engine.dispose()
         assert await db.keys.get(OLD.id) == OLD
         await db.teams.add(team)
@@ -65,7 +65,7 @@ async def test_0012_keeps_old_keys_teamless_and_its_downgrade_keeps_every_key(
         with pytest.raises(ValueError, match="exists"):
             await db.keys.add(replace(member, id="m" * 64, prefix="zzzzzzzzzzzz", team_id="x"))
 
-        await migrate.downgrade(empty_database_url, "0011")
+        await migrate.downgrade(empty_database_url, "0010")
         await db.engine.dispose()
         assert "teams" not in await table_names(db)
         assert "team_id" not in await column_names(db, "api_keys")
