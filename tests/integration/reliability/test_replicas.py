@@ -237,3 +237,41 @@ async def test_a_team_budget_shared_by_three_keys_is_never_passed_across_replica
     assert Decimal(budget["spent_usd"]) == spent
     assert budget["reserved_usd"] == "0.00"
     assert Decimal(budget["remaining_usd"]) == BUDGET - spent
+
+
+async def test_a_team_s_max_parallel_holds_across_its_keys_and_replicas(
+    http_replicas: Replicas, upstream: Upstream
+) -> None:
+    urls, admin = http_replicas.urls, http_replicas.admin_key
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(
+            urls[0] + "/admin/teams",
+            headers=bearer(admin),
+            json={"name": "parallel team", "max_parallel": MAX_PARALLEL},
+        )
+    assert answer.status_code == 201, answer.text
+    keys = [
+        await create_key(
+            urls[i], admin, f"p-member-{i}", team="parallel team", rpm_limit=UNLIMITED_RPM
+        )
+        for i in range(2)
+    ]
+    upstream.most_open = 0
+
+    # Two keys without limits of their own, 20 slow requests each, over the three replicas.
+    answered = await asyncio.gather(
+        *(_hammer(http_replicas, key["key"], "drip", 20, max_tokens=10) for key in keys)
+    )
+
+    responses = [r for each in answered for r in each]
+    statuses = [r.status_code for r in responses]
+    refused = [r for r in responses if r.status_code == 429]
+    print(
+        f"\nteam max_parallel {MAX_PARALLEL}: {statuses.count(200)} x 200, "
+        f"{upstream.most_open} open"
+    )
+    assert upstream.most_open == MAX_PARALLEL
+    assert statuses.count(200) >= MAX_PARALLEL
+    assert len(refused) + statuses.count(200) == 40
+    assert {r.json()["error"]["code"] for r in refused} == {"too_many_parallel_requests"}
+    assert all("parallel team" in r.json()["error"]["message"] for r in refused)
