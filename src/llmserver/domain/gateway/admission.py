@@ -57,6 +57,15 @@ def model_limit_of(principal: Principal, model_id: str) -> ModelLimit | None:
     return key.model_limit(model_id) if key.model_limits else None
 
 
+def holds_cost(principal: Principal) -> bool:
+    """Whether a request of ``principal`` holds its worst-case cost: its key or its team
+    has a budget."""
+    team = principal.team
+    return principal.key.budget_nanodollars is not None or (
+        team is not None and team.budget_nanodollars is not None
+    )
+
+
 class Admissions:
     def __init__(
         self,
@@ -125,12 +134,15 @@ class Admissions:
             # each choice may take max_tokens, the prompt is read once. The cost held is
             # the dearest of wherever the model may have it answered (deployments,
             # fallbacks): settlement charges what answered.
-            prompt_tokens = admission.prompt_tokens
+            prompt_tokens, most = admission.prompt_tokens, params.n * params.max_tokens
             admission.reservation, admission.holds = await self.reserve(
                 principal,
-                prompt_tokens + params.n * params.max_tokens,
+                prompt_tokens + most,
                 call.at,
-                self._registry.worst_cost(spec, prompt_tokens, params.n * params.max_tokens),
+                # Only a budget holds a cost: others skip the prices' lookup.
+                self._registry.worst_cost(spec, prompt_tokens, most)
+                if holds_cost(principal)
+                else 0,
                 own,
             )
         except GatewayError as exc:

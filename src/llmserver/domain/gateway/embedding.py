@@ -23,7 +23,7 @@ from llmserver.domain.embeddings import (
     to_cache_text,
 )
 from llmserver.domain.errors import GatewayError, InputTooLong, WrongModelKind
-from llmserver.domain.gateway.admission import Admissions, model_limit_of
+from llmserver.domain.gateway.admission import Admissions, holds_cost, model_limit_of
 from llmserver.domain.gateway.answering import Answers
 from llmserver.domain.gateway.outcomes import BackendErrors, Outcomes
 from llmserver.domain.gateway.values import (
@@ -126,7 +126,11 @@ class EmbeddingUseCase:
                         )
                 tokens = sum(counts)
             reservation, holds = await admissions.reserve(
-                principal, tokens, call.at, spec.prices.cost(tokens, 0), own
+                principal,
+                tokens,
+                call.at,
+                spec.prices.cost(tokens, 0) if holds_cost(principal) else 0,
+                own,
             )
         except GatewayError as exc:
             exc.rate = rate
