@@ -85,10 +85,10 @@ test: $(STAMP) lint test-services ui ## Run lint, then the whole test suite (ins
 test-unit: $(STAMP) ## Run the fast pure-domain unit tests only
 	@$(BIN)/pytest tests/unit -q
 
-lint: $(STAMP) ## ruff (lint + format check), mypy --strict over src and tests, import contracts
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict over src, tests and bench, import contracts
 	@$(BIN)/ruff check src tests bench migrations
 	@$(BIN)/ruff format --check src tests bench migrations
-	@$(BIN)/mypy src tests
+	@$(BIN)/mypy src tests bench
 	@$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Format and auto-fix

@@ -24,6 +24,7 @@ import uvicorn
 from litestar import Litestar, Request, Response, post
 
 from llmserver.app.routes.openai import protocol as p
+from llmserver.domain.errors import WrongModelKind
 from llmserver.domain.inference import (
     BackendStatus,
     Completion,
@@ -34,6 +35,7 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
+from llmserver.domain.ports import EmbeddingBackend
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 MODEL = "instant"
@@ -77,6 +79,11 @@ class InstantBackends:
 
     def backend(self, model_id: str) -> InstantBackend:
         return self._backend
+
+    def embedder(self, model_id: str) -> EmbeddingBackend:
+        raise WrongModelKind(
+            model_id, kind="a chat", surface="embeddings", instead="/v1/chat/completions"
+        )
 
     def statuses(self) -> Sequence[BackendStatus]:
         return [self._backend.status()]

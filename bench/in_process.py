@@ -3,6 +3,7 @@ the gateway's own cost per request, for callgrind or a stopwatch.
 
     python -m bench.in_process hit 2000            # microseconds per request
     OTEL=1 python -m bench.in_process hit 2000     # with tracing on, spans dropped unsent
+    LIMITED=1 python -m bench.in_process hit 2000  # a key with every limit, in a team
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python -m bench.in_process hit 2000        # instructions: run twice with two counts,
                                                    # and the difference is the requests'
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apps import SPEC, InstantBackends
+from bench.gateway_bench import LIMITED, LIMITS
 from bench.support import issue_key, migrate, server_env
 
 SECRET = "bench-server-secret-" + "b" * 32
@@ -124,7 +126,10 @@ async def run(which: str, count: int) -> float:
         if os.environ.get("OTEL"):
             env["LLMSERVER_OTEL_ENDPOINT"] = "http://127.0.0.1:9/unused"
         migrate(env)
-        key = await issue_key(db, SECRET, rpm_limit=10_000_000, quota_tokens=10**15)
+        if os.environ.get("LIMITED"):  # the gateway bench's cache-hit key, in its team
+            key = await issue_key(db, SECRET, team=LIMITED, **LIMITED)
+        else:
+            key = await issue_key(db, SECRET, **LIMITS)
         settings = load_settings(env, root=Path(tmp))
         endpoint = settings.otel_endpoint
         tracer = None if endpoint is None else _dropping_tracer(endpoint)

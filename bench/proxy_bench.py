@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,7 +60,7 @@ CALLS = int(os.environ.get("BENCH_SEQUENTIAL_CALLS", "2000"))
 LITELLM_CALLS = int(os.environ.get("BENCH_LITELLM_CALLS", "200"))
 Medians = dict[str, dict[str, float]]
 """Per server: ``first_ms`` and ``total_ms`` (sequential medians) and ``calls``."""
-LIMITS = {"rpm_limit": 10_000_000, "quota_tokens": 10**15}
+LIMITS: dict[str, Any] = {"rpm_limit": 10_000_000, "quota_tokens": 10**15}
 
 
 class Server:

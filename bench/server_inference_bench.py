@@ -120,7 +120,7 @@ async def _measure(path: Path, base: str, key: str) -> list[Target]:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
     ids = [
         encode_prompt(tokenizer, Prompt(messages=(ChatMessage("user", p),)), MODEL) for p in PROMPTS
     ]

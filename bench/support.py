@@ -40,9 +40,11 @@ def migrate(env: Mapping[str, str]) -> None:
     )
 
 
-async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
+async def issue_key(
+    database_url: str, secret: str, *, team: dict[str, Any] | None = None, **limits: Any
+) -> str:
     """A new key in the server's database, SQLite or PostgreSQL (``role``, ``rpm_limit``,
-    ``quota_tokens``...)."""
+    ``quota_tokens``...); with ``team`` (a team's limits), in a new team of its own."""
     from llmserver.adapters.clock import SystemClock
     from llmserver.adapters.sql.database import SqlDatabase
     from llmserver.domain.key_admin import KeyAdmin
@@ -62,6 +64,11 @@ async def issue_key(database_url: str, secret: str, **limits: Any) -> str:
             db.model_quota,
             db.teams,
         )
+        if team is not None:
+            from llmserver.domain.team_admin import TeamAdmin
+
+            teams = TeamAdmin(db.teams, SystemClock(), usage=db.usage, budget=db.budget)
+            limits["team"] = (await teams.create(name="bench-team", **team)).name
         _, plaintext = await admin.create(name="bench", **limits)
     finally:
         await db.dispose()

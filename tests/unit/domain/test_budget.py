@@ -202,18 +202,20 @@ class _Pause:
 
 
 class _PausedParallel(MemoryParallelStore):
+    """Its release is applied, then waits (as ``_PausedBudget``'s settle)."""
+
     def __init__(self, pause: _Pause) -> None:
         super().__init__()
         self._pause = pause
 
     async def release(self, bucket: str) -> None:
-        await self._pause()
         await super().release(bucket)
+        await self._pause()
 
 
 class _PausedBudget(MemoryUsageStore):
-    """Its settle is applied, then waits: as a Redis store's command runs while its caller
-    waits for the reply."""
+    """Its settle is applied, then waits: as a Redis store's command, queued when it is
+    called, runs while its caller waits for the reply (and after the caller is gone)."""
 
     def __init__(self, pause: _Pause) -> None:
         super().__init__()

@@ -2,7 +2,8 @@
 
 A client that leaves cancels its request's task once, at whichever await it is in; the
 holds still to close after that await must close all the same (a Redis store's command
-runs even when its caller is cancelled, so the one cancelled is closed too). Nested
+runs even when its caller is cancelled, so the one cancelled is closed too: every store's
+close takes effect once called, and what it awaits after that is its answer). Nested
 ``try``/``finally`` blocks say the same, one level deeper per hold."""
 
 from __future__ import annotations

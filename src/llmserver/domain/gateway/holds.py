@@ -4,8 +4,8 @@ slot, taken all or nothing and closed exactly once with the reservation.
 Taken in order of cost to refuse: the parallel slot (no tokens asked), then the TPM entry;
 the quota reservation comes last (``Admissions.reserve``). When a later one refuses or
 fails (a store down, the request cancelled), the earlier ones are given back before the
-refusal is raised, so a refused request leaves no hold anywhere. Giving back runs in a
-task of its own, shielded: the request's task may be cancelled again at every await.
+refusal is raised, so a refused request leaves no hold anywhere. Every hold is given back
+even when giving back another failed or was cancelled (``closing.close_all``).
 
 A key's per-model TPM limit (``ModelLimit``) is a second TPM entry, in a bucket of the key
 and model, taken before the key's own: both or neither, settled and released together.
@@ -19,12 +19,12 @@ A key without a TPM limit, ``max_parallel`` or model limits takes nothing here:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from llmserver.domain.errors import ParallelLimited, TokenRateLimited, TooLargeForTokenRate
+from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import ParallelStore, RateLimitStore, TokenRateStore
@@ -60,7 +60,6 @@ class Limits:
         self.requests = requests
         self.tokens = tokens
         self.parallel = parallel
-        self._closing: set[asyncio.Future[None]] = set()
 
     async def take(
         self, key: ApiKey, tokens: int, at: datetime, own: ModelLimit | None = None
@@ -168,17 +167,8 @@ class Limits:
     async def _closed(self, closing_tokens: Sequence[Awaitable[None]], holds: Holds) -> None:
         parallel = [bucket for bucket in (holds.parallel, holds.team_parallel) if bucket]
         holds.parallel = holds.team_parallel = None
-        closing = asyncio.ensure_future(self._close(closing_tokens, parallel))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
-        await asyncio.shield(closing)
-
-    async def _close(
-        self, closing_tokens: Sequence[Awaitable[None]], parallel: Sequence[str]
-    ) -> None:
-        try:
-            # Together: one failing must not leave the other unclosed (or never awaited).
-            await asyncio.gather(*closing_tokens)
-        finally:
-            if parallel:
-                await asyncio.gather(*(self.parallel.release(bucket) for bucket in parallel))
+        # In this task, one after the other, each even after another failed or was
+        # cancelled (``close_all``): a task of their own and a gather cost a hit of a key
+        # with these limits five tasks and as many turns of the event loop (105 -> 250 µs
+        # in process), though in-memory stores never wait.
+        await close_all(*closing_tokens, *(self.parallel.release(bucket) for bucket in parallel))
