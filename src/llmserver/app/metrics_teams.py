@@ -68,6 +68,8 @@ class TeamCounters:
         for counter, amount in ((self._prompt, prompt), (self._completion, completion)):
             child = self._child(counter, label)
             pending[child] = pending.get(child, 0) + amount
+        if not picodollars:  # a free model's request, a cache hit: nothing to add
+            return
         spend = self._child(self._spend, label)
         micro = whole_microdollars(self._remainders, spend, picodollars)
         if micro:
