@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from llmserver.domain.budget import BudgetWindow, KeyBudget
 from llmserver.domain.budget_status import BudgetStatus, budget_statuses
-from llmserver.domain.edits import KEEP, Keep
+from llmserver.domain.edits import KEEP, Keep, shared_changes
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_lifetimes import (
     DEFAULT_GRACE,
@@ -24,7 +23,7 @@ from llmserver.domain.key_lifetimes import (
     Rotation,
     parse_duration,
 )
-from llmserver.domain.key_limits import LIMITS, check_limits
+from llmserver.domain.key_limits import check_limits
 from llmserver.domain.key_models import ModelLimitsEdit, allowed_model_ids, edited_model_limits
 from llmserver.domain.keys import ApiKey, KeyHasher, Role, generate_key, role_spec
 from llmserver.domain.model_quota_status import ModelQuotaStatus, model_quota_statuses
@@ -236,20 +235,9 @@ class KeyAdmin:
     async def update(self, id_or_prefix: str, edit: KeyEdit) -> tuple[ApiKey, ApiKey]:
         """Change a key's settings; returns it before and after. A revoked key can be
         edited (nothing brings it back); the role cannot change (make a new key)."""
-        limits: dict[str, Any] = {
-            name: value
-            for name, _, _ in LIMITS
-            if not isinstance(value := getattr(edit, name), Keep)
-        }
-        check_limits(limits)
+        changes = shared_changes(edit, _clean_name)
         before = await self.find(id_or_prefix)
-        wanted = replace(before, **limits)
-        if not isinstance(edit.name, Keep):
-            wanted = replace(wanted, name=_clean_name(edit.name))
-        for limit in ("budget_nanodollars", "budget_window"):
-            value = getattr(edit, limit)
-            if not isinstance(value, Keep):
-                wanted = replace(wanted, **{limit: value})
+        wanted = replace(before, **changes)
         if not isinstance(edit.allowed_models, Keep):
             models = allowed_model_ids(
                 self._models, edit.allowed_models, allow_unknown=edit.allow_unknown_models

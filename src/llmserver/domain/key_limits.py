@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from llmserver.domain.errors import InvalidRequest
 
@@ -28,6 +29,36 @@ def check_limits(limits: Mapping[str, int | None]) -> None:
         limit = limits.get(param)
         if limit is not None and not least <= limit <= most:
             raise InvalidRequest(f"{param} must be between {least} and {most}.", param=param)
+
+
+class Limited(Protocol):
+    """A key or a team: what its own limits are."""
+
+    @property
+    def rpm_limit(self) -> int | None: ...
+    @property
+    def tpm_limit(self) -> int | None: ...
+    @property
+    def max_parallel(self) -> int | None: ...
+    @property
+    def quota_tokens(self) -> int | None: ...
+    @property
+    def budget_nanodollars(self) -> int | None: ...
+
+
+def check_record_limits(record: Limited) -> None:
+    """What a key or a team (``record``) may hold: limits of at least 1, a quota and a
+    budget not negative; ``None`` is none of each."""
+    for name in ("rpm_limit", "tpm_limit", "max_parallel"):
+        limit = getattr(record, name)
+        if limit is not None and limit < 1:
+            raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+    quota_tokens = record.quota_tokens
+    if quota_tokens is not None and quota_tokens < 0:
+        raise ValueError("quota_tokens must not be negative (or None for no quota)")
+    budget = record.budget_nanodollars
+    if budget is not None and budget < 0:
+        raise ValueError("budget_nanodollars must not be negative (or None for no budget)")
 
 
 MODEL_LIMITS = (

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.errors import AuthReason, Unauthenticated
-from llmserver.domain.key_limits import ModelLimit
+from llmserver.domain.key_limits import ModelLimit, check_record_limits
 
 KEY_SCHEME = "llms"
 PREFIX_CHARS = 12
@@ -107,14 +107,7 @@ class ApiKey:
     """The team (``domain.teams``) whose limits cap this key's too; ``None``: none."""
 
     def __post_init__(self) -> None:
-        for name in ("rpm_limit", "tpm_limit", "max_parallel"):
-            limit = getattr(self, name)
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
-        if self.quota_tokens is not None and self.quota_tokens < 0:
-            raise ValueError("quota_tokens must not be negative (or None for no quota)")
-        if self.budget_nanodollars is not None and self.budget_nanodollars < 0:
-            raise ValueError("budget_nanodollars must not be negative (or None for no budget)")
+        check_record_limits(self)
 
     def may_use(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models

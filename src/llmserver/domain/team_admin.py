@@ -12,13 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from llmserver.domain.budget import BudgetWindow
 from llmserver.domain.budget_status import BudgetStatus, budget_status
-from llmserver.domain.edits import KEEP, Keep
+from llmserver.domain.edits import KEEP, Keep, shared_changes
 from llmserver.domain.errors import InvalidRequest, NotFound
-from llmserver.domain.key_limits import LIMITS, check_limits
+from llmserver.domain.key_limits import check_limits
 from llmserver.domain.ports import Clock, TeamStore, UsageStore
 from llmserver.domain.quota import UsageRecord, period_of
 from llmserver.domain.teams import TEAM_NAME_MAX_CHARS, Team
@@ -121,20 +120,9 @@ class TeamAdmin:
 
     async def update(self, id_or_name: str, edit: TeamEdit) -> tuple[Team, Team]:
         """Change a team's name, limits or budget; returns it before and after."""
-        limits: dict[str, Any] = {
-            name: value
-            for name, _, _ in LIMITS
-            if not isinstance(value := getattr(edit, name), Keep)
-        }
-        check_limits(limits)
+        changes = shared_changes(edit, clean_team_name)
         before = await self.find(id_or_name)
-        wanted = replace(before, **limits)
-        if not isinstance(edit.name, Keep):
-            wanted = replace(wanted, name=clean_team_name(edit.name))
-        for setting in ("budget_nanodollars", "budget_window"):
-            value = getattr(edit, setting)
-            if not isinstance(value, Keep):
-                wanted = replace(wanted, **{setting: value})
+        wanted = replace(before, **changes)
         try:
             after = await self._teams.update(wanted)
         except ValueError:

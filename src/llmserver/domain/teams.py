@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmserver.domain.budget import BudgetWindow
+from llmserver.domain.key_limits import check_record_limits
 
 TEAM_ID_CHARS = 32
 """A team id is a UUID's 32 hex digits."""
@@ -56,14 +57,7 @@ class Team:
     budget_window: BudgetWindow = BudgetWindow.MONTH
 
     def __post_init__(self) -> None:
-        for name in ("rpm_limit", "tpm_limit", "max_parallel"):
-            limit = getattr(self, name)
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
-        if self.quota_tokens is not None and self.quota_tokens < 0:
-            raise ValueError("quota_tokens must not be negative (or None for no quota)")
-        if self.budget_nanodollars is not None and self.budget_nanodollars < 0:
-            raise ValueError("budget_nanodollars must not be negative (or None for no budget)")
+        check_record_limits(self)
 
     @property
     def ledger_id(self) -> str:
