@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from llmserver.domain.budget import nanodollars_of, usd, window_period, window_reset_at
+from llmserver.domain.budget import nanodollars_of, window_reset_at
 from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
 from llmserver.domain.errors import (
-    BudgetExceeded,
     ContextLengthExceeded,
     GatewayError,
     ModelNotAllowed,
@@ -26,6 +25,7 @@ from llmserver.domain.errors import (
 )
 from llmserver.domain.gateway.closing import close_all
 from llmserver.domain.gateway.holds import Holds, Limits
+from llmserver.domain.gateway.ledger_holds import hold_spend, hold_tokens
 from llmserver.domain.gateway.outcomes import BackendErrors
 from llmserver.domain.gateway.team_ledgers import TeamLedgers
 from llmserver.domain.gateway.values import (
@@ -318,18 +318,10 @@ class Admissions:
     ) -> str:
         """Reserve ``tokens`` of the key's monthly quota on ``own``'s model, or refuse
         naming the model; the ledger id held under."""
-        quota = own.quota_tokens
-        assert quota is not None
         ledger = model_ledger_id(key_id, own.model_id)
-        result = await self._model_quota.reserve(ledger, period, tokens, quota)
-        if not result.admitted:
-            raise QuotaExceeded(
-                needed=tokens,
-                remaining=result.record.remaining(quota),
-                quota=quota,
-                reset_at=window_reset_at(period),
-                model=own.model_id,
-            )
+        await hold_tokens(
+            self._model_quota, ledger, period, tokens, own.quota_tokens, model=own.model_id
+        )
         return ledger
 
     async def _release_model_quota(
@@ -361,16 +353,7 @@ class Admissions:
         key = principal.key
         budget = key.budget_nanodollars
         assert budget is not None
-        period = window_period(key.budget_window, at)
-        result = await self._budget.reserve(key.id, period, needed, budget)
-        if not result.admitted:
-            raise BudgetExceeded(
-                needed_usd=usd(needed),
-                remaining_usd=usd(result.record.remaining(budget)),
-                budget_usd=usd(budget),
-                window=key.budget_window.value,
-                reset_at=window_reset_at(period),
-            )
+        period = await hold_spend(self._budget, key.id, budget, key.budget_window, needed, at)
         reservation.budget_period = period
         reservation.budget = needed
 

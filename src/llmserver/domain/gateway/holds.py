@@ -90,20 +90,11 @@ class Limits:
                 # Bucketed by key and model: a key id is hex, so no model id can make two
                 # pairs share a bucket.
                 bucket = f"tpm:{key.id}:{own.model_id}"
-                taken = await self.tokens.reserve(bucket, model_limit, tokens, now_ms)
-                holds.token_rate = decision = taken.decision
-                if not decision.admitted:
-                    raise TokenRateLimited(needed=tokens, decision=decision, model=own.model_id)
-                holds.model_tokens = taken.hold
+                holds.model_tokens = await self._window(
+                    holds, bucket, model_limit, tokens, now_ms, model=own.model_id
+                )
             if limit is not None:
-                taken = await self.tokens.reserve(f"tpm:{key.id}", limit, tokens, now_ms)
-                decision = taken.decision
-                if not decision.admitted:
-                    holds.token_rate = decision
-                    raise TokenRateLimited(needed=tokens, decision=decision)
-                holds.tokens = taken.hold
-                if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
-                    holds.token_rate = decision
+                holds.tokens = await self._window(holds, f"tpm:{key.id}", limit, tokens, now_ms)
         except BaseException:
             await self.release(holds)
             raise
@@ -130,18 +121,28 @@ class Limits:
                 holds.team_parallel = bucket
             if limit is not None:
                 now_ms = int(at.timestamp() * 1000)
-                taken = await self.tokens.reserve(f"tpm:team:{team.id}", limit, tokens, now_ms)
-                decision = taken.decision
-                if not decision.admitted:
-                    holds.token_rate = decision
-                    raise TokenRateLimited(needed=tokens, decision=decision, team=team.name)
-                holds.team_tokens = taken.hold
-                if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
-                    holds.token_rate = decision
+                holds.team_tokens = await self._window(
+                    holds, f"tpm:team:{team.id}", limit, tokens, now_ms, team=team.name
+                )
         except BaseException:
             await self.release(holds)
             raise
         return holds
+
+    async def _window(
+        self, holds: Holds, bucket: str, limit: int, tokens: int, now_ms: int, **whose: str
+    ) -> TokenHold | None:
+        """``tokens`` of ``bucket``'s TPM window; its decision becomes ``holds``'s for the
+        headers when it is the tighter (or refuses). A refusal names ``whose`` window it
+        was (``model=``, ``team=``; the key's: nothing)."""
+        taken = await self.tokens.reserve(bucket, limit, tokens, now_ms)
+        decision = taken.decision
+        if not decision.admitted:
+            holds.token_rate = decision
+            raise TokenRateLimited(needed=tokens, decision=decision, **whose)
+        if holds.token_rate is None or decision.remaining < holds.token_rate.remaining:
+            holds.token_rate = decision
+        return taken.hold
 
     async def settle(self, holds: Holds, used: int) -> None:
         """The request ended having used ``used`` tokens: its TPM entry shrinks to them,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from llmserver.domain.budget import usd, window_period, window_reset_at
-from llmserver.domain.errors import BudgetExceeded, QuotaExceeded
 from llmserver.domain.gateway.closing import close_all
+from llmserver.domain.gateway.ledger_holds import hold_spend, hold_tokens
 from llmserver.domain.gateway.values import Ledgers
 from llmserver.domain.quota import Reservation, settle_amount
 from llmserver.domain.teams import Team
@@ -30,33 +29,14 @@ class TeamLedgers:
         budget (none when ``needed`` is 0 or the team has no budget); refusals name the
         team."""
         ledger, period, tokens = team.ledger_id, reservation.period, reservation.tokens
-        quota = team.quota_tokens
-        result = await self._usage.reserve(ledger, period, tokens, quota)
-        if not result.admitted:
-            assert quota is not None
-            raise QuotaExceeded(
-                needed=tokens,
-                remaining=result.record.remaining(quota),
-                quota=quota,
-                reset_at=window_reset_at(period),
-                team=team.name,
-            )
+        await hold_tokens(self._usage, ledger, period, tokens, team.quota_tokens, team=team.name)
         reservation.team = ledger
         budget = team.budget_nanodollars
         if not needed or budget is None:
             return
-        budget_period = window_period(team.budget_window, at)
-        held = await self._budget.reserve(ledger, budget_period, needed, budget)
-        if not held.admitted:
-            raise BudgetExceeded(
-                needed_usd=usd(needed),
-                remaining_usd=usd(held.record.remaining(budget)),
-                budget_usd=usd(budget),
-                window=team.budget_window.value,
-                reset_at=window_reset_at(budget_period),
-                team=team.name,
-            )
-        reservation.team_budget_period = budget_period
+        reservation.team_budget_period = await hold_spend(
+            self._budget, ledger, budget, team.budget_window, needed, at, team=team.name
+        )
         reservation.team_budget = needed
 
     async def settle(self, reservation: Reservation, tokens: int, cost: int, hit: bool) -> None:
