@@ -24,6 +24,7 @@ import uvicorn
 from litestar import Litestar, Request, Response, post
 
 from llmserver.app.routes.openai import protocol as p
+from llmserver.domain.backend_ports import EmbeddingBackend
 from llmserver.domain.errors import WrongModelKind
 from llmserver.domain.inference import (
     BackendStatus,
@@ -35,7 +36,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.ports import EmbeddingBackend
 from llmserver.domain.registry import BackendKind, ModelSpec
 
 MODEL = "instant"

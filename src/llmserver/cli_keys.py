@@ -1,8 +1,8 @@
 """``llmserver keys``: API-key administration from the command line.
 
 The group reads ``ctx.obj.database_url``, ``ctx.obj.server_secret`` and ``ctx.obj.models``
-(the parent command's settings object, a ``composition.KeySettings``), so it mounts with
-``cli.add_command(keys)``. Its stores come from ``composition.build_key_services``.
+(the parent command's settings object, a ``composition_cli.KeySettings``), so it mounts with
+``cli.add_command(keys)``. Its stores come from ``composition_cli.build_key_services``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.quota import UsageRecord
 
 if TYPE_CHECKING:
-    from llmserver.app.composition import KeyServices, KeySettings
+    from llmserver.app.composition_cli import KeyServices, KeySettings
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ def run_admin(
     # which `llmserver --help` and every other command would pay too.
     from sqlalchemy.exc import DBAPIError
 
-    from llmserver.app.composition import build_key_services
+    from llmserver.app.composition_cli import build_key_services
 
     settings: KeySettings = ctx.obj
 

@@ -1,7 +1,7 @@
 """``llmserver logs``: the request log's upkeep and export from the command line.
 
 Reads ``ctx.obj.settings`` (the parent command's lazily loaded settings); its stores come
-from ``composition.build_log_services``, straight on the database, beside a running server.
+from ``composition_cli.build_log_services``, straight on the database, beside a running server.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import msgspec
 from llmserver.domain.logs import RequestLog, as_utc
 
 if TYPE_CHECKING:
-    from llmserver.app.composition import LogServices
+    from llmserver.app.composition_cli import LogServices
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ _FIELDS = [f.name for f in dataclasses.fields(RequestLog)]
 def run_log_services(ctx: click.Context, use: Callable[[LogServices], Awaitable[T]]) -> T:
     from sqlalchemy.exc import DBAPIError
 
-    from llmserver.app.composition import build_log_services
+    from llmserver.app.composition_cli import build_log_services
 
     async def run() -> T:
         built = build_log_services(ctx.obj.settings.database_url)

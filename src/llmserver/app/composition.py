@@ -1,7 +1,7 @@
 """The composition root: the one place that picks which adapter serves which port.
 
-``build_services(settings)`` wires the server and ``build_key_services(settings)`` what
-``llmserver keys`` needs, from the same adapter-picking functions. Building starts nothing:
+``build_services(settings)`` wires the server (``composition_cli`` what ``llmserver keys``,
+``teams`` and ``logs`` need, from the same adapter-picking functions). Building starts nothing:
 no task, no connection, no process (``lifecycle`` starts and stops what is built here).
 
 Adapters are imported inside the functions that pick them: ``llmserver keys`` imports this
@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from llmserver.adapters.clock import SystemClock
 from llmserver.app.composition_models import model_manager
@@ -39,15 +39,12 @@ if TYPE_CHECKING:
     from llmserver.app.maintenance import Upkeep
     from llmserver.app.metrics import Metrics
     from llmserver.app.settings import Settings
+    from llmserver.domain.backend_ports import ModelBackends
     from llmserver.domain.ports import (
-        AuditLog,
         Clock,
         HotCache,
         KeyStore,
-        ModelBackends,
         RateLimitStore,
-        RequestLogReader,
-        RequestLogRetention,
         TeamStore,
         UsageStore,
     )
@@ -125,64 +122,12 @@ class ServerComposition:
     """Closed last, so that it exports the spans of the last requests."""
 
 
-class KeySettings(Protocol):
-    """What ``llmserver keys`` reads (the CLI's lazily loaded settings)."""
-
-    @property
-    def database_url(self) -> str: ...
-
-    @property
-    def server_secret(self) -> str: ...
-
-    @property
-    def models(self) -> ModelRegistry:
-        """The models the server is configured with: keys name them by id."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyServices:
-    key_admin: KeyAdmin
-    team_admin: TeamAdmin
-    audit: AuditLog
-    close: Callable[[], Awaitable[None]]
-
-
 def sql_database(url: str, *, writer_process: bool = False) -> SqlDatabase:
     # Imported here: SQLAlchemy takes a good part of a second to import, which
     # `llmserver --help` would pay too.
     from llmserver.adapters.sql.database import SqlDatabase
 
     return SqlDatabase.from_url(url, writer_process=writer_process)
-
-
-def build_key_services(settings: KeySettings) -> KeyServices:
-    """Key administration straight on the database, as another process next to a server.
-
-    Its usage store is the SQL one even when a server writes usage behind: ``keys usage``
-    then shows what that server has flushed (see the command's help).
-    """
-    database = sql_database(settings.database_url)
-    hasher = KeyHasher(settings.server_secret)
-    db = database
-    clock = SystemClock()
-    admin = KeyAdmin(
-        db.keys, db.usage, hasher, clock, settings.models, db.budget, db.model_quota, db.teams
-    )
-    teams = TeamAdmin(db.teams, clock, usage=db.usage, budget=db.budget)
-    return KeyServices(admin, teams, database.audit, database.dispose)
-
-
-@dataclass(frozen=True, slots=True)
-class LogServices:
-    logs: RequestLogReader
-    retention: RequestLogRetention
-    close: Callable[[], Awaitable[None]]
-
-
-def build_log_services(database_url: str) -> LogServices:
-    """``llmserver logs``: the request log's reader and retention, straight on the database."""
-    database = sql_database(database_url)
-    return LogServices(database.logs, database.retention, database.dispose)
 
 
 def require_tracing_installed(settings: Settings) -> None:

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     from llmserver.app.metrics import Metrics
     from llmserver.app.services import ReadinessCheck, Services
     from llmserver.app.settings import Settings
+    from llmserver.domain.backend_ports import ModelBackends
     from llmserver.domain.gateway import Gateway
     from llmserver.domain.key_admin import KeyAdmin
-    from llmserver.domain.ports import Clock, ModelBackends
+    from llmserver.domain.ports import Clock
 
 log = structlog.get_logger("llmserver")
 

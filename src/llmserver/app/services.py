@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from llmserver.domain.backend_ports import ModelBackends
 from llmserver.domain.gateway import Gateway
 from llmserver.domain.key_admin import KeyAdmin
 from llmserver.domain.ports import (
     AuditLog,
     CompletionCache,
     HotCache,
-    ModelBackends,
     RequestLogReader,
     RequestLogRetention,
 )

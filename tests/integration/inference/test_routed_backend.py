@@ -14,6 +14,7 @@ from integration.inference.fake_upstream import Behaviour, FakeUpstream
 from llmserver.adapters.inference.http_upstream_client import UpstreamClient
 from llmserver.adapters.inference.manager import BackendOptions, MultiModelManager
 from llmserver.adapters.inference.routed_loading import RoutingOptions
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import InvalidRequest, Overloaded, UpstreamError
 from llmserver.domain.inference import (
     ChatMessage,
@@ -23,7 +24,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelSpec, Routing
 from llmserver.domain.routing.breaker import BreakerPolicy
 from llmserver.domain.routing.retry import RetryPolicy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmserver.domain.backend_ports import InferenceBackend, ModelBackends
 from llmserver.domain.errors import UpstreamError
 from llmserver.domain.gateway.traced import (
     TracedCache,
@@ -15,14 +16,7 @@ from llmserver.domain.gateway.traced import (
 from llmserver.domain.gateway.traced_inference import TracedBackend, TracedBackends
 from llmserver.domain.inference import GenerationParams
 from llmserver.domain.logs import CacheStatus
-from llmserver.domain.ports import (
-    CompletionCache,
-    HotCache,
-    InferenceBackend,
-    ModelBackends,
-    RateLimitStore,
-    UsageStore,
-)
+from llmserver.domain.ports import CompletionCache, HotCache, RateLimitStore, UsageStore
 from llmserver.domain.tracing import SpanKind
 from traced_steps import miss_steps
 

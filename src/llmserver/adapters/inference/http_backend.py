@@ -53,6 +53,7 @@ from llmserver.adapters.inference.http_upstream_client import (
     UpstreamResponse,
     is_read_timeout,
 )
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import (
     GatewayError,
     GenerationTimeout,
@@ -70,7 +71,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     TextDelta,
 )
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.routing.retry import parse_retry_after
 

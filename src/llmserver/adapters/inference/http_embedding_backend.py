@@ -15,10 +15,10 @@ import msgspec
 
 from llmserver.adapters.inference.http_backend import HttpBackend
 from llmserver.adapters.inference.http_upstream_answers import decode_upstream
+from llmserver.domain.backend_ports import EmbeddingBackend
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings, float32_bytes
 from llmserver.domain.errors import InvalidRequest, UpstreamError
 from llmserver.domain.inference import BackendStatus
-from llmserver.domain.ports import EmbeddingBackend
 from llmserver.domain.registry import ModelSpec
 
 SPECIAL_TOKENS_BOUND = 2

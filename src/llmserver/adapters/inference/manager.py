@@ -19,9 +19,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from llmserver.adapters.inference.routed_loading import RoutingOptions, load_routed
+from llmserver.domain.backend_ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.errors import ModelNotFound, Unavailable, WrongModelKind
 from llmserver.domain.inference import BackendStatus
-from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import BackendKind, DeploymentSpec, ModelKind, ModelSpec
 

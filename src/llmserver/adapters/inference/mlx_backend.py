@@ -42,6 +42,7 @@ from llmserver.adapters.inference.mlx_sampling import GrammarSampler, Sampler, r
 from llmserver.adapters.inference.prompts import PromptEncoder
 from llmserver.adapters.inference.token_logprobs import TokenTexts, token_logprob
 from llmserver.adapters.inference.tool_parsing import template_format
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -51,7 +52,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     TokenLogprob,
 )
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.tracing import QUEUE_WAIT, Span, Tracer
 

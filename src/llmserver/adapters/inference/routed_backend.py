@@ -25,6 +25,7 @@ from typing import TypeVar
 from llmserver.adapters.inference.routed_attempts import Tally, relabel, via
 from llmserver.adapters.inference.routed_deployments import Deployment, Deployments, NoneUsable
 from llmserver.adapters.inference.routed_probe import Prober
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import GatewayError, GenerationTimeout, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -36,7 +37,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     close_stream,
 )
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.routing.retry import RetryPolicy, judge

@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import Overloaded
 from llmserver.domain.inference import DeploymentStatus
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.pricing import Prices
 from llmserver.domain.registry import DeploymentSpec, Routing
 from llmserver.domain.routing.breaker import BreakerPolicy, CircuitBreaker, CircuitState

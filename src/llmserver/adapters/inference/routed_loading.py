@@ -19,7 +19,7 @@ from llmserver.adapters.inference.routed_deployments import (
     DeploymentTimeouts,
 )
 from llmserver.adapters.inference.routed_probe import Prober, ProbeTarget, probe_target
-from llmserver.domain.ports import InferenceBackend
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.registry import DeploymentSpec, ModelSpec
 from llmserver.domain.routing.breaker import BreakerPolicy
 from llmserver.domain.routing.retry import RetryPolicy

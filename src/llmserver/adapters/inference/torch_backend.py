@@ -61,6 +61,7 @@ from llmserver.adapters.inference.tool_parsing import template_format
 from llmserver.adapters.inference.torch_loading import load_model
 from llmserver.adapters.inference.torch_request import TorchRequest
 from llmserver.adapters.inference.torch_sampling import logprob_of, pick_token, row_generator
+from llmserver.domain.backend_ports import InferenceBackend
 from llmserver.domain.errors import GenerationTimeout, InvalidRequest, Overloaded, Unavailable
 from llmserver.domain.inference import (
     BackendStatus,
@@ -70,7 +71,6 @@ from llmserver.domain.inference import (
     StreamEvent,
     TokenLogprob,
 )
-from llmserver.domain.ports import InferenceBackend
 from llmserver.domain.registry import ModelSpec
 from llmserver.domain.tracing import QUEUE_WAIT, Tracer
 

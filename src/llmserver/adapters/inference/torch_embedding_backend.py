@@ -28,6 +28,7 @@ import torch
 
 from llmserver.adapters.inference.prompts import OFF_LOOP_CHARS
 from llmserver.adapters.inference.torch_embedding_loading import load_encoder
+from llmserver.domain.backend_ports import EmbeddingBackend
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings, check_dimensions
 from llmserver.domain.errors import (
     GenerationTimeout,
@@ -37,7 +38,6 @@ from llmserver.domain.errors import (
     Unavailable,
 )
 from llmserver.domain.inference import BackendStatus
-from llmserver.domain.ports import EmbeddingBackend
 from llmserver.domain.registry import ModelSpec, Pooling
 
 log = logging.getLogger(__name__)

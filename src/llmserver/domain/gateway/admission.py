@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from llmserver.domain.backend_ports import ModelBackends
 from llmserver.domain.budget import nanodollars_of, window_reset_at
 from llmserver.domain.cache_keys import CachePolicy, cache_key, is_cacheable
 from llmserver.domain.errors import (
@@ -38,12 +39,7 @@ from llmserver.domain.gateway.values import (
 )
 from llmserver.domain.inference import Completion, GenerationParams
 from llmserver.domain.key_limits import ModelLimit
-from llmserver.domain.ports import (
-    Clock,
-    HotCache,
-    ModelBackends,
-    Telemetry,
-)
+from llmserver.domain.ports import Clock, HotCache, Telemetry
 from llmserver.domain.quota import Reservation, model_ledger_id, period_of
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec

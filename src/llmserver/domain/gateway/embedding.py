@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from llmserver.domain.backend_ports import ModelBackends
 from llmserver.domain.cache_keys import CachePolicy, embedding_cache_key
 from llmserver.domain.embeddings import (
     EmbeddingRequest,
@@ -34,7 +35,7 @@ from llmserver.domain.gateway.values import (
 )
 from llmserver.domain.inference import Completion, FinishReason
 from llmserver.domain.logs import CacheStatus, Origin
-from llmserver.domain.ports import Clock, ModelBackends, Telemetry
+from llmserver.domain.ports import Clock, Telemetry
 from llmserver.domain.registry import ModelKind
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from llmserver.domain.backend_ports import ModelBackends
 from llmserver.domain.gateway.holds import Limits
 from llmserver.domain.gateway.traced_inference import TracedBackends
 from llmserver.domain.gateway.use_case import Gateway
@@ -33,7 +34,6 @@ from llmserver.domain.ports import (
     CachedCompletion,
     CompletionCache,
     HotCache,
-    ModelBackends,
     ModelCacheStats,
     RateLimitStore,
     UsageStore,

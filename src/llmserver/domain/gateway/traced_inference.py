@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from llmserver.domain.backend_ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.embeddings import EmbeddingInput, Embeddings
 from llmserver.domain.inference import (
     BackendStatus,
@@ -38,7 +39,6 @@ from llmserver.domain.inference import (
     TextDelta,
     close_stream,
 )
-from llmserver.domain.ports import EmbeddingBackend, InferenceBackend, ModelBackends
 from llmserver.domain.registry import BackendKind, ModelSpec
 from llmserver.domain.tracing import AttributeValue, Span, SpanKind, Spanned, Tracer
 

@@ -3,6 +3,7 @@ admission, answering, streaming and outcomes (see the package docstring for the 
 
 from __future__ import annotations
 
+from llmserver.domain.backend_ports import ModelBackends
 from llmserver.domain.embeddings import EmbeddingRequest
 from llmserver.domain.errors import AuthReason, Forbidden, Unauthenticated
 from llmserver.domain.gateway.admission import Admissions, model_limit_of
@@ -29,13 +30,7 @@ from llmserver.domain.inference import Completion, Prompt
 from llmserver.domain.keys import KeyHasher, parse_prefix
 from llmserver.domain.logs import Origin
 from llmserver.domain.null_telemetry import NullTelemetry
-from llmserver.domain.ports import (
-    Clock,
-    CompletionCache,
-    HotCache,
-    ModelBackends,
-    Telemetry,
-)
+from llmserver.domain.ports import Clock, CompletionCache, HotCache, Telemetry
 from llmserver.domain.registry import ModelRegistry, ModelSpec
 from llmserver.domain.single_flight import SingleFlight
 from llmserver.domain.teams import Team

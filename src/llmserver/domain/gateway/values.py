@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from llmserver.domain.backend_ports import EmbeddingBackend, InferenceBackend
 from llmserver.domain.cache_keys import CachePolicy
 from llmserver.domain.embeddings import EmbeddingRequest, Embeddings
 from llmserver.domain.errors import InvalidRequest
@@ -20,13 +21,7 @@ from llmserver.domain.inference import Completion, GenerationParams, Prompt, Str
 from llmserver.domain.keys import ApiKey, Role
 from llmserver.domain.logs import CacheStatus, Origin, RequestLog
 from llmserver.domain.output_constraint import OutputConstraint
-from llmserver.domain.ports import (
-    EmbeddingBackend,
-    InferenceBackend,
-    KeyStore,
-    TeamStore,
-    UsageStore,
-)
+from llmserver.domain.ports import KeyStore, TeamStore, UsageStore
 from llmserver.domain.quota import Reservation
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelSpec
