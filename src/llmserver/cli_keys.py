@@ -17,7 +17,8 @@ import click
 from llmserver.adapters.clock import SystemClock
 from llmserver.cli_budget import BudgetChoice, budget_options
 from llmserver.cli_limits import (
-    limit_option,
+    EditedLimits,
+    edited_limit_options,
     model_limit_option,
     model_limits_edit,
     new_limit_options,
@@ -236,10 +237,7 @@ def show(ctx: click.Context, id_or_prefix: str, as_json: bool) -> None:
 @keys.command("update")
 @click.argument("id_or_prefix")
 @click.option("--name", help="A new name.")
-@limit_option("--quota-tokens", "Monthly tokens")
-@limit_option("--rpm", "Requests per minute")
-@limit_option("--tpm", "Tokens per minute")
-@limit_option("--max-parallel", "Requests in flight")
+@edited_limit_options
 @budget_options(creating=False)
 @model_limit_option
 @click.option("--team", help="Move the key to this team (id or name).")
@@ -250,10 +248,7 @@ def update(
     ctx: click.Context,
     id_or_prefix: str,
     name: str | None,
-    quota_tokens: int | Keep | None,
-    rpm: int | Keep | None,
-    tpm: int | Keep | None,
-    max_parallel: int | Keep | None,
+    limits: EditedLimits,
     budget: BudgetChoice,
     model_limit: tuple[str, ...],
     team: str | None,
@@ -265,10 +260,7 @@ def update(
     LLMSERVER_KEY_CACHE_TTL_S."""
     edit = KeyEdit(
         name=KEEP if name is None else name,
-        quota_tokens=quota_tokens,
-        rpm_limit=rpm,
-        tpm_limit=tpm,
-        max_parallel=max_parallel,
+        **limits,
         budget_nanodollars=budget.nanodollars,
         budget_window=budget.window,
         model_limits=model_limits_edit(model_limit) if model_limit else KEEP,

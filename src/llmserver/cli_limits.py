@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 
@@ -57,8 +57,46 @@ def _limit_value(text: str) -> int | None:
     return int(text)
 
 
-def limit_option(flag: str, what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    return click.option(flag, type=_Limit(), default=Keep.KEEP, help=f"{what}; 'none': no limit.")
+_OPTIONS = (
+    ("--quota-tokens", "quota_tokens", "Monthly tokens", "quota"),
+    ("--rpm", "rpm_limit", "Requests per minute", "rpm"),
+    ("--tpm", "tpm_limit", "Tokens per minute", None),
+    ("--max-parallel", "max_parallel", "Requests in flight", None),
+)
+"""Each limit's flag, the domain's name for it, what it counts, and which role default it
+takes when a new key leaves it out (``None``: none)."""
+
+
+def _folded(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` taking the four limits as one ``limits`` argument by the domain's names."""
+
+    @functools.wraps(command)
+    def with_limits(*args: Any, **kwargs: Any) -> None:
+        limits = {field: kwargs.pop(field) for _, field, _, _ in _OPTIONS}
+        command(*args, limits=limits, **kwargs)
+
+    return with_limits
+
+
+class EditedLimits(TypedDict):
+    """What ``edited_limit_options`` gives its command, as a key's or a team's edit takes it."""
+
+    quota_tokens: int | Keep | None
+    rpm_limit: int | Keep | None
+    tpm_limit: int | Keep | None
+    max_parallel: int | Keep | None
+
+
+def edited_limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--quota-tokens``, ``--rpm``, ``--tpm`` and ``--max-parallel`` of an edit (of a key
+    or a team), folded into one ``limits`` argument (``KEEP``: not given; 'none': no
+    limit)."""
+    with_limits = _folded(command)
+    for flag, field, what, _ in reversed(_OPTIONS):
+        with_limits = click.option(
+            flag, field, type=_Limit(), default=Keep.KEEP, help=f"{what}; 'none': no limit."
+        )(with_limits)
+    return with_limits
 
 
 def new_limit_options(
@@ -66,20 +104,10 @@ def new_limit_options(
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """``--quota-tokens``, ``--rpm``, ``--tpm`` and ``--max-parallel`` of a new key or team,
     folded into one ``limits`` argument by the domain's names (``None``: not given)."""
-    options = (
-        ("--quota-tokens", "quota_tokens", "Monthly tokens", "quota"),
-        ("--rpm", "rpm_limit", "Requests per minute", "rpm"),
-        ("--tpm", "tpm_limit", "Tokens per minute", None),
-        ("--max-parallel", "max_parallel", "Requests in flight", None),
-    )
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(command)
-        def with_limits(*args: Any, **kwargs: Any) -> None:
-            limits = {field: kwargs.pop(field) for _, field, _, _ in options}
-            command(*args, limits=limits, **kwargs)
-
-        for flag, field, what, by_role in reversed(options):
+        with_limits = _folded(command)
+        for flag, field, what, by_role in reversed(_OPTIONS):
             default = "role default" if by_role and defaults == "role" else "default: none"
             with_limits = click.option(
                 flag, field, type=click.IntRange(min=0), help=f"{what} ({default})."

@@ -12,11 +12,11 @@ import click
 
 from llmserver.cli_budget import BudgetChoice, budget_options
 from llmserver.cli_keys import run_admin
-from llmserver.cli_limits import limit_option, new_limit_options
+from llmserver.cli_limits import EditedLimits, edited_limit_options, new_limit_options
 from llmserver.cli_tables import details, iso, json_option, table
 from llmserver.domain.audit import AuditAction, team_change
 from llmserver.domain.budget import usd
-from llmserver.domain.edits import KEEP, Keep
+from llmserver.domain.edits import KEEP
 from llmserver.domain.team_admin import TeamEdit, TeamUsage
 from llmserver.domain.teams import Team
 
@@ -126,10 +126,7 @@ def show(ctx: click.Context, id_or_name: str, as_json: bool) -> None:
 @teams.command("update")
 @click.argument("id_or_name")
 @click.option("--name", help="A new name.")
-@limit_option("--quota-tokens", "Monthly tokens")
-@limit_option("--rpm", "Requests per minute")
-@limit_option("--tpm", "Tokens per minute")
-@limit_option("--max-parallel", "Requests in flight")
+@edited_limit_options
 @budget_options(creating=False)
 @json_option
 @click.pass_context
@@ -137,10 +134,7 @@ def update(
     ctx: click.Context,
     id_or_name: str,
     name: str | None,
-    quota_tokens: int | Keep | None,
-    rpm: int | Keep | None,
-    tpm: int | Keep | None,
-    max_parallel: int | Keep | None,
+    limits: EditedLimits,
     budget: BudgetChoice,
     as_json: bool,
 ) -> None:
@@ -148,10 +142,7 @@ def update(
     server sees the change within LLMSERVER_KEY_CACHE_TTL_S."""
     edit = TeamEdit(
         name=KEEP if name is None else name,
-        quota_tokens=quota_tokens,
-        rpm_limit=rpm,
-        tpm_limit=tpm,
-        max_parallel=max_parallel,
+        **limits,
         budget_nanodollars=budget.nanodollars,
         budget_window=budget.window,
     )
