@@ -12,13 +12,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from integration.inference.pet_schema import PET, PROMPT
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import (
-    ChatMessage,
     Completion,
     FinishReason,
     GenerationParams,
-    Prompt,
 )
 from llmserver.domain.output_constraint import MAX_SCHEMA_CHARS, OutputConstraint
 from llmserver.domain.registry import ModelSpec
@@ -29,25 +28,6 @@ pytest.importorskip("llguidance")
 from llmserver.adapters.inference.torch_backend import TorchBackend
 
 pytestmark = pytest.mark.torch
-
-PROMPT = Prompt(messages=(ChatMessage("user", "Describe a pet as JSON."),))
-PET: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 12},
-        "age": {"type": "integer", "minimum": 0, "maximum": 30},
-        "kind": {"enum": ["cat", "dog", "fish"]},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
-        "owner": {
-            "type": "object",
-            "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
-            "required": ["zip"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["name", "age", "kind", "tags", "owner"],
-    "additionalProperties": False,
-}
 
 
 @pytest.fixture

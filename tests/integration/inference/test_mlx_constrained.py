@@ -14,12 +14,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from integration.inference.pet_schema import PET, PROMPT
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.inference import (
-    ChatMessage,
     FinishReason,
     GenerationParams,
-    Prompt,
     TextDelta,
 )
 from llmserver.domain.output_constraint import OutputConstraint
@@ -33,24 +32,6 @@ from llmserver.adapters.inference.mlx_backend import MlxBackend
 
 pytestmark = pytest.mark.mlx
 
-PROMPT = Prompt(messages=(ChatMessage("user", "Describe a pet as JSON."),))
-PET: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 12},
-        "age": {"type": "integer", "minimum": 0, "maximum": 30},
-        "kind": {"enum": ["cat", "dog", "fish"]},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
-        "owner": {
-            "type": "object",
-            "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
-            "required": ["zip"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["name", "age", "kind", "tags", "owner"],
-    "additionalProperties": False,
-}
 CITY = {
     "type": "object",
     "properties": {"city": {"type": "string", "maxLength": 12}},
