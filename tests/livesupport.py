@@ -17,10 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SECRET = "live-server-test-secret-" + "x" * 24
@@ -280,6 +283,20 @@ def closed_after_test(client: C) -> C:
     leaves its pooled sockets unclosed, a ResourceWarning that fails a later test."""
     _SDK_CLIENTS.append(client)
     return client
+
+
+def openai_client(server: LiveServer, key: str | None = None, *, timeout: float = 60) -> OpenAI:
+    """The openai SDK on ``server``'s ``/v1`` with ``key`` (the user key by default), no
+    retries, closed when the test ends."""
+    from openai import OpenAI
+
+    client = OpenAI(
+        base_url=server.base_url + "/v1",
+        api_key=key or server.user_key,
+        max_retries=0,
+        timeout=timeout,
+    )
+    return closed_after_test(client)
 
 
 def close_sdk_clients() -> None:

@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from livesupport import LiveServer, closed_after_test
+from livesupport import LiveServer, openai_client
 from llmserver.domain.registry import DEMO_MODEL_ID
 
 EMBED_MODEL = "demo-embed"
@@ -32,9 +32,7 @@ def http(live_server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def sdk(live_server: LiveServer, key: str) -> OpenAI:
-    return closed_after_test(
-        OpenAI(base_url=live_server.base_url + "/v1", api_key=key, max_retries=0, timeout=60)
-    )
+    return openai_client(live_server, key)
 
 
 def chat(client: OpenAI, content: str) -> Any:

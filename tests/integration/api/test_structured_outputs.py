@@ -17,7 +17,7 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field
 
-from livesupport import LiveServer, closed_after_test
+from livesupport import LiveServer, openai_client
 
 MODEL = "demo-tiny-llama"
 
@@ -37,14 +37,7 @@ class Pet(BaseModel):
 
 
 def client(live_server: LiveServer) -> OpenAI:
-    return closed_after_test(
-        OpenAI(
-            base_url=live_server.base_url + "/v1",
-            api_key=live_server.user_key,
-            max_retries=0,
-            timeout=120,
-        )
-    )
+    return openai_client(live_server, timeout=120)
 
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Describe a pet."}]
