@@ -23,11 +23,9 @@ class ModelQuotaStatus:
     used_tokens: int
     reserved_tokens: int
     """Held by requests in flight (on this replica's view of the ledger)."""
+    remaining_tokens: int
+    """``UsageRecord.remaining``: what a request may still reserve."""
     resets_at: datetime
-
-    @property
-    def remaining_tokens(self) -> int:
-        return max(0, self.quota_tokens - self.used_tokens - self.reserved_tokens)
 
 
 async def model_quota_statuses(
@@ -49,6 +47,7 @@ async def model_quota_statuses(
                     limit.quota_tokens,
                     record.used_tokens,
                     record.reserved_tokens,
+                    record.remaining(limit.quota_tokens),
                     window_reset_at(period),
                 )
             )
