@@ -15,10 +15,10 @@ from llmserver.app.routes.admin.views import (
     ModelLimitsBody,
     RecordView,
     TeamRef,
+    budget_edit,
     model_limits_edit,
 )
 from llmserver.domain.budget import BudgetWindow
-from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.edits import KEEP
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyEdit
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
@@ -58,13 +58,7 @@ class UpdateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 KEEP if isinstance(self.allowed_models, UnsetType) else self.allowed_models
             ),
             expires_at=KEEP if isinstance(self.expires_at, UnsetType) else self.expires_at,
-            budget_nanodollars=(
-                KEEP
-                if isinstance(self.budget_usd, UnsetType)
-                else None
-                if self.budget_usd is None
-                else parse_budget_usd(self.budget_usd)
-            ),
+            budget_nanodollars=budget_edit(self.budget_usd),
             budget_window=KEEP if isinstance(self.budget_window, UnsetType) else self.budget_window,
             model_limits=(
                 KEEP

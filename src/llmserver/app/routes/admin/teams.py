@@ -15,7 +15,13 @@ from msgspec import UNSET, UnsetType
 
 from llmserver.app.routes.admin.audited import AdminCall
 from llmserver.app.routes.admin.params import ADMIN_ERRORS
-from llmserver.app.routes.admin.views import BudgetUsd, BudgetView, RecordView, UsageView
+from llmserver.app.routes.admin.views import (
+    BudgetUsd,
+    BudgetView,
+    RecordView,
+    UsageView,
+    budget_edit,
+)
 from llmserver.app.routes.openai.serving import decode
 from llmserver.domain.audit import AuditAction, team_change
 from llmserver.domain.budget import BudgetWindow, usd
@@ -98,17 +104,7 @@ class UpdateTeam(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             for name in self.__struct_fields__
             if name != "budget_usd"
         }
-        budget = self.budget_usd
-        return TeamEdit(
-            budget_nanodollars=(
-                KEEP
-                if isinstance(budget, UnsetType)
-                else None
-                if budget is None
-                else parse_budget_usd(budget)
-            ),
-            **values,
-        )
+        return TeamEdit(budget_nanodollars=budget_edit(self.budget_usd), **values)
 
 
 _CREATE = msgspec.json.Decoder(CreateTeam)

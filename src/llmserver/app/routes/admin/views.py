@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Self
 import msgspec
 
 from llmserver.domain.budget import BudgetWindow, usd
-from llmserver.domain.budget_status import BudgetStatus
+from llmserver.domain.budget_status import BudgetStatus, parse_budget_usd
+from llmserver.domain.edits import KEEP, Keep
 from llmserver.domain.key_admin import MAX_NAME_LENGTH, KeyState, key_state
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
 from llmserver.domain.key_models import ModelLimitsEdit
@@ -20,6 +21,16 @@ from llmserver.domain.teams import TEAM_NAME_MAX_CHARS
 
 BudgetUsd = Annotated[str, msgspec.Meta(max_length=32)] | int | float
 """Dollars as a decimal string or a JSON number (read as the decimal it says)."""
+
+
+def budget_edit(value: BudgetUsd | msgspec.UnsetType | None) -> int | Keep | None:
+    """An edit body's ``budget_usd`` in nanodollars: left out, ``KEEP``; ``null``, no
+    budget; else the amount (``InvalidRequest`` saying what is wrong with it)."""
+    if isinstance(value, msgspec.UnsetType):
+        return KEEP
+    return None if value is None else parse_budget_usd(value)
+
+
 TeamRef = Annotated[str, msgspec.Meta(min_length=1, max_length=TEAM_NAME_MAX_CHARS)]
 """A team's id or name (an id, 32 characters, is shorter than the longest name)."""
 
