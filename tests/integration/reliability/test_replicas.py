@@ -73,6 +73,41 @@ async def _hammer(
         )
 
 
+async def _team(replicas: Replicas, name: str, **limits: object) -> None:
+    """A team made through the admin API of the last replica."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(
+            replicas.urls[-1] + "/admin/teams",
+            headers=bearer(replicas.admin_key),
+            json={"name": name, **limits},
+        )
+    assert answer.status_code == 201, answer.text
+
+
+async def _members(replicas: Replicas, team: str, count: int, **limits: object) -> list[str]:
+    """``count`` keys of ``team``, the i-th made on replica i (mod 3): each replica must
+    find the team of keys it did not make."""
+    urls = replicas.urls
+    return [
+        (
+            await create_key(
+                urls[i % len(urls)], replicas.admin_key, f"{team}-{i}", team=team, **limits
+            )
+        )["key"]
+        for i in range(count)
+    ]
+
+
+async def _hammer_all(
+    replicas: Replicas, keys: list[str], model: str, per_key: int, max_tokens: int
+) -> list[httpx.Response]:
+    """``_hammer`` with every key at once, ``per_key`` requests each."""
+    answered = await asyncio.gather(
+        *(_hammer(replicas, key, model, per_key, max_tokens) for key in keys)
+    )
+    return [response for responses in answered for response in responses]
+
+
 async def test_a_tpm_key_never_gets_more_than_its_tokens_in_a_minute(
     http_replicas: Replicas,
 ) -> None:
@@ -202,25 +237,16 @@ async def test_a_team_budget_shared_by_three_keys_is_never_passed_across_replica
     http_replicas: Replicas,
 ) -> None:
     urls, admin = http_replicas.urls, http_replicas.admin_key
-    async with httpx.AsyncClient(timeout=30) as client:
-        answer = await client.post(
-            urls[1] + "/admin/teams",
-            headers=bearer(admin),
-            json={"name": "replica team", "budget_usd": str(BUDGET), "budget_window": "day"},
-        )
-    assert answer.status_code == 201, answer.text
+    await _team(http_replicas, "replica team", budget_usd=str(BUDGET), budget_window="day")
     # Each key made on a replica of its own; each sends to all three.
-    keys = [await create_key(urls[i], admin, f"member-{i}", team="replica team") for i in range(3)]
+    keys = await _members(http_replicas, "replica team", 3)
     body = {
         **chat_body("Count the goats.", max_tokens=BUDGET_MAX_TOKENS, cache=False),
         "model": PRICED,
     }
     per_key = BUDGET_HAMMER // 3
     tallies = await asyncio.gather(
-        *(
-            fire(http_replicas, key["key"], [dict(body) for _ in range(per_key)], per_key)
-            for key in keys
-        )
+        *(fire(http_replicas, key, [dict(body) for _ in range(per_key)], per_key) for key in keys)
     )
     async with httpx.AsyncClient(timeout=30) as client:
         shown = await client.get(urls[2] + "/admin/teams/replica team", headers=bearer(admin))
@@ -242,28 +268,13 @@ async def test_a_team_budget_shared_by_three_keys_is_never_passed_across_replica
 async def test_a_team_s_max_parallel_holds_across_its_keys_and_replicas(
     http_replicas: Replicas, upstream: Upstream
 ) -> None:
-    urls, admin = http_replicas.urls, http_replicas.admin_key
-    async with httpx.AsyncClient(timeout=30) as client:
-        answer = await client.post(
-            urls[0] + "/admin/teams",
-            headers=bearer(admin),
-            json={"name": "parallel team", "max_parallel": MAX_PARALLEL},
-        )
-    assert answer.status_code == 201, answer.text
-    keys = [
-        await create_key(
-            urls[i], admin, f"p-member-{i}", team="parallel team", rpm_limit=UNLIMITED_RPM
-        )
-        for i in range(2)
-    ]
+    await _team(http_replicas, "parallel team", max_parallel=MAX_PARALLEL)
+    keys = await _members(http_replicas, "parallel team", 2, rpm_limit=UNLIMITED_RPM)
     upstream.most_open = 0
 
     # Two keys without limits of their own, 20 slow requests each, over the three replicas.
-    answered = await asyncio.gather(
-        *(_hammer(http_replicas, key["key"], "drip", 20, max_tokens=10) for key in keys)
-    )
+    responses = await _hammer_all(http_replicas, keys, "drip", 20, max_tokens=10)
 
-    responses = [r for each in answered for r in each]
     statuses = [r.status_code for r in responses]
     refused = [r for r in responses if r.status_code == 429]
     print(
