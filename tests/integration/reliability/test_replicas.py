@@ -1,9 +1,9 @@
 """Several replicas, one truth: limits hold across three server processes sharing one
 PostgreSQL database and one Redis database (``http_replicas``: http models on the loopback
 upstream, which counts the calls open at once). RPM and the monthly quota, TPM and
-max_parallel, a key's budget and a team's over three keys, and through the openai SDK: the
-TPM headers parse, a refusal is a ``RateLimitError`` with its message. One module, so the
-three servers start once."""
+max_parallel, a key's budget, a team's RPM, TPM, budget and max_parallel over its keys, and
+through the openai SDK: the TPM headers parse, a refusal is a ``RateLimitError`` with its
+message. One module, so the three servers start once."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ UNLIMITED_RPM = 1_000_000
 """Out of the way: a key's RPM left out takes its role's default (60)."""
 BUDGET = Decimal("0.01")
 BUDGET_HAMMER, BUDGET_CONCURRENCY, BUDGET_MAX_TOKENS = 60, 60, 8
+TEAM_RPM, TEAM_RPM_PER_KEY = 20, 30
+TEAM_TPM_WAVES = 10
 
 
 async def test_rpm_limit_holds_across_replicas(http_replicas: Replicas) -> None:
@@ -286,3 +288,73 @@ async def test_a_team_s_max_parallel_holds_across_its_keys_and_replicas(
     assert len(refused) + statuses.count(200) == 40
     assert {r.json()["error"]["code"] for r in refused} == {"too_many_parallel_requests"}
     assert all("parallel team" in r.json()["error"]["message"] for r in refused)
+
+
+async def test_a_team_s_rpm_admits_exactly_its_limit_over_three_keys_and_replicas(
+    http_replicas: Replicas,
+) -> None:
+    await _team(http_replicas, "rpm team", rpm_limit=TEAM_RPM)
+    keys = await _members(http_replicas, "rpm team", 3, rpm_limit=UNLIMITED_RPM)
+    started = time.monotonic()
+
+    responses = await _hammer_all(http_replicas, keys, "fast", TEAM_RPM_PER_KEY, max_tokens=2)
+
+    elapsed = time.monotonic() - started
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    print(
+        f"\nteam rpm {TEAM_RPM}, 3 keys on 3 replicas: {len(responses)} requests in "
+        f"{elapsed:.1f}s -> {len(admitted)} x 200, {len(refused)} x 429"
+    )
+    assert elapsed < WINDOW_S, "the run outlasted the window; nothing to check"
+    assert len(admitted) == TEAM_RPM
+    assert len(refused) == len(responses) - TEAM_RPM
+    # The keys' own windows are far larger, so every answer shows the team's. One window
+    # shared by the replicas hands out each remaining count once: TEAM_RPM - 1 down to 0.
+    assert {r.headers["x-ratelimit-limit-requests"] for r in responses} == {str(TEAM_RPM)}
+    remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in admitted)
+    assert remaining == list(range(TEAM_RPM))
+    assert {r.headers["x-ratelimit-remaining-requests"] for r in refused} == {"0"}
+    assert all(0 < float(r.headers["retry-after"]) <= WINDOW_S for r in refused)
+    assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
+    named = f"{TEAM_RPM} requests per minute for team 'rpm team'"
+    assert all(named in r.json()["error"]["message"] for r in refused)
+
+
+async def test_a_team_s_tpm_is_never_passed_over_three_keys_and_replicas(
+    http_replicas: Replicas,
+) -> None:
+    await _team(http_replicas, "tpm team", tpm_limit=TPM)
+    keys = await _members(http_replicas, "tpm team", 3, rpm_limit=UNLIMITED_RPM)
+    started = time.monotonic()
+
+    # In waves, each answered before the next: settled answers keep only what they used,
+    # so the window fills with usage (which a window per replica would let reach 3x the
+    # limit), not with the reservations of one burst.
+    responses: list[httpx.Response] = []
+    for _ in range(TEAM_TPM_WAVES):
+        responses += await _hammer_all(
+            http_replicas, keys, "fast", TPM_HAMMER // TEAM_TPM_WAVES // len(keys), max_tokens=3
+        )
+
+    elapsed = time.monotonic() - started
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    used = sum(r.json()["usage"]["total_tokens"] for r in admitted)
+    print(
+        f"\nteam tpm {TPM}, 3 keys on 3 replicas: {len(responses)} requests in {elapsed:.1f}s "
+        f"-> {len(admitted)} x 200, {len(refused)} x 429, {used} tokens"
+    )
+    assert len(admitted) + len(refused) == len(responses)
+    # The whole run lies in one window, so no 60 s window held more than the limit.
+    assert elapsed < WINDOW_S, "the run outlasted the window; nothing to check"
+    assert used <= TPM
+    assert refused
+    # The keys have no TPM of their own: every answer shows the team's window, which
+    # reservations filled to within one more (~25 tokens each).
+    assert {r.headers["x-ratelimit-limit-tokens"] for r in responses} == {str(TPM)}
+    assert min(int(r.headers["x-ratelimit-remaining-tokens"]) for r in admitted) < 30
+    assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
+    named = f"{TPM} tokens per minute for team 'tpm team'"
+    assert all(named in r.json()["error"]["message"] for r in refused)
+    assert all(0 < float(r.headers["retry-after"]) <= WINDOW_S for r in refused)
