@@ -16,6 +16,7 @@ import { CachePage } from "./pages/CachePage";
 import { KeysPage } from "./pages/KeysPage";
 import { LogsPage } from "./pages/LogsPage";
 import { ModelsPage } from "./pages/ModelsPage";
+import { TeamsPage } from "./pages/TeamsPage";
 import { UsagePage } from "./pages/UsagePage";
 import "./admin.css";
 
@@ -23,6 +24,7 @@ export const ADMIN_KEY_ITEM = "llmserver.adminKey";
 
 const TITLES: Record<PageName, string> = {
   keys: "Keys",
+  teams: "Teams",
   usage: "Usage and cost",
   logs: "Request logs",
   models: "Models",
@@ -123,6 +125,7 @@ export default function AdminApp({ config }: { config: UiConfig }) {
         ) : (
           <>
             {page === "keys" && <KeysPage api={api} />}
+            {page === "teams" && <TeamsPage api={api} />}
             {page === "usage" && <UsagePage api={api} />}
             {page === "logs" && <LogsPage api={api} />}
             {page === "models" && <ModelsPage api={api} />}

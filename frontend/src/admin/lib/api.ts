@@ -27,6 +27,8 @@ export interface KeyView {
   /** Exact dollars per `budget_window`; null: no budget. */
   budget_usd: string | null;
   budget_window: BudgetWindow;
+  /** The team whose limits cap this key's too; null: none. */
+  team_id: string | null;
 }
 
 export type BudgetWindow = "day" | "week" | "month";
@@ -50,6 +52,26 @@ export interface ModelQuotaView {
   reserved_tokens: number;
   remaining_tokens: number;
   resets_at: string;
+}
+
+/** A team: its limits cap the sum over its keys (`/admin/teams`). */
+export interface TeamView {
+  id: string;
+  name: string;
+  quota_tokens: number | null;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  max_parallel: number | null;
+  budget_usd: string | null;
+  budget_window: BudgetWindow;
+  created_at: string;
+}
+
+/** A team with this month's count over its keys and its budget's window (`GET /admin/teams/{id}`). */
+export interface TeamDetail {
+  team: TeamView;
+  usage: UsageView;
+  budget: BudgetView | null;
 }
 
 /** A budgeted key's spend in its current window (`GET /admin/budgets`), exact dollars. */

@@ -1,7 +1,7 @@
 /** Form values to API values, and the console's own routes. Pure functions. */
-import type { BudgetWindow } from "./api";
+import type { BudgetView, BudgetWindow, UsageView } from "./api";
 
-export const PAGES = ["keys", "usage", "logs", "models", "audit", "cache"] as const;
+export const PAGES = ["keys", "teams", "usage", "logs", "models", "audit", "cache"] as const;
 export type PageName = (typeof PAGES)[number];
 
 export const ADMIN_ROOT = "/ui/admin";
@@ -92,14 +92,13 @@ export function modelLimitsEdit(rows: ModelLimitRow[], current: string[]): Recor
 /** What the API takes as a budget: dollars with at most 9 decimals. */
 const DOLLARS = /^\d{1,7}(\.\d{1,9})?$/;
 
-/** A key's limits as typed in the create and edit forms. */
+/** A key's or a team's name and limits as typed in the create and edit forms. */
 export interface LimitFields {
   name: string;
   rpm: string;
   quota: string;
   tpm: string;
   parallel: string;
-  models: string;
   budget: string;
   window: BudgetWindow;
 }
@@ -113,7 +112,31 @@ export interface Limits {
   budget_window: BudgetWindow;
 }
 
-export const NO_LIMITS = { rpm: "", quota: "", tpm: "", parallel: "", budget: "", window: "month" as BudgetWindow };
+export const NO_LIMITS: LimitFields = { name: "", rpm: "", quota: "", tpm: "", parallel: "", budget: "", window: "month" };
+
+/** What an editor starts from: a key's or a team's name and limits, as text (blank: no limit). */
+export function fieldsOf(record: Limits & { name: string }): LimitFields {
+  const text = (value: number | null) => (value === null ? "" : String(value));
+  return {
+    name: record.name,
+    rpm: text(record.rpm_limit),
+    quota: text(record.quota_tokens),
+    tpm: text(record.tpm_limit),
+    parallel: text(record.max_parallel),
+    budget: record.budget_usd ?? "",
+    window: record.budget_window,
+  };
+}
+
+/**
+ * A create body's limits: only those given, so that a key's blank limits take its role's
+ * defaults; a budget's window goes only with a budget.
+ */
+export function givenLimits(limits: Limits): Partial<Limits> {
+  const { budget_window, ...rest } = limits;
+  const given: Partial<Limits> = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== null));
+  return limits.budget_usd === null ? given : { ...given, budget_window };
+}
 
 export function checkLimits(fields: LimitFields): Limits | string {
   const rpm = parseLimit(fields.rpm, 1);
@@ -129,4 +152,14 @@ export function checkLimits(fields: LimitFields): Limits | string {
   // Sent as the string typed: the API reads it as an exact decimal, never as a float.
   const budgeted = { budget_usd: budget || null, budget_window: fields.window };
   return { rpm_limit: rpm.value, quota_tokens: quota.value, tpm_limit: tpm.value, max_parallel: parallel.value, ...budgeted };
+}
+
+/** A window's spend of a budget ("$1.20 of $5.00 / week"); "none" without a budget. */
+export function formatBudget(budget: BudgetView | null | undefined): string {
+  return budget ? `$${budget.spent_usd} of $${budget.budget_usd} / ${budget.window}` : "none";
+}
+
+/** A month's count on a ledger ("1,200 tokens, 3 requests"); "—" when nothing was counted. */
+export function formatUsage(usage: UsageView | null | undefined): string {
+  return usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—";
 }

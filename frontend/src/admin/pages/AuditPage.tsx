@@ -4,7 +4,7 @@ import { query, type AdminApi, type AuditEntry, type Page } from "../lib/api";
 import { formatTime } from "../lib/forms";
 
 const LIMIT = 25;
-const ACTIONS = ["key.create", "key.update", "key.revoke", "key.rotate", "cache.purge"];
+const ACTIONS = ["key.create", "key.update", "key.revoke", "key.rotate", "team.create", "team.update", "cache.purge"];
 
 function settings(values: Record<string, unknown> | null): string {
   if (!values) return "—";
@@ -37,7 +37,7 @@ export function AuditPage({ api }: { api: AdminApi }) {
           testId="audit-action"
         />
         <label>
-          Target (key id or model)
+          Target (key id, team id or model)
           <input
             type="text"
             value={target}

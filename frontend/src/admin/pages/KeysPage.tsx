@@ -1,19 +1,20 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
-import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, useLoad } from "../components";
-import { query, type AdminApi, type BudgetView, type BudgetWindow, type CreatedKey, type KeyView, type ModelQuotaView, type RotatedKey, type UsageView } from "../lib/api";
-import { NO_LIMITS, checkLimits, formatLimit, formatTime, isoToLocal, localToIso, modelLimitsEdit, parseModels, type LimitFields, type ModelLimitRow } from "../lib/forms";
+import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, errorText, useLoad } from "../components";
+import { query, type AdminApi, type BudgetView, type CreatedKey, type KeyView, type ModelQuotaView, type RotatedKey, type TeamView, type UsageView } from "../lib/api";
+import { NO_LIMITS, checkLimits, fieldsOf, formatBudget, formatLimit, formatTime, formatUsage, givenLimits, isoToLocal, localToIso, modelLimitsEdit, parseModels, type LimitFields, type ModelLimitRow } from "../lib/forms";
 import { ModelLimitsCell, ModelLimitsEditor, rowsOf } from "./KeyModelLimits";
+import { CreatePanel, EditorDialog, LimitInputs, TeamSelect } from "./LimitEditor";
 
 const STATES = ["active", "revoked", "expired"] as const;
 const ROLES = ["user", "playground", "admin"] as const;
-const WINDOWS: readonly BudgetWindow[] = ["day", "week", "month"];
 
 interface Listing {
   keys: KeyView[];
   usage: Map<string, UsageView>;
   budgets: Map<string, BudgetView>;
   modelQuotas: ModelQuotaView[];
+  teams: TeamView[];
 }
 
 export function KeysPage({ api }: { api: AdminApi }) {
@@ -24,27 +25,31 @@ export function KeysPage({ api }: { api: AdminApi }) {
   const [editing, setEditing] = useState<KeyView | null>(null);
   const [listing, reload] = useLoad<Listing>(
     async (signal) => {
-      const [keys, usage, budgets, quotas] = await Promise.all([
+      const [keys, usage, budgets, quotas, teams] = await Promise.all([
         api.get<{ data: KeyView[] }>(`/keys${query({ q: search, state, role })}`, signal),
         api.get<{ data: UsageView[] }>("/usage", signal),
         api.get<{ data: BudgetView[] }>("/budgets", signal),
         api.get<{ data: ModelQuotaView[] }>("/model-quotas", signal),
+        api.get<{ data: TeamView[] }>("/teams", signal),
       ]);
       return {
         keys: keys.data,
         usage: new Map(usage.data.map((u) => [u.key_id, u])),
         budgets: new Map(budgets.data.map((b) => [b.key_id, b])),
         modelQuotas: quotas.data,
+        teams: teams.data,
       };
     },
     [api, search, state, role],
   );
+  const teams = listing.state === "ready" ? listing.data.teams : [];
 
   return (
     <>
       {secret && <SecretOnce label={secret.label} secret={secret.value} onDone={() => setSecret(null)} />}
       <CreateKey
         api={api}
+        teams={teams}
         onCreated={(created) => {
           setSecret({ label: `New key “${created.details.name}”`, value: created.key });
           reload();
@@ -77,6 +82,7 @@ export function KeysPage({ api }: { api: AdminApi }) {
       {editing && (
         <EditKey
           api={api}
+          teams={teams}
           keyView={editing}
           onClose={(changed) => {
             setEditing(null);
@@ -123,8 +129,8 @@ function KeyTable({
       <ErrorNote error={error} />
       <DataTable
         testId="keys-table"
-        caption="API keys with their limits, this month's usage and their budget's spend"
-        columns={["Name", "Prefix", "Role", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Per model", "Used this month", "Budget (spent of)", "Last used", "Expires", "Actions"]}
+        caption="API keys with their team, limits, this month's usage and their budget's spend"
+        columns={["Name", "Prefix", "Role", "Team", "State", "RPM", "Quota (tokens/month)", "TPM", "Max parallel", "Per model", "Used this month", "Budget (spent of)", "Last used", "Expires", "Actions"]}
       >
             {listing.keys.map((key) => {
               const usage = listing.usage.get(key.id);
@@ -137,17 +143,20 @@ function KeyTable({
                     <code>{key.prefix}</code>
                   </td>
                   <td>{key.role}</td>
+                  <td data-testid="key-team" data-team-id={key.team_id ?? ""}>
+                    {key.team_id === null ? "none" : (listing.teams.find((t) => t.id === key.team_id)?.name ?? key.team_id)}
+                  </td>
                   <td>
                     <span className={`badge ${key.state}`}>{key.state}</span>
                   </td>
-                  <td>{formatLimit(key.rpm_limit)}</td>
+                  <td data-testid="key-rpm">{formatLimit(key.rpm_limit)}</td>
                   <td>{formatLimit(key.quota_tokens)}</td>
                   <td>{formatLimit(key.tpm_limit)}</td>
                   <td>{formatLimit(key.max_parallel)}</td>
                   <ModelLimitsCell limits={key.model_limits} quotas={listing.modelQuotas.filter((q) => q.key_id === key.id)} />
-                  <td>{usage ? `${usage.used_tokens.toLocaleString("en-US")} tokens, ${usage.requests} requests` : "—"}</td>
+                  <td>{formatUsage(usage)}</td>
                   <td data-testid="key-budget" data-spent={budget?.spent_usd} title={budget ? `resets ${formatTime(budget.resets_at)}` : undefined}>
-                    {budget ? `$${budget.spent_usd} of $${budget.budget_usd} / ${budget.window}` : "none"}
+                    {formatBudget(budget)}
                   </td>
                   <td>{formatTime(key.last_used_at)}</td>
                   <td>{formatTime(key.expires_at)}</td>
@@ -203,39 +212,21 @@ function KeyTable({
   );
 }
 
-function LimitInputs({ fields, set, idPrefix }: { fields: LimitFields; set(f: LimitFields): void; idPrefix: string }) {
+function ModelsInput({ value, set, idPrefix }: { value: string; set(models: string): void; idPrefix: string }) {
   return (
     <>
-      <label htmlFor={`${idPrefix}-name`}>Name</label>
-      <input id={`${idPrefix}-name`} type="text" required maxLength={200} value={fields.name} onChange={(e) => set({ ...fields, name: e.target.value })} data-testid={`${idPrefix}-name`} />
-      <label htmlFor={`${idPrefix}-rpm`}>Requests per minute</label>
-      <input id={`${idPrefix}-rpm`} type="text" inputMode="numeric" value={fields.rpm} onChange={(e) => set({ ...fields, rpm: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-rpm`} />
-      <label htmlFor={`${idPrefix}-quota`}>Monthly token quota</label>
-      <input id={`${idPrefix}-quota`} type="text" inputMode="numeric" value={fields.quota} onChange={(e) => set({ ...fields, quota: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-quota`} />
-      <label htmlFor={`${idPrefix}-tpm`}>Tokens per minute</label>
-      <input id={`${idPrefix}-tpm`} type="text" inputMode="numeric" value={fields.tpm} onChange={(e) => set({ ...fields, tpm: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-tpm`} />
-      <label htmlFor={`${idPrefix}-parallel`}>Requests in flight</label>
-      <input id={`${idPrefix}-parallel`} type="text" inputMode="numeric" value={fields.parallel} onChange={(e) => set({ ...fields, parallel: e.target.value })} placeholder="unlimited" data-testid={`${idPrefix}-parallel`} />
       <label htmlFor={`${idPrefix}-models`}>Allowed models (comma-separated)</label>
-      <input id={`${idPrefix}-models`} type="text" value={fields.models} onChange={(e) => set({ ...fields, models: e.target.value })} placeholder="every model" />
-      <label htmlFor={`${idPrefix}-budget`}>Budget (USD)</label>
-      <input id={`${idPrefix}-budget`} type="text" inputMode="decimal" value={fields.budget} onChange={(e) => set({ ...fields, budget: e.target.value })} placeholder="none" data-testid={`${idPrefix}-budget`} />
-      <label htmlFor={`${idPrefix}-window`}>Budget window (UTC)</label>
-      <select id={`${idPrefix}-window`} value={fields.window} onChange={(e) => set({ ...fields, window: e.target.value as BudgetWindow })} data-testid={`${idPrefix}-window`}>
-        {WINDOWS.map((w) => (
-          <option key={w} value={w}>
-            {w}
-          </option>
-        ))}
-      </select>
+      <input id={`${idPrefix}-models`} type="text" value={value} onChange={(e) => set(e.target.value)} placeholder="every model" />
     </>
   );
 }
 
-function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: CreatedKey): void }) {
-  const [fields, setFields] = useState<LimitFields>({ name: "", ...NO_LIMITS, models: "" });
+function CreateKey({ api, teams, onCreated }: { api: AdminApi; teams: TeamView[]; onCreated(created: CreatedKey): void }) {
+  const [fields, setFields] = useState<LimitFields>(NO_LIMITS);
+  const [models, setModels] = useState("");
   const [role, setRole] = useState("user");
   const [expires, setExpires] = useState("");
+  const [team, setTeam] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -246,70 +237,54 @@ function CreateKey({ api, onCreated }: { api: AdminApi; onCreated(created: Creat
     setBusy(true);
     try {
       // Blank limits take the role's defaults on creation (see the roles' table in the README).
-      const body: Record<string, unknown> = { name: fields.name, role, allowed_models: parseModels(fields.models) };
-      if (limits.rpm_limit !== null) body.rpm_limit = limits.rpm_limit;
-      if (limits.quota_tokens !== null) body.quota_tokens = limits.quota_tokens;
-      if (limits.tpm_limit !== null) body.tpm_limit = limits.tpm_limit;
-      if (limits.max_parallel !== null) body.max_parallel = limits.max_parallel;
-      if (limits.budget_usd !== null) Object.assign(body, { budget_usd: limits.budget_usd, budget_window: limits.budget_window });
+      const body: Record<string, unknown> = { name: fields.name, role, allowed_models: parseModels(models), ...givenLimits(limits) };
       if (expires.trim()) body.expires_in = expires.trim();
+      if (team) body.team = team;
       onCreated(await api.call<CreatedKey>("POST", "/keys", body));
-      setFields({ name: "", ...NO_LIMITS, models: "" });
+      setFields(NO_LIMITS);
+      setModels("");
       setExpires("");
+      setTeam("");
     } catch (e) {
-      setError(asApiError(e).message);
+      setError(errorText(asApiError(e)));
     } finally {
       setBusy(false);
     }
   }
 
   return (
-    <details className="create-key">
-      <summary data-testid="open-create">Create a key</summary>
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void create();
-        }}
-      >
-        <LimitInputs fields={fields} set={setFields} idPrefix="create" />
-        <label htmlFor="create-role">Role</label>
-        <select id="create-role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="create-role">
-          {ROLES.map((r) => (
-            <option key={r} value={r}>
-              {r}
-            </option>
-          ))}
-        </select>
-        <label htmlFor="create-expires">Expires in (e.g. 30d, 12h; blank: never)</label>
-        <input id="create-expires" type="text" value={expires} onChange={(e) => setExpires(e.target.value)} />
-        <p className="field-note span">Blank limits take the role's defaults.</p>
-        {error && (
-          <p className="error-text span" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" className="primary" disabled={busy || !fields.name.trim()} data-testid="create-key">
-          Create key
-        </button>
-      </form>
-    </details>
+    <CreatePanel
+      summary="Create a key"
+      openTestId="open-create"
+      submitTestId="create-key"
+      submit="Create key"
+      disabled={busy || !fields.name.trim()}
+      note="Blank limits take the role's defaults."
+      error={error}
+      onSubmit={() => void create()}
+    >
+      <LimitInputs fields={fields} set={setFields} idPrefix="create" />
+      <ModelsInput value={models} set={setModels} idPrefix="create" />
+      <label htmlFor="create-role">Role</label>
+      <select id="create-role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="create-role">
+        {ROLES.map((r) => (
+          <option key={r} value={r}>
+            {r}
+          </option>
+        ))}
+      </select>
+      <TeamSelect id="create-key-team" value={team} teams={teams} onChange={setTeam} />
+      <label htmlFor="create-expires">Expires in (e.g. 30d, 12h; blank: never)</label>
+      <input id="create-expires" type="text" value={expires} onChange={(e) => setExpires(e.target.value)} />
+    </CreatePanel>
   );
 }
 
-function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; onClose(changed: boolean): void }) {
-  const [fields, setFields] = useState<LimitFields>({
-    name: keyView.name,
-    rpm: keyView.rpm_limit === null ? "" : String(keyView.rpm_limit),
-    quota: keyView.quota_tokens === null ? "" : String(keyView.quota_tokens),
-    tpm: keyView.tpm_limit === null ? "" : String(keyView.tpm_limit),
-    parallel: keyView.max_parallel === null ? "" : String(keyView.max_parallel),
-    models: keyView.allowed_models.join(", "),
-    budget: keyView.budget_usd ?? "",
-    window: keyView.budget_window,
-  });
+function EditKey({ api, teams, keyView, onClose }: { api: AdminApi; teams: TeamView[]; keyView: KeyView; onClose(changed: boolean): void }) {
+  const [fields, setFields] = useState<LimitFields>(fieldsOf(keyView));
+  const [models, setModels] = useState(keyView.allowed_models.join(", "));
   const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
+  const [team, setTeam] = useState(keyView.team_id ?? "");
   const [modelRows, setModelRows] = useState<ModelLimitRow[]>(rowsOf(keyView.model_limits));
   const [error, setError] = useState<string | null>(null);
 
@@ -322,47 +297,37 @@ function EditKey({ api, keyView, onClose }: { api: AdminApi; keyView: KeyView; o
       await api.call("PATCH", `/keys/${keyView.id}`, {
         name: fields.name,
         ...limits,
-        allowed_models: parseModels(fields.models),
+        allowed_models: parseModels(models),
         expires_at: localToIso(expires),
         model_limits: perModel,
+        team: team || null,
       });
       onClose(true);
     } catch (e) {
-      setError(asApiError(e).message);
+      setError(errorText(asApiError(e)));
     }
   }
 
   return (
-    <section className="edit-key" role="dialog" aria-modal="false" aria-labelledby="edit-title" data-testid="edit-dialog">
-      <h2 id="edit-title">
-        Edit <code>{keyView.prefix}</code>
-      </h2>
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void save();
-        }}
-      >
-        <LimitInputs fields={fields} set={setFields} idPrefix="edit" />
-        <label htmlFor="edit-expires">Expires at (blank: never)</label>
-        <input id="edit-expires" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
-        <ModelLimitsEditor rows={modelRows} setRows={setModelRows} />
-        <p className="field-note span">Blank limits mean no limit. Changes apply from the key's next request.</p>
-        {error && (
-          <p className="error-text span" role="alert">
-            {error}
-          </p>
-        )}
-        <div className="span actions">
-          <button type="submit" className="primary" data-testid="save-edit">
-            Save
-          </button>
-          <button type="button" className="ghost" onClick={() => onClose(false)}>
-            Cancel
-          </button>
-        </div>
-      </form>
-    </section>
+    <EditorDialog
+      title={
+        <>
+          Edit <code>{keyView.prefix}</code>
+        </>
+      }
+      testId="edit-dialog"
+      saveTestId="save-edit"
+      note="Blank limits mean no limit. Changes apply from the key's next request."
+      error={error}
+      onSave={() => void save()}
+      onCancel={() => onClose(false)}
+    >
+      <LimitInputs fields={fields} set={setFields} idPrefix="edit" />
+      <ModelsInput value={models} set={setModels} idPrefix="edit" />
+      <TeamSelect id="edit-key-team" value={team} teams={teams} onChange={setTeam} />
+      <label htmlFor="edit-expires">Expires at (blank: never)</label>
+      <input id="edit-expires" type="datetime-local" value={expires} onChange={(e) => setExpires(e.target.value)} />
+      <ModelLimitsEditor rows={modelRows} setRows={setModelRows} />
+    </EditorDialog>
   );
 }
