@@ -123,9 +123,9 @@ try {
   await admin.getByTestId("edit-dialog").waitFor({ state: "detached", timeout: TIMEOUT });
   // The table reloads after the save: wait for the new limit rather than read the old one.
   await admin
-    .waitForFunction((p) => document.querySelector(`[data-prefix="${p}"] td:nth-of-type(4)`)?.textContent === "1", prefix, { timeout: 10_000 })
+    .waitForFunction((p) => document.querySelector(`[data-prefix="${p}"] [data-testid="key-rpm"]`)?.textContent === "1", prefix, { timeout: 10_000 })
     .catch(() => {});
-  result.rpmShown = await row.locator("td").nth(3).innerText();
+  result.rpmShown = await row.getByTestId("key-rpm").innerText();
   // The reloaded row shows what the first reply spent of the key's budget.
   result.budgetSpent = await row.getByTestId("key-budget").getAttribute("data-spent");
   result.budgetShown = await row.getByTestId("key-budget").innerText();
