@@ -11,6 +11,25 @@ export function asApiError(error: unknown): ApiError {
   return error instanceof ApiError ? error : new ApiError(0, { message: String(error) });
 }
 
+/**
+ * A form's submission: `submit(action)` runs `action`, which answers what is wrong with the
+ * form (a string, shown as the error) or sends it; what the API refuses is shown in words.
+ * `busy` while it runs.
+ */
+export function useSubmit(): { error: string | null; busy: boolean; submit(action: () => Promise<string | void>): void } {
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = useCallback((action: () => Promise<string | void>) => {
+    setError(null);
+    setBusy(true);
+    action()
+      .then((problem) => setError(problem ?? null))
+      .catch((e: unknown) => setError(errorText(asApiError(e))))
+      .finally(() => setBusy(false));
+  }, []);
+  return { error, busy, submit };
+}
+
 export type Loaded<T> = { state: "loading" } | { state: "ready"; data: T } | { state: "error"; error: ApiError };
 
 /** Runs `load` when `deps` change (aborting the previous run) and on `reload()`. */

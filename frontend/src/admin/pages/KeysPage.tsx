@@ -1,6 +1,6 @@
 import { useState } from "react";
 import type { ApiError } from "../../lib/errors";
-import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, errorText, useLoad } from "../components";
+import { Choice, DataTable, ErrorNote, LoadState, SecretOnce, asApiError, useLoad, useSubmit } from "../components";
 import { query, type AdminApi, type BudgetView, type CreatedKey, type KeyView, type ModelQuotaView, type RotatedKey, type TeamView, type UsageView } from "../lib/api";
 import { NO_LIMITS, checkLimits, fieldsOf, formatBudget, formatLimit, formatTime, formatUsage, givenLimits, isoToLocal, localToIso, modelLimitsEdit, parseModels, type LimitFields, type ModelLimitRow } from "../lib/forms";
 import { ModelLimitsCell, ModelLimitsEditor, rowsOf } from "./KeyModelLimits";
@@ -227,15 +227,12 @@ function CreateKey({ api, teams, onCreated }: { api: AdminApi; teams: TeamView[]
   const [role, setRole] = useState("user");
   const [expires, setExpires] = useState("");
   const [team, setTeam] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const form = useSubmit();
 
-  async function create() {
-    const limits = checkLimits(fields);
-    if (typeof limits === "string") return setError(limits);
-    setError(null);
-    setBusy(true);
-    try {
+  const create = () =>
+    form.submit(async () => {
+      const limits = checkLimits(fields);
+      if (typeof limits === "string") return limits;
       // Blank limits take the role's defaults on creation (see the roles' table in the README).
       const body: Record<string, unknown> = { name: fields.name, role, allowed_models: parseModels(models), ...givenLimits(limits) };
       if (expires.trim()) body.expires_in = expires.trim();
@@ -245,12 +242,7 @@ function CreateKey({ api, teams, onCreated }: { api: AdminApi; teams: TeamView[]
       setModels("");
       setExpires("");
       setTeam("");
-    } catch (e) {
-      setError(errorText(asApiError(e)));
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
 
   return (
     <CreatePanel
@@ -258,10 +250,10 @@ function CreateKey({ api, teams, onCreated }: { api: AdminApi; teams: TeamView[]
       openTestId="open-create"
       submitTestId="create-key"
       submit="Create key"
-      disabled={busy || !fields.name.trim()}
+      disabled={form.busy || !fields.name.trim()}
       note="Blank limits take the role's defaults."
-      error={error}
-      onSubmit={() => void create()}
+      error={form.error}
+      onSubmit={create}
     >
       <LimitInputs fields={fields} set={setFields} idPrefix="create" />
       <ModelsInput value={models} set={setModels} idPrefix="create" />
@@ -286,14 +278,14 @@ function EditKey({ api, teams, keyView, onClose }: { api: AdminApi; teams: TeamV
   const [expires, setExpires] = useState(isoToLocal(keyView.expires_at));
   const [team, setTeam] = useState(keyView.team_id ?? "");
   const [modelRows, setModelRows] = useState<ModelLimitRow[]>(rowsOf(keyView.model_limits));
-  const [error, setError] = useState<string | null>(null);
+  const form = useSubmit();
 
-  async function save() {
-    const limits = checkLimits(fields);
-    if (typeof limits === "string") return setError(limits);
-    const perModel = modelLimitsEdit(modelRows, keyView.model_limits.map((l) => l.model_id));
-    if (typeof perModel === "string") return setError(perModel);
-    try {
+  const save = () =>
+    form.submit(async () => {
+      const limits = checkLimits(fields);
+      if (typeof limits === "string") return limits;
+      const perModel = modelLimitsEdit(modelRows, keyView.model_limits.map((l) => l.model_id));
+      if (typeof perModel === "string") return perModel;
       await api.call("PATCH", `/keys/${keyView.id}`, {
         name: fields.name,
         ...limits,
@@ -303,10 +295,7 @@ function EditKey({ api, teams, keyView, onClose }: { api: AdminApi; teams: TeamV
         team: team || null,
       });
       onClose(true);
-    } catch (e) {
-      setError(errorText(asApiError(e)));
-    }
-  }
+    });
 
   return (
     <EditorDialog
@@ -318,8 +307,8 @@ function EditKey({ api, teams, keyView, onClose }: { api: AdminApi; teams: TeamV
       testId="edit-dialog"
       saveTestId="save-edit"
       note="Blank limits mean no limit. Changes apply from the key's next request."
-      error={error}
-      onSave={() => void save()}
+      error={form.error}
+      onSave={save}
       onCancel={() => onClose(false)}
     >
       <LimitInputs fields={fields} set={setFields} idPrefix="edit" />

@@ -69,17 +69,25 @@ export function TeamSelect({ id, value, teams, onChange }: { id: string; value: 
   );
 }
 
-function FormEnd({ note, error, children }: { note: string; error: string | null; children: ReactNode }) {
+/** A `form-grid` form: its fields, a note, the error in words, then its buttons. */
+function GridForm({ note, error, onSubmit, buttons, children }: { note: string; error: string | null; onSubmit(): void; buttons: ReactNode; children: ReactNode }) {
   return (
-    <>
+    <form
+      className="form-grid"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onSubmit();
+      }}
+    >
+      {children}
       <p className="field-note span">{note}</p>
       {error && (
         <p className="error-text span" role="alert" data-testid="form-error">
           {error}
         </p>
       )}
-      {children}
-    </>
+      {buttons}
+    </form>
   );
 }
 
@@ -105,23 +113,17 @@ export function CreatePanel({
   onSubmit(): void;
   children: ReactNode;
 }) {
+  const button = (
+    <button type="submit" className="primary" disabled={disabled} data-testid={submitTestId}>
+      {submit}
+    </button>
+  );
   return (
     <details className="create-key">
       <summary data-testid={openTestId}>{summary}</summary>
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          onSubmit();
-        }}
-      >
+      <GridForm note={note} error={error} onSubmit={onSubmit} buttons={button}>
         {children}
-        <FormEnd note={note} error={error}>
-          <button type="submit" className="primary" disabled={disabled} data-testid={submitTestId}>
-            {submit}
-          </button>
-        </FormEnd>
-      </form>
+      </GridForm>
     </details>
   );
 }
@@ -146,28 +148,22 @@ export function EditorDialog({
   onCancel(): void;
   children: ReactNode;
 }) {
+  const buttons = (
+    <div className="span actions">
+      <button type="submit" className="primary" data-testid={saveTestId}>
+        Save
+      </button>
+      <button type="button" className="ghost" onClick={onCancel}>
+        Cancel
+      </button>
+    </div>
+  );
   return (
     <section className="edit-key" role="dialog" aria-modal="false" aria-labelledby={`${testId}-title`} data-testid={testId}>
       <h2 id={`${testId}-title`}>{title}</h2>
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          onSave();
-        }}
-      >
+      <GridForm note={note} error={error} onSubmit={onSave} buttons={buttons}>
         {children}
-        <FormEnd note={note} error={error}>
-          <div className="span actions">
-            <button type="submit" className="primary" data-testid={saveTestId}>
-              Save
-            </button>
-            <button type="button" className="ghost" onClick={onCancel}>
-              Cancel
-            </button>
-          </div>
-        </FormEnd>
-      </form>
+      </GridForm>
     </section>
   );
 }

@@ -2,7 +2,7 @@
  * limits, this month's count and their budget's spend; created and edited with the same
  * limit fields as a key. Teams are never deleted (the API has no such route). */
 import { useState } from "react";
-import { DataTable, LoadState, asApiError, errorText, useLoad } from "../components";
+import { DataTable, LoadState, useLoad, useSubmit } from "../components";
 import type { AdminApi, KeyView, TeamDetail, TeamView } from "../lib/api";
 import { NO_LIMITS, checkLimits, fieldsOf, formatBudget, formatLimit, formatTime, formatUsage, givenLimits, type LimitFields } from "../lib/forms";
 import { formatMembers, membersByTeam, type Membership } from "../lib/teams";
@@ -89,24 +89,16 @@ function TeamTable({ listing, onEdit }: { listing: Listing; onEdit(team: TeamVie
 
 function CreateTeam({ api, onCreated }: { api: AdminApi; onCreated(): void }) {
   const [fields, setFields] = useState<LimitFields>(NO_LIMITS);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const form = useSubmit();
 
-  async function create() {
-    const limits = checkLimits(fields);
-    if (typeof limits === "string") return setError(limits);
-    setError(null);
-    setBusy(true);
-    try {
+  const create = () =>
+    form.submit(async () => {
+      const limits = checkLimits(fields);
+      if (typeof limits === "string") return limits;
       await api.call<TeamView>("POST", "/teams", { name: fields.name, ...givenLimits(limits) });
       setFields(NO_LIMITS);
       onCreated();
-    } catch (e) {
-      setError(errorText(asApiError(e)));
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
 
   return (
     <CreatePanel
@@ -114,10 +106,10 @@ function CreateTeam({ api, onCreated }: { api: AdminApi; onCreated(): void }) {
       openTestId="open-create-team"
       submitTestId="create-team"
       submit="Create team"
-      disabled={busy || !fields.name.trim()}
+      disabled={form.busy || !fields.name.trim()}
       note="Blank limits mean no limit. Names are unique."
-      error={error}
-      onSubmit={() => void create()}
+      error={form.error}
+      onSubmit={create}
     >
       <LimitInputs fields={fields} set={setFields} idPrefix="team-create" nameMaxLength={TEAM_NAME_MAX} />
     </CreatePanel>
@@ -126,18 +118,15 @@ function CreateTeam({ api, onCreated }: { api: AdminApi; onCreated(): void }) {
 
 function EditTeam({ api, team, onClose }: { api: AdminApi; team: TeamView; onClose(changed: boolean): void }) {
   const [fields, setFields] = useState<LimitFields>(fieldsOf(team));
-  const [error, setError] = useState<string | null>(null);
+  const form = useSubmit();
 
-  async function save() {
-    const limits = checkLimits(fields);
-    if (typeof limits === "string") return setError(limits);
-    try {
+  const save = () =>
+    form.submit(async () => {
+      const limits = checkLimits(fields);
+      if (typeof limits === "string") return limits;
       await api.call("PATCH", `/teams/${encodeURIComponent(team.id)}`, { name: fields.name, ...limits });
       onClose(true);
-    } catch (e) {
-      setError(errorText(asApiError(e)));
-    }
-  }
+    });
 
   return (
     <EditorDialog
@@ -145,8 +134,8 @@ function EditTeam({ api, team, onClose }: { api: AdminApi; team: TeamView; onClo
       testId="team-edit-dialog"
       saveTestId="save-team-edit"
       note="Blank limits mean no limit. Changes apply from its keys' next request."
-      error={error}
-      onSave={() => void save()}
+      error={form.error}
+      onSave={save}
       onCancel={() => onClose(false)}
     >
       <LimitInputs fields={fields} set={setFields} idPrefix="team-edit" nameMaxLength={TEAM_NAME_MAX} />
