@@ -1,6 +1,25 @@
-// What the admin console's drivers share: axe-core's serious findings and signing in.
+// What the admin console's drivers share: their options, axe-core's serious findings,
+// signing in, the console's navigation and a chat request straight to the API.
 import { readFileSync } from "node:fs";
-import { frontendRequire } from "./chromium.mjs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { frontendRequire, root } from "./chromium.mjs";
+
+/** A driver's options: --url and --key of the server (required), --out for screenshots,
+ * --chromium, and `--model` when `needsModel`. */
+export function driverOptions(needsModel = false) {
+  const { values } = parseArgs({
+    options: {
+      url: { type: "string" },
+      key: { type: "string" },
+      model: { type: "string" },
+      out: { type: "string", default: join(root, "tests/e2e/artifacts") },
+      chromium: { type: "string", default: "/usr/bin/chromium" },
+    },
+  });
+  if (!values.url || !values.key || (needsModel && !values.model)) throw new Error(`--url, --key${needsModel ? " and --model" : ""} are required`);
+  return values;
+}
 
 const AXE = readFileSync(frontendRequire.resolve("axe-core/axe.min.js"), "utf8");
 
@@ -23,4 +42,21 @@ export async function signIn(page, url, key, timeout, beforeSignIn = async () =>
   await page.getByTestId("admin-key-input").fill(key);
   await page.getByTestId("sign-in").click();
   await page.getByTestId("keys-table").waitFor({ timeout });
+}
+
+/** Opens the console page `name` from the navigation and waits for it. */
+export async function nav(page, name, timeout) {
+  await page.getByTestId(`nav-${name}`).click();
+  await page.getByTestId(`page-${name}`).waitFor({ timeout });
+}
+
+/** One short chat request with the key `secret`, straight to the API of `url`. */
+export async function chat(url, secret, model, content) {
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ model, messages: [{ role: "user", content }], max_tokens: 4 }),
+  });
+  const body = await response.json();
+  return { status: response.status, message: body.error?.message ?? null, tokens: body.usage?.total_tokens ?? null };
 }

@@ -7,19 +7,10 @@
 // failed expectation. pytest (test_admin_console.py) runs it and asserts on the JSON.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { seriousViolations, signIn } from "./admin_kit.mjs";
-import { launchChromium, root } from "./chromium.mjs";
+import { driverOptions, nav as navTo, seriousViolations, signIn } from "./admin_kit.mjs";
+import { launchChromium } from "./chromium.mjs";
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string" },
-    key: { type: "string" },
-    out: { type: "string", default: join(root, "tests/e2e/artifacts") },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!opts.url || !opts.key) throw new Error("--url and --key are required");
+const opts = driverOptions();
 
 function expect(condition, message) {
   if (!condition) throw new Error(`expectation failed: ${message}`);
@@ -41,10 +32,7 @@ async function axe(page, name) {
   result.axe[name] = await seriousViolations(page);
 }
 
-async function nav(page, name) {
-  await page.getByTestId(`nav-${name}`).click();
-  await page.getByTestId(`page-${name}`).waitFor({ timeout: TIMEOUT });
-}
+const nav = (page, name) => navTo(page, name, TIMEOUT);
 
 async function playgroundSend(play, prompt) {
   await play.getByTestId("prompt").fill(prompt);

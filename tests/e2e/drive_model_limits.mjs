@@ -7,35 +7,16 @@
 //
 // Prints one JSON object with what it observed; test_admin_model_limits.py asserts on it.
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { seriousViolations, signIn } from "./admin_kit.mjs";
-import { launchChromium, root } from "./chromium.mjs";
+import { chat as chatAs, driverOptions, seriousViolations, signIn } from "./admin_kit.mjs";
+import { launchChromium } from "./chromium.mjs";
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string" },
-    key: { type: "string" },
-    model: { type: "string" },
-    out: { type: "string", default: join(root, "tests/e2e/artifacts") },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!opts.url || !opts.key || !opts.model) throw new Error("--url, --key and --model are required");
-
+const opts = driverOptions(true);
 const TIMEOUT = 120_000;
 const result = { console: [], axe: {} };
 const browser = await launchChromium(opts.chromium, TIMEOUT);
 
-/** One chat request with the new key, straight to the API (the playground is not under test). */
-async function chat(secret) {
-  const response = await fetch(`${opts.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ model: opts.model, messages: [{ role: "user", content: "per-model quota" }], max_tokens: 4 }),
-  });
-  const body = await response.json();
-  return { status: response.status, message: body.error?.message ?? null, tokens: body.usage?.total_tokens ?? null };
-}
+/** One chat request with the new key (the playground is not under test). */
+const chat = (secret) => chatAs(opts.url, secret, opts.model, "per-model quota");
 
 try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });

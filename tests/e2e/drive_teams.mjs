@@ -8,47 +8,25 @@
 //
 // Prints one JSON object with what it observed; test_admin_teams.py asserts on it.
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { seriousViolations, signIn } from "./admin_kit.mjs";
-import { launchChromium, root } from "./chromium.mjs";
+import { chat as chatAs, driverOptions, nav as navTo, seriousViolations, signIn } from "./admin_kit.mjs";
+import { launchChromium } from "./chromium.mjs";
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string" },
-    key: { type: "string" },
-    model: { type: "string" },
-    out: { type: "string", default: join(root, "tests/e2e/artifacts") },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!opts.url || !opts.key || !opts.model) throw new Error("--url, --key and --model are required");
-
+const opts = driverOptions(true);
 const TIMEOUT = 120_000;
 const TEAM = "e2e team";
 const OTHER = "other team";
 const result = { console: [], axe: {}, errors: {} };
 const browser = await launchChromium(opts.chromium, TIMEOUT);
 
-/** One chat request with the key, straight to the API (the playground is not under test). */
-async function chat(secret) {
-  const response = await fetch(`${opts.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${secret}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ model: opts.model, messages: [{ role: "user", content: "team limits" }], max_tokens: 4 }),
-  });
-  const body = await response.json();
-  return { status: response.status, message: body.error?.message ?? null };
-}
+/** One chat request with the key (the playground is not under test). */
+const chat = (secret) => chatAs(opts.url, secret, opts.model, "team limits");
 
 try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
   page.on("pageerror", (error) => result.console.push(`pageerror: ${error.message}`));
   await signIn(page, opts.url, opts.key, TIMEOUT);
 
-  async function nav(name) {
-    await page.getByTestId(`nav-${name}`).click();
-    await page.getByTestId(`page-${name}`).waitFor({ timeout: TIMEOUT });
-  }
+  const nav = (name) => navTo(page, name, TIMEOUT);
 
   /** Submits with `button` and waits for the form's error to say something new. */
   async function refusal(scope, button) {

@@ -51,18 +51,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> It
         yield live
 
 
-@pytest.fixture(scope="module")
-def report(server: LiveServer) -> dict[str, Any]:
+def drive_console(script: str, server: LiveServer, *args: str) -> dict[str, Any]:
+    """Runs the console driver ``tests/e2e/<script>`` on ``server`` with its admin key (and
+    ``args``); the JSON object it printed last, also kept in the artifacts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = str(REPO / "tests/e2e" / script)
     done = subprocess.run(
-        [
-            "node",
-            str(REPO / "tests/e2e/drive_admin.mjs"),
-            "--url",
-            server.base_url,
-            "--key",
-            server.admin_key,
-        ],
+        ["node", driver, "--url", server.base_url, "--key", server.admin_key, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -71,8 +66,13 @@ def report(server: LiveServer) -> dict[str, Any]:
     )
     assert done.returncode == 0, (done.stdout + done.stderr).replace(server.admin_key, "<key>")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    (ARTIFACTS / "admin-report.json").write_text(json.dumps(result, indent=1))
+    (ARTIFACTS / script.replace(".mjs", "-report.json")).write_text(json.dumps(result, indent=1))
     return result
+
+
+@pytest.fixture(scope="module")
+def report(server: LiveServer) -> dict[str, Any]:
+    return drive_console("drive_admin.mjs", server)
 
 
 def test_sign_in_keeps_the_key_in_session_storage_only(report: dict[str, Any]) -> None:

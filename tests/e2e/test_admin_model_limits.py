@@ -5,14 +5,11 @@ sees the answer's tokens counted in the keys table, and removes the model's limi
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from e2e.test_admin_console import server
-from e2e.test_playground import ARTIFACTS, REPO
+from e2e.test_admin_console import drive_console, server
 from livesupport import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -25,22 +22,7 @@ __all__ = ["server"]  # a fixture: the console's own server, with one model
 
 @pytest.fixture(scope="module")
 def report(server: LiveServer) -> dict[str, Any]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            "node",
-            str(REPO / "tests/e2e/drive_model_limits.mjs"),
-            *("--url", server.base_url, "--key", server.admin_key, "--model", MODEL),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=500,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr).replace(server.admin_key, "<key>")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return drive_console("drive_model_limits.mjs", server, "--model", MODEL)
 
 
 def test_the_limits_set_in_the_editor_are_shown_and_enforced(report: dict[str, Any]) -> None:

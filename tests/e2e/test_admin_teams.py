@@ -6,16 +6,14 @@ out of any; axe-core checks every state of the page."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.test_admin_console import server
-from e2e.test_playground import ARTIFACTS, REPO
+from e2e.test_admin_console import drive_console, server
+from e2e.test_playground import ARTIFACTS
 from livesupport import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -29,23 +27,7 @@ __all__ = ["server"]  # a fixture: the console's own server, with one model
 
 @pytest.fixture(scope="module")
 def report(server: LiveServer) -> dict[str, Any]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            "node",
-            str(REPO / "tests/e2e/drive_teams.mjs"),
-            *("--url", server.base_url, "--key", server.admin_key, "--model", MODEL),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=500,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr).replace(server.admin_key, "<key>")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    (ARTIFACTS / "teams-report.json").write_text(json.dumps(result, indent=1))
-    return result
+    return drive_console("drive_teams.mjs", server, "--model", MODEL)
 
 
 def test_a_team_is_created_with_every_limit(report: dict[str, Any]) -> None:
