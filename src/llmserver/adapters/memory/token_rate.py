@@ -43,13 +43,14 @@ class MemoryTokenRateStore(TokenRateStore):
         window = self._windows.get(bucket)
         if window is None:
             window = self._windows[bucket] = _Window()
-        window.expire(now_ms)
+        entries = window.entries
+        if entries and entries[0][0] <= now_ms - WINDOW_MS:  # most requests expire nothing
+            window.expire(now_ms)
         decision = decide_tokens(window.entries, window.held, now_ms, limit, tokens)
         if not decision.admitted:
             return TokenReservation(decision, None)
         entry = next(self._ids)
         record = [now_ms, tokens, entry]
-        entries = window.entries
         if not entries or entries[-1][0] <= now_ms:
             entries.append(record)
         else:  # the wall clock stepped back: keep the window sorted
@@ -61,8 +62,9 @@ class MemoryTokenRateStore(TokenRateStore):
     async def settle(self, hold: TokenHold, used: int) -> None:
         window = self._windows.get(hold.bucket)
         record = None if window is None else window.by_id.get(int(hold.entry))
-        if window is not None and record is not None:
-            kept = max(0, min(record[1], used))
+        if record is not None and used < record[1]:  # never more than it reserved
+            assert window is not None
+            kept = used if used > 0 else 0
             window.held -= record[1] - kept
             record[1] = kept
 

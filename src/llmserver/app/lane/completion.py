@@ -73,7 +73,7 @@ def _stream(
     return SseReply(
         surface.stream(session, body, record),
         [
-            (b"x-cache", session.cache_status.value.encode()),
+            (b"x-cache", session.cache_status.encode()),
             *rate_header_pairs(session.rate, session.token_rate),
         ],
     )
@@ -103,7 +103,7 @@ async def _answer(
     return JsonReply(
         ENCODER.encode(surface.answer(body, outcome)),
         [
-            (b"x-cache", outcome.cache_status.value.encode()),
+            (b"x-cache", outcome.cache_status.encode()),
             *rate_header_pairs(outcome.rate, outcome.token_rate),
         ],
     )

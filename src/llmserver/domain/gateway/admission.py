@@ -43,7 +43,6 @@ from llmserver.domain.ports import Clock, HotCache, Telemetry
 from llmserver.domain.quota import Reservation, model_ledger_id, period_of
 from llmserver.domain.ratelimit import RateDecision
 from llmserver.domain.registry import ModelKind, ModelRegistry, ModelSpec
-from llmserver.domain.teams import Team
 
 
 def model_limit_of(principal: Principal, model_id: str) -> ModelLimit | None:
@@ -60,6 +59,28 @@ def holds_cost(principal: Principal) -> bool:
     return principal.key.budget_nanodollars is not None or (
         team is not None and team.budget_nanodollars is not None
     )
+
+
+def _admitted(
+    decision: RateDecision, *, model: str | None = None, team: str | None = None
+) -> RateDecision:
+    """``decision``, an RPM window's answer, if it admits; else its refusal, naming the
+    key's window on ``model`` or the ``team``'s (neither: the key's own). A check in line
+    rather than a coroutine around the store's call: that was a frame more per window on
+    every request."""
+    if decision.admitted:
+        return decision
+    on = f" on model {model}" if model is not None else ""
+    if team is not None:
+        on = f" for team '{team}'"
+    limit, wait = decision.limit, decision.retry_after
+    error = RateLimited(
+        limit=limit,
+        retry_after=wait,
+        message=f"Rate limit reached: {limit} requests per minute{on}. Try again in {wait:.3f}s.",
+    )
+    error.rate = decision
+    raise error
 
 
 class Admissions:
@@ -206,48 +227,24 @@ class Admissions:
         once taken, is not given back: refused requests count, as they always have for
         later refusals)."""
         key = principal.key
+        acquire, now_ms = self._limiter.acquire, int(at.timestamp() * 1000)
         decision = None
         if own is not None and own.rpm_limit is not None:
-            decision = await self._take_slot(
-                f"rpm:{key.id}:{own.model_id}", own.rpm_limit, at, own.model_id
-            )
+            bucket = f"rpm:{key.id}:{own.model_id}"
+            decision = _admitted(await acquire(bucket, own.rpm_limit, now_ms), model=own.model_id)
         limit = key.rpm_limit
         if limit is not None:
-            key_decision = await self._take_slot(f"rpm:{key.id}", limit, at, None)
+            key_decision = _admitted(await acquire(f"rpm:{key.id}", limit, now_ms))
             if decision is None or key_decision.remaining <= decision.remaining:
                 decision = key_decision
         team = principal.team
         if team is not None and team.rpm_limit is not None:
-            decision = await self._take_team_slot(team, at, decision)
-        return decision
-
-    async def _take_team_slot(
-        self, team: Team, at: datetime, decision: RateDecision | None
-    ) -> RateDecision:
-        """A slot of the team's RPM window, after the key's: a request its key refuses
-        takes none of what the team's other keys share."""
-        assert team.rpm_limit is not None
-        on = f" for team '{team.name}'"
-        team_decision = await self._take_slot(f"rpm:team:{team.id}", team.rpm_limit, at, on=on)
-        if decision is not None and decision.remaining < team_decision.remaining:
-            return decision
-        return team_decision
-
-    async def _take_slot(
-        self, bucket: str, limit: int, at: datetime, model_id: str | None = None, *, on: str = ""
-    ) -> RateDecision:
-        decision = await self._limiter.acquire(bucket, limit, int(at.timestamp() * 1000))
-        if not decision.admitted:
-            if model_id is not None:
-                on = f" on model {model_id}"
-            error = RateLimited(
-                limit=limit,
-                retry_after=decision.retry_after,
-                message=f"Rate limit reached: {limit} requests per minute{on}. "
-                f"Try again in {decision.retry_after:.3f}s.",
-            )
-            error.rate = decision
-            raise error
+            # After the key's: a request its key refuses takes none of what the team's
+            # other keys share.
+            bucket = f"rpm:team:{team.id}"
+            team_decision = _admitted(await acquire(bucket, team.rpm_limit, now_ms), team=team.name)
+            if decision is None or team_decision.remaining <= decision.remaining:
+                decision = team_decision
         return decision
 
     async def reserve(

@@ -160,10 +160,12 @@ class Outcomes:
             )
             if reservation.budget
             else None,
-            None if admission.holds is None else self._limits.settle(admission.holds, tokens),
-            self._teams.settle(reservation, tokens, nanodollars_of(cost), hit)
-            if reservation.team
-            else None,
+            *(() if admission.holds is None else self._limits.closes(admission.holds, tokens)),
+            *(
+                self._teams.settling(reservation, tokens, nanodollars_of(cost), hit)
+                if reservation.team
+                else ()
+            ),
         )
 
     async def release(self, admission: Admitted) -> None:
@@ -180,7 +182,7 @@ class Outcomes:
             self._budget.release(reservation.key_id, reservation.budget_period, reservation.budget)
             if reservation.budget
             else None,
-            None if admission.holds is None else self._limits.release(admission.holds),
+            *(() if admission.holds is None else self._limits.closes(admission.holds, None)),
             self._teams.release(reservation) if reservation.team else None,
         )
 

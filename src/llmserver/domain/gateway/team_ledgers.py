@@ -8,6 +8,7 @@ so a refusal or a failure gives back exactly what was held."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 
 from llmserver.domain.gateway.closing import close_all
@@ -39,10 +40,15 @@ class TeamLedgers:
         )
         reservation.team_budget = needed
 
-    async def settle(self, reservation: Reservation, tokens: int, cost: int, hit: bool) -> None:
-        """Charge the team what its key was charged: ``tokens`` of its quota and ``cost``
-        nanodollars of its budget, each capped at what the team held."""
-        await close_all(
+    def settling(
+        self, reservation: Reservation, tokens: int, cost: int, hit: bool
+    ) -> tuple[Awaitable[None], Awaitable[None] | None]:
+        """The two closes (the second ``None`` without a budget) that charge the team what
+        its key was charged: ``tokens`` of its quota and ``cost`` nanodollars of its
+        budget, each capped at what the team held. For the caller's ``close_all``, beside
+        the key's own: a coroutine and a ``close_all`` of the team's own were two frames
+        more on every request of a key in a team."""
+        return (
             self._usage.settle(
                 reservation.team, reservation.period, reservation.tokens, tokens, cache_hit=hit
             ),

@@ -201,7 +201,8 @@ def chat_response(outcome: Outcome) -> p.ChatCompletion:
                     if choice.tool_calls
                     else msgspec.UNSET,
                 ),
-                finish_reason=choice.finish_reason.value,
+                # A StrEnum is its value: ``.value`` is a descriptor call per answer.
+                finish_reason=choice.finish_reason,
                 logprobs=None if choice.logprobs is None else chat_logprobs(choice.logprobs),
             )
             for i, choice in enumerate(_choices(c))
