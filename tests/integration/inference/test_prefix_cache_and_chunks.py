@@ -193,12 +193,49 @@ async def test_a_chunk_rides_in_the_decode_pass_of_the_running_rows(
     # The running row's own answer is untouched by the chunks riding in its passes.
     assert "".join(p.text for p in parts if isinstance(p, TextDelta)) == alone.text
     chunks = passes.chunks()
-    assert len(chunks) == -(-len(long_ids) // 32)
+    # Each pass carries the running row's token and what it leaves of 32 to the prompt,
+    # less as the chunk sits later; no decode pass of its own runs between them.
+    sizes, done = [], 0
+    while done < len(long_ids):
+        sizes.append(min(backend._prefill.beside(1, done), len(long_ids) - done))
+        done += sizes[-1]
+    assert [passes.shapes[i][1] - 1 for i in chunks] == sizes
+    assert sizes[0] == 31 > sizes[-2]
     assert int(backend.status().details["mixed_steps"]) == len(chunks)
-    # Each pass carries the running row's token and up to 32 prompt tokens; no decode
-    # pass of its own runs between them.
-    assert all(2 <= passes.shapes[i][1] <= 1 + 32 for i in chunks)
     assert chunks == list(range(chunks[0], chunks[0] + len(chunks)))
+
+
+async def test_the_decoding_rows_count_against_a_mixed_pass_s_tokens(
+    make_backend: MakeBackend,
+) -> None:
+    backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=12)
+    beside = backend._prefill.beside
+    assert [beside(rows, 0) for rows in (0, 3, 6, 7, 12)] == [12, 9, 6, 6, 6]
+    # Later chunks attend to more: at the end of the context window a chunk is half.
+    limit = backend._context_length
+    assert [beside(0, limit // 2), beside(0, limit), beside(3, limit)] == [9, 6, 5]
+    long_prompt = chat("Go on", system=LONG_SYSTEM)
+    long_ids = await backend._encode.encode(long_prompt)
+    out = backend.model.generate(torch.tensor([long_ids]), max_new_tokens=24, do_sample=False)
+    expected = backend.tokenizer.decode(out[0, len(long_ids) :].tolist(), skip_special_tokens=True)
+    stories = [Prompt(text=f"Once upon a time there were {n} clocks") for n in (2, 3, 4)]
+    alone = [await backend.generate(story, LONG_GREEDY) for story in stories]
+    running = [backend.stream(story, LONG_GREEDY) for story in stories]
+    parts = [[await anext(stream)] for stream in running]
+    passes = ForwardPasses(backend.model)
+    try:
+        assert (await backend.generate(long_prompt, GREEDY)).text == expected
+    finally:
+        passes.remove()
+    for stream, got in zip(running, parts, strict=True):
+        got += [event async for event in stream]
+    texts = ["".join(p.text for p in got if isinstance(p, TextDelta)) for got in parts]
+    assert texts == [completion.text for completion in alone]
+    # However many of the three rows still decode, a pass carries at most 12 tokens in
+    # all: the prompt takes more passes than chunks of 12 on top of the rows would.
+    chunks = passes.chunks()
+    assert len(chunks) > -(-len(long_ids) // 12)
+    assert all(passes.shapes[i][1] <= 12 for i in chunks)
 
 
 async def test_without_mixed_passes_rows_decode_between_the_chunks_of_a_long_prompt(

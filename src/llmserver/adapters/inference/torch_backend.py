@@ -16,10 +16,11 @@ How the loop works:
 - Admitted requests are prefilled in bounded steps (``chunked_prefill``), so a long
   prompt cannot stall the running rows: new short prompts together, left-padded (a lone
   one unpadded, exactly what ``model.generate`` computes), a long one, while rows decode,
-  in chunks of ``prefill_chunk_tokens``, each in a decode step's own forward pass
-  (``mixed_step``). A prompt that starts with blocks another prompt computed starts
-  from a copy of them (``prefix_cache``). A row's first token is sent when its prefill
-  completes (time to first token); its KV cache joins the batch's, left-padded.
+  in chunks, each in a decode step's own forward pass (``mixed_step``), which carries at
+  most ``prefill_chunk_tokens`` tokens, the rows' included. A prompt that starts with
+  blocks another prompt computed starts from a copy of them (``prefix_cache``). A row's
+  first token is sent when its prefill completes (time to first token); its KV cache
+  joins the batch's, left-padded.
 - Each decode step runs every active row at once with a per-row attention mask and
   position ids. Finished, cancelled and timed-out rows leave between steps; cache
   columns that only padding uses are trimmed then.
@@ -89,7 +90,7 @@ class TorchBackend(InferenceBackend):
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
         prefix_cache_mb: int = 256,
-        prefill_chunk_tokens: int = 16,
+        prefill_chunk_tokens: int = 24,
         tracer: Tracer | None = None,
     ) -> None:
         self._threads = threads
@@ -273,7 +274,7 @@ class TorchBackend(InferenceBackend):
                     self._prefill.add(request, request.prompt_ids)
                 try:
                     self._drop_gone_rows()
-                    riding = self._prefill.riding() if self._batch.rows else None
+                    riding = self._prefill.riding(len(self._batch.rows))
                     if self._prefill and riding is None:
                         self._prefill_step()
                     if self._batch.rows:
