@@ -286,6 +286,25 @@ def test_in_place_cache_layer_holds_what_concatenation_holds() -> None:
     assert held[0].shape[2] <= 12
 
 
+def test_a_cache_layer_with_room_for_a_prompt_never_moves_while_it_fills() -> None:
+    # A prompt prefilled in chunks gets room for all of it: no chunk's step copies the
+    # cache into a bigger buffer (without the room, the 3rd and the 7th chunk would).
+    layer, grown = RoomyLayer(limit=64, room=40), RoomyLayer(limit=64)
+    moves, grown_moves = set(), set()
+    for _ in range(8):
+        chunk = torch.randn(1, 2, 5, 4)
+        keys, _ = layer.update(chunk, chunk)
+        grown_keys, _ = grown.update(chunk, chunk)
+        assert torch.equal(keys, grown_keys)
+        moves.add(keys.data_ptr())
+        grown_moves.add(grown_keys.data_ptr())
+    assert len(moves) == 1
+    assert len(grown_moves) == 3
+    held = layer._buffers["keys"]
+    assert held is not None
+    assert held[0].shape[2] == 40
+
+
 def test_unavailable_device_is_a_clear_error(demo_spec: ModelSpec) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")

@@ -224,7 +224,7 @@ class ChunkedPrefill(Generic[Row]):
 
     def _next_chunk(self, pending: _Pending[Row], budget: int) -> Chunk:
         if pending.cache is None:
-            pending.cache = new_cache(self._model.config, self._limit)
+            pending.cache = new_cache(self._model.config, self._limit, room=len(pending.ids))
         end = min(pending.done + budget, len(pending.ids))
         return Chunk(pending.ids[pending.done : end], pending.done, pending.cache)
 

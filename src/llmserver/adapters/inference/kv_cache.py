@@ -80,13 +80,16 @@ class RoomyLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     step; that copy grows with rows x length (bench model, 8 rows x 45 tokens, one
     thread: 74 us per tensor against 4 us in place, ~1.7 ms of each step). Here the
     tokens sit at the front of a buffer that doubles when full, up to ``limit`` (the
-    context length: no row, so no left-padded batch, is longer). ``keys``/``values``
+    context length: no row, so no left-padded batch, is longer); its first one holds at
+    least ``room`` tokens (a prompt prefilled in chunks: its length, so that no chunk's
+    step also copies the whole cache into a new buffer). ``keys``/``values``
     are views of the used part; assigning a tensor to them (as ``Batch`` does to pad,
     select or trim rows) adopts it as the new, full buffer.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, room: int = 0) -> None:
         self._limit = limit
+        self._room = room
         self._buffers: dict[str, tuple[torch.Tensor, int] | None] = {"keys": None, "values": None}
         super().__init__()  # type: ignore[no-untyped-call]
 
@@ -147,7 +150,7 @@ class RoomyLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         end = length + states.shape[-2]
         if buffer is None or buffer.shape[-2] < end:
             shape = list(states.shape)
-            shape[-2] = max(end, min(2 * end, self._limit))
+            shape[-2] = max(end, min(max(2 * end, self._room), self._limit))
             grown = states.new_empty(shape)
             if buffer is not None:
                 grown[:, :, :length] = buffer[:, :, :length]
@@ -157,11 +160,11 @@ class RoomyLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         return buffer[:, :, :end]
 
 
-def new_cache(config: Any, limit: int) -> Any:
+def new_cache(config: Any, limit: int, room: int = 0) -> Any:
     """A ``DynamicCache`` whose full-attention layers are ``RoomyLayer``s."""
     cache = DynamicCache(config=config)
     cache.layers = [
-        RoomyLayer(limit) if type(layer) is DynamicLayer else layer for layer in cache.layers
+        RoomyLayer(limit, room) if type(layer) is DynamicLayer else layer for layer in cache.layers
     ]
     return cache
 
