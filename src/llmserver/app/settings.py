@@ -91,7 +91,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     routing_first_byte_timeout_s: float = 60.0
     routing_seed: int | None = None
     prefix_cache_mb: int = 256
-    prefill_chunk_tokens: int = 24
+    prefill_chunk_tokens: int = 32
     cache_enabled: bool = True
     cache_ttl_s: int = 86_400
     cache_scope: CacheScope = CacheScope.KEY

@@ -157,9 +157,10 @@ class ChunkedPrefill(Generic[Row]):
         16-24 tokens a packed one at 1.1x, so a chunk that fills 7 rows' pass to 16-24
         tokens costs little more than one of 4; late in a 2,000-token prompt, a pass of 7
         rows costs 1.5x their decode pass with 9 prompt tokens, 1.7x with 16. Passes of 7
-        rows through a whole 2,000-token prompt (CPU time, two runs): chunks of 16 all
-        along, p99 1.83x the decode pass, 125 passes; a budget of 24 (chunks of 17
-        shrinking to 9), p99 1.70-1.72x, 162 passes.
+        rows through a whole 2,000-token prompt (CPU time, runs of one setting at a time,
+        two or four each): chunks of 16 all along, p99 1.83-1.99x the decode pass, 125
+        passes; budget 24 (chunks of 17 shrinking to 9) 1.70-1.78x, 155 passes; budget 32
+        (25 to 13) 1.76-2.02x, 107 passes.
         """
         budget = max(self.chunk_tokens - rows, (self.chunk_tokens + 1) // 2)
         return max(1, math.ceil(budget * (1 - start / (2 * self._limit))))

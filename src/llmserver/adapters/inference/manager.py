@@ -43,7 +43,7 @@ class BackendOptions:
     request_timeout_s: float = 300.0
     prefix_cache_mb: int = 256
     """Torch: KV cache of shared prompt prefixes kept per model; 0 turns it off."""
-    prefill_chunk_tokens: int = 24
+    prefill_chunk_tokens: int = 32
     """Torch: most tokens one forward pass computes while rows decode, theirs included."""
     connect_timeout_s: float = 5.0
     """For HTTP upstreams."""

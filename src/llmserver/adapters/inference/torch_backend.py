@@ -90,7 +90,7 @@ class TorchBackend(InferenceBackend):
         max_queue: int = 64,
         request_timeout_s: float = 300.0,
         prefix_cache_mb: int = 256,
-        prefill_chunk_tokens: int = 24,
+        prefill_chunk_tokens: int = 32,
         tracer: Tracer | None = None,
     ) -> None:
         self._threads = threads
