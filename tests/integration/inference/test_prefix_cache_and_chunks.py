@@ -205,7 +205,7 @@ async def test_a_chunk_rides_in_the_decode_pass_of_the_running_rows(
     assert chunks == list(range(chunks[0], chunks[0] + len(chunks)))
 
 
-async def test_the_decoding_rows_count_against_a_mixed_pass_s_tokens(
+async def test_decoding_rows_count_against_the_tokens_of_a_mixed_pass(
     make_backend: MakeBackend,
 ) -> None:
     backend = make_backend(prefix_cache_mb=0, prefill_chunk_tokens=12)
