@@ -6,10 +6,11 @@ import random
 import string
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from llmserver.app.metrics import Metrics
+from llmserver.app.metrics import LATENCY_BUCKETS, Metrics
 from llmserver.app.metrics_labels import OTHER, status_class
 from llmserver.app.metrics_scrape import BatcherState
 from llmserver.app.metrics_teams import TEAM_LABEL_LIMIT
@@ -90,6 +91,31 @@ def test_generation_histograms_and_token_counters_move(metrics: Metrics) -> None
     ) == pytest.approx(0.05)
     assert value(metrics, "llmserver_prompt_tokens_total", model="demo") == 15
     assert value(metrics, "llmserver_completion_tokens_total", model="demo") == 45
+
+
+def test_histograms_count_as_prometheus_observe_counts(metrics: Metrics) -> None:
+    """``Metrics`` adds a histogram's observations itself (``_observe``): the exposition
+    must be what prometheus-client's own ``observe`` gives, on the bounds and between."""
+    top = LATENCY_BUCKETS[-1]
+    amounts = [0.0, 0.005, 0.0051, 0.1, 0.25, 7.5, top, top * 2, 0.01, 0.01]
+    reference = Histogram("ref", "r", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    for amount in amounts:
+        metrics.generation("demo", amount, completion_tokens=0)
+        reference.observe(amount)
+    theirs = {
+        s.labels.get("le", s.name): s.value
+        for s in next(iter(reference.collect())).samples
+        if not s.name.endswith("_created")
+    }
+    ours = {
+        s.labels.get("le", s.name.replace("llmserver_generation_duration_seconds", "ref")): s.value
+        for s in samples(metrics)
+        if s.name.startswith("llmserver_generation_duration_seconds")
+        and not s.name.endswith("_created")
+    }
+    assert ours == pytest.approx(theirs)
+    assert theirs["+Inf"] == len(amounts)
+    assert theirs["0.005"] == 2
 
 
 def test_spend_counts_whole_microdollars_of_the_exact_sum(metrics: Metrics) -> None:

@@ -165,8 +165,8 @@ class AccessLogMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        request_id = clean_request_id(scope_header(scope, REQUEST_ID_HEADER))
-        record = open_record(scope, request_id)
+        record = open_record(scope)
+        request_id = record.request_id = clean_request_id(scope_header(scope, REQUEST_ID_HEADER))
         started = time.perf_counter()
         status = 500
         route = scope.get("path", "")

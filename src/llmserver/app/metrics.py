@@ -19,6 +19,7 @@ scrape, since only it can see them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -107,10 +108,11 @@ class Metrics:
         the label mapping runs once per combination. Its arguments are bounded: model ids
         of the registry, route labels, status codes, two cache layers."""
         self._pending: dict[Any, float] = {}
-        """Increments of the per-request counters and the in-flight gauge, by child, not yet
-        added to it: a dictionary add costs a fifth of a child's locked ``inc``. ``fold``
-        adds them before every render and at close; with several workers, whose files
-        another worker may render, at every request's start and end."""
+        """Increments of the per-request counters, the in-flight gauge and the histograms'
+        sums and buckets (``_observe``), by child, not yet added to it: a dictionary add
+        costs a fifth of a child's locked ``inc``. ``fold`` adds them before every render
+        and at close; with several workers, whose files another worker may render, at
+        every request's start and end."""
         self._spend_remainder: dict[Any, int] = {}
         """Picodollars of spend per model not yet a whole micro-dollar of its counter: the
         counter is a float, exact to 2^53 (9 billion dollars in micro-dollars, 9 thousand
@@ -233,6 +235,21 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
+    def _observe(self, child: Any, amount: float) -> None:
+        """``child.observe(amount)`` for a histogram's ``child``, added by ``fold`` with the
+        counters' increments: ``amount`` to its sum and one to the first bucket whose upper
+        bound holds it, as prometheus-client's ``observe`` counts them. Its ``observe``
+        walks the bounds in Python and takes two locks, on every request's path; this is
+        a binary search and two dictionary adds. It reads the child's value objects
+        (``_sum``, ``_buckets``, ``_upper_bounds``: prometheus-client's own names, pinned
+        by the lock file; ``tests/unit/test_metrics.py`` checks the exposition against
+        ``observe``'s)."""
+        pending = self._pending
+        total = child._sum
+        pending[total] = pending.get(total, 0) + amount
+        bucket = child._buckets[bisect_left(child._upper_bounds, amount)]
+        pending[bucket] = pending.get(bucket, 0) + 1
+
     # The domain Telemetry port.
 
     def cache_lookup(self, layer: str, hit: bool) -> None:
@@ -273,13 +290,13 @@ class Metrics:
         self._teams.add(self._pending, team, prompt, completion, picodollars)
 
     def first_token(self, model: str, seconds: float) -> None:
-        self._child(self._first_token, self._model(model)).observe(seconds)
+        self._observe(self._child(self._first_token, self._model(model)), seconds)
 
     def generation(self, model: str, seconds: float, completion_tokens: int) -> None:
         label = self._model(model)
-        self._child(self._generation, label).observe(seconds)
+        self._observe(self._child(self._generation, label), seconds)
         if completion_tokens > 0:
-            self._child(self._per_token, label).observe(seconds / completion_tokens)
+            self._observe(self._child(self._per_token, label), seconds / completion_tokens)
 
     def backend_error(self, model: str, kind: str) -> None:
         self._child(self._backend_errors, self._model(model), self._kind(kind)).inc()
@@ -307,7 +324,7 @@ class Metrics:
             self._per_request[("finished", route, status)] = children
         pending = self._pending
         pending[children[0]] = pending.get(children[0], 0) - 1
-        children[1].observe(seconds)
+        self._observe(children[1], seconds)
         if self._multiprocess_dir is not None:
             self.fold()
 

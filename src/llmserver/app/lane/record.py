@@ -21,6 +21,7 @@ class AccessRecord:
         "cache",
         "completion_tokens",
         "error_code",
+        "headers",
         "key_prefix",
         "model",
         "prompt_tokens",
@@ -37,9 +38,11 @@ class AccessRecord:
         self.completion_tokens: int | None = None
         self.cache: str | None = None
         self.error_code: str | None = None
+        self.headers: dict[bytes, bytes] | None = None
+        """The request's headers by name, built by the first ``scope_header``."""
 
 
-def open_record(scope: Scope, request_id: str) -> AccessRecord:
+def open_record(scope: Scope, request_id: str = "") -> AccessRecord:
     """A new request's record, put where ``access_record`` finds it."""
     record = AccessRecord(request_id)
     scope.setdefault("state", {})[ACCESS_KEY] = record
@@ -61,9 +64,14 @@ def wants_cache(scope: Scope) -> bool:
 
 
 def scope_header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a request header, read from the raw ASGI pairs (``name`` in lower
-    case): a scan of a few pairs costs less than building a header container per request."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
+    """The first value of a request header (``name`` in lower case). The first lookup
+    makes the raw ASGI pairs one dictionary, kept on the request's record: a request looks
+    up four to six headers (its id, key, body length, cache directives), and a scan of the
+    pairs for each cost more, the more headers a client sends (the openai SDK sends a
+    dozen)."""
+    record = access_record(scope)
+    headers = record.headers
+    if headers is None:
+        # Reversed: of a header sent twice, the first value is the one kept.
+        headers = record.headers = dict(reversed(list(scope["headers"])))
+    return headers.get(name)
