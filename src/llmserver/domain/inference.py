@@ -19,7 +19,8 @@ class FinishReason(StrEnum):
     """The answer calls tools (``Completion.tool_calls``)."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class ChatMessage:
     role: str
     content: str
@@ -29,7 +30,8 @@ class ChatMessage:
     """A ``tool`` message's: the call it answers."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class Prompt:
     """Either a chat conversation (with the tools it offers the model) or a raw completion
     prompt, never both."""
@@ -111,7 +113,8 @@ class TokenLogprob:
 Logprobs = tuple[TokenLogprob, ...]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every request's path (see ``RequestLog``).
+@dataclass(slots=True)
 class Choice:
     """One more completion of the same prompt, when ``n`` > 1 asked for several."""
 
