@@ -7,7 +7,7 @@ from typing import Any
 from llmserver.app.lane.record import access_record, open_record, scope_header
 
 
-def _scope(*pairs: tuple[bytes, bytes]) -> dict[str, Any]:
+def _scope(*pairs: tuple[bytes, bytes]) -> Any:  # an ASGI HTTP scope, as far as read
     return {"type": "http", "headers": list(pairs)}
 
 
