@@ -19,8 +19,7 @@ class FinishReason(StrEnum):
     """The answer calls tools (``Completion.tool_calls``)."""
 
 
-# Not frozen: built on every request's path (see ``RequestLog``).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
     content: str
@@ -30,8 +29,7 @@ class ChatMessage:
     """A ``tool`` message's: the call it answers."""
 
 
-# Not frozen: built on every request's path (see ``RequestLog``).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Prompt:
     """Either a chat conversation (with the tools it offers the model) or a raw completion
     prompt, never both."""
@@ -113,8 +111,7 @@ class TokenLogprob:
 Logprobs = tuple[TokenLogprob, ...]
 
 
-# Not frozen: built on every request's path (see ``RequestLog``).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Choice:
     """One more completion of the same prompt, when ``n`` > 1 asked for several."""
 
