@@ -75,6 +75,13 @@ async def _hammer(
         )
 
 
+def _answered(responses: list[httpx.Response]) -> tuple[list[httpx.Response], list[httpx.Response]]:
+    """The answers (200) and the refusals (429) of a hammering."""
+    return [r for r in responses if r.status_code == 200], [
+        r for r in responses if r.status_code == 429
+    ]
+
+
 async def _team(replicas: Replicas, name: str, **limits: object) -> None:
     """A team made through the admin API of the last replica."""
     async with httpx.AsyncClient(timeout=30) as client:
@@ -125,8 +132,7 @@ async def test_a_tpm_key_never_gets_more_than_its_tokens_in_a_minute(
     responses = await _hammer(http_replicas, created["key"], "fast", TPM_HAMMER, max_tokens=20)
 
     elapsed = time.monotonic() - started
-    admitted = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code == 429]
+    admitted, refused = _answered(responses)
     used = sum(r.json()["usage"]["total_tokens"] for r in admitted)
     print(
         f"\ntpm {TPM}: {TPM_HAMMER} requests in {elapsed:.1f}s -> {len(admitted)} x 200, "
@@ -300,8 +306,7 @@ async def test_a_team_s_rpm_admits_exactly_its_limit_over_three_keys_and_replica
     responses = await _hammer_all(http_replicas, keys, "fast", TEAM_RPM_PER_KEY, max_tokens=2)
 
     elapsed = time.monotonic() - started
-    admitted = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code == 429]
+    admitted, refused = _answered(responses)
     print(
         f"\nteam rpm {TEAM_RPM}, 3 keys on 3 replicas: {len(responses)} requests in "
         f"{elapsed:.1f}s -> {len(admitted)} x 200, {len(refused)} x 429"
@@ -338,8 +343,7 @@ async def test_a_team_s_tpm_is_never_passed_over_three_keys_and_replicas(
         )
 
     elapsed = time.monotonic() - started
-    admitted = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code == 429]
+    admitted, refused = _answered(responses)
     used = sum(r.json()["usage"]["total_tokens"] for r in admitted)
     print(
         f"\nteam tpm {TPM}, 3 keys on 3 replicas: {len(responses)} requests in {elapsed:.1f}s "
