@@ -46,6 +46,11 @@ PRICE = Decimal(100)
 SHARED_REDIS = os.environ.get("LLMSERVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WINDOW_S = 60
 """The RPM limiter's sliding window."""
+RETRY_AFTER_MOST_S = WINDOW_S + 1
+"""The longest ``Retry-After`` a window refusal may carry across replicas: a request's wait
+runs from the instant it was created, another replica may have admitted one created a few
+ms later that reached Redis first (the window's oldest entry then leaves a little more than
+a window after it), and the header rounds up to whole seconds: 61, seen in CI."""
 
 
 @dataclass
