@@ -15,7 +15,7 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel, Field
 
-from livesupport import IssuedKeys, LiveServer, running_server
+from livesupport import IssuedKeys, LiveServer, closed_after_test, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def gateway_b(
 
 def test_chat_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> None:
     base, keys = gateway_b
-    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    client = closed_after_test(OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0))
     reply = client.chat.completions.create(
         model="upstream-demo",
         messages=[{"role": "user", "content": "hello upstream"}],
@@ -63,7 +63,7 @@ def test_chat_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> No
 
 def test_streaming_passthrough(gateway_b: tuple[str, IssuedKeys]) -> None:
     base, keys = gateway_b
-    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    client = closed_after_test(OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0))
     chunks = list(
         client.chat.completions.create(
             model="upstream-demo",
@@ -80,7 +80,7 @@ def test_streaming_passthrough(gateway_b: tuple[str, IssuedKeys]) -> None:
 
 def test_text_completion_through_a_remote_upstream(gateway_b: tuple[str, IssuedKeys]) -> None:
     base, keys = gateway_b
-    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
+    client = closed_after_test(OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0))
     reply = client.completions.create(
         model="upstream-demo", prompt="Once upon a time", max_tokens=5, temperature=0.5
     )
@@ -101,7 +101,9 @@ def test_structured_output_through_a_remote_upstream(
     """B passes ``response_format`` to A (whose torch model enforces it) and, as the SDK asks
     for ``strict``, validates A's answer before handing it on."""
     base, keys = gateway_b
-    client = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0, timeout=120)
+    client = closed_after_test(
+        OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0, timeout=120)
+    )
     ask: dict[str, Any] = {
         "model": "upstream-demo",
         "messages": [{"role": "user", "content": "A city, please"}],
@@ -140,8 +142,10 @@ def test_logprobs_and_n_pass_through_both_ways(
     """The request's ``n`` and ``logprobs`` reach the upstream, and its choices and log
     probabilities come back whole: the same as the upstream's own answer."""
     base, keys = gateway_b
-    through_b = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
-    direct = OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    through_b = closed_after_test(OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0))
+    direct = closed_after_test(
+        OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    )
     ask: dict[str, Any] = {
         "messages": [{"role": "user", "content": f"pass {uuid.uuid4().hex}"}],
         "max_tokens": 6,
@@ -181,8 +185,10 @@ def test_text_logprobs_pass_through(
     live_server: LiveServer, gateway_b: tuple[str, IssuedKeys]
 ) -> None:
     base, keys = gateway_b
-    through_b = OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0)
-    direct = OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    through_b = closed_after_test(OpenAI(base_url=base + "/v1", api_key=keys.user, max_retries=0))
+    direct = closed_after_test(
+        OpenAI(base_url=live_server.base_url + "/v1", api_key=live_server.user_key)
+    )
     ask: dict[str, Any] = {
         "prompt": f"text {uuid.uuid4().hex}",
         "max_tokens": 5,

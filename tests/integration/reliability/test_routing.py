@@ -22,6 +22,7 @@ from integration.reliability.faultkit import bearer, create_key, usage_of
 from livesupport import (
     TEST_SECRET,
     LiveServer,
+    closed_after_test,
     free_port,
     issue_keys,
     migrate,
@@ -231,7 +232,9 @@ def test_three_attempts_hold_one_rpm_slot_and_one_quota_charge(routed: Routed) -
 
 def test_a_stream_fails_over_before_its_first_byte_with_the_openai_sdk(routed: Routed) -> None:
     gateway = routed.gateway
-    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=gateway.user_key)
+    client = closed_after_test(
+        openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=gateway.user_key)
+    )
     started = time.monotonic()
     stream = client.chat.completions.create(
         model="hang-first",
