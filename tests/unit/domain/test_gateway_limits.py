@@ -17,10 +17,7 @@ from llmserver.domain.errors import (
 from llmserver.domain.gateway import Principal
 from llmserver.domain.logs import CacheStatus
 
-from .world import World, ask, origin, wait_until
-
-NEEDS = 13  # 5 prompt tokens + max_tokens 8 (the model's default)
-USES = 10  # 5 prompt + 5 completion
+from .world import NEEDS, USES, World, ask, origin, wait_until
 
 
 def now_ms(world: World) -> int:

@@ -12,10 +12,7 @@ from llmserver.domain.gateway import Principal
 from llmserver.domain.key_limits import ModelLimit
 from llmserver.domain.logs import Origin
 
-from .world import EMBED_MODEL, MODEL, World, ask, origin
-
-NEEDS = 13  # 5 prompt tokens + max_tokens 8 (the model's default)
-USES = 10  # 5 prompt + 5 completion
+from .world import EMBED_MODEL, MODEL, NEEDS, USES, World, ask, origin
 
 
 def now_ms(world: World) -> int:

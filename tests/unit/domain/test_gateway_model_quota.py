@@ -17,10 +17,8 @@ from llmserver.domain.pricing import Prices
 from llmserver.domain.quota import UsageRecord, model_ledger_id, period_of
 
 from .test_budget import PRICES, _Pause, _PausedBudget
-from .world import EMBED_MODEL, MODEL, World, ask, origin, wait_until
+from .world import EMBED_MODEL, MODEL, NEEDS, USES, World, ask, origin, wait_until
 
-NEEDS = 13  # 5 prompt tokens + max_tokens 8 (the model's default)
-USES = 10  # 5 prompt + 5 completion
 PROMPT_TOKENS = 5
 
 

@@ -23,10 +23,8 @@ from llmserver.domain.pricing import Prices
 from llmserver.domain.quota import period_of
 from llmserver.domain.teams import Team
 
-from .world import World, ask, origin, wait_until
+from .world import NEEDS, USES, World, ask, origin, wait_until
 
-NEEDS = 13  # 5 prompt tokens + max_tokens 8 (the model's default)
-USES = 10  # 5 prompt + 5 completion
 PRICES = Prices(input=150_000, output=600_000)
 WORST = nanodollars_of(5 * 150_000 + 8 * 600_000)
 COST = nanodollars_of(5 * 150_000 + 5 * 600_000)

@@ -86,6 +86,12 @@ EMBED_SPEC = ModelSpec(
 )
 
 
+NEEDS = 13
+"""What ``ask()`` reserves on ``MODEL``: 5 prompt tokens + max_tokens 8 (the model's default)."""
+USES = 10
+"""What it is charged once answered: 5 prompt + 5 completion."""
+
+
 def origin(request_id: str) -> Origin:
     """A request from the OpenAI chat route, numbered as that surface numbers statuses."""
     return Origin(request_id, "/v1/chat/completions", http_status)
