@@ -61,9 +61,10 @@ class MemoryTokenRateStore(TokenRateStore):
 
     async def settle(self, hold: TokenHold, used: int) -> None:
         window = self._windows.get(hold.bucket)
-        record = None if window is None else window.by_id.get(int(hold.entry))
+        if window is None:
+            return
+        record = window.by_id.get(int(hold.entry))
         if record is not None and used < record[1]:  # never more than it reserved
-            assert window is not None
             kept = used if used > 0 else 0
             window.held -= record[1] - kept
             record[1] = kept
