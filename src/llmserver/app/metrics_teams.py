@@ -40,6 +40,10 @@ class TeamCounters:
         self._label = label
         self._child = child
         self._remainders: dict[Any, int] = {}
+        self._tokens: dict[str, tuple[Any, Any]] = {}
+        """Per label value (bounded by ``label``), its two token counters' children: one
+        lookup per request, where resolving each child was two. (The spend child is
+        made at the first spend, as before: a team that never spends has no series.)"""
         self._prompt = Counter(
             "llmserver_team_prompt_tokens",
             "Prompt tokens of served requests of keys in a team, by team name.",
@@ -65,9 +69,15 @@ class TeamCounters:
         """Count a request of ``team`` into ``pending`` (``Metrics``'s increments not yet
         added, which each render swaps for a new one)."""
         label = self._label(team)
-        for counter, amount in ((self._prompt, prompt), (self._completion, completion)):
-            child = self._child(counter, label)
-            pending[child] = pending.get(child, 0) + amount
+        children = self._tokens.get(label)
+        if children is None:
+            children = self._tokens[label] = (
+                self._child(self._prompt, label),
+                self._child(self._completion, label),
+            )
+        prompt_child, completion_child = children
+        pending[prompt_child] = pending.get(prompt_child, 0) + prompt
+        pending[completion_child] = pending.get(completion_child, 0) + completion
         if not picodollars:  # a free model's request, a cache hit: nothing to add
             return
         spend = self._child(self._spend, label)

@@ -49,13 +49,8 @@ def decide_window(window: Sequence[int], now_ms: int, limit: int) -> RateDecisio
     count = len(window)
     if count < limit:
         newest = max(window[-1], now_ms) if count else now_ms
-        return RateDecision(
-            admitted=True,
-            limit=limit,
-            remaining=limit - count - 1,
-            retry_after_ms=0,
-            reset_after_ms=newest + WINDOW_MS - now_ms,
-        )
+        # Positional: keywords cost a dictionary per call, on every admitted request.
+        return RateDecision(True, limit, limit - count - 1, 0, newest + WINDOW_MS - now_ms)
     # Admissible once all but limit-1 of the window's requests have expired.
     blocker = window[count - limit]
     return RateDecision(

@@ -60,13 +60,8 @@ def decide_tokens(
     if not 1 <= tokens <= limit:
         raise ValueError("a TPM reservation takes from 1 token to the whole limit")
     if held + tokens <= limit:
-        return RateDecision(
-            admitted=True,
-            limit=limit,
-            remaining=limit - held - tokens,
-            retry_after_ms=0,
-            reset_after_ms=WINDOW_MS,
-        )
+        # Positional, as ``decide_window``'s: this runs on every admitted request.
+        return RateDecision(True, limit, limit - held - tokens, 0, WINDOW_MS)
     # Admissible once the oldest entries holding the excess have left the window.
     excess = held + tokens - limit
     retry_after_ms = 0

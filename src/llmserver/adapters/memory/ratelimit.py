@@ -15,7 +15,9 @@ class MemoryRateLimitStore(RateLimitStore):
         self._log: dict[str, deque[int]] = {}
 
     async def acquire(self, bucket: str, limit: int, now_ms: int) -> RateDecision:
-        entries = self._log.setdefault(bucket, deque())
+        entries = self._log.get(bucket)
+        if entries is None:  # not setdefault: its default would be a new deque every call
+            entries = self._log[bucket] = deque()
         while entries and entries[0] <= now_ms - WINDOW_MS:
             entries.popleft()
         decision = decide_window(entries, now_ms, limit)
