@@ -52,8 +52,11 @@ def open_record(scope: Scope, request_id: str = "") -> AccessRecord:
 def access_record(scope: Scope) -> AccessRecord:
     """The request's record; a scope the access-log middleware did not see gets a blank
     one (an app built without it, as some tests do), so callers never check."""
-    record: AccessRecord | None = scope.get("state", {}).get(ACCESS_KEY)
-    return record if record is not None else open_record(scope, "")
+    try:  # free when it does not raise, as on every request the middleware opened
+        record: AccessRecord = scope["state"][ACCESS_KEY]
+    except KeyError:
+        return open_record(scope, "")
+    return record
 
 
 def wants_cache(scope: Scope) -> bool:
