@@ -52,6 +52,29 @@ async def test_settling_shrinks_the_entry_to_the_tokens_used(
     assert await _held(token_rate_store, 1_000, T + 3) == 120
 
 
+async def test_an_entry_settled_to_nothing_holds_nothing_not_even_the_reset(
+    token_rate_store: TokenRateStore,
+) -> None:
+    """A cache hit's entry, charged nothing, is settled to 0: it no longer holds tokens,
+    and a refusal's reset is the newest entry that still does, wherever the settled one
+    stands (the newest, or between others)."""
+    first = await token_rate_store.reserve("b", 100, 60, T)
+    middle = await token_rate_store.reserve("b", 100, 20, T + 10)
+    newest = await token_rate_store.reserve("b", 100, 10, T + 20)
+    assert first.hold is not None
+    assert middle.hold is not None
+    assert newest.hold is not None
+    await token_rate_store.settle(middle.hold, 0)
+    await token_rate_store.settle(newest.hold, 0)
+
+    refused = await token_rate_store.reserve("b", 100, 50, T + 30)
+
+    # Only the first entry holds anything (60): 50 more fit once it leaves, at T + 60 s,
+    # and that is also when the window is free again.
+    assert refused.decision == RateDecision(False, 100, 40, 59_970, 59_970)
+    assert await _held(token_rate_store, 100, T + 40) == 60
+
+
 async def test_a_released_entry_disappears(token_rate_store: TokenRateStore) -> None:
     taken = await token_rate_store.reserve("b", 1_000, 1_000, T)
     assert taken.hold is not None

@@ -6,7 +6,9 @@ plus its own reservation (prompt + max_tokens) fit the limit; the entry is then 
 at ``t`` with the reserved tokens. Settling shrinks the entry to the tokens the request
 really used (never more than it reserved); releasing removes it. So the entries of any
 60-second window never add up to more than the limit, whether they are still held or
-settled, and a settled window holds exactly the tokens the requests used.
+settled, and a settled window holds exactly the tokens the requests used. An entry settled
+to nothing holds nothing; a store may drop it (a cache hit's, by default charged nothing,
+would otherwise stay its minute).
 
 Entries are attributed to the instant they were admitted: a request that runs past the
 end of its window still counts in the window it was admitted in (the only instant the
@@ -70,10 +72,14 @@ def decide_tokens(
         retry_after_ms = entry[0] + WINDOW_MS - now_ms
         if excess <= 0:
             break
+    # The window is free for a full burst once its newest entry holding tokens has left:
+    # an entry settled to nothing holds none (stores may drop such entries, or keep them).
+    # A refusal means some entry holds tokens, as ``tokens`` alone fits the limit.
+    newest = next(entry[0] for entry in reversed(window) if entry[1] > 0)
     return RateDecision(
         admitted=False,
         limit=limit,
         remaining=max(0, limit - held),
         retry_after_ms=retry_after_ms,
-        reset_after_ms=window[-1][0] + WINDOW_MS - now_ms,
+        reset_after_ms=newest + WINDOW_MS - now_ms,
     )

@@ -4,8 +4,8 @@ Per bucket, a sorted set of entry ids scored by their admission time (ms) and a 
 each entry's tokens, with their sum under the field ``=`` (ids are decimal, so no entry
 is named ``=``). Every change is one Lua script, so replicas never interleave a check
 with another's entry. Reserving first drops the entries that left the window (their
-tokens off the sum); settling shrinks an entry, releasing removes it, and both do nothing
-for an entry that has already left. Both keys expire a window after the last admission,
+tokens off the sum); settling shrinks an entry (to nothing: removes it), releasing removes
+it, and both do nothing for an entry that has already left. Both keys expire a window after the last admission,
 when every entry in them has left it.
 
 A crashed replica's entries keep what they reserved until they leave the window: the
@@ -94,11 +94,12 @@ for i = 1, #KEYS / 2 do
   if held then
     held = tonumber(held)
     local kept = 0
-    if used < 0 then
+    if used > 0 then kept = math.min(held, used) end
+    if kept == 0 then
+      -- Released, or settled to nothing: an entry holding no tokens leaves at once.
       redis.call('HDEL', h, entry)
       redis.call('ZREM', z, entry)
     else
-      kept = math.min(held, used)
       redis.call('HSET', h, entry, int(kept))
     end
     redis.call('HINCRBY', h, '=', int(kept - held))
