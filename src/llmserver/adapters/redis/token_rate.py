@@ -5,8 +5,8 @@ each entry's tokens, with their sum under the field ``=`` (ids are decimal, so n
 is named ``=``). Every change is one Lua script, so replicas never interleave a check
 with another's entry. Reserving first drops the entries that left the window (their
 tokens off the sum); settling shrinks an entry (to nothing: removes it), releasing removes
-it, and both do nothing for an entry that has already left. Both keys expire a window after the last admission,
-when every entry in them has left it.
+it, and both do nothing for an entry that has already left. Both keys expire a window
+after the last admission, when every entry in them has left it.
 
 A crashed replica's entries keep what they reserved until they leave the window: the
 limit errs towards refusing for at most a minute, never towards admitting.
