@@ -92,3 +92,22 @@ async def test_a_header_uvicorn_refuses_is_refused(headers: list[tuple[bytes, by
     with pytest.raises(RuntimeError) as our_error:
         ours._head(200, headers)
     assert str(our_error.value) == str(their_error.value)
+
+
+@pytest.mark.parametrize("byte", range(256))
+async def test_a_byte_is_refused_in_a_name_or_value_exactly_when_uvicorn_refuses_it(
+    byte: int,
+) -> None:
+    for headers in ([(b"x-a" + bytes((byte,)), b"1")], [(b"x-a", b"1" + bytes((byte,)))]):
+        theirs = _cycle(RequestResponseCycle, "POST", True)
+        ours = _cycle(_HeadWithBodyCycle, "POST", True)
+        their_error = our_error = ""
+        try:
+            await theirs.send({"type": "http.response.start", "status": 200, "headers": headers})
+        except RuntimeError as exc:
+            their_error = str(exc)
+        try:
+            ours._head(200, headers)
+        except RuntimeError as exc:
+            our_error = str(exc)
+        assert our_error == their_error
