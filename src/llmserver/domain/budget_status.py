@@ -16,6 +16,7 @@ from llmserver.domain.budget import (
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.keys import ApiKey
 from llmserver.domain.ports import UsageStore
+from llmserver.domain.quota import UsageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +53,19 @@ async def budget_status(
 ) -> BudgetStatus:
     """The current window of the budget counted under ``ledger_id`` (a key's id or a
     team's ledger id)."""
-    period = window_period(window, now)
-    record = await ledger.get(ledger_id, period)
+    return status_of(await ledger.get(ledger_id, window_period(window, now)), budget, window)
+
+
+def status_of(record: UsageRecord, budget: int, window: BudgetWindow) -> BudgetStatus:
+    """Where a budget stands, from its ledger's record of the window it is in."""
     return BudgetStatus(
-        ledger_id,
+        record.key_id,
         window,
-        period,
+        record.period,
         budget,
         record.used_tokens,
         record.reserved_tokens,
-        window_reset_at(period),
+        window_reset_at(record.period),
     )
 
 

@@ -10,11 +10,12 @@ by id or by name.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
-from llmserver.domain.budget import BudgetWindow
-from llmserver.domain.budget_status import BudgetStatus, budget_status
+from llmserver.domain.budget import BudgetWindow, window_period
+from llmserver.domain.budget_status import BudgetStatus, budget_status, status_of
 from llmserver.domain.edits import KEEP, Keep, shared_changes
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_limits import check_limits
@@ -63,6 +64,24 @@ class TeamUsage:
 
     quota: UsageRecord
     budget: BudgetStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One period's records in a ledger, by ledger id: what a team without one counted is
+    nothing yet, as the ledger's ``get`` answers."""
+
+    period: str
+    records: Mapping[str, UsageRecord]
+
+    @classmethod
+    async def of(cls, ledger: UsageStore, period: str, teams: Sequence[Team]) -> _Listed:
+        wanted = {team.ledger_id for team in teams}
+        listed = await ledger.list(period=period)
+        return cls(period, {r.key_id: r for r in listed if r.key_id in wanted})
+
+    def record(self, team: Team) -> UsageRecord:
+        return self.records.get(team.ledger_id) or UsageRecord(team.ledger_id, self.period)
 
 
 class TeamAdmin:
@@ -143,3 +162,31 @@ class TeamAdmin:
             else await budget_status(self._budget, team.ledger_id, budget, team.budget_window, now)
         )
         return team, TeamUsage(quota, status)
+
+    async def usages(self) -> Sequence[tuple[Team, TeamUsage]]:
+        """Every team, by name, with what ``usage`` says of it, read in a bounded number of
+        ledger listings (the quota's month, and each budget window some team uses: at most
+        four), not a read per team."""
+        teams = await self.list()
+        now = self._clock.now()
+        month = await _Listed.of(self._usage, period_of(now), teams)
+        windows = await self._budget_windows(teams, now)
+        usages = []
+        for team in teams:
+            budget = team.budget_nanodollars
+            window = team.budget_window
+            status = (
+                None if budget is None else status_of(windows[window].record(team), budget, window)
+            )
+            usages.append((team, TeamUsage(month.record(team), status)))
+        return usages
+
+    async def _budget_windows(
+        self, teams: Sequence[Team], now: datetime
+    ) -> dict[BudgetWindow, _Listed]:
+        """The current period's spend of each budget window that a budgeted team uses."""
+        budgeted = [team for team in teams if team.budget_nanodollars is not None]
+        return {
+            window: await _Listed.of(self._budget, window_period(window, now), budgeted)
+            for window in {team.budget_window for team in budgeted}
+        }

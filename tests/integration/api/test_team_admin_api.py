@@ -6,7 +6,7 @@ a team's budget and RPM, shared by its keys, are never passed: the refusals name
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from integration.api.priced import INPUT, MODEL, OUTPUT, priced_server
+from integration.reliability.replicakit import unused_redis_db
 from livesupport import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,41 @@ BUDGET = Decimal("0.00005")  # a few requests' worth at max_tokens 12
 def priced(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[LiveServer]:
     with priced_server(tmp_path_factory.mktemp("teams"), demo_model_dir) as server:
         yield server
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "single process on SQLite",
+        pytest.param(
+            "replicas on PostgreSQL and Redis", marks=[pytest.mark.postgres, pytest.mark.redis]
+        ),
+    ],
+)
+def deployment(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_model_dir: Path,
+    make_postgres_database: Callable[[], str],
+) -> Iterator[LiveServer]:
+    """A priced server per way the ledgers are kept: in the process's memory over the
+    database, or in Redis (each lists its counters its own way)."""
+    if request.param == "single process on SQLite":
+        yield request.getfixturevalue("priced")
+        return
+    client, redis_url = unused_redis_db()
+    try:
+        with priced_server(
+            tmp_path_factory.mktemp("replicas"),
+            demo_model_dir,
+            database_url=make_postgres_database(),
+            LLMSERVER_DEPLOYMENT="replicas",
+            LLMSERVER_REDIS_URL=redis_url,
+        ) as server:
+            yield server
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def admin(server: LiveServer) -> httpx.Client:
@@ -180,3 +216,46 @@ def test_usage_and_metrics_report_spend_by_team(priced: LiveServer) -> None:
     exported = httpx.get(priced.base_url + "/metrics", timeout=10).text
     assert 'llmserver_team_prompt_tokens_total{team="usage team"}' in exported
     assert 'llmserver_team_spend_microdollars_total{team="usage team"}' in exported
+
+
+def test_the_team_list_with_usage_shows_each_team_as_its_own_route_does(
+    deployment: LiveServer,
+) -> None:
+    teams: dict[str, dict[str, Any]] = {
+        "listed a": {},
+        "listed b": {"budget_usd": "1", "budget_window": "day"},
+        "listed c": {"budget_usd": "2", "budget_window": "week"},
+        "listed d": {"budget_usd": "3"},  # a month's, spent by no request
+        "listed e": {"quota_tokens": 1000},  # no key
+    }
+    with admin(deployment) as http:
+        for name, settings in teams.items():
+            created(http.post("/admin/teams", json={"name": name, **settings}))
+    for team, count in (("listed a", 2), ("listed b", 1), ("listed c", 1), ("listed d", 1)):
+        for turn, client in enumerate(members(deployment, team, count)):
+            if team != "listed d":
+                ask(client, turn)
+    with admin(deployment) as http:
+        answer = http.get("/admin/teams", params={"with_usage": "true"})
+        assert answer.status_code == 200, answer.text
+        listed = answer.json()
+        shown = [http.get(f"/admin/teams/{d['team']['id']}").json() for d in listed["data"]]
+        plain = http.get("/admin/teams").json()
+        bad = http.get("/admin/teams", params={"with_usage": "maybe"})
+    assert listed["object"] == "teams.with_usage"
+    assert listed["data"] == shown
+    assert [d["team"] for d in listed["data"]] == plain["data"]  # every team, by name
+    by_name = {d["team"]["name"]: d for d in listed["data"]}
+    assert set(teams) <= set(by_name)
+    assert [by_name[n]["usage"]["requests"] for n in teams] == [2, 1, 1, 0, 0]
+    budgets = [by_name[n]["budget"] for n in teams]
+    assert [b and (b["window"], Decimal(b["spent_usd"]) > 0) for b in budgets] == [
+        None,
+        ("day", True),
+        ("week", True),
+        ("month", False),
+        None,
+    ]
+    assert plain["object"] == "list"
+    assert bad.status_code == 400
+    assert "with_usage" in bad.text

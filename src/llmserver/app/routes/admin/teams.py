@@ -6,10 +6,11 @@ audit entry (``team.create``, ``team.update``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, get, patch, post
+from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 from msgspec import UNSET, UnsetType
 
@@ -28,7 +29,7 @@ from llmserver.domain.budget import BudgetWindow, usd
 from llmserver.domain.budget_status import parse_budget_usd
 from llmserver.domain.edits import KEEP
 from llmserver.domain.key_limits import MAX_PARALLEL, MAX_QUOTA_TOKENS, MAX_RPM, MAX_TPM
-from llmserver.domain.team_admin import TeamEdit
+from llmserver.domain.team_admin import TeamEdit, TeamUsage
 from llmserver.domain.teams import TEAM_NAME_MAX_CHARS, Team
 
 TeamName = Annotated[str, msgspec.Meta(min_length=1, max_length=TEAM_NAME_MAX_CHARS)]
@@ -62,7 +63,9 @@ def team_view(team: Team) -> TeamView:
 
 class TeamList(msgspec.Struct, frozen=True):
     data: list[TeamView]
-    object: str = "list"
+    object: Literal["list"] = "list"
+    """A literal, so the OpenAPI document tells it from a ``TeamUsageList`` (``GET /teams``
+    answers either)."""
 
 
 class TeamDetail(msgspec.Struct, frozen=True):
@@ -72,6 +75,19 @@ class TeamDetail(msgspec.Struct, frozen=True):
     id, ``team:<id>``)."""
     budget: BudgetView | None
     """The budget's current window, for a team with a budget."""
+
+
+def team_detail(team: Team, usage: TeamUsage) -> TeamDetail:
+    budget = None if usage.budget is None else BudgetView.of(usage.budget)
+    return TeamDetail(team_view(team), UsageView.of(usage.quota), budget)
+
+
+class TeamUsageList(msgspec.Struct, frozen=True):
+    """Every team as ``GET /teams/{team}`` shows it."""
+
+    data: list[TeamDetail]
+    object: Literal["teams.with_usage"] = "teams.with_usage"
+    """Not ``list``: the OpenAPI document tells it from a ``TeamList`` by it."""
 
 
 class CreateTeam(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,10 +144,27 @@ async def create_team(request: Request[Any, Any, Any]) -> TeamView:
     return team_view(team)
 
 
-@get("/teams", summary="List teams, by name", responses=ADMIN_ERRORS)
-async def list_teams(request: Request[Any, Any, Any]) -> TeamList:
+@get(
+    "/teams",
+    summary="List teams, by name; with_usage=true: each with this month's usage and its "
+    "budget's window",
+    description="With `with_usage=true` every team comes as `GET /admin/teams/{team}` shows it "
+    "(a `TeamUsageList`, `object` `teams.with_usage`), read in one call whatever the number of "
+    "teams; without it, the teams alone (a `TeamList`).",
+    responses=ADMIN_ERRORS,
+)
+async def list_teams(
+    request: Request[Any, Any, Any],
+    with_usage: Annotated[
+        bool,
+        Parameter(description="Add each team's usage this month and its budget's current window."),
+    ] = False,
+) -> TeamList | TeamUsageList:
     call = await AdminCall.of(request)
-    return TeamList([team_view(t) for t in await call.services.team_admin.list()])
+    admin = call.services.team_admin
+    if with_usage:
+        return TeamUsageList([team_detail(t, usage) for t, usage in await admin.usages()])
+    return TeamList([team_view(t) for t in await admin.list()])
 
 
 @get(
@@ -141,9 +174,7 @@ async def list_teams(request: Request[Any, Any, Any]) -> TeamList:
 )
 async def show_team(request: Request[Any, Any, Any], team: str) -> TeamDetail:
     call = await AdminCall.of(request)
-    found, usage = await call.services.team_admin.usage(team)
-    budget = None if usage.budget is None else BudgetView.of(usage.budget)
-    return TeamDetail(team_view(found), UsageView.of(usage.quota), budget)
+    return team_detail(*await call.services.team_admin.usage(team))
 
 
 @patch(
