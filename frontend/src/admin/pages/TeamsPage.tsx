@@ -20,10 +20,9 @@ export function TeamsPage({ api }: { api: AdminApi }) {
   const [editing, setEditing] = useState<TeamView | null>(null);
   const [listing, reload] = useLoad<Listing>(
     async (signal) => {
-      const [teams, keys] = await Promise.all([api.get<{ data: TeamView[] }>("/teams", signal), api.get<{ data: KeyView[] }>("/keys", signal)]);
-      // A team's counts (this month's tokens, its budget's window) come with the team alone.
-      const details = await Promise.all(teams.data.map((t) => api.get<TeamDetail>(`/teams/${encodeURIComponent(t.id)}`, signal)));
-      return { teams: details, members: membersByTeam(keys.data) };
+      // Every team's counts (this month's tokens, its budget's window) in one call, however many teams.
+      const [teams, keys] = await Promise.all([api.get<{ data: TeamDetail[] }>("/teams?with_usage=true", signal), api.get<{ data: KeyView[] }>("/keys", signal)]);
+      return { teams: teams.data, members: membersByTeam(keys.data) };
     },
     [api],
   );
