@@ -68,8 +68,9 @@ class TeamUsage:
 
 @dataclass(frozen=True, slots=True)
 class _Listed:
-    """One period's records in a ledger, by ledger id: what a team without one counted is
-    nothing yet, as the ledger's ``get`` answers."""
+    """One period's records in a ledger, by ledger id. The listing holds every key's
+    records too (the port lists by period, not by kind); only the teams' are kept. A team
+    with no record has counted nothing yet, as the ledger's ``get`` would answer."""
 
     period: str
     records: Mapping[str, UsageRecord]
