@@ -15,7 +15,7 @@ const opts = driverOptions(true);
 const TIMEOUT = 120_000;
 const TEAM = "e2e team";
 const OTHER = "other team";
-const result = { console: [], axe: {}, errors: {} };
+const result = { console: [], axe: {}, errors: {}, teamReads: { list: 0, listWithUsage: 0, one: 0 } };
 const browser = await launchChromium(opts.chromium, TIMEOUT);
 
 /** One chat request with the key (the playground is not under test). */
@@ -24,6 +24,16 @@ const chat = (secret) => chatAs(opts.url, secret, opts.model, "team limits");
 try {
   const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
   page.on("pageerror", (error) => result.console.push(`pageerror: ${error.message}`));
+  // How the page reads the teams: one listing with every team's usage, never a read per team.
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (request.method() !== "GET" || !url.pathname.startsWith("/admin/teams")) return;
+    if (url.pathname === "/admin/teams") {
+      result.teamReads[url.searchParams.get("with_usage") === "true" ? "listWithUsage" : "list"] += 1;
+    } else {
+      result.teamReads.one += 1;
+    }
+  });
   await signIn(page, opts.url, opts.key, TIMEOUT);
 
   const nav = (name) => navTo(page, name, TIMEOUT);

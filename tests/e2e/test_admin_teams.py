@@ -42,6 +42,14 @@ def test_a_team_is_created_with_every_limit(report: dict[str, Any]) -> None:
     assert report["formCleared"]
 
 
+def test_the_page_reads_every_team_in_one_listing(report: dict[str, Any]) -> None:
+    reads = report["teamReads"]
+    # Loaded empty, after each change and in the dark scheme: one listing each time, with
+    # every team's usage, and no read per team however many there are.
+    assert reads["listWithUsage"] >= 3
+    assert reads["one"] == 0
+
+
 def test_refusals_are_shown_in_words(report: dict[str, Any]) -> None:
     errors = report["errors"]
     # The API's 400s, with what it said.
