@@ -106,6 +106,24 @@ async def test_three_replicas_share_one_token_window(redis_pipe: RedisPipe, pref
     assert sum(t.hold is not None for t in taken) == 1_000 // 30
 
 
+async def test_entries_settled_to_nothing_leave_the_redis_window(
+    client: aioredis.Redis, redis_pipe: RedisPipe, prefix: str
+) -> None:
+    """Cache hits, charged nothing, leave nothing behind in Redis: a hot key's window
+    would otherwise keep a minute of them (a member and a field each)."""
+    store = RedisTokenRateStore(redis_pipe, prefix=prefix)
+    for n in range(200):
+        taken = await store.reserve("k", 10**9, 26, T + n)
+        assert taken.hold is not None
+        await store.settle(taken.hold, 0)
+    kept = await store.reserve("k", 10**9, 26, T + 200)
+    assert kept.hold is not None
+    await store.settle(kept.hold, 5)
+
+    assert await client.zcard(f"{prefix}k:z") == 1
+    assert await client.hgetall(f"{prefix}k:h") == {kept.hold.entry.encode(): b"5", b"=": b"5"}
+
+
 # --- Redis down -------------------------------------------------------------------------
 
 
