@@ -273,14 +273,7 @@ async def test_client_disconnect_stops_a_non_streaming_upstream_call(
 async def test_client_disconnect_stops_local_generation(live_server: LiveServer) -> None:
     """The same on the torch demo model: the row leaves the batch, the queue empties."""
     url, admin = live_server.base_url, live_server.admin_key
-    key, key_id = await _fresh_key(url, admin)
     max_tokens = 480
-    request_id = await _read_some_then_disconnect(
-        url,
-        key,
-        chat_body("Tell a long story.", max_tokens=max_tokens, stream=True, cache=False),
-        1,
-    )
 
     async def queue_empty() -> bool:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -294,10 +287,24 @@ async def test_client_disconnect_stops_local_generation(live_server: LiveServer)
             == 0
         )
 
-    assert await wait_until(queue_empty, 20)
-    row = await _log_row(url, admin, key_id, request_id)
+    # The random-weight demo model samples, and may end on its own (an end token) before
+    # the server notices, on a loaded machine, that the client left: that answer is a 200
+    # (one CI run: 22 of 480 tokens) and tests nothing. Such a try is made again; a
+    # disconnect never logged as one fails every try.
+    for _ in range(3):
+        key, key_id = await _fresh_key(url, admin)
+        request_id = await _read_some_then_disconnect(
+            url,
+            key,
+            chat_body("Tell a long story.", max_tokens=max_tokens, stream=True, cache=False),
+            1,
+        )
+        assert await wait_until(queue_empty, 20)
+        row = await _log_row(url, admin, key_id, request_id)
+        print(f"\ntorch disconnect: {row['completion_tokens']} of {max_tokens} tokens produced")
+        if row["status"] != 200:
+            break
     usage = await usage_of(url, admin, key_id)
-    print(f"\ntorch disconnect: {row['completion_tokens']} of {max_tokens} tokens produced")
     assert row["status"] == 499
     assert row["completion_tokens"] < max_tokens
     assert usage["reserved_tokens"] == 0
