@@ -18,6 +18,7 @@ import pytest
 from integration.api.priced import INPUT, MODEL, OUTPUT, priced_server
 from integration.reliability.replicakit import unused_redis_db
 from livesupport import LiveServer
+from llmserver.domain.teams import TEAM_NAME_MAX_CHARS
 
 pytestmark = pytest.mark.slow
 
@@ -226,7 +227,8 @@ def test_the_team_list_with_usage_shows_each_team_as_its_own_route_does(
         "listed b": {"budget_usd": "1", "budget_window": "day"},
         "listed c": {"budget_usd": "2", "budget_window": "week"},
         "listed d": {"budget_usd": "3"},  # a month's, spent by no request
-        "listed e": {"quota_tokens": 1000},  # no key
+        # No key; the longest name a team may have, listed as stored (PostgreSQL too).
+        "listed e" + "x" * (TEAM_NAME_MAX_CHARS - len("listed e")): {"quota_tokens": 1000},
     }
     with admin(deployment) as http:
         for name, settings in teams.items():
