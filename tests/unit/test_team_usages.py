@@ -5,35 +5,15 @@ load)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from datetime import timedelta
 
 from llmserver.adapters.memory.teams import MemoryTeamStore
-from llmserver.adapters.memory.usage import MemoryUsageStore
 from llmserver.domain.budget import BudgetWindow, window_period
-from llmserver.domain.quota import UsageRecord, period_of
+from llmserver.domain.quota import period_of
 from llmserver.domain.team_admin import TeamAdmin
-from unit.key_admin_support import FakeClock
+from unit.key_admin_support import CountedLedger, FakeClock
 
 WINDOWS = [None, BudgetWindow.DAY, BudgetWindow.WEEK, BudgetWindow.MONTH]
-
-
-class CountedLedger(MemoryUsageStore):
-    """Counts the reads ``usages`` makes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: Counter[str] = Counter()
-
-    async def get(self, key_id: str, period: str) -> UsageRecord:
-        self.reads["get"] += 1
-        return await super().get(key_id, period)
-
-    async def list(
-        self, *, key_id: str | None = None, period: str | None = None
-    ) -> Sequence[UsageRecord]:
-        self.reads["list"] += 1
-        return await super().list(key_id=key_id, period=period)
 
 
 async def test_every_team_is_read_as_usage_reads_it_in_a_few_listings() -> None:

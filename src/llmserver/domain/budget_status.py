@@ -15,6 +15,7 @@ from llmserver.domain.budget import (
 )
 from llmserver.domain.errors import InvalidRequest
 from llmserver.domain.keys import ApiKey
+from llmserver.domain.period_records import PeriodRecords
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import UsageRecord
 
@@ -40,11 +41,26 @@ class BudgetStatus:
 async def budget_statuses(
     ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
 ) -> list[BudgetStatus]:
-    """The current window of every key in ``keys`` that has a budget."""
+    """The current window of every key in ``keys`` that has a budget: one key's read with
+    a ``get``, more in one listing per window in use (at most three reads, however many
+    keys), not a read per key."""
+    budgets = [(key, key.budget_nanodollars) for key in keys if key.budget_nanodollars is not None]
+    if len(budgets) <= 1:
+        return [
+            await budget_status(ledger, key.id, budget, key.budget_window, now)
+            for key, budget in budgets
+        ]
+    windows = {
+        window: await PeriodRecords.of(
+            ledger,
+            window_period(window, now),
+            {key.id for key, _ in budgets if key.budget_window is window},
+        )
+        for window in {key.budget_window for key, _ in budgets}
+    }
     return [
-        await budget_status(ledger, key.id, key.budget_nanodollars, key.budget_window, now)
-        for key in keys
-        if key.budget_nanodollars is not None
+        status_of(windows[key.budget_window].record(key.id), budget, key.budget_window)
+        for key, budget in budgets
     ]
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from llmserver.domain.budget import window_reset_at
 from llmserver.domain.keys import ApiKey
+from llmserver.domain.period_records import PeriodRecords
 from llmserver.domain.ports import UsageStore
 from llmserver.domain.quota import model_ledger_id, period_of
 
@@ -31,24 +32,31 @@ class ModelQuotaStatus:
 async def model_quota_statuses(
     ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
 ) -> list[ModelQuotaStatus]:
-    """This month's count of every quota on a model that a key in ``keys`` has."""
+    """This month's count of every quota on a model that a key in ``keys`` has: one such
+    quota's read with a ``get``, more in one listing of the month, not a read each."""
     period = period_of(now)
-    statuses = []
-    for key in keys:
-        for limit in key.model_limits:
-            if limit.quota_tokens is None:
-                continue
-            record = await ledger.get(model_ledger_id(key.id, limit.model_id), period)
-            statuses.append(
-                ModelQuotaStatus(
-                    key.id,
-                    limit.model_id,
-                    period,
-                    limit.quota_tokens,
-                    record.used_tokens,
-                    record.reserved_tokens,
-                    record.remaining(limit.quota_tokens),
-                    window_reset_at(period),
-                )
-            )
-    return statuses
+    quotas = [
+        (key, limit.model_id, limit.quota_tokens)
+        for key in keys
+        for limit in key.model_limits
+        if limit.quota_tokens is not None
+    ]
+    ids = [model_ledger_id(key.id, model_id) for key, model_id, _ in quotas]
+    if len(ids) <= 1:
+        records = [await ledger.get(ledger_id, period) for ledger_id in ids]
+    else:
+        month = await PeriodRecords.of(ledger, period, set(ids))
+        records = [month.record(ledger_id) for ledger_id in ids]
+    return [
+        ModelQuotaStatus(
+            key.id,
+            model_id,
+            period,
+            quota,
+            record.used_tokens,
+            record.reserved_tokens,
+            record.remaining(quota),
+            window_reset_at(period),
+        )
+        for (key, model_id, quota), record in zip(quotas, records, strict=True)
+    ]

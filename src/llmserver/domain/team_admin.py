@@ -10,7 +10,7 @@ by id or by name.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -19,6 +19,7 @@ from llmserver.domain.budget_status import BudgetStatus, budget_status, status_o
 from llmserver.domain.edits import KEEP, Keep, shared_changes
 from llmserver.domain.errors import InvalidRequest, NotFound
 from llmserver.domain.key_limits import check_limits
+from llmserver.domain.period_records import PeriodRecords
 from llmserver.domain.ports import Clock, TeamStore, UsageStore
 from llmserver.domain.quota import UsageRecord, period_of
 from llmserver.domain.teams import TEAM_NAME_MAX_CHARS, Team
@@ -64,25 +65,6 @@ class TeamUsage:
 
     quota: UsageRecord
     budget: BudgetStatus | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Listed:
-    """One period's records in a ledger, by ledger id. The listing holds every key's
-    records too (the port lists by period, not by kind); only the teams' are kept. A team
-    with no record has counted nothing yet, as the ledger's ``get`` would answer."""
-
-    period: str
-    records: Mapping[str, UsageRecord]
-
-    @classmethod
-    async def of(cls, ledger: UsageStore, period: str, teams: Sequence[Team]) -> _Listed:
-        wanted = {team.ledger_id for team in teams}
-        listed = await ledger.list(period=period)
-        return cls(period, {r.key_id: r for r in listed if r.key_id in wanted})
-
-    def record(self, team: Team) -> UsageRecord:
-        return self.records.get(team.ledger_id) or UsageRecord(team.ledger_id, self.period)
 
 
 class TeamAdmin:
@@ -170,24 +152,32 @@ class TeamAdmin:
         four), not a read per team."""
         teams = await self.list()
         now = self._clock.now()
-        month = await _Listed.of(self._usage, period_of(now), teams)
+        month = await PeriodRecords.of(self._usage, period_of(now), _ledger_ids(teams))
         windows = await self._budget_windows(teams, now)
         usages = []
         for team in teams:
             budget = team.budget_nanodollars
             window = team.budget_window
             status = (
-                None if budget is None else status_of(windows[window].record(team), budget, window)
+                None
+                if budget is None
+                else status_of(windows[window].record(team.ledger_id), budget, window)
             )
-            usages.append((team, TeamUsage(month.record(team), status)))
+            usages.append((team, TeamUsage(month.record(team.ledger_id), status)))
         return usages
 
     async def _budget_windows(
         self, teams: Sequence[Team], now: datetime
-    ) -> dict[BudgetWindow, _Listed]:
+    ) -> dict[BudgetWindow, PeriodRecords]:
         """The current period's spend of each budget window that a budgeted team uses."""
         budgeted = [team for team in teams if team.budget_nanodollars is not None]
         return {
-            window: await _Listed.of(self._budget, window_period(window, now), budgeted)
+            window: await PeriodRecords.of(
+                self._budget, window_period(window, now), _ledger_ids(budgeted)
+            )
             for window in {team.budget_window for team in budgeted}
         }
+
+
+def _ledger_ids(teams: Sequence[Team]) -> set[str]:
+    return {team.ledger_id for team in teams}

@@ -1,7 +1,9 @@
 """Teams on a live single-process server with a priced model: the admin API creates,
 shows and changes them (audited, each 4xx in the admin error shape), keys join them, and
 a team's budget and RPM, shared by its keys, are never passed: the refusals name the team
-(the openai SDK raises RateLimitError with the message)."""
+(the openai SDK raises RateLimitError with the message). The listings of every team's, and
+every key's, budget and quotas answer as the one-at-a-time routes do, in memory over SQLite
+and in Redis over PostgreSQL."""
 
 from __future__ import annotations
 
@@ -261,3 +263,39 @@ def test_the_team_list_with_usage_shows_each_team_as_its_own_route_does(
     assert plain["object"] == "list"
     assert bad.status_code == 400
     assert "with_usage" in bad.text
+
+
+def test_the_key_listings_show_each_key_as_its_own_query_does(deployment: LiveServer) -> None:
+    """``GET /admin/budgets`` and ``GET /admin/model-quotas`` over every key (read in a
+    listing per window) answer for each key what the same route asked for that key alone
+    (one read) does."""
+    settings: list[dict[str, Any]] = [
+        {"budget_usd": "1", "budget_window": "day"},
+        {"budget_usd": "2", "budget_window": "week"},
+        {"budget_usd": "3", "model_limits": {MODEL: {"quota_tokens": 5000}}},
+        {"model_limits": {MODEL: {"quota_tokens": 6000}}},  # never used
+    ]
+    with admin(deployment) as http:
+        made = [
+            created(http.post("/admin/keys", json={"name": f"listed key {n}", **extra}))
+            for n, extra in enumerate(settings)
+        ]
+    for turn, key in enumerate(made[:3]):
+        client = openai.OpenAI(base_url=deployment.base_url + "/v1", api_key=key["key"])
+        ask(client, turn)
+    ids = [key["details"]["id"] for key in made]
+    with admin(deployment) as http:
+        budgets = http.get("/admin/budgets").json()["data"]
+        quotas = http.get("/admin/model-quotas").json()["data"]
+        each_budget = [http.get("/admin/budgets", params={"key_id": i}).json() for i in ids]
+        each_quota = [http.get("/admin/model-quotas", params={"key_id": i}).json() for i in ids]
+    mine = [b for b in budgets if b["key_id"] in ids]
+    assert mine == [b for shown in each_budget for b in shown["data"]]
+    assert [(b["window"], Decimal(b["spent_usd"]) > 0) for b in mine] == [
+        ("day", True),
+        ("week", True),
+        ("month", True),
+    ]
+    mine = [q for q in quotas if q["key_id"] in ids]
+    assert mine == [q for shown in each_quota for q in shown["data"]]
+    assert [q["used_tokens"] > 0 for q in mine] == [True, False]
