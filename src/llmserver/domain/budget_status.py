@@ -41,15 +41,9 @@ class BudgetStatus:
 async def budget_statuses(
     ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
 ) -> list[BudgetStatus]:
-    """The current window of every key in ``keys`` that has a budget: one key's read with
-    a ``get``, more in one listing per window in use (at most three reads, however many
-    keys), not a read per key."""
+    """The current window of every key in ``keys`` that has a budget, read per window in
+    use (``PeriodRecords``: at most three reads, however many keys), not a read per key."""
     budgets = [(key, key.budget_nanodollars) for key in keys if key.budget_nanodollars is not None]
-    if len(budgets) <= 1:
-        return [
-            await budget_status(ledger, key.id, budget, key.budget_window, now)
-            for key, budget in budgets
-        ]
     windows = {
         window: await PeriodRecords.of(
             ledger,

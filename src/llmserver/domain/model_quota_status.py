@@ -32,8 +32,8 @@ class ModelQuotaStatus:
 async def model_quota_statuses(
     ledger: UsageStore, keys: Sequence[ApiKey], now: datetime
 ) -> list[ModelQuotaStatus]:
-    """This month's count of every quota on a model that a key in ``keys`` has: one such
-    quota's read with a ``get``, more in one listing of the month, not a read each."""
+    """This month's count of every quota on a model that a key in ``keys`` has, read
+    together (``PeriodRecords``), not a read each."""
     period = period_of(now)
     quotas = [
         (key, limit.model_id, limit.quota_tokens)
@@ -42,11 +42,8 @@ async def model_quota_statuses(
         if limit.quota_tokens is not None
     ]
     ids = [model_ledger_id(key.id, model_id) for key, model_id, _ in quotas]
-    if len(ids) <= 1:
-        records = [await ledger.get(ledger_id, period) for ledger_id in ids]
-    else:
-        month = await PeriodRecords.of(ledger, period, set(ids))
-        records = [month.record(ledger_id) for ledger_id in ids]
+    month = await PeriodRecords.of(ledger, period, set(ids))
+    records = [month.record(ledger_id) for ledger_id in ids]
     return [
         ModelQuotaStatus(
             key.id,
