@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from integration.api.priced import INPUT, MODEL, OUTPUT, priced_server
-from livesupport import REPO, LiveServer
+from livesupport import REPO, LiveServer, closed_after_test
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,9 @@ def test_a_budget_is_never_passed_and_refuses_in_every_api_shape(priced: LiveSer
         "0.00005",
         "month",
     )
-    client = openai.OpenAI(base_url=priced.base_url + "/v1", api_key=key, max_retries=0)
+    client = closed_after_test(
+        openai.OpenAI(base_url=priced.base_url + "/v1", api_key=key, max_retries=0)
+    )
     spent = Decimal(0)
     for turn in range(20):
         try:
@@ -96,7 +98,9 @@ def test_a_budget_is_never_passed_and_refuses_in_every_api_shape(priced: LiveSer
     # The other surfaces refuse in their own shapes.
     with pytest.raises(openai.RateLimitError, match="Budget exceeded"):
         client.responses.create(model=MODEL, input="hello", max_output_tokens=12)
-    claude = anthropic.Anthropic(base_url=priced.base_url, api_key=key, max_retries=0)
+    claude = closed_after_test(
+        anthropic.Anthropic(base_url=priced.base_url, api_key=key, max_retries=0)
+    )
     with pytest.raises(anthropic.RateLimitError, match="Budget exceeded") as refused_messages:
         claude.messages.create(
             model=MODEL, max_tokens=12, messages=[{"role": "user", "content": "hello"}]
@@ -125,7 +129,9 @@ def test_a_budget_is_never_passed_and_refuses_in_every_api_shape(priced: LiveSer
 def test_the_usage_report_sums_exactly_as_json_csv_and_on_the_command_line(
     priced: LiveServer,
 ) -> None:
-    client = openai.OpenAI(base_url=priced.base_url + "/v1", api_key=priced.user_key)
+    client = closed_after_test(
+        openai.OpenAI(base_url=priced.base_url + "/v1", api_key=priced.user_key)
+    )
     for content in ("one", "two", "one"):
         client.chat.completions.create(
             model=MODEL,

@@ -19,7 +19,7 @@ import pytest
 
 from integration.api.priced import INPUT, MODEL, OUTPUT, priced_server
 from integration.reliability.replicakit import unused_redis_db
-from livesupport import LiveServer
+from livesupport import LiveServer, openai_client
 from llmserver.domain.teams import TEAM_NAME_MAX_CHARS
 
 pytestmark = pytest.mark.slow
@@ -86,9 +86,7 @@ def members(server: LiveServer, team: str, count: int) -> list[openai.OpenAI]:
         for n in range(count):
             key = created(http.post("/admin/keys", json={"name": f"{team}-{n}", "team": team}))
             assert key["details"]["team_id"] is not None
-            clients.append(
-                openai.OpenAI(base_url=server.base_url + "/v1", api_key=key["key"], max_retries=0)
-            )
+            clients.append(openai_client(server, key["key"]))
     return clients
 
 
@@ -281,10 +279,7 @@ def test_the_key_listings_show_each_key_as_its_own_query_does(deployment: LiveSe
             for n, extra in enumerate(settings)
         ]
     for turn, key in enumerate(made[:3]):
-        # Closed here, not left to the collector: a client collected in a cycle can have
-        # its socket finalized first, a ResourceWarning in whichever test runs then.
-        with openai.OpenAI(base_url=deployment.base_url + "/v1", api_key=key["key"]) as client:
-            ask(client, turn)
+        ask(openai_client(deployment, key["key"]), turn)
     ids = [key["details"]["id"] for key in made]
     with admin(deployment) as http:
         budgets = http.get("/admin/budgets").json()["data"]
